@@ -1,0 +1,20 @@
+"""Where each tenant and conference runs, and which placement generation decided it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, g, jsonify
+
+from controller import provisioning
+from controller.api.auth import database, requires_token
+
+blueprint = Blueprint("placement", __name__, url_prefix="/api/v1")
+
+
+@blueprint.get("/placement")
+@requires_token
+def placement() -> Any:
+    # A tenant admin sees where its own tenant and rooms run, nothing of the others.
+    scope = None if g.token.scope == "farm-admin" else g.token.tenant_id
+    return jsonify(provisioning.placement_overview(database(), tenant_id=scope))

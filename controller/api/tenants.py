@@ -1,0 +1,107 @@
+"""Tenants and everything inside them: users, conferences, IVRs, gateways and numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, g, jsonify, request
+
+from controller import provisioning
+from controller.api.auth import body, database, farm_admin, requires_token, visible_tenant
+from controller.errors import Forbidden
+from controller.stores import tenants
+
+blueprint = Blueprint("tenants", __name__, url_prefix="/api/v1")
+
+# What a tenant admin may change on its own tenant; the rest is the farm's business.
+TENANT_ADMIN_FIELDS = {"name"}
+
+
+def _only_farm_may_pin(data: Any) -> None:
+    if g.token.scope != "farm-admin" and isinstance(data, dict) and "pinned_node" in data:
+        raise Forbidden("only a farm admin may pin to a node", ["pinned_node"])
+
+
+@blueprint.get("/tenants")
+@requires_token
+def list_tenants() -> Any:
+    with database().transaction() as conn:
+        found = tenants.list_all(conn)
+    if g.token.scope != "farm-admin":
+        found = [t for t in found if t.id == g.token.tenant_id]
+    return jsonify([t.public() for t in found])
+
+
+@blueprint.post("/tenants")
+@farm_admin
+def add_tenant() -> Any:
+    return jsonify(provisioning.add_tenant(database(), body()).public()), 201
+
+
+@blueprint.get("/tenants/<ref>")
+@requires_token
+def get_tenant(ref: str) -> Any:
+    visible_tenant(ref)
+    with database().transaction() as conn:
+        return jsonify(provisioning.get_tenant(conn, ref).public())
+
+
+@blueprint.patch("/tenants/<ref>")
+@requires_token
+def update_tenant(ref: str) -> Any:
+    visible_tenant(ref)
+    data = body()
+    if g.token.scope != "farm-admin" and isinstance(data, dict) and set(data) - TENANT_ADMIN_FIELDS:
+        raise Forbidden("only a farm admin may change these fields", sorted(set(data) - TENANT_ADMIN_FIELDS))
+    return jsonify(provisioning.update_tenant(database(), ref, data).public())
+
+
+@blueprint.delete("/tenants/<ref>")
+@farm_admin
+def remove_tenant(ref: str) -> Any:
+    force = request.args.get("force", "").lower() in ("1", "true", "yes")
+    return jsonify(provisioning.remove_tenant(database(), ref, force=force).public())
+
+
+@blueprint.get("/tenants/<ref>/<kind>")
+@requires_token
+def list_children(ref: str, kind: str) -> Any:
+    provisioning.kind(kind)
+    visible_tenant(ref)
+    return jsonify([c.public() for c in provisioning.list_children(database(), kind, ref)])
+
+
+@blueprint.post("/tenants/<ref>/<kind>")
+@requires_token
+def add_child(ref: str, kind: str) -> Any:
+    provisioning.kind(kind)
+    visible_tenant(ref)
+    data = body()
+    _only_farm_may_pin(data)
+    return jsonify(provisioning.add_child(database(), kind, ref, data).public()), 201
+
+
+@blueprint.get("/tenants/<ref>/<kind>/<child>")
+@requires_token
+def get_child(ref: str, kind: str, child: str) -> Any:
+    provisioning.kind(kind)
+    visible_tenant(ref)
+    return jsonify(provisioning.get_child(database(), kind, ref, child).public())
+
+
+@blueprint.patch("/tenants/<ref>/<kind>/<child>")
+@requires_token
+def update_child(ref: str, kind: str, child: str) -> Any:
+    provisioning.kind(kind)
+    visible_tenant(ref)
+    data = body()
+    _only_farm_may_pin(data)
+    return jsonify(provisioning.update_child(database(), kind, ref, child, data).public())
+
+
+@blueprint.delete("/tenants/<ref>/<kind>/<child>")
+@requires_token
+def remove_child(ref: str, kind: str, child: str) -> Any:
+    provisioning.kind(kind)
+    visible_tenant(ref)
+    return jsonify(provisioning.remove_child(database(), kind, ref, child).public())

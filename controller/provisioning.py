@@ -1,0 +1,536 @@
+"""What an admin can do to the farm, shared by the REST API and the CLI.
+
+Each function runs in one transaction: it either does everything it says or nothing. Writes
+that can change where tenants or rooms run end by recomputing placement in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from controller import validation as v
+from controller.assignment import reassign
+from controller.database import Database
+from controller.domain import (
+    NUMBER_TARGETS,
+    TOKEN_SCOPES,
+    TOLL_CLASSES,
+    ApiToken,
+    Conference,
+    Gateway,
+    Ivr,
+    Mixer,
+    Node,
+    Number,
+    PlacementGeneration,
+    Tenant,
+    User,
+    a1_hash,
+)
+from controller.errors import Conflict, Invalid, NotFound, Unauthorized
+from controller.stores import (
+    conferences,
+    gateways,
+    ivrs,
+    mixers,
+    nodes,
+    numbers,
+    placements,
+    tenants,
+    tokens,
+    users,
+)
+from controller.stores.children import TenantChildStore
+
+Conn = psycopg.Connection[Any]
+
+# ---------------------------------------------------------------- nodes
+
+NODE_FIELDS = {
+    "name": v.Field(v.slug, required=True),
+    "switchname": v.Field(v.text),
+    "sip_address": v.Field(v.host_port(5060), required=True),
+    "esl_address": v.Field(v.host_port(8021), required=True),
+    "esl_password": v.Field(v.secret, required=True),
+    "rtp_port_min": v.Field(v.integer(1024, 65534)),
+    "rtp_port_max": v.Field(v.integer(1025, 65535)),
+    "capacity": v.Field(v.integer(1, 100_000)),
+    "spare": v.Field(v.boolean),
+    "admin_state": v.Field(v.one_of("active", "draining", "disabled")),
+}
+
+
+def _check_rtp(values: dict[str, Any]) -> None:
+    if values["rtp_port_min"] >= values["rtp_port_max"]:
+        raise Invalid("rtp_port_min must be below rtp_port_max",
+                      {"rtp_port_min": values["rtp_port_min"], "rtp_port_max": values["rtp_port_max"]})
+
+
+def add_node(db: Database, data: Any) -> Node:
+    """Register a FreeSWITCH node; spares take no tenants until a failover."""
+    values = v.parse(NODE_FIELDS, data)
+    values.setdefault("switchname", values["name"])
+    values.setdefault("rtp_port_min", 16384)
+    values.setdefault("rtp_port_max", 32768)
+    values.setdefault("capacity", 1000)
+    _check_rtp(values)
+    with db.transaction() as conn:
+        node = nodes.insert(conn, Node(id=uuid.uuid4(), **values))
+        reassign(conn, f"node {node.name} added")
+    return node
+
+
+def get_node(conn: Conn, ref: str) -> Node:
+    node = nodes.get(conn, ref)
+    if node is None:
+        raise NotFound(f"no node {ref!r}")
+    return node
+
+
+def update_node(db: Database, ref: str, data: Any) -> Node:
+    changes = v.parse(NODE_FIELDS, data, partial=True)
+    with db.transaction() as conn:
+        node = get_node(conn, ref)
+        merged = {"rtp_port_min": node.rtp_port_min, "rtp_port_max": node.rtp_port_max, **changes}
+        _check_rtp(merged)
+        updated = nodes.update(conn, node.id, changes)
+        assert updated is not None
+        reassign(conn, f"node {node.name} changed ({', '.join(sorted(changes))})")
+    return updated
+
+
+def drain_node(db: Database, ref: str) -> Node:
+    """Stop placing tenants on a node; its tenants move to the others now."""
+    return update_node(db, ref, {"admin_state": "draining"})
+
+
+def remove_node(db: Database, ref: str, force: bool = False) -> Node:
+    """Delete a node; refused while it hosts tenants unless forced (they move elsewhere)."""
+    with db.transaction() as conn:
+        node = get_node(conn, ref)
+        hosted = placements.tenants_on_node(conn, node.id)
+        if hosted and not force:
+            raise Conflict(
+                f"node {node.name} still hosts {len(hosted)} tenant(s): drain it first or force",
+                {"tenants": len(hosted)},
+            )
+        nodes.delete(conn, node.id)
+        reassign(conn, f"node {node.name} removed")
+    return node
+
+
+# ---------------------------------------------------------------- mixers
+
+MIXER_FIELDS = {
+    "name": v.Field(v.slug, required=True),
+    "sip_address": v.Field(v.host_port(5090), required=True),
+    "control_url": v.Field(v.text, required=True),
+    "capacity": v.Field(v.integer(1, 100_000)),
+}
+
+
+def add_mixer(db: Database, data: Any) -> Mixer:
+    values = v.parse(MIXER_FIELDS, data)
+    if not values["control_url"].startswith(("http://", "https://")):
+        raise Invalid("control_url: must be an http(s) URL", {"field": "control_url"})
+    with db.transaction() as conn:
+        mixer = mixers.insert(conn, Mixer(id=uuid.uuid4(), **values))
+        reassign(conn, f"mixer {mixer.name} added")
+    return mixer
+
+
+def remove_mixer(db: Database, ref: str) -> Mixer:
+    with db.transaction() as conn:
+        mixer = mixers.get(conn, ref)
+        if mixer is None:
+            raise NotFound(f"no mixer {ref!r}")
+        mixers.delete(conn, mixer.id)
+        reassign(conn, f"mixer {mixer.name} removed")
+    return mixer
+
+
+# ---------------------------------------------------------------- tenants
+
+TENANT_FIELDS = {
+    "domain": v.Field(v.sip_domain, required=True),
+    "name": v.Field(v.text),
+    "pinned_node": v.Field(v.reference),
+    "enabled": v.Field(v.boolean),
+}
+
+
+def _pin(conn: Conn, values: dict[str, Any]) -> None:
+    if "pinned_node" in values:
+        ref = values.pop("pinned_node")
+        values["pinned_node_id"] = get_node(conn, ref).id if ref else None
+
+
+def add_tenant(db: Database, data: Any) -> Tenant:
+    """Create a tenant (SIP domain) and place it on a node."""
+    values = v.parse(TENANT_FIELDS, data)
+    values.setdefault("name", values["domain"])
+    with db.transaction() as conn:
+        _pin(conn, values)
+        tenant = tenants.insert(conn, Tenant(id=uuid.uuid4(), **values))
+        reassign(conn, f"tenant {tenant.domain} added")
+    return tenant
+
+
+def get_tenant(conn: Conn, ref: str | UUID) -> Tenant:
+    tenant = tenants.get(conn, ref)
+    if tenant is None:
+        raise NotFound(f"no tenant {str(ref)!r}")
+    return tenant
+
+
+def update_tenant(db: Database, ref: str, data: Any) -> Tenant:
+    changes = v.parse(TENANT_FIELDS, data, partial=True)
+    if "domain" in changes:
+        # The domain is inside every user's a1-hash: renaming would lock every phone out.
+        raise Invalid("domain cannot change: create a new tenant instead", {"field": "domain"})
+    with db.transaction() as conn:
+        tenant = get_tenant(conn, ref)
+        _pin(conn, changes)
+        updated = tenants.update(conn, tenant.id, changes)
+        assert updated is not None
+        reassign(conn, f"tenant {tenant.domain} changed ({', '.join(sorted(changes))})")
+    return updated
+
+
+def remove_tenant(db: Database, ref: str, force: bool = False) -> Tenant:
+    """Delete a tenant and everything in it; refused while it has users or numbers unless forced."""
+    with db.transaction() as conn:
+        tenant = get_tenant(conn, ref)
+        held = {
+            "users": len(users.store.list(conn, tenant.id)),
+            "numbers": len(numbers.store.list(conn, tenant.id)),
+        }
+        if any(held.values()) and not force:
+            raise Conflict(f"tenant {tenant.domain} still has {held['users']} user(s) and "
+                           f"{held['numbers']} number(s): pass force to delete them too", held)
+        tenants.delete(conn, tenant.id)
+        reassign(conn, f"tenant {tenant.domain} removed")
+    return tenant
+
+
+# ---------------------------------------------------------------- objects inside a tenant
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of tenant-owned object: its store, its input fields and how input becomes a row."""
+
+    name: str
+    store: TenantChildStore[Any]
+    fields: dict[str, v.Field]
+    build: Callable[[Conn, Tenant, dict[str, Any], Any], dict[str, Any]]
+    immutable: tuple[str, ...] = ()
+    places: bool = False  # writes change placement (rooms)
+    referenced_as: str | None = None  # numbers.target_type that may point at it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _number_free(conn: Conn, tenant: Tenant, number: str, current: Any) -> None:
+    used_by = tenants.extension_in_use(conn, tenant.id, number)
+    mine = current is not None and number in (getattr(current, "extension", None), getattr(current, "number", None))
+    if used_by and not mine:
+        raise Conflict(f"{number} already reaches a {used_by} in {tenant.domain}", {"used_by": used_by})
+
+
+def _build_user(conn: Conn, tenant: Tenant, values: dict[str, Any], current: Any) -> dict[str, Any]:
+    ext = values.get("extension") or current.extension
+    if current is None:
+        _number_free(conn, tenant, ext, None)
+        if "password" not in values:
+            raise Invalid("missing field(s): password", {"missing": ["password"]})
+    if "password" in values:
+        password = values.pop("password")
+        if password == ext:
+            raise Invalid("password: must not equal the extension", {"field": "password"})
+        values["a1_hash"] = a1_hash(ext, tenant.domain, password)
+    if "vm_pin" in values:
+        values["vm_a1_hash"] = a1_hash(ext, tenant.domain, values.pop("vm_pin"))
+    return values
+
+
+def _build_conference(conn: Conn, tenant: Tenant, values: dict[str, Any], current: Any) -> dict[str, Any]:
+    if "number" in values:
+        _number_free(conn, tenant, values["number"], current)
+    if current is None:
+        values.setdefault("name", values["number"])
+    _pin(conn, values)
+    return values
+
+
+def _build_ivr(conn: Conn, tenant: Tenant, values: dict[str, Any], current: Any) -> dict[str, Any]:
+    if values.get("extension"):
+        _number_free(conn, tenant, values["extension"], current)
+    return values
+
+
+def _build_gateway(conn: Conn, tenant: Tenant, values: dict[str, Any], current: Any) -> dict[str, Any]:
+    return values
+
+
+def _build_number(conn: Conn, tenant: Tenant, values: dict[str, Any], current: Any) -> dict[str, Any]:
+    target_type = values.get("target_type", getattr(current, "target_type", None))
+    target = values.get("target", getattr(current, "target", None))
+    if target_type and target:
+        found = {
+            "user": lambda: users.store.get(conn, tenant.id, target),
+            "voicemail": lambda: users.store.get(conn, tenant.id, target),
+            "conference": lambda: conferences.store.get(conn, tenant.id, target),
+            "ivr": lambda: ivrs.store.get(conn, tenant.id, target),
+        }[target_type]()
+        if found is None:
+            raise Invalid(f"target: no {target_type} {target!r} in {tenant.domain}", {"field": "target"})
+    return values
+
+
+KINDS: dict[str, Kind] = {
+    "users": Kind(
+        "user", users.store,
+        {
+            "extension": v.Field(v.extension, required=True),
+            "password": v.Field(v.sip_password),
+            "display_name": v.Field(v.text),
+            "caller_id_name": v.Field(v.text),
+            "caller_id_number": v.Field(v.caller_number),
+            "toll_allow": v.Field(v.list_of(*TOLL_CLASSES)),
+            "accountcode": v.Field(v.text),
+            "ring_timeout": v.Field(v.integer(5, 300)),
+            "voicemail": v.Field(v.boolean),
+            "vm_pin": v.Field(v.pin),
+            "vm_email": v.Field(v.email),
+            "enabled": v.Field(v.boolean),
+        },
+        _build_user, immutable=("extension",), referenced_as="user",
+    ),
+    "conferences": Kind(
+        "conference", conferences.store,
+        {
+            "number": v.Field(v.extension, required=True),
+            "name": v.Field(v.text),
+            "profile": v.Field(v.one_of("narrowband", "wideband", "hd")),
+            "pin": v.Field(v.pin),
+            "max_members": v.Field(v.integer(2, 10_000)),
+            "record": v.Field(v.boolean),
+            "pinned_node": v.Field(v.reference),
+        },
+        _build_conference, places=True, referenced_as="conference",
+    ),
+    "ivrs": Kind(
+        "IVR", ivrs.store,
+        {
+            "name": v.Field(v.slug, required=True),
+            "extension": v.Field(v.extension),
+            "description": v.Field(v.text),
+            "options": v.Field(v.json_object),
+        },
+        _build_ivr, immutable=("name",), referenced_as="ivr",
+    ),
+    "gateways": Kind(
+        "gateway", gateways.store,
+        {
+            "name": v.Field(v.slug, required=True),
+            "proxy": v.Field(v.host_port(5060), required=True),
+            "username": v.Field(v.text),
+            "password": v.Field(v.text),
+            "register": v.Field(v.boolean),
+            "caller_id_number": v.Field(v.caller_number),
+            "caller_id_name": v.Field(v.text),
+            "dial_pattern": v.Field(v.regex),
+            "strip_plus": v.Field(v.boolean),
+        },
+        _build_gateway,
+    ),
+    "numbers": Kind(
+        "number", numbers.store,
+        {
+            "number": v.Field(v.did, required=True),
+            "target_type": v.Field(v.one_of(*NUMBER_TARGETS), required=True),
+            "target": v.Field(v.text, required=True),
+            "description": v.Field(v.text),
+        },
+        _build_number, immutable=("number",),
+    ),
+}
+
+_RECORD_TYPES = {"users": User, "conferences": Conference, "ivrs": Ivr, "gateways": Gateway, "numbers": Number}
+
+
+def kind(name: str) -> Kind:
+    if name not in KINDS:
+        raise NotFound(f"no such collection {name!r}")
+    return KINDS[name]
+
+
+def list_children(db: Database, kind_name: str, tenant_ref: str) -> list[Any]:
+    k = kind(kind_name)
+    with db.transaction() as conn:
+        tenant = get_tenant(conn, tenant_ref)
+        return k.store.list(conn, tenant.id)
+
+
+def _get_child(conn: Conn, k: Kind, tenant: Tenant, ref: str) -> Any:
+    found = k.store.get(conn, tenant.id, ref)
+    if found is None:
+        raise NotFound(f"no {k.name} {ref!r} in {tenant.domain}")
+    return found
+
+
+def get_child(db: Database, kind_name: str, tenant_ref: str, ref: str) -> Any:
+    k = kind(kind_name)
+    with db.transaction() as conn:
+        return _get_child(conn, k, get_tenant(conn, tenant_ref), ref)
+
+
+def add_child(db: Database, kind_name: str, tenant_ref: str, data: Any) -> Any:
+    """Create a user, conference, IVR, gateway or number inside a tenant."""
+    k = kind(kind_name)
+    values = v.parse(k.fields, data)
+    with db.transaction() as conn:
+        tenant = get_tenant(conn, tenant_ref)
+        values = k.build(conn, tenant, values, None)
+        record = _RECORD_TYPES[kind_name](id=uuid.uuid4(), tenant_id=tenant.id, **values)
+        stored = k.store.insert(conn, record)
+        if k.places:
+            reassign(conn, f"{k.name} {_label(stored)} added to {tenant.domain}")
+    return stored
+
+
+def update_child(db: Database, kind_name: str, tenant_ref: str, ref: str, data: Any) -> Any:
+    k = kind(kind_name)
+    changes = v.parse(k.fields, data, partial=True)
+    for name in k.immutable:
+        if name in changes:
+            raise Invalid(f"{name} cannot change: delete and re-create the {k.name}", {"field": name})
+    with db.transaction() as conn:
+        tenant = get_tenant(conn, tenant_ref)
+        current = _get_child(conn, k, tenant, ref)
+        changes = k.build(conn, tenant, changes, current)
+        updated = k.store.update(conn, current.id, changes) if changes else current
+        if k.places:
+            reassign(conn, f"{k.name} {_label(updated)} changed in {tenant.domain}")
+    return updated
+
+
+def remove_child(db: Database, kind_name: str, tenant_ref: str, ref: str) -> Any:
+    """Delete an object; refused while a phone number still routes to it."""
+    k = kind(kind_name)
+    with db.transaction() as conn:
+        tenant = get_tenant(conn, tenant_ref)
+        current = _get_child(conn, k, tenant, ref)
+        key = _label(current)
+        if k.referenced_as:
+            pointing = [
+                n.number for n in numbers.store.list(conn, tenant.id)
+                if n.target == key and (n.target_type == k.referenced_as
+                                        or (k.referenced_as == "user" and n.target_type == "voicemail"))
+            ]
+            if pointing:
+                raise Conflict(f"number(s) {', '.join(pointing)} still route to this {k.name}: "
+                               "repoint or delete them first", {"numbers": pointing})
+        k.store.delete(conn, current.id)
+        if k.places:
+            reassign(conn, f"{k.name} {key} removed from {tenant.domain}")
+    return current
+
+
+def _label(record: Any) -> str:
+    for name in ("extension", "number", "name"):
+        value = getattr(record, name, None)
+        if value:
+            return str(value)
+    return str(record.id)
+
+
+# ---------------------------------------------------------------- placement view
+
+
+def placement_overview(db: Database, tenant_id: UUID | None = None) -> dict[str, Any]:
+    """Where every tenant and room runs now, with the generation that decided it."""
+    with db.transaction() as conn:
+        latest: PlacementGeneration | None = placements.latest(conn)
+        node_names = {n.id: n.name for n in nodes.list_all(conn)}
+        mixer_names = {m.id: m.name for m in mixers.list_all(conn)}
+        tenant_rows = {t.id: t for t in tenants.list_all(conn)}
+        tenant_nodes = {p.tenant_id: p for p in placements.tenant_placements(conn)}
+        room_places = {p.conference_id: p for p in placements.conference_placements(conn)}
+        rooms = conferences.list_all(conn)
+    out_tenants = []
+    for tid, tenant in tenant_rows.items():
+        if tenant_id and tid != tenant_id:
+            continue
+        p = tenant_nodes.get(tid)
+        out_tenants.append({
+            "tenant": tenant.domain,
+            "node": node_names.get(p.node_id) if p and p.node_id else None,
+            "generation": p.generation if p else None,
+            "pinned": tenant.pinned_node_id is not None,
+        })
+    out_rooms = []
+    for room in rooms:
+        if tenant_id and room.tenant_id != tenant_id:
+            continue
+        p = room_places.get(room.id)
+        out_rooms.append({
+            "tenant": tenant_rows[room.tenant_id].domain,
+            "conference": room.number,
+            "profile": room.profile,
+            "node": node_names.get(p.node_id) if p and p.node_id else None,
+            "mixer": mixer_names.get(p.mixer_id) if p and p.mixer_id else None,
+        })
+    return {
+        "generation": latest.generation if latest else 0,
+        "reason": latest.reason if latest else None,
+        "decided_at": latest.created_at.isoformat() if latest and latest.created_at else None,
+        "tenants": sorted(out_tenants, key=lambda r: r["tenant"]),
+        "conferences": sorted(out_rooms, key=lambda r: (r["tenant"], r["conference"])),
+    }
+
+
+# ---------------------------------------------------------------- tokens
+
+TOKEN_PREFIX = "fsf_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(db: Database, scope: str, tenant_ref: str | None = None, label: str = "") -> tuple[str, ApiToken]:
+    """Issue a bearer token; the token itself is returned once and only its hash is stored."""
+    if scope not in TOKEN_SCOPES:
+        raise Invalid(f"scope: must be one of {', '.join(TOKEN_SCOPES)}", {"field": "scope"})
+    if (scope == "tenant-admin") != bool(tenant_ref):
+        raise Invalid("a tenant-admin token needs a tenant, and only it does", {"field": "tenant"})
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with db.transaction() as conn:
+        tenant_id = get_tenant(conn, tenant_ref).id if tenant_ref else None
+        stored = tokens.insert(conn, ApiToken(id=uuid.uuid4(), token_hash=hash_token(token), scope=scope,
+                                              tenant_id=tenant_id, label=v.text("label", label)))
+    return token, stored
+
+
+def authenticate(db: Database, token: str) -> ApiToken:
+    """The stored token for a presented bearer token, or Unauthorized."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        raise Unauthorized("invalid token")
+    with db.transaction() as conn:
+        found = tokens.by_hash(conn, hash_token(token))
+        if found is None or found.revoked:
+            raise Unauthorized("invalid token")
+        if found.expires_at and found.expires_at < datetime.now(UTC):
+            raise Unauthorized("token expired")
+        tokens.touch(conn, found.id)
+    return found

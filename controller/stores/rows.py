@@ -1,0 +1,117 @@
+"""Mapping between frozen dataclasses and table rows: explicit column lists, nothing implicit.
+
+Every column of a table is a field of its dataclass with the same name, so INSERT and UPDATE
+are written once here; the aggregate stores keep their own queries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from controller.errors import Conflict, Invalid
+
+T = TypeVar("T")
+
+# Unique constraints named by PostgreSQL's defaults -> the sentence a user reads.
+_UNIQUE_MESSAGES = {
+    "tenants_domain_key": "a tenant with this domain already exists",
+    "users_tenant_id_extension_key": "this extension already exists in the tenant",
+    "conferences_tenant_id_number_key": "a conference with this number already exists in the tenant",
+    "ivrs_tenant_id_name_key": "an IVR with this name already exists in the tenant",
+    "gateways_tenant_id_name_key": "a gateway with this name already exists in the tenant",
+    "numbers_number_key": "this number is already assigned",
+    "nodes_name_key": "a node with this name already exists",
+    "nodes_switchname_key": "a node with this switchname already exists",
+    "mixers_name_key": "a mixer with this name already exists",
+}
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def from_row(cls: type[T], row: dict[str, Any]) -> T:
+    """Build ``cls`` from a dict row; SQL arrays become tuples so the record stays hashable."""
+    values = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        value = row[f.name]
+        if isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)
+
+
+def _adapt(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Jsonb(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _translate(exc: psycopg.Error) -> Exception:
+    diag = exc.diag
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        name = diag.constraint_name or ""
+        return Conflict(_UNIQUE_MESSAGES.get(name, "this value is already taken"), {"constraint": name})
+    if isinstance(exc, psycopg.errors.ForeignKeyViolation):
+        return Invalid("a referenced object does not exist", {"constraint": diag.constraint_name})
+    if isinstance(exc, psycopg.errors.CheckViolation):
+        return Invalid("a value is out of range", {"constraint": diag.constraint_name})
+    return exc
+
+
+def insert(conn: psycopg.Connection[Any], table: str, record: T) -> T:
+    """INSERT every field of ``record`` (timestamps from the server) and return the stored row."""
+    names = [n for n in field_names(type(record)) if n not in ("created_at", "updated_at")]
+    query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING *").format(
+        sql.Identifier(table),
+        sql.SQL(", ").join(map(sql.Identifier, names)),
+        sql.SQL(", ").join(sql.Placeholder() * len(names)),
+    )
+    try:
+        with conn.transaction():  # a savepoint, so a conflict leaves the caller's transaction usable
+            row = conn.execute(query, [_adapt(getattr(record, n)) for n in names]).fetchone()
+    except psycopg.Error as exc:
+        raise _translate(exc) from exc
+    assert row is not None
+    return from_row(type(record), row)
+
+
+def update(conn: psycopg.Connection[Any], table: str, cls: type[T], id: UUID, changes: dict[str, Any]) -> T | None:
+    """UPDATE the given columns and bump ``updated_at`` (last writer wins across sites)."""
+    allowed = set(field_names(cls)) - {"id", "created_at", "updated_at"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise Invalid("unknown fields", sorted(unknown))
+    assignments = [sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder()) for k in changes]
+    assignments.append(sql.SQL("updated_at = clock_timestamp()"))
+    query = sql.SQL("UPDATE {} SET {} WHERE id = %s RETURNING *").format(
+        sql.Identifier(table), sql.SQL(", ").join(assignments)
+    )
+    try:
+        with conn.transaction():
+            row = conn.execute(query, [*(_adapt(v) for v in changes.values()), id]).fetchone()
+    except psycopg.Error as exc:
+        raise _translate(exc) from exc
+    return from_row(cls, row) if row else None
+
+
+def get(conn: psycopg.Connection[Any], table: str, cls: type[T], id: UUID) -> T | None:
+    row = conn.execute(sql.SQL("SELECT * FROM {} WHERE id = %s").format(sql.Identifier(table)), [id]).fetchone()
+    return from_row(cls, row) if row else None
+
+
+def select(conn: psycopg.Connection[Any], cls: type[T], query: str, params: Any = ()) -> list[T]:
+    return [from_row(cls, row) for row in conn.execute(query, params).fetchall()]  # type: ignore[arg-type]
+
+
+def delete(conn: psycopg.Connection[Any], table: str, id: UUID) -> bool:
+    cur = conn.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(sql.Identifier(table)), [id])
+    return cur.rowcount > 0

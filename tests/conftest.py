@@ -1,0 +1,101 @@
+"""Shared fixtures: one real PostgreSQL for the whole test session, a fresh database per test.
+
+The server is the embedded one fsfarm itself starts (Debian's binaries or pgserver's), on a
+free loopback port in a temporary directory, stopped when the session ends.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from controller.database import Database
+from controller.database.embedded import EmbeddedPostgres
+from sql.migrate import migrate
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    tmp = Path(tempfile.mkdtemp(prefix="fsfarm-test-pg-"))
+    server = EmbeddedPostgres(tmp / "data", port=free_port(), dbname="postgres")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dsn(pg_server: EmbeddedPostgres) -> Iterator[str]:
+    """A new, migrated database for one test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    conninfo = pg_server.conninfo.replace("dbname=postgres", f"dbname={name}")
+    migrate(conninfo)
+    yield conninfo
+    with psycopg.connect(pg_server.conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db(dsn: str) -> Iterator[Database]:
+    database = Database(dsn, max_size=4)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def app(db: Database):  # type: ignore[no-untyped-def]
+    from controller.api import create_app
+    from controller.config import Settings
+
+    settings = Settings(database_url=None, state_dir=Path(tempfile.mkdtemp()), embedded_pg_port=0,
+                        xmlcurl_user="freeswitch", xmlcurl_password="s3cret", controller_address="127.0.0.1")
+    return create_app(db, settings)
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture
+def farm_token(db: Database) -> str:
+    from controller import provisioning
+
+    token, _ = provisioning.create_token(db, "farm-admin", label="tests")
+    return token
+
+
+@pytest.fixture
+def admin(client, farm_token):  # type: ignore[no-untyped-def]
+    """A test client that sends the farm admin's token."""
+    return AuthedClient(client, farm_token)
+
+
+class AuthedClient:
+    """Flask test client that adds a bearer token to every request."""
+
+    def __init__(self, client, token: str) -> None:  # type: ignore[no-untyped-def]
+        self.client = client
+        self.token = token
+
+    def __getattr__(self, method: str):  # type: ignore[no-untyped-def]
+        call = getattr(self.client, method)
+
+        def send(path: str, **kwargs):  # type: ignore[no-untyped-def]
+            headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+            return call(path, headers=headers, **kwargs)
+
+        return send
