@@ -14,7 +14,7 @@ import psycopg
 
 from controller import placement
 from controller.domain import PlacementGeneration
-from controller.stores import conferences, mixers, nodes, placements, tenants
+from controller.stores import changes, conferences, mixers, nodes, placements, tenants
 
 
 def reassign(conn: psycopg.Connection[Any], reason: str) -> PlacementGeneration | None:
@@ -58,6 +58,7 @@ def reassign(conn: psycopg.Connection[Any], reason: str) -> PlacementGeneration 
     if not tenant_changes and not room_changes:
         return None
     moved = placement.moved(previous_tenants, tenant_map)
+    changes.announce(conn, "placement")
     return placements.record(conn, reason, tenant_changes, room_changes, moved)
 
 

@@ -38,6 +38,7 @@ from controller.domain import (
 )
 from controller.errors import Conflict, Invalid, NotFound, Unauthorized
 from controller.stores import (
+    changes,
     conferences,
     gateways,
     ivrs,
@@ -85,6 +86,7 @@ def add_node(db: Database, data: Any) -> Node:
     _check_rtp(values)
     with db.transaction() as conn:
         node = nodes.insert(conn, Node(id=uuid.uuid4(), **values))
+        changes.announce(conn, "node")
         reassign(conn, f"node {node.name} added")
     return node
 
@@ -97,14 +99,15 @@ def get_node(conn: Conn, ref: str) -> Node:
 
 
 def update_node(db: Database, ref: str, data: Any) -> Node:
-    changes = v.parse(NODE_FIELDS, data, partial=True)
+    updates = v.parse(NODE_FIELDS, data, partial=True)
     with db.transaction() as conn:
         node = get_node(conn, ref)
-        merged = {"rtp_port_min": node.rtp_port_min, "rtp_port_max": node.rtp_port_max, **changes}
+        merged = {"rtp_port_min": node.rtp_port_min, "rtp_port_max": node.rtp_port_max, **updates}
         _check_rtp(merged)
-        updated = nodes.update(conn, node.id, changes)
+        updated = nodes.update(conn, node.id, updates)
         assert updated is not None
-        reassign(conn, f"node {node.name} changed ({', '.join(sorted(changes))})")
+        changes.announce(conn, "node")
+        reassign(conn, f"node {node.name} changed ({', '.join(sorted(updates))})")
     return updated
 
 
@@ -124,6 +127,7 @@ def remove_node(db: Database, ref: str, force: bool = False) -> Node:
                 {"tenants": len(hosted)},
             )
         nodes.delete(conn, node.id)
+        changes.announce(conn, "node")
         reassign(conn, f"node {node.name} removed")
     return node
 
@@ -181,6 +185,7 @@ def add_tenant(db: Database, data: Any) -> Tenant:
     with db.transaction() as conn:
         _pin(conn, values)
         tenant = tenants.insert(conn, Tenant(id=uuid.uuid4(), **values))
+        changes.announce(conn, "tenant", tenant.id)
         reassign(conn, f"tenant {tenant.domain} added")
     return tenant
 
@@ -193,16 +198,17 @@ def get_tenant(conn: Conn, ref: str | UUID) -> Tenant:
 
 
 def update_tenant(db: Database, ref: str, data: Any) -> Tenant:
-    changes = v.parse(TENANT_FIELDS, data, partial=True)
-    if "domain" in changes:
+    updates = v.parse(TENANT_FIELDS, data, partial=True)
+    if "domain" in updates:
         # The domain is inside every user's a1-hash: renaming would lock every phone out.
         raise Invalid("domain cannot change: create a new tenant instead", {"field": "domain"})
     with db.transaction() as conn:
         tenant = get_tenant(conn, ref)
-        _pin(conn, changes)
-        updated = tenants.update(conn, tenant.id, changes)
+        _pin(conn, updates)
+        updated = tenants.update(conn, tenant.id, updates)
         assert updated is not None
-        reassign(conn, f"tenant {tenant.domain} changed ({', '.join(sorted(changes))})")
+        changes.announce(conn, "tenant", tenant.id)
+        reassign(conn, f"tenant {tenant.domain} changed ({', '.join(sorted(updates))})")
     return updated
 
 
@@ -218,6 +224,7 @@ def remove_tenant(db: Database, ref: str, force: bool = False) -> Tenant:
             raise Conflict(f"tenant {tenant.domain} still has {held['users']} user(s) and "
                            f"{held['numbers']} number(s): pass force to delete them too", held)
         tenants.delete(conn, tenant.id)
+        changes.announce(conn, "tenant", tenant.id)
         reassign(conn, f"tenant {tenant.domain} removed")
     return tenant
 
@@ -403,6 +410,7 @@ def add_child(db: Database, kind_name: str, tenant_ref: str, data: Any) -> Any:
         values = k.build(conn, tenant, values, None)
         record = _RECORD_TYPES[kind_name](id=uuid.uuid4(), tenant_id=tenant.id, **values)
         stored = k.store.insert(conn, record)
+        changes.announce(conn, k.name, tenant.id)
         if k.places:
             reassign(conn, f"{k.name} {_label(stored)} added to {tenant.domain}")
     return stored
@@ -410,15 +418,16 @@ def add_child(db: Database, kind_name: str, tenant_ref: str, data: Any) -> Any:
 
 def update_child(db: Database, kind_name: str, tenant_ref: str, ref: str, data: Any) -> Any:
     k = kind(kind_name)
-    changes = v.parse(k.fields, data, partial=True)
+    updates = v.parse(k.fields, data, partial=True)
     for name in k.immutable:
-        if name in changes:
+        if name in updates:
             raise Invalid(f"{name} cannot change: delete and re-create the {k.name}", {"field": name})
     with db.transaction() as conn:
         tenant = get_tenant(conn, tenant_ref)
         current = _get_child(conn, k, tenant, ref)
-        changes = k.build(conn, tenant, changes, current)
-        updated = k.store.update(conn, current.id, changes) if changes else current
+        updates = k.build(conn, tenant, updates, current)
+        updated = k.store.update(conn, current.id, updates) if updates else current
+        changes.announce(conn, k.name, tenant.id)
         if k.places:
             reassign(conn, f"{k.name} {_label(updated)} changed in {tenant.domain}")
     return updated
@@ -441,6 +450,7 @@ def remove_child(db: Database, kind_name: str, tenant_ref: str, ref: str) -> Any
                 raise Conflict(f"number(s) {', '.join(pointing)} still route to this {k.name}: "
                                "repoint or delete them first", {"numbers": pointing})
         k.store.delete(conn, current.id)
+        changes.announce(conn, k.name, tenant.id)
         if k.places:
             reassign(conn, f"{k.name} {key} removed from {tenant.domain}")
     return current
