@@ -1,0 +1,312 @@
+"""Admin commands: the database, nodes, tenants and what lives in them, placement, tokens, ``up``.
+
+They work on the database directly through ``controller.provisioning``, the same code the REST
+API runs, so a rule checked by one is checked by the other.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from controller import provisioning, runtime
+from controller.cli.output import emit
+from controller.config import Settings
+from controller.database import Database
+from controller.errors import Invalid
+from controller.stores import nodes as node_store
+from controller.stores import tenants as tenant_store
+from sql.migrate import migrate
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def with_db(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Open the farm database (starting the embedded one if needed) for the command."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        db = runtime.open_database(Settings.from_env())
+        try:
+            return fn(db, *args, **kwargs)
+        finally:
+            db.close()
+
+    return wrapper
+
+
+def _pairs(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise Invalid(f"--set expects field=value, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+# ---------------------------------------------------------------- up and db
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the controller listens on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="HTTP port (API and xml_curl).")
+def up(host: str, port: int) -> None:
+    """Start the controller: database (embedded unless FSFARM_DATABASE_URL), API, xml_curl, workers."""
+    from controller.serve import serve  # gevent patching happens there, only for `up`
+
+    serve(host, port)
+
+
+@click.group()
+def db() -> None:
+    """The farm database."""
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Apply missing schema migrations (safe to run again)."""
+    applied = migrate(runtime.conninfo(Settings.from_env()))
+    click.echo(f"applied {', '.join(applied)}" if applied else "schema is up to date")
+
+
+# ---------------------------------------------------------------- nodes
+
+NODE_COLUMNS = ("name", "switchname", "sip_address", "esl_address", "spare", "admin_state", "health", "tenants")
+
+
+@click.group()
+def node() -> None:
+    """FreeSWITCH nodes of the farm."""
+
+
+@node.command("add")
+@click.argument("name")
+@click.option("--sip", "sip_address", required=True, help="host[:port] the SIP proxy sends to (port 5060).")
+@click.option("--esl", "esl_address", required=True, help="host[:port] of mod_event_socket (port 8021).")
+@click.option("--esl-password", required=True, help="mod_event_socket password.")
+@click.option("--switchname", help="FreeSWITCH-Switchname the node reports (default: NAME).")
+@click.option("--rtp-min", "rtp_port_min", type=int, help="First RTP port (16384).")
+@click.option("--rtp-max", "rtp_port_max", type=int, help="Last RTP port (32768).")
+@click.option("--capacity", type=int, help="Relative placement weight, e.g. max calls (1000).")
+@click.option("--spare", is_flag=True, help="Hold it back for failover.")
+@json_option
+@with_db
+def node_add(database: Database, name: str, as_json: bool, **options: Any) -> None:
+    """Register a node."""
+    data = {k: v for k, v in options.items() if v not in (None, False)}
+    created = provisioning.add_node(database, {"name": name, **data})
+    emit(created.public(), ("name", "switchname", "sip_address", "esl_address", "spare"), as_json)
+
+
+@node.command("list")
+@json_option
+@with_db
+def node_list(database: Database, as_json: bool) -> None:
+    """Nodes with their state and how many tenants each hosts."""
+    overview = provisioning.placement_overview(database)
+    counts: dict[str, int] = {}
+    for row in overview["tenants"]:
+        if row["node"]:
+            counts[row["node"]] = counts.get(row["node"], 0) + 1
+    with database.transaction() as conn:
+        rows = [{**n.public(), "tenants": counts.get(n.name, 0)} for n in node_store.list_all(conn)]
+    emit(rows, NODE_COLUMNS, as_json)
+
+
+@node.command("drain")
+@click.argument("name")
+@with_db
+def node_drain(database: Database, name: str) -> None:
+    """Place nothing more on a node; its tenants move to the others."""
+    provisioning.drain_node(database, name)
+    click.echo(f"node {name} is draining; its tenants were moved")
+
+
+@node.command("rm")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Remove even if it hosts tenants (they move).")
+@with_db
+def node_rm(database: Database, name: str, force: bool) -> None:
+    """Remove a node."""
+    provisioning.remove_node(database, name, force=force)
+    click.echo(f"node {name} removed")
+
+
+# ---------------------------------------------------------------- tenants
+
+
+@click.group()
+def tenant() -> None:
+    """Tenants (SIP domains)."""
+
+
+@tenant.command("add")
+@click.argument("domain")
+@click.option("--name", help="Display name (default: the domain).")
+@click.option("--pin-node", "pinned_node", help="Keep this tenant on this node.")
+@json_option
+@with_db
+def tenant_add(database: Database, domain: str, name: str | None, pinned_node: str | None, as_json: bool) -> None:
+    """Create a tenant; it is placed on a node at once."""
+    data = {"domain": domain, "name": name, "pinned_node": pinned_node}
+    created = provisioning.add_tenant(database, {k: v for k, v in data.items() if v})
+    where = next(t["node"] for t in provisioning.placement_overview(database)["tenants"]
+                 if t["tenant"] == created.domain)
+    emit({**created.public(), "node": where}, ("domain", "name", "node"), as_json)
+
+
+@tenant.command("list")
+@json_option
+@with_db
+def tenant_list(database: Database, as_json: bool) -> None:
+    """Tenants and the node each runs on."""
+    where = {t["tenant"]: t["node"] for t in provisioning.placement_overview(database)["tenants"]}
+    with database.transaction() as conn:
+        rows = [{**t.public(), "node": where.get(t.domain)} for t in tenant_store.list_all(conn)]
+    emit(rows, ("domain", "name", "enabled", "node"), as_json)
+
+
+@tenant.command("rm")
+@click.argument("domain")
+@click.option("--force", is_flag=True, help="Also delete its users and numbers.")
+@with_db
+def tenant_rm(database: Database, domain: str, force: bool) -> None:
+    """Delete a tenant."""
+    provisioning.remove_tenant(database, domain, force=force)
+    click.echo(f"tenant {domain} removed")
+
+
+# ---------------------------------------------------------------- objects inside a tenant
+
+# kind -> (command name, positional field, extra options as (flag, field, help), list columns)
+CHILD_COMMANDS: dict[str, tuple[str, str, list[tuple[str, str, str]], tuple[str, ...]]] = {
+    "users": ("user", "extension", [
+        ("--password", "password", "SIP password (stored only as its a1-hash)."),
+        ("--name", "display_name", "Display name."),
+        ("--vm-pin", "vm_pin", "Voicemail PIN (stored hashed)."),
+        ("--caller-id", "caller_id_number", "Outbound caller-id number."),
+    ], ("extension", "display_name", "caller_id_number", "voicemail", "enabled")),
+    "numbers": ("number", "number", [
+        ("--to", "to", "What it reaches: user:EXT, conference:NUM, ivr:NAME or voicemail:EXT."),
+    ], ("number", "target_type", "target", "description")),
+    "conferences": ("conference", "number", [
+        ("--name", "name", "Room name."),
+        ("--profile", "profile", "narrowband (8 kHz), wideband (16 kHz) or hd (48 kHz)."),
+        ("--pin", "pin", "PIN callers must enter."),
+    ], ("number", "name", "profile", "max_members", "pin_set")),
+    "ivrs": ("ivr", "name", [
+        ("--extension", "extension", "Internal number that reaches it."),
+        ("--description", "description", "What it does."),
+    ], ("name", "extension", "description")),
+    "gateways": ("gateway", "name", [
+        ("--proxy", "proxy", "Carrier host[:port]."),
+        ("--username", "username", "Carrier account."),
+        ("--password", "password", "Carrier password."),
+        ("--caller-id", "caller_id_number", "Caller-id number presented outbound."),
+    ], ("name", "proxy", "register", "caller_id_number")),
+}
+
+
+def _child_group(kind: str) -> click.Group:
+    command, key, extras, columns = CHILD_COMMANDS[kind]
+    label = provisioning.KINDS[kind].name
+
+    @click.group(name=command, help=f"{label[0].upper()}{label[1:]}s of a tenant.")
+    def group() -> None:
+        pass
+
+    def add(database: Database, tenant_ref: str, key_value: str, settings: tuple[str, ...],
+            as_json: bool, **options: Any) -> None:
+        data: dict[str, Any] = {key: key_value, **_pairs(settings)}
+        for flag_field, value in options.items():
+            if value is None:
+                continue
+            if flag_field == "to":
+                target_type, sep, target = value.partition(":")
+                if not sep:
+                    raise Invalid("--to expects TYPE:TARGET, e.g. user:1001")
+                data.update(target_type=target_type, target=target)
+            else:
+                data[flag_field] = value
+        created = provisioning.add_child(database, kind, tenant_ref, data)
+        emit(created.public(), columns, as_json)
+
+    add.__doc__ = f"Create a {label} in a tenant; --set field=value for any other field."
+    add_cmd: Callable[..., Any] = with_db(add)
+    for flag, field_name, help_text in reversed(extras):
+        add_cmd = click.option(flag, field_name, help=help_text)(add_cmd)
+    add_cmd = click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE")(add_cmd)
+    add_cmd = json_option(add_cmd)
+    add_cmd = click.argument("key_value", metavar=key.upper())(add_cmd)
+    add_cmd = click.option("--tenant", "-t", "tenant_ref", required=True, help="Tenant domain.")(add_cmd)
+    group.command("add")(add_cmd)
+
+    @group.command("list", help=f"List the {label}s of a tenant.")
+    @click.option("--tenant", "-t", "tenant_ref", required=True, help="Tenant domain.")
+    @json_option
+    @with_db
+    def list_(database: Database, tenant_ref: str, as_json: bool) -> None:
+        emit([c.public() for c in provisioning.list_children(database, kind, tenant_ref)], columns, as_json)
+
+    @group.command("rm", help=f"Delete a {label}.")
+    @click.option("--tenant", "-t", "tenant_ref", required=True, help="Tenant domain.")
+    @click.argument("key_value", metavar=key.upper())
+    @with_db
+    def rm(database: Database, tenant_ref: str, key_value: str) -> None:
+        provisioning.remove_child(database, kind, tenant_ref, key_value)
+        click.echo(f"{label} {key_value} removed from {tenant_ref}")
+
+    return group
+
+
+# ---------------------------------------------------------------- placement and tokens
+
+
+@click.group()
+def placement() -> None:
+    """Where tenants and conferences run."""
+
+
+@placement.command("show")
+@json_option
+@with_db
+def placement_show(database: Database, as_json: bool) -> None:
+    """Each tenant's node and each room's node or mixer, with the generation."""
+    overview = provisioning.placement_overview(database)
+    if as_json:
+        emit(overview, (), True)
+        return
+    click.echo(f"generation {overview['generation']}: {overview['reason'] or 'nothing placed yet'}")
+    emit(overview["tenants"], ("tenant", "node", "generation", "pinned"), False)
+    if overview["conferences"]:
+        click.echo("")
+        emit(overview["conferences"], ("tenant", "conference", "profile", "node", "mixer"), False)
+
+
+@click.group()
+def token() -> None:
+    """API bearer tokens."""
+
+
+@token.command("create")
+@click.option("--scope", type=click.Choice(["farm-admin", "tenant-admin", "node-join"]), default="farm-admin",
+              show_default=True)
+@click.option("--tenant", "tenant_ref", help="The tenant a tenant-admin token is for.")
+@click.option("--label", default="", help="A note saying who holds it.")
+@json_option
+@with_db
+def token_create(database: Database, scope: str, tenant_ref: str | None, label: str, as_json: bool) -> None:
+    """Issue a token; it is shown once and only its hash is stored."""
+    value, stored = provisioning.create_token(database, scope, tenant_ref, label)
+    if as_json:
+        emit({"token": value, **stored.public()}, (), True)
+    else:
+        click.echo(value)
+
+
+commands: list[click.Command] = [up, db, node, tenant, placement, token,
+                                 *(_child_group(kind) for kind in CHILD_COMMANDS)]

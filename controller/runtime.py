@@ -1,0 +1,51 @@
+"""Bringing the controller's database up: the configured DSN, or the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from controller.config import Settings
+from controller.database import Database
+from controller.database.embedded import EmbeddedPostgres
+from sql.migrate import migrate
+
+log = logging.getLogger(__name__)
+
+
+def embedded(settings: Settings) -> EmbeddedPostgres:
+    """The embedded server's handle (whether or not it is running)."""
+    return EmbeddedPostgres(settings.state_dir / "postgres", port=settings.embedded_pg_port)
+
+
+def conninfo(settings: Settings) -> str:
+    """The DSN to use: FSFARM_DATABASE_URL, else the embedded server (started if it is not running)."""
+    if settings.database_url:
+        return settings.database_url
+    server = embedded(settings)
+    if not server.running():
+        log.info("starting the embedded PostgreSQL in %s", server.datadir)
+        server.start()
+    return server.conninfo
+
+
+def open_database(settings: Settings, *, apply_migrations: bool = True) -> Database:
+    """A pool on the farm database, migrated to the current schema."""
+    dsn = conninfo(settings)
+    if apply_migrations:
+        migrate(dsn)
+    return Database(dsn)
+
+
+def xmlcurl_password(settings: Settings) -> str:
+    """The HTTP basic-auth password FreeSWITCH nodes use; made once and kept in the state dir."""
+    if settings.xmlcurl_password:
+        return settings.xmlcurl_password
+    path = Path(settings.state_dir) / "xmlcurl-password"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(18) + "\n")
+        os.chmod(path, 0o600)
+    return path.read_text().strip()

@@ -1,0 +1,87 @@
+"""``fsfarm up``: one process with the API, xml_curl, the ESL workers and the IVR server.
+
+gevent drives the HTTP server and the ESL greenlets; the process is patched here, and only
+here, so the library code stays usable from plain threads and tests.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import dataclasses  # noqa: E402
+import importlib.util  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import click  # noqa: E402
+import gevent  # noqa: E402
+from gevent.pywsgi import WSGIServer  # noqa: E402
+
+from controller import provisioning, runtime  # noqa: E402
+from controller.api import create_app  # noqa: E402
+from controller.config import Settings  # noqa: E402
+from controller.database import Database  # noqa: E402
+from controller.stores import tokens  # noqa: E402
+
+log = logging.getLogger("fsfarm")
+
+
+def ensure_admin_token(db: Database, state_dir: Path) -> Path:
+    """On the first start, issue a farm-admin token and keep it in the state dir (mode 600)."""
+    path = state_dir / "admin-token"
+    with db.transaction() as conn:
+        have_admin = any(t.scope == "farm-admin" and not t.revoked for t in tokens.list_all(conn))
+    if not have_admin or not path.exists():
+        value, _ = provisioning.create_token(db, "farm-admin", label="created by fsfarm up")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value + "\n")
+        os.chmod(path, 0o600)
+    return path
+
+
+def _room_services(db: Database, settings: Settings) -> list[Any]:
+    """Start the ESL workers and the IVR server when that room is installed."""
+    handles: list[Any] = []
+    if importlib.util.find_spec("esl_workers.runtime") is not None:
+        from esl_workers import runtime as esl
+
+        handles.extend(esl.start_in_process(db, settings))
+    return handles
+
+
+def serve(host: str, port: int) -> None:
+    logging.basicConfig(level=os.environ.get("FSFARM_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings = dataclasses.replace(settings, xmlcurl_password=runtime.xmlcurl_password(settings))
+    # The embedded server is ours to stop only if this process started it.
+    owned = None if settings.database_url or runtime.embedded(settings).running() else runtime.embedded(settings)
+    db = runtime.open_database(settings)
+    token_path = ensure_admin_token(db, settings.state_dir)
+    app = create_app(db, settings)
+    services = _room_services(db, settings)
+    server = WSGIServer((host, port), app, log=None, error_log=log)
+    where = "FSFARM_DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.state_dir}"
+    click.echo(f"fsfarm controller on http://{host}:{port} (database: {where})")
+    click.echo(f"farm-admin token: {token_path}   xml_curl basic auth: {settings.xmlcurl_user} / "
+               f"{settings.state_dir / 'xmlcurl-password'}")
+
+    def stop(*_: Any) -> None:
+        server.stop(timeout=5)
+
+    gevent.signal_handler(signal.SIGTERM, stop)
+    gevent.signal_handler(signal.SIGINT, stop)
+    try:
+        server.serve_forever()
+    finally:
+        for handle in services:
+            handle.stop()
+        db.close()
+        if owned is not None:
+            owned.stop()
