@@ -62,7 +62,8 @@ def test_full_crud_cycle_and_placement(admin):
 def test_secrets_are_stored_as_hashes(admin, db):
     admin.post("/api/v1/nodes", json=NODE)
     admin.post("/api/v1/tenants", json={"domain": "acme.example"})
-    admin.post("/api/v1/tenants/acme.example/users", json={"extension": "1001", "password": "pw1001pw", "vm_pin": "9876"})
+    admin.post("/api/v1/tenants/acme.example/users",
+               json={"extension": "1001", "password": "pw1001pw", "vm_pin": "9876"})
     with db.transaction() as conn:
         row = conn.execute("SELECT * FROM users").fetchone()
         node_row = conn.execute("SELECT * FROM nodes").fetchone()
