@@ -45,7 +45,8 @@ def test_schema_follows_multi_master_rules(dsn):
         ).fetchall()
         stamped = conn.execute(
             """SELECT table_name, count(*) FILTER (WHERE column_name IN ('created_at', 'updated_at'))
-               FROM information_schema.columns WHERE table_schema = 'public' AND table_name <> 'schema_migrations'
+               FROM information_schema.columns JOIN information_schema.tables USING (table_schema, table_name)
+               WHERE table_schema = 'public' AND table_name <> 'schema_migrations' AND table_type = 'BASE TABLE'
                GROUP BY table_name"""
         ).fetchall()
     assert sequences == (0,)

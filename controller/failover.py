@@ -1,0 +1,215 @@
+"""The failover loop: notice dead nodes, decide once, move their tenants and rooms to a spare.
+
+Like Patroni's HA loop, one ``run_cycle()`` looks at the farm once, acts at most once per dead
+node, and returns one plain sentence saying what it did and why; the caller logs it.
+
+Death is the ESL watcher's verdict (``health = down``: heartbeats missed and the reconnect
+failed), or ``suspect`` (heartbeats missed) confirmed by Kamailio's failing OPTIONS pings. The
+decision is a row in ``failovers``, unique per (node, incident): several controllers may run
+this loop, one advisory lock lets one of them act, and the unique key catches the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from controller.assignment import reassign
+from controller.database import Database
+from controller.domain import Node
+from controller.errors import FarmError
+from controller.kamailio.control import KamailioControl
+from controller.stores import changes, failovers, nodes, placements
+
+log = logging.getLogger(__name__)
+
+FAILOVER_LOCK = 0x6661696C  # "fail"
+
+Dispatch = Callable[[UUID], None]
+AfterMove = Callable[[Database, failovers.Failover], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A node found dead this cycle, and why."""
+
+    node: Node
+    reason: str
+
+
+def dead_nodes(all_nodes: Sequence[Node], unreachable_sip: set[str]) -> list[Verdict]:
+    """Pure: which non-spare nodes count as dead given ESL health and Kamailio's witness."""
+    verdicts = []
+    for node in all_nodes:
+        if node.spare or node.admin_state == "disabled":
+            continue
+        if node.health == "down":
+            verdicts.append(Verdict(node, f"the ESL watcher declared it down ({node.health_reason or 'no reason'})"))
+        elif node.health == "suspect" and node.sip_address in unreachable_sip:
+            verdicts.append(Verdict(node, f"it missed heartbeats ({node.health_reason or 'suspect'}) and "
+                                          "Kamailio's OPTIONS pings fail too"))
+    return verdicts
+
+
+def choose_spare(all_nodes: Sequence[Node]) -> Node | None:
+    """Pure: the spare to take over: healthy first, then the biggest, then by name."""
+    candidates = [n for n in all_nodes if n.spare and n.admin_state == "active" and n.health != "down"]
+    order = {"up": 0, "unknown": 1, "suspect": 2}
+    candidates.sort(key=lambda n: (order.get(n.health, 3), -n.capacity, n.name))
+    return candidates[0] if candidates else None
+
+
+def incident_of(node: Node) -> str:
+    """The death this decision is about: the node's health timestamp identifies it."""
+    return node.health_at.isoformat() if node.health_at else "unknown"
+
+
+@dataclass
+class FailoverLoop:
+    """One controller's failover loop; ``run_cycle`` is called every ``interval`` seconds."""
+
+    db: Database
+    controller_id: str = field(default_factory=lambda: f"controller-{uuid.uuid4().hex[:8]}")
+    kamailio: KamailioControl | None = None
+    dispatch: Dispatch | None = None  # runs the move (a Celery task); None: inline
+    after_move: Sequence[AfterMove] = ()
+    interval: float = 0.5
+
+    def run_cycle(self) -> str:
+        try:
+            unreachable = self.kamailio.unreachable() if self.kamailio else set()
+        except FarmError:
+            unreachable = set()  # Kamailio is a witness, not a precondition
+        try:
+            return self._cycle(unreachable)
+        except FarmError as exc:
+            return f"did nothing this cycle: {exc.message}"
+
+    def _cycle(self, unreachable: set[str]) -> str:
+        decided: list[tuple[failovers.Failover, str]] = []
+        with self.db.transaction() as conn:
+            got = conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS got", [FAILOVER_LOCK]).fetchone()
+            if not got or not got["got"]:
+                return "another controller holds the failover lock; watching only"
+            all_nodes = nodes.list_all(conn)
+            rejoined = self._rejoin_as_spares(conn, all_nodes)
+            verdicts = dead_nodes(all_nodes, unreachable)
+            for verdict in verdicts:
+                node = verdict.node
+                if not placements.tenants_on_node(conn, node.id) and not _rooms_on(conn, node.id):
+                    continue
+                taken = {f.spare_id for f, _ in decided}  # two deaths in one cycle need two spares
+                spare = choose_spare([n for n in all_nodes if n.id not in taken])
+                row = failovers.decide(conn, uuid.uuid4(), node.id, incident_of(node),
+                                       spare.id if spare else None, verdict.reason, self.controller_id,
+                                       node.health_at)
+                if row is not None:
+                    target = f"spare {spare.name}" if spare else "the surviving nodes (no spare is free)"
+                    decided.append((row, f"node {node.name}: {verdict.reason}; moving its work to {target}"))
+        sentences = [*rejoined]
+        for row, sentence in decided:
+            if self.dispatch is not None:
+                self.dispatch(row.id)
+                sentences.append(sentence + " (queued)")
+            else:
+                done = execute(self.db, row.id, self.kamailio, self.after_move)
+                sentences.append(sentence + f": {done.tenants_moved} tenant(s) moved, generation {done.generation}")
+        if sentences:
+            return "; ".join(sentences)
+        down = [n.name for n in all_nodes if n.health == "down" and not n.spare]
+        if down:
+            return f"node(s) {', '.join(down)} are down but host nothing and were already handled; nothing to do"
+        return f"all {len(all_nodes)} node(s) are alive or spare; nothing to do"
+
+    def _rejoin_as_spares(self, conn: psycopg.Connection[Any], all_nodes: Sequence[Node]) -> list[str]:
+        """A failed-over node that is healthy again becomes a spare, so its tenants do not ping-pong."""
+        out = []
+        for node in all_nodes:
+            if node.spare or node.health != "up" or placements.tenants_on_node(conn, node.id):
+                continue
+            history = failovers.for_node(conn, node.id)
+            if history and history[-1].state == "done" and history[-1].updated_at and node.health_at and \
+                    node.health_at > history[-1].updated_at:
+                nodes.update(conn, node.id, {"spare": True})
+                changes.announce(conn, "node")
+                out.append(f"node {node.name} is healthy again after its failover; it rejoins as a spare "
+                           "so its tenants do not move back and forth")
+        return out
+
+
+def _rooms_on(conn: psycopg.Connection[Any], node_id: UUID) -> int:
+    row = conn.execute("SELECT count(*) AS n FROM conference_placements WHERE node_id = %s", [node_id]).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def execute(db: Database, failover_id: UUID, kamailio: KamailioControl | None = None,
+            after_move: Sequence[AfterMove] = ()) -> failovers.Failover:
+    """Carry out a decided failover; safe to run again after a crash at any point.
+
+    The move is one transaction (tenants, rooms, placement generation, state 'moved'); a retry
+    after it committed skips it, so nothing moves twice. Then Kamailio is reloaded and the
+    ``after_move`` steps run (flush the spare's caches, recreate rooms), and the row is 'done'.
+    """
+    with db.transaction() as conn:
+        row = failovers.get(conn, failover_id, lock=True)
+        if row is None:
+            raise FarmError(f"no failover {failover_id}")
+        if row.state == "decided":
+            placements.lock(conn)
+            moved_tenants = placements.tenants_on_node(conn, row.node_id)
+            rooms = _rooms_on(conn, row.node_id)
+            dead = nodes.get(conn, row.node_id)
+            if row.spare_id:
+                # The spare takes the dead node's place wholesale: same tenants, same rooms.
+                nodes.update(conn, row.spare_id, {"spare": False, "admin_state": "active"})
+                conn.execute("UPDATE tenant_placements SET node_id = %s, updated_at = clock_timestamp() "
+                             "WHERE node_id = %s", [row.spare_id, row.node_id])
+                conn.execute("UPDATE conference_placements SET node_id = %s, updated_at = clock_timestamp() "
+                             "WHERE node_id = %s", [row.spare_id, row.node_id])
+            if dead and dead.health != "down":
+                # Declared dead on a witness: make placement see it as dead too.
+                nodes.set_health(conn, dead.id, "down", row.reason)
+            generation = reassign(conn, f"failover of node {dead.name if dead else row.node_id}: {row.reason}")
+            if generation is None:
+                # Placement rows were rewritten above; stamp them with a generation anyway.
+                generation = placements.record(conn, f"failover of {dead.name if dead else row.node_id}", {}, {},
+                                               len(moved_tenants))
+            changes.announce(conn, "placement")
+            row = failovers.update(conn, row.id, {"state": "moved", "tenants_moved": len(moved_tenants),
+                                                  "rooms_total": rooms, "generation": generation.generation})
+            assert row is not None
+    if row.state == "done":
+        return row
+    outcome: dict[str, Any] = {}
+    if kamailio is not None:
+        outcome["kamailio"] = reload_kamailio(kamailio)
+    for step in after_move:
+        try:
+            outcome.update(step(db, row))
+        except Exception as exc:  # a failed extra step is reported, the move stands
+            log.exception("failover step %s failed", getattr(step, "__name__", step))
+            outcome["error"] = f"{getattr(step, '__name__', 'step')}: {exc}"
+    with db.transaction() as conn:
+        done = failovers.update(conn, row.id, {**outcome, "state": "done",
+                                               "completed_at": datetime.now(UTC)})
+        assert done is not None
+    return done
+
+
+def reload_kamailio(kamailio: KamailioControl, attempts: int = 3) -> str:
+    """Reload Kamailio's routes; a failure is reported, never fatal (the placement is stored)."""
+    last = ""
+    for _ in range(attempts):
+        try:
+            held = kamailio.reload()
+            return f"reloaded ({len(held)} domains)"
+        except FarmError as exc:
+            last = exc.message
+    return f"reload failed after {attempts} attempts: {last}"

@@ -1,0 +1,74 @@
+"""Failover decisions: one row per node death, with what was moved and how it went."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from controller.stores import rows
+
+
+@dataclass(frozen=True)
+class Failover:
+    id: UUID
+    node_id: UUID
+    incident: str
+    spare_id: UUID | None
+    state: str
+    reason: str
+    decided_by: str
+    tenants_moved: int
+    rooms_total: int
+    rooms_recreated: int
+    legs_total: int
+    legs_recovered: int
+    generation: int | None
+    kamailio: str
+    error: str
+    detected_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(v, datetime) else v)
+                for k, v in self.__dict__.items()}
+
+
+def decide(conn: psycopg.Connection[Any], id: UUID, node_id: UUID, incident: str, spare_id: UUID | None,
+           reason: str, decided_by: str, detected_at: datetime | None) -> Failover | None:
+    """Record the decision; None when this death was already decided (by us or another controller)."""
+    row = conn.execute(
+        """INSERT INTO failovers (id, node_id, incident, spare_id, reason, decided_by, detected_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (node_id, incident) DO NOTHING RETURNING *""",
+        [id, node_id, incident, spare_id, reason, decided_by, detected_at],
+    ).fetchone()
+    return rows.from_row(Failover, row) if row else None
+
+
+def get(conn: psycopg.Connection[Any], id: UUID, *, lock: bool = False) -> Failover | None:
+    query = "SELECT * FROM failovers WHERE id = %s" + (" FOR UPDATE" if lock else "")
+    found = rows.select(conn, Failover, query, [id])
+    return found[0] if found else None
+
+
+def update(conn: psycopg.Connection[Any], id: UUID, changes: dict[str, Any]) -> Failover | None:
+    return rows.update(conn, "failovers", Failover, id, changes)
+
+
+def for_node(conn: psycopg.Connection[Any], node_id: UUID) -> list[Failover]:
+    return rows.select(conn, Failover, "SELECT * FROM failovers WHERE node_id = %s ORDER BY created_at", [node_id])
+
+
+def recent(conn: psycopg.Connection[Any], limit: int = 50) -> list[Failover]:
+    return rows.select(conn, Failover, "SELECT * FROM failovers ORDER BY created_at DESC LIMIT %s", [limit])
+
+
+def unfinished(conn: psycopg.Connection[Any]) -> list[Failover]:
+    return rows.select(conn, Failover,
+                       "SELECT * FROM failovers WHERE state IN ('decided', 'moved') ORDER BY created_at")

@@ -1,0 +1,142 @@
+"""Deciding a node is dead once, and moving its tenants and rooms to the spare."""
+
+from __future__ import annotations
+
+import threading
+
+from controller import provisioning
+from controller.failover import FailoverLoop, choose_spare, dead_nodes, execute
+from controller.stores import failovers, nodes, placements
+
+
+def farm(db, *, spares: int = 1) -> None:  # type: ignore[no-untyped-def]
+    for name in ("fs1", "fs2"):
+        provisioning.add_node(db, {"name": name, "sip_address": f"{name}.farm:5060", "esl_address": f"{name}.farm",
+                                   "esl_password": "x"})
+    for i in range(spares):
+        provisioning.add_node(db, {"name": f"spare{i + 1}", "sip_address": f"spare{i + 1}.farm",
+                                   "esl_address": f"spare{i + 1}.farm", "esl_password": "x", "spare": True})
+    provisioning.add_tenant(db, {"domain": "acme.example", "pinned_node": "fs1"})
+    provisioning.add_tenant(db, {"domain": "beta.example", "pinned_node": "fs2"})
+    provisioning.add_tenant(db, {"domain": "gamma.example"})
+    provisioning.add_child(db, "conferences", "acme.example", {"number": "3000"})
+
+
+def where(db) -> dict[str, str | None]:  # type: ignore[no-untyped-def]
+    return {t["tenant"]: t["node"] for t in provisioning.placement_overview(db)["tenants"]}
+
+
+def mark(db, name: str, health: str, reason: str = "test") -> None:  # type: ignore[no-untyped-def]
+    with db.transaction() as conn:
+        node = nodes.get(conn, name)
+        assert node is not None
+        nodes.set_health(conn, node.id, health, reason)
+
+
+def test_dead_node_moves_to_the_spare_once(db):
+    farm(db)
+    before = where(db)
+    loop = FailoverLoop(db, controller_id="c1")
+    assert loop.run_cycle() == "all 3 node(s) are alive or spare; nothing to do"
+
+    mark(db, "fs1", "down", "3 heartbeats missed, reconnect refused")
+    sentence = loop.run_cycle()
+    assert sentence.startswith("node fs1: the ESL watcher declared it down (3 heartbeats missed")
+    assert "spare spare1" in sentence
+
+    after = where(db)
+    for tenant, node in before.items():
+        assert after[tenant] == ("spare1" if node == "fs1" else node)  # only fs1's tenants moved
+    rooms = provisioning.placement_overview(db)["conferences"]
+    assert rooms[0]["node"] == "spare1"
+    with db.transaction() as conn:
+        fs1 = nodes.get(conn, "fs1")
+        assert fs1 is not None
+        [row] = failovers.for_node(conn, fs1.id)
+        assert placements.tenants_on_node(conn, fs1.id) == []
+    assert row.state == "done" and row.tenants_moved == sum(1 for n in before.values() if n == "fs1")
+    assert row.rooms_total == 1
+
+    # The next cycles see the same death and do nothing more.
+    generation = provisioning.placement_overview(db)["generation"]
+    assert "nothing to do" in loop.run_cycle()
+    assert provisioning.placement_overview(db)["generation"] == generation
+
+
+def test_two_controllers_decide_once(db):
+    farm(db)
+    mark(db, "fs1", "down")
+    loops = [FailoverLoop(db, controller_id=f"c{i}") for i in range(4)]
+    sentences: list[str] = []
+    barrier = threading.Barrier(len(loops))
+
+    def run(loop: FailoverLoop) -> None:
+        barrier.wait()
+        sentences.append(loop.run_cycle())
+
+    threads = [threading.Thread(target=run, args=(loop,)) for loop in loops]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with db.transaction() as conn:
+        fs1 = nodes.get(conn, "fs1")
+        assert fs1 is not None
+        assert len(failovers.for_node(conn, fs1.id)) == 1
+    assert sum("moving its work" in s for s in sentences) == 1
+
+
+def test_execute_again_moves_nothing_twice(db):
+    farm(db)
+    mark(db, "fs1", "down")
+    queued: list = []
+    FailoverLoop(db, dispatch=queued.append).run_cycle()
+    assert len(queued) == 1
+    first = execute(db, queued[0])
+    generation = provisioning.placement_overview(db)["generation"]
+    again = execute(db, queued[0])
+    assert again.state == first.state == "done"
+    assert provisioning.placement_overview(db)["generation"] == generation
+
+
+def test_without_a_spare_tenants_spread_over_survivors(db):
+    farm(db, spares=0)
+    mark(db, "fs1", "down")
+    sentence = FailoverLoop(db).run_cycle()
+    assert "no spare is free" in sentence
+    assert set(where(db).values()) == {"fs2"}
+
+
+def test_recovered_node_rejoins_as_spare_without_ping_pong(db):
+    farm(db)
+    mark(db, "fs1", "down")
+    loop = FailoverLoop(db)
+    loop.run_cycle()
+    placed = where(db)
+    mark(db, "fs1", "up", "heartbeats again")
+    assert "rejoins as a spare" in loop.run_cycle()
+    assert where(db) == placed
+    with db.transaction() as conn:
+        fs1 = nodes.get(conn, "fs1")
+        assert fs1 is not None and fs1.spare
+    # It flaps down again: it hosts nothing, so nothing moves.
+    mark(db, "fs1", "down")
+    assert "nothing to do" in loop.run_cycle()
+    assert where(db) == placed
+
+
+def test_pure_rules():
+    from controller.domain import Node
+
+    def node(name: str, **kw):  # type: ignore[no-untyped-def]
+        import uuid
+
+        base = {"name": name, "switchname": name, "sip_address": f"{name}:5060", "esl_address": f"{name}:8021",
+                "esl_password": "x", "rtp_port_min": 16384, "rtp_port_max": 32768, "capacity": 10}
+        return Node(id=uuid.uuid4(), **{**base, **kw})
+
+    farm_nodes = [node("a", health="down"), node("b", health="suspect"), node("c", health="suspect"),
+                  node("s1", spare=True, health="unknown"), node("s2", spare=True, health="up", capacity=5)]
+    dead = dead_nodes(farm_nodes, unreachable_sip={"b:5060"})
+    assert [v.node.name for v in dead] == ["a", "b"]  # c is suspect but Kamailio still reaches it
+    assert choose_spare(farm_nodes).name == "s2"  # healthy beats bigger-but-unknown
