@@ -96,7 +96,8 @@ modparam("dispatcher", "ds_ping_interval", {ping})
 modparam("dispatcher", "ds_probing_mode", 1)
 modparam("dispatcher", "ds_probing_threshold", 1)
 modparam("dispatcher", "ds_inactive_threshold", 1)
-modparam("dispatcher", "ds_ping_reply_codes", "class=2;class=4;class=5")
+# A locally generated 408 must not count as an answer: only real replies from the node.
+modparam("dispatcher", "ds_ping_reply_codes", "class=2;code=403;code=404;code=405")
 modparam("dispatcher", "ds_ping_from", "sip:kamailio@fsfarm.invalid")
 modparam("dispatcher", "flags", 2)
 

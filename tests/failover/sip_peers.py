@@ -99,8 +99,8 @@ class SipNode:
             pass
 
 
-def invite(proxy: tuple[str, int], user: str, domain: str, timeout: float = 3.0) -> tuple[int, str]:
-    """Send one INVITE for user@domain through the proxy; return the final status and its Server."""
+def invite(proxy: tuple[str, int], user: str, domain: str, timeout: float = 3.0) -> tuple[int, str, dict[str, str]]:
+    """Send one INVITE for user@domain through the proxy; return the final status, its Server, its headers."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -127,7 +127,7 @@ def invite(proxy: tuple[str, int], user: str, domain: str, timeout: float = 3.0)
             start, headers, _ = parse(data)
             code = int(start.split(" ")[1])
             if code >= 200:
-                return code, headers.get("server", "")
-        return 0, ""
+                return code, headers.get("server", ""), headers
+        return 0, "", {}
     finally:
         sock.close()

@@ -46,3 +46,63 @@ def test_routes_by_domain_and_follows_placement(db, kamailio_factory):
     finally:
         fs1.stop()
         fs2.stop()
+
+
+def test_crashed_node_calls_land_on_the_spare(db, kamailio_factory):
+    """Kill a node: the next INVITE for its tenant is answered by the spare; measure how fast."""
+    from controller.failover import FailoverLoop
+    from controller.stores import failovers, nodes
+
+    peers = {name: SipNode(name) for name in ("fs1", "fs2", "spare1", "spare2")}
+    try:
+        for name, peer in peers.items():
+            provisioning.add_node(db, {"name": name, "sip_address": peer.address, "esl_address": "127.0.0.1:1",
+                                       "esl_password": "x", "spare": name.startswith("spare")})
+        provisioning.add_tenant(db, {"domain": "acme.example", "pinned_node": "fs1"})
+        provisioning.add_tenant(db, {"domain": "beta.example", "pinned_node": "fs2"})
+        kam = kamailio_factory()
+        kam.control.reload()
+        loop = FailoverLoop(db, controller_id="test", kamailio=kam.control)
+        assert wait_for(lambda: invite(kam.address, "1001", "acme.example")[1] == "fake-fs1")
+
+        # Crash: the SIP side goes silent and the ESL watcher sees a closed socket and a refused reconnect.
+        killed = time.monotonic()
+        peers["fs1"].stop()
+        with db.transaction() as conn:
+            fs1 = nodes.get(conn, "fs1")
+            assert fs1 is not None
+            nodes.set_health(conn, fs1.id, "down", "ESL socket closed, reconnect refused")
+        sentences = []
+        answered = None
+        while time.monotonic() - killed < 10:
+            sentences.append(loop.run_cycle())
+            code, server, _ = invite(kam.address, "1001", "acme.example", timeout=0.5)
+            if code == 200 and server == "fake-spare1":
+                answered = time.monotonic() - killed
+                break
+        assert answered is not None, sentences
+        print(f"crash -> first 200 OK from the spare: {answered * 1000:.0f} ms")
+        assert any("node fs1" in s and "spare spare1" in s for s in sentences)
+        with db.transaction() as conn:
+            [row] = failovers.for_node(conn, fs1.id)
+        assert row.kamailio.startswith("reloaded")
+
+        # A silent failure: fs2 only misses heartbeats (suspect); Kamailio's failing pings confirm it.
+        peers["fs2"].stop()
+        with db.transaction() as conn:
+            fs2 = nodes.get(conn, "fs2")
+            assert fs2 is not None
+            nodes.set_health(conn, fs2.id, "suspect", "3 heartbeats missed")
+        # Until Kamailio notices, the tenant has no live node: callers are told to retry.
+        seen = []
+        reply = wait_for(lambda: seen.append(r := invite(kam.address, "2001", "beta.example", timeout=0.5))
+                         or (r if r[0] == 503 and "retry-after" in r[2] else None), timeout=10)
+        assert reply, [(c, s) for c, s, _ in seen]
+        assert reply[2]["retry-after"] == "5"
+        assert "Kamailio's OPTIONS pings fail too" in wait_for(
+            lambda: s if "node fs2" in (s := loop.run_cycle()) else None, timeout=10)
+        assert wait_for(lambda: invite(kam.address, "2001", "beta.example", timeout=0.5)[1] == "fake-spare2")
+    finally:
+        for peer in peers.values():
+            if peer.running:
+                peer.stop()
