@@ -1,0 +1,134 @@
+"""Background work as Celery tasks: failover, drain, config pushes, rebalancing, health sweeps.
+
+Production sets ``FSFARM_CELERY_BROKER`` (e.g. ``redis://10.0.0.5:6379/0``) and runs
+``celery -A controller.tasks worker`` (plus ``beat`` for the sweeps). Every task is idempotent
+and acknowledged late, so a worker killed mid-task leaves the message to another worker, which
+finishes the job without redoing what was committed. Without a broker (the embedded default)
+tasks run inline in the caller: same code, no extra process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+from uuid import UUID
+
+from celery import Celery
+
+from controller import provisioning, runtime
+from controller.assignment import reassign
+from controller.config import Settings
+from controller.database import Database
+from controller.failover import FailoverLoop, execute
+from controller.kamailio.control import KamailioControl
+
+log = logging.getLogger(__name__)
+
+app = Celery("fsfarm")
+
+
+def configure(broker: str | None) -> None:
+    """Point the task app at a broker, or make it run tasks inline when there is none."""
+    # Connections and producer pools made for a previous broker must not be reused.
+    app.close()
+    app.__dict__.pop("amqp", None)
+    if broker:
+        app.conf.update(
+            broker_url=broker,
+            task_always_eager=False,
+            task_acks_late=True,
+            # A worker process that dies mid-task hands the message back at once.
+            task_reject_on_worker_lost=True,
+            worker_prefetch_multiplier=1,
+            broker_transport_options={"visibility_timeout": int(os.environ.get("FSFARM_TASK_VISIBILITY", "60"))},
+            broker_connection_retry_on_startup=True,
+            task_ignore_result=True,
+            beat_schedule={
+                "health-sweep": {"task": "fsfarm.health_sweep", "schedule": 1.0},
+                "rebalance": {"task": "fsfarm.rebalance", "schedule": 3600.0},
+            },
+        )
+    else:
+        app.conf.update(task_always_eager=True, task_eager_propagates=True, task_ignore_result=True)
+
+
+configure(os.environ.get("FSFARM_CELERY_BROKER"))
+
+_db: Database | None = None
+
+
+def database() -> Database:
+    """The worker's pool, opened on first use (workers fork: never share a pool across a fork)."""
+    global _db
+    if _db is None:
+        _db = runtime.open_database(Settings.from_env(), apply_migrations=False)
+    return _db
+
+
+def kamailio() -> KamailioControl | None:
+    ctl = os.environ.get("FSFARM_KAMAILIO_CTL")
+    return KamailioControl(ctl) if ctl else None
+
+
+@app.task(name="fsfarm.failover", bind=True, acks_late=True, max_retries=20, default_retry_delay=1)
+def failover(self: Any, failover_id: str) -> str:
+    """Carry out a decided failover (idempotent: safe after a crash at any point)."""
+    try:
+        row = execute(database(), UUID(failover_id), kamailio())
+    except Exception as exc:
+        # PostgreSQL away mid-failover: the decision waits, nothing is half written; try again.
+        raise self.retry(exc=exc) from exc
+    return f"failover {failover_id}: {row.state}, {row.tenants_moved} tenant(s) moved"
+
+
+@app.task(name="fsfarm.drain", acks_late=True)
+def drain(node: str, deadline_seconds: float = 600.0) -> str:
+    """Stop new calls on a node (its tenants move now; calls in progress stay), then disable it.
+
+    New INVITEs follow the tenant to its new node while in-dialog requests keep following the
+    Record-Route to the old one, so calls in progress end naturally on the node being drained.
+    """
+    db = database()
+    provisioning.drain_node(db, node)
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline and _live_calls(db, node) > 0:
+        time.sleep(1.0)
+    left = _live_calls(db, node)
+    provisioning.update_node(db, node, {"admin_state": "disabled"})
+    return f"node {node} drained and disabled ({left} call(s) still up at the deadline)"
+
+
+def _live_calls(db: Database, node: str) -> int:
+    """Calls still up on a node, from the ESL watcher's live-call table when it exists."""
+    with db.transaction() as conn:
+        exists = conn.execute("SELECT to_regclass('live_calls') IS NOT NULL AS ok").fetchone()
+        if not exists or not exists["ok"]:
+            return 0
+        row = conn.execute(
+            "SELECT count(*) AS n FROM live_calls c JOIN nodes n ON n.id = c.node_id WHERE n.name = %s", [node]
+        ).fetchone()
+        return int(row["n"]) if row else 0
+
+
+@app.task(name="fsfarm.rebalance", acks_late=True)
+def rebalance() -> str:
+    """Re-run placement (fixes anything above the load bound after capacity changes)."""
+    with database().transaction() as conn:
+        generation = reassign(conn, "scheduled rebalance")
+    return f"rebalanced: generation {generation.generation}" if generation else "rebalance: nothing to move"
+
+
+@app.task(name="fsfarm.health_sweep", acks_late=True)
+def health_sweep() -> str:
+    """One failover cycle; the sentence it returns says what it did and why."""
+    sentence = FailoverLoop(database(), controller_id=f"worker-{os.getpid()}", kamailio=kamailio(),
+                            dispatch=lambda fid: failover.delay(str(fid))).run_cycle()
+    log.info("%s", sentence)
+    return sentence
+
+
+def dispatch_failover(failover_id: UUID) -> None:
+    """Queue a failover (or run it now, when there is no broker)."""
+    failover.delay(str(failover_id))
