@@ -44,9 +44,41 @@ def ensure_admin_token(db: Database, state_dir: Path) -> Path:
     return path
 
 
+class _Greenlet:
+    """A stoppable handle for a background greenlet."""
+
+    def __init__(self, glet: gevent.Greenlet) -> None:
+        self.glet = glet
+
+    def stop(self) -> None:
+        self.glet.kill(block=True, timeout=5)
+
+
+def _failover_loop(db: Database) -> _Greenlet:
+    """The failover loop, one cycle every half second, logging each change of sentence."""
+    from controller.failover import FailoverLoop
+    from controller.kamailio.control import KamailioControl
+    from controller.tasks import dispatch_failover
+
+    ctl = os.environ.get("FSFARM_KAMAILIO_CTL")
+    loop = FailoverLoop(db, kamailio=KamailioControl(ctl) if ctl else None,
+                        dispatch=dispatch_failover if os.environ.get("FSFARM_CELERY_BROKER") else None)
+
+    def run() -> None:
+        last = ""
+        while True:
+            sentence = loop.run_cycle()
+            if sentence != last:
+                logging.getLogger("fsfarm.failover").info("%s", sentence)
+                last = sentence
+            gevent.sleep(loop.interval)
+
+    return _Greenlet(gevent.spawn(run))
+
+
 def _room_services(db: Database, settings: Settings) -> list[Any]:
-    """Start the ESL workers and the IVR server when that room is installed."""
-    handles: list[Any] = []
+    """Start the failover loop, and the ESL workers and IVR server when that room is installed."""
+    handles: list[Any] = [_failover_loop(db)]
     if importlib.util.find_spec("esl_workers.runtime") is not None:
         from esl_workers import runtime as esl
 

@@ -100,6 +100,8 @@ modparam("dispatcher", "ds_inactive_threshold", 1)
 modparam("dispatcher", "ds_ping_reply_codes", "class=2;code=403;code=404;code=405")
 modparam("dispatcher", "ds_ping_from", "sip:kamailio@fsfarm.invalid")
 modparam("dispatcher", "flags", 2)
+# The default refuses a reload within 5 s of the last one: a failover cannot wait for that.
+modparam("dispatcher", "reload_delta", 0)
 
 modparam("htable", "db_url", DBURL)
 modparam("htable", "htable", "domains=>size=12;dbtable=kamailio_domains;")

@@ -41,10 +41,13 @@ class KamailioControl:
         """The domain -> dispatcher set map Kamailio holds now (to check a reload took)."""
         return _parse_htable_dump(self._kamcmd("htable.dump", "domains"))
 
+    def destinations(self) -> dict[str, str]:
+        """Every dispatcher destination Kamailio holds, with its flags."""
+        return parse_dispatcher_states(self._kamcmd("dispatcher.list"))
+
     def unreachable(self) -> set[str]:
         """Node SIP addresses (host:port) whose OPTIONS pings are failing: Kamailio's witness."""
-        states = parse_dispatcher_states(self._kamcmd("dispatcher.list"))
-        return {uri.removeprefix("sip:") for uri, flags in states.items() if flags.startswith("I")}
+        return {uri.removeprefix("sip:") for uri, flags in self.destinations().items() if flags.startswith("I")}
 
 
 def _parse_htable_dump(text: str) -> dict[str, str]:

@@ -106,3 +106,36 @@ def test_crashed_node_calls_land_on_the_spare(db, kamailio_factory):
         for peer in peers.values():
             if peer.running:
                 peer.stop()
+
+
+def test_placement_changes_reach_kamailio_without_a_manual_reload(db, dsn, kamailio_factory):
+    from controller.kamailio.sync import KamailioSync
+
+    fs1 = SipNode("fs1")
+    kam = kamailio_factory()
+    sync = KamailioSync(dsn, kam.control).start()
+    try:
+        provisioning.add_node(db, {"name": "fs1", "sip_address": fs1.address, "esl_address": "127.0.0.1:1",
+                                   "esl_password": "x"})
+        provisioning.add_tenant(db, {"domain": "new.example"})
+        assert wait_for(lambda: invite(kam.address, "1001", "new.example", timeout=0.5)[1] == "fake-fs1"), sync.status
+        assert wait_for(lambda: sync.status == "reloaded; Kamailio routes 1 domains as placed")
+        provisioning.remove_tenant(db, "new.example")
+        assert wait_for(lambda: invite(kam.address, "1001", "new.example", timeout=0.5)[0] == 404)
+    finally:
+        sync.stop()
+        fs1.stop()
+
+
+def test_unreachable_kamailio_is_reported_and_retried(dsn, db):
+    from controller.kamailio.control import KamailioControl
+    from controller.kamailio.sync import KamailioSync
+
+    sync = KamailioSync(dsn, KamailioControl("/nonexistent/kamailio_ctl")).start()
+    try:
+        provisioning.add_tenant(db, {"domain": "stored.example"})
+        assert wait_for(lambda: sync.status.startswith("reload failed"))
+        # The placement is stored regardless; Kamailio gets it when it is back.
+        assert provisioning.placement_overview(db)["tenants"][0]["tenant"] == "stored.example"
+    finally:
+        sync.stop()

@@ -1,0 +1,86 @@
+"""Commands for the SIP front and failover: ``fsfarm kamailio ...`` and ``fsfarm failover ...``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import click
+
+from controller import runtime
+from controller.cli.admin import json_option, with_db
+from controller.cli.output import emit
+from controller.config import Settings
+from controller.database import Database
+from controller.failover import FailoverLoop
+from controller.kamailio.config import KamailioSettings, db_url_from_conninfo, render
+from controller.kamailio.control import KamailioControl
+from controller.stores import failovers
+
+
+@click.group()
+def kamailio() -> None:
+    """The Kamailio SIP front."""
+
+
+@kamailio.command("config")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@click.option("--listen", default="udp:0.0.0.0:5060", show_default=True, help="Kamailio listen= value.")
+@click.option("--db-url", help="postgres://user:pass@host:port/db Kamailio reads (default: the farm's DSN).")
+@click.option("--ctl-socket", default="/run/kamailio/kamailio_ctl", show_default=True)
+@click.option("--ping-interval", default=1, show_default=True, type=int, help="Seconds between OPTIONS pings.")
+def kamailio_config(out: Path | None, listen: str, db_url: str | None, ctl_socket: str, ping_interval: int) -> None:
+    """Write a kamailio.cfg that routes each tenant's domain to its node."""
+    url = db_url or db_url_from_conninfo(runtime.conninfo(Settings.from_env()))
+    text = render(KamailioSettings(db_url=url, listen=listen, ctl_socket=ctl_socket, ping_interval=ping_interval))
+    if out:
+        out.write_text(text)
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+
+
+@kamailio.command("reload")
+@click.option("--ctl-socket", default="/run/kamailio/kamailio_ctl", show_default=True)
+def kamailio_reload(ctl_socket: str) -> None:
+    """Reload routes in a running Kamailio and show the domains it now holds."""
+    held = KamailioControl(ctl_socket).reload()
+    click.echo(f"Kamailio holds routes for {len(held)} domain(s)")
+
+
+@click.group()
+def failover() -> None:
+    """Node failover."""
+
+
+@failover.command("watch")
+@click.option("--interval", default=0.5, show_default=True, type=float, help="Seconds between cycles.")
+@click.option("--kamailio-ctl", help="Kamailio ctl socket, for reloads and as a second witness.")
+@with_db
+def failover_watch(database: Database, interval: float, kamailio_ctl: str | None) -> None:
+    """Run the failover loop, logging one sentence per cycle when something changes."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    loop = FailoverLoop(database, kamailio=KamailioControl(kamailio_ctl) if kamailio_ctl else None,
+                        interval=interval)
+    last = ""
+    while True:
+        sentence = loop.run_cycle()
+        if sentence != last:
+            logging.getLogger("fsfarm.failover").info("%s", sentence)
+            last = sentence
+        time.sleep(interval)
+
+
+@failover.command("list")
+@json_option
+@with_db
+def failover_list(database: Database, as_json: bool) -> None:
+    """Past failover decisions, newest first."""
+    with database.transaction() as conn:
+        rows = [f.public() for f in failovers.recent(conn)]
+    emit(rows, ("created_at", "state", "tenants_moved", "rooms_recreated", "legs_recovered", "kamailio", "reason"),
+         as_json)
+
+
+commands: list[click.Command] = [kamailio, failover]
