@@ -42,3 +42,14 @@ def farm(db: Database) -> dict[str, Any]:
     with db.transaction() as conn:
         acme = tenants.get(conn, acme.id)
     return {"vm": vm, "acme": acme, "beta": beta, "users": made, "room": room, "ivr": ivr}
+
+
+@pytest.fixture
+def app(app: Any) -> Any:
+    """The shared app, with its change listener stopped before its database is dropped."""
+    yield app
+    from xmlcurl.web import service
+
+    svc = service(app)
+    if svc.listener is not None:
+        svc.listener.stop()

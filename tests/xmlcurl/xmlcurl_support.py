@@ -75,3 +75,24 @@ def post(client: Any, body: str | bytes, auth: str | None = AUTH, **headers: str
 
 def pick(recorded: list[Recorded], label: str, index: int = 0) -> Recorded:
     return [r for r in recorded if r.label == label][index]
+
+
+def parse_answer(resp: Any) -> Any:
+    """The lxml tree of an answer, after checking what FreeSWITCH requires of every answer."""
+    from lxml import etree
+
+    assert resp.status_code == 200, resp.data[:300]
+    assert resp.mimetype == "text/xml"
+    root = etree.fromstring(resp.data)
+    assert root.tag == "document" and root.get("type") == "freeswitch/xml"
+    assert len(root.findall("section")) == 1
+    return root
+
+
+def is_not_found(root: Any) -> bool:
+    section = root.find("section")
+    return section.get("name") == "result" and section.find("result").get("status") == "not found"
+
+
+def actions(root: Any) -> list[tuple[str, str]]:
+    return [(a.get("application"), a.get("data")) for a in root.iter("action")]
