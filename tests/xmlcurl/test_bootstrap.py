@@ -1,0 +1,51 @@
+"""`fsfarm freeswitch bootstrap`: the few local files a stock FreeSWITCH needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from lxml import etree
+
+from controller.cli import main
+
+REQUIRED = {"mod_sofia", "mod_event_socket", "mod_xml_curl", "mod_conference", "mod_dptools", "mod_commands",
+            "mod_dialplan_xml", "mod_voicemail", "mod_sndfile", "mod_native_file", "mod_tone_stream", "mod_opus"}
+
+
+def run(dsn: str, *args: str, password: str = "s3cret") -> Any:
+    env = {"FSFARM_XMLCURL_PASSWORD": password, "FSFARM_CONTROLLER_ADDRESS": "192.0.2.10",
+           "FSFARM_XMLCURL_TIMEOUT": "4"}
+    return CliRunner().invoke(main, ["freeswitch", "bootstrap", "--dsn", dsn, *args], env=env)
+
+
+def test_bootstrap_writes_a_config_pointing_at_the_controller(dsn: str, farm: Any, tmp_path: Path) -> None:
+    result = run(dsn, "--node", "vm", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    main_doc = (tmp_path / "freeswitch.xml").read_text()
+    assert 'cmd="include" data="autoload_configs/*.xml"' in main_doc
+    modules = etree.parse(str(tmp_path / "autoload_configs/modules.conf.xml"))
+    loaded = [m.get("module") for m in modules.iter("load")]
+    assert REQUIRED <= set(loaded)
+    assert loaded.index("mod_xml_curl") < loaded.index("mod_sofia")  # sofia must read its config from us
+    curl = etree.parse(str(tmp_path / "autoload_configs/xml_curl.conf.xml"))
+    params = {p.get("name"): p for p in curl.iter("param")}
+    assert params["gateway-url"].get("value") == "http://192.0.2.10:8080/xmlcurl"
+    assert set(params["gateway-url"].get("bindings").split("|")) == {"directory", "dialplan", "configuration"}
+    assert params["gateway-credentials"].get("value") == "freeswitch:s3cret"
+    assert params["auth-scheme"].get("value") == "basic"
+    assert params["timeout"].get("value") == "4"
+    switch = {p.get("name"): p.get("value") for p in
+              etree.parse(str(tmp_path / "autoload_configs/switch.conf.xml")).iter("param")}
+    assert switch["switchname"] == "vm" and switch["rtp-start-port"] == "20000"
+    assert switch["event-heartbeat-interval"] == "1"
+    assert (tmp_path / "autoload_configs/xml_curl.conf.xml").stat().st_mode & 0o077 == 0
+
+
+def test_unknown_node_or_missing_password_is_a_clear_error(dsn: str, farm: Any, tmp_path: Path) -> None:
+    missing = run(dsn, "--node", "nope", "--out", str(tmp_path))
+    assert missing.exit_code == 1 and "no node 'nope'" in missing.output
+    no_password = run(dsn, "--node", "vm", password="")
+    assert no_password.exit_code == 1 and "FSFARM_XMLCURL_PASSWORD" in no_password.output
+    assert not (tmp_path / "freeswitch.xml").exists()

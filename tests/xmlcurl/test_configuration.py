@@ -1,0 +1,77 @@
+"""Per-node configuration: sofia, event socket, core switch settings, ACLs, conference profiles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xmlcurl_support import parse_answer, pick, post
+
+from controller import provisioning
+
+
+def config(client: Any, recorded: Any, name: str, node: str = "vm") -> Any:
+    request = pick(recorded, "configuration sofia.conf")
+    body = request.with_fields(key_value=name, hostname=node, **{"FreeSWITCH-Switchname": node})
+    root = parse_answer(post(client, body))
+    conf = root.find("section/configuration")
+    assert conf is not None and conf.get("name") == name
+    return conf
+
+
+def settings(element: Any, path: str = "settings/param") -> dict[str, str]:
+    return {p.get("name"): p.get("value") for p in element.iterfind(path)}
+
+
+def test_sofia_profile_uses_the_nodes_address_and_its_tenants_gateways(client: Any, db: Any, farm: Any,
+                                                                       recorded: Any) -> None:
+    provisioning.add_node(db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021",
+                               "esl_password": "x"})
+    provisioning.update_tenant(db, "acme.test", {"pinned_node": "vm"})
+    provisioning.update_tenant(db, "beta.test", {"pinned_node": "fs2"})
+    provisioning.add_child(db, "gateways", "acme.test", {"name": "carrier", "proxy": "203.0.113.5:5060",
+                                                         "username": "acme", "password": "pw", "register": True})
+    provisioning.add_child(db, "gateways", "beta.test", {"name": "carrier", "proxy": "198.51.100.7:5060"})
+    vm = config(client, recorded, "sofia.conf")
+    profile = vm.find("profiles/profile")
+    s = settings(profile)
+    assert (s["sip-ip"], s["sip-port"], s["ext-sip-ip"], s["ext-rtp-ip"]) == ("127.0.0.1", "5060", "127.0.0.1",
+                                                                             "127.0.0.1")
+    assert s["auth-calls"] == "true" and s["context"] == "public"
+    assert [g.get("name") for g in profile.iterfind("gateways/gateway")] == ["acme.test--carrier"]
+    gw = settings(profile.find("gateways/gateway"), "params/param")
+    assert gw["proxy"] == "203.0.113.5:5060" and gw["register"] == "true" and gw["password"] == "pw"
+    fs2 = config(client, recorded, "sofia.conf", node="fs2").find("profiles/profile")
+    assert settings(fs2)["sip-port"] == "5070"
+    assert [g.get("name") for g in fs2.iterfind("gateways/gateway")] == ["beta.test--carrier"]
+
+
+def test_event_socket_and_switch_are_the_nodes_own(client: Any, farm: Any, recorded: Any) -> None:
+    esl = settings(config(client, recorded, "event_socket.conf"))
+    assert (esl["listen-ip"], esl["listen-port"], esl["password"]) == ("127.0.0.1", "8021", "ClueCon")
+    for name in ("post_load_switch.conf", "switch.conf"):
+        core = settings(config(client, recorded, name))
+        assert (core["rtp-start-port"], core["rtp-end-port"]) == ("20000", "20999")
+        assert core["event-heartbeat-interval"] == "1"
+
+
+def test_acl_holds_only_farm_members(client: Any, db: Any, farm: Any, recorded: Any) -> None:
+    provisioning.add_node(db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021",
+                               "esl_password": "x"})
+    provisioning.add_mixer(db, {"name": "mix1", "sip_address": "10.0.0.9:5090", "control_url": "http://10.0.0.9"})
+    acl = config(client, recorded, "acl.conf")
+    lists = {lst.get("name"): lst for lst in acl.iterfind("network-lists/list")}
+    nodes = lists["fsfarm-nodes"]
+    assert nodes.get("default") == "deny"
+    assert sorted(n.get("cidr") for n in nodes) == ["10.0.0.2/32", "10.0.0.9/32", "127.0.0.1/32"]
+    assert all(n.get("type") == "allow" for n in nodes)
+
+
+def test_conference_profiles_have_their_rates(client: Any, farm: Any, recorded: Any) -> None:
+    conf = config(client, recorded, "conference.conf")
+    rates = {p.get("name"): settings(p, "param")["rate"] for p in conf.iterfind("profiles/profile")}
+    assert rates["narrowband"] == "8000" and rates["wideband"] == "16000" and rates["hd"] == "48000"
+    for profile in conf.iterfind("profiles/profile"):
+        params = settings(profile, "param")
+        assert params["comfort-noise"] == "true" and params["caller-controls"] == "default"
+        assert int(params["energy-level"]) > 0
+    assert conf.find("caller-controls/group[@name='default']/control[@action='mute']") is not None

@@ -1,0 +1,111 @@
+"""The only local FreeSWITCH config a node needs: core settings, modules, and where xml_curl asks for the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lxml import etree
+
+from controller.domain import Node
+from xmlcurl.configuration import HEARTBEAT_SECONDS
+from xmlcurl.documents import Element, params
+from xmlcurl.options import XmlCurlOptions
+
+# Stock modules the farm relies on; mod_xml_curl first so every later module reads its config from us.
+MODULES = (
+    "mod_console", "mod_logfile", "mod_xml_curl", "mod_event_socket", "mod_commands", "mod_dptools",
+    "mod_dialplan_xml", "mod_conference", "mod_voicemail", "mod_sndfile", "mod_native_file",
+    "mod_tone_stream", "mod_opus", "mod_sofia",
+)
+
+
+def _include(*configurations: Element) -> bytes:
+    root = etree.Element("include")
+    for conf in configurations:
+        root.append(conf)
+    return etree.tostring(root, pretty_print=True, encoding="UTF-8", xml_declaration=False)
+
+
+def _configuration(name: str) -> Element:
+    return etree.Element("configuration", name=name, description="fsfarm bootstrap")
+
+
+def switch_conf(node: Node) -> Element:
+    conf = _configuration("switch.conf")
+    params(conf, "settings", [
+        ("colorize-console", "false"), ("loglevel", "info"),
+        ("max-sessions", str(node.capacity)), ("sessions-per-second", "100"),
+        ("rtp-start-port", str(node.rtp_port_min)), ("rtp-end-port", str(node.rtp_port_max)),
+        ("event-heartbeat-interval", str(HEARTBEAT_SECONDS)),
+        ("switchname", node.switchname),  # how the controller recognises this node in every fetch
+    ])
+    return conf
+
+
+def modules_conf() -> Element:
+    conf = _configuration("modules.conf")
+    holder = etree.SubElement(conf, "modules")
+    for module in MODULES:
+        etree.SubElement(holder, "load", module=module)
+    return conf
+
+
+def xml_curl_conf(url: str, user: str, password: str, timeout: int) -> Element:
+    conf = _configuration("xml_curl.conf")
+    binding = etree.SubElement(etree.SubElement(conf, "bindings"), "binding", name="fsfarm")
+    etree.SubElement(binding, "param", name="gateway-url", value=url, bindings="directory|dialplan|configuration")
+    for name, value in [("gateway-credentials", f"{user}:{password}"), ("auth-scheme", "basic"),
+                        ("timeout", str(timeout)),  # the default is none: a stuck controller would stall calls
+                        ("enable-post-data", "true")]:
+        etree.SubElement(binding, "param", name=name, value=value)
+    return conf
+
+
+def console_conf() -> Element:
+    conf = _configuration("console.conf")
+    params(conf, "mappings", [("all", "console,debug,info,notice,warning,err,crit,alert")], item="map")
+    params(conf, "settings", [("colorize", "false"), ("loglevel", "info")])
+    return conf
+
+
+def logfile_conf() -> Element:
+    conf = _configuration("logfile.conf")
+    params(conf, "settings", [("rotate-on-hup", "true")])
+    profile = etree.SubElement(etree.SubElement(conf, "profiles"), "profile", name="default")
+    params(profile, "settings", [("rollover", "10485760")])
+    params(profile, "mappings", [("all", "debug,info,notice,warning,err,crit,alert")], item="map")
+    return conf
+
+
+FREESWITCH_XML = b"""<?xml version="1.0"?>
+<!-- Written by `fsfarm freeswitch bootstrap`: everything else comes from the controller over xml_curl. -->
+<document type="freeswitch/xml">
+  <section name="configuration" description="fsfarm bootstrap">
+    <X-PRE-PROCESS cmd="include" data="autoload_configs/*.xml"/>
+  </section>
+</document>
+"""
+
+
+def files(node: Node, url: str, user: str, password: str, options: XmlCurlOptions) -> dict[str, bytes]:
+    """Relative path -> contents of every local file, for FreeSWITCH's conf dir (``-conf``)."""
+    return {
+        "freeswitch.xml": FREESWITCH_XML,
+        "autoload_configs/switch.conf.xml": _include(switch_conf(node)),
+        "autoload_configs/modules.conf.xml": _include(modules_conf()),
+        "autoload_configs/xml_curl.conf.xml": _include(xml_curl_conf(url, user, password, options.fetch_timeout)),
+        "autoload_configs/console.conf.xml": _include(console_conf()),
+        "autoload_configs/logfile.conf.xml": _include(logfile_conf()),
+    }
+
+
+def write(out: Path, contents: dict[str, bytes]) -> list[Path]:
+    """Write the files under ``out`` (credentials inside: mode 0600); return what was written."""
+    written = []
+    for rel, data in contents.items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(0o600)
+        written.append(path)
+    return written

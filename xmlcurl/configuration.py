@@ -1,0 +1,170 @@
+"""The configuration section: what each stock module reads at start, built per node from the database."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lxml import etree
+
+from controller.domain import Gateway, Mixer, Node, Tenant
+from xmlcurl.dialplan import FARM_ACL, gateway_name
+from xmlcurl.documents import Element, document, params
+from xmlcurl.options import XmlCurlOptions
+
+CODECS = "OPUS,G722,PCMU,PCMA"
+HEARTBEAT_SECONDS = 1  # the ESL watcher declares a node dead after 3 missed heartbeats
+PROXY_ACL = "fsfarm-proxies"
+ESL_ACL = "fsfarm-esl"
+CONFERENCE_PROFILES = {"narrowband": 8000, "wideband": 16000, "hd": 48000}
+CALLER_CONTROLS = [
+    ("mute", "0"), ("deaf mute", "*"), ("energy up", "9"), ("energy equ", "8"), ("energy dn", "7"),
+    ("vol talk up", "3"), ("vol talk zero", "2"), ("vol talk dn", "1"),
+    ("vol listen up", "6"), ("vol listen zero", "5"), ("vol listen dn", "4"), ("hangup", "#"),
+]
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` into its parts."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def ip_cidr(host: str) -> str | None:
+    """A host/32 (or /128) CIDR for an IP literal; None for a DNS name, which ACLs cannot hold."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return f"{ip}/{ip.max_prefixlen}"
+
+
+def _config(name: str) -> tuple[Element, Element]:
+    root, section = document("configuration")
+    return root, etree.SubElement(section, "configuration", name=name, description="fsfarm")
+
+
+def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options: XmlCurlOptions) -> Element:
+    """One SIP profile bound to the node's own address, carrying the gateways of its tenants."""
+    root, conf = _config("sofia.conf")
+    params(conf, "global_settings", [("log-level", "0")])
+    profile = etree.SubElement(etree.SubElement(conf, "profiles"), "profile", name=options.sip_profile)
+    etree.SubElement(etree.SubElement(profile, "domains"), "domain", name="all", alias="false", parse="true")
+    host, port = split_host_port(node.sip_address)
+    settings: list[tuple[str, str]] = [
+        ("sip-ip", host), ("sip-port", str(port)), ("rtp-ip", host),
+        ("ext-sip-ip", host), ("ext-rtp-ip", host),
+        ("context", "public"), ("dialplan", "XML"),
+        ("auth-calls", "true"), ("apply-inbound-acl", FARM_ACL),
+        ("codec-prefs", CODECS), ("inbound-codec-prefs", CODECS), ("outbound-codec-prefs", CODECS),
+        ("rfc2833-pt", "101"), ("dtmf-type", "rfc2833"),
+        ("manage-presence", "false"), ("challenge-realm", "auto_from"),
+        ("inbound-late-negotiation", "true"), ("track-calls", "true"),
+        ("rtp-timeout-sec", "300"), ("rtp-hold-timeout-sec", "1800"),
+    ]
+    if options.sip_proxies:
+        settings.append(("apply-proxy-acl", PROXY_ACL))  # trust the proxy's X-AUTH-IP, still challenge phones
+    params(profile, "settings", settings)
+    gateways = etree.SubElement(profile, "gateways")
+    for tenant, gw in tenant_gateways:
+        entry = etree.SubElement(gateways, "gateway", name=gateway_name(tenant, gw))
+        values = [("proxy", gw.proxy), ("realm", gw.proxy.rpartition(":")[0] or gw.proxy),
+                  ("username", gw.username or "fsfarm"), ("register", "true" if gw.register else "false")]
+        if gw.password:
+            values.append(("password", gw.password))
+        if gw.caller_id_number:
+            values.append(("caller-id-in-from", "true"))
+            values.append(("from-user", gw.caller_id_number))
+        values.append(("context", "public"))
+        params(entry, "params", values)
+        params(entry, "variables", [("fsfarm_tenant", tenant.domain)], item="variable")
+    return root
+
+
+def conference() -> Element:
+    """Narrowband, wideband and HD rooms, with one set of keypad controls for everyone."""
+    root, conf = _config("conference.conf")
+    group = etree.SubElement(etree.SubElement(conf, "caller-controls"), "group", name="default")
+    for action, digits in CALLER_CONTROLS:
+        etree.SubElement(group, "control", action=action, digits=digits)
+    profiles = etree.SubElement(conf, "profiles")
+    for name, rate in [*CONFERENCE_PROFILES.items(), ("default", CONFERENCE_PROFILES["wideband"])]:
+        profile = etree.SubElement(profiles, "profile", name=name)
+        for key, value in [
+            ("rate", str(rate)), ("interval", "20"), ("energy-level", "100"),
+            ("comfort-noise", "true"), ("caller-controls", "default"),
+            ("auto-gain-level", "0"),
+        ]:
+            etree.SubElement(profile, "param", name=key, value=value)
+    return root
+
+
+def event_socket(node: Node, controller_address: str) -> Element:
+    """ESL on the node's own address and password, open only to the controller."""
+    root, conf = _config("event_socket.conf")
+    host, port = split_host_port(node.esl_address)
+    settings = [("nat-map", "false"), ("listen-ip", host), ("listen-port", str(port)),
+                ("password", node.esl_password)]
+    if ip_cidr(controller_address):
+        settings.append(("apply-inbound-acl", ESL_ACL))
+    params(conf, "settings", settings)
+    return root
+
+
+def switch(node: Node, name: str = "switch.conf") -> Element:
+    """Core settings for ``post_load_switch.conf``/``switch.conf``: the node's RTP range, a 1 s heartbeat."""
+    root, conf = _config(name)
+    params(conf, "settings", [
+        ("rtp-start-port", str(node.rtp_port_min)), ("rtp-end-port", str(node.rtp_port_max)),
+        ("event-heartbeat-interval", str(HEARTBEAT_SECONDS)),
+        ("max-sessions", str(node.capacity)), ("sessions-per-second", "100"),
+    ])
+    return root
+
+
+def acl(nodes: Iterable[Node], mixers: Iterable[Mixer], controller_address: str, options: XmlCurlOptions) -> Element:
+    """Farm members (nodes, mixers), the SIP proxies, and the controller for ESL; everyone else denied."""
+    root, conf = _config("acl.conf")
+    lists = etree.SubElement(conf, "network-lists")
+
+    def network_list(name: str, hosts: Iterable[str]) -> None:
+        entry = etree.SubElement(lists, "list", name=name, default="deny")
+        for cidr in sorted({c for c in (ip_cidr(h) if "/" not in h else h for h in hosts) if c}):
+            etree.SubElement(entry, "node", type="allow", cidr=cidr)
+
+    farm = [split_host_port(n.sip_address)[0] for n in nodes] + [split_host_port(m.sip_address)[0] for m in mixers]
+    network_list(FARM_ACL, farm)
+    network_list(PROXY_ACL, options.sip_proxies)
+    network_list(ESL_ACL, [controller_address, "127.0.0.1"])
+    return root
+
+
+def voicemail(options: XmlCurlOptions) -> Element:
+    root, conf = _config("voicemail.conf")
+    etree.SubElement(conf, "settings")
+    profile = etree.SubElement(etree.SubElement(conf, "profiles"), "profile", name="default")
+    values = [
+        ("file-extension", "wav"), ("terminator-key", "#"), ("max-login-attempts", "3"),
+        ("digit-timeout", "10000"), ("min-record-len", "3"), ("max-record-len", "300"),
+        ("tone-spec", "%(1000, 0, 640)"), ("callback-dialplan", "XML"), ("callback-context", "default"),
+        ("play-new-messages-first", "true"), ("allow-empty-password-auth", "false"),
+    ]
+    if options.voicemail_dir:
+        values += [("storage-dir", options.voicemail_dir), ("storage-dir-shared", "true")]
+    for key, value in values:
+        etree.SubElement(profile, "param", name=key, value=value)
+    return root
+
+
+@dataclass(frozen=True)
+class Known:
+    """Configurations we answer; every other name gets "not found" (FreeSWITCH then uses its defaults)."""
+
+    names: tuple[str, ...] = (
+        "sofia.conf", "conference.conf", "event_socket.conf", "switch.conf", "post_load_switch.conf",
+        "acl.conf", "voicemail.conf",
+    )
+
+
+KNOWN = Known().names

@@ -1,0 +1,148 @@
+"""The dialplan section: one context per tenant (named by its domain) plus the carriers' ``public`` context.
+
+FreeSWITCH asks once per call with the context and the dialled number; the answer is the one
+extension that number reaches, so it can be cached per (node, context, number). Every route is
+built from records of one tenant only: nothing here can name another tenant's user or room.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+from controller.domain import Conference, Gateway, Ivr, Tenant, User
+from xmlcurl.documents import Element, document
+
+PUBLIC = "public"
+VOICEMAIL_CHECK = "*98"  # feature code: listen to one's own mailbox
+VOICEMAIL_DEPOSIT_PREFIX = "*99"  # *99<ext>: leave a message straight in <ext>'s mailbox
+DIALLABLE = re.compile(r"^[0-9*#+]{1,32}$")
+FARM_LEG = re.compile(r"^conf-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+FARM_ACL = "fsfarm-nodes"
+
+Action = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class ConferenceWhere:
+    """Where a room runs, seen from the asking node: here, on another node's SIP address, or on a mixer."""
+
+    local: bool
+    node_sip: str | None = None
+    mixer_sip: str | None = None
+
+
+def conference_name(tenant: Tenant, room: Conference) -> str:
+    """The FreeSWITCH conference name: unique across tenants because it carries the domain."""
+    return f"{room.number}-{tenant.domain}"
+
+
+def toll_class(number: str) -> str:
+    """local, domestic or international, for the caller's ``toll_allow``."""
+    digits = number.lstrip("+")
+    if number.startswith("+") or digits.startswith(("00", "011")):
+        return "international"
+    if digits.startswith("0") or len(digits) >= 10:
+        return "domestic"
+    return "local"
+
+
+def user_actions(tenant: Tenant, user: User) -> list[Action]:
+    """Ring the user for their ring timeout, then (if enabled) their voicemail."""
+    actions = [
+        ("set", f"call_timeout={user.ring_timeout}"),
+        ("set", "hangup_after_bridge=true"),
+        ("set", "continue_on_fail=true"),
+        ("bridge", f"user/{user.extension}@{tenant.domain}"),
+    ]
+    if user.voicemail:
+        actions += [("answer", ""), ("voicemail", f"default {tenant.domain} {user.extension}")]
+    return actions
+
+
+def voicemail_actions(tenant: Tenant, user: User) -> list[Action]:
+    return [("answer", ""), ("voicemail", f"default {tenant.domain} {user.extension}")]
+
+
+def voicemail_check_actions(tenant: Tenant) -> list[Action]:
+    # ${user_name} is set only for a caller authenticated in this domain; others are asked their box.
+    return [("answer", ""), ("voicemail", f"check default {tenant.domain} ${{user_name}}")]
+
+
+def conference_actions(tenant: Tenant, room: Conference, where: ConferenceWhere) -> list[Action]:
+    """Join locally, or bridge the caller to the node or mixer that runs the room."""
+    if where.mixer_sip:
+        return [("set", "hangup_after_bridge=true"),
+                ("bridge", f"sofia/internal/room-{room.id}@{where.mixer_sip}")]
+    if not where.local and where.node_sip:
+        return [("set", "hangup_after_bridge=true"),
+                ("bridge", f"sofia/internal/conf-{room.id}@{where.node_sip}")]
+    data = f"{conference_name(tenant, room)}@{room.profile}"
+    if room.pin:
+        data += f"+{room.pin}"
+    return [("answer", ""), ("conference", data)]
+
+
+def ivr_actions(tenant: Tenant, ivr: Ivr, controller: str, port: int) -> list[Action]:
+    """Hand the call to the controller's outbound ESL server, telling it which IVR of which tenant."""
+    return [
+        ("set", f"fsfarm_tenant={tenant.domain}"),
+        ("set", f"fsfarm_tenant_id={tenant.id}"),
+        ("set", f"fsfarm_ivr={ivr.name}"),
+        ("set", f"fsfarm_ivr_id={ivr.id}"),
+        ("socket", f"{controller}:{port} async full"),
+    ]
+
+
+def gateway_name(tenant: Tenant, gateway: Gateway) -> str:
+    """Sofia gateway names are global to a node: prefix the tenant so two tenants' "carrier" differ."""
+    return f"{tenant.domain}--{gateway.name}"
+
+
+def outbound_actions(tenant: Tenant, gateway: Gateway, number: str) -> list[Action]:
+    dialled = number.lstrip("+") if gateway.strip_plus else number
+    actions: list[Action] = []
+    if gateway.caller_id_number:
+        actions.append(("set", f"effective_caller_id_number={gateway.caller_id_number}"))
+    if gateway.caller_id_name:
+        actions.append(("set", f"effective_caller_id_name={gateway.caller_id_name}"))
+    actions += [("set", "hangup_after_bridge=true"),
+                ("bridge", f"sofia/gateway/{gateway_name(tenant, gateway)}/{dialled}")]
+    return actions
+
+
+def pick_gateway(gateways: list[Gateway], number: str) -> Gateway | None:
+    """The first gateway (by name) whose dial pattern takes the number."""
+    for gateway in sorted(gateways, key=lambda g: g.name):
+        try:
+            if re.search(gateway.dial_pattern, number):
+                return gateway
+        except re.error:
+            continue
+    return None
+
+
+def extension(context: str, destination: str, actions: list[Action], *,
+              toll: str | None = None, farm_only: bool = False, tenant: Tenant | None = None) -> Element:
+    """A dialplan document with one context and one extension matching exactly ``destination``."""
+    root, section = document("dialplan")
+    ctx = etree.SubElement(section, "context", name=context)
+    ext = etree.SubElement(ctx, "extension", name=f"route-{destination}")
+    conditions = [("destination_number", f"^{re.escape(destination)}$")]
+    if farm_only:  # a leg from another node of the farm, never from a carrier
+        conditions.append((f"${{acl(${{network_addr}} {FARM_ACL})}}", "^true$"))
+    if toll:
+        conditions.append(("${toll_allow}", f"(^|,){toll}(,|$)"))
+    last = None
+    for field, expression in conditions:
+        last = etree.SubElement(ext, "condition", field=field, expression=expression)
+    assert last is not None
+    if tenant is not None:
+        etree.SubElement(last, "action", application="set", data=f"fsfarm_tenant={tenant.domain}")
+    for app, data in actions:
+        etree.SubElement(last, "action", application=app, data=data)
+    if toll:
+        etree.SubElement(last, "anti-action", application="respond", data="403 Forbidden")
+    return root

@@ -1,0 +1,133 @@
+"""The HTTP side: ``POST /xmlcurl``, the form mod_xml_curl sends, answered as ``text/xml``.
+
+Order of checks: basic auth (401), body size (400), then the question; a question we cannot
+answer, an unknown node or a tenant placed elsewhere get the "not found" document, never a 500
+and never another node's data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, request
+
+from controller.config import Settings
+from controller.database import Database
+from controller.errors import Unavailable
+from controller.stores import nodes
+from xmlcurl import answers, fetch
+from xmlcurl.cache import AnswerCache, ChangeListener
+from xmlcurl.documents import NOT_FOUND
+from xmlcurl.options import XmlCurlOptions
+
+log = logging.getLogger(__name__)
+
+PATH = "/xmlcurl"
+MAX_BODY = 256 * 1024  # a real dialplan fetch is about 6 kB
+EXTENSION_KEY = "fsfarm.xmlcurl"
+
+blueprint = Blueprint("xmlcurl", __name__)
+
+
+@dataclass
+class XmlCurlService:
+    """Per-process state of the endpoint: its options, the answer cache and the change listener."""
+
+    db: Database
+    settings: Settings
+    options: XmlCurlOptions
+    cache: AnswerCache
+    listener: ChangeListener | None = None
+    unknown_nodes: set[str] = field(default_factory=set)
+
+    def ensure_listening(self) -> None:
+        # Started on first use so each gunicorn worker (forked after import) runs its own thread.
+        if self.listener is None:
+            self.listener = ChangeListener(self.db.conninfo, self.cache)
+            self.listener.start()
+
+    def respond(self, body: bytes) -> bytes:
+        """The answer bytes for one raw form body (authentication already checked)."""
+        parsed = fetch.parse(body)
+        question = answers.question(parsed)
+        if question is None:
+            return NOT_FOUND
+        self.ensure_listening()
+        generation = self.cache.generation
+        known, node = self.cache.node(parsed.switchname)
+        if not known:
+            with self.db.transaction() as conn:
+                node = nodes.by_switchname(conn, parsed.switchname) if parsed.switchname else None
+            self.cache.put_node(parsed.switchname, node, generation)
+        if node is None:
+            if parsed.switchname not in self.unknown_nodes and len(self.unknown_nodes) < 1000:
+                self.unknown_nodes.add(parsed.switchname)
+                log.warning("xml_curl fetch from unknown switch %r (section %s): answered not found",
+                            parsed.switchname, parsed.section)
+            return NOT_FOUND
+        key = (node.id, *question)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        with self.db.transaction() as conn:
+            answer = answers.answer(conn, node, question, self.settings.controller_address, self.options)
+        self.cache.put(key, answer, generation)
+        return answer.body
+
+
+def service(app: Flask | None = None) -> XmlCurlService:
+    target = app or current_app
+    return target.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+
+
+def authorised(header: str | None, settings: Settings) -> bool:
+    """HTTP basic auth against the configured xml_curl user; an empty configured password admits no one."""
+    if not header or not settings.xmlcurl_password or not header.startswith("Basic "):
+        return False
+    try:
+        user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(user.encode(), settings.xmlcurl_user.encode()) & hmac.compare_digest(
+        password.encode(), settings.xmlcurl_password.encode())
+
+
+def _xml(body: bytes, status: int = 200) -> Response:
+    return Response(body, status=status, mimetype="text/xml")
+
+
+@blueprint.post(PATH)
+def xmlcurl() -> Any:
+    svc = service()
+    if not authorised(request.headers.get("Authorization"), svc.settings):
+        response = _xml(NOT_FOUND, 401)
+        response.headers["WWW-Authenticate"] = 'Basic realm="fsfarm xml_curl"'
+        return response
+    if (request.content_length or 0) > MAX_BODY:
+        return _xml(NOT_FOUND, 400)
+    body = request.stream.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        return _xml(NOT_FOUND, 400)
+    try:
+        return _xml(svc.respond(body))
+    except Unavailable:
+        # FreeSWITCH falls back to its local files on an HTTP error; a 503 tells the operator why.
+        log.warning("xml_curl: database unavailable, answering 503")
+        return _xml(NOT_FOUND, 503)
+
+
+def register(app: Flask) -> None:
+    """Plug the endpoint into the controller's app (called by ``controller.api.create_app``)."""
+    options = XmlCurlOptions.from_env()
+    app.extensions[EXTENSION_KEY] = XmlCurlService(
+        db=app.extensions["fsfarm.db"],
+        settings=app.extensions["fsfarm.settings"],
+        options=options,
+        cache=AnswerCache(ttl=options.cache_ttl, max_entries=options.cache_entries),
+    )
+    app.register_blueprint(blueprint)
