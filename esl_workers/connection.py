@@ -48,6 +48,7 @@ class FramedProtocol(ESLProtocol):  # type: ignore[misc]
     command_timeout = 10.0
     batch_size = 256
     label = "esl"
+    goodbye = True  # send "exit" on stop (inbound); outbound sockets are closed by FreeSWITCH
 
     def _framed_init(self) -> None:
         self.closed = gevent.event.Event()
@@ -206,7 +207,7 @@ class FramedProtocol(ESLProtocol):  # type: ignore[misc]
 
     def stop(self, timeout: float = 2.0) -> None:
         """Say goodbye if possible, close the socket, and make sure no greenlet is left running."""
-        if self.connected:
+        if self.connected and self.goodbye:
             try:
                 self.send("exit", timeout=min(timeout, 1.0))
             except Exception:
