@@ -132,7 +132,7 @@ class Session:
         self.execute("playback", path)
 
     def say(self, text: str, kind: str = "NUMBER", method: str = "pronounced", lang: str = "en") -> None:
-        """Speak a number/date/... with mod_say: ``session.say("42")`` or ``session.say("1001", "NUMBER", "iterated")``."""
+        """Speak a number, date... with mod_say: ``session.say("42")``; digit by digit: ``method="iterated"``."""
         self.execute("say", f"{lang} {kind} {method} {text}")
 
     def play_and_get_digits(self, prompt: str, *, min_digits: int = 1, max_digits: int = 1, tries: int = 3,

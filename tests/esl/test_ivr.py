@@ -148,6 +148,12 @@ def test_connect_reply_without_content_length_is_the_channel_data() -> None:
     assert data["Reply-Text"] == "+OK\n"
 
 
+def routed_to(name: str) -> bytes:
+    """The recorded connect reply with the dialplan's ``fsfarm_ivr`` variable added."""
+    marker = b"Content-Type: command/reply"
+    return CONNECT_REPLY.replace(marker, b"variable_fsfarm_ivr: " + name.encode() + b"\n" + marker)
+
+
 def error_prompt_played(sent: list[str]) -> bool:
     return any("execute-app-name: playback\nexecute-app-arg: ivr/ivr-call_cannot_be_completed_as_dialed.wav" in c
                for c in sent)
@@ -171,7 +177,7 @@ def test_script_that_raises_ends_only_its_call(ivr_db: Database, tmp_path: Path,
             session.answer()
             session.playback("ivr/fine.wav")
     """)
-    fine_reply = CONNECT_REPLY.replace(b"Content-Type: command/reply", b"variable_fsfarm_ivr: fine\nContent-Type: command/reply")
+    fine_reply = routed_to("fine")
     server = start(ivr_db, tmp_path)
     try:
         with caplog.at_level(logging.INFO):
@@ -198,7 +204,7 @@ def test_syntax_error_is_logged_and_other_scripts_keep_working(ivr_db: Database,
         def fine(session):
             session.answer()
     """)
-    fine_reply = CONNECT_REPLY.replace(b"Content-Type: command/reply", b"variable_fsfarm_ivr: fine\nContent-Type: command/reply")
+    fine_reply = routed_to("fine")
     server = start(ivr_db, tmp_path)
     try:
         with caplog.at_level(logging.INFO):
