@@ -77,6 +77,8 @@ class FramedProtocol(ESLProtocol):  # type: ignore[misc]
                 for frame in reader.feed(data):
                     self.frames_received += 1
                     self.handle_frame(frame)
+                if reader.error is not None:
+                    raise reader.error
         except ProtocolError as exc:
             reason = f"protocol error: {exc}"
             log.warning("%s: %s; dropping the connection", self.label, reason)

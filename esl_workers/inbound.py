@@ -18,6 +18,7 @@ from uuid import UUID
 
 import gevent
 import gevent.event
+import gevent.lock
 import psycopg
 from greenswitch.esl import NotConnectedError
 
@@ -102,6 +103,7 @@ class Ingest:
         self.counters = Counters()
         self.on_db_back: Callable[[], None] | None = None
         self._warned_foreign = 0.0
+        self._lock = gevent.lock.RLock()  # the spool replay tick and the event batches write in turn
 
     def accept(self, event: Event) -> bool:
         """Events from another switch on this socket are refused: never stored under the wrong node."""
@@ -157,7 +159,24 @@ class Ingest:
         log.info("node %s: replayed %d spooled CDR(s), %d new", self.node.name, len(pending), written)
         return written
 
+    def retry_spool(self) -> None:
+        """Replay the spool if PostgreSQL may be back (called periodically when no events arrive)."""
+        if not self.spool or time.monotonic() < self.db_down_until:
+            return
+        with self._lock:
+            try:
+                self.replay_spool()
+            except Unavailable:
+                self.db_down_until = time.monotonic() + self.config.db_retry_interval
+                return
+        if self.on_db_back is not None:
+            self.on_db_back()
+
     def handle(self, events: list[Event]) -> None:
+        with self._lock:
+            self._handle(events)
+
+    def _handle(self, events: list[Event]) -> None:
         events = [e for e in events if self.accept(e)]
         self.counters.events += len(events)
         cdrs = [c for c in map(cdr.from_event, events) if c is not None]
@@ -295,12 +314,17 @@ class NodeWatcher:
         self._reconcile(conn)
         while not self._stopping.is_set() and not conn.closed.is_set():
             self._reconcile_now.clear()
-            waited = gevent.wait([conn.closed, self._stopping, self._reconcile_now], count=1,
-                                 timeout=self.config.reconcile_interval)
+            due = time.monotonic() + self.config.reconcile_interval
+            while not (conn.closed.is_set() or self._stopping.is_set() or self._reconcile_now.is_set()):
+                left = due - time.monotonic()
+                if left <= 0:
+                    break
+                gevent.wait([conn.closed, self._stopping, self._reconcile_now], count=1,
+                            timeout=min(left, self.config.db_retry_interval))
+                self.ingest.retry_spool()
             if conn.closed.is_set() or self._stopping.is_set():
                 return
-            if waited is not None:
-                self._reconcile(conn)
+            self._reconcile(conn)
 
     def _reconcile(self, conn: FarmInboundESL) -> None:
         """Align the live-call table with ``show channels``: zombies out, missed channels in."""

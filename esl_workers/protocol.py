@@ -141,6 +141,7 @@ class FrameReader:
         self._buf = bytearray()
         self._pending: dict[str, str] | None = None
         self._need = 0
+        self.error: ProtocolError | None = None  # hit after some good frames; raised by the next feed()
 
     @property
     def buffered(self) -> int:
@@ -148,9 +149,24 @@ class FrameReader:
         return len(self._buf) + (1 if self._pending is not None else 0)
 
     def feed(self, data: bytes) -> list[Frame]:
-        """Add bytes; return every frame now complete, in order."""
+        """Add bytes; return every frame now complete, in order.
+
+        Garbage raises ProtocolError; when good frames came before it in the same bytes, those are
+        returned first and the error is kept in ``error`` (and raised by the next call).
+        """
+        if self.error is not None:
+            raise self.error
         self._buf += data
         frames: list[Frame] = []
+        try:
+            self._cut(frames)
+        except ProtocolError as exc:
+            if not frames:
+                raise
+            self.error = exc
+        return frames
+
+    def _cut(self, frames: list[Frame]) -> None:
         buf = self._buf
         pos = 0
         while True:
@@ -182,8 +198,9 @@ class FrameReader:
             pos += self._need
             frames.append(Frame(self._pending, body))
             self._pending, self._need = None, 0
+            del buf[:pos]
+            pos = 0
         del buf[:pos]
-        return frames
 
 
 def command(name: str, headers: Mapping[str, str] | None = None, body: str | None = None) -> bytes:

@@ -70,6 +70,7 @@ class FakeFreeSWITCH:
 
     def __init__(self, events: list[bytes] | None = None, password: str = "ClueCon") -> None:
         self.events = events or []
+        self.per_connection: list[list[bytes]] | None = None  # stream i goes to connection i (then none)
         self.password = password
         self.api: dict[str, str] = {"show channels as json": '{"row_count":0}'}
         self.received: list[bytes] = []
@@ -104,8 +105,14 @@ class FakeFreeSWITCH:
             except OSError:
                 pass
 
+    def _events_for(self, number: int) -> list[bytes]:
+        if self.per_connection is None:
+            return self.events
+        return self.per_connection[number - 1] if number <= len(self.per_connection) else []
+
     def _handle(self, sock: Any, _addr: Any) -> None:
         self.connections += 1
+        number = self.connections
         self._socks.append(sock)
         lock = gevent.lock.Semaphore()
         if self.silent:
@@ -141,7 +148,7 @@ class FakeFreeSWITCH:
                         fmt = text.split()[1]
                         write(command_reply(f"+OK event listener enabled {fmt}"))
                         if streamer is None:
-                            streamer = gevent.spawn(self._stream, write, sock)
+                            streamer = gevent.spawn(self._stream, write, sock, self._events_for(number))
                     elif text.startswith("api "):
                         write(api_reply(self.api.get(text[4:], "-ERR no reply recorded\n")))
                     elif text == "exit":
@@ -156,8 +163,8 @@ class FakeFreeSWITCH:
                 streamer.kill()
             sock.close()
 
-    def _stream(self, write: Callable[[bytes], None], sock: Any) -> None:
-        for group in self.events:
+    def _stream(self, write: Callable[[bytes], None], sock: Any, events: list[bytes]) -> None:
+        for group in events:
             write(group)
             gevent.sleep(0)
         self.streamed.set()
