@@ -119,7 +119,9 @@ def parse_json_event(text: str) -> Event:
         raise EventError("event JSON is not an object")
     body = data.pop("_body", None)
     data.pop("Content-Length", None)
-    headers = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+    headers = data
+    if not all(type(v) is str for v in data.values()):  # FreeSWITCH sends strings; anything else is re-encoded
+        headers = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
     if "Event-Name" not in headers:
         raise EventError("event without Event-Name")
     return Event(headers, None if body is None else str(body), len(text))
@@ -142,6 +144,7 @@ class FrameReader:
         self._pending: dict[str, str] | None = None
         self._need = 0
         self.error: ProtocolError | None = None  # hit after some good frames; raised by the next feed()
+        self._consumed = 0
 
     @property
     def buffered(self) -> int:
@@ -158,12 +161,15 @@ class FrameReader:
             raise self.error
         self._buf += data
         frames: list[Frame] = []
+        self._consumed = 0
         try:
             self._cut(frames)
         except ProtocolError as exc:
             if not frames:
                 raise
             self.error = exc
+        finally:
+            del self._buf[:self._consumed]  # once per feed: deleting per frame is quadratic on big reads
         return frames
 
     def _cut(self, frames: list[Frame]) -> None:
@@ -179,11 +185,13 @@ class FrameReader:
                 block = bytes(buf[pos:end]).decode("utf-8", "replace").lstrip("\n")
                 pos = end + 2
                 if not block:
+                    self._consumed = pos
                     continue  # stray blank lines between frames
                 headers = parse_header_lines(block)
                 length = headers.get("Content-Length")
                 if length is None:
                     frames.append(Frame(headers))
+                    self._consumed = pos
                     continue
                 try:
                     need = int(length)
@@ -198,9 +206,8 @@ class FrameReader:
             pos += self._need
             frames.append(Frame(self._pending, body))
             self._pending, self._need = None, 0
-            del buf[:pos]
-            pos = 0
-        del buf[:pos]
+            self._consumed = pos
+        self._consumed = pos
 
 
 def command(name: str, headers: Mapping[str, str] | None = None, body: str | None = None) -> bytes:
