@@ -1,0 +1,101 @@
+"""Call detail records from CHANNEL_HANGUP_COMPLETE, written exactly once per (node, channel uuid)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from esl_workers.protocol import Event
+from esl_workers.tenancy import domain_of
+from esl_workers.timefmt import from_usec, to_int
+
+EVENT = "CHANNEL_HANGUP_COMPLETE"
+
+
+@dataclass(frozen=True)
+class Cdr:
+    """One leg's record; times are FreeSWITCH microsecond stamps (0 = never) so it spools as JSON."""
+
+    channel_uuid: str
+    call_uuid: str
+    tenant_domain: str
+    direction: str
+    caller_number: str
+    caller_name: str
+    destination: str
+    other_leg_uuid: str
+    sip_call_id: str
+    start_usec: int
+    answer_usec: int
+    end_usec: int
+    duration: int
+    billsec: int
+    hangup_cause: str
+    variables: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Cdr:
+        return cls(**json.loads(text))
+
+
+def from_event(event: Event) -> Cdr | None:
+    """The CDR a CHANNEL_HANGUP_COMPLETE event describes; None for any other event."""
+    if event.name != EVENT or not event.get("Unique-ID"):
+        return None
+    h = event.headers
+    return Cdr(
+        channel_uuid=h["Unique-ID"],
+        call_uuid=h.get("Channel-Call-UUID", ""),
+        tenant_domain=domain_of(h),
+        direction=h.get("Call-Direction", ""),
+        caller_number=h.get("Caller-Caller-ID-Number", ""),
+        caller_name=h.get("Caller-Caller-ID-Name", ""),
+        destination=h.get("variable_dialed_user") or h.get("Caller-Destination-Number", ""),
+        other_leg_uuid=h.get("Other-Leg-Unique-ID", ""),
+        sip_call_id=h.get("variable_sip_call_id", ""),
+        start_usec=to_int(h.get("variable_start_uepoch")),
+        answer_usec=to_int(h.get("variable_answer_uepoch")),
+        end_usec=to_int(h.get("variable_end_uepoch")),
+        duration=to_int(h.get("variable_duration")),
+        billsec=to_int(h.get("variable_billsec")),
+        hangup_cause=h.get("Hangup-Cause") or h.get("variable_hangup_cause", ""),
+        variables={k[len("variable_"):]: v for k, v in h.items() if k.startswith("variable_fsfarm_")},
+    )
+
+
+def insert_many(conn: psycopg.Connection[Any], node_id: UUID, cdrs: Iterable[Cdr],
+                tenant_ids: Mapping[str, UUID | None]) -> int:
+    """Insert in order; a CDR already stored for (node, channel) is skipped. Returns rows written."""
+    written = 0
+    for c in cdrs:
+        cur = conn.execute(
+            """INSERT INTO esl_cdrs (id, node_id, channel_uuid, call_uuid, tenant_id, direction, caller_number,
+                   caller_name, destination, other_leg_uuid, sip_call_id, started_at, answered_at, ended_at,
+                   duration, billsec, hangup_cause, variables)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (node_id, channel_uuid) DO NOTHING""",
+            (uuid.uuid4(), node_id, c.channel_uuid, c.call_uuid, tenant_ids.get(c.tenant_domain), c.direction,
+             c.caller_number, c.caller_name, c.destination, c.other_leg_uuid, c.sip_call_id,
+             from_usec(c.start_usec), from_usec(c.answer_usec), from_usec(c.end_usec), c.duration, c.billsec,
+             c.hangup_cause, json.dumps(c.variables)),
+        )
+        written += cur.rowcount
+    return written
+
+
+def list_for_tenant(conn: psycopg.Connection[Any], tenant_id: UUID, limit: int = 100) -> list[dict[str, Any]]:
+    """A tenant's newest CDRs first."""
+    cur = conn.execute(
+        "SELECT * FROM esl_cdrs WHERE tenant_id = %s ORDER BY started_at DESC NULLS LAST, id LIMIT %s",
+        (tenant_id, limit),
+    )
+    return cur.fetchall()

@@ -1,0 +1,288 @@
+"""Commands for the farm's nodes (REST API and CLI), sent to the node that owns the call or room.
+
+Each command opens a short inbound ESL connection to the right node: short ones run as ``api``
+and return FreeSWITCH's answer; long ones (originate) run as ``bgapi`` with a Job-UUID we choose,
+stored in ``esl_command_jobs`` and finished by the BACKGROUND_JOB event (here if we wait for it,
+else by the node's watcher, which subscribes to BACKGROUND_JOB too).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import gevent
+import gevent.event
+import psycopg
+from greenswitch.esl import NotConnectedError
+
+from controller.database import Database
+from controller.domain import Node, Tenant
+from controller.errors import Conflict, Invalid, NotFound, Unavailable
+from controller.stores import conferences as conference_store
+from controller.stores import nodes, placements
+from esl_workers import calls
+from esl_workers.conferences import node_of_room, room_name
+from esl_workers.connection import FarmEvent, FarmInboundESL
+
+_UUID = re.compile(r"^[0-9a-fA-F-]{36}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_.+@*#:/-]{1,128}$")  # no spaces, no newlines: nothing can be injected
+CONFERENCE_ACTIONS = {
+    "list": "json_list", "mute": "mute", "unmute": "unmute", "deaf": "deaf", "undeaf": "undeaf",
+    "kick": "kick", "lock": "lock", "unlock": "unlock", "record": "record", "norecord": "norecord",
+}
+MEMBER_ACTIONS = frozenset({"mute", "unmute", "deaf", "undeaf", "kick"})
+
+
+def token(value: Any, field: str) -> str:
+    """A single ESL command argument, refused if it could smuggle in another argument or command."""
+    text = str(value if value is not None else "").strip()
+    if not _TOKEN.match(text):
+        raise Invalid(f"{field}: not a valid value", {"field": field})
+    return text
+
+
+def channel_uuid(value: Any) -> str:
+    text = str(value or "")
+    if not _UUID.match(text):
+        raise Invalid("call: not a channel uuid", {"field": "call"})
+    return text.lower()
+
+
+# ---------------------------------------------------------------- command text (pure)
+
+def originate_command(tenant: Tenant, from_ext: str, to: str, caller_id: str = "") -> str:
+    """Click-to-call: ring ``from_ext``, and when answered dial ``to`` in the tenant's dialplan."""
+    frm, dest = token(from_ext, "from"), token(to, "to")
+    cid = token(caller_id or frm, "caller_id")
+    variables = f"{{fsfarm_tenant={tenant.domain},origination_caller_id_number={cid},ignore_early_media=true}}"
+    return f"originate {variables}user/{frm}@{tenant.domain} {dest} XML {tenant.domain}"
+
+
+def hangup_command(call: str, cause: str = "NORMAL_CLEARING") -> str:
+    return f"uuid_kill {channel_uuid(call)} {token(cause, 'cause')}"
+
+
+def transfer_command(call: str, to: str, context: str, leg: str = "") -> str:
+    """Transfer a call to ``to`` in ``context``; ``leg='-bleg'`` moves the other party instead."""
+    flag = f"{leg} " if leg in ("-bleg", "-both") else ""
+    return f"uuid_transfer {channel_uuid(call)} {flag}{token(to, 'to')} XML {token(context, 'context')}"
+
+
+def conference_command(room: str, action: str, member: str = "", path: str = "") -> str:
+    if action not in CONFERENCE_ACTIONS:
+        raise Invalid(f"action: one of {', '.join(sorted(CONFERENCE_ACTIONS))}", {"field": "action"})
+    parts = ["conference", token(room, "room"), CONFERENCE_ACTIONS[action]]
+    if action in MEMBER_ACTIONS:
+        parts.append(token(member or "all", "member"))
+    elif action == "record":
+        parts.append(token(path, "path"))
+    elif action == "norecord":
+        parts.append(token(path or "all", "path"))
+    return " ".join(parts)
+
+
+NODE_COMMANDS = {
+    "reloadxml": lambda arg: "reloadxml",
+    "xml_flush_cache": lambda arg: f"xml_flush_cache {token(arg, 'section')}" if arg else "xml_flush_cache",
+    "sofia_rescan": lambda arg: f"sofia profile {token(arg or 'internal', 'profile')} rescan",
+}
+
+
+# ---------------------------------------------------------------- routing
+
+def node_for_tenant(conn: psycopg.Connection[Any], tenant: Tenant) -> Node:
+    node_id = placements.tenant_node(conn, tenant.id)
+    node = nodes.get(conn, node_id) if node_id else None
+    if node is None:
+        raise Unavailable(f"tenant {tenant.domain} is not placed on any node right now")
+    return node
+
+
+def node_for_call(conn: psycopg.Connection[Any], tenant: Tenant | None, call: str) -> tuple[Node, dict[str, Any]]:
+    row = calls.owner(conn, channel_uuid(call), tenant.id if tenant else None)
+    node = nodes.get(conn, row["node_id"]) if row else None
+    if row is None or node is None:
+        raise NotFound(f"no live call {call!r}")
+    return node, row
+
+
+def node_for_room(conn: psycopg.Connection[Any], tenant: Tenant, number: str) -> tuple[Node, str]:
+    """The node running a tenant's room: where its members are, else where placement put it."""
+    room = conference_store.store.get(conn, tenant.id, number)
+    if room is None:
+        raise NotFound(f"no conference {number!r} in {tenant.domain}")
+    name = room_name(room.number, tenant.domain)
+    node_id = node_of_room(conn, name)
+    if node_id is None:
+        placed = {p.conference_id: p.node_id for p in placements.conference_placements(conn)}
+        node_id = placed.get(room.id)
+    node = nodes.get(conn, node_id) if node_id else None
+    return (node or node_for_tenant(conn, tenant)), name
+
+
+# ---------------------------------------------------------------- sending
+
+@dataclass(frozen=True)
+class Answer:
+    node: str
+    command: str
+    result: str
+
+    @property
+    def ok(self) -> bool:
+        return not self.result.startswith("-ERR")
+
+    def public(self) -> dict[str, Any]:
+        return {"node": self.node, "command": self.command, "ok": self.ok, "result": self.result}
+
+
+def _connect(node: Node, timeout: float) -> FarmInboundESL:
+    from esl_workers.inbound import split_address
+
+    host, port = split_address(node.esl_address)
+    conn = FarmInboundESL(host, port, node.esl_password, timeout=timeout, label=f"command {node.name}")
+    conn.command_timeout = timeout
+    try:
+        conn.connect()
+    except NotConnectedError as exc:
+        raise Unavailable(f"node {node.name} cannot be reached over ESL", str(exc)) from exc
+    return conn
+
+
+def run_api(node: Node, command: str, timeout: float = 10.0, check: bool = True) -> Answer:
+    """Run one ``api`` command on a node; ``check`` turns ``-ERR`` into a Conflict error."""
+    conn = _connect(node, timeout)
+    try:
+        result = conn.api(command, timeout=timeout)
+    except NotConnectedError as exc:
+        raise Unavailable(f"node {node.name} dropped the ESL connection", str(exc)) from exc
+    finally:
+        conn.stop(timeout=1.0)
+    answer = Answer(node.name, command, result)
+    if check and not answer.ok:
+        raise Conflict(f"FreeSWITCH on {node.name} refused: {result.strip()}", answer.public())
+    return answer
+
+
+def run_bgapi(db: Database, node: Node, command: str, tenant_id: UUID | None = None,
+              wait: float = 0.0, timeout: float = 10.0) -> dict[str, Any]:
+    """Start ``bgapi`` with a job row; wait up to ``wait`` seconds for its result. Returns the job."""
+    job_id = uuid.uuid4()
+    with db.transaction() as tx:
+        tx.execute("INSERT INTO esl_command_jobs (id, node_id, tenant_id, command) VALUES (%s, %s, %s, %s)",
+                   (job_id, node.id, tenant_id, command))
+    conn = _connect(node, timeout)
+    done: gevent.event.AsyncResult = gevent.event.AsyncResult()
+
+    def on_job(batch: list[FarmEvent]) -> None:
+        for event in batch:
+            if event.headers.get("Job-UUID") == str(job_id):
+                done.set(event.data or "")
+
+    conn.batch_handler = on_job
+    try:
+        if wait > 0:
+            conn.send("event plain BACKGROUND_JOB")
+            conn.send(f"filter Job-UUID {job_id}")
+        reply = conn.send(f"bgapi {command}\nJob-UUID: {job_id}", timeout=timeout)
+        if not str(reply.data).startswith("+OK"):
+            _finish(db, job_id, f"-ERR {reply.data}")
+        elif wait > 0:
+            try:
+                _finish(db, job_id, done.get(timeout=wait))
+            except gevent.Timeout:
+                pass  # still running: the node's watcher records the result when it arrives
+    except NotConnectedError as exc:
+        raise Unavailable(f"node {node.name} dropped the ESL connection", str(exc)) from exc
+    finally:
+        conn.stop(timeout=1.0)
+    return get_job(db, job_id)
+
+
+def _finish(db: Database, job_id: UUID, body: str) -> None:
+    with db.transaction() as tx:
+        finish_job(tx, str(job_id), body)
+
+
+def finish_job(conn: psycopg.Connection[Any], job_id: str, body: str) -> bool:
+    """Record a job's result once; later copies (watcher and waiter both saw it) change nothing."""
+    try:
+        jid = UUID(job_id)
+    except (TypeError, ValueError):
+        return False
+    status = "failed" if body.startswith("-ERR") else "done"
+    cur = conn.execute(
+        """UPDATE esl_command_jobs SET status = %s, result = %s, finished_at = now(), updated_at = now()
+           WHERE id = %s AND status = 'pending'""",
+        (status, body, jid),
+    )
+    return cur.rowcount > 0
+
+
+def get_job(db: Database, job_id: UUID | str, tenant_id: UUID | None = None) -> dict[str, Any]:
+    try:
+        jid = UUID(str(job_id))
+    except ValueError:
+        raise NotFound(f"no job {job_id!r}") from None
+    with db.transaction() as tx:
+        row = tx.execute(
+            """SELECT j.id, n.name AS node, j.command, j.status, j.result, j.created_at, j.finished_at, j.tenant_id
+               FROM esl_command_jobs j LEFT JOIN nodes n ON n.id = j.node_id WHERE j.id = %s""",
+            (jid,),
+        ).fetchone()
+    if row is None or (tenant_id is not None and row["tenant_id"] != tenant_id):
+        raise NotFound(f"no job {job_id!r}")
+    row.pop("tenant_id")
+    return row
+
+
+# ---------------------------------------------------------------- the operations the API and CLI offer
+
+def originate(db: Database, tenant: Tenant, from_ext: str, to: str, caller_id: str = "",
+              wait: float = 0.0) -> dict[str, Any]:
+    """Click-to-call through the tenant's node (bgapi: ringing can take half a minute)."""
+    command = originate_command(tenant, from_ext, to, caller_id)
+    with db.transaction() as tx:
+        node = node_for_tenant(tx, tenant)
+    return run_bgapi(db, node, command, tenant.id, wait=wait)
+
+
+def hangup(db: Database, tenant: Tenant | None, call: str, cause: str = "NORMAL_CLEARING") -> Answer:
+    with db.transaction() as tx:
+        node, _ = node_for_call(tx, tenant, call)
+    return run_api(node, hangup_command(call, cause))
+
+
+def transfer(db: Database, tenant: Tenant | None, call: str, to: str, leg: str = "") -> Answer:
+    with db.transaction() as tx:
+        node, row = node_for_call(tx, tenant, call)
+        context = tenant.domain if tenant else ""
+        if not context and row["tenant_id"]:
+            from controller.stores import tenants
+
+            owner = tenants.get(tx, row["tenant_id"])
+            context = owner.domain if owner else ""
+    if not context:
+        raise Invalid("call: its tenant is unknown, cannot pick a dialplan context")
+    return run_api(node, transfer_command(call, to, context, leg))
+
+
+def conference(db: Database, tenant: Tenant, number: str, action: str, member: str = "",
+               path: str = "") -> Answer:
+    with db.transaction() as tx:
+        node, name = node_for_room(tx, tenant, number)
+    return run_api(node, conference_command(name, action, member, path))
+
+
+def node_command(db: Database, node_ref: str, name: str, arg: str = "") -> Answer:
+    if name not in NODE_COMMANDS:
+        raise Invalid(f"command: one of {', '.join(sorted(NODE_COMMANDS))}", {"field": "command"})
+    with db.transaction() as tx:
+        node = nodes.get(tx, node_ref)
+    if node is None:
+        raise NotFound(f"no node {node_ref!r}")
+    return run_api(node, NODE_COMMANDS[name](arg))

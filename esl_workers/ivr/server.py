@@ -1,0 +1,172 @@
+"""The outbound ESL server: FreeSWITCH's ``socket <controller>:8084 async full`` connects here.
+
+One greenlet per call. Which IVR runs: the channel variable ``fsfarm_ivr`` if the dialplan set
+it, else the tenant's number (target_type ``ivr``) or IVR extension matching the dialled number.
+A script that raises, or outlives the per-call timeout, only ends its own call: the caller
+hears the error prompt, the call is hung up and the traceback is logged with the call uuid.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.pool
+import gevent.server
+
+from controller.config import Settings
+from controller.database import Database
+from controller.errors import Unavailable
+from controller.stores import ivrs, numbers, tenants
+from esl_workers.connection import FarmOutboundSession
+from esl_workers.cooperative import ensure_green_psycopg
+from esl_workers.ivr.loader import ScriptLibrary
+from esl_workers.ivr.session import CallEnded, Session
+from esl_workers.tenancy import domain_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IvrConfig:
+    call_timeout: float = 3600.0  # a script still running after this is stopped and the call ended
+    step_timeout: float = 300.0
+    error_prompt: str = "ivr/ivr-call_cannot_be_completed_as_dialed.wav"
+    linger_wait: float = 5.0
+    max_calls: int = 1000
+
+    @classmethod
+    def from_env(cls) -> IvrConfig:
+        return cls(
+            call_timeout=float(os.environ.get("FSFARM_IVR_CALL_TIMEOUT", 3600)),
+            error_prompt=os.environ.get("FSFARM_IVR_ERROR_PROMPT", cls.error_prompt),
+        )
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    tenant: str
+    options: dict[str, Any]
+
+
+def resolve(db: Database | None, channel: dict[str, str]) -> Route | None:
+    """Which IVR this call is for, and its options from the tenant's Ivr row."""
+    wanted = channel.get("variable_fsfarm_ivr", "")
+    domain = domain_of(channel)
+    dest = channel.get("Caller-Destination-Number", "")
+    if db is None:
+        return Route(wanted, domain, {}) if wanted else None
+    try:
+        with db.transaction() as conn:
+            tenant = tenants.by_domain(conn, domain) if domain else None
+            if tenant is None:
+                number = numbers.by_number(conn, dest) if dest else None
+                tenant = tenants.get(conn, number.tenant_id) if number else None
+            if tenant is None:
+                return Route(wanted, domain, {}) if wanted else None
+            if not wanted and dest:
+                number = numbers.store.get(conn, tenant.id, dest)
+                if number is not None and number.target_type == "ivr":
+                    wanted = number.target
+                else:
+                    wanted = next((i.name for i in ivrs.store.list(conn, tenant.id) if i.extension == dest), "")
+            row = ivrs.store.get(conn, tenant.id, wanted) if wanted else None
+            return Route(wanted, tenant.domain, dict(row.options) if row else {}) if wanted else None
+    except Unavailable:
+        log.warning("database unreachable: routing on fsfarm_ivr only")
+        return Route(wanted, domain, {}) if wanted else None
+
+
+class IvrServer:
+    """The handle ``serve_ivr`` returns; ``stop()`` closes the listener and ends running calls."""
+
+    def __init__(self, db: Database | None, library: ScriptLibrary, host: str, port: int,
+                 config: IvrConfig | None = None) -> None:
+        self.db = db
+        self.library = library
+        self.config = config or IvrConfig()
+        self.calls = gevent.pool.Pool(self.config.max_calls)
+        self.server = gevent.server.StreamServer((host, port), self._accept, spawn=self.calls)
+        self.handled = 0
+        self.failed = 0
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_port)
+
+    def start(self) -> IvrServer:
+        self.server.start()
+        log.info("IVR server listening on %s:%d, scripts in %s", self.server.server_host, self.port,
+                 self.library.directory)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.server.stop(timeout=timeout)
+        self.calls.kill(block=True, timeout=timeout)
+
+    def _accept(self, sock: Any, address: Any) -> None:
+        conn = FarmOutboundSession(address, sock)
+        conn.goodbye = False  # in outbound mode FreeSWITCH closes after linger; "exit" is not ours to send
+        call = "unknown"
+        try:
+            channel = conn.connect()
+            call = channel.get("Unique-ID", "unknown")
+            conn.label = f"ivr call {call}"
+            conn.send("myevents")
+            conn.send("linger")
+            self.run_call(conn, channel)
+        except Exception:
+            log.exception("IVR call %s: outbound socket failed", call)
+        finally:
+            conn.closed.wait(timeout=self.config.linger_wait)
+            conn.stop(timeout=1.0)
+
+    def run_call(self, conn: FarmOutboundSession, channel: dict[str, str]) -> None:
+        route = resolve(self.db, channel)
+        session = Session(conn, channel, tenant=route.tenant if route else domain_of(channel),
+                          options=route.options if route else {}, step_timeout=self.config.step_timeout)
+        handler = self.library.get(route.name) if route else None
+        self.handled += 1
+        if handler is None:
+            self.failed += 1
+            log.error("IVR call %s: no script for %r (destination %s)", session.uuid, route.name if route else "",
+                      session.destination)
+            self._fail(session)
+            return
+        try:
+            with gevent.Timeout(self.config.call_timeout, TimeoutError(f"script ran over {self.config.call_timeout}s")):
+                handler(session)
+        except CallEnded:
+            return
+        except BaseException as exc:
+            if isinstance(exc, gevent.GreenletExit):
+                raise
+            self.failed += 1
+            log.error("IVR call %s: script %r failed", session.uuid, route.name if route else "", exc_info=True)
+            self._fail(session)
+            return
+        try:
+            session.hangup()
+        except CallEnded:
+            pass
+
+    def _fail(self, session: Session) -> None:
+        """The caller hears the error prompt, then the call is cleared; never raises."""
+        try:
+            with gevent.Timeout(30, False):
+                session.playback(self.config.error_prompt)
+            session.hangup("NORMAL_TEMPORARY_FAILURE")
+        except Exception:
+            pass
+
+
+def serve_ivr(db: Database | None, settings: Settings | None, scripts_dir: Path | str, host: str = "0.0.0.0",
+              port: int = 8084, config: IvrConfig | None = None) -> IvrServer:
+    """Start the outbound ESL server in this (gevent) process; returns a handle with ``stop()``."""
+    ensure_green_psycopg()
+    return IvrServer(db, ScriptLibrary(scripts_dir), host, port, config or IvrConfig.from_env()).start()

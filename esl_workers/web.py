@@ -1,0 +1,155 @@
+"""REST routes of the ESL room under /api/v1: live calls, CDRs, registrations, rooms, and commands.
+
+Tenant admins see and command only their tenant (anything else is a 404); node-level commands
+and node views are for farm admins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, jsonify, request
+
+from controller.api.auth import body, database, farm_admin, requires_token, visible_tenant
+from controller.errors import Invalid, NotFound
+from controller.stores import nodes
+from esl_workers import calls, cdr, commands, conferences, liveness, registrations
+
+blueprint = Blueprint("esl", __name__, url_prefix="/api/v1")
+
+
+def _data() -> dict[str, Any]:
+    data = body()
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise Invalid("the body must be a JSON object")
+    return data
+
+
+def _rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for row in items:
+        out.append({k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if k.endswith("_id") and v else v)
+                    for k, v in row.items() if k not in ("node_id",)})
+    return out
+
+
+@blueprint.get("/tenants/<tenant_ref>/calls")
+@requires_token
+def tenant_calls(tenant_ref: str) -> Any:
+    tenant = visible_tenant(tenant_ref)
+    with database().transaction() as conn:
+        return jsonify(_rows(calls.list_for(conn, tenant_id=tenant.id)))
+
+
+@blueprint.post("/tenants/<tenant_ref>/calls")
+@requires_token
+def click_to_call(tenant_ref: str) -> Any:
+    """Click-to-call: ``{"from": "1001", "to": "1002", "wait": 0}``; answers 202 with the bgapi job."""
+    tenant = visible_tenant(tenant_ref)
+    data = _data()
+    wait = min(float(data.get("wait") or 0), 60.0)
+    job = commands.originate(database(), tenant, str(data.get("from", "")), str(data.get("to", "")),
+                             str(data.get("caller_id", "")), wait=wait)
+    return jsonify(_rows([job])[0]), 202 if job["status"] == "pending" else 200
+
+
+@blueprint.delete("/tenants/<tenant_ref>/calls/<call>")
+@requires_token
+def hangup_call(tenant_ref: str, call: str) -> Any:
+    tenant = visible_tenant(tenant_ref)
+    cause = request.args.get("cause", "NORMAL_CLEARING")
+    return jsonify(commands.hangup(database(), tenant, call, cause).public())
+
+
+@blueprint.post("/tenants/<tenant_ref>/calls/<call>/transfer")
+@requires_token
+def transfer_call(tenant_ref: str, call: str) -> Any:
+    tenant = visible_tenant(tenant_ref)
+    data = _data()
+    return jsonify(commands.transfer(database(), tenant, call, str(data.get("to", "")),
+                                     str(data.get("leg", ""))).public())
+
+
+@blueprint.get("/tenants/<tenant_ref>/cdrs")
+@requires_token
+def tenant_cdrs(tenant_ref: str) -> Any:
+    tenant = visible_tenant(tenant_ref)
+    limit = max(1, min(int(request.args.get("limit", 100)), 1000))
+    with database().transaction() as conn:
+        return jsonify(_rows(cdr.list_for_tenant(conn, tenant.id, limit)))
+
+
+@blueprint.get("/tenants/<tenant_ref>/registrations")
+@requires_token
+def tenant_registrations(tenant_ref: str) -> Any:
+    tenant = visible_tenant(tenant_ref)
+    with database().transaction() as conn:
+        return jsonify(_rows(registrations.list_for_tenant(conn, tenant.id)))
+
+
+@blueprint.get("/tenants/<tenant_ref>/conferences/<number>/members")
+@requires_token
+def room_members(tenant_ref: str, number: str) -> Any:
+    tenant = visible_tenant(tenant_ref)
+    with database().transaction() as conn:
+        return jsonify(_rows(conferences.members(conn, tenant.id, conferences.room_name(number, tenant.domain))))
+
+
+@blueprint.post("/tenants/<tenant_ref>/conferences/<number>/<action>")
+@requires_token
+def room_command(tenant_ref: str, number: str, action: str) -> Any:
+    """mute/unmute/deaf/undeaf/kick (``{"member": "2"}``, default all), lock/unlock, record/norecord, list."""
+    tenant = visible_tenant(tenant_ref)
+    data = _data()
+    answer = commands.conference(database(), tenant, number, action, str(data.get("member", "")),
+                                 str(data.get("path", "")))
+    return jsonify(answer.public())
+
+
+@blueprint.get("/tenants/<tenant_ref>/jobs/<job_id>")
+@requires_token
+def tenant_job(tenant_ref: str, job_id: str) -> Any:
+    tenant = visible_tenant(tenant_ref)
+    return jsonify(_rows([commands.get_job(database(), job_id, tenant.id)])[0])
+
+
+@blueprint.get("/nodes/<ref>/calls")
+@farm_admin
+def node_calls(ref: str) -> Any:
+    with database().transaction() as conn:
+        node = nodes.get(conn, ref)
+        if node is None:
+            raise NotFound(f"no node {ref!r}")
+        return jsonify(_rows(calls.list_for(conn, node_id=node.id)))
+
+
+@blueprint.get("/nodes/<ref>/stats")
+@farm_admin
+def node_stats(ref: str) -> Any:
+    with database().transaction() as conn:
+        node = nodes.get(conn, ref)
+        if node is None:
+            raise NotFound(f"no node {ref!r}")
+        stats = liveness.stats_for(conn, node.id) or {}
+    return jsonify({"node": node.name, "health": node.health, "health_reason": node.health_reason,
+                    "health_at": node.health_at.isoformat() if node.health_at else None,
+                    **(_rows([stats])[0] if stats else {})})
+
+
+@blueprint.post("/nodes/<ref>/commands/<name>")
+@farm_admin
+def node_command(ref: str, name: str) -> Any:
+    """reloadxml, xml_flush_cache (``{"arg": "directory"}``), sofia_rescan (``{"arg": "internal"}``)."""
+    return jsonify(commands.node_command(database(), ref, name, str(_data().get("arg", ""))).public())
+
+
+@blueprint.get("/jobs/<job_id>")
+@farm_admin
+def job(job_id: str) -> Any:
+    return jsonify(_rows([commands.get_job(database(), job_id)])[0])
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(blueprint)
