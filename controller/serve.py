@@ -11,7 +11,6 @@ from gevent import monkey
 monkey.patch_all()
 
 import dataclasses  # noqa: E402
-import importlib.util  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
@@ -77,12 +76,21 @@ def _failover_loop(db: Database) -> _Greenlet:
 
 
 def _room_services(db: Database, settings: Settings) -> list[Any]:
-    """Start the failover loop, and the ESL workers and IVR server when that room is installed."""
-    handles: list[Any] = [_failover_loop(db)]
-    if importlib.util.find_spec("esl_workers.runtime") is not None:
-        from esl_workers import runtime as esl
+    """Start the failover loop, the ESL watchers, the IVR server and (when configured) Kamailio sync."""
+    from esl_workers.inbound import start_workers
+    from esl_workers.ivr import serve_ivr
 
-        handles.extend(esl.start_in_process(db, settings))
+    handles: list[Any] = [_failover_loop(db), start_workers(db, settings)]
+    scripts = Path(os.environ.get("FSFARM_IVR_SCRIPTS", settings.state_dir / "ivr"))
+    scripts.mkdir(parents=True, exist_ok=True)
+    handles.append(serve_ivr(db, settings, scripts, host=os.environ.get("FSFARM_IVR_HOST", "127.0.0.1"),
+                             port=int(os.environ.get("FSFARM_IVR_PORT", "8084"))))
+    ctl = os.environ.get("FSFARM_KAMAILIO_CTL")
+    if ctl:
+        from controller.kamailio.control import KamailioControl
+        from controller.kamailio.sync import KamailioSync
+
+        handles.append(KamailioSync(db.conninfo, KamailioControl(ctl)).start())
     return handles
 
 

@@ -6,7 +6,6 @@ free loopback port in a temporary directory, stopped when the session ends.
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -14,16 +13,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from testsupport import AuthedClient, free_port
 
 from controller.database import Database
 from controller.database.embedded import EmbeddedPostgres
 from sql.migrate import migrate
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -82,20 +76,3 @@ def farm_token(db: Database) -> str:
 def admin(client, farm_token):  # type: ignore[no-untyped-def]
     """A test client that sends the farm admin's token."""
     return AuthedClient(client, farm_token)
-
-
-class AuthedClient:
-    """Flask test client that adds a bearer token to every request."""
-
-    def __init__(self, client, token: str) -> None:  # type: ignore[no-untyped-def]
-        self.client = client
-        self.token = token
-
-    def __getattr__(self, method: str):  # type: ignore[no-untyped-def]
-        call = getattr(self.client, method)
-
-        def send(path: str, **kwargs):  # type: ignore[no-untyped-def]
-            headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
-            return call(path, headers=headers, **kwargs)
-
-        return send

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import AuthedClient
+from testsupport import AuthedClient
 
 from controller import provisioning
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import requests
-from conftest import free_port
+from testsupport import free_port
 
 from controller.database.embedded import EmbeddedPostgres
 
@@ -72,7 +72,8 @@ def test_fsfarm_up_runs_on_the_embedded_database():
     """The README's first command: a controller on its own PostgreSQL, reachable and stoppable."""
     state = Path(tempfile.mkdtemp(prefix="fsfarm-up-"))
     port = free_port()
-    env = {**os.environ, "FSFARM_STATE_DIR": str(state), "FSFARM_EMBEDDED_PG_PORT": str(free_port())}
+    env = {**os.environ, "FSFARM_STATE_DIR": str(state), "FSFARM_EMBEDDED_PG_PORT": str(free_port()),
+           "FSFARM_IVR_PORT": str(free_port())}
     env.pop("FSFARM_DATABASE_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "controller.cli.entry", "up", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

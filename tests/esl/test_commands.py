@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 import gevent
-from conftest import AUTH_REQUEST, api_reply, command_reply, rows
+from esl_support import AUTH_REQUEST, api_reply, command_reply, rows
 
 from controller import provisioning
 from controller.database import Database
@@ -117,7 +117,7 @@ def test_click_to_call_is_a_bgapi_job_with_its_result_stored(db: Database, admin
 
 
 def test_unreachable_node_is_503(db: Database, admin: Any, farm: Any) -> None:
-    from conftest import FakeFreeSWITCH
+    from esl_support import FakeFreeSWITCH
 
     fs = FakeFreeSWITCH().start()
     address = fs.address
@@ -127,7 +127,7 @@ def test_unreachable_node_is_503(db: Database, admin: Any, farm: Any) -> None:
 
 
 def test_fixture_bytes_used_by_the_fake_are_the_recorded_ones() -> None:
-    from conftest import recording
+    from esl_support import recording
 
     recv = [r["data"].encode() for r in recording("inbound-api-commands.jsonl") if r["dir"] == "recv"]
     assert recv[0] == AUTH_REQUEST

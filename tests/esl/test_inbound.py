@@ -10,7 +10,7 @@ from typing import Any
 
 import gevent
 import pytest
-from conftest import event_stream, recording, rows, wait_until
+from esl_support import event_stream, recording, rows, wait_until
 
 from controller.config import Settings
 from controller.database import Database

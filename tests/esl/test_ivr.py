@@ -11,7 +11,7 @@ from typing import Any
 import gevent
 import gevent.socket
 import pytest
-from conftest import recording
+from esl_support import recording
 
 from controller import provisioning
 from controller.database import Database

@@ -6,7 +6,7 @@ import json
 import random
 
 import pytest
-from conftest import recording
+from esl_support import recording
 
 from esl_workers.protocol import EventError, FrameReader, ProtocolError, parse_event, parse_plain_event
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from testsupport import free_port
 
 from controller.kamailio.config import KamailioSettings, db_url_from_conninfo, render
 from controller.kamailio.control import KamailioControl

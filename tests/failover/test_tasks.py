@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import free_port
+from testsupport import free_port
 
 from controller import tasks
 from controller.failover import FailoverLoop

@@ -1,0 +1,28 @@
+"""Small helpers shared by test modules across rooms (import as ``from testsupport import ...``)."""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class AuthedClient:
+    """Flask test client that adds a bearer token to every request."""
+
+    def __init__(self, client, token: str) -> None:  # type: ignore[no-untyped-def]
+        self.client = client
+        self.token = token
+
+    def __getattr__(self, method: str):  # type: ignore[no-untyped-def]
+        call = getattr(self.client, method)
+
+        def send(path: str, **kwargs):  # type: ignore[no-untyped-def]
+            headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+            return call(path, headers=headers, **kwargs)
+
+        return send
