@@ -14,7 +14,7 @@ import click
 from controller.cli.base import main
 
 # Rooms that contribute commands; a room without a cli module simply adds none.
-ROOM_CLI_MODULES = ("controller.cli.admin", "xmlcurl.cli", "esl_workers.cli", "mixer_ext.cli")
+ROOM_CLI_MODULES = ("controller.cli.admin", "controller.cli.storage", "xmlcurl.cli", "esl_workers.cli", "mixer_ext.cli")
 
 
 def _attach_room_commands() -> None:
