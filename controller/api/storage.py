@@ -71,7 +71,7 @@ def _store_prompt(ref: str, name: str) -> Any:
     return jsonify({**_file_json(info), "rate": wav.rate, "duration_ms": wav.duration_ms}), 201
 
 
-@blueprint.put("/tenants/<ref>/prompts/<path:name>")
+@blueprint.put("/tenants/<ref>/prompts/<path:name>", merge_slashes=False)
 @requires_token
 def put_prompt(ref: str, name: str) -> Any:
     return _store_prompt(ref, name)
@@ -90,14 +90,14 @@ def post_prompt(ref: str) -> Any:
     return _store_prompt(ref, data_name)
 
 
-@blueprint.get("/tenants/<ref>/prompts/<path:name>")
+@blueprint.get("/tenants/<ref>/prompts/<path:name>", merge_slashes=False)
 @requires_token
 def get_prompt(ref: str, name: str) -> Any:
     tenant = visible_tenant(ref)
     return _wav(prompts.download(_storage(), tenant.id, name), prompts.prompt_name(name))
 
 
-@blueprint.delete("/tenants/<ref>/prompts/<path:name>")
+@blueprint.delete("/tenants/<ref>/prompts/<path:name>", merge_slashes=False)
 @requires_token
 def delete_prompt(ref: str, name: str) -> Any:
     tenant = visible_tenant(ref)
@@ -167,7 +167,7 @@ def list_recordings(ref: str) -> Any:
     return jsonify([_file_json(i) for i in recordings.list_recordings(_storage(), tenant.id, folder)])
 
 
-@blueprint.get("/tenants/<ref>/recordings/<path:name>")
+@blueprint.get("/tenants/<ref>/recordings/<path:name>", merge_slashes=False)
 @requires_token
 def get_recording(ref: str, name: str) -> Any:
     tenant = visible_tenant(ref)

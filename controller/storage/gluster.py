@@ -21,7 +21,8 @@ from controller.storage.base import FileInfo
 from controller.storage.paths import TEMP_MARK, check_key
 
 CHUNK = 1024 * 1024
-_MISSING = (errno.ENOENT, errno.ENOTDIR)
+# ESTALE: another client (a node's FUSE mount) removed the file this client still had cached.
+_MISSING = (errno.ENOENT, errno.ENOTDIR, errno.ESTALE)
 _handles: dict[tuple[int, str, int, str], Any] = {}
 _handles_lock = threading.Lock()
 

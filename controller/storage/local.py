@@ -22,6 +22,8 @@ class LocalStorage:
 
     def _path(self, key: str) -> Path:
         path = self.root / check_key(key)
+        if self.root.exists() and not self.root.is_dir():
+            raise Unavailable(f"shared storage {self.description} failed", "the storage root is not a directory")
         # A symlink planted below the root (by a node's FUSE mount, say) must not lead out of it.
         real_root = os.path.realpath(self.root)
         if not os.path.realpath(path).startswith(real_root + os.sep):
@@ -88,8 +90,10 @@ class LocalStorage:
 
     def list(self, prefix: str) -> list[FileInfo]:
         base = self.root / prefix
-        if not self.root.is_dir() and not self.root.exists():
-            return []
+        if not self.root.exists():
+            return []  # nothing stored yet
+        if not self.root.is_dir():
+            raise Unavailable(f"shared storage {self.description} failed", "the storage root is not a directory")
         out = []
         try:
             for folder, dirs, files in os.walk(base):

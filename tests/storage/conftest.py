@@ -7,6 +7,7 @@ the end. It skips, saying why, only when glusterd or the gfapi binding is not in
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -140,12 +141,15 @@ def _second_gluster_client(gv: GlusterVolume) -> Any:
 
 def _read_gluster(gv: GlusterVolume, key: str) -> bytes | None:
     vol = _second_gluster_client(gv)
-    if not vol.isfile(key):
-        return None
-    with vol.fopen(key, "rb") as f:
-        parts = []
-        while chunk := f.read(1024 * 1024):
-            parts.append(chunk)
+    try:
+        with vol.fopen(key, "rb") as f:
+            parts = []
+            while chunk := f.read(1024 * 1024):
+                parts.append(chunk)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ESTALE):  # ESTALE: deleted by the other client
+            return None
+        raise
     return b"".join(parts)
 
 
