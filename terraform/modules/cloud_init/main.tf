@@ -6,6 +6,7 @@ locals {
   gluster_primary = length(var.gluster_servers) > 0 ? var.gluster_servers[0] : ""
   gluster_backups = join(":", slice(var.gluster_servers, min(1, length(var.gluster_servers)), length(var.gluster_servers)))
   mount_options   = local.gluster_backups == "" ? "defaults,_netdev" : "defaults,_netdev,backup-volfile-servers=${local.gluster_backups}"
+  self_address    = var.advertise_address != "" ? var.advertise_address : var.hostname
   member_index    = index(concat(var.postgres_members, [var.advertise_address]), var.advertise_address)
   etcd_cluster = join(",", [
     for i, address in var.postgres_members : "pg${i + 1}=http://${address}:2380"
@@ -38,7 +39,8 @@ locals {
     gluster_brick_dir    = var.gluster_brick_dir
     gluster_peers        = join(" ", var.gluster_servers)
     gluster_replica      = length(var.gluster_servers) > 1 ? "replica ${length(var.gluster_servers)}" : ""
-    gluster_first        = local.gluster_primary == var.hostname ? "yes" : "no"
+    gluster_first        = local.gluster_primary == local.self_address ? "yes" : "no"
+    self_address         = local.self_address
     gluster_bricks       = join(" ", [for s in var.gluster_servers : "${s}:${var.gluster_brick_dir}"])
     database_url_json    = jsonencode(var.database_url)
     storage_spec         = "gluster://${local.gluster_primary}/${var.gluster_volume}"
