@@ -8,14 +8,7 @@ the end. It skips, saying why, only when glusterd or the gfapi binding is not in
 from __future__ import annotations
 
 import errno
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,96 +18,16 @@ import pytest
 
 from controller.storage.gluster import GlusterStorage, forget_at_exit, load_gfapi
 from controller.storage.local import LocalStorage
-
-GLUSTERD_PORT = 24007  # the gluster CLI only talks to glusterd on its default socket and port
-HOSTS_NAME = "fsfarm-gluster-test"
-
-
-@dataclass(frozen=True)
-class GlusterVolume:
-    host: str
-    volume: str
-    port: int = GLUSTERD_PORT
-
-
-def _why_no_gluster() -> str | None:
-    if shutil.which("glusterd") is None or shutil.which("gluster") is None:
-        return "glusterd is not installed (Debian glusterfs-server)"
-    try:
-        load_gfapi()
-    except Exception as exc:
-        return f"the gfapi binding cannot load: {exc}"
-    if os.geteuid() != 0:
-        return "glusterd needs root"
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", GLUSTERD_PORT)) == 0:
-            return f"something already listens on 127.0.0.1:{GLUSTERD_PORT} (another glusterd?)"
-    return None
-
-
-def _loopback_name() -> tuple[str, bool]:
-    """A host name for the brick that resolves to 127.0.0.1 (gluster refuses 127.0.0.1 itself)."""
-    name = socket.gethostname()
-    try:
-        if name != "localhost" and socket.gethostbyname(name).startswith("127."):
-            return name, False
-    except OSError:
-        pass
-    with open("/etc/hosts", "a") as hosts:
-        hosts.write(f"127.0.0.1 {HOSTS_NAME}\n")
-    return HOSTS_NAME, True
-
-
-def _gluster(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["gluster", "--mode=script", *args], capture_output=True, text=True, timeout=60)
-
-
-def _kill_pidfiles(folder: Path) -> None:
-    for pidfile in folder.rglob("*.pid"):
-        try:
-            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
-        except (ValueError, OSError):
-            pass
+from tests.storage.glusterd import GlusterVolume, running_gluster, why_no_gluster
 
 
 @pytest.fixture(scope="session")
 def gluster_volume() -> Iterator[GlusterVolume]:
-    reason = _why_no_gluster()
+    reason = why_no_gluster()
     if reason:
         pytest.skip(f"GlusterFS tests skipped: {reason}")
-    tmp = Path(tempfile.mkdtemp(prefix="fsfarm-gluster-"))
-    workdir, brick, vol = tmp / "glusterd", tmp / "brick", f"fsfarm-{uuid.uuid4().hex[:8]}"
-    workdir.mkdir()
-    brick.mkdir()
-    config = Path("/etc/glusterfs/glusterd.vol").read_text()
-    config = config.replace("/var/lib/glusterd", str(workdir)).replace(
-        "end-volume", "    option transport.socket.bind-address 127.0.0.1\nend-volume")
-    (tmp / "glusterd.vol").write_text(config)
-    host, added_host = _loopback_name()
-    subprocess.run(["glusterd", "-f", str(tmp / "glusterd.vol"), "-p", str(tmp / "glusterd.pid"),
-                    "-l", str(tmp / "glusterd.log")], check=True, timeout=60)
-    try:
-        deadline = time.monotonic() + 30
-        while _gluster("volume", "list").returncode != 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"glusterd did not answer; see {tmp / 'glusterd.log'}")
-            time.sleep(0.1)
-        for step in (("volume", "create", vol, f"{host}:{brick}", "force"), ("volume", "start", vol)):
-            done = _gluster(*step)
-            if done.returncode != 0:
-                raise RuntimeError(f"gluster {' '.join(step)} failed: {done.stderr or done.stdout}")
-        yield GlusterVolume("127.0.0.1", vol)
-    finally:
-        _gluster("volume", "stop", vol, "force")
-        _gluster("volume", "delete", vol)
-        _kill_pidfiles(workdir)
-        _kill_pidfiles(Path("/var/run/gluster/vols") / vol)
-        if (tmp / "glusterd.pid").exists():
-            os.kill(int((tmp / "glusterd.pid").read_text().strip()), signal.SIGTERM)
-        if added_host:
-            lines = Path("/etc/hosts").read_text().splitlines(keepends=True)
-            Path("/etc/hosts").write_text("".join(x for x in lines if HOSTS_NAME not in x))
-        shutil.rmtree(tmp, ignore_errors=True)
+    with running_gluster() as volume:
+        yield volume
 
 
 @dataclass(frozen=True)
