@@ -14,7 +14,14 @@ import click
 from controller.cli.base import main
 
 # Rooms that contribute commands; a room without a cli module simply adds none.
-ROOM_CLI_MODULES = ("controller.cli.admin", "controller.cli.farm", "xmlcurl.cli", "esl_workers.cli", "mixer_ext.cli")
+ROOM_CLI_MODULES = (
+    "controller.cli.admin",
+    "controller.cli.farm",
+    "controller.cli.storage",
+    "xmlcurl.cli",
+    "esl_workers.cli",
+    "mixer_ext.cli",
+)
 
 
 def _attach_room_commands() -> None:

@@ -1,0 +1,33 @@
+"""``POST /api/v1/join``: a FreeSWITCH node registers itself with a single-use node-join token.
+
+The answer carries the node's id and its generated ESL password; the node takes no tenants
+until the controller sees its first heartbeat (see ``controller.join``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from controller import join as joining
+from controller.api.auth import body, database
+from controller.errors import Unauthorized
+
+blueprint = Blueprint("join", __name__, url_prefix="/api/v1")
+
+
+@blueprint.post("/join")
+def join() -> Any:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("missing join token", {"hint": "send 'Authorization: Bearer <node-join token>'"})
+    node, password = joining.join(database(), value.strip(), body())
+    return jsonify({
+        "node_id": str(node.id),
+        "name": node.name,
+        "switchname": node.switchname,
+        "admin_state": node.admin_state,
+        "esl_address": node.esl_address,
+        "esl_password": password,
+    }), 201
