@@ -26,6 +26,7 @@ from controller.config import Settings
 from controller.database import Database
 from controller.domain import Node
 from controller.errors import Unavailable
+from controller.join import activate_on_first_heartbeat
 from controller.stores import nodes
 from esl_workers import calls, cdr, commands, conferences, liveness, registrations
 from esl_workers.connection import FarmEvent, FarmInboundESL
@@ -372,6 +373,9 @@ class NodeWatcher:
             try:
                 with self.db.transaction() as tx:
                     nodes.set_health(tx, self.node.id, verdict.health, verdict.reason)
+                    if verdict.health == "up":
+                        # A node that joined by itself takes tenants only once it is heard from.
+                        activate_on_first_heartbeat(tx, self.node.id)
                 log.info("node %s is %s: %s", self.node.name, verdict.health, verdict.reason)
                 self.written_health = verdict.health
             except Unavailable:

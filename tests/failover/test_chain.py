@@ -91,3 +91,28 @@ def test_crash_new_calls_reach_the_spare(db, tmp_path, kamailio_factory):
 def test_silent_failure_new_calls_reach_the_spare(db, tmp_path, kamailio_factory):
     elapsed = run_failover(db, tmp_path, kamailio_factory, "hang")
     print(f"hang -> first call answered by the spare: {elapsed:.2f} s")
+
+
+def test_joined_node_takes_tenants_after_its_first_heartbeat(db, tmp_path):
+    from controller.config import Settings
+    from controller.join import join
+
+    provisioning.add_tenant(db, {"domain": "waiting.example"})
+    assert provisioning.placement_overview(db)["tenants"][0]["node"] is None
+    token, _ = provisioning.create_token(db, "node-join")
+    node_esl = EslNode()
+    joined, password = join(db, token, {"name": "fs9", "switchname": "fs9", "sip_address": "127.0.0.1:5099",
+                                        "esl_address": node_esl.address})
+    assert joined.admin_state == "pending"
+    node_esl.password = password  # the node writes the password it was given into event_socket.conf
+    settings = Settings(database_url=None, state_dir=tmp_path, embedded_pg_port=0, xmlcurl_user="fs",
+                        xmlcurl_password="x", controller_address="127.0.0.1")
+    workers = start_workers(db, settings, WorkerConfig(spool_dir=tmp_path / "spool", heartbeat_interval=1.0))
+    try:
+        assert green_wait(lambda: provisioning.placement_overview(db)["tenants"][0]["node"] == "fs9", 15)
+        with db.transaction() as conn:
+            node = nodes.get(conn, "fs9")
+            assert node is not None and node.admin_state == "active" and node.health == "up"
+    finally:
+        workers.stop()
+        node_esl.crash()
