@@ -15,6 +15,7 @@ import time
 from typing import Any
 from uuid import UUID
 
+import kombu.exceptions
 from celery import Celery
 
 from controller import provisioning, runtime
@@ -44,6 +45,8 @@ def configure(broker: str | None) -> None:
             worker_prefetch_multiplier=1,
             broker_transport_options={"visibility_timeout": int(os.environ.get("FSFARM_TASK_VISIBILITY", "60"))},
             broker_connection_retry_on_startup=True,
+            # Publishing gives up quickly: a dead broker must not delay a failover.
+            task_publish_retry=False,
             task_ignore_result=True,
             beat_schedule={
                 "health-sweep": {"task": "fsfarm.health_sweep", "schedule": 1.0},
@@ -130,5 +133,13 @@ def health_sweep() -> str:
 
 
 def dispatch_failover(failover_id: UUID) -> None:
-    """Queue a failover (or run it now, when there is no broker)."""
-    failover.delay(str(failover_id))
+    """Queue a failover (or run it now, when there is no broker or the broker is down).
+
+    A failover must not wait for Redis: when the broker cannot take the task, this controller
+    runs it inline; the task is idempotent, so a copy queued meanwhile finds nothing left to do.
+    """
+    try:
+        failover.delay(str(failover_id))
+    except kombu.exceptions.OperationalError as exc:
+        log.warning("broker unreachable (%s); running failover %s inline", exc, failover_id)
+        execute(database(), failover_id, kamailio())

@@ -151,3 +151,35 @@ def test_worker_killed_mid_failover_the_retry_finishes_without_moving_twice(db, 
         listener.close()
         for conn in held:
             conn.close()
+
+
+def test_broker_down_the_failover_runs_inline(db, dsn, monkeypatch):
+    """Redis unreachable: the controller does the failover itself instead of losing it."""
+    monkeypatch.setenv("FSFARM_DATABASE_URL", dsn)
+    monkeypatch.setattr(tasks, "_db", db)
+    tasks.configure(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    try:
+        farm(db)
+        mark(db, "fs1", "down")
+        FailoverLoop(db, dispatch=tasks.dispatch_failover).run_cycle()
+        row = wait_state(db, "done", timeout=30)
+        assert row.tenants_moved >= 1 and where(db)["acme.example"] == "spare1"
+    finally:
+        tasks.configure(None)
+
+
+def test_database_down_the_loop_waits_and_writes_nothing(db, pg_server):
+    """PostgreSQL unreachable: the cycle says so and decides nothing; the next cycle after it is back acts."""
+    from controller.database import Database
+
+    farm(db)
+    mark(db, "fs1", "down")
+    dead = Database(f"host=127.0.0.1 port={free_port()} user=postgres dbname=x connect_timeout=1")
+    dead.pool.timeout = 2.0
+    try:
+        assert FailoverLoop(dead).run_cycle().startswith("did nothing this cycle: the database cannot be reached")
+    finally:
+        dead.close()
+    with db.transaction() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM failovers").fetchone()["n"] == 0
+    assert "moving its work to spare spare1" in FailoverLoop(db).run_cycle()
