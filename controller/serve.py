@@ -57,10 +57,10 @@ def _failover_loop(db: Database) -> _Greenlet:
     """The failover loop, one cycle every half second, logging each change of sentence."""
     from controller.failover import FailoverLoop
     from controller.kamailio.control import KamailioControl
-    from controller.tasks import dispatch_failover
+    from controller.tasks import after_move, dispatch_failover
 
     ctl = os.environ.get("FSFARM_KAMAILIO_CTL")
-    loop = FailoverLoop(db, kamailio=KamailioControl(ctl) if ctl else None,
+    loop = FailoverLoop(db, kamailio=KamailioControl(ctl) if ctl else None, after_move=after_move(),
                         dispatch=dispatch_failover if os.environ.get("FSFARM_CELERY_BROKER") else None)
 
     def run() -> None:

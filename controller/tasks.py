@@ -70,6 +70,13 @@ def database() -> Database:
     return _db
 
 
+def after_move() -> tuple[Any, ...]:
+    """What runs once a failover's move is committed: flush the new node's caches, recover rooms."""
+    from esl_workers.recovery import AFTER_MOVE
+
+    return AFTER_MOVE
+
+
 def kamailio() -> KamailioControl | None:
     ctl = os.environ.get("FSFARM_KAMAILIO_CTL")
     return KamailioControl(ctl) if ctl else None
@@ -79,7 +86,7 @@ def kamailio() -> KamailioControl | None:
 def failover(self: Any, failover_id: str) -> str:
     """Carry out a decided failover (idempotent: safe after a crash at any point)."""
     try:
-        row = execute(database(), UUID(failover_id), kamailio())
+        row = execute(database(), UUID(failover_id), kamailio(), after_move())
     except Exception as exc:
         # PostgreSQL away mid-failover: the decision waits, nothing is half written; try again.
         raise self.retry(exc=exc) from exc
@@ -142,4 +149,4 @@ def dispatch_failover(failover_id: UUID) -> None:
         failover.delay(str(failover_id))
     except kombu.exceptions.OperationalError as exc:
         log.warning("broker unreachable (%s); running failover %s inline", exc, failover_id)
-        execute(database(), failover_id, kamailio())
+        execute(database(), failover_id, kamailio(), after_move())

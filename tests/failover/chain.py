@@ -48,6 +48,7 @@ class EslNode:
         self.server.start()
         self.port = self.server.server_port
         self.socks: list[Any] = []
+        self.commands: list[str] = []  # every api/bgapi command received, in order
 
     @property
     def address(self) -> str:
@@ -88,8 +89,15 @@ class EslNode:
                         sock.sendall(b"Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n")
                         beats = beats or gevent.spawn(self._beat, sock)
                     elif text.startswith("api "):
+                        self.commands.append(text[4:])
                         body = b'{"row_count":0}' if "show channels" in text else b"+OK"
                         sock.sendall(b"Content-Type: api/response\nContent-Length: %d\n\n%s" % (len(body), body))
+                    elif text.startswith("bgapi "):
+                        first, _, rest = text.partition("\n")
+                        self.commands.append(first[6:])
+                        job = rest.split("Job-UUID:", 1)[1].strip() if "Job-UUID:" in rest else "0"
+                        sock.sendall(b"Content-Type: command/reply\nReply-Text: +OK Job-UUID: %s\nJob-UUID: %s\n\n"
+                                     % (job.encode(), job.encode()))
                     else:
                         sock.sendall(b"Content-Type: command/reply\nReply-Text: +OK\n\n")
         except OSError:

@@ -1,0 +1,118 @@
+"""After a failover moved a node's work: flush the new node's caches, and bring its rooms back.
+
+The controller is the "brain" (the Powwownow seed): it knows every room's members from the
+conference::maintenance events it stored, so a room that lived on the dead node is recreated on
+the node that took it by calling each member back: an ``originate`` on the new node to the
+member's registered contact, routed through the SIP proxy (Kamailio) so NAT bindings hold, into
+the same room with the same mute/deaf flags. Members that called in from outside (no
+registration) cannot be called back; the failover record counts them as not recovered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+from uuid import UUID
+
+from controller.database import Database
+from controller.errors import FarmError
+from controller.stores import conferences, failovers, nodes, tenants
+from esl_workers import commands
+from esl_workers.conferences import room_name
+
+log = logging.getLogger(__name__)
+
+FLUSH_COMMANDS = ("xml_flush_cache", "sofia profile internal rescan")
+
+
+def flush_caches(db: Database, row: failovers.Failover) -> dict[str, Any]:
+    """Make the node that took over fetch fresh config for its new tenants (xml_curl, gateways)."""
+    target = row.spare_id
+    if target is None:
+        return {}
+    with db.transaction() as conn:
+        node = nodes.get(conn, target)
+    if node is None:
+        return {}
+    for command in FLUSH_COMMANDS:
+        commands.run_api(node, command, timeout=3.0, check=False)
+    return {}
+
+
+def callback_dial_string(member: dict[str, Any], domain: str, proxy: str | None) -> str:
+    """Pure: how the new node reaches a member again: its registered contact, through the proxy."""
+    contact = str(member["contact"]).strip("<>")
+    if contact.startswith("sip:"):
+        contact = contact[4:]
+    route = f";fs_path=sip:{proxy}" if proxy else ""
+    return f"sofia/internal/{contact}{route}"
+
+
+def rejoin_command(room: str, profile: str, member: dict[str, Any], domain: str, proxy: str | None) -> str:
+    """Pure: the originate that calls a member back into its room, with its flags."""
+    flags = [f for f, keep in (("mute", not member["can_speak"]), ("deaf", not member["can_hear"]),
+                                ("moderator", member["is_moderator"])) if keep]
+    flag_text = f"+flags{{{'|'.join(flags)}}}" if flags else ""
+    variables = (f"{{fsfarm_tenant={domain},origination_caller_id_number={room.split('-', 1)[0]},"
+                 f"fsfarm_rejoin=true,originate_timeout=30}}")
+    target = callback_dial_string(member, domain, proxy)
+    return f"originate {variables}{target} &conference({room}@{profile}{flag_text})"
+
+
+def recover_rooms(db: Database, row: failovers.Failover) -> dict[str, Any]:
+    """Recreate the dead node's rooms on their new node; returns the counts for the failover record."""
+    proxy = next(iter(p for p in os.environ.get("FSFARM_SIP_PROXIES", "").split(",") if p.strip()), None)
+    with db.transaction() as conn:
+        members = conn.execute(
+            """SELECT m.*, r.contact FROM esl_conference_members m
+               LEFT JOIN LATERAL (
+                   SELECT contact FROM esl_registrations g
+                   WHERE g.tenant_id = m.tenant_id AND g.username = m.caller_number
+                     AND (g.expires_at IS NULL OR g.expires_at > now())
+                   ORDER BY g.updated_at DESC LIMIT 1) r ON true
+               WHERE m.node_id = %s ORDER BY m.conference_name, m.member_id""",
+            [row.node_id],
+        ).fetchall()
+        rooms: dict[str, list[dict[str, Any]]] = {}
+        for member in members:
+            rooms.setdefault(member["conference_name"], []).append(member)
+        plans = []
+        for name, people in rooms.items():
+            tenant_id: UUID | None = people[0]["tenant_id"]
+            tenant = tenants.get(conn, tenant_id) if tenant_id else None
+            room = conferences.store.get(conn, tenant.id, name.split("-", 1)[0]) if tenant else None
+            where = conn.execute("SELECT node_id FROM conference_placements WHERE conference_id = %s",
+                                 [room.id]).fetchone() if room else None
+            node = nodes.get(conn, where["node_id"]) if where and where["node_id"] else None
+            if tenant is None or room is None or node is None:
+                continue
+            state = {"members": [{k: m[k] for k in ("caller_number", "caller_name", "can_hear", "can_speak",
+                                                    "is_moderator")} for m in people],
+                     "recovered_from": str(row.node_id)}
+            conferences.save_state(conn, room.id, {**room.state, **state})
+            plans.append((tenant, room, node, people))
+        # The dead node's membership is history now; the new node reports the members that rejoin.
+        conn.execute("DELETE FROM esl_conference_members WHERE node_id = %s", [row.node_id])
+    legs_total = len(members)
+    recovered, recreated = 0, 0
+    for tenant, room, node, people in plans:
+        name = room_name(room.number, tenant.domain)
+        started = 0
+        for member in people:
+            if not member["contact"]:
+                continue
+            try:
+                command = rejoin_command(name, room.profile, member, tenant.domain, proxy)
+                job = commands.run_bgapi(db, node, command, tenant_id=tenant.id, timeout=3.0)
+            except FarmError as exc:
+                log.warning("could not call %s back into %s: %s", member["caller_number"], name, exc.message)
+                continue
+            if job.get("status") != "failed":
+                started += 1
+        recovered += started
+        recreated += 1 if started else 0
+    return {"rooms_recreated": recreated, "legs_total": legs_total, "legs_recovered": recovered}
+
+
+AFTER_MOVE = (flush_caches, recover_rooms)

@@ -1,0 +1,70 @@
+"""A dead node's live room comes back on the spare: its members are called back into it."""
+
+from __future__ import annotations
+
+import uuid
+
+from controller import provisioning
+from controller.failover import FailoverLoop
+from controller.stores import conferences, failovers, nodes
+from esl_workers.recovery import AFTER_MOVE, rejoin_command
+from tests.failover.chain import EslNode, in_thread
+
+
+def test_room_members_are_called_back_on_the_spare(db, monkeypatch):
+    monkeypatch.setenv("FSFARM_SIP_PROXIES", "127.0.0.1:5060")
+    esl = {name: EslNode() for name in ("fs1", "spare1")}
+    for name, node in esl.items():
+        provisioning.add_node(db, {"name": name, "sip_address": f"127.0.0.1:{5070 + len(name)}",
+                                   "esl_address": node.address, "esl_password": "ClueCon",
+                                   "spare": name == "spare1"})
+    provisioning.add_tenant(db, {"domain": "acme.example"})
+    provisioning.add_child(db, "conferences", "acme.example", {"number": "3000", "profile": "hd"})
+    with db.transaction() as conn:
+        fs1 = nodes.get(conn, "fs1")
+        tenant_id = conn.execute("SELECT id FROM tenants").fetchone()["id"]
+        assert fs1 is not None
+        # What the watcher stored from conference::maintenance and sofia::register before the crash.
+        for member_id, number, speak in ((1, "1001", True), (2, "1002", False), (3, "+15557654321", True)):
+            conn.execute(
+                """INSERT INTO esl_conference_members (id, node_id, conference_name, member_id, tenant_id,
+                       caller_number, can_speak) VALUES (%s, %s, '3000-acme.example', %s, %s, %s, %s)""",
+                [uuid.uuid4(), fs1.id, member_id, tenant_id, number, speak])
+        for user in ("1001", "1002"):
+            conn.execute(
+                """INSERT INTO esl_registrations (id, node_id, tenant_id, realm, username, call_id, contact,
+                       expires_at) VALUES (%s, %s, %s, 'acme.example', %s, %s, %s, now() + interval '1 hour')""",
+                [uuid.uuid4(), fs1.id, tenant_id, user, uuid.uuid4().hex, f"<sip:{user}@192.0.2.10:5062>"])
+        nodes.set_health(conn, fs1.id, "down", "ESL closed, reconnect refused")
+
+    loop = FailoverLoop(db, after_move=AFTER_MOVE)
+    sentence = in_thread(loop.run_cycle)
+    try:
+        assert "spare spare1" in sentence
+        with db.transaction() as conn:
+            [row] = failovers.for_node(conn, fs1.id)
+            room = conferences.store.get(conn, tenant_id, "3000")
+        assert (row.rooms_total, row.rooms_recreated, row.legs_total, row.legs_recovered) == (1, 1, 3, 2)
+        sent = esl["spare1"].commands
+        assert sent[:2] == ["xml_flush_cache", "sofia profile internal rescan"]
+        originates = [c for c in sent if c.startswith("originate")]
+        assert len(originates) == 2
+        assert "sofia/internal/1001@192.0.2.10:5062;fs_path=sip:127.0.0.1:5060" in originates[0]
+        assert originates[0].endswith("&conference(3000-acme.example@hd)")
+        assert originates[1].endswith("&conference(3000-acme.example@hd+flags{mute})")  # stays muted
+        assert esl["fs1"].commands == []  # nothing was sent to the dead node
+        assert [m["caller_number"] for m in room.state["members"]] == ["1001", "1002", "+15557654321"]
+    finally:
+        for node in esl.values():
+            node.crash()
+
+
+def test_rejoin_command_carries_flags():
+    member = {"contact": "<sip:2001@198.51.100.7:5060;transport=udp>", "can_speak": True, "can_hear": False,
+              "is_moderator": True}
+    cmd = rejoin_command("7000-beta.example", "wideband", member, "beta.example", None)
+    assert "sofia/internal/2001@198.51.100.7:5060;transport=udp &conference(" in cmd
+    assert cmd.endswith("@wideband+flags{deaf|moderator})")
+    assert "fsfarm_tenant=beta.example" in cmd
+
+
