@@ -54,7 +54,7 @@ def main() -> None:
     ours_max = max(Counter(ours.values()).values()) / mean  # type: ignore[union-attr]
     plain_max = max(Counter(plain.values()).values()) / mean  # type: ignore[union-attr]
 
-    added = place(items, [*bins, Bin("fs-new")], previous=ours)  # type: ignore[arg-type]
+    added = place(items, [*bins, Bin("fs-new")], previous=ours, joined={"fs-new"})  # type: ignore[arg-type]
     add_min = args.tenants / (args.nodes + 1)
     removed_bin = bins[7]
     removed = place(items, [b for b in bins if b != removed_bin], previous=ours)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ one after another and each starts from the other's result.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
@@ -17,8 +18,12 @@ from controller.domain import PlacementGeneration
 from controller.stores import changes, conferences, mixers, nodes, placements, tenants
 
 
-def reassign(conn: psycopg.Connection[Any], reason: str) -> PlacementGeneration | None:
-    """Place every tenant and room again; store and return the new generation, or None if unchanged."""
+def reassign(conn: psycopg.Connection[Any], reason: str, joined: Collection[UUID] = ()) -> PlacementGeneration | None:
+    """Place every tenant and room again; store and return the new generation, or None if unchanged.
+
+    ``joined`` names nodes that just became placeable (added, activated, back from draining):
+    they take about 1/N of the tenants; otherwise tenants stay where they are when they can.
+    """
     placements.lock(conn)
     all_nodes = nodes.list_all(conn)
     all_tenants = tenants.list_all(conn)
@@ -30,13 +35,15 @@ def reassign(conn: psycopg.Connection[Any], reason: str) -> PlacementGeneration 
     bins = [placement.Bin(str(n.id), n.capacity) for n in all_nodes if n.placeable]
     placeable = {b.id for b in bins}
     pinned = {str(t.id): str(t.pinned_node_id) for t in all_tenants if t.pinned_node_id}
-    tenant_map = placement.place([str(t.id) for t in all_tenants], bins, previous_tenants, pinned)
+    tenant_map = placement.place([str(t.id) for t in all_tenants], bins, previous_tenants, pinned,
+                                 joined={str(j) for j in joined})
 
     # HD rooms go to mixers (sticky the same way); other rooms follow their tenant for call locality.
     mixer_bins = [placement.Bin(str(m.id), m.capacity) for m in all_mixers if m.placeable]
     hd_rooms = [str(c.id) for c in all_rooms if c.profile == "hd"]
     previous_mixers = {k: _str(p.mixer_id) for k, p in previous_rooms.items() if p.mixer_id}
-    mixer_map = placement.place(hd_rooms, mixer_bins, previous_mixers)
+    mixer_map = placement.place(hd_rooms, mixer_bins, previous_mixers,
+                                joined={str(j) for j in joined})
     room_map: dict[str, tuple[str | None, str | None]] = {}
     for room in all_rooms:
         key = str(room.id)

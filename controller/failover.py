@@ -173,6 +173,10 @@ def execute(db: Database, failover_id: UUID, kamailio: KamailioControl | None = 
                              "WHERE node_id = %s", [row.spare_id, row.node_id])
                 conn.execute("UPDATE conference_placements SET node_id = %s, updated_at = clock_timestamp() "
                              "WHERE node_id = %s", [row.spare_id, row.node_id])
+                # Pins follow too: the spare stands in for the dead node, so what was kept together stays so.
+                for table in ("tenants", "conferences"):
+                    conn.execute(f"UPDATE {table} SET pinned_node_id = %s, updated_at = clock_timestamp() "
+                                 "WHERE pinned_node_id = %s", [row.spare_id, row.node_id])
             if dead and dead.health != "down":
                 # Declared dead on a witness: make placement see it as dead too.
                 nodes.set_health(conn, dead.id, "down", row.reason)

@@ -84,5 +84,5 @@ def activate_on_first_heartbeat(conn: Conn, node_id: UUID) -> bool:
         return False
     nodes.update(conn, node_id, {"admin_state": "active"})
     changes.announce(conn, "node")
-    reassign(conn, f"node {row['name']} joined and sent its first heartbeat")
+    reassign(conn, f"node {row['name']} joined and sent its first heartbeat", joined=[node_id])
     return True

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 EPSILON = 0.25
@@ -84,11 +84,13 @@ def place(
     previous: Mapping[str, str | None] | None = None,
     pinned: Mapping[str, str] | None = None,
     epsilon: float = EPSILON,
+    joined: Collection[str] = (),
 ) -> dict[str, str | None]:
     """Assign every item to a bin (None only when there are no bins).
 
     ``previous`` is the last assignment (items keep their bin when they can); ``pinned`` maps an
-    item to the bin an operator chose, honoured while that bin is among ``bins``.
+    item to the bin an operator chose, honoured while that bin is among ``bins``; ``joined`` names
+    the bins that have just joined, which take their share of items from the others.
     """
     previous = previous or {}
     pinned = pinned or {}
@@ -110,8 +112,8 @@ def place(
             load[target] += 1
             fixed.add(item)
 
-    known_bins = {b for b in previous.values() if b is not None}
-    new_bins = bin_ids - known_bins if known_bins else set()
+    # Only bins said to have joined attract items: a bin that merely held nothing stays quiet.
+    new_bins = set(joined) & bin_ids if previous else set()
     for item in order:
         if item in fixed:
             continue

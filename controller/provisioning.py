@@ -87,7 +87,7 @@ def add_node(db: Database, data: Any) -> Node:
     with db.transaction() as conn:
         node = nodes.insert(conn, Node(id=uuid.uuid4(), **values))
         changes.announce(conn, "node")
-        reassign(conn, f"node {node.name} added")
+        reassign(conn, f"node {node.name} added", joined=[node.id])
     return node
 
 
@@ -107,7 +107,9 @@ def update_node(db: Database, ref: str, data: Any) -> Node:
         updated = nodes.update(conn, node.id, updates)
         assert updated is not None
         changes.announce(conn, "node")
-        reassign(conn, f"node {node.name} changed ({', '.join(sorted(updates))})")
+        became_placeable = updated.placeable and not node.placeable
+        reassign(conn, f"node {node.name} changed ({', '.join(sorted(updates))})",
+                 joined=[node.id] if became_placeable else [])
     return updated
 
 
@@ -148,7 +150,7 @@ def add_mixer(db: Database, data: Any) -> Mixer:
         raise Invalid("control_url: must be an http(s) URL", {"field": "control_url"})
     with db.transaction() as conn:
         mixer = mixers.insert(conn, Mixer(id=uuid.uuid4(), **values))
-        reassign(conn, f"mixer {mixer.name} added")
+        reassign(conn, f"mixer {mixer.name} added", joined=[mixer.id])
     return mixer
 
 

@@ -75,7 +75,7 @@ def test_adding_a_node_moves_about_one_nth(farm):
     before = place(items, equal)
     new = Bin("node-new", 1)
     grown = [*equal, new]
-    after = place(items, grown, previous=before)
+    after = place(items, grown, previous=before, joined={new.id})
     assert_bounded(after, items, grown)
     cap_after = capacities(len(items), grown)
     load_before = Counter(before.values())
@@ -93,7 +93,7 @@ def test_full_size_farm_100_nodes_10000_tenants():
     bins = [Bin(f"fs{j}", 1) for j in range(100)]
     before = place(items, bins)
     assert_bounded(before, items, bins)
-    after = place(items, [*bins, Bin("fs100", 1)], previous=before)
+    after = place(items, [*bins, Bin("fs100", 1)], previous=before, joined={"fs100"})
     # Theoretical minimum is 10000/101 = 99 moves; allow the bound's slack, not a reshuffle.
     assert 0 < moved(before, after) <= 2 * 10_000 / 101
 
@@ -105,3 +105,14 @@ def test_pins_win_and_spares_get_nothing():
     assert result["t1"] == result["t2"] == "b"
     assert result["t3"] in ("a", "b")  # a pin to a node that is not placeable is ignored
     assert place(items, []) == dict.fromkeys(items)
+
+
+def test_an_empty_bin_that_did_not_join_attracts_only_what_the_bound_forces():
+    items = [f"t{i}" for i in range(200)]
+    before = place(items, [Bin("a"), Bin("b")])
+    three = [Bin("a"), Bin("b"), Bin("c")]
+    cap = capacities(len(items), three)
+    forced = sum(max(0, n - cap[b]) for b, n in Counter(before.values()).items())
+    quiet = place(items, three, previous=before)
+    assert moved(before, quiet) == forced  # only the overflow of the tighter bound
+    assert moved(before, place(items, three, previous=before, joined={"c"})) > forced

@@ -20,8 +20,8 @@ if not FIXTURE.exists():
     FIXTURE = Path("/work/shared/fixtures/freeswitch/esl/inbound-json-events.jsonl")
 
 
-def recorded_heartbeat() -> bytes:
-    """The first HEARTBEAT frame (headers and JSON body) of the recorded inbound JSON stream."""
+def recorded_heartbeat(switchname: str | None = None) -> bytes:
+    """The first HEARTBEAT frame of the recorded inbound JSON stream, as ``switchname`` would send it."""
     blob = "".join(json.loads(line)["data"] for line in FIXTURE.read_text().splitlines()
                    if line.strip() and json.loads(line)["dir"] == "recv").encode()
     pos = 0
@@ -31,7 +31,12 @@ def recorded_heartbeat() -> bytes:
         length = next((int(h.split(":")[1]) for h in head.split("\n") if h.startswith("Content-Length:")), 0)
         end = head_end + 2 + length
         if b'"Event-Name":"HEARTBEAT"' in blob[head_end:end]:
-            return blob[pos:end]
+            if switchname is None:
+                return blob[pos:end]
+            event = json.loads(blob[head_end + 2:end])
+            event["FreeSWITCH-Switchname"] = event["FreeSWITCH-Hostname"] = switchname
+            body = json.dumps(event).encode()
+            return b"Content-Length: %d\nContent-Type: text/event-json\n\n%s" % (len(body), body)
         pos = end
     raise RuntimeError("no HEARTBEAT in the recording")
 
@@ -39,10 +44,10 @@ def recorded_heartbeat() -> bytes:
 class EslNode:
     """An inbound-ESL endpoint that authenticates, subscribes and sends heartbeats until told not to."""
 
-    def __init__(self, password: str = "ClueCon", interval: float = 1.0) -> None:
+    def __init__(self, switchname: str | None = None, password: str = "ClueCon", interval: float = 1.0) -> None:
         self.password = password
         self.interval = interval
-        self.heartbeat = recorded_heartbeat()
+        self.heartbeat = recorded_heartbeat(switchname)
         self.beating = True
         self.server = gevent.server.StreamServer(("127.0.0.1", 0), self._handle)
         self.server.start()

@@ -16,7 +16,7 @@ from tests.failover.sip_peers import SipNode, invite
 
 def build_farm(db):  # type: ignore[no-untyped-def]
     sip = {name: SipNode(name) for name in ("fs1", "fs2", "spare1")}
-    esl = {name: EslNode() for name in sip}
+    esl = {name: EslNode(name) for name in sip}
     for name in sip:
         provisioning.add_node(db, {"name": name, "sip_address": sip[name].address, "esl_address": esl[name].address,
                                    "esl_password": "ClueCon", "spare": name == "spare1"})
@@ -100,7 +100,7 @@ def test_joined_node_takes_tenants_after_its_first_heartbeat(db, tmp_path):
     provisioning.add_tenant(db, {"domain": "waiting.example"})
     assert provisioning.placement_overview(db)["tenants"][0]["node"] is None
     token, _ = provisioning.create_token(db, "node-join")
-    node_esl = EslNode()
+    node_esl = EslNode("fs9")
     joined, password = join(db, token, {"name": "fs9", "switchname": "fs9", "sip_address": "127.0.0.1:5099",
                                         "esl_address": node_esl.address})
     assert joined.admin_state == "pending"

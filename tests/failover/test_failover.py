@@ -140,3 +140,17 @@ def test_pure_rules():
     dead = dead_nodes(farm_nodes, unreachable_sip={"b:5060"})
     assert [v.node.name for v in dead] == ["a", "b"]  # c is suspect but Kamailio still reaches it
     assert choose_spare(farm_nodes).name == "s2"  # healthy beats bigger-but-unknown
+
+
+def test_an_idle_survivor_does_not_grab_the_dead_nodes_tenants(db):
+    """fs2 hosts nothing; fs1 dies: its tenants go to the spare, not to idle fs2."""
+    for name in ("fs1", "fs2"):
+        provisioning.add_node(db, {"name": name, "sip_address": f"{name}.farm", "esl_address": f"{name}.farm",
+                                   "esl_password": "x"})
+    provisioning.add_node(db, {"name": "spare1", "sip_address": "s.farm", "esl_address": "s.farm",
+                               "esl_password": "x", "spare": True})
+    for i in range(8):
+        provisioning.add_tenant(db, {"domain": f"t{i}.example", "pinned_node": "fs1"})
+    mark(db, "fs1", "down")
+    FailoverLoop(db).run_cycle()
+    assert set(where(db).values()) == {"spare1"}

@@ -13,7 +13,7 @@ from tests.failover.chain import EslNode, in_thread
 
 def test_room_members_are_called_back_on_the_spare(db, monkeypatch):
     monkeypatch.setenv("FSFARM_SIP_PROXIES", "127.0.0.1:5060")
-    esl = {name: EslNode() for name in ("fs1", "spare1")}
+    esl = {name: EslNode(name) for name in ("fs1", "spare1")}
     for name, node in esl.items():
         provisioning.add_node(db, {"name": name, "sip_address": f"127.0.0.1:{5070 + len(name)}",
                                    "esl_address": node.address, "esl_password": "ClueCon",
