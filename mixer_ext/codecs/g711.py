@@ -96,38 +96,42 @@ def alaw_decode(codes: np.ndarray) -> Pcm:
     return ALAW_DECODE[np.asarray(codes, dtype=np.uint8)]
 
 
-class _TableEncoder:
+class TableEncoder:
+    """Encodes by table lookup; the mixer batches all G.711 legs of a block into one lookup."""
+
     def __init__(self, spec: CodecSpec, table: np.ndarray) -> None:
         self.spec = spec
-        self._table = table
+        self.table = table
 
     def encode(self, frame: Pcm) -> bytes:
-        return self._table[np.asarray(frame, dtype=np.int16).view(np.uint16)].tobytes()
+        return self.table[np.asarray(frame, dtype=np.int16).view(np.uint16)].tobytes()
 
 
-class _TableDecoder:
+class TableDecoder:
+    """Decodes by table lookup, with fade-out concealment of lost frames."""
+
     def __init__(self, spec: CodecSpec, table: np.ndarray) -> None:
         self.spec = spec
-        self._table = table
-        self._plc = ConcealingDecoder(spec.samples())
+        self.table = table
+        self.plc = ConcealingDecoder(spec.samples())
 
     def decode(self, payload: bytes | None) -> Pcm:
         if payload is None:
-            return self._plc.conceal()
-        return self._plc.remember(self._table[np.frombuffer(payload, dtype=np.uint8)])
+            return self.plc.conceal()
+        return self.plc.remember(self.table[np.frombuffer(payload, dtype=np.uint8)])
 
 
-def pcmu_encoder() -> _TableEncoder:
-    return _TableEncoder(PCMU, ULAW_ENCODE)
+def pcmu_encoder() -> TableEncoder:
+    return TableEncoder(PCMU, ULAW_ENCODE)
 
 
-def pcmu_decoder() -> _TableDecoder:
-    return _TableDecoder(PCMU, ULAW_DECODE)
+def pcmu_decoder() -> TableDecoder:
+    return TableDecoder(PCMU, ULAW_DECODE)
 
 
-def pcma_encoder() -> _TableEncoder:
-    return _TableEncoder(PCMA, ALAW_ENCODE)
+def pcma_encoder() -> TableEncoder:
+    return TableEncoder(PCMA, ALAW_ENCODE)
 
 
-def pcma_decoder() -> _TableDecoder:
-    return _TableDecoder(PCMA, ALAW_DECODE)
+def pcma_decoder() -> TableDecoder:
+    return TableDecoder(PCMA, ALAW_DECODE)
