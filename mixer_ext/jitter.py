@@ -56,6 +56,7 @@ class JitterBuffer:
         self._next: int | None = None  # extended sequence of the next frame to play
         self._highest = 0
         self._playing = False
+        self._started = False  # a frame has been played, so earlier ones are now late
         self._absurd_run = 0
         self.received = self.lost = self.late = self.absurd = 0
 
@@ -67,6 +68,7 @@ class JitterBuffer:
         self._next = None
         self._highest = 0
         self._playing = False
+        self._started = False
         self._absurd_run = 0
 
     def _extend(self, sequence: int) -> int:
@@ -94,7 +96,7 @@ class JitterBuffer:
             ext = 0
             verdict = Verdict.RESYNC
         self._absurd_run = 0
-        if self._next is not None and ext < self._next:
+        if self._started and self._next is not None and ext < self._next:
             self.late += 1
             return Verdict.LATE
         if ext in self._frames:
@@ -123,6 +125,7 @@ class JitterBuffer:
             self._playing = True
         ext = self._next
         self._next = ext + 1
+        self._started = True
         payload = self._frames.pop(ext, None)
         if payload is None:
             self.lost += 1

@@ -9,28 +9,31 @@ from mixer_ext.codecs.base import Pcm
 
 
 class FrameResampler:
-    """Resamples consecutive frames, keeping filter state, and always returns ``out_samples``.
+    """Resamples consecutive 20 ms frames with soxr's HQ filter, one frame in, one frame out.
 
-    soxr's stream output size varies while its filter fills; a small FIFO, primed with the
-    filter's delay in silence, turns that into exactly one output frame per input frame.
+    soxr's streaming API releases output in bursts of 50-100 ms, far too lumpy for a 20 ms
+    media clock, so each call resamples a three-frame window (one frame of past, the frame
+    to emit, one frame of future) in one shot and emits its middle: exactly one frame, 20 ms
+    late, matching a whole-signal resampling to within int16 rounding.
     """
 
     def __init__(self, in_rate: int, out_rate: int, ptime_ms: int = 20) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
+        self.in_samples = in_rate * ptime_ms // 1000
         self.out_samples = out_rate * ptime_ms // 1000
-        self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ")
-        self._fifo = np.zeros(0, dtype=np.int16)
+        self._window = np.zeros(3 * self.in_samples, dtype=np.int16)
 
     def process(self, frame: Pcm) -> Pcm:
-        produced = self._stream.resample_chunk(np.asarray(frame, dtype=np.int16))
-        self._fifo = np.concatenate((self._fifo, produced)) if self._fifo.size else produced
-        if self._fifo.size < self.out_samples:
-            short = self.out_samples - self._fifo.size
-            # Silence while the filter fills (only the first frame or two of a leg).
-            self._fifo = np.concatenate((np.zeros(short, dtype=np.int16), self._fifo))
-        out, self._fifo = self._fifo[: self.out_samples], self._fifo[self.out_samples :]
-        return out
+        """Take one input frame, return one output frame (the previous input frame, resampled)."""
+        pcm = np.asarray(frame, dtype=np.int16)
+        if pcm.size != self.in_samples:
+            fitted = np.zeros(self.in_samples, dtype=np.int16)
+            fitted[: min(pcm.size, self.in_samples)] = pcm[: self.in_samples]
+            pcm = fitted
+        self._window = np.concatenate((self._window[self.in_samples:], pcm))
+        out = soxr.resample(self._window, self.in_rate, self.out_rate, quality="HQ")
+        return out[self.out_samples: 2 * self.out_samples]
 
 
 def resample_block(pcm: Pcm, in_rate: int, out_rate: int) -> Pcm:
