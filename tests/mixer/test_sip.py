@@ -1,0 +1,226 @@
+"""SDP offer/answer and the SIP UAS, driven with datagrams (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mixer_ext.codecs import get_spec
+from mixer_ext.sdp import NoCommonCodec, SdpError, build_answer, choose, parse_offer
+from mixer_ext.sip import Leg, SipUas, parse_sip
+
+# What FreeSWITCH 1.10 offers on a bridged leg (trimmed to the lines that matter).
+FS_OFFER = """v=0\r
+o=FreeSWITCH 1700000000 1700000001 IN IP4 127.0.0.1\r
+s=FreeSWITCH\r
+c=IN IP4 127.0.0.1\r
+t=0 0\r
+m=audio 24000 RTP/AVP 0 102 9 8 101 13\r
+a=rtpmap:102 opus/48000/2\r
+a=fmtp:102 useinbandfec=1; maxplaybackrate=48000\r
+a=rtpmap:9 G722/8000\r
+a=rtpmap:101 telephone-event/8000\r
+a=fmtp:101 0-16\r
+a=ptime:20\r
+a=sendrecv\r
+"""
+
+
+def test_parse_freeswitch_offer() -> None:
+    offer = parse_offer(FS_OFFER)
+    assert (offer.address, offer.port) == ("127.0.0.1", 24000)
+    assert [f.name for f in offer.formats] == ["PCMU", "opus", "G722", "PCMA", "telephone-event"]
+    assert offer.session_version == 1700000001
+
+
+@pytest.mark.parametrize(("rate", "codec", "pt"), [
+    (8000, "PCMU", 0),  # nothing above 4 kHz in the room: the offerer's first choice wins
+    (16000, "opus", 102),  # the first offered codec that carries 16 kHz
+    (48000, "opus", 102),
+])
+def test_best_common_codec_for_the_room_rate(rate: int, codec: str, pt: int) -> None:
+    choice = choose(parse_offer(FS_OFFER), rate)
+    assert (choice.codec.name, choice.payload_type, choice.dtmf_payload_type) == (codec, pt, 101)
+
+
+def test_wideband_preferred_over_narrowband_in_hd_room_when_opus_absent() -> None:
+    offer = parse_offer(FS_OFFER.replace("RTP/AVP 0 102 9 8 101 13", "RTP/AVP 0 8 9"))
+    assert choose(offer, 16000).codec.name == "G722"
+    assert choose(offer, 8000).codec.name == "PCMU"
+
+
+def test_narrowband_only_caller_still_joins_an_hd_room() -> None:
+    offer = parse_offer(FS_OFFER.replace("0 102 9 8 101 13", "8"))
+    assert choose(offer, 48000).codec.name == "PCMA"
+
+
+def test_no_common_codec() -> None:
+    offer = parse_offer(FS_OFFER.replace("0 102 9 8 101 13", "3 18").replace("opus", "GSM"))
+    with pytest.raises(NoCommonCodec):
+        choose(offer, 16000)
+
+
+@pytest.mark.parametrize("body", ["", "v=0\r\n", "v=0\r\nm=video 5000 RTP/AVP 96\r\nc=IN IP4 1.2.3.4\r\n",
+                                  "v=0\r\nm=audio x RTP/AVP 0\r\nc=IN IP4 1.2.3.4\r\n",
+                                  "v=0\r\nm=audio 4000 RTP/AVP 0\r\n"])
+def test_unusable_sdp_is_an_error(body: str) -> None:
+    with pytest.raises(SdpError):
+        parse_offer(body)
+
+
+def test_answer_names_the_choice_and_telephone_event() -> None:
+    choice = choose(parse_offer(FS_OFFER), 16000)
+    answer = parse_offer(build_answer(choice, "127.0.0.1", 30000, 1, 1))
+    assert (answer.port, [f.payload_type for f in answer.formats]) == (30000, [102, 101])
+    assert answer.formats[0].name == "opus" and answer.formats[0].channels == 2
+
+
+class FakeConference:
+    def __init__(self) -> None:
+        self.rooms = {"42": 16000}
+        self.joined: list[Leg] = []
+        self.updated: list[Leg] = []
+        self.left: list[str] = []
+
+    def room_rate(self, room_id: str) -> int | None:
+        return self.rooms.get(room_id)
+
+    def media_address(self) -> tuple[str, int]:
+        return "127.0.0.1", 40000
+
+    def join(self, leg: Leg) -> None:
+        self.joined.append(leg)
+
+    def update(self, leg: Leg) -> None:
+        self.updated.append(leg)
+
+    def leave(self, call_id: str, reason: str) -> None:
+        self.left.append(call_id)
+
+
+SRC = ("127.0.0.1", 5062)
+
+
+def invite(room: str = "42", body: str = FS_OFFER, call_id: str = "abc@host", to_tag: str = "",
+           cseq: int = 1, drop: str = "") -> bytes:
+    headers = {
+        "Via": "SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1",
+        "From": "<sip:fs@127.0.0.1>;tag=fs1",
+        "To": f"<sip:room-{room}@127.0.0.1>" + (f";tag={to_tag}" if to_tag else ""),
+        "Call-ID": call_id,
+        "CSeq": f"{cseq} INVITE",
+        "Contact": "<sip:fs@127.0.0.1:5062>",
+        "Content-Type": "application/sdp",
+    }
+    headers.pop(drop, None)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (f"INVITE sip:room-{room}@127.0.0.1:5090 SIP/2.0\r\n{head}"
+            f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+
+
+def simple(method: str, call_id: str = "abc@host", cseq: int = 2, to_tag: str = "") -> bytes:
+    to = "<sip:room-42@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
+    return (f"{method} sip:room-42@127.0.0.1:5090 SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK2\r\n"
+            f"From: <sip:fs@127.0.0.1>;tag=fs1\r\nTo: {to}\r\nCall-ID: {call_id}\r\n"
+            f"CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+@pytest.fixture
+def uas() -> SipUas:
+    return SipUas(FakeConference(), "127.0.0.1", 5090)  # type: ignore[arg-type]
+
+
+def reply(uas: SipUas, data: bytes) -> object:
+    out = uas.handle(data, SRC)
+    assert len(out) == 1 and out[0][1] == SRC
+    return parse_sip(out[0][0])
+
+
+def test_invite_joins_the_room_and_answers_with_sdp(uas: SipUas) -> None:
+    resp = reply(uas, invite())
+    assert resp.status == 200  # type: ignore[attr-defined]
+    answer = parse_offer(resp.body)  # type: ignore[attr-defined]
+    assert answer.port == 40000 and answer.formats[0].name == "opus"
+    conf: FakeConference = uas.conference  # type: ignore[assignment]
+    assert conf.joined[0].room_id == "42" and conf.joined[0].remote_media == ("127.0.0.1", 24000)
+    assert "tag=" in resp.get("to")  # type: ignore[attr-defined]
+
+
+def test_retransmitted_invite_gets_the_same_answer_and_joins_once(uas: SipUas) -> None:
+    first = uas.handle(invite(), SRC)
+    second = uas.handle(invite(), SRC)
+    assert first == second
+    assert len(uas.conference.joined) == 1  # type: ignore[attr-defined]
+
+
+def test_unknown_room_is_404(uas: SipUas) -> None:
+    assert reply(uas, invite(room="nope")).status == 404  # type: ignore[attr-defined]
+
+
+def test_no_common_codec_is_488(uas: SipUas) -> None:
+    body = FS_OFFER.replace("0 102 9 8 101 13", "3 18").replace("opus", "GSM")
+    resp = reply(uas, invite(body=body))
+    assert resp.status == 488  # type: ignore[attr-defined]
+    assert uas.conference.joined == [] and uas.counters["no_common_codec"] == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("header", ["Call-ID", "From", "To", "CSeq"])
+def test_missing_mandatory_header_is_400(uas: SipUas, header: str) -> None:
+    resp = reply(uas, invite(drop=header))
+    assert resp.status == 400  # type: ignore[attr-defined]
+    assert uas.counters["bad_request"] == 1 and uas.conference.joined == []  # type: ignore[attr-defined]
+
+
+def test_no_via_means_no_reply_but_no_crash(uas: SipUas) -> None:
+    assert uas.handle(invite(drop="Via"), SRC) == []
+    assert uas.counters["bad_request"] == 1
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\xff\xfe\x00garbage", b"HELLO",
+                                     b"INVITE sip:x SIP/2.0\r\nnocolon\r\n\r\n"])
+def test_garbage_on_the_sip_port_is_counted_and_ignored(uas: SipUas, garbage: bytes) -> None:
+    assert uas.handle(garbage, SRC) == []
+    assert uas.counters["garbage"] == 1
+
+
+def test_options_is_answered(uas: SipUas) -> None:
+    resp = reply(uas, simple("OPTIONS", call_id="ping"))
+    assert resp.status == 200 and "INVITE" in resp.get("allow")  # type: ignore[attr-defined]
+
+
+def test_bye_leaves_and_unknown_bye_is_481(uas: SipUas) -> None:
+    tag = parse_sip(uas.handle(invite(), SRC)[0][0]).get("to").split("tag=")[1]
+    assert reply(uas, simple("BYE", to_tag=tag)).status == 200  # type: ignore[attr-defined]
+    assert uas.conference.left == ["abc@host"]  # type: ignore[attr-defined]
+    assert reply(uas, simple("BYE", call_id="other", to_tag=tag)).status == 481  # type: ignore[attr-defined]
+
+
+def test_reinvite_moves_media_and_can_change_codec(uas: SipUas) -> None:
+    tag = parse_sip(uas.handle(invite(), SRC)[0][0]).get("to").split("tag=")[1]
+    moved = FS_OFFER.replace("24000", "26000").replace("0 102 9 8 101 13", "9 101")
+    resp = reply(uas, invite(body=moved, to_tag=tag, cseq=2))
+    assert resp.status == 200  # type: ignore[attr-defined]
+    conf: FakeConference = uas.conference  # type: ignore[assignment]
+    assert conf.updated[0].remote_media == ("127.0.0.1", 26000)
+    assert conf.updated[0].choice.codec == get_spec("G722")
+    assert len(conf.joined) == 1
+
+
+def test_failed_reinvite_keeps_the_call(uas: SipUas) -> None:
+    tag = parse_sip(uas.handle(invite(), SRC)[0][0]).get("to").split("tag=")[1]
+    resp = reply(uas, invite(body=FS_OFFER.replace("0 102 9 8 101 13", "3"), to_tag=tag, cseq=2))
+    assert resp.status == 488  # type: ignore[attr-defined]
+    assert "abc@host" in uas.legs and uas.conference.updated == []  # type: ignore[attr-defined]
+
+
+def test_unknown_method_is_405(uas: SipUas) -> None:
+    assert reply(uas, simple("SUBSCRIBE")).status == 405  # type: ignore[attr-defined]
+
+
+def test_kick_builds_an_in_dialog_bye(uas: SipUas) -> None:
+    uas.handle(invite(), SRC)
+    data, dest = uas.bye("abc@host")  # type: ignore[misc]
+    bye = parse_sip(data)
+    assert bye.method == "BYE" and bye.uri == "sip:fs@127.0.0.1:5062" and dest == SRC
+    assert bye.get("call-id") == "abc@host" and "fs1" in bye.get("to") and bye.get("cseq").endswith("BYE")
+    assert uas.bye("abc@host") is None
