@@ -29,12 +29,14 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
 @click.option("--advertise", default=None,
               help="Address written in SDP and Contact (default: the listen host).")
 @click.option("--log-level", default="INFO", show_default=True)
-def mixer(listen: str, control: str, rtp_port: int, advertise: str | None, log_level: str) -> None:
+@click.option("--per-leg-codecs", is_flag=True, hidden=True, help="Bench reference: no batched G.711.")
+def mixer(listen: str, control: str, rtp_port: int, advertise: str | None, log_level: str,
+          per_leg_codecs: bool) -> None:
     """Run the dumb HD conference mixer: SIP for room-<id>, numpy mixing, HTTP JSON control."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sip_host, sip_port = _host_port(listen, "listen")
     api_host, api_port = _host_port(control, "control")
-    engine = Mixer(sip_host, sip_port, rtp_port, advertise).start()
+    engine = Mixer(sip_host, sip_port, rtp_port, advertise, batch_codecs=not per_leg_codecs).start()
     server = make_server(api_host, api_port, create_app(engine), threaded=True)
     stop = threading.Event()
 

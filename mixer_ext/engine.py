@@ -156,8 +156,10 @@ class Mixer:
     """A dumb conference mixer: answers SIP for ``room-<id>``, mixes every room, obeys the control API."""
 
     def __init__(self, host: str = "127.0.0.1", sip_port: int = 0, rtp_port: int = 0,
-                 advertise: str | None = None) -> None:
+                 advertise: str | None = None, batch_codecs: bool = True) -> None:
         self.host = host
+        # False codes every leg on its own (the bench's reference for the batched G.711 path).
+        self.batch_codecs = batch_codecs
         self.advertise = advertise or host
         self.sip_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sip_sock.bind((host, sip_port))
@@ -547,7 +549,8 @@ class Mixer:
             if payload is None:
                 lost += 1
             decoder = part.decoder
-            if (payload is not None and part.resample_in is None and isinstance(decoder, TableDecoder)
+            if (self.batch_codecs and payload is not None and part.resample_in is None
+                    and isinstance(decoder, TableDecoder)
                     and len(payload) == samples):
                 batch.setdefault(id(decoder.table), []).append((row, payload))  # type: ignore[arg-type]
                 continue
@@ -577,7 +580,7 @@ class Mixer:
             part.energy = float(result.energy[row])
             part.talking = bool(result.talking[row])
             encoder = part.encoder
-            if part.resample_out is None and isinstance(encoder, TableEncoder):
+            if self.batch_codecs and part.resample_out is None and isinstance(encoder, TableEncoder):
                 enc_batch.setdefault(id(encoder.table), []).append(row)
                 continue
             pcm = out[row]
