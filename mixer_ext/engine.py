@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -465,14 +465,16 @@ class Mixer:
             except OSError:
                 break  # e.g. ICMP port unreachable reported on the socket; nothing to read
             part = self.by_addr.get(source)
-            if part is None:
-                bad.labels("unknown_source").inc()
-                continue
             try:
                 packet = parse_rtp(data)
             except RtpError:
-                bad.labels("not_rtp").inc()
+                bad.labels("not_rtp" if part else "unknown_source").inc()
                 continue
+            if part is None:
+                part = self._latch(source, packet.payload_type)
+                if part is None:
+                    bad.labels("unknown_source").inc()
+                    continue
             choice = part.leg.choice
             if packet.payload_type == choice.payload_type:
                 verdict = part.jitter.push(packet)
@@ -488,6 +490,23 @@ class Mixer:
             else:
                 bad.labels("unknown_payload_type").inc()
         self.metrics.packets_in.inc(accepted)
+
+    def _latch(self, source: Address, payload_type: int) -> Participant | None:
+        """Symmetric RTP: a leg whose SDP address is not where its packets come from (NAT, a
+        multi-homed phone) is matched by port among legs that have sent nothing yet, then answered
+        at the address it really uses."""
+        candidates = [p for p in self.by_call.values()
+                      if p.jitter.received == 0 and p.leg.remote_media[1] == source[1]
+                      and p.leg.choice.payload_type == payload_type]
+        if len(candidates) != 1:
+            return None
+        part = candidates[0]
+        log.info("leg %s latched media from %s:%s (SDP said %s:%s)", part.pid, *source,
+                 *part.leg.remote_media)
+        self.by_addr.pop(part.leg.remote_media, None)
+        part.leg = replace(part.leg, remote_media=source)
+        self.by_addr[source] = part
+        return part
 
     def _forward_event(self, source: Participant, packet: RtpPacket) -> None:
         """Pass an RFC 4733 event to everyone else in the room who negotiated telephone-event."""

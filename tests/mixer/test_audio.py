@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import replace
 
 import pytest
 from mixer_testkit import DTMF, LOCAL, Phone, Swarm, level_db
@@ -206,3 +207,15 @@ def test_two_party_codec_path_keeps_the_tone(mixer: Mixer, swarm: Swarm, codec: 
     a, b = join(mixer, swarm, "pair", [(440, codec), (1000, codec)])
     swarm.run(1.0)
     assert_hears_others_not_self([a, b])
+
+
+def test_phone_behind_nat_is_latched_by_where_its_rtp_comes_from(mixer: Mixer, swarm: Swarm) -> None:
+    mixer.create_room("nat", 8000)
+    a, b = join(mixer, swarm, "nat", [(400, "PCMU"), (900, "PCMU")])
+    # b's SDP claimed a private address; its packets come from 127.0.0.1 on the same port.
+    leg = mixer.by_call[b.call_id].leg
+    mixer.update(replace(leg, remote_media=("192.0.2.77", leg.remote_media[1])))
+    mixer.by_call[b.call_id].jitter.received = 0
+    swarm.run(1.0)
+    assert mixer.by_call[b.call_id].leg.remote_media == b.rtp_addr
+    assert level_db(b.heard(), 8000, 400) > HEARD and level_db(a.heard(), 8000, 900) > HEARD

@@ -109,3 +109,12 @@ def test_resampling_to_8khz_removes_a_7khz_tone() -> None:
     out = np.concatenate([r.process(x[i:i + 320]) for i in range(0, 16000, 320)])
     # 7 kHz cannot exist at 8 kHz; its alias would land on 1 kHz.
     assert level_db(out[2000:], 8000, 1000) < -70
+
+
+def test_opus_conceals_a_lost_frame_with_its_own_plc() -> None:
+    enc, dec = get_encoder("opus"), get_decoder("opus")
+    x = tone(440, 48000, 960 * 10)
+    for i in range(10):
+        dec.decode(enc.encode(x[i * 960:(i + 1) * 960]))
+    concealed = dec.decode(None)
+    assert concealed.size == 960 and level_db(concealed, 48000, 440) > -40
