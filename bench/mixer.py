@@ -164,7 +164,14 @@ class Sidecar:
         args = [sys.executable, "-c", "from controller.cli import main; main()", "mixer",
                 "--listen", f"{LOCAL}:{self.sip}", "--control", self.api.removeprefix("http://"),
                 "--log-level", "WARNING"] + (["--per-leg-codecs"] if per_leg else [])
-        self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpus = sorted(os.sched_getaffinity(0))
+        # "One core" literally: the mixer (all its threads) is pinned to one CPU, the phones to the others.
+        self.cpu = cpus[-1]
+        self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=lambda: os.sched_setaffinity(0, {self.cpu}))
+        if len(cpus) > 1:
+            os.sched_setaffinity(0, set(cpus[:-1]))
+        self._cpus = set(cpus)
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -183,6 +190,7 @@ class Sidecar:
         return 0.0
 
     def stop(self) -> None:
+        os.sched_setaffinity(0, self._cpus)
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
@@ -300,7 +308,7 @@ def run_e2e(codec: str, offer: RtpMap, rate: int, participants: int, seconds: fl
 
 def bench_e2e(quick: bool) -> list[Figure]:
     seconds = 3.0 if quick else 10.0
-    n_pcmu = 300 if quick else 600
+    n_pcmu = 300 if quick else 500
     n_opus = 30 if quick else 60
     pcmu = RtpMap(0, "PCMU", 8000)
     opus = RtpMap(111, "opus", 48000, 2)
@@ -315,9 +323,12 @@ def bench_e2e(quick: bool) -> list[Figure]:
     for name, codec, offer, rate, n, per_leg in runs:
         value, info = run_e2e(codec, offer, rate, n, seconds, per_leg)
         results[name] = value
-        print(f"  {name:<28} {n:>4} legs: mixer CPU {info['cpu_share'] * 100:5.1f}% of a core, "
+        print(f"  {name:<28} {n:>4} legs: mixer CPU {info['cpu_share'] * 100:5.1f}% of its core, "
               f"{info['delivered'] * 100:5.1f}% of frames delivered, {info['lost']:.0f} lost at playout, "
               f"{info['overruns']:.0f} overruns -> {value:,.0f} participants/core")
+        if info["delivered"] < 0.97:
+            print("    (frames went missing: the machine, phones included, was overloaded; "
+                  "the CPU-share figure is still the mixer's own cost)")
     figures.append(Figure("e2e_pcmu_8k", results["e2e_pcmu_8k"], "participants/core",
                           results["e2e_pcmu_8k_per_leg_codecs"], E2E_PCMU_TARGET))
     figures.append(Figure("e2e_opus_48k", results["e2e_opus_48k"], "participants/core",

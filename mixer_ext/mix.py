@@ -50,6 +50,30 @@ def room_groups(room_of: npt.ArrayLike) -> tuple[IntVec, IntVec]:
     return starts.astype(np.intp), group
 
 
+def room_sums(x: npt.NDArray[np.float32], starts: IntVec) -> npt.NDArray[np.float32]:
+    """Sum each room's rows: [rooms x samples].
+
+    ``np.add.reduceat`` over rows walks memory column by column and is ~20x slower for many
+    small rooms, so rooms are summed by size class: same-size rooms are gathered and reduced as
+    one [rooms x size x samples] array, a contiguous row-add numpy does at memory speed.
+    """
+    n, samples = x.shape
+    sizes = np.diff(np.append(starts, n))
+    classes = np.unique(sizes)
+    if classes.size == 1:
+        size = int(classes[0])
+        return x.reshape(starts.size, size, samples).sum(axis=1)
+    sums = np.empty((starts.size, samples), dtype=x.dtype)
+    for size in classes.tolist():
+        rooms = np.flatnonzero(sizes == size)
+        if size == 1:
+            sums[rooms] = x[starts[rooms]]
+            continue
+        rows = (starts[rooms][:, None] + np.arange(size)).ravel()
+        sums[rooms] = x[rows].reshape(rooms.size, size, samples).sum(axis=1)
+    return sums
+
+
 def frame_energy(pcm: npt.NDArray[np.floating] | Int16Block) -> FloatVec:
     """Mean-square energy of each row (float32), the talker detector's input."""
     x = np.asarray(pcm, dtype=np.float32)
@@ -117,7 +141,7 @@ def mix_frame(
 
     # One multiply applies gain, mute and the loudest-K selection at once.
     x *= (gain_v * mixed)[:, None]
-    sums = np.add.reduceat(x, starts, axis=0)
+    sums = room_sums(x, starts)
     out = np.take(sums, group, axis=0)
     np.subtract(out, x, out=out)
     if deaf_v is not None and deaf_v.any():
