@@ -359,6 +359,8 @@ class Mixer:
             raise Invalid(f"room state must be an object with version {STATE_VERSION}")
         try:
             room_id = state["room"]
+            rate = int(state["rate"])
+            loudest_k = int(state.get("loudest_k", 0))
             plan = []
             for p in state["participants"]:
                 choice = Choice(get_spec(p["codec"]), int(p["payload_type"]),
@@ -375,7 +377,7 @@ class Mixer:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise Invalid("room state is incomplete or malformed", {"problem": repr(exc)}) from exc
         with self._lock:
-            self.create_room(room_id, int(state["rate"]), int(state.get("loudest_k", 0)))
+            self.create_room(room_id, rate, loudest_k)
             for p, leg in plan:
                 if leg.call_id in self.by_call:
                     continue  # already here (an import retried): keep the live one

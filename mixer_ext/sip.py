@@ -249,8 +249,12 @@ class SipUas:
     def _invite(self, msg: SipMessage, source: Address) -> bytes:
         call_id = msg.get("call-id")
         existing = self.legs.get(call_id)
-        if existing is not None and tag_of(msg.get("to")) == existing.local_tag:
-            return self._reinvite(msg, existing)
+        if existing is not None:
+            if tag_of(msg.get("to")) == existing.local_tag:
+                return self._reinvite(msg, existing)
+            # A second dialog on a live Call-ID would leave a ghost leg in the room: refuse it.
+            self.counters["bad_request"] += 1
+            return response(msg, 400, "Call-ID Already In Use", to_tag=self._new_tag())
         m = _ROOM_URI.match(msg.uri)
         if not m:
             self.counters["not_found"] += 1

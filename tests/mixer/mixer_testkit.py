@@ -44,6 +44,7 @@ OFFERS = {
     "L16/8000": RtpMap(98, "L16", 8000),
     "L16/48000": RtpMap(99, "L16", 48000),
     "opus": RtpMap(111, "opus", 48000, 2, "useinbandfec=1"),
+    "GSM": RtpMap(3, "GSM", 8000),
 }
 DTMF = RtpMap(101, "telephone-event", 8000, 1, "0-16")
 

@@ -219,3 +219,20 @@ def test_phone_behind_nat_is_latched_by_where_its_rtp_comes_from(mixer: Mixer, s
     swarm.run(1.0)
     assert mixer.by_call[b.call_id].leg.remote_media == b.rtp_addr
     assert level_db(b.heard(), 8000, 400) > HEARD and level_db(a.heard(), 8000, 900) > HEARD
+
+
+def test_bad_sip_over_the_wire_gets_its_answer_and_the_room_carries_on(mixer: Mixer, swarm: Swarm) -> None:
+    mixer.create_room("sip", 8000)
+    a, b = join(mixer, swarm, "sip", [(400, "PCMU"), (900, "PCMU")])
+    gsm_only = swarm.add(1200, "GSM")
+    assert gsm_only.invite((LOCAL, mixer.sip_port), "sip")[0] == 488
+    assert swarm.add(1200, "PCMU").invite((LOCAL, mixer.sip_port), "no-such-room")[0] == 404
+    port = a.sip.getsockname()[1]
+    a.sip.sendto((f"INVITE sip:room-sip@{LOCAL} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bKx\r\n"
+                  "From: <sip:x@y>;tag=1\r\nTo: <sip:room-sip@y>\r\nCSeq: 1 INVITE\r\n"
+                  "Content-Length: 0\r\n\r\n").encode(), (LOCAL, mixer.sip_port))
+    assert parse_sip(a.sip.recvfrom(65535)[0]).status == 400  # no Call-ID
+    swarm.run(1.0)
+    assert len(mixer.describe_room("sip")["participants"]) == 2
+    assert_hears_others_not_self([a, b])

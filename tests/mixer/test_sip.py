@@ -224,3 +224,10 @@ def test_kick_builds_an_in_dialog_bye(uas: SipUas) -> None:
     assert bye.method == "BYE" and bye.uri == "sip:fs@127.0.0.1:5062" and dest == SRC
     assert bye.get("call-id") == "abc@host" and "fs1" in bye.get("to") and bye.get("cseq").endswith("BYE")
     assert uas.bye("abc@host") is None
+
+
+def test_new_dialog_on_a_live_call_id_is_refused(uas: SipUas) -> None:
+    uas.handle(invite(), SRC)
+    resp = reply(uas, invite(cseq=5))
+    assert resp.status == 400  # type: ignore[attr-defined]
+    assert len(uas.conference.joined) == 1  # type: ignore[attr-defined]
