@@ -564,30 +564,33 @@ class Mixer:
         lost = 0
         empty = JitterBuffer.EMPTY
         for row, part in enumerate(plan.parts):
-            payload = part.jitter.pop()
-            if payload is empty:
+            popped = part.jitter.pop()
+            if popped is empty:
                 continue
+            payload = popped if isinstance(popped, bytes) else None
             if payload is None:
                 lost += 1
             decoder = part.decoder
             if (self.batch_codecs and payload is not None and part.resample_in is None
-                    and isinstance(decoder, TableDecoder)
-                    and len(payload) == samples):
-                batch.setdefault(id(decoder.table), []).append((row, payload))  # type: ignore[arg-type]
+                    and isinstance(decoder, TableDecoder) and len(payload) == samples):
+                batch.setdefault(id(decoder.table), []).append((row, payload))
                 continue
-            pcm = decoder.decode(payload)  # type: ignore[arg-type]
+            pcm = decoder.decode(payload)
             if part.resample_in is not None:
                 pcm = part.resample_in.process(pcm)
             m = min(samples, pcm.size)
             block[row, :m] = pcm[:m]
-        for rows in batch.values():
-            index = [r for r, _ in rows]
-            decoder = plan.parts[index[0]].decoder
-            assert isinstance(decoder, TableDecoder)
-            codes = np.frombuffer(b"".join(p for _, p in rows), dtype=np.uint8).reshape(len(rows), samples)
-            block[index] = decoder.table[codes]
+        for pending in batch.values():
+            index = [r for r, _ in pending]
+            first = plan.parts[index[0]].decoder
+            assert isinstance(first, TableDecoder)
+            joined = b"".join(p for _, p in pending)
+            codes = np.frombuffer(joined, dtype=np.uint8).reshape(len(index), samples)
+            block[index] = first.table[codes]
             for r in index:
-                plan.parts[r].decoder.plc.remember(block[r])  # type: ignore[attr-defined]
+                row_decoder = plan.parts[r].decoder
+                assert isinstance(row_decoder, TableDecoder)
+                row_decoder.plc.remember(block[r])
         if lost:
             self.metrics.packets_lost.inc(lost)
 
@@ -609,10 +612,11 @@ class Mixer:
                 pcm = part.resample_out.process(pcm)
             payloads[row] = encoder.encode(pcm)
         for rows in enc_batch.values():
-            table = plan.parts[rows[0]].encoder.table  # type: ignore[attr-defined]
-            codes = table[out[rows].view(np.uint16)].tobytes()
+            table_encoder = plan.parts[rows[0]].encoder
+            assert isinstance(table_encoder, TableEncoder)
+            coded = table_encoder.table[out[rows].view(np.uint16)].tobytes()
             for i, r in enumerate(rows):
-                payloads[r] = codes[i * samples:(i + 1) * samples]
+                payloads[r] = coded[i * samples:(i + 1) * samples]
 
         sends = []
         for row, part in enumerate(plan.parts):

@@ -219,6 +219,7 @@ class SipUas:
             "INVITE": self._invite, "ACK": self._ack, "BYE": self._bye,
             "CANCEL": self._cancel, "OPTIONS": self._options,
         }.get(msg.method)
+        out: bytes | None
         if handler is None:
             out = response(msg, 405, "Method Not Allowed", extra=[("allow", ALLOW)])
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
+from functools import partial
 
 from mixer_ext.codecs.base import CodecSpec, Decoder, Encoder
 from mixer_ext.codecs.g711 import PCMA, PCMU, pcma_decoder, pcma_encoder, pcmu_decoder, pcmu_encoder
@@ -31,8 +32,8 @@ SPECS: dict[str, CodecSpec] = {PCMU.key: PCMU, PCMA.key: PCMA}
 for _rate in ROOM_RATES:
     _spec = l16_spec(_rate)
     SPECS[_spec.key] = _spec
-    _ENCODERS[_spec.key] = lambda s=_spec: L16Encoder(s)
-    _DECODERS[_spec.key] = lambda s=_spec: L16Decoder(s)
+    _ENCODERS[_spec.key] = partial(L16Encoder, _spec)
+    _DECODERS[_spec.key] = partial(L16Decoder, _spec)
 
 
 def _register_optional(module: str, spec_name: str, enc: str, dec: str) -> None:
