@@ -72,6 +72,7 @@ class Participant:
     jitter: JitterBuffer = field(init=False)
     resample_in: FrameResampler | None = field(init=False, default=None)
     resample_out: FrameResampler | None = field(init=False, default=None)
+    ts_step: int = field(init=False, default=160)
     marker: bool = True
     dtmf_map: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -83,7 +84,8 @@ class Participant:
         spec = choice.codec
         self.decoder = get_decoder(spec.key)
         self.encoder = get_encoder(spec.key)
-        self.jitter = JitterBuffer(spec.timestamp_step(PTIME_MS))
+        self.ts_step = spec.timestamp_step(PTIME_MS)
+        self.jitter = JitterBuffer(self.ts_step)
         same = spec.sample_rate == self.room_rate
         self.resample_in = None if same else FrameResampler(spec.sample_rate, self.room_rate, PTIME_MS)
         self.resample_out = None if same else FrameResampler(self.room_rate, spec.sample_rate, PTIME_MS)
@@ -598,11 +600,13 @@ class Mixer:
         result = mix.mix_frame(block, plan.room_of, plan.gain, plan.muted, plan.deaf, plan.k, prev)
         out = result.out
 
-        payloads: list[bytes | None] = [None] * n
+        payloads: list[bytes] = [b""] * n
         enc_batch: dict[int, list[int]] = {}
+        energies = result.energy.tolist()  # plain floats: numpy scalars are slow to handle one by one
+        talking = result.talking.tolist()
         for row, part in enumerate(plan.parts):
-            part.energy = float(result.energy[row])
-            part.talking = bool(result.talking[row])
+            part.energy = energies[row]
+            part.talking = talking[row]
             encoder = part.encoder
             if self.batch_codecs and part.resample_out is None and isinstance(encoder, TableEncoder):
                 enc_batch.setdefault(id(encoder.table), []).append(row)
@@ -619,12 +623,11 @@ class Mixer:
                 payloads[r] = coded[i * samples:(i + 1) * samples]
 
         sends = []
-        for row, part in enumerate(plan.parts):
-            choice = part.leg.choice
+        for part, payload in zip(plan.parts, payloads, strict=True):
             part.sequence = (part.sequence + 1) & 0xFFFF
-            part.timestamp = (part.timestamp + choice.codec.timestamp_step(PTIME_MS)) & 0xFFFFFFFF
-            data = build_rtp(choice.payload_type, part.sequence, part.timestamp, part.ssrc,
-                             payloads[row] or b"", part.marker)
+            part.timestamp = (part.timestamp + part.ts_step) & 0xFFFFFFFF
+            data = build_rtp(part.leg.choice.payload_type, part.sequence, part.timestamp, part.ssrc,
+                             payload, part.marker)
             part.marker = False
             sends.append((data, part.leg.remote_media))
         return sends
