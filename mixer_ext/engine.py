@@ -30,7 +30,7 @@ from mixer_ext.codecs.base import Decoder, Encoder
 from mixer_ext.codecs.g711 import TableDecoder, TableEncoder
 from mixer_ext.codecs.resample import FrameResampler
 from mixer_ext.jitter import JitterBuffer, Verdict
-from mixer_ext.rtp import RtpError, RtpPacket, build_rtp, parse_rtp
+from mixer_ext.rtp import RtpError, RtpPacket, build_event, build_rtp, parse_event, parse_rtp
 from mixer_ext.sdp import Choice
 from mixer_ext.sip import Address, Leg, SipUas
 
@@ -345,6 +345,7 @@ class Mixer:
                     "id": p.pid, "call_id": leg.call_id, "muted": p.muted, "deaf": p.deaf, "gain": p.gain,
                     "codec": f"{choice.codec.name}/{choice.codec.clock_rate}",
                     "payload_type": choice.payload_type, "dtmf_payload_type": choice.dtmf_payload_type,
+                    "dtmf_clock_rate": choice.dtmf_clock_rate,
                     "remote_media": list(leg.remote_media),
                     "rtp": {"ssrc": p.ssrc, "sequence": p.sequence, "timestamp": p.timestamp},
                     "sip": {"local_tag": leg.local_tag, "remote_tag": leg.remote_tag,
@@ -366,7 +367,8 @@ class Mixer:
             plan = []
             for p in state["participants"]:
                 choice = Choice(get_spec(p["codec"]), int(p["payload_type"]),
-                                None if p.get("dtmf_payload_type") is None else int(p["dtmf_payload_type"]))
+                                None if p.get("dtmf_payload_type") is None else int(p["dtmf_payload_type"]),
+                                int(p.get("dtmf_clock_rate", 8000)))
                 sip = p["sip"]
                 leg = Leg(call_id=str(p["call_id"]), room_id=room_id,
                           remote_media=(str(p["remote_media"][0]), int(p["remote_media"][1])), choice=choice,
@@ -528,8 +530,18 @@ class Mixer:
             ts = other.dtmf_map.setdefault(key, other.timestamp)
             if len(other.dtmf_map) > 64:
                 other.dtmf_map.pop(next(iter(other.dtmf_map)))
+            payload = packet.payload
+            src_rate, dst_rate = source.leg.choice.dtmf_clock_rate, other.leg.choice.dtmf_clock_rate
+            if src_rate != dst_rate:
+                # Durations count the event's clock: rescale for a receiver on another clock.
+                try:
+                    event = parse_event(payload)
+                except RtpError:
+                    continue
+                duration = min(event.duration * dst_rate // src_rate, 0xFFFF)
+                payload = build_event(replace(event, duration=duration))
             other.sequence = (other.sequence + 1) & 0xFFFF
-            data = build_rtp(pt, other.sequence, ts, other.ssrc, packet.payload, packet.marker)
+            data = build_rtp(pt, other.sequence, ts, other.ssrc, payload, packet.marker)
             try:
                 self.rtp_sock.sendto(data, other.leg.remote_media)
             except OSError as exc:

@@ -47,6 +47,7 @@ class Choice:
     codec: CodecSpec
     payload_type: int
     dtmf_payload_type: int | None
+    dtmf_clock_rate: int = 8000
 
 
 # Static payload types an offer may use without an a=rtpmap line (RFC 3551).
@@ -135,11 +136,10 @@ def choose(offer: AudioOffer, room_rate: int, codecs: list[CodecSpec] | None = N
     """
     ours = {c.key: c for c in (codecs if codecs is not None else available())}
     best: tuple[int, int, CodecSpec, int] | None = None
-    dtmf: int | None = None
+    events: dict[int, int] = {}  # telephone-event clock rate -> payload type
     for position, fmt in enumerate(offer.formats):
         if fmt.name.lower() == TELEPHONE_EVENT:
-            if dtmf is None and fmt.clock_rate == 8000:
-                dtmf = fmt.payload_type
+            events.setdefault(fmt.clock_rate, fmt.payload_type)
             continue
         spec = ours.get(f"{fmt.name.lower()}/{fmt.clock_rate}")
         if spec is None:
@@ -150,7 +150,12 @@ def choose(offer: AudioOffer, room_rate: int, codecs: list[CodecSpec] | None = N
     if best is None:
         offered = [f"{f.name}/{f.clock_rate}" for f in offer.formats]
         raise NoCommonCodec(f"no common codec in offer {offered}")
-    return Choice(best[2], best[3], dtmf)
+    codec = best[2]
+    # telephone-event should run on the audio's clock (RFC 4733 2.1); 8000 is the fallback.
+    for rate in (codec.clock_rate, 8000):
+        if rate in events:
+            return Choice(codec, best[3], events[rate], rate)
+    return Choice(codec, best[3], None)
 
 
 def build_answer(choice: Choice, address: str, port: int, session_id: int, version: int,
@@ -171,7 +176,7 @@ def build_answer(choice: Choice, address: str, port: int, session_id: int, versi
         attrs.append(f"a=fmtp:{choice.payload_type} {codec.fmtp}")
     if choice.dtmf_payload_type is not None:
         pts.append(str(choice.dtmf_payload_type))
-        attrs.append(f"a=rtpmap:{choice.dtmf_payload_type} {TELEPHONE_EVENT}/8000")
+        attrs.append(f"a=rtpmap:{choice.dtmf_payload_type} {TELEPHONE_EVENT}/{choice.dtmf_clock_rate}")
         attrs.append(f"a=fmtp:{choice.dtmf_payload_type} 0-16")
     # Answer the mirror of the offer's direction (RFC 3264 section 6.1).
     mirrored = {"sendonly": "recvonly", "recvonly": "sendonly"}.get(direction, direction)

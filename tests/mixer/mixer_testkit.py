@@ -56,6 +56,7 @@ class Phone:
     freq: float
     codecs: list[str]
     dtmf: bool = False
+    dtmf_rate: int = 8000
     loss: float = 0.0
     reorder: float = 0.0
     sip: socket.socket = field(init=False)
@@ -89,7 +90,8 @@ class Phone:
 
     def invite(self, mixer_sip: tuple[str, int], room: str) -> tuple[int, str]:
         """Send an INVITE for room-<room>; returns (status, body). On 200 sends the ACK."""
-        formats = [OFFERS[c] for c in self.codecs] + ([DTMF] if self.dtmf else [])
+        event = RtpMap(DTMF.payload_type, DTMF.name, self.dtmf_rate, 1, DTMF.fmtp)
+        formats = [OFFERS[c] for c in self.codecs] + ([event] if self.dtmf else [])
         body = build_offer(formats, LOCAL, self.rtp_addr[1])
         port = self.sip.getsockname()[1]
         msg = (f"INVITE sip:room-{room}@{mixer_sip[0]}:{mixer_sip[1]} SIP/2.0\r\n"

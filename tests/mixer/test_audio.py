@@ -148,6 +148,20 @@ def test_dtmf_events_pass_through_to_the_others(mixer: Mixer, swarm: Swarm) -> N
     assert not [pl for pt, _, _, pl in a.received if pt == DTMF.payload_type]  # not echoed back
 
 
+def test_dtmf_duration_is_rescaled_between_event_clocks(mixer: Mixer, swarm: Swarm) -> None:
+    mixer.create_room("dtmf48", 48000)
+    (narrow,) = join(mixer, swarm, "dtmf48", [(400, "PCMU")], dtmf=True)
+    (wide,) = join(mixer, swarm, "dtmf48", [(700, "opus")], dtmf=True, dtmf_rate=48000)
+    swarm.run(0.2)
+    ev = build_event(TelephoneEvent(3, True, 10, 800))  # 100 ms on the 8 kHz clock
+    narrow.rtp.sendto(build_rtp(DTMF.payload_type, narrow.seq + 1, narrow.ts, narrow.ssrc, ev, marker=True),
+                      narrow.target)
+    time.sleep(0.1)
+    swarm.run(0.1)
+    (got,) = [parse_event(pl) for pt, _, _, pl in wide.received if pt == DTMF.payload_type]
+    assert (got.event, got.end, got.duration) == (3, True, 4800)  # 100 ms on the 48 kHz clock
+
+
 def test_kick_sends_bye_and_the_others_carry_on(mixer: Mixer, swarm: Swarm) -> None:
     mixer.create_room("k", 8000)
     a, b, c = join(mixer, swarm, "k", [(400, "PCMU"), (700, "PCMU"), (1000, "PCMU")])

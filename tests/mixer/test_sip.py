@@ -25,6 +25,30 @@ a=sendrecv\r
 """
 
 
+# A real offer FreeSWITCH 1.10 sent on a bridged leg (from the shared ESL fixtures).
+FS_REAL_OFFER = (
+    "v=0\r\no=FreeSWITCH 1795245127 1795245128 IN IP4 127.0.0.1\r\ns=FreeSWITCH\r\nc=IN IP4 127.0.0.1\r\n"
+    "t=0 0\r\nm=audio 20992 RTP/AVP 0 8 102 101 13 103 104\r\na=rtpmap:0 PCMU/8000\r\n"
+    "a=rtpmap:8 PCMA/8000\r\na=rtpmap:102 opus/48000/2\r\na=fmtp:102 useinbandfec=0; cbr=1; "
+    "maxaveragebitrate=30000; maxplaybackrate=48000; ptime=20; minptime=10; maxptime=40; stereo=1\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=rtpmap:103 telephone-event/48000\r\n"
+    "a=fmtp:103 0-15\r\na=rtpmap:13 CN/8000\r\na=rtpmap:104 CN/48000\r\na=ptime:20\r\na=sendrecv\r\n"
+)
+
+
+@pytest.mark.parametrize(("rate", "codec", "dtmf"), [
+    (8000, "PCMU", (101, 8000)), (16000, "opus", (103, 48000)), (48000, "opus", (103, 48000)),
+])
+def test_real_freeswitch_offer_gets_codec_and_matching_event_clock(rate: int, codec: str,
+                                                                   dtmf: tuple[int, int]) -> None:
+    choice = choose(parse_offer(FS_REAL_OFFER), rate)
+    assert choice.codec.name == codec
+    assert (choice.dtmf_payload_type, choice.dtmf_clock_rate) == dtmf
+    answer = build_answer(choice, "127.0.0.1", 4000, 1, 1)
+    assert f"a=rtpmap:{dtmf[0]} telephone-event/{dtmf[1]}" in answer
+    assert "CN" not in answer  # no comfort noise negotiated, so none is sent to us
+
+
 def test_parse_freeswitch_offer() -> None:
     offer = parse_offer(FS_OFFER)
     assert (offer.address, offer.port) == ("127.0.0.1", 24000)
