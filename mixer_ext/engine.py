@@ -351,7 +351,7 @@ class Mixer:
                     "sip": {"local_tag": leg.local_tag, "remote_tag": leg.remote_tag,
                             "remote_uri": leg.remote_uri, "signalling": list(leg.signalling),
                             "local_uri": leg.local_uri, "remote_party": leg.remote_party,
-                            "local_cseq": leg.local_cseq},
+                            "local_cseq": leg.local_cseq, "route": list(leg.route)},
                 })
             return {"version": STATE_VERSION, "room": room_id, "rate": room.config.rate,
                     "loudest_k": room.config.loudest_k, "participants": parts}
@@ -376,7 +376,8 @@ class Mixer:
                           remote_uri=sip["remote_uri"],
                           signalling=(str(sip["signalling"][0]), int(sip["signalling"][1])),
                           local_uri=sip["local_uri"], remote_party=sip["remote_party"],
-                          local_cseq=int(sip.get("local_cseq", 1)))
+                          local_cseq=int(sip.get("local_cseq", 1)),
+                          route=tuple(str(r) for r in sip.get("route", [])))
                 plan.append((p, leg))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise Invalid("room state is incomplete or malformed", {"problem": repr(exc)}) from exc
@@ -580,6 +581,8 @@ class Mixer:
         for row, part in enumerate(plan.parts):
             popped = part.jitter.pop()
             if popped is empty:
+                if part.resample_in is not None:
+                    part.resample_in.reset()  # no stale audio when the leg starts talking again
                 continue
             payload = popped if isinstance(popped, bytes) else None
             if payload is None:

@@ -167,6 +167,7 @@ class Leg:
     offer_version: int = 0
     local_cseq: int = 1
     answer_version: int = 1
+    route: tuple[str, ...] = ()  # Record-Route of the INVITE: our BYE follows the same proxies
 
 
 class Conference(Protocol):
@@ -285,16 +286,20 @@ class SipUas:
             local_tag=local_tag, remote_tag=tag_of(msg.get("from")),
             remote_uri=uri_of(contact) if contact else uri_of(msg.get("from")), signalling=source,
             local_uri=f"{msg.get('to')};tag={local_tag}", remote_party=msg.get("from"),
-            offer_version=offer.session_version,
+            offer_version=offer.session_version, route=tuple(msg.all("record-route")),
         )
         self.conference.join(leg)
         self.legs[call_id] = leg
         return self._ok_with_answer(msg, leg, offer)
 
-    def _ok_with_answer(self, msg: SipMessage, leg: Leg, offer: AudioOffer) -> bytes:
+    def _ok_with_answer(self, msg: SipMessage, leg: Leg, offer: AudioOffer | None) -> bytes:
         host, port = self.conference.media_address()
-        body = build_answer(leg.choice, host, port, self.session_id, leg.answer_version, offer.direction)
-        return response(msg, 200, "OK", to_tag=leg.local_tag, extra=self._contact(leg.room_id), body=body)
+        direction = offer.direction if offer else "sendrecv"
+        body = build_answer(leg.choice, host, port, self.session_id, leg.answer_version, direction)
+        # A 2xx to INVITE carries the Record-Route set back unchanged (RFC 3261 12.1.1).
+        routes = [("record-route", r) for r in msg.all("record-route")]
+        return response(msg, 200, "OK", to_tag=leg.local_tag, extra=routes + self._contact(leg.room_id),
+                        body=body)
 
     def _reinvite(self, msg: SipMessage, leg: Leg) -> bytes:
         rate = self.conference.room_rate(leg.room_id) or leg.choice.codec.sample_rate
@@ -306,7 +311,9 @@ class SipUas:
             # A failed re-INVITE leaves the dialog and its media exactly as they were (RFC 3261 14.2).
             return response(msg, 488, "Not Acceptable Here", extra=[("warning", f'304 fsfarm-mixer "{exc}"')])
         if offer is None:
-            return response(msg, 488, "Not Acceptable Here (re-INVITE needs an offer)")
+            # A session refresh without SDP: offer the current stream again; the ACK's answer
+            # can only confirm it, since this is the only stream we have.
+            return self._ok_with_answer(msg, leg, None)
         contact = msg.get("contact")
         updated = replace(leg, remote_media=(offer.address, offer.port), choice=choice,
                           remote_uri=uri_of(contact) if contact else leg.remote_uri,
@@ -351,4 +358,5 @@ class SipUas:
             ("call-id", leg.call_id),
             ("cseq", f"{leg.local_cseq + 1} BYE"),
         ]
+        headers += [("route", r) for r in leg.route]
         return request("BYE", leg.remote_uri, headers), leg.signalling

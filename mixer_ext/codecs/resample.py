@@ -24,6 +24,10 @@ class FrameResampler:
         self.out_samples = out_rate * ptime_ms // 1000
         self._window = np.zeros(3 * self.in_samples, dtype=np.int16)
 
+    def reset(self) -> None:
+        """Forget the past (the leg went silent): the next frames start from silence."""
+        self._window[:] = 0
+
     def process(self, frame: Pcm) -> Pcm:
         """Take one input frame, return one output frame (the previous input frame, resampled)."""
         pcm = np.asarray(frame, dtype=np.int16)

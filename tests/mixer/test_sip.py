@@ -230,6 +230,22 @@ def test_reinvite_moves_media_and_can_change_codec(uas: SipUas) -> None:
     assert len(conf.joined) == 1
 
 
+def test_session_refresh_without_sdp_gets_the_current_stream(uas: SipUas) -> None:
+    tag = parse_sip(uas.handle(invite(), SRC)[0][0]).get("to").split("tag=")[1]
+    resp = reply(uas, invite(body="", to_tag=tag, cseq=2))
+    assert resp.status == 200  # type: ignore[attr-defined]
+    assert parse_offer(resp.body).formats[0].name == "opus"  # type: ignore[attr-defined]
+    assert uas.conference.updated == [] and "abc@host" in uas.legs  # type: ignore[attr-defined]
+
+
+def test_record_route_is_echoed_and_followed_by_our_bye(uas: SipUas) -> None:
+    data = invite().replace(b"Contact:", b"Record-Route: <sip:10.0.0.1;lr>\r\nContact:")
+    resp = reply(uas, data)
+    assert resp.get("record-route") == "<sip:10.0.0.1;lr>"  # type: ignore[attr-defined]
+    bye = parse_sip(uas.bye("abc@host")[0])  # type: ignore[index]
+    assert bye.get("route") == "<sip:10.0.0.1;lr>"
+
+
 def test_failed_reinvite_keeps_the_call(uas: SipUas) -> None:
     tag = parse_sip(uas.handle(invite(), SRC)[0][0]).get("to").split("tag=")[1]
     resp = reply(uas, invite(body=FS_OFFER.replace("0 102 9 8 101 13", "3"), to_tag=tag, cseq=2))
