@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mixer_testkit import level_db, tone
 
 from mixer_ext.mix import DEFAULT_TALK_THRESHOLD, mix_frame, mix_reference, room_groups
@@ -129,3 +131,21 @@ def test_rows_must_be_grouped_by_room() -> None:
 
 def test_empty_block_is_fine() -> None:
     assert mix_frame(np.zeros((0, 160), np.int16), []).out.shape == (0, 160)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 7), min_size=1, max_size=8),
+    seed=st.integers(0, 2**32 - 1),
+    samples=st.sampled_from([160, 320, 960]),
+)
+def test_kernel_equals_the_reference_for_any_room_layout(sizes: list[int], seed: int, samples: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    rooms = np.repeat(np.arange(len(sizes)) * 3, sizes)  # room ids need not be dense
+    pcm = rng.integers(-32768, 32768, (n, samples)).astype(np.int16)
+    gain = rng.uniform(0, 3, n).astype(np.float32)
+    muted, deaf = rng.random(n) < 0.3, rng.random(n) < 0.3
+    got = mix_frame(pcm, rooms, gain, muted, deaf).out.astype(np.int32)
+    want = mix_reference(pcm, rooms, gain, muted, deaf).astype(np.int32)
+    assert np.abs(got - want).max(initial=0) <= 2  # float32 summation order only
