@@ -11,23 +11,17 @@ import logging
 from collections.abc import Callable
 from functools import partial
 
+from mixer_ext.codecs import pcma, pcmu
 from mixer_ext.codecs.base import CodecSpec, Decoder, Encoder
-from mixer_ext.codecs.g711 import PCMA, PCMU, pcma_decoder, pcma_encoder, pcmu_decoder, pcmu_encoder
 from mixer_ext.codecs.l16 import L16Decoder, L16Encoder, l16_spec
 
 log = logging.getLogger(__name__)
 
 ROOM_RATES = (8000, 16000, 32000, 48000)
 
-_ENCODERS: dict[str, Callable[[], Encoder]] = {
-    PCMU.key: pcmu_encoder,
-    PCMA.key: pcma_encoder,
-}
-_DECODERS: dict[str, Callable[[], Decoder]] = {
-    PCMU.key: pcmu_decoder,
-    PCMA.key: pcma_decoder,
-}
-SPECS: dict[str, CodecSpec] = {PCMU.key: PCMU, PCMA.key: PCMA}
+_ENCODERS: dict[str, Callable[[], Encoder]] = {pcmu.PCMU.key: pcmu.encoder, pcma.PCMA.key: pcma.encoder}
+_DECODERS: dict[str, Callable[[], Decoder]] = {pcmu.PCMU.key: pcmu.decoder, pcma.PCMA.key: pcma.decoder}
+SPECS: dict[str, CodecSpec] = {pcmu.PCMU.key: pcmu.PCMU, pcma.PCMA.key: pcma.PCMA}
 
 for _rate in ROOM_RATES:
     _spec = l16_spec(_rate)

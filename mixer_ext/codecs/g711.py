@@ -1,13 +1,10 @@
-"""G.711 mu-law (PCMU) and A-law (PCMA) as numpy lookup tables: one gather per frame."""
+"""G.711 arithmetic shared by PCMU and PCMA: the lookup tables and the table-driven encoder/decoder."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, Pcm
-
-PCMU = CodecSpec("PCMU", 8000, 8000, static_pt=0)
-PCMA = CodecSpec("PCMA", 8000, 8000, static_pt=8)
 
 _BIAS = 0x84
 _CLIP = 32635
@@ -119,19 +116,3 @@ class TableDecoder:
         if payload is None:
             return self.plc.conceal()
         return self.plc.remember(self.table[np.frombuffer(payload, dtype=np.uint8)])
-
-
-def pcmu_encoder() -> TableEncoder:
-    return TableEncoder(PCMU, ULAW_ENCODE)
-
-
-def pcmu_decoder() -> TableDecoder:
-    return TableDecoder(PCMU, ULAW_DECODE)
-
-
-def pcma_encoder() -> TableEncoder:
-    return TableEncoder(PCMA, ALAW_ENCODE)
-
-
-def pcma_decoder() -> TableDecoder:
-    return TableDecoder(PCMA, ALAW_DECODE)
