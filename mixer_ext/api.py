@@ -57,6 +57,11 @@ def create_room() -> Any:
     return jsonify({"room": config.room_id, "rate": config.rate, "loudest_k": config.loudest_k}), 201
 
 
+@bp.get("/state")
+def export_all() -> Any:
+    return jsonify({"rooms": _mixer().export_all()})
+
+
 @bp.post("/rooms/import")
 def import_room() -> Any:
     return jsonify(_mixer().import_room(_body())), 201

@@ -354,7 +354,12 @@ class Mixer:
                             "local_cseq": leg.local_cseq, "route": list(leg.route)},
                 })
             return {"version": STATE_VERSION, "room": room_id, "rate": room.config.rate,
-                    "loudest_k": room.config.loudest_k, "participants": parts}
+                    "loudest_k": room.config.loudest_k, "exported_at": time.time(), "participants": parts}
+
+    def export_all(self) -> list[dict[str, Any]]:
+        """Every room's state, for a controller that snapshots a whole mixer in one call."""
+        with self._lock:
+            return [self.export_room(room_id) for room_id in self.rooms]
 
     def import_room(self, state: dict[str, Any]) -> dict[str, Any]:
         """Recreate a room exported by another mixer, every participant and dialog included."""
@@ -363,6 +368,7 @@ class Mixer:
         try:
             room_id = state["room"]
             rate = int(state["rate"])
+            exported_at = float(state.get("exported_at", time.time()))
             loudest_k = int(state.get("loudest_k", 0))
             plan = []
             for p in state["participants"]:
@@ -381,6 +387,9 @@ class Mixer:
                 plan.append((p, leg))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise Invalid("room state is incomplete or malformed", {"problem": repr(exc)}) from exc
+        # The stream went on while the state travelled (or the old mixer died): move sequence and
+        # timestamp on by the frames that elapsed, so receivers see a gap, never packets from the past.
+        elapsed = max(0, round((time.time() - exported_at) / (PTIME_MS / 1000))) + 1
         with self._lock:
             self.create_room(room_id, rate, loudest_k)
             for p, leg in plan:
@@ -389,10 +398,11 @@ class Mixer:
                 part = self._add(leg, pid=str(p["id"]))
                 part.muted, part.deaf, part.gain = bool(p["muted"]), bool(p["deaf"]), float(p["gain"])
                 rtp = p.get("rtp", {})
-                # Carry SSRC and sequence on so receivers see one stream with a jump, not a new one.
-                part.ssrc = int(rtp.get("ssrc", part.ssrc))
-                part.sequence = int(rtp.get("sequence", part.sequence))
-                part.timestamp = int(rtp.get("timestamp", part.timestamp))
+                # Same SSRC, sequence and timestamp moved on: receivers see one stream with a gap.
+                part.ssrc = int(rtp.get("ssrc", part.ssrc)) & 0xFFFFFFFF
+                part.sequence = (int(rtp.get("sequence", part.sequence)) + elapsed) & 0xFFFF
+                timestamp = int(rtp.get("timestamp", part.timestamp)) + elapsed * part.ts_step
+                part.timestamp = timestamp & 0xFFFFFFFF
                 self.uas.adopt(leg)
             log.info("room %s imported with %d participants", room_id, len(plan))
             return self.describe_room(room_id)

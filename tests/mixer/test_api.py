@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask.testing import FlaskClient
@@ -87,7 +87,9 @@ def test_participants_mute_deaf_gain_and_kick(client: FlaskClient, mixer: Mixer,
     assert len(client.get("/rooms/p/participants").json["participants"]) == 2
 
 
-def test_state_export_import_between_two_mixers(mixer_factory, swarm: Swarm) -> None:  # type: ignore[no-untyped-def]
+def test_state_export_import_between_two_mixers(
+    mixer_factory: Callable[[], Mixer], swarm: Swarm
+) -> None:
     a, b = mixer_factory(), mixer_factory()
     ca, cb = create_app(a).test_client(), create_app(b).test_client()
     ca.post("/rooms", json={"room": "hot", "rate": 32000, "loudest_k": 3})
@@ -109,6 +111,27 @@ def test_state_export_import_between_two_mixers(mixer_factory, swarm: Swarm) -> 
     assert cb.post("/rooms/import", json=broken).status_code == 400
     assert cb.post("/rooms/import", json={"version": 99}).status_code == 400
     assert cb.get("/rooms/other").status_code == 404  # a failed import leaves nothing behind
+
+
+def test_whole_mixer_snapshot_and_stale_state_moves_streams_on(
+    mixer_factory: Callable[[], Mixer], swarm: Swarm
+) -> None:
+    a, b = mixer_factory(), mixer_factory()
+    ca, cb = create_app(a).test_client(), create_app(b).test_client()
+    for room in ("s1", "s2"):
+        ca.post("/rooms", json={"room": room, "rate": 8000})
+    call_in(a, swarm, "s1", 2)
+    snapshot = ca.get("/state").json["rooms"]
+    assert sorted(r["room"] for r in snapshot) == ["s1", "s2"]
+    state = next(r for r in snapshot if r["room"] == "s1")
+    state["exported_at"] -= 10.0  # the old mixer died ten seconds after this snapshot
+    cb.post("/rooms/import", json=state)
+    for old in state["participants"]:
+        new = b.participant("s1", old["id"])
+        assert new.ssrc == old["rtp"]["ssrc"]
+        # 10 s is 500 frames: the stream resumes where it would be, not in the past.
+        assert (new.sequence - old["rtp"]["sequence"]) & 0xFFFF >= 500
+        assert (new.timestamp - old["rtp"]["timestamp"]) & 0xFFFFFFFF >= 500 * 160
 
 
 def test_healthz_and_metrics(client: FlaskClient, mixer: Mixer, swarm: Swarm) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -188,7 +189,9 @@ def test_bye_from_the_phone_removes_it(mixer: Mixer, swarm: Swarm) -> None:
     assert mixer.describe_room("b")["participants"] == []
 
 
-def test_room_moves_to_another_mixer_with_every_participant(mixer_factory, swarm: Swarm) -> None:  # type: ignore[no-untyped-def]
+def test_room_moves_to_another_mixer_with_every_participant(
+    mixer_factory: Callable[[], Mixer], swarm: Swarm
+) -> None:
     first: Mixer = mixer_factory()
     second: Mixer = mixer_factory()
     first.create_room("move", 16000, loudest_k=5)
