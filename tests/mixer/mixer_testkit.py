@@ -57,6 +57,7 @@ class Phone:
     codecs: list[str]
     dtmf: bool = False
     dtmf_rate: int = 8000
+    amplitude: float = TONE_AMPLITUDE
     loss: float = 0.0
     reorder: float = 0.0
     sip: socket.socket = field(init=False)
@@ -121,7 +122,8 @@ class Phone:
         return resp.status, resp.body
 
     def send_frame(self) -> None:
-        pcm = tone(self.freq, self.rate, self.frame, start=self.sent_frames * self.frame)
+        start = self.sent_frames * self.frame
+        pcm = tone(self.freq, self.rate, self.frame, start=start, amplitude=self.amplitude)
         self.sent_frames += 1
         self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (self.ts + self.step) & 0xFFFFFFFF

@@ -85,6 +85,21 @@ def test_mute_and_deaf_through_the_engine(mixer: Mixer, swarm: Swarm) -> None:
     assert len(b.received) > 40  # ...but still gets a steady (silent) stream
 
 
+def test_big_room_with_loudest_k_mixes_only_the_loud_talkers(mixer: Mixer, swarm: Swarm) -> None:
+    mixer.create_room("big", 16000, loudest_k=2)
+    loud = [swarm.add(f, "L16/16000", amplitude=8000) for f in (500, 900)]
+    quiet = [swarm.add(f, "L16/16000", amplitude=700) for f in (1300, 1700, 2100, 2500)]
+    for p in loud + quiet:
+        assert p.invite((LOCAL, mixer.sip_port), "big")[0] == 200
+    swarm.run(1.2)
+    listener = quiet[0].heard()
+    assert level_db(listener, 16000, 500) > HEARD and level_db(listener, 16000, 900) > HEARD
+    for p in quiet[1:]:
+        # Mixed, a 700-amplitude tone would arrive at about -33 dBFS; left out, it is not there.
+        assert level_db(listener, 16000, p.freq) < SILENT
+    assert level_db(loud[0].heard(), 16000, 900) > HEARD  # the loud ones hear each other
+
+
 def test_loss_and_reordering_do_not_break_the_stream(mixer: Mixer, swarm: Swarm) -> None:
     mixer.create_room("lossy", 16000)
     talker = swarm.add(600, "G722", loss=0.05, reorder=0.05)
