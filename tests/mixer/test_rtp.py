@@ -6,6 +6,8 @@ import random
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mixer_ext.clock import MediaClock, next_tick
 from mixer_ext.jitter import JitterBuffer, Verdict
@@ -183,3 +185,24 @@ def test_media_clock_sleeps_to_absolute_deadlines() -> None:
     assert clock.tick.deadline == pytest.approx(50.0 + 100 * 0.02)
     assert clock.overruns == 0
     assert sum(sleeps) == pytest.approx(100 * 0.02 - 99 * 0.006 - 0.0, abs=0.01)
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_random_datagrams_parse_or_raise_rtp_error(data: bytes) -> None:
+    try:
+        packet = parse_rtp(data)
+    except RtpError:
+        return
+    assert len(packet.payload) <= len(data) - 12
+
+
+@settings(max_examples=200, deadline=None)
+@given(seqs=st.lists(st.integers(0, 65535), max_size=60),
+       tss=st.lists(st.integers(0, 2**32 - 1), max_size=60))
+def test_jitter_buffer_survives_any_packet_sequence(seqs: list[int], tss: list[int]) -> None:
+    jb = JitterBuffer(160)
+    for seq, ts in zip(seqs, tss, strict=False):
+        jb.push(RtpPacket(0, seq, ts, 1, b"x"))
+        jb.pop()
+        assert jb.stats().depth <= jb.max_depth

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mixer_ext.codecs import get_spec
 from mixer_ext.sdp import NoCommonCodec, SdpError, build_answer, choose, parse_offer
@@ -271,3 +273,21 @@ def test_new_dialog_on_a_live_call_id_is_refused(uas: SipUas) -> None:
     resp = reply(uas, invite(cseq=5))
     assert resp.status == 400  # type: ignore[attr-defined]
     assert len(uas.conference.joined) == 1  # type: ignore[attr-defined]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=600))
+def test_random_datagrams_never_crash_the_uas(data: bytes) -> None:
+    uas = SipUas(FakeConference(), "127.0.0.1", 5090)  # type: ignore[arg-type]
+    for out, _ in uas.handle(data, SRC):
+        assert parse_sip(out).status in (400, 404, 405, 481, 488, 200)
+
+
+@settings(max_examples=200, deadline=None)
+@given(cut=st.integers(0, 400), flip=st.integers(0, 399), byte=st.integers(0, 255))
+def test_mangled_invites_never_crash_the_uas(cut: int, flip: int, byte: int) -> None:
+    data = bytearray(invite())
+    if flip < len(data):
+        data[flip] = byte
+    uas = SipUas(FakeConference(), "127.0.0.1", 5090)  # type: ignore[arg-type]
+    uas.handle(bytes(data[: len(data) - cut]), SRC)
