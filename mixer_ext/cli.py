@@ -9,7 +9,7 @@ import threading
 import click
 from werkzeug.serving import make_server
 
-from controller.errors import Invalid
+from controller.errors import Invalid, Unavailable
 from mixer_ext.api import create_app
 from mixer_ext.engine import Mixer
 
@@ -36,12 +36,23 @@ def mixer(listen: str, control: str, rtp_port: int, advertise: str | None, log_l
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sip_host, sip_port = _host_port(listen, "listen")
     api_host, api_port = _host_port(control, "control")
-    engine = Mixer(sip_host, sip_port, rtp_port, advertise, batch_codecs=not per_leg_codecs).start()
-    server = make_server(api_host, api_port, create_app(engine), threaded=True)
-    stop = threading.Event()
+    try:
+        engine = Mixer(sip_host, sip_port, rtp_port, advertise, batch_codecs=not per_leg_codecs)
+    except OSError as exc:
+        raise Unavailable(f"cannot listen for SIP/RTP on {listen}: {exc.strerror}",
+                          {"listen": listen}) from exc
+    try:
+        server = make_server(api_host, api_port, create_app(engine), threaded=True)
+    except (OSError, SystemExit) as exc:
+        # werkzeug reports a port in use by printing and exiting; turn both into one user error.
+        engine.stop()
+        reason = exc.strerror if isinstance(exc, OSError) else "address already in use"
+        raise Unavailable(f"cannot serve the control API on {control}: {reason}",
+                          {"control": control}) from exc
+    engine.start()
 
     def _shutdown(*_: object) -> None:
-        stop.set()
+        # shutdown() waits for serve_forever to return, so it cannot run on the serving thread.
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, _shutdown)

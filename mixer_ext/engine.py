@@ -225,7 +225,7 @@ class Mixer:
     def update(self, leg: Leg) -> None:
         with self._lock:
             part = self.by_call[leg.call_id]
-            self.by_addr.pop(part.leg.remote_media, None)
+            self._unmap(part)
             codec_changed = part.leg.choice != leg.choice
             part.leg = leg
             if codec_changed:
@@ -238,12 +238,17 @@ class Mixer:
             part = self.by_call.pop(call_id, None)
             if part is None:
                 return
-            self.by_addr.pop(part.leg.remote_media, None)
+            self._unmap(part)
             room = self.rooms.get(part.leg.room_id)
             if room is not None:
                 room.members.pop(part.pid, None)
             self._plans = None
             log.info("leg %s left room %s (%s)", part.pid, part.leg.room_id, reason)
+
+    def _unmap(self, part: Participant) -> None:
+        # Only drop the address if it still points at this leg (another may have latched it since).
+        if self.by_addr.get(part.leg.remote_media) is part:
+            del self.by_addr[part.leg.remote_media]
 
     def _add(self, leg: Leg, pid: str | None = None) -> Participant:
         room = self.rooms[leg.room_id]
@@ -520,7 +525,7 @@ class Mixer:
         part = candidates[0]
         log.info("leg %s latched media from %s:%s (SDP said %s:%s)", part.pid, *source,
                  *part.leg.remote_media)
-        self.by_addr.pop(part.leg.remote_media, None)
+        self._unmap(part)
         part.leg = replace(part.leg, remote_media=source)
         self.by_addr[source] = part
         return part

@@ -47,6 +47,20 @@ def test_bad_listen_address_is_a_user_error() -> None:
     assert result.exit_code == 1 and "HOST:PORT" in result.output
 
 
+def test_busy_ports_are_a_clear_error_not_a_traceback() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind((LOCAL, 0))
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(main, ["mixer", "--listen", f"{LOCAL}:{port}"])
+    assert result.exit_code == 1 and "cannot listen for SIP/RTP" in result.output
+    with socket.socket() as busy:
+        busy.bind((LOCAL, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(main, ["mixer", "--listen", f"{LOCAL}:0", "--control", f"{LOCAL}:{port}"])
+    assert result.exit_code == 1 and "cannot serve the control API" in result.output
+
+
 def test_sidecar_process_serves_sip_and_control_and_stops_on_sigterm() -> None:
     sip_port, api_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     proc = subprocess.Popen(
