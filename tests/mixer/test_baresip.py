@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mixer_testkit import LOCAL, Swarm, level_db
+from mixer_testkit import DTMF, LOCAL, Swarm, level_db
 
 from mixer_ext.engine import Mixer
+from mixer_ext.rtp import parse_event
 
 pytestmark = pytest.mark.skipif(shutil.which("baresip") is None,
                                 reason="baresip is not on PATH (Debian package baresip-core)")
@@ -57,9 +58,11 @@ def read_wav(path: str) -> tuple[np.ndarray, int]:
         return pcm, w.getframerate()
 
 
-def test_baresip_call_hears_and_is_heard_in_an_hd_room(tmp_path: Path, mixer: Mixer, swarm: Swarm) -> None:
+def test_baresip_call_hears_is_heard_and_its_dtmf_passes_in_an_hd_room(
+    tmp_path: Path, mixer: Mixer, swarm: Swarm
+) -> None:
     mixer.create_room("bs", 16000)
-    phone = swarm.add(1000, "G722")
+    phone = swarm.add(1000, "G722", dtmf=True)
     assert phone.invite((LOCAL, mixer.sip_port), "bs")[0] == 200
     sip_port, ctrl_port = free_port_pair(), free_tcp_port()
     (tmp_path / "rec").mkdir()
@@ -104,13 +107,18 @@ snd_path {tmp_path / "rec"}
             people = mixer.describe_room("bs")["participants"]
             assert len(people) == 2, (tmp_path / "baresip.log").read_text()[-2000:]
             phone.clear()
-            swarm.run(2.0)
+            swarm.run(1.0)
+            ctrl(control, "sndcode", "5")  # an RFC 4733 digit from the real phone
+            swarm.run(1.0)
             ctrl(control, "hangup")
             time.sleep(0.3)
         # The Python phone hears baresip's sine, and not its own tone.
         heard = phone.heard()
         assert level_db(heard, 16000, BARESIP_TONE) > -35
         assert level_db(heard, 16000, 1000) < level_db(heard, 16000, BARESIP_TONE) - 40
+        # The digit reached the other participant as telephone-events on its own payload type.
+        digits = {parse_event(pl).event for pt, _, _, pl in phone.received if pt == DTMF.payload_type}
+        assert digits == {5}
         # baresip decoded the Python phone's tone (G.722, 16 kHz) and not its own.
         (dec,) = glob.glob(str(tmp_path / "rec" / "*-dec.wav"))
         pcm, rate = read_wav(dec)
