@@ -233,9 +233,10 @@ def test_room_moves_to_another_mixer_with_every_participant(
     assert phones[0].call_id in second.uas.legs
 
 
-@pytest.mark.parametrize("codec", ["PCMU", "G722", "opus"])
-def test_two_party_codec_path_keeps_the_tone(mixer: Mixer, swarm: Swarm, codec: str) -> None:
-    mixer.create_room("pair", 48000)
+@pytest.mark.parametrize(("codec", "rate"), [("PCMU", 48000), ("G722", 48000), ("opus", 48000),
+                                             ("G722", 32000), ("L16/48000", 32000), ("opus", 8000)])
+def test_two_party_codec_path_keeps_the_tone(mixer: Mixer, swarm: Swarm, codec: str, rate: int) -> None:
+    mixer.create_room("pair", rate)
     a, b = join(mixer, swarm, "pair", [(440, codec), (1000, codec)])
     swarm.run(1.0)
     assert_hears_others_not_self([a, b])
