@@ -41,6 +41,8 @@ class JitterBuffer:
     EMPTY = _Empty()
     # A jump of more than this many packets (about 20 s) is not reordering: it is nonsense.
     MAX_SEQ_JUMP = 1000
+    # One hour of 20 ms frames: the longest silence a sender may skip over with its timestamps.
+    MAX_TS_AHEAD_FRAMES = 180_000
     # This many absurd packets in a row means the sender really restarted its stream.
     RESYNC_AFTER = 5
 
@@ -52,7 +54,7 @@ class JitterBuffer:
         self._ssrc: int | None = None
         self._base_seq = 0  # extended sequence = base_seq + distance from the first packet
         self._base_ts = 0
-        self._first_ext = 0
+        self._ref_ext = 0
         self._next: int | None = None  # extended sequence of the next frame to play
         self._highest = 0
         self._playing = False
@@ -65,6 +67,7 @@ class JitterBuffer:
         self._ssrc = packet.ssrc
         self._base_seq = packet.sequence
         self._base_ts = packet.timestamp
+        self._ref_ext = 0
         self._next = None
         self._highest = 0
         self._playing = False
@@ -83,11 +86,13 @@ class JitterBuffer:
                 verdict = Verdict.RESYNC
             self._restart(packet)
         ext = self._extend(packet.sequence)
-        expected_ts = self._base_ts + ext * self.timestamp_step
-        # Timestamps may run ahead of sequence numbers (silence suppression) but never by minutes.
+        expected_ts = self._base_ts + (ext - self._ref_ext) * self.timestamp_step
+        # Timestamps run ahead of sequence numbers after silence suppression or hold, so
+        # forward gaps up to an hour pass; a minute backwards or more is nonsense.
         ts_off = ts_distance(expected_ts & 0xFFFFFFFF, packet.timestamp)
-        limit = self.MAX_SEQ_JUMP * self.timestamp_step * 3
-        if abs(ext - self._highest) > self.MAX_SEQ_JUMP or abs(ts_off) > limit:
+        ahead = self.MAX_TS_AHEAD_FRAMES * self.timestamp_step
+        behind = self.MAX_SEQ_JUMP * self.timestamp_step * 3
+        if abs(ext - self._highest) > self.MAX_SEQ_JUMP or not -behind <= ts_off <= ahead:
             self._absurd_run += 1
             if self._absurd_run < self.RESYNC_AFTER:
                 self.absurd += 1
@@ -96,6 +101,9 @@ class JitterBuffer:
             ext = 0
             verdict = Verdict.RESYNC
         self._absurd_run = 0
+        if ext >= self._highest:
+            # Re-anchor the timestamp check on the newest sane packet.
+            self._ref_ext, self._base_ts = ext, packet.timestamp
         if self._started and self._next is not None and ext < self._next:
             self.late += 1
             return Verdict.LATE

@@ -124,6 +124,16 @@ def test_absurd_timestamp_is_dropped_and_the_stream_goes_on() -> None:
     assert jb.absurd == 2
 
 
+def test_timestamps_jumping_ahead_after_silence_are_fine() -> None:
+    jb = JitterBuffer(160)
+    for p in packets(1, 5):
+        assert jb.push(p) is Verdict.QUEUED
+    # Two minutes on hold: the sequence goes on by one, the timestamp by 120 s.
+    after_hold = packets(6, 5, first_ts=1000 + 5 * 160 + 120 * 8000)
+    assert [jb.push(p) for p in after_hold] == [Verdict.QUEUED] * 5
+    assert jb.absurd == 0
+
+
 def test_a_stream_that_really_restarts_is_followed() -> None:
     jb = JitterBuffer(160)
     for p in packets(1, 5):
