@@ -1,0 +1,69 @@
+"""``fsfarm mixer``: run the HD conference mixer sidecar."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import click
+from werkzeug.serving import make_server
+
+from controller.errors import Invalid, Unavailable
+from mixer_ext.api import create_app
+from mixer_ext.engine import Mixer
+
+
+def _host_port(value: str, option: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise Invalid(f"{option} must be HOST:PORT", {option: value})
+    return host, int(port)
+
+
+@click.command("mixer")
+@click.option("--listen", default="127.0.0.1:5090", show_default=True,
+              help="SIP (UDP) address legs are sent to.")
+@click.option("--control", default="127.0.0.1:5091", show_default=True, help="HTTP control API address.")
+@click.option("--rtp-port", default=0, show_default=True, help="RTP port for every leg (0 picks a free one).")
+@click.option("--advertise", default=None,
+              help="Address written in SDP and Contact (default: the listen host).")
+@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--per-leg-codecs", is_flag=True, hidden=True, help="Bench reference: no batched G.711.")
+def mixer(listen: str, control: str, rtp_port: int, advertise: str | None, log_level: str,
+          per_leg_codecs: bool) -> None:
+    """Run the dumb HD conference mixer: SIP for room-<id>, numpy mixing, HTTP JSON control."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sip_host, sip_port = _host_port(listen, "listen")
+    api_host, api_port = _host_port(control, "control")
+    try:
+        engine = Mixer(sip_host, sip_port, rtp_port, advertise, batch_codecs=not per_leg_codecs)
+    except OSError as exc:
+        raise Unavailable(f"cannot listen for SIP/RTP on {listen}: {exc.strerror}",
+                          {"listen": listen}) from exc
+    try:
+        server = make_server(api_host, api_port, create_app(engine), threaded=True)
+    except (OSError, SystemExit) as exc:
+        # werkzeug reports a port in use by printing and exiting; turn both into one user error.
+        engine.stop()
+        reason = exc.strerror if isinstance(exc, OSError) else "address already in use"
+        raise Unavailable(f"cannot serve the control API on {control}: {reason}",
+                          {"control": control}) from exc
+    engine.start()
+
+    def _shutdown(*_: object) -> None:
+        # shutdown() waits for serve_forever to return, so it cannot run on the serving thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _shutdown)
+    signal.signal(signal.SIGINT, _shutdown)
+    click.echo(f"mixer: SIP udp {engine.advertise}:{engine.sip_port}, "
+               f"RTP udp {engine.advertise}:{engine.rtp_port}, "
+               f"control http://{api_host}:{server.server_port}", err=True)
+    try:
+        server.serve_forever()
+    finally:
+        engine.stop()
+
+
+commands = [mixer]

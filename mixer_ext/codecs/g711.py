@@ -1,0 +1,118 @@
+"""G.711 arithmetic shared by PCMU and PCMA: the lookup tables and the table-driven encoder/decoder."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, Pcm
+
+_BIAS = 0x84
+_CLIP = 32635
+
+
+def _ulaw_encode_scalar(sample: int) -> int:
+    # Work on the 14-bit value (sample >> 2) as G.191 does, so negative samples round alike.
+    sign = 0x80 if sample < 0 else 0
+    magnitude = min((-(sample >> 2) if sample < 0 else sample >> 2) << 2, _CLIP) + _BIAS
+    exponent = max(magnitude.bit_length() - 8, 0)
+    exponent = min(exponent, 7)
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    return ~(sign | (exponent << 4) | mantissa) & 0xFF
+
+
+def _ulaw_decode_scalar(code: int) -> int:
+    code = ~code & 0xFF
+    sign = code & 0x80
+    exponent = (code >> 4) & 0x07
+    mantissa = code & 0x0F
+    magnitude = (((mantissa << 3) + _BIAS) << exponent) - _BIAS
+    return -magnitude if sign else magnitude
+
+
+def _alaw_encode_scalar(sample: int) -> int:
+    # A-law works on 13-bit magnitudes; the sign bit is set for positive samples.
+    if sample >= 0:
+        sign = 0xD5
+        magnitude = sample >> 3
+    else:
+        sign = 0x55
+        magnitude = (-sample - 1) >> 3
+    if magnitude < 32:
+        code = magnitude >> 1
+    else:
+        exponent = min(magnitude.bit_length() - 5, 7)
+        mantissa = (magnitude >> exponent) & 0x0F
+        code = (exponent << 4) | mantissa
+        if magnitude >= 4096:
+            code = 0x7F
+    return (code ^ sign) & 0xFF
+
+
+def _alaw_decode_scalar(code: int) -> int:
+    code ^= 0x55
+    sign = code & 0x80
+    exponent = (code >> 4) & 0x07
+    mantissa = code & 0x0F
+    if exponent == 0:
+        magnitude = (mantissa << 4) + 8
+    else:
+        magnitude = ((mantissa << 4) + 0x108) << (exponent - 1)
+    return magnitude if sign else -magnitude
+
+
+def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    samples = np.arange(65536, dtype=np.int64).astype(np.uint16).view(np.int16)
+    ulaw_enc = np.array([_ulaw_encode_scalar(int(s)) for s in samples], dtype=np.uint8)
+    alaw_enc = np.array([_alaw_encode_scalar(int(s)) for s in samples], dtype=np.uint8)
+    ulaw_dec = np.array([_ulaw_decode_scalar(c) for c in range(256)], dtype=np.int16)
+    alaw_dec = np.array([_alaw_decode_scalar(c) for c in range(256)], dtype=np.int16)
+    return ulaw_enc, ulaw_dec, alaw_enc, alaw_dec
+
+
+# Indexed by the int16 sample viewed as uint16 (encode) or by the code byte (decode).
+ULAW_ENCODE, ULAW_DECODE, ALAW_ENCODE, ALAW_DECODE = _tables()
+
+
+def ulaw_encode(pcm: Pcm) -> np.ndarray:
+    """mu-law codes for any shape of int16 samples (vectorised over whole blocks)."""
+    return ULAW_ENCODE[np.asarray(pcm, dtype=np.int16).view(np.uint16)]
+
+
+def ulaw_decode(codes: np.ndarray) -> Pcm:
+    """int16 samples for any shape of mu-law codes."""
+    return ULAW_DECODE[np.asarray(codes, dtype=np.uint8)]
+
+
+def alaw_encode(pcm: Pcm) -> np.ndarray:
+    """A-law codes for any shape of int16 samples."""
+    return ALAW_ENCODE[np.asarray(pcm, dtype=np.int16).view(np.uint16)]
+
+
+def alaw_decode(codes: np.ndarray) -> Pcm:
+    """int16 samples for any shape of A-law codes."""
+    return ALAW_DECODE[np.asarray(codes, dtype=np.uint8)]
+
+
+class TableEncoder:
+    """Encodes by table lookup; the mixer batches all G.711 legs of a block into one lookup."""
+
+    def __init__(self, spec: CodecSpec, table: np.ndarray) -> None:
+        self.spec = spec
+        self.table = table
+
+    def encode(self, frame: Pcm) -> bytes:
+        return self.table[np.asarray(frame, dtype=np.int16).view(np.uint16)].tobytes()
+
+
+class TableDecoder:
+    """Decodes by table lookup, with fade-out concealment of lost frames."""
+
+    def __init__(self, spec: CodecSpec, table: np.ndarray) -> None:
+        self.spec = spec
+        self.table = table
+        self.plc = ConcealingDecoder(spec.samples())
+
+    def decode(self, payload: bytes | None) -> Pcm:
+        if payload is None:
+            return self.plc.conceal()
+        return self.plc.remember(self.table[np.frombuffer(payload, dtype=np.uint8)])

@@ -1,0 +1,16 @@
+"""PCMU (G.711 mu-law, RTP payload type 0): a numpy table lookup per frame."""
+
+from __future__ import annotations
+
+from mixer_ext.codecs.base import CodecSpec
+from mixer_ext.codecs.g711 import ULAW_DECODE, ULAW_ENCODE, TableDecoder, TableEncoder
+
+PCMU = CodecSpec("PCMU", 8000, 8000, static_pt=0)
+
+
+def encoder() -> TableEncoder:
+    return TableEncoder(PCMU, ULAW_ENCODE)
+
+
+def decoder() -> TableDecoder:
+    return TableDecoder(PCMU, ULAW_DECODE)

@@ -1,0 +1,156 @@
+"""The control API: every route, its errors as JSON, and room state moving between two mixers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from flask.testing import FlaskClient
+from mixer_testkit import LOCAL, Swarm
+
+from mixer_ext.api import create_app
+from mixer_ext.engine import Mixer
+
+
+@pytest.fixture
+def client(mixer: Mixer) -> Iterator[FlaskClient]:
+    yield create_app(mixer).test_client()
+
+
+def call_in(mixer: Mixer, swarm: Swarm, room: str, n: int) -> None:
+    for i in range(n):
+        assert swarm.add(400 + 100 * i, "PCMU").invite((LOCAL, mixer.sip_port), room)[0] == 200
+
+
+def test_room_lifecycle(client: FlaskClient) -> None:
+    r = client.post("/rooms", json={"room": "r1", "rate": 48000, "loudest_k": 8})
+    assert r.status_code == 201 and r.json == {"room": "r1", "rate": 48000, "loudest_k": 8}
+    assert client.get("/rooms").json == {"rooms": [{"room": "r1", "rate": 48000, "loudest_k": 8,
+                                                    "participants": 0}]}
+    assert client.get("/rooms/r1").json["participants"] == []
+    assert client.delete("/rooms/r1").status_code == 204
+    assert client.get("/rooms").json == {"rooms": []}
+
+
+@pytest.mark.parametrize("body", [
+    {"room": "x", "rate": 44100}, {"room": "x", "rate": "16000"}, {"room": "bad id!", "rate": 8000},
+    {"room": "x", "rate": 8000, "loudest_k": -1}, {"rate": 8000},
+])
+def test_bad_room_definitions_are_400_json(client: FlaskClient, body: dict) -> None:
+    r = client.post("/rooms", json=body)
+    assert r.status_code == 400 and set(r.json) == {"error", "detail"}
+
+
+def test_non_json_body_is_400(client: FlaskClient) -> None:
+    r = client.post("/rooms", data="rate=8000", content_type="text/plain")
+    assert r.status_code == 400 and "JSON" in r.json["error"]
+
+
+def test_duplicate_room_is_409(client: FlaskClient) -> None:
+    client.post("/rooms", json={"room": "dup", "rate": 8000})
+    assert client.post("/rooms", json={"room": "dup", "rate": 8000}).status_code == 409
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("get", "/rooms/ghost"), ("delete", "/rooms/ghost"), ("get", "/rooms/ghost/state"),
+    ("get", "/rooms/ghost/participants"), ("delete", "/rooms/ghost/participants/p1"),
+])
+def test_unknown_room_is_404_json(client: FlaskClient, method: str, path: str) -> None:
+    r = getattr(client, method)(path)
+    assert r.status_code == 404
+    assert r.json == {"error": "no room ghost on this mixer", "detail": {"room": "ghost"}}
+
+
+def test_unknown_room_patch_is_404_json(client: FlaskClient) -> None:
+    r = client.patch("/rooms/ghost/participants/p1", json={"muted": True})
+    assert r.status_code == 404 and r.json["detail"] == {"room": "ghost"}
+
+
+def test_unknown_route_is_json_too(client: FlaskClient) -> None:
+    r = client.get("/nothing/here")
+    assert r.status_code == 404 and "error" in r.json
+
+
+def test_participants_mute_deaf_gain_and_kick(client: FlaskClient, mixer: Mixer, swarm: Swarm) -> None:
+    client.post("/rooms", json={"room": "p", "rate": 16000})
+    call_in(mixer, swarm, "p", 3)
+    people = client.get("/rooms/p/participants").json["participants"]
+    assert len(people) == 3 and {p["codec"] for p in people} == {"PCMU/8000"}
+    pid = people[0]["id"]
+    r = client.patch(f"/rooms/p/participants/{pid}", json={"muted": True, "deaf": True, "gain": 2.0})
+    assert r.status_code == 200 and (r.json["muted"], r.json["deaf"], r.json["gain"]) == (True, True, 2.0)
+    assert client.patch(f"/rooms/p/participants/{pid}", json={"gain": 99}).status_code == 400
+    assert client.patch(f"/rooms/p/participants/{pid}", json={"muted": "yes"}).status_code == 400
+    assert client.patch(f"/rooms/p/participants/{pid}", json={"volume": 1}).status_code == 400
+    assert client.patch("/rooms/p/participants/nobody", json={"muted": True}).status_code == 404
+    assert client.delete(f"/rooms/p/participants/{pid}").status_code == 204
+    assert len(client.get("/rooms/p/participants").json["participants"]) == 2
+
+
+def test_state_export_import_between_two_mixers(
+    mixer_factory: Callable[[], Mixer], swarm: Swarm
+) -> None:
+    a, b = mixer_factory(), mixer_factory()
+    ca, cb = create_app(a).test_client(), create_app(b).test_client()
+    ca.post("/rooms", json={"room": "hot", "rate": 32000, "loudest_k": 3})
+    call_in(a, swarm, "hot", 4)
+    pid = ca.get("/rooms/hot/participants").json["participants"][2]["id"]
+    ca.patch(f"/rooms/hot/participants/{pid}", json={"muted": True, "gain": 0.25})
+    state = ca.get("/rooms/hot/state").json
+    assert state["version"] == 1 and state["rate"] == 32000 and len(state["participants"]) == 4
+    r = cb.post("/rooms/import", json=state)
+    assert r.status_code == 201
+    before = {p["id"]: (p["call_id"], p["codec"], p["muted"], p["gain"]) for p in state["participants"]}
+    after = {p["id"]: (p["call_id"], p["codec"], p["muted"], p["gain"])
+             for p in cb.get("/rooms/hot/participants").json["participants"]}
+    assert after == before
+    assert cb.get("/rooms/hot").json["loudest_k"] == 3
+    # Importing again is a conflict (the room is live there), and bad state is a 400.
+    assert cb.post("/rooms/import", json=state).status_code == 409
+    broken = dict(state, room="other", participants=[{"id": "x"}])
+    assert cb.post("/rooms/import", json=broken).status_code == 400
+    assert cb.post("/rooms/import", json={"version": 99}).status_code == 400
+    assert cb.get("/rooms/other").status_code == 404  # a failed import leaves nothing behind
+
+
+def test_whole_mixer_snapshot_and_stale_state_moves_streams_on(
+    mixer_factory: Callable[[], Mixer], swarm: Swarm
+) -> None:
+    a, b = mixer_factory(), mixer_factory()
+    ca, cb = create_app(a).test_client(), create_app(b).test_client()
+    for room in ("s1", "s2"):
+        ca.post("/rooms", json={"room": room, "rate": 8000})
+    call_in(a, swarm, "s1", 2)
+    snapshot = ca.get("/state").json["rooms"]
+    assert sorted(r["room"] for r in snapshot) == ["s1", "s2"]
+    state = next(r for r in snapshot if r["room"] == "s1")
+    state["exported_at"] -= 10.0  # the old mixer died ten seconds after this snapshot
+    cb.post("/rooms/import", json=state)
+    for old in state["participants"]:
+        new = b.participant("s1", old["id"])
+        assert new.ssrc == old["rtp"]["ssrc"]
+        # 10 s is 500 frames: the stream resumes where it would be, not in the past.
+        assert (new.sequence - old["rtp"]["sequence"]) & 0xFFFF >= 500
+        assert (new.timestamp - old["rtp"]["timestamp"]) & 0xFFFFFFFF >= 500 * 160
+
+
+def test_healthz_and_metrics(client: FlaskClient, mixer: Mixer, swarm: Swarm) -> None:
+    client.post("/rooms", json={"room": "m", "rate": 8000})
+    call_in(mixer, swarm, "m", 2)
+    swarm.run(0.3)
+    h = client.get("/healthz")
+    assert h.status_code == 200 and h.json["ok"] is True and h.json["participants"] == 2
+    text = client.get("/metrics").get_data(as_text=True)
+    for name in ("fsfarm_mixer_frame_seconds_bucket", "fsfarm_mixer_overruns_total",
+                 "fsfarm_mixer_participants 2.0",
+                 "fsfarm_mixer_packets_lost_total", "fsfarm_mixer_packets_received_total",
+                 'fsfarm_mixer_sip_messages_total{kind="invite"} 2.0'):
+        assert name in text
+
+
+def test_healthz_reports_a_stopped_mixer() -> None:
+    m = Mixer(LOCAL)  # never started: no media thread
+    try:
+        assert create_app(m).test_client().get("/healthz").status_code == 503
+    finally:
+        m.stop()
