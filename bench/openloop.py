@@ -34,6 +34,9 @@ class Conn:
     scheduled: float = 0.0  # send time of the request in flight; 0.0: idle
     need: int = -1  # total bytes of the answer once its headers are in
     closing: bool = False  # the server said "Connection: close": do not reuse
+    used: int = 0  # requests answered on this connection
+    payload: bytes = b""  # the request in flight, resent once on a fresh connection if a reused one was closed
+    retried: bool = False
 
 
 def request_bytes(path: str, host: str, auth: str, body: bytes) -> bytes:
@@ -64,14 +67,20 @@ def worker(port: int, rate: float, seconds: float, start: float, bodies: list[by
         conns += 1
         return Conn(sock)
 
-    def send(conn: Conn, scheduled: float, payload: bytes) -> None:
+    def send(conn: Conn, scheduled: float, payload: bytes, retried: bool = False) -> None:
         conn.scheduled = scheduled
+        conn.payload = payload
+        conn.retried = retried
         conn.buf.clear()
         conn.need = -1
         conn.sock.setblocking(True)
-        conn.sock.sendall(payload)
+        try:
+            conn.sock.sendall(payload)
+        except OSError:
+            pass  # the server closed it: the read side sees EOF and the request is resent once
         conn.sock.setblocking(False)
-        sel.register(conn.sock, selectors.EVENT_READ, conn)
+        sel.modify(conn.sock, selectors.EVENT_READ, conn) if conn.used else \
+            sel.register(conn.sock, selectors.EVENT_READ, conn)
 
     def dispatch(scheduled: float, payload: bytes) -> None:
         nonlocal conns
@@ -84,13 +93,20 @@ def worker(port: int, rate: float, seconds: float, start: float, bodies: list[by
 
     def finished(conn: Conn, ok: bool) -> None:
         nonlocal errors, conns
-        sel.unregister(conn.sock)
         if not ok or conn.closing:
-            errors += 0 if ok else 1
+            sel.unregister(conn.sock)
             conn.sock.close()
             conns -= 1
+            if not ok:
+                if conn.used and not conn.buf and not conn.retried:
+                    # a keep-alive connection the server closed as we reused it: what any HTTP client
+                    # does is resend on a new connection; the clock keeps running from the schedule
+                    send(open_conn(), conn.scheduled, conn.payload, retried=True)
+                    return
+                errors += 1
         else:
-            idle.append(conn)
+            conn.used += 1
+            idle.append(conn)  # stays registered: an EOF while idle drops it
         conn.scheduled = 0.0
         if backlog:
             scheduled, payload = backlog.popleft()
@@ -117,6 +133,13 @@ def worker(port: int, rate: float, seconds: float, start: float, bodies: list[by
                 continue
             except OSError:
                 chunk = b""
+            if not conn.scheduled:  # an idle connection: the server closed it (keep-alive timeout)
+                if not chunk:
+                    sel.unregister(conn.sock)
+                    conn.sock.close()
+                    idle.remove(conn)
+                    conns -= 1
+                continue
             if not chunk:
                 finished(conn, False)
                 continue

@@ -196,7 +196,7 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def start_gunicorn(tmp: Path, conninfo: str, port: int, ttl: float) -> subprocess.Popen[bytes]:
+def start_gunicorn(tmp: Path, conninfo: str, port: int, ttl: float, entries: int = 200_000) -> subprocess.Popen[bytes]:
     (tmp / "fsfarm_bench_wsgi.py").write_text(
         "from controller.api import create_app\n"
         "from controller.config import Settings\n"
@@ -205,7 +205,8 @@ def start_gunicorn(tmp: Path, conninfo: str, port: int, ttl: float) -> subproces
         "def app():\n"
         "    return create_app(Database(os.environ['BENCH_DSN'], max_size=8), Settings.from_env())\n")
     env = {**os.environ, "BENCH_DSN": conninfo, "FSFARM_XMLCURL_PASSWORD": "s3cret",
-           "FSFARM_XMLCURL_USER": "freeswitch", "FSFARM_XMLCURL_CACHE_TTL": str(ttl), "PYTHONPATH": f"{tmp}:{REPO}"}
+           "FSFARM_XMLCURL_USER": "freeswitch", "FSFARM_XMLCURL_CACHE_TTL": str(ttl),
+           "FSFARM_XMLCURL_CACHE_ENTRIES": str(entries), "PYTHONPATH": f"{tmp}:{REPO}"}
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "2", "--worker-connections", "200",
                              "-b", f"127.0.0.1:{port}", "--log-level", "warning", "fsfarm_bench_wsgi:app()"],
                             env=env, cwd=tmp)
@@ -277,9 +278,12 @@ def main() -> None:
         fixed: dict[str, dict[str, float]] = {}
 
         results = {}
-        for label, ttl in (("cold", 0.0), ("cached", 300.0)):
+        # cold: nothing cached (TTL 0), every request looks up node, placement and answer in PostgreSQL;
+        # miss: answers never stored (0 entries) but node and placement cached: the cost of a real miss;
+        # cached: every answer served from the process cache after the warm-up.
+        for label, ttl, entries in (("cold", 0.0, 200_000), ("miss", 300.0, 0), ("cached", 300.0, 200_000)):
             port = free_port()
-            proc = start_gunicorn(tmp, pg.conninfo, port, ttl)
+            proc = start_gunicorn(tmp, pg.conninfo, port, ttl, entries)
             procs.append(proc)
             drive(port, request_bodies, script, 2, connections)  # warm-up: imports, pools, cache
             results[label] = drive(port, request_bodies, script, seconds, connections)
@@ -315,7 +319,7 @@ def main() -> None:
     print(f"load generators: {generator} with {connections} connections (saturation), and bench/openloop.py "
           f"at a fixed {TARGET_RPS:.0f} req/s; {seconds} s per run")
     ref = fixed["nginx"]
-    for label in ("cold", "cached"):
+    for label in ("cold", "miss", "cached"):
         r, f = results[label], fixed[label]
         print(f"bench: xmlcurl_{label}_throughput {r['rps']:.0f} req/s (reference {ceiling['rps']:.0f}, "
               f"ratio {r['rps'] / ceiling['rps']:.3f}, target {TARGET_RPS:.0f})")
