@@ -52,6 +52,7 @@ class XmlCurlService:
     def ensure_listening(self) -> None:
         # Started on first use so each gunicorn worker (forked after import) runs its own thread.
         if self.listener is None:
+            _green_psycopg()  # the listener's wait must yield to the gevent hub, not block it
             self.listener = ChangeListener(self.db.conninfo, self.cache)
             self.listener.start()
 
@@ -94,6 +95,15 @@ class XmlCurlService:
             tenant = lookups.placed_tenant(conn, domain, node_id)
             self.cache.put_placed(node_id, domain, tenant, generation)
         return tenant
+
+
+def _green_psycopg() -> None:
+    """Under gevent, make sure psycopg waits cooperatively even if it was imported before patching."""
+    try:
+        from esl_workers.cooperative import ensure_green_psycopg
+    except ImportError:  # the ESL room is not installed: nothing patched psycopg's wait either
+        return
+    ensure_green_psycopg()
 
 
 def service(app: Flask | None = None) -> XmlCurlService:
