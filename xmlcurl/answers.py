@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -26,6 +27,8 @@ EXTENSION = re.compile(r"^[0-9]{2,10}$")
 DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 Question = tuple[str, ...]
+# (conn, domain, node id) -> the enabled tenant with that domain placed on that node; the web side caches it.
+Placed = Callable[[Conn, str, UUID], Tenant | None]
 
 
 @dataclass(frozen=True)
@@ -72,14 +75,15 @@ def _for(tenant: Tenant, body: bytes) -> Answer:
     return Answer(body, frozenset([tenant.id]))
 
 
-def answer(conn: Conn, node: Node, q: Question, controller_address: str, options: XmlCurlOptions) -> Answer:
+def answer(conn: Conn, node: Node, q: Question, controller_address: str, options: XmlCurlOptions,
+           placed: Placed = lookups.placed_tenant) -> Answer:
     """Build the answer to question ``q`` for ``node``; "not found" for anything outside its tenants."""
     section = q[0]
     if section == "configuration":
         return _configuration(conn, node, q[1], controller_address, options)
     if section == "directory":
-        return _directory(conn, node, q)
-    return _dialplan(conn, node, q[1], q[2], controller_address, options)
+        return _directory(conn, node, q, placed)
+    return _dialplan(conn, node, q[1], q[2], controller_address, options, placed)
 
 
 def _configuration(conn: Conn, node: Node, name: str, controller: str, options: XmlCurlOptions) -> Answer:
@@ -99,10 +103,10 @@ def _configuration(conn: Conn, node: Node, name: str, controller: str, options: 
     return NOT_FOUND_ANYWHERE
 
 
-def _directory(conn: Conn, node: Node, q: Question) -> Answer:
+def _directory(conn: Conn, node: Node, q: Question, placed: Placed) -> Answer:
     if q[1] == "domains":
         return Answer(render(directory.domains_document(lookups.tenants_on_node(conn, node.id))), None)
-    tenant = lookups.placed_tenant(conn, q[2], node.id)
+    tenant = placed(conn, q[2], node.id)
     if tenant is None:
         return NOT_FOUND_ANYWHERE
     if q[1] == "domain":
@@ -114,10 +118,10 @@ def _directory(conn: Conn, node: Node, q: Question) -> Answer:
 
 
 def _dialplan(conn: Conn, node: Node, context: str, destination: str, controller: str,
-              options: XmlCurlOptions) -> Answer:
+              options: XmlCurlOptions, placed: Placed) -> Answer:
     if context == dialplan.PUBLIC:
         return _public(conn, node, destination, controller, options)
-    tenant = lookups.placed_tenant(conn, context, node.id)
+    tenant = placed(conn, context, node.id)
     if tenant is None:
         return NOT_FOUND_ANYWHERE
     actions = _tenant_route(conn, node, tenant, destination, controller, options)

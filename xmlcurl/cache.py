@@ -20,7 +20,7 @@ from uuid import UUID
 
 import psycopg
 
-from controller.domain import Node
+from controller.domain import Node, Tenant
 from controller.stores import changes, placements
 from xmlcurl import lookups
 from xmlcurl.answers import Answer
@@ -60,6 +60,8 @@ class AnswerCache:
         self._by_tenant: dict[UUID, set[Hashable]] = {}
         self._farm_wide: set[Hashable] = set()
         self._nodes: dict[str, tuple[float, Node | None]] = {}
+        # (node id, domain) -> the enabled tenant with that domain placed on that node, or None
+        self._placed: dict[tuple[UUID, str], tuple[float, Tenant | None]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -107,6 +109,21 @@ class AnswerCache:
             if generation == self.generation and len(self._nodes) < 10_000:
                 self._nodes[switchname] = (self.clock() + self.ttl, node)
 
+    def placed(self, node_id: UUID, domain: str) -> tuple[bool, Tenant | None]:
+        """(known, tenant) for a domain asked by a node: the cached placement lookup."""
+        with self._lock:
+            entry = self._placed.get((node_id, domain))
+            if entry is None or entry[0] < self.clock():
+                return False, None
+            return True, entry[1]
+
+    def put_placed(self, node_id: UUID, domain: str, tenant: Tenant | None, generation: int) -> None:
+        with self._lock:
+            if generation == self.generation and self.ttl > 0:
+                if len(self._placed) >= 100_000:
+                    self._placed.clear()
+                self._placed[(node_id, domain)] = (self.clock() + self.ttl, tenant)
+
     def invalidate(self, change: Change) -> int:
         """Drop what ``change`` may affect; return how many answers went."""
         with self._lock:
@@ -117,7 +134,11 @@ class AnswerCache:
                 self._by_tenant.clear()
                 self._farm_wide.clear()
                 self._nodes.clear()
+                self._placed.clear()
                 return dropped
+            # The tenant's own placements, and every "not placed here" (its domain may have moved in).
+            for placed_key in [k for k, (_, t) in self._placed.items() if t is None or t.id == change.tenant]:
+                del self._placed[placed_key]
             keys = self._by_tenant.pop(change.tenant, set()) | set(self._farm_wide)
             for key in keys:
                 self._drop(key)

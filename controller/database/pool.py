@@ -7,7 +7,7 @@ finds the Patroni leader by itself, and a broken connection is replaced by the p
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -51,5 +51,23 @@ class Database:
         try:
             with self.pool.connection() as conn, conn.transaction():
                 yield conn
+        except psycopg.OperationalError as exc:  # also psycopg_pool.PoolTimeout
+            raise Unavailable("the database cannot be reached", str(exc).strip()) from exc
+
+    @contextmanager
+    def reads(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection in autocommit for read-only work: no BEGIN/COMMIT round trips, one per query.
+
+        Each statement sees its own snapshot; use ``transaction`` when reads must agree with each other.
+        """
+        self.open()
+        try:
+            with self.pool.connection() as conn:
+                conn.autocommit = True
+                try:
+                    yield conn
+                finally:
+                    with suppress(psycopg.Error):  # a broken connection is dropped by the pool anyway
+                        conn.autocommit = False
         except psycopg.OperationalError as exc:  # also psycopg_pool.PoolTimeout
             raise Unavailable("the database cannot be reached", str(exc).strip()) from exc
