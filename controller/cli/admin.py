@@ -73,6 +73,20 @@ def db_migrate() -> None:
     click.echo(f"applied {', '.join(applied)}" if applied else "schema is up to date")
 
 
+@db.command("replicate")
+@click.option("--peer", "peer_dsn", required=True, help="libpq DSN of the other site's fsfarm database.")
+@click.option("--self-dsn", help="DSN the peer uses to reach this site (default: this farm's DSN).")
+@click.option("--name", "site_name", default="site_a", show_default=True, help="This site's name.")
+@click.option("--peer-name", default="site_b", show_default=True, help="The other site's name.")
+def db_replicate(peer_dsn: str, self_dsn: str | None, site_name: str, peer_name: str) -> None:
+    """Replicate the farm database both ways with another site (multi-master; last write wins)."""
+    from controller.replication import Site, replicate
+
+    local = Site(site_name, self_dsn or runtime.conninfo(Settings.from_env()))
+    for sentence in replicate(local, Site(peer_name, peer_dsn)):
+        click.echo(sentence)
+
+
 # ---------------------------------------------------------------- nodes
 
 NODE_COLUMNS = ("name", "switchname", "sip_address", "esl_address", "spare", "admin_state", "health", "tenants")

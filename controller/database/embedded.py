@@ -69,6 +69,7 @@ class EmbeddedPostgres:
     port: int = 5432
     host: str = "127.0.0.1"
     dbname: str = "fsfarm"
+    settings: tuple[str, ...] = ()  # extra postgresql.conf lines, e.g. for logical replication
 
     def __post_init__(self) -> None:
         self.datadir = Path(self.datadir).absolute()
@@ -107,6 +108,9 @@ class EmbeddedPostgres:
             log.info("creating a PostgreSQL cluster in %s", self.datadir)
             self._run("initdb", "-D", str(self.datadir), "-A", "trust", "-U", "postgres", "-E", "UTF8",
                       "--no-instructions")
+        conf = self.datadir / "postgresql.conf"
+        if self.settings and "# fsfarm settings" not in conf.read_text():
+            conf.write_text(conf.read_text() + "\n# fsfarm settings\n" + "\n".join(self.settings) + "\n")
         if not self.running():
             opts = f"-p {self.port} -c listen_addresses={self.host} -k {self.datadir}"
             self._run("pg_ctl", "-D", str(self.datadir), "-o", opts, "-l", str(self.datadir / "server.log"),
