@@ -6,89 +6,21 @@ Needs `freeswitch` (on PATH or FREESWITCH_BIN) and `baresip` (Debian baresip-cor
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from freeswitch_harness import BARESIP, FREESWITCH, free_port, phone, running_freeswitch, wait_for
 from werkzeug.serving import make_server
 
 from controller import provisioning
 from controller.domain import a1_hash
 from controller.stores import users
-from xmlcurl import bootstrap
-from xmlcurl.options import XmlCurlOptions
 
 pytestmark = pytest.mark.freeswitch
-
-FREESWITCH = os.environ.get("FREESWITCH_BIN") or shutil.which("freeswitch")
-BARESIP = shutil.which("baresip")
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-class Esl:
-    """The smallest inbound ESL client: auth, then `api` commands."""
-
-    def __init__(self, port: int, password: str) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buf = b""
-        self._frame()
-        self.sock.sendall(f"auth {password}\n\n".encode())
-        assert "+OK" in self._frame()[0].get("Reply-Text", "")
-
-    def _frame(self) -> tuple[dict[str, str], str]:
-        while b"\n\n" not in self.buf:
-            self.buf += self.sock.recv(65536)
-        head, self.buf = self.buf.split(b"\n\n", 1)
-        headers = dict(line.split(": ", 1) for line in head.decode().splitlines() if ": " in line)
-        length = int(headers.get("Content-Length", "0"))
-        while len(self.buf) < length:
-            self.buf += self.sock.recv(65536)
-        body, self.buf = self.buf[:length], self.buf[length:]
-        return headers, body.decode(errors="replace")
-
-    def api(self, command: str) -> str:
-        self.sock.sendall(f"api {command}\n\n".encode())
-        return self._frame()[1]
-
-
-def phone(tmp: Path, ext: str, password: str, sip_port: int, commands: list[str]) -> subprocess.Popen[bytes]:
-    home = tmp / f"baresip-{ext}"
-    home.mkdir()
-    (home / "accounts").write_text(
-        f"<sip:{ext}@acme.test;transport=udp>;auth_pass={password};"
-        f"outbound=\"sip:127.0.0.1:{sip_port};transport=udp\";regint=60;answermode=auto\n")
-    (home / "config").write_text("\n".join([
-        "module_path /usr/lib/baresip/modules", f"sip_listen 127.0.0.1:{free_port(socket.SOCK_DGRAM)}",
-        "audio_player aufile,/dev/null", "audio_source ausine,440", "audio_alert aufile,/dev/null",
-        "module g711.so", "module ausine.so", "module aufile.so", "module account.so", "module menu.so",
-        "module stdio.so", "",
-    ]))
-    args = [BARESIP, "-f", str(home)]
-    for command in commands:
-        args += ["-e", command]
-    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture
@@ -105,7 +37,7 @@ def controller_url(app: Any) -> Iterator[str]:
 @pytest.mark.skipif(not BARESIP, reason="no baresip (Debian baresip-core)")
 def test_phones_register_call_each_other_and_meet_in_a_conference(db: Any, controller_url: str,
                                                                    tmp_path: Path) -> None:
-    sip_port, esl_port = free_port(socket.SOCK_DGRAM), free_port()
+    sip_port, esl_port = free_port(2), free_port()
     switchname = f"fsfarm-test-{sip_port}"
     node = provisioning.add_node(db, {"name": "fstest", "switchname": switchname,
                                       "sip_address": f"127.0.0.1:{sip_port}", "esl_address": f"127.0.0.1:{esl_port}",
@@ -119,50 +51,29 @@ def test_phones_register_call_each_other_and_meet_in_a_conference(db: Any, contr
             a1_hash("1001", "acme.test", passwords["1001"])
     provisioning.add_child(db, "conferences", "acme.test", {"number": "3000", "profile": "narrowband"})
 
-    conf = tmp_path / "conf"
-    bootstrap.write(conf, bootstrap.files(node, controller_url, "freeswitch", "s3cret", XmlCurlOptions()))
-    dirs = {name: tmp_path / name for name in ("log", "db", "run", "storage", "cache", "recordings", "sounds")}
-    for d in dirs.values():
-        d.mkdir()
-    fs = subprocess.Popen(
-        [FREESWITCH, "-nc", "-nf", "-nonat", "-conf", str(conf), "-log", str(dirs["log"]), "-db", str(dirs["db"]),
-         "-run", str(dirs["run"]), "-storage", str(dirs["storage"]), "-cache", str(dirs["cache"]),
-         "-recordings", str(dirs["recordings"]), "-sounds", str(dirs["sounds"])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     phones: list[subprocess.Popen[bytes]] = []
-    try:
-        esl = wait_for(lambda: _try_esl(esl_port), 30, "FreeSWITCH's event socket (configured over xml_curl)")
-        wait_for(lambda: "RUNNING" in esl.api("sofia status profile internal"), 30, "sofia profile internal")
-        phones.append(phone(tmp_path, "1002", passwords["1002"], sip_port, []))
-        phones.append(phone(tmp_path, "1001", passwords["1001"], sip_port, []))
-        wait_for(lambda: esl.api("sofia status profile internal reg").count("acme.test") >= 2, 30,
-                 "both phones registered with their a1-hash")
-
-        # 1001 calls 1002, which answers automatically: the call is bridged inside acme.test
-        esl.api("originate {origination_caller_id_number=1001}user/1001@acme.test &bridge(user/1002@acme.test)")
-        wait_for(lambda: "1 total" in esl.api("show calls count") or "2 total" in esl.api("show calls count"), 20,
-                 "a bridged call between 1001 and 1002")
-        esl.api("hupall NORMAL_CLEARING")
-        wait_for(lambda: "0 total" in esl.api("show channels count"), 20, "the call to hang up")
-
-        # both phones dial the room through the dialplan the controller serves
-        for ext in ("1001", "1002"):
-            esl.api(f"originate user/{ext}@acme.test 3000 XML acme.test")
-        wait_for(lambda: esl.api("conference 3000-acme.test list count").strip() == "2", 20,
-                 "two members in conference 3000-acme.test")
-        esl.api("hupall NORMAL_CLEARING")
-    finally:
-        for p in phones:
-            p.terminate()
-        fs.terminate()
+    with running_freeswitch(node, controller_url, tmp_path) as esl:
         try:
-            fs.wait(20)
-        except subprocess.TimeoutExpired:
-            fs.kill()
+            phones.append(phone(tmp_path, "1002", passwords["1002"], sip_port, []))
+            phones.append(phone(tmp_path, "1001", passwords["1001"], sip_port, []))
+            wait_for(lambda: esl.api("sofia status profile internal reg").count("acme.test") >= 2, 30,
+                     "both phones registered with their a1-hash")
+
+            # 1001 calls 1002, which answers automatically: the call is bridged inside acme.test
+            esl.api("originate {origination_caller_id_number=1001}user/1001@acme.test &bridge(user/1002@acme.test)")
+            wait_for(lambda: "1 total" in esl.api("show calls count") or "2 total" in esl.api("show calls count"), 20,
+                     "a bridged call between 1001 and 1002")
+            esl.api("hupall NORMAL_CLEARING")
+            wait_for(lambda: "0 total" in esl.api("show channels count"), 20, "the call to hang up")
+
+            # both phones dial the room through the dialplan the controller serves
+            for ext in ("1001", "1002"):
+                esl.api(f"originate user/{ext}@acme.test 3000 XML acme.test")
+            wait_for(lambda: esl.api("conference 3000-acme.test list count").strip() == "2", 20,
+                     "two members in conference 3000-acme.test")
+            esl.api("hupall NORMAL_CLEARING")
+        finally:
+            for p in phones:
+                p.terminate()
 
 
-def _try_esl(port: int) -> Esl | None:
-    try:
-        return Esl(port, "ClueCon")
-    except OSError:
-        return None
