@@ -122,6 +122,23 @@ def _live_calls(db: Database, node: str) -> int:
         return int(row["n"]) if row else 0
 
 
+@app.task(name="fsfarm.push_config", acks_late=True, bind=True, max_retries=10, default_retry_delay=2)
+def push_config(self: Any, node: str) -> str:
+    """Make a node fetch its configuration again: flush xml_curl's cache, reload XML, rescan SIP."""
+    from esl_workers import commands
+
+    db = database()
+    with db.transaction() as conn:
+        target = provisioning.get_node(conn, node)
+    results = []
+    try:
+        for command in ("xml_flush_cache", "reloadxml", "sofia profile internal rescan"):
+            results.append(commands.run_api(target, command, timeout=5.0, check=False).result.strip())
+    except Exception as exc:
+        raise self.retry(exc=exc) from exc
+    return f"node {target.name}: " + "; ".join(results)
+
+
 @app.task(name="fsfarm.rebalance", acks_late=True)
 def rebalance() -> str:
     """Re-run placement (fixes anything above the load bound after capacity changes)."""

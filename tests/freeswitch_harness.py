@@ -41,6 +41,8 @@ def wait_for(check: Any, timeout: float, what: str) -> Any:
 class Esl:
     """The smallest inbound ESL client: auth, then `api` commands."""
 
+    process: subprocess.Popen[bytes] | None = None
+
     def __init__(self, port: int, password: str) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.buf = b""
@@ -109,6 +111,7 @@ def running_freeswitch(node: Any, controller_url: str, tmp_path: Path,
         port = node.esl_address.rpartition(":")[2]
         esl = wait_for(lambda: try_esl(int(port)), 30, "FreeSWITCH's event socket (configured over xml_curl)")
         wait_for(lambda: "RUNNING" in esl.api("sofia status profile internal"), 30, "sofia profile internal")
+        esl.process = fs  # for tests that kill it
         yield esl
     finally:
         fs.terminate()

@@ -68,3 +68,19 @@ def test_rejoin_command_carries_flags():
     assert "fsfarm_tenant=beta.example" in cmd
 
 
+
+
+def test_push_config_asks_the_node_to_refetch(db, monkeypatch):
+    from controller import tasks
+
+    node_esl = EslNode("fs1")
+    try:
+        provisioning.add_node(db, {"name": "fs1", "sip_address": "127.0.0.1:5080", "esl_address": node_esl.address,
+                                   "esl_password": "ClueCon"})
+        monkeypatch.setattr(tasks, "_db", db)
+        tasks.configure(None)
+        sentence = in_thread(lambda: tasks.push_config.delay("fs1").get())
+        assert sentence.startswith("node fs1: ")
+        assert node_esl.commands == ["xml_flush_cache", "reloadxml", "sofia profile internal rescan"]
+    finally:
+        node_esl.crash()
