@@ -5,6 +5,7 @@ Every phone plays its own tone; what each one receives is decoded and checked by
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -117,7 +118,9 @@ def test_loss_and_reordering_do_not_break_the_stream(mixer: Mixer, swarm: Swarm)
     assert stats["packets"]["late"] <= 2  # swapped neighbours were reordered, not dropped
 
 
-def test_bad_rtp_is_counted_and_other_rooms_carry_on(mixer: Mixer, swarm: Swarm) -> None:
+def test_bad_rtp_is_counted_and_other_rooms_carry_on(mixer: Mixer, swarm: Swarm,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mixer_ext")
     mixer.create_room("victim", 8000)
     mixer.create_room("bystander", 8000)
     bad = join(mixer, swarm, "victim", [(500, "PCMU"), (800, "PCMU")])
@@ -147,6 +150,10 @@ def test_bad_rtp_is_counted_and_other_rooms_carry_on(mixer: Mixer, swarm: Swarm)
     assert bad_counts["unknown_source"] >= 1
     assert mixer.uas.counters["garbage"] >= 1
     assert all(t.is_alive() for t in mixer._threads)
+    logged = caplog.text
+    for reason in ("not_rtp", "unknown_payload_type", "absurd_sequence_or_timestamp", "unknown_source"):
+        assert 1 <= logged.count(f": {reason} (counted") < 20  # logged, but not once per packet
+    assert "dropped non-SIP datagram" in logged
 
 
 def test_dtmf_events_pass_through_to_the_others(mixer: Mixer, swarm: Swarm) -> None:
