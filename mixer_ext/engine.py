@@ -515,7 +515,7 @@ class Mixer:
         self.metrics.packets_in.inc(accepted)
 
     def _bad(self, reason: str, source: Address) -> None:
-        """Count a dropped datagram and log it, at most once per reason every 10 s (floods stay out of the log)."""
+        """Count a dropped datagram and log it, at most once per reason every 10 s."""
         self.metrics.bad_packets.labels(reason).inc()
         now = time.monotonic()
         if now - self._bad_logged.get(reason, -1e9) >= 10.0:
