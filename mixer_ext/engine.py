@@ -204,6 +204,10 @@ class Mixer:
         self.sip_sock.close()
         self.rtp_sock.close()
 
+    def alive(self) -> bool:
+        """True while the SIP and media threads are running."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
     def __enter__(self) -> Mixer:
         return self.start()
 

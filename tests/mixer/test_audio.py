@@ -149,7 +149,7 @@ def test_bad_rtp_is_counted_and_other_rooms_carry_on(mixer: Mixer, swarm: Swarm,
     assert bad_counts["absurd_sequence_or_timestamp"] >= 1
     assert bad_counts["unknown_source"] >= 1
     assert mixer.uas.counters["garbage"] >= 1
-    assert all(t.is_alive() for t in mixer._threads)
+    assert mixer.alive()
     logged = caplog.text
     for reason in ("not_rtp", "unknown_payload_type", "absurd_sequence_or_timestamp", "unknown_source"):
         assert 1 <= logged.count(f": {reason} (counted") < 20  # logged, but not once per packet
