@@ -15,11 +15,17 @@ import pytest
 from mixer_testkit import DTMF, LOCAL, Phone, Swarm, level_db
 
 from mixer_ext.engine import Mixer
-from mixer_ext.rtp import TelephoneEvent, build_event, build_rtp, parse_event
+from mixer_ext.rtp import TelephoneEvent, build_event, build_rtp, parse_event, seq_distance
 from mixer_ext.sip import parse_sip
 
 HEARD = -35.0  # a 6000-amplitude tone arrives at about -15 dBFS; anything near it is "heard"
 SILENT = -60.0
+
+
+def ssrc_of(phone: Phone) -> int:
+    """The one SSRC of everything the phone received from the mixer (asserts there is one)."""
+    (ssrc,) = phone.ssrcs
+    return ssrc
 
 
 def join(mixer: Mixer, swarm: Swarm, room: str, specs: list[tuple[float, str]], **kw: object) -> list[Phone]:
@@ -223,11 +229,17 @@ def test_room_moves_to_another_mixer_with_every_participant(
     swarm.run(0.4)
     state = first.export_room("move")
     first.delete_room("move")
+    last_before = {p.call_id: (p.received[-1][1], ssrc_of(p)) for p in phones}
     second.import_room(state)
     for p in phones:  # what a re-INVITE from FreeSWITCH would do: point the media at the new mixer
         p.target = (LOCAL, second.rtp_port)
         p.clear()
     swarm.run(1.2)
+    for p in phones:
+        # Each phone sees the same stream go on: same SSRC, sequence numbers moving forward.
+        seq_before, ssrc_before = last_before[p.call_id]
+        assert ssrc_of(p) == ssrc_before
+        assert 0 < seq_distance(seq_before, p.received[0][1]) < 100
     moved = {p["id"]: p for p in second.describe_room("move")["participants"]}
     assert set(moved) == set(ids.values())
     assert moved[ids[phones[1].call_id]]["deaf"] is True and moved[ids[phones[1].call_id]]["gain"] == 0.5
