@@ -30,7 +30,7 @@ def _body() -> dict[str, Any]:
 @bp.get("/healthz")
 def healthz() -> Any:
     m = _mixer()
-    alive = all(t.is_alive() for t in m._threads) if m._threads else False
+    alive = m.alive()
     body = {"ok": alive, "rooms": len(m.rooms), "participants": len(m.by_call),
             "sip": f"{m.advertise}:{m.sip_port}", "rtp": f"{m.advertise}:{m.rtp_port}", "frames": m.frames}
     return jsonify(body), 200 if alive else 503

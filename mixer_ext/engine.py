@@ -184,6 +184,7 @@ class Mixer:
         self.metrics.registry.register(_SipCounters(self.uas))
         self.clock: MediaClock | None = None
         self.frames = 0
+        self._bad_logged: dict[str, float] = {}
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -202,6 +203,10 @@ class Mixer:
             thread.join(timeout=2)
         self.sip_sock.close()
         self.rtp_sock.close()
+
+    def alive(self) -> bool:
+        """True while the SIP and media threads are running."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
     def __enter__(self) -> Mixer:
         return self.start()
@@ -477,7 +482,7 @@ class Mixer:
 
     def _drain(self) -> None:
         recv = self.rtp_sock.recvfrom
-        bad = self.metrics.bad_packets
+        bad = self._bad
         accepted = 0
         for _ in range(MAX_PACKETS_PER_TICK):
             try:
@@ -490,28 +495,37 @@ class Mixer:
             try:
                 packet = parse_rtp(data)
             except RtpError:
-                bad.labels("not_rtp" if part else "unknown_source").inc()
+                bad("not_rtp" if part else "unknown_source", source)
                 continue
             if part is None:
                 part = self._latch(source, packet.payload_type)
                 if part is None:
-                    bad.labels("unknown_source").inc()
+                    bad("unknown_source", source)
                     continue
             choice = part.leg.choice
             if packet.payload_type == choice.payload_type:
                 verdict = part.jitter.push(packet)
                 if verdict is Verdict.ABSURD:
-                    bad.labels("absurd_sequence_or_timestamp").inc()
+                    bad("absurd_sequence_or_timestamp", source)
                 elif verdict is Verdict.LATE:
-                    bad.labels("late").inc()
+                    bad("late", source)
                 else:
                     accepted += 1
             elif choice.dtmf_payload_type is not None and packet.payload_type == choice.dtmf_payload_type:
                 accepted += 1
                 self._forward_event(part, packet)
             else:
-                bad.labels("unknown_payload_type").inc()
+                bad("unknown_payload_type", source)
         self.metrics.packets_in.inc(accepted)
+
+    def _bad(self, reason: str, source: Address) -> None:
+        """Count a dropped datagram and log it, at most once per reason every 10 s."""
+        self.metrics.bad_packets.labels(reason).inc()
+        now = time.monotonic()
+        if now - self._bad_logged.get(reason, -1e9) >= 10.0:
+            self._bad_logged[reason] = now
+            log.info("dropped RTP-port datagram from %s:%s: %s (counted in fsfarm_mixer_bad_packets_total)",
+                     *source, reason)
 
     def _latch(self, source: Address, payload_type: int) -> Participant | None:
         """Symmetric RTP: a leg whose SDP address is not where its packets come from (NAT, a

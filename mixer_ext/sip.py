@@ -212,7 +212,8 @@ class SipUas:
                 return []  # nowhere to send a response (RFC 3261 section 8.2.2)
             reason = f"Missing {', '.join(missing)}" if missing else "Bad CSeq"
             return [(response(msg, 400, reason, to_tag=self._new_tag()), self._reply_to(msg, source))]
-        self.counters[msg.method.lower()] += 1
+        # Known methods only: arbitrary method names must not grow the metric's label set.
+        self.counters[msg.method.lower() if msg.method in ALLOW.split(", ") else "other_method"] += 1
         key = (msg.get("call-id"), msg.get("cseq"))
         if msg.method != "ACK" and key in self._sent:
             return [(self._sent[key], self._reply_to(msg, source))]  # a retransmitted request

@@ -65,7 +65,7 @@ class Phone:
     call_id: str = field(default_factory=lambda: secrets.token_hex(8) + "@test")
     tag: str = field(default_factory=lambda: secrets.token_hex(4))
     received: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # (pt, seq, ts, payload)
-    sip_inbox: list[bytes] = field(default_factory=list)
+    ssrcs: set[int] = field(default_factory=set)
     payload_type: int = -1
     codec: str = ""
     target: tuple[str, int] = ("", 0)
@@ -150,6 +150,7 @@ class Phone:
                 return
             p = parse_rtp(data)
             self.received.append((p.payload_type, p.sequence, p.timestamp, p.payload))
+            self.ssrcs.add(p.ssrc)
 
     def heard(self, skip_s: float = 0.3) -> np.ndarray:
         """Decode everything received in the negotiated codec (sequence order), skipping warm-up."""
@@ -161,6 +162,7 @@ class Phone:
 
     def clear(self) -> None:
         self.received.clear()
+        self.ssrcs.clear()
 
     def close(self) -> None:
         self.sip.close()

@@ -5,6 +5,7 @@ Every phone plays its own tone; what each one receives is decoded and checked by
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -14,11 +15,17 @@ import pytest
 from mixer_testkit import DTMF, LOCAL, Phone, Swarm, level_db
 
 from mixer_ext.engine import Mixer
-from mixer_ext.rtp import TelephoneEvent, build_event, build_rtp, parse_event
+from mixer_ext.rtp import TelephoneEvent, build_event, build_rtp, parse_event, seq_distance
 from mixer_ext.sip import parse_sip
 
 HEARD = -35.0  # a 6000-amplitude tone arrives at about -15 dBFS; anything near it is "heard"
 SILENT = -60.0
+
+
+def ssrc_of(phone: Phone) -> int:
+    """The one SSRC of everything the phone received from the mixer (asserts there is one)."""
+    (ssrc,) = phone.ssrcs
+    return ssrc
 
 
 def join(mixer: Mixer, swarm: Swarm, room: str, specs: list[tuple[float, str]], **kw: object) -> list[Phone]:
@@ -32,7 +39,7 @@ def join(mixer: Mixer, swarm: Swarm, room: str, specs: list[tuple[float, str]], 
 def assert_hears_others_not_self(phones: list[Phone], muted: frozenset[Phone] = frozenset()) -> None:
     for p in phones:
         pcm = p.heard()
-        assert pcm.size > p.rate // 2, f"{p.codec} phone received too little audio"
+        assert pcm.size > p.rate * 4 // 10, f"{p.codec} phone received too little audio"
         own = level_db(pcm, p.rate, p.freq)
         for other in phones:
             if other is not p and other not in muted:
@@ -117,7 +124,9 @@ def test_loss_and_reordering_do_not_break_the_stream(mixer: Mixer, swarm: Swarm)
     assert stats["packets"]["late"] <= 2  # swapped neighbours were reordered, not dropped
 
 
-def test_bad_rtp_is_counted_and_other_rooms_carry_on(mixer: Mixer, swarm: Swarm) -> None:
+def test_bad_rtp_is_counted_and_other_rooms_carry_on(mixer: Mixer, swarm: Swarm,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mixer_ext")
     mixer.create_room("victim", 8000)
     mixer.create_room("bystander", 8000)
     bad = join(mixer, swarm, "victim", [(500, "PCMU"), (800, "PCMU")])
@@ -134,7 +143,7 @@ def test_bad_rtp_is_counted_and_other_rooms_carry_on(mixer: Mixer, swarm: Swarm)
             bad[0].rtp.sendto(build_rtp(0, bad[0].seq, absurd_ts, bad[0].ssrc, b"\xff" * 160), rtp)
         mixer.sip_sock.sendto(b"", (LOCAL, mixer.sip_port))
         stranger.sendto(b"\x80\x00 SIP? no", (LOCAL, mixer.sip_port))
-        swarm.run(1.0)
+        swarm.run(1.2)
     finally:
         stranger.close()
     assert_hears_others_not_self(good)
@@ -146,7 +155,11 @@ def test_bad_rtp_is_counted_and_other_rooms_carry_on(mixer: Mixer, swarm: Swarm)
     assert bad_counts["absurd_sequence_or_timestamp"] >= 1
     assert bad_counts["unknown_source"] >= 1
     assert mixer.uas.counters["garbage"] >= 1
-    assert all(t.is_alive() for t in mixer._threads)
+    assert mixer.alive()
+    logged = caplog.text
+    for reason in ("not_rtp", "unknown_payload_type", "absurd_sequence_or_timestamp", "unknown_source"):
+        assert 1 <= logged.count(f": {reason} (counted") < 20  # logged, but not once per packet
+    assert "dropped non-SIP datagram" in logged
 
 
 def test_dtmf_events_pass_through_to_the_others(mixer: Mixer, swarm: Swarm) -> None:
@@ -216,11 +229,17 @@ def test_room_moves_to_another_mixer_with_every_participant(
     swarm.run(0.4)
     state = first.export_room("move")
     first.delete_room("move")
+    last_before = {p.call_id: (p.received[-1][1], ssrc_of(p)) for p in phones}
     second.import_room(state)
     for p in phones:  # what a re-INVITE from FreeSWITCH would do: point the media at the new mixer
         p.target = (LOCAL, second.rtp_port)
         p.clear()
     swarm.run(1.2)
+    for p in phones:
+        # Each phone sees the same stream go on: same SSRC, sequence numbers moving forward.
+        seq_before, ssrc_before = last_before[p.call_id]
+        assert ssrc_of(p) == ssrc_before
+        assert 0 < seq_distance(seq_before, p.received[0][1]) < 100
     moved = {p["id"]: p for p in second.describe_room("move")["participants"]}
     assert set(moved) == set(ids.values())
     assert moved[ids[phones[1].call_id]]["deaf"] is True and moved[ids[phones[1].call_id]]["gain"] == 0.5
@@ -238,7 +257,7 @@ def test_room_moves_to_another_mixer_with_every_participant(
 def test_two_party_codec_path_keeps_the_tone(mixer: Mixer, swarm: Swarm, codec: str, rate: int) -> None:
     mixer.create_room("pair", rate)
     a, b = join(mixer, swarm, "pair", [(440, codec), (1000, codec)])
-    swarm.run(1.0)
+    swarm.run(1.2)
     assert_hears_others_not_self([a, b])
 
 
@@ -266,6 +285,6 @@ def test_bad_sip_over_the_wire_gets_its_answer_and_the_room_carries_on(mixer: Mi
                   "From: <sip:x@y>;tag=1\r\nTo: <sip:room-sip@y>\r\nCSeq: 1 INVITE\r\n"
                   "Content-Length: 0\r\n\r\n").encode(), (LOCAL, mixer.sip_port))
     assert parse_sip(a.sip.recvfrom(65535)[0]).status == 400  # no Call-ID
-    swarm.run(1.0)
+    swarm.run(1.2)
     assert len(mixer.describe_room("sip")["participants"]) == 2
     assert_hears_others_not_self([a, b])

@@ -257,6 +257,8 @@ def test_failed_reinvite_keeps_the_call(uas: SipUas) -> None:
 
 def test_unknown_method_is_405(uas: SipUas) -> None:
     assert reply(uas, simple("SUBSCRIBE")).status == 405  # type: ignore[attr-defined]
+    assert reply(uas, simple("XYZZY")).status == 405  # type: ignore[attr-defined]
+    assert uas.counters["other_method"] == 2 and "xyzzy" not in uas.counters
 
 
 def test_kick_builds_an_in_dialog_bye(uas: SipUas) -> None:
