@@ -83,3 +83,54 @@ def test_rows_written_at_either_site_appear_at_both_and_conflicts_resolve_to_the
     finally:
         db_a.close()
         db_b.close()
+
+
+@pytest.fixture
+def two_pg16_sites():  # type: ignore[no-untyped-def]
+    from controller.database.embedded import pgserver_bindir
+
+    bindir = pgserver_bindir()
+    if bindir is None:
+        pytest.skip("pgserver (PostgreSQL 16) is not installed")
+    root = Path(tempfile.mkdtemp(prefix="fsfarm-pg16-"))
+    settings = ("wal_level = logical", "max_replication_slots = 10", "max_wal_senders = 10",
+                "max_worker_processes = 16")
+    servers = [EmbeddedPostgres(root / name, port=free_port(), settings=settings, bindir=bindir)
+               for name in ("a", "b")]
+    for server in servers:
+        server.start()
+        migrate(server.conninfo)
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def test_native_pg16_sites_replicate_and_keep_the_newest_update(two_pg16_sites):
+    from controller.replication import Site, replicate
+
+    a, b = two_pg16_sites
+    with psycopg.connect(a.conninfo) as conn:
+        assert int(conn.execute("SHOW server_version_num").fetchone()[0]) >= 160000
+    said = replicate(Site("paris", a.conninfo), Site("lyon", b.conninfo))
+    assert all("native logical replication" in s for s in said)
+    db_a, db_b = Database(a.conninfo), Database(b.conninfo)
+    try:
+        provisioning.add_tenant(db_a, {"domain": "from-paris.example"})
+        provisioning.add_tenant(db_b, {"domain": "from-lyon.example"})
+        both = {"from-paris.example", "from-lyon.example"}
+        assert wait_for(lambda: both <= set(names(a.conninfo)) and both <= set(names(b.conninfo)))
+
+        for server, sub in ((a, "fsfarm_from_lyon"), (b, "fsfarm_from_paris")):
+            with psycopg.connect(server.conninfo, autocommit=True) as conn:
+                conn.execute(f"ALTER SUBSCRIPTION {sub} DISABLE")
+        provisioning.update_tenant(db_b, "from-paris.example", {"name": "older, in lyon"})
+        time.sleep(0.05)
+        provisioning.update_tenant(db_a, "from-paris.example", {"name": "newer, in paris"})
+        for server, sub in ((a, "fsfarm_from_lyon"), (b, "fsfarm_from_paris")):
+            with psycopg.connect(server.conninfo, autocommit=True) as conn:
+                conn.execute(f"ALTER SUBSCRIPTION {sub} ENABLE")
+        assert wait_for(lambda: names(a.conninfo)["from-paris.example"] == "newer, in paris"
+                        == names(b.conninfo)["from-paris.example"]), (names(a.conninfo), names(b.conninfo))
+    finally:
+        db_a.close()
+        db_b.close()

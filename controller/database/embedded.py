@@ -8,6 +8,7 @@ Binaries come from Debian's ``postgresql`` package when present (newest major), 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import logging
 import os
 import pwd
@@ -22,20 +23,27 @@ import psycopg
 log = logging.getLogger(__name__)
 
 
+def debian_bindir() -> Path | None:
+    """The newest Debian PostgreSQL's bin directory, if one is installed."""
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
+    return Path(debian[-1]) if debian and Path(debian[-1], "initdb").exists() else None
+
+
+def pgserver_bindir() -> Path | None:
+    """The PostgreSQL 16 that the ``pgserver`` wheel bundles, if installed."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.origin:
+        return None
+    bundled = Path(spec.origin).parent / "pginstall" / "bin"
+    return bundled if (bundled / "initdb").exists() else None
+
+
 def find_bindir() -> Path:
     """Directory holding initdb/pg_ctl/postgres: Debian's newest, else pgserver's bundled one."""
-    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
-    if debian and Path(debian[-1], "initdb").exists():
-        return Path(debian[-1])
-    try:
-        import pgserver  # optional until we need it
-
-        bundled = Path(pgserver.__file__).parent / "pginstall" / "bin"
-        if (bundled / "initdb").exists():
-            return bundled
-    except ImportError:
-        pass
-    raise RuntimeError("no PostgreSQL binaries: install Debian's postgresql or `pip install pgserver`")
+    found = debian_bindir() or pgserver_bindir()
+    if found is None:
+        raise RuntimeError("no PostgreSQL binaries: install Debian's postgresql or `pip install pgserver`")
+    return found
 
 
 def _service_user() -> str | None:
@@ -70,11 +78,30 @@ class EmbeddedPostgres:
     host: str = "127.0.0.1"
     dbname: str = "fsfarm"
     settings: tuple[str, ...] = ()  # extra postgresql.conf lines, e.g. for logical replication
+    bindir: Path | None = None  # default: find_bindir()
 
     def __post_init__(self) -> None:
         self.datadir = Path(self.datadir).absolute()
-        self.bindir = find_bindir()
         self.user = _service_user()
+        self.bindir = self._usable(Path(self.bindir) if self.bindir else find_bindir())
+
+    def _usable(self, bindir: Path) -> Path:
+        """As root, binaries under a private home (pgserver's wheel) are copied where the service user can run them."""
+        # (/root is 0700: the postgres user could not even reach them there.)
+        if not self.user or str(bindir).startswith("/usr/"):
+            return bindir
+        install = bindir.parent  # .../site-packages/pgserver/pginstall
+        copy = self.datadir.parent / f"pginstall-{install.stat().st_ino}"
+        # The wheel's binaries find their libraries at $ORIGIN/../../../pgserver.libs: keep that shape.
+        target = copy / install.parent.name / install.name
+        libs = install.parent.parent / f"{install.parent.name}.libs"
+        if not (target / "bin" / "initdb").exists():
+            shutil.copytree(install, target, symlinks=True, dirs_exist_ok=True)
+            if libs.is_dir():
+                shutil.copytree(libs, copy / libs.name, symlinks=True, dirs_exist_ok=True)
+            for path in [copy, *copy.rglob("*")]:
+                path.chmod(path.stat().st_mode | (0o055 if path.is_dir() else 0o044))
+        return target / "bin"
 
     @property
     def conninfo(self) -> str:
