@@ -27,8 +27,9 @@ from controller.database import Database
 from controller.domain import Node
 from controller.errors import Unavailable
 from controller.join import activate_on_first_heartbeat
+from controller.storage.base import Storage
 from controller.stores import nodes
-from esl_workers import calls, cdr, commands, conferences, liveness, registrations
+from esl_workers import calls, cdr, commands, conferences, liveness, registrations, voicemail
 from esl_workers.connection import FarmEvent, FarmInboundESL
 from esl_workers.cooperative import ensure_green_psycopg
 from esl_workers.protocol import Event
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 SUBSCRIBED_EVENTS = (
     "CHANNEL_CREATE CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_HANGUP CHANNEL_HANGUP_COMPLETE HEARTBEAT "
-    "BACKGROUND_JOB CUSTOM sofia::register sofia::unregister sofia::expire conference::maintenance"
+    "BACKGROUND_JOB CUSTOM sofia::register sofia::unregister sofia::expire conference::maintenance vm::maintenance"
 )
 
 
@@ -103,6 +104,8 @@ class Ingest:
         self.db_down_until = 0.0
         self.counters = Counters()
         self.on_db_back: Callable[[], None] | None = None
+        self.storage: Storage | None = None  # set by the caller: where recorded voicemail lands
+        self.shared_mount = os.environ.get("FSFARM_SHARED_MOUNT", "")
         self._warned_foreign = 0.0
         self._lock = gevent.lock.RLock()  # the spool replay tick and the event batches write in turn
 
@@ -190,6 +193,7 @@ class Ingest:
             if was_spooling:
                 self.replay_spool()
             self._write(events, cdrs)
+            self._register_voicemail(events)
             if was_spooling and self.on_db_back is not None:
                 self.on_db_back()
         except Unavailable as exc:
@@ -197,6 +201,15 @@ class Ingest:
                         exc.detail or exc.message, self.spool.path)
             self.db_down_until = time.monotonic() + self.config.db_retry_interval
             self._spool(cdrs, len(events) - len(cdrs))
+
+    def _register_voicemail(self, events: list[Event]) -> None:
+        """Recordings are read from shared storage after the batch commits, off the ingest path."""
+        if self.storage is None or not self.shared_mount:
+            return
+        for event in events:
+            deposit = voicemail.from_event(event, self.shared_mount)
+            if deposit is not None:
+                gevent.spawn(voicemail.register, self.db, self.storage, deposit)
 
     def _spool(self, cdrs: list[cdr.Cdr], others: int) -> None:
         self.counters.cdrs_spooled += self.spool.append(cdrs)
@@ -390,6 +403,7 @@ class Workers:
         self.db = db
         self.config = config
         self.watchers: dict[UUID, NodeWatcher] = {}
+        self.storage: Storage | None = None
         self._stopping = gevent.event.Event()
         self._refresher: gevent.Greenlet | None = None
 
@@ -406,7 +420,9 @@ class Workers:
                 del self.watchers[node_id]
         for node_id, node in wanted.items():
             if node_id not in self.watchers:
-                self.watchers[node_id] = NodeWatcher(self.db, node, self.config).start()
+                watcher = NodeWatcher(self.db, node, self.config)
+                watcher.ingest.storage = self.storage
+                self.watchers[node_id] = watcher.start()
 
     def _refresh_loop(self) -> None:
         while not self._stopping.wait(timeout=self.config.node_refresh_interval):
@@ -434,6 +450,11 @@ def start_workers(db: Database, settings: Settings, config: WorkerConfig | None 
     """Watch every node from this process (gevent); call ``.stop()`` on the result to shut down."""
     ensure_green_psycopg()
     workers = Workers(db, config or WorkerConfig.from_env(settings))
+    if os.environ.get("FSFARM_SHARED_MOUNT"):
+        from controller.storage.selection import open_storage
+
+        # Recorded voicemail is registered from the same storage the API serves it from.
+        workers.storage = open_storage(os.environ.get("FSFARM_STORAGE"), settings.state_dir)
     try:
         workers.refresh()
     except Unavailable as exc:

@@ -82,7 +82,7 @@ def answer(conn: Conn, node: Node, q: Question, controller_address: str, options
     if section == "configuration":
         return _configuration(conn, node, q[1], controller_address, options)
     if section == "directory":
-        return _directory(conn, node, q, placed)
+        return _directory(conn, node, q, placed, options.shared_mount)
     return _dialplan(conn, node, q[1], q[2], controller_address, options, placed)
 
 
@@ -103,7 +103,7 @@ def _configuration(conn: Conn, node: Node, name: str, controller: str, options: 
     return NOT_FOUND_ANYWHERE
 
 
-def _directory(conn: Conn, node: Node, q: Question, placed: Placed) -> Answer:
+def _directory(conn: Conn, node: Node, q: Question, placed: Placed, shared_mount: str = "") -> Answer:
     if q[1] == "domains":
         return Answer(render(directory.domains_document(lookups.tenants_on_node(conn, node.id))), None)
     tenant = placed(conn, q[2], node.id)
@@ -114,7 +114,7 @@ def _directory(conn: Conn, node: Node, q: Question, placed: Placed) -> Answer:
     user = lookups.user(conn, tenant.id, q[3])
     if user is None:
         return _for(tenant, NOT_FOUND)
-    return _for(tenant, render(directory.user_document(tenant, user)))
+    return _for(tenant, render(directory.user_document(tenant, user, shared_mount)))
 
 
 def _dialplan(conn: Conn, node: Node, context: str, destination: str, controller: str,

@@ -27,8 +27,12 @@ def caller_id(user: User) -> tuple[str, str]:
     return (user.caller_id_name or user.display_name or user.extension, user.caller_id_number or user.extension)
 
 
-def user_params(user: User) -> list[tuple[str, str]]:
+def user_params(user: User, tenant: Tenant | None = None, shared_mount: str = "") -> list[tuple[str, str]]:
     out = [("a1-hash", user.a1_hash)]
+    if user.voicemail and shared_mount and tenant is not None:
+        # Recordings land where the controller's storage serves them (<tenant-id>/voicemail/<ext>/),
+        # on the volume every node mounts: any node, and the spare after a failover, sees the same box.
+        out.append(("vm-storage-dir", f"{shared_mount}/{tenant.id}/voicemail/{user.extension}"))
     if user.voicemail and user.vm_a1_hash:
         out.append(("vm-a1-hash", user.vm_a1_hash))  # mod_voicemail checks md5(id:domain:pin) against it
     if user.voicemail and user.vm_email:
@@ -51,13 +55,13 @@ def user_variables(tenant: Tenant, user: User) -> list[tuple[str, str]]:
     ]
 
 
-def user_document(tenant: Tenant, user: User) -> Element:
+def user_document(tenant: Tenant, user: User, shared_mount: str = "") -> Element:
     """One user of one tenant, as sofia (sip_auth), user_call and mod_voicemail read it."""
     root, section = document("directory")
     domain = _domain(section, tenant)
     users = etree.SubElement(etree.SubElement(etree.SubElement(domain, "groups"), "group", name="default"), "users")
     entry = etree.SubElement(users, "user", id=user.extension)
-    params(entry, "params", user_params(user))
+    params(entry, "params", user_params(user, tenant, shared_mount))
     params(entry, "variables", user_variables(tenant, user), item="variable")
     return root
 

@@ -17,6 +17,7 @@ class XmlCurlOptions:
     fetch_timeout: int = 5  # seconds FreeSWITCH waits for us (its default is forever)
     voicemail_dir: str = ""  # shared storage for voicemail (GlusterFS mount); empty: FreeSWITCH's own
     sip_profile: str = "internal"
+    shared_mount: str = ""  # where every node mounts the shared volume: voicemail goes to <mount>/<tenant-id>/
 
     @classmethod
     def from_env(cls) -> XmlCurlOptions:
@@ -29,4 +30,5 @@ class XmlCurlOptions:
             cache_entries=int(env.get("FSFARM_XMLCURL_CACHE_ENTRIES", "200000")),
             fetch_timeout=int(env.get("FSFARM_XMLCURL_TIMEOUT", "5")),
             voicemail_dir=env.get("FSFARM_VOICEMAIL_DIR", ""),
+            shared_mount=env.get("FSFARM_SHARED_MOUNT", "").rstrip("/"),
         )

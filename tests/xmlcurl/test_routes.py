@@ -100,3 +100,17 @@ def test_disabled_user_is_neither_found_nor_dialled(client: Any, db: Any, farm: 
     auth = pick(recorded, "directory sip_auth", 1)
     assert auth.fields["user"] == "1002"
     assert is_not_found(parse_answer(post(client, auth.body)))
+
+
+def test_voicemail_of_every_user_lands_in_the_shared_tree(db, monkeypatch):
+    """With a shared mount, mod_voicemail writes each box under <mount>/<tenant-id>/voicemail/<ext>."""
+    from controller import provisioning as prov
+    from xmlcurl import directory
+
+    tenant = prov.add_tenant(db, {"domain": "vm.example"})
+    user = prov.add_child(db, "users", "vm.example", {"extension": "1001", "password": "pw-1001-long"})
+    params = dict(directory.user_params(user, tenant, "/srv/fsfarm-shared"))
+    assert params["vm-storage-dir"] == f"/srv/fsfarm-shared/{tenant.id}/voicemail/1001"
+    assert "vm-storage-dir" not in dict(directory.user_params(user, tenant, ""))
+    no_vm = prov.update_child(db, "users", "vm.example", "1001", {"voicemail": False})
+    assert "vm-storage-dir" not in dict(directory.user_params(no_vm, tenant, "/srv/fsfarm-shared"))
