@@ -75,12 +75,30 @@ def _failover_loop(db: Database) -> _Greenlet:
     return _Greenlet(gevent.spawn(run))
 
 
+def _mixer_loop(db: Database) -> _Greenlet:
+    """Keep HD rooms on the mixers placement chose; move a dead mixer's rooms and re-bridge their legs."""
+    from controller.mixers import MixerLoop, rebridge_over_esl
+
+    loop = MixerLoop(db, rebridge=rebridge_over_esl)
+
+    def run() -> None:
+        last = ""
+        while True:
+            sentence = loop.run_cycle()
+            if sentence != last:
+                logging.getLogger("fsfarm.mixers").info("%s", sentence)
+                last = sentence
+            gevent.sleep(loop.interval)
+
+    return _Greenlet(gevent.spawn(run))
+
+
 def _room_services(db: Database, settings: Settings) -> list[Any]:
     """Start the failover loop, the ESL watchers, the IVR server and (when configured) Kamailio sync."""
     from esl_workers.inbound import start_workers
     from esl_workers.ivr import serve_ivr
 
-    handles: list[Any] = [_failover_loop(db), start_workers(db, settings)]
+    handles: list[Any] = [_failover_loop(db), _mixer_loop(db), start_workers(db, settings)]
     scripts = Path(os.environ.get("FSFARM_IVR_SCRIPTS", settings.state_dir / "ivr"))
     scripts.mkdir(parents=True, exist_ok=True)
     handles.append(serve_ivr(db, settings, scripts, host=os.environ.get("FSFARM_IVR_HOST", "127.0.0.1"),

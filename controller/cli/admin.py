@@ -150,6 +150,47 @@ def node_rm(database: Database, name: str, force: bool) -> None:
     click.echo(f"node {name} removed")
 
 
+@click.group()
+def mixers() -> None:
+    """HD conference mixers the controller drives (run one with `fsfarm mixer`)."""
+
+
+@mixers.command("add")
+@click.argument("name")
+@click.option("--sip", "sip_address", required=True, help="host:port FreeSWITCH bridges room legs to.")
+@click.option("--control", "control_url", required=True, help="http://host:port of its control API.")
+@click.option("--capacity", type=int, help="Relative placement weight (500).")
+@json_option
+@with_db
+def mixers_add(database: Database, name: str, sip_address: str, control_url: str, capacity: int | None,
+               as_json: bool) -> None:
+    """Register a mixer; HD rooms are placed on mixers like tenants on nodes."""
+    data = {"name": name, "sip_address": sip_address, "control_url": control_url, "capacity": capacity}
+    created = provisioning.add_mixer(database, {k: v for k, v in data.items() if v is not None})
+    emit(created.public(), ("name", "sip_address", "control_url", "capacity"), as_json)
+
+
+@mixers.command("list")
+@json_option
+@with_db
+def mixers_list(database: Database, as_json: bool) -> None:
+    """Mixers and their health."""
+    from controller.stores import mixers as mixer_store
+
+    with database.transaction() as conn:
+        rows = [m.public() for m in mixer_store.list_all(conn)]
+    emit(rows, ("name", "sip_address", "control_url", "admin_state", "health"), as_json)
+
+
+@mixers.command("rm")
+@click.argument("name")
+@with_db
+def mixers_rm(database: Database, name: str) -> None:
+    """Remove a mixer; its rooms move to the others."""
+    provisioning.remove_mixer(database, name)
+    click.echo(f"mixer {name} removed")
+
+
 # ---------------------------------------------------------------- tenants
 
 
@@ -322,5 +363,5 @@ def token_create(database: Database, scope: str, tenant_ref: str | None, label: 
         click.echo(value)
 
 
-commands: list[click.Command] = [up, db, node, tenant, placement, token,
+commands: list[click.Command] = [up, db, node, mixers, tenant, placement, token,
                                  *(_child_group(kind) for kind in CHILD_COMMANDS)]
