@@ -9,7 +9,6 @@ import psycopg
 
 from controller.domain import Mixer
 from controller.stores import rows
-from controller.stores.children import as_uuid
 
 
 def list_all(conn: psycopg.Connection[Any]) -> list[Mixer]:
@@ -17,11 +16,8 @@ def list_all(conn: psycopg.Connection[Any]) -> list[Mixer]:
 
 
 def get(conn: psycopg.Connection[Any], ref: str | UUID) -> Mixer | None:
-    uid = as_uuid(ref)
-    if uid:
-        return rows.get(conn, "mixers", Mixer, uid)
-    found = rows.select(conn, Mixer, "SELECT * FROM mixers WHERE name = %s", [str(ref)])
-    return found[0] if found else None
+    """By id or by name."""
+    return rows.by_id_or_name(conn, "mixers", Mixer, ref)
 
 
 def insert(conn: psycopg.Connection[Any], mixer: Mixer) -> Mixer:

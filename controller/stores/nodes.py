@@ -9,7 +9,6 @@ import psycopg
 
 from controller.domain import Node
 from controller.stores import rows
-from controller.stores.children import as_uuid
 
 
 def list_all(conn: psycopg.Connection[Any]) -> list[Node]:
@@ -18,11 +17,7 @@ def list_all(conn: psycopg.Connection[Any]) -> list[Node]:
 
 def get(conn: psycopg.Connection[Any], ref: str | UUID) -> Node | None:
     """By id or by name."""
-    uid = as_uuid(ref)
-    if uid:
-        return rows.get(conn, "nodes", Node, uid)
-    found = rows.select(conn, Node, "SELECT * FROM nodes WHERE name = %s", [str(ref)])
-    return found[0] if found else None
+    return rows.by_id_or_name(conn, "nodes", Node, ref)
 
 
 def by_switchname(conn: psycopg.Connection[Any], switchname: str) -> Node | None:

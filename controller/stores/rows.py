@@ -115,3 +115,15 @@ def select(conn: psycopg.Connection[Any], cls: type[T], query: str, params: Any 
 def delete(conn: psycopg.Connection[Any], table: str, id: UUID) -> bool:
     cur = conn.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(sql.Identifier(table)), [id])
     return cur.rowcount > 0
+
+
+def by_id_or_name(conn: psycopg.Connection[Any], table: str, cls: type[T], ref: str | UUID) -> T | None:
+    """A row of a farm-level table (nodes, mixers) by its UUID or its unique ``name``."""
+    try:
+        uid = ref if isinstance(ref, UUID) else UUID(str(ref))
+    except ValueError:
+        uid = None
+    if uid is not None:
+        return get(conn, table, cls, uid)
+    row = conn.execute(sql.SQL("SELECT * FROM {} WHERE name = %s").format(sql.Identifier(table)), [str(ref)]).fetchone()
+    return from_row(cls, row) if row else None
