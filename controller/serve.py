@@ -15,7 +15,7 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, Protocol  # noqa: E402
 
 import click  # noqa: E402
 import gevent  # noqa: E402
@@ -53,44 +53,44 @@ class _Greenlet:
         self.glet.kill(block=True, timeout=5)
 
 
-def _failover_loop(db: Database) -> _Greenlet:
-    """The failover loop, one cycle every half second, logging each change of sentence."""
-    from controller.failover import FailoverLoop
-    from controller.kamailio.control import KamailioControl
-    from controller.tasks import after_move, dispatch_failover
+class _CycleLoop(Protocol):
+    interval: float
 
-    ctl = os.environ.get("FSFARM_KAMAILIO_CTL")
-    loop = FailoverLoop(db, kamailio=KamailioControl(ctl) if ctl else None, after_move=after_move(),
-                        dispatch=dispatch_failover if os.environ.get("FSFARM_CELERY_BROKER") else None)
+    def run_cycle(self) -> str: ...
+
+
+def _run_cycles(loop: _CycleLoop, logger: str) -> _Greenlet:
+    """Run ``loop`` forever in a greenlet, logging its sentence whenever it changes (Patroni style)."""
 
     def run() -> None:
         last = ""
         while True:
             sentence = loop.run_cycle()
             if sentence != last:
-                logging.getLogger("fsfarm.failover").info("%s", sentence)
+                logging.getLogger(logger).info("%s", sentence)
                 last = sentence
             gevent.sleep(loop.interval)
 
     return _Greenlet(gevent.spawn(run))
+
+
+def _failover_loop(db: Database) -> _Greenlet:
+    """The failover loop, one cycle every half second."""
+    from controller.failover import FailoverLoop
+    from controller.kamailio.control import KamailioControl
+    from controller.tasks import after_move, dispatch_failover
+
+    ctl = os.environ.get("FSFARM_KAMAILIO_CTL")
+    return _run_cycles(FailoverLoop(db, kamailio=KamailioControl(ctl) if ctl else None, after_move=after_move(),
+                                    dispatch=dispatch_failover if os.environ.get("FSFARM_CELERY_BROKER") else None),
+                       "fsfarm.failover")
 
 
 def _mixer_loop(db: Database) -> _Greenlet:
     """Keep HD rooms on the mixers placement chose; move a dead mixer's rooms and re-bridge their legs."""
     from controller.mixers import MixerLoop, rebridge_over_esl
 
-    loop = MixerLoop(db, rebridge=rebridge_over_esl)
-
-    def run() -> None:
-        last = ""
-        while True:
-            sentence = loop.run_cycle()
-            if sentence != last:
-                logging.getLogger("fsfarm.mixers").info("%s", sentence)
-                last = sentence
-            gevent.sleep(loop.interval)
-
-    return _Greenlet(gevent.spawn(run))
+    return _run_cycles(MixerLoop(db, rebridge=rebridge_over_esl), "fsfarm.mixers")
 
 
 def _room_services(db: Database, settings: Settings) -> list[Any]:
