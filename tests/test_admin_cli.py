@@ -108,3 +108,9 @@ def test_fsfarm_up_runs_on_the_embedded_database():
             assert conn.execute("SELECT domain FROM tenants").fetchall() == [("acme.example",)]
     finally:
         server.stop()
+
+
+def test_ivr_commands_of_both_rooms_are_reachable(dsn):
+    out = fsfarm(dsn, "ivr", "--help").stdout
+    for sub in ("add", "list", "rm", "serve", "check"):
+        assert f"  {sub} " in out, out

@@ -30,8 +30,16 @@ def _attach_room_commands() -> None:
             continue
         module = importlib.import_module(name)
         for command in getattr(module, "commands", []):
-            if isinstance(command, click.Command):
-                main.add_command(command)
+            if not isinstance(command, click.Command):
+                continue
+            existing = main.commands.get(command.name or "")
+            if isinstance(existing, click.Group) and isinstance(command, click.Group):
+                # Two rooms speak about the same thing (``ivr``: the apps, and the server that runs
+                # them): one group with both rooms' subcommands, never one hiding the other.
+                for sub in command.commands.values():
+                    existing.add_command(sub)
+                continue
+            main.add_command(command)
 
 
 _attach_room_commands()
