@@ -269,6 +269,7 @@ CHILD_COMMANDS: dict[str, tuple[str, str, list[tuple[str, str, str]], tuple[str,
 def _child_group(kind: str) -> click.Group:
     command, key, extras, columns = CHILD_COMMANDS[kind]
     label = provisioning.KINDS[kind].name
+    article = "an" if label[0].upper() in "AEIOU" else "a"
 
     @click.group(name=command, help=f"{label[0].upper()}{label[1:]}s of a tenant.")
     def group() -> None:
@@ -290,7 +291,7 @@ def _child_group(kind: str) -> click.Group:
         created = provisioning.add_child(database, kind, tenant_ref, data)
         emit(created.public(), columns, as_json)
 
-    add.__doc__ = f"Create a {label} in a tenant; --set field=value for any other field."
+    add.__doc__ = f"Create {article} {label} in a tenant; --set field=value for any other field."
     add_cmd: Callable[..., Any] = with_db(add)
     for flag, field_name, help_text in reversed(extras):
         add_cmd = click.option(flag, field_name, help=help_text)(add_cmd)
@@ -307,7 +308,7 @@ def _child_group(kind: str) -> click.Group:
     def list_(database: Database, tenant_ref: str, as_json: bool) -> None:
         emit([c.public() for c in provisioning.list_children(database, kind, tenant_ref)], columns, as_json)
 
-    @group.command("rm", help=f"Delete a {label}.")
+    @group.command("rm", help=f"Delete {article} {label}.")
     @click.option("--tenant", "-t", "tenant_ref", required=True, help="Tenant domain.")
     @click.argument("key_value", metavar=key.upper())
     @with_db
