@@ -8,6 +8,10 @@ from lxml import etree
 
 from controller.domain import Tenant, User
 from xmlcurl.documents import Element, document, params
+from xmlcurl.snapshot import SnapUser
+
+# A user as SQL returns it, or the few fields of it the snapshot keeps: both render the same.
+UserFields = User | SnapUser
 
 # How `user/1001@acme.test` reaches a registered phone: its sofia contact, in its own domain.
 DIAL_STRING = (
@@ -22,12 +26,12 @@ def _domain(section: Element, tenant: Tenant) -> Element:
     return domain
 
 
-def caller_id(user: User) -> tuple[str, str]:
+def caller_id(user: UserFields) -> tuple[str, str]:
     """(name, number) a user presents inside the tenant."""
     return (user.caller_id_name or user.display_name or user.extension, user.caller_id_number or user.extension)
 
 
-def user_params(user: User) -> list[tuple[str, str]]:
+def user_params(user: UserFields) -> list[tuple[str, str]]:
     out = [("a1-hash", user.a1_hash)]
     if user.voicemail and user.vm_a1_hash:
         out.append(("vm-a1-hash", user.vm_a1_hash))  # mod_voicemail checks md5(id:domain:pin) against it
@@ -37,7 +41,7 @@ def user_params(user: User) -> list[tuple[str, str]]:
     return out
 
 
-def user_variables(tenant: Tenant, user: User) -> list[tuple[str, str]]:
+def user_variables(tenant: Tenant, user: UserFields) -> list[tuple[str, str]]:
     name, number = caller_id(user)
     return [
         ("user_context", tenant.domain),
@@ -51,7 +55,7 @@ def user_variables(tenant: Tenant, user: User) -> list[tuple[str, str]]:
     ]
 
 
-def user_document(tenant: Tenant, user: User) -> Element:
+def user_document(tenant: Tenant, user: UserFields) -> Element:
     """One user of one tenant, as sofia (sip_auth), user_call and mod_voicemail read it."""
     root, section = document("directory")
     domain = _domain(section, tenant)

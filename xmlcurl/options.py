@@ -17,6 +17,8 @@ class XmlCurlOptions:
     fetch_timeout: int = 5  # seconds FreeSWITCH waits for us (its default is forever)
     voicemail_dir: str = ""  # shared storage for voicemail (GlusterFS mount); empty: FreeSWITCH's own
     sip_profile: str = "internal"
+    snapshot: bool = True  # answer from the in-process snapshot (SQL only while it is not loaded)
+    gc_freeze: bool = True  # gc.freeze() after the snapshot loads: the collector stops walking it
 
     @classmethod
     def from_env(cls) -> XmlCurlOptions:
@@ -29,4 +31,6 @@ class XmlCurlOptions:
             cache_entries=int(env.get("FSFARM_XMLCURL_CACHE_ENTRIES", "200000")),
             fetch_timeout=int(env.get("FSFARM_XMLCURL_TIMEOUT", "5")),
             voicemail_dir=env.get("FSFARM_VOICEMAIL_DIR", ""),
+            snapshot=env.get("FSFARM_XMLCURL_SNAPSHOT", "1") not in ("0", "false", "no"),
+            gc_freeze=env.get("FSFARM_XMLCURL_GC_FREEZE", "1") not in ("0", "false", "no"),
         )
