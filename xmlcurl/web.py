@@ -67,11 +67,13 @@ class XmlCurlService:
         if question is None:
             return NOT_FOUND
         self.ensure_listening()
+        cache = self.cache
+        # Read before the snapshot (and its readiness): a notice applied, or a lost listener, after this
+        # bumps the generation and the answer built here is not stored.
+        generation = cache.generation
         snapshot = self.snapshot
         if not snapshot.ready:  # not loaded yet, or the listener lost PostgreSQL: ask the database
-            return self._respond_sql(parsed, question)
-        cache = self.cache
-        generation = cache.generation  # read before the snapshot: a notice applied after it stops the put
+            return self._respond_sql(parsed, question, generation)
         node = snapshot.node(parsed.switchname)
         if node is None:
             return self._unknown(parsed)
@@ -90,10 +92,9 @@ class XmlCurlService:
                         parsed.switchname, parsed.section)
         return NOT_FOUND
 
-    def _respond_sql(self, parsed: fetch.Fetch, question: answers.Question) -> bytes:
+    def _respond_sql(self, parsed: fetch.Fetch, question: answers.Question, generation: int) -> bytes:
         """The answer from PostgreSQL: one query per read, node and placement cached."""
         cache = self.cache
-        generation = cache.generation
         known, node = cache.node(parsed.switchname)
         if not known:
             if parsed.switchname:

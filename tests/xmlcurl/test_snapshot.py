@@ -145,7 +145,7 @@ def test_a_tenants_change_reloads_only_that_tenant(app: Any, client: Any, db: Da
     body = pick(recorded, "directory sip_auth").body
     provisioning.update_child(db, "users", "acme.test", "1001", {"caller_id_name": "Renamed"})
     _until(lambda: farm["acme"].id in snapshot.tenant_loads, "the tenant's notice never reloaded it")
-    assert snapshot.tenant_loads == [farm["acme"].id]
+    assert list(snapshot.tenant_loads) == [farm["acme"].id]
     assert (snapshot.full_loads, snapshot.farm_loads) == (full, farm_loads)
     assert snapshot._tenants[farm["beta"].id] is beta_rows  # untouched
     assert snapshot.ready
