@@ -40,7 +40,7 @@ from controller.stores import rows
 log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[Any]
-FETCH_CHUNK = 5000  # rows converted between two yields to the gevent hub during a full load
+FETCH_CHUNK = 1000  # rows fetched and converted between two yields to the gevent hub (~5 ms of work)
 
 
 class SnapUser(NamedTuple):
@@ -136,7 +136,7 @@ class Snapshot:
             farm = self._read_farm(conn)
             tenants = rows.select(conn, Tenant, "SELECT * FROM tenants")
             users: dict[UUID, dict[str, SnapUser]] = {t.id: {} for t in tenants}
-            # A server-side cursor: 5,000 rows in memory at a time, not the whole result (a lower peak RSS).
+            # A server-side cursor: FETCH_CHUNK rows in memory at a time, not the whole result (a lower peak RSS).
             with conn.cursor(name="xmlcurl_snapshot_users", row_factory=tuple_row) as cur:
                 cur.itersize = FETCH_CHUNK
                 cur.execute(f"SELECT tenant_id, {USER_COLUMNS} FROM users WHERE enabled")
@@ -262,7 +262,7 @@ class Snapshot:
         )
 
     def users_count(self) -> int:
-        return sum(len(r.users) for r in self._tenants.values())
+        return sum(len(r.users) for r in list(self._tenants.values()))
 
     # -- reads (the same as lookups.SqlReads, for one asking node) ---------------------------------
 
@@ -281,7 +281,8 @@ class Snapshot:
 
     def tenants_on_node(self, node_id: UUID) -> list[Tenant]:
         placed = self._farm.tenant_node
-        return sorted((r.tenant for tid, r in self._tenants.items() if r.tenant.enabled and placed.get(tid) == node_id),
+        every = list(self._tenants.values())  # one atomic copy: the listener may add or drop a tenant meanwhile
+        return sorted((r.tenant for r in every if r.tenant.enabled and placed.get(r.tenant.id) == node_id),
                       key=lambda t: t.domain)
 
     def gateways_on_node(self, node_id: UUID) -> list[tuple[Tenant, Gateway]]:
