@@ -11,7 +11,8 @@ and its clock is already running.
 
     python bench/openloop.py --port 8000 --rate 2000 --seconds 20 --bodies bodies.json --auth 'Basic ...'
 
-prints one JSON object: offered/achieved rate, sent, answered, errors, p50/p90/p99/p99.9/max in ms.
+prints one JSON object: offered/achieved rate, sent, answered, errors, p50/p90/p99/p99.9/max in ms, and a
+per-second ``timeline`` (by scheduled send time: answered, p50, p99, max) to find stalls.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def worker(port: int, rate: float, seconds: float, start: float, bodies: list[by
     conns = 0
     backlog: deque[tuple[float, bytes]] = deque()
     latencies: list[float] = []
+    offsets: list[float] = []  # scheduled send time of each answered request, seconds from the start
     errors = 0
     statuses: dict[str, int] = {}
     interval = 1.0 / rate
@@ -163,18 +165,33 @@ def worker(port: int, rate: float, seconds: float, start: float, bodies: list[by
                     errors += 1
             if len(conn.buf) >= conn.need:
                 latencies.append(time.perf_counter() - conn.scheduled)
+                offsets.append(conn.scheduled - t0)
                 finished(conn, True)
     elapsed = time.perf_counter() - t0
     for conn in idle:
         conn.sock.close()
-    return {"sent": sent, "latencies": latencies, "errors": errors, "statuses": statuses, "elapsed": elapsed,
-            "connections": conns}
+    return {"sent": sent, "latencies": latencies, "offsets": offsets, "errors": errors, "statuses": statuses,
+            "elapsed": elapsed, "connections": conns}
 
 
 def percentile(sorted_values: list[float], pct: float) -> float:
     if not sorted_values:
         return float("nan")
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * pct / 100.0))]
+
+
+def timeline(results: list[dict[str, object]]) -> list[dict[str, float]]:
+    """Per second of the schedule: requests answered, p50/p99/max latency in ms (where the stalls are)."""
+    seconds: dict[int, list[float]] = {}
+    for r in results:
+        for offset, latency in zip(r["offsets"], r["latencies"], strict=True):  # type: ignore[call-overload]
+            seconds.setdefault(max(0, int(offset)), []).append(latency)
+    out = []
+    for second in sorted(seconds):
+        values = sorted(seconds[second])
+        out.append({"s": second, "n": len(values), "p50": round(percentile(values, 50) * 1000, 2),
+                    "p99": round(percentile(values, 99) * 1000, 2), "max": round(values[-1] * 1000, 2)})
+    return out
 
 
 def main() -> None:
@@ -216,7 +233,8 @@ def main() -> None:
                "errors": sum(r["errors"] for r in results), "statuses": statuses,
                "connections": sum(r["connections"] for r in results),
                "p50": ms[0], "p90": ms[1], "p99": ms[2], "p999": ms[3],
-               "max": (latencies[-1] * 1000) if latencies else float("nan")}, sys.stdout)
+               "max": (latencies[-1] * 1000) if latencies else float("nan"),
+               "timeline": timeline(results)}, sys.stdout)
     print()
 
 

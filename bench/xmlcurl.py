@@ -11,6 +11,12 @@ answer from nginx the same way. Each server gets two loads:
   each request's scheduled send time (no coordinated omission): ``*_p50_at_2000``/``*_p99_at_2000``,
   the figures the target is about.
 
+Setups (``--setups``): ``sql_miss`` (no snapshot, answers never cached: one PostgreSQL query per
+fetch, the state before the snapshot), ``cold`` (TTL 0: every answer rendered from the snapshot),
+``miss`` (answers never stored: the cost of a cache miss with the snapshot), ``cached``. Each gunicorn
+worker loads its snapshot at start and reports its load time and RSS; each open-loop run also prints
+the seconds whose p99 was over the target (the per-second timeline of ``bench/openloop.py``).
+
 Prints one ``bench:`` line per figure at the end.
 """
 
@@ -196,22 +202,56 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def start_gunicorn(tmp: Path, conninfo: str, port: int, ttl: float, entries: int = 200_000) -> subprocess.Popen[bytes]:
-    (tmp / "fsfarm_bench_wsgi.py").write_text(
-        "from controller.api import create_app\n"
-        "from controller.config import Settings\n"
-        "from controller.database import Database\n"
-        "import os\n"
-        "def app():\n"
-        "    return create_app(Database(os.environ['BENCH_DSN'], max_size=8), Settings.from_env())\n")
-    env = {**os.environ, "BENCH_DSN": conninfo, "FSFARM_XMLCURL_PASSWORD": "s3cret",
+WSGI = """\
+import json, os
+from controller.api import create_app
+from controller.config import Settings
+from controller.database import Database
+from xmlcurl.web import service, start
+
+
+def _rss_mb():
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("VmRSS")).split()[1]) / 1024
+
+
+def app():
+    application = create_app(Database(os.environ['BENCH_DSN'], max_size=8), Settings.from_env())
+    before = _rss_mb()
+    start(application)  # in the worker, after the fork: the listener loads the snapshot now
+
+    def report():
+        svc = service(application)
+        svc.listener.listening.wait()
+        with open(os.environ['BENCH_READY'], 'a') as f:
+            f.write(json.dumps({"pid": os.getpid(), "snapshot": svc.snapshot.ready,
+                                "load_seconds": svc.snapshot.load_seconds, "users": svc.snapshot.users_count(),
+                                "rss_before_mb": before, "rss_after_mb": _rss_mb()}) + "\\n")
+
+    import gevent
+    gevent.spawn(report)
+    return application
+"""
+
+
+def start_gunicorn(tmp: Path, conninfo: str, port: int, ttl: float, entries: int = 200_000,
+                   extra_env: dict[str, str] | None = None, workers: int = 2) -> tuple[subprocess.Popen[bytes], list]:
+    """gunicorn + gevent workers; returns once every worker has loaded its snapshot (or its listener is up)."""
+    (tmp / "fsfarm_bench_wsgi.py").write_text(WSGI)
+    ready = tmp / f"ready-{port}.jsonl"
+    env = {**os.environ, "BENCH_DSN": conninfo, "FSFARM_XMLCURL_PASSWORD": "s3cret", "BENCH_READY": str(ready),
            "FSFARM_XMLCURL_USER": "freeswitch", "FSFARM_XMLCURL_CACHE_TTL": str(ttl),
-           "FSFARM_XMLCURL_CACHE_ENTRIES": str(entries), "PYTHONPATH": f"{tmp}:{REPO}"}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "2", "--worker-connections", "200",
-                             "-b", f"127.0.0.1:{port}", "--log-level", "warning", "fsfarm_bench_wsgi:app()"],
-                            env=env, cwd=tmp)
+           "FSFARM_XMLCURL_CACHE_ENTRIES": str(entries), "PYTHONPATH": f"{tmp}:{REPO}", **(extra_env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
+                             "--worker-connections", "200", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
+                             "fsfarm_bench_wsgi:app()"], env=env, cwd=tmp)
     wait_port(port)
-    return proc
+    deadline = time.monotonic() + 60
+    while not ready.exists() or len(ready.read_text().splitlines()) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError("gunicorn workers never reported ready")
+        time.sleep(0.1)
+    return proc, [json.loads(line) for line in ready.read_text().splitlines()]
 
 
 def start_nginx(tmp: Path, port: int, answer: bytes) -> subprocess.Popen[bytes]:
@@ -252,23 +292,50 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
+SETUPS = {
+    # sql_miss: no snapshot, answers never stored: every fetch is one PostgreSQL query (node and
+    #   placement cached): the per-miss cost before the snapshot;
+    # cold: cache TTL 0, nothing cached: every answer rendered from the snapshot;
+    # miss: answers never stored (0 entries): what one cache miss costs with the snapshot;
+    # cached: every answer served from the process cache after the warm-up.
+    "sql_miss": (300.0, 0, {"FSFARM_XMLCURL_SNAPSHOT": "0"}),
+    "cold": (0.0, 200_000, {}),
+    "miss": (300.0, 0, {}),
+    "cached": (300.0, 200_000, {}),
+}
+
+
+def timeline_summary(fixed: dict[str, object]) -> str:
+    """The seconds of an open-loop run whose p99 was over the target: where the stalls were."""
+    rows = fixed.get("timeline") or []
+    slow = [r for r in rows if r["p99"] > TARGET_P99_MS]  # type: ignore[index, union-attr]
+    parts = [f"{r['s']}s: n {r['n']} p99 {r['p99']} max {r['max']}" for r in slow]  # type: ignore[index]
+    return f"{len(slow)} of {len(rows)} seconds over {TARGET_P99_MS:.0f} ms p99" + (": " + "; ".join(parts)
+                                                                                    if parts else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short run on 10,000 users")
+    parser.add_argument("--setups", default=",".join(SETUPS), help=f"comma list of {', '.join(SETUPS)}")
+    parser.add_argument("--seconds", type=int, default=0, help="seconds per run (default 5 quick, 20 full)")
     args = parser.parse_args()
     n_tenants, per_tenant = (100, 100) if args.quick else (1000, 100)
-    seconds = 5 if args.quick else 20
+    seconds = args.seconds or (5 if args.quick else 20)
+    setups = [name for name in args.setups.split(",") if name]
     connections = 16
     tmp = Path(tempfile.mkdtemp(prefix="fsfarm-bench-xmlcurl-"))
     pg = EmbeddedPostgres(tmp / "pg", port=free_port(), dbname="fsfarm_bench")
     pg.start()
     procs: list[subprocess.Popen[bytes]] = []
+    workers: list[dict[str, float]] = []
     try:
         migrate(pg.conninfo)
         t0 = time.monotonic()
         _, tenants = load(pg.conninfo, 10, n_tenants, per_tenant)
+        copy_seconds = time.monotonic() - t0
         print(f"loaded {n_tenants * per_tenant} users in {n_tenants} tenants on 10 nodes "
-              f"in {time.monotonic() - t0:.1f} s", flush=True)
+              f"in {copy_seconds:.1f} s", flush=True)
         request_bodies = bodies(tenants, per_tenant, 4000)
         script = tmp / "requests.lua"
         wrk_script(script, request_bodies)
@@ -278,24 +345,27 @@ def main() -> None:
         fixed: dict[str, dict[str, float]] = {}
 
         results = {}
-        # cold: nothing cached (TTL 0), every request looks up node, placement and answer in PostgreSQL;
-        # miss: answers never stored (0 entries) but node and placement cached: the cost of a real miss;
-        # cached: every answer served from the process cache after the warm-up.
-        for label, ttl, entries in (("cold", 0.0, 200_000), ("miss", 300.0, 0), ("cached", 300.0, 200_000)):
+        for label in setups:
+            ttl, entries, extra = SETUPS[label]
             port = free_port()
-            proc = start_gunicorn(tmp, pg.conninfo, port, ttl, entries)
+            proc, ready = start_gunicorn(tmp, pg.conninfo, port, ttl, entries, extra)
             procs.append(proc)
+            print(f"{label} workers: {ready}", flush=True)
+            if extra.get("FSFARM_XMLCURL_SNAPSHOT") != "0":
+                workers += ready
             drive(port, request_bodies, script, 2, connections)  # warm-up: imports, pools, cache
             results[label] = drive(port, request_bodies, script, seconds, connections)
             print(f"{label}: {results[label]}", flush=True)
             fixed[label] = open_loop(port, bodies_file, seconds, TARGET_RPS)
+            timeline = fixed[label].pop("timeline", [])  # type: ignore[misc]
             print(f"{label} at {TARGET_RPS:.0f} req/s: {fixed[label]}", flush=True)
+            print(f"{label} timeline: {timeline_summary({'timeline': timeline})}", flush=True)
             stop(proc)
 
         import urllib.request
 
         port = free_port()
-        proc = start_gunicorn(tmp, pg.conninfo, port, 300.0)
+        proc, _ = start_gunicorn(tmp, pg.conninfo, port, 300.0)
         req = urllib.request.Request(f"http://127.0.0.1:{port}/xmlcurl", data=request_bodies[0].encode(),
                                      headers={"Authorization": AUTH})
         answer = urllib.request.urlopen(req).read()
@@ -307,6 +377,7 @@ def main() -> None:
         ceiling = drive(nginx_port, request_bodies, script, seconds, connections)
         print(f"nginx: {ceiling}", flush=True)
         fixed["nginx"] = open_loop(nginx_port, bodies_file, seconds, TARGET_RPS)
+        fixed["nginx"].pop("timeline", None)  # type: ignore[misc]
         print(f"nginx at {TARGET_RPS:.0f} req/s: {fixed['nginx']}", flush=True)
         stop(proc)
     finally:
@@ -317,9 +388,20 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"load generators: {generator} with {connections} connections (saturation), and bench/openloop.py "
-          f"at a fixed {TARGET_RPS:.0f} req/s; {seconds} s per run")
+          f"at a fixed {TARGET_RPS:.0f} req/s; {seconds} s per run; load average {os.getloadavg()}")
+    if workers:
+        load_s = max(w["load_seconds"] for w in workers)
+        grown = max(w["rss_after_mb"] - w["rss_before_mb"] for w in workers)
+        before = max(w["rss_before_mb"] for w in workers)
+        users = int(workers[0]["users"])
+        print(f"snapshot of {users} users per worker: load time (reference: the COPY into PostgreSQL), RSS grown "
+              f"by the load, worst worker (reference: the worker's RSS before it)")
+        print(f"bench: xmlcurl_snapshot_load {load_s:.2f} s (reference {copy_seconds:.2f}, "
+              f"ratio {load_s / copy_seconds:.2f}, target 2)")
+        print(f"bench: xmlcurl_snapshot_rss {grown:.1f} MB (reference {before:.1f}, "
+              f"ratio {grown / before:.2f}, target 100)")
     ref = fixed["nginx"]
-    for label in ("cold", "miss", "cached"):
+    for label in setups:
         r, f = results[label], fixed[label]
         print(f"bench: xmlcurl_{label}_throughput {r['rps']:.0f} req/s (reference {ceiling['rps']:.0f}, "
               f"ratio {r['rps'] / ceiling['rps']:.3f}, target {TARGET_RPS:.0f})")

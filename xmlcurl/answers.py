@@ -2,23 +2,24 @@
 
 ``question`` is pure and decides everything that needs no database: an unknown section, a
 configuration we do not serve, an undiallable number or a malformed user are "not found" before
-any query. ``answer`` runs the queries, always for the asking node only.
+any read. ``answer`` makes the reads, always for the asking node only, through ``Reads``: the
+in-process snapshot (``xmlcurl.snapshot.Snapshot``) or SQL (``xmlcurl.lookups.SqlReads``), which
+give the same records for the same database state.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 from uuid import UUID
 
-from controller.domain import Conference, Node, Tenant
-from controller.stores import tenants as tenant_store
-from xmlcurl import configuration, dialplan, directory, lookups
+from controller.domain import Conference, Gateway, Ivr, Mixer, Node, Number, Tenant
+from xmlcurl import configuration, dialplan, directory
+from xmlcurl.directory import UserFields
 from xmlcurl.documents import NOT_FOUND, render
 from xmlcurl.fetch import SECTIONS, Fetch
-from xmlcurl.lookups import Conn
 from xmlcurl.options import XmlCurlOptions
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,26 @@ EXTENSION = re.compile(r"^[0-9]{2,10}$")
 DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 Question = tuple[str, ...]
-# (conn, domain, node id) -> the enabled tenant with that domain placed on that node; the web side caches it.
-Placed = Callable[[Conn, str, UUID], Tenant | None]
+
+
+class Reads(Protocol):
+    """Every read an answer makes. Node-scoped reads return only enabled tenants placed on that node."""
+
+    def placed_tenant(self, domain: str, node_id: UUID) -> Tenant | None: ...
+    def tenant_on_node(self, tenant_id: UUID, node_id: UUID) -> Tenant | None: ...
+    def tenants_on_node(self, node_id: UUID) -> list[Tenant]: ...
+    def gateways_on_node(self, node_id: UUID) -> list[tuple[Tenant, Gateway]]: ...
+    def tenant(self, tenant_id: UUID) -> Tenant | None: ...
+    def user(self, tenant_id: UUID, extension: str) -> UserFields | None: ...
+    def conference(self, tenant_id: UUID, number: str) -> Conference | None: ...
+    def conference_by_id(self, room_id: UUID) -> Conference | None: ...
+    def ivr_by_extension(self, tenant_id: UUID, extension: str) -> Ivr | None: ...
+    def ivr_by_name(self, tenant_id: UUID, name: str) -> Ivr | None: ...
+    def gateways(self, tenant_id: UUID) -> list[Gateway]: ...
+    def number(self, did: str) -> Number | None: ...
+    def conference_place(self, room_id: UUID) -> tuple[Node | None, Mixer | None]: ...
+    def all_nodes(self) -> list[Node]: ...
+    def all_mixers(self) -> list[Mixer]: ...
 
 
 @dataclass(frozen=True)
@@ -75,20 +94,19 @@ def _for(tenant: Tenant, body: bytes) -> Answer:
     return Answer(body, frozenset([tenant.id]))
 
 
-def answer(conn: Conn, node: Node, q: Question, controller_address: str, options: XmlCurlOptions,
-           placed: Placed = lookups.placed_tenant) -> Answer:
+def answer(reads: Reads, node: Node, q: Question, controller_address: str, options: XmlCurlOptions) -> Answer:
     """Build the answer to question ``q`` for ``node``; "not found" for anything outside its tenants."""
     section = q[0]
     if section == "configuration":
-        return _configuration(conn, node, q[1], controller_address, options)
+        return _configuration(reads, node, q[1], controller_address, options)
     if section == "directory":
-        return _directory(conn, node, q, placed, options.shared_mount)
-    return _dialplan(conn, node, q[1], q[2], controller_address, options, placed)
+        return _directory(reads, node, q, options.shared_mount)
+    return _dialplan(reads, node, q[1], q[2], controller_address, options)
 
 
-def _configuration(conn: Conn, node: Node, name: str, controller: str, options: XmlCurlOptions) -> Answer:
+def _configuration(reads: Reads, node: Node, name: str, controller: str, options: XmlCurlOptions) -> Answer:
     if name == "sofia.conf":
-        return Answer(render(configuration.sofia(node, lookups.gateways_on_node(conn, node.id), options)), None)
+        return Answer(render(configuration.sofia(node, reads.gateways_on_node(node.id), options)), None)
     if name == "conference.conf":
         return Answer(render(configuration.conference()), frozenset())
     if name == "event_socket.conf":
@@ -96,38 +114,38 @@ def _configuration(conn: Conn, node: Node, name: str, controller: str, options: 
     if name in ("switch.conf", "post_load_switch.conf"):
         return Answer(render(configuration.switch(node, name)), frozenset())
     if name == "acl.conf":
-        doc = configuration.acl(lookups.all_nodes(conn), lookups.all_mixers(conn), controller, options)
+        doc = configuration.acl(reads.all_nodes(), reads.all_mixers(), controller, options)
         return Answer(render(doc), frozenset())
     if name == "voicemail.conf":
         return Answer(render(configuration.voicemail(options)), frozenset())
     return NOT_FOUND_ANYWHERE
 
 
-def _directory(conn: Conn, node: Node, q: Question, placed: Placed, shared_mount: str = "") -> Answer:
+def _directory(reads: Reads, node: Node, q: Question, shared_mount: str = "") -> Answer:
     if q[1] == "domains":
-        return Answer(render(directory.domains_document(lookups.tenants_on_node(conn, node.id))), None)
-    tenant = placed(conn, q[2], node.id)
+        return Answer(render(directory.domains_document(reads.tenants_on_node(node.id))), None)
+    tenant = reads.placed_tenant(q[2], node.id)
     if tenant is None:
         return NOT_FOUND_ANYWHERE
     if q[1] == "domain":
         return _for(tenant, render(directory.domains_document([tenant])))
-    user = lookups.user(conn, tenant.id, q[3])
+    user = reads.user(tenant.id, q[3])
     if user is None:
         return _for(tenant, NOT_FOUND)
     return _for(tenant, render(directory.user_document(tenant, user, shared_mount)))
 
 
-def _dialplan(conn: Conn, node: Node, context: str, destination: str, controller: str,
-              options: XmlCurlOptions, placed: Placed) -> Answer:
+def _dialplan(reads: Reads, node: Node, context: str, destination: str, controller: str,
+              options: XmlCurlOptions) -> Answer:
     if context == dialplan.PUBLIC:
-        return _public(conn, node, destination, controller, options)
-    tenant = placed(conn, context, node.id)
+        return _public(reads, node, destination, controller, options)
+    tenant = reads.placed_tenant(context, node.id)
     if tenant is None:
         return NOT_FOUND_ANYWHERE
-    actions = _tenant_route(conn, node, tenant, destination, controller, options)
+    actions = _tenant_route(reads, node, tenant, destination, controller, options)
     if actions is not None:
         return _for(tenant, render(dialplan.extension(tenant.domain, destination, actions)))
-    gateway = dialplan.pick_gateway(lookups.gateways(conn, tenant.id), destination)
+    gateway = dialplan.pick_gateway(reads.gateways(tenant.id), destination)
     if gateway is None:
         return _for(tenant, NOT_FOUND)
     doc = dialplan.extension(tenant.domain, destination, dialplan.outbound_actions(tenant, gateway, destination),
@@ -135,30 +153,30 @@ def _dialplan(conn: Conn, node: Node, context: str, destination: str, controller
     return _for(tenant, render(doc))
 
 
-def _tenant_route(conn: Conn, node: Node, tenant: Tenant, destination: str, controller: str,
+def _tenant_route(reads: Reads, node: Node, tenant: Tenant, destination: str, controller: str,
                   options: XmlCurlOptions) -> list[dialplan.Action] | None:
     """What a number dialled inside the tenant reaches, or None (then outbound gateways are tried)."""
     if destination == dialplan.VOICEMAIL_CHECK:
         return dialplan.voicemail_check_actions(tenant)
     if destination.startswith(dialplan.VOICEMAIL_DEPOSIT_PREFIX):
-        box = lookups.user(conn, tenant.id, destination[len(dialplan.VOICEMAIL_DEPOSIT_PREFIX):])
+        box = reads.user(tenant.id, destination[len(dialplan.VOICEMAIL_DEPOSIT_PREFIX):])
         return dialplan.voicemail_actions(tenant, box) if box and box.voicemail else None
     if not destination.isdigit():
         return None
-    user = lookups.user(conn, tenant.id, destination)
+    user = reads.user(tenant.id, destination)
     if user is not None:
         return dialplan.user_actions(tenant, user)
-    room = lookups.conference(conn, tenant.id, destination)
+    room = reads.conference(tenant.id, destination)
     if room is not None:
-        return _room_actions(conn, node, tenant, room)
-    ivr = lookups.ivr_by_extension(conn, tenant.id, destination)
+        return _room_actions(reads, node, tenant, room)
+    ivr = reads.ivr_by_extension(tenant.id, destination)
     if ivr is not None:
         return dialplan.ivr_actions(tenant, ivr, controller, options.ivr_port)
     return None
 
 
-def _room_actions(conn: Conn, node: Node, tenant: Tenant, room: Conference) -> list[dialplan.Action]:
-    placed_node, mixer = lookups.conference_place(conn, room.id)
+def _room_actions(reads: Reads, node: Node, tenant: Tenant, room: Conference) -> list[dialplan.Action]:
+    placed_node, mixer = reads.conference_place(room.id)
     if mixer is not None:
         where = dialplan.ConferenceWhere(local=False, mixer_sip=mixer.sip_address)
     elif placed_node is not None and placed_node.id != node.id:
@@ -168,38 +186,38 @@ def _room_actions(conn: Conn, node: Node, tenant: Tenant, room: Conference) -> l
     return dialplan.conference_actions(tenant, room, where)
 
 
-def _public(conn: Conn, node: Node, destination: str, controller: str, options: XmlCurlOptions) -> Answer:
+def _public(reads: Reads, node: Node, destination: str, controller: str, options: XmlCurlOptions) -> Answer:
     leg = dialplan.FARM_LEG.match(destination)
     if leg:  # another node bridging a caller into a room this node runs
-        room = lookups.conference_by_id(conn, UUID(leg.group(1)))
-        placed_node = lookups.conference_place(conn, room.id)[0] if room else None
+        room = reads.conference_by_id(UUID(leg.group(1)))
+        placed_node = reads.conference_place(room.id)[0] if room else None
         if room is None or placed_node is None or placed_node.id != node.id:
             return NOT_FOUND_ANYWHERE  # only the node running the room takes legs for it
-        tenant = tenant_store.get(conn, room.tenant_id)
+        tenant = reads.tenant(room.tenant_id)
         if tenant is None:
             return NOT_FOUND_ANYWHERE
         actions = dialplan.conference_actions(tenant, room, dialplan.ConferenceWhere(local=True))
         return _for(tenant, render(dialplan.extension(dialplan.PUBLIC, destination, actions,
                                                       farm_only=True, tenant=tenant)))
-    did = lookups.number(conn, destination)
+    did = reads.number(destination)
     if did is None:
         return NOT_FOUND_ANYWHERE
-    tenant = lookups.tenant_on_node(conn, did.tenant_id, node.id)
+    tenant = reads.tenant_on_node(did.tenant_id, node.id)
     if tenant is None:
         log.info("DID %s reached node %s but its tenant is not placed there", destination, node.name)
         return NOT_FOUND_ANYWHERE
     actions: list[dialplan.Action] | None = None
     if did.target_type == "user":
-        user = lookups.user(conn, tenant.id, did.target)
+        user = reads.user(tenant.id, did.target)
         actions = dialplan.user_actions(tenant, user) if user else None
     elif did.target_type == "voicemail":
-        user = lookups.user(conn, tenant.id, did.target)
+        user = reads.user(tenant.id, did.target)
         actions = dialplan.voicemail_actions(tenant, user) if user else None
     elif did.target_type == "conference":
-        room = lookups.conference(conn, tenant.id, did.target)
-        actions = _room_actions(conn, node, tenant, room) if room else None
+        room = reads.conference(tenant.id, did.target)
+        actions = _room_actions(reads, node, tenant, room) if room else None
     elif did.target_type == "ivr":
-        ivr = lookups.ivr_by_name(conn, tenant.id, did.target)
+        ivr = reads.ivr_by_name(tenant.id, did.target)
         actions = dialplan.ivr_actions(tenant, ivr, controller, options.ivr_port) if ivr else None
     if actions is None:
         return _for(tenant, NOT_FOUND)

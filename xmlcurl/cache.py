@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
@@ -159,15 +159,29 @@ class AnswerCache:
                         del self._by_tenant[tenant]
 
 
+class Keeper(Protocol):
+    """What the listener keeps current besides the cache (``xmlcurl.snapshot.SnapshotKeeper``)."""
+
+    def reload_all(self) -> None: ...
+    def apply(self, what: str, tenant: UUID | None) -> None: ...
+    def lost(self) -> None: ...
+
+
 class ChangeListener:
-    """LISTEN on ``fsfarm_config`` in a daemon thread and invalidate the cache on every notice."""
+    """LISTEN on ``fsfarm_config`` in a daemon thread and invalidate the cache on every notice.
+
+    With a ``keeper`` (the snapshot): after LISTEN it reloads everything (notices may have been
+    missed while away), and each notice is applied to it *before* the cache drops the answers, so
+    an answer stored after the drop was built from the new rows.
+    """
 
     def __init__(self, conninfo: str, cache: AnswerCache, on_change: Callable[[Change], None] | None = None,
-                 retry_seconds: float = 1.0) -> None:
+                 retry_seconds: float = 1.0, keeper: Keeper | None = None) -> None:
         self.conninfo = conninfo
         self.cache = cache
         self.on_change = on_change
         self.retry_seconds = retry_seconds
+        self.keeper = keeper
         self.listening = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -187,22 +201,32 @@ class ChangeListener:
             try:
                 with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {changes.CHANNEL}")
-                    # Notices sent while we were away are lost: start from an empty cache.
+                    # Notices sent while we were away are lost: start from an empty cache and a full
+                    # reload; notices committed from now on wait on this connection until we read them.
                     self.cache.clear()
+                    if self.keeper is not None:
+                        self.keeper.reload_all()
+                        self.cache.clear()
                     self.listening.set()
                     while not self._stop.is_set():
                         for notice in conn.notifies(timeout=0.5):
                             change = Change.parse(notice.payload)
+                            if self.keeper is not None:
+                                self.keeper.apply(change.what, change.tenant)
                             self.cache.invalidate(change)
                             if self.on_change is not None:
                                 self.on_change(change)
             except Exception as exc:  # the database went away: keep serving from a cleared cache, retry
                 self.listening.clear()
+                if self.keeper is not None:
+                    self.keeper.lost()
                 self.cache.clear()
                 if not self._stop.is_set():
                     log.warning("xml_curl change listener lost PostgreSQL (%s); retrying", exc)
                     self._stop.wait(self.retry_seconds)
         self.listening.clear()
+        if self.keeper is not None:
+            self.keeper.lost()
 
 
 @dataclass(frozen=True)

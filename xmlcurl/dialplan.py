@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from controller.domain import Conference, Gateway, Ivr, Tenant, User
+from controller.domain import Conference, Gateway, Ivr, Tenant
+from xmlcurl.directory import UserFields
 from xmlcurl.documents import Element, document
 
 PUBLIC = "public"
@@ -49,7 +50,7 @@ def toll_class(number: str) -> str:
     return "local"
 
 
-def user_actions(tenant: Tenant, user: User) -> list[Action]:
+def user_actions(tenant: Tenant, user: UserFields) -> list[Action]:
     """Ring the user for their ring timeout, then (if enabled) their voicemail."""
     actions = [
         ("set", f"call_timeout={user.ring_timeout}"),
@@ -62,7 +63,7 @@ def user_actions(tenant: Tenant, user: User) -> list[Action]:
     return actions
 
 
-def voicemail_actions(tenant: Tenant, user: User) -> list[Action]:
+def voicemail_actions(tenant: Tenant, user: UserFields) -> list[Action]:
     return [("answer", ""), ("voicemail", f"default {tenant.domain} {user.extension}")]
 
 

@@ -8,6 +8,10 @@ from lxml import etree
 
 from controller.domain import Tenant, User
 from xmlcurl.documents import Element, document, params
+from xmlcurl.snapshot import SnapUser
+
+# A user as SQL returns it, or the few fields of it the snapshot keeps: both render the same.
+UserFields = User | SnapUser
 
 # How `user/1001@acme.test` reaches a registered phone: its sofia contact, in its own domain.
 DIAL_STRING = (
@@ -22,12 +26,12 @@ def _domain(section: Element, tenant: Tenant) -> Element:
     return domain
 
 
-def caller_id(user: User) -> tuple[str, str]:
+def caller_id(user: UserFields) -> tuple[str, str]:
     """(name, number) a user presents inside the tenant."""
     return (user.caller_id_name or user.display_name or user.extension, user.caller_id_number or user.extension)
 
 
-def user_params(user: User, tenant: Tenant | None = None, shared_mount: str = "") -> list[tuple[str, str]]:
+def user_params(user: UserFields, tenant: Tenant | None = None, shared_mount: str = "") -> list[tuple[str, str]]:
     out = [("a1-hash", user.a1_hash)]
     if user.voicemail and shared_mount and tenant is not None:
         # Recordings land where the controller's storage serves them (<tenant-id>/voicemail/<ext>/),
@@ -41,7 +45,7 @@ def user_params(user: User, tenant: Tenant | None = None, shared_mount: str = ""
     return out
 
 
-def user_variables(tenant: Tenant, user: User) -> list[tuple[str, str]]:
+def user_variables(tenant: Tenant, user: UserFields) -> list[tuple[str, str]]:
     name, number = caller_id(user)
     return [
         ("user_context", tenant.domain),
@@ -55,7 +59,7 @@ def user_variables(tenant: Tenant, user: User) -> list[tuple[str, str]]:
     ]
 
 
-def user_document(tenant: Tenant, user: User, shared_mount: str = "") -> Element:
+def user_document(tenant: Tenant, user: UserFields, shared_mount: str = "") -> Element:
     """One user of one tenant, as sofia (sip_auth), user_call and mod_voicemail read it."""
     root, section = document("directory")
     domain = _domain(section, tenant)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -9,6 +10,7 @@ import psycopg
 
 from controller.domain import Conference, Gateway, Ivr, Mixer, Node, Number, Tenant, User
 from controller.stores import rows
+from controller.stores import tenants as tenant_store
 
 Conn = psycopg.Connection[Any]
 
@@ -108,3 +110,59 @@ def all_nodes(conn: Conn) -> list[Node]:
 
 def all_mixers(conn: Conn) -> list[Mixer]:
     return rows.select(conn, Mixer, "SELECT * FROM mixers ORDER BY name")
+
+
+class SqlReads:
+    """The reads an answer makes, as queries on one connection (the path used while no snapshot is loaded).
+
+    ``placed`` replaces ``placed_tenant`` (the web side passes its cached version).
+    """
+
+    def __init__(self, conn: Conn, placed: Callable[[Conn, str, UUID], Tenant | None] | None = None) -> None:
+        self.conn = conn
+        self._placed = placed or placed_tenant
+
+    def placed_tenant(self, domain: str, node_id: UUID) -> Tenant | None:
+        return self._placed(self.conn, domain, node_id)
+
+    def tenant_on_node(self, tenant_id: UUID, node_id: UUID) -> Tenant | None:
+        return tenant_on_node(self.conn, tenant_id, node_id)
+
+    def tenants_on_node(self, node_id: UUID) -> list[Tenant]:
+        return tenants_on_node(self.conn, node_id)
+
+    def gateways_on_node(self, node_id: UUID) -> list[tuple[Tenant, Gateway]]:
+        return gateways_on_node(self.conn, node_id)
+
+    def tenant(self, tenant_id: UUID) -> Tenant | None:
+        return tenant_store.get(self.conn, tenant_id)
+
+    def user(self, tenant_id: UUID, extension: str) -> User | None:
+        return user(self.conn, tenant_id, extension)
+
+    def conference(self, tenant_id: UUID, number: str) -> Conference | None:
+        return conference(self.conn, tenant_id, number)
+
+    def conference_by_id(self, room_id: UUID) -> Conference | None:
+        return conference_by_id(self.conn, room_id)
+
+    def ivr_by_extension(self, tenant_id: UUID, extension: str) -> Ivr | None:
+        return ivr_by_extension(self.conn, tenant_id, extension)
+
+    def ivr_by_name(self, tenant_id: UUID, name: str) -> Ivr | None:
+        return ivr_by_name(self.conn, tenant_id, name)
+
+    def gateways(self, tenant_id: UUID) -> list[Gateway]:
+        return gateways(self.conn, tenant_id)
+
+    def number(self, did: str) -> Number | None:
+        return number(self.conn, did)
+
+    def conference_place(self, room_id: UUID) -> tuple[Node | None, Mixer | None]:
+        return conference_place(self.conn, room_id)
+
+    def all_nodes(self) -> list[Node]:
+        return all_nodes(self.conn)
+
+    def all_mixers(self) -> list[Mixer]:
+        return all_mixers(self.conn)

@@ -18,6 +18,8 @@ class XmlCurlOptions:
     voicemail_dir: str = ""  # shared storage for voicemail (GlusterFS mount); empty: FreeSWITCH's own
     sip_profile: str = "internal"
     shared_mount: str = ""  # where every node mounts the shared volume: voicemail goes to <mount>/<tenant-id>/
+    snapshot: bool = True  # answer from the in-process snapshot (SQL only while it is not loaded)
+    gc_freeze: bool = True  # gc.freeze() after the snapshot loads: the collector stops walking it
 
     @classmethod
     def from_env(cls) -> XmlCurlOptions:
@@ -31,4 +33,6 @@ class XmlCurlOptions:
             fetch_timeout=int(env.get("FSFARM_XMLCURL_TIMEOUT", "5")),
             voicemail_dir=env.get("FSFARM_VOICEMAIL_DIR", ""),
             shared_mount=env.get("FSFARM_SHARED_MOUNT", "").rstrip("/"),
+            snapshot=env.get("FSFARM_XMLCURL_SNAPSHOT", "1") not in ("0", "false", "no"),
+            gc_freeze=env.get("FSFARM_XMLCURL_GC_FREEZE", "1") not in ("0", "false", "no"),
         )

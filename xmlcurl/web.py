@@ -26,8 +26,9 @@ from controller.stores import nodes
 from xmlcurl import answers, fetch, lookups
 from xmlcurl.cache import AnswerCache, ChangeListener
 from xmlcurl.documents import NOT_FOUND
-from xmlcurl.lookups import Conn
+from xmlcurl.lookups import Conn, SqlReads
 from xmlcurl.options import XmlCurlOptions
+from xmlcurl.snapshot import Snapshot, SnapshotKeeper
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ blueprint = Blueprint("xmlcurl", __name__)
 
 @dataclass
 class XmlCurlService:
-    """Per-process state of the endpoint: its options, the answer cache and the change listener."""
+    """Per-process state of the endpoint: its options, the answer cache, the snapshot and the change listener."""
 
     db: Database
     settings: Settings
@@ -48,12 +49,15 @@ class XmlCurlService:
     cache: AnswerCache
     listener: ChangeListener | None = None
     unknown_nodes: set[str] = field(default_factory=set)
+    snapshot: Snapshot = field(default_factory=Snapshot)
 
     def ensure_listening(self) -> None:
-        # Started on first use so each gunicorn worker (forked after import) runs its own thread.
+        # Started on first use (or by ``start``) so each gunicorn worker, forked after import, runs its own.
         if self.listener is None:
             _green_psycopg()  # the listener's wait must yield to the gevent hub, not block it
-            self.listener = ChangeListener(self.db.conninfo, self.cache)
+            keeper = SnapshotKeeper(self.db, self.snapshot, freeze_gc=self.options.gc_freeze) \
+                if self.options.snapshot else None
+            self.listener = ChangeListener(self.db.conninfo, self.cache, keeper=keeper)
             self.listener.start()
 
     def respond(self, body: bytes) -> bytes:
@@ -64,7 +68,33 @@ class XmlCurlService:
             return NOT_FOUND
         self.ensure_listening()
         cache = self.cache
+        # Read before the snapshot (and its readiness): a notice applied, or a lost listener, after this
+        # bumps the generation and the answer built here is not stored.
         generation = cache.generation
+        snapshot = self.snapshot
+        if not snapshot.ready:  # not loaded yet, or the listener lost PostgreSQL: ask the database
+            return self._respond_sql(parsed, question, generation)
+        node = snapshot.node(parsed.switchname)
+        if node is None:
+            return self._unknown(parsed)
+        key = (node.id, *question)
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        answer = answers.answer(snapshot, node, question, self.settings.controller_address, self.options)
+        cache.put(key, answer, generation)
+        return answer.body
+
+    def _unknown(self, parsed: fetch.Fetch) -> bytes:
+        if parsed.switchname not in self.unknown_nodes and len(self.unknown_nodes) < 1000:
+            self.unknown_nodes.add(parsed.switchname)
+            log.warning("xml_curl fetch from unknown switch %r (section %s): answered not found",
+                        parsed.switchname, parsed.section)
+        return NOT_FOUND
+
+    def _respond_sql(self, parsed: fetch.Fetch, question: answers.Question, generation: int) -> bytes:
+        """The answer from PostgreSQL: one query per read, node and placement cached."""
+        cache = self.cache
         known, node = cache.node(parsed.switchname)
         if not known:
             if parsed.switchname:
@@ -72,19 +102,15 @@ class XmlCurlService:
                     node = nodes.by_switchname(conn, parsed.switchname)
             cache.put_node(parsed.switchname, node, generation)
         if node is None:
-            if parsed.switchname not in self.unknown_nodes and len(self.unknown_nodes) < 1000:
-                self.unknown_nodes.add(parsed.switchname)
-                log.warning("xml_curl fetch from unknown switch %r (section %s): answered not found",
-                            parsed.switchname, parsed.section)
-            return NOT_FOUND
+            return self._unknown(parsed)
         key = (node.id, *question)
         cached = cache.get(key)
         if cached is not None:
             return cached
         # Autocommit reads: a miss costs its queries and nothing else (no BEGIN/COMMIT round trips).
         with self.db.reads() as conn:
-            answer = answers.answer(conn, node, question, self.settings.controller_address, self.options,
-                                    placed=lambda c, domain, node_id: self._placed(c, domain, node_id, generation))
+            reads = SqlReads(conn, placed=lambda c, domain, node_id: self._placed(c, domain, node_id, generation))
+            answer = answers.answer(reads, node, question, self.settings.controller_address, self.options)
         cache.put(key, answer, generation)
         return answer.body
 
@@ -204,6 +230,12 @@ class XmlCurlFront:
         with self.app.request_context(environ):
             response = self.app.make_response(self.app.handle_user_exception(exc))  # type: ignore[arg-type]
             return response(environ, start_response)
+
+
+def start(app: Flask) -> None:
+    """Start this process's change listener and snapshot load now rather than on the first fetch
+    (call it in each worker after the fork, e.g. from the WSGI factory)."""
+    service(app).ensure_listening()
 
 
 def register(app: Flask) -> None:
