@@ -123,6 +123,9 @@ def serve(host: str, port: int) -> None:
     db = runtime.open_database(settings)
     token_path = ensure_admin_token(db, settings.state_dir)
     app = create_app(db, settings)
+    from xmlcurl.web import start as start_xmlcurl
+
+    start_xmlcurl(app)  # load the farm snapshot now, not on the first FreeSWITCH request
     services = _room_services(db, settings)
     server = WSGIServer((host, port), app, log=None, error_log=log)
     where = "FSFARM_DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.state_dir}"
