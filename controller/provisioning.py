@@ -226,6 +226,7 @@ def remove_tenant(db: Database, ref: str, force: bool = False) -> Tenant:
             raise Conflict(f"tenant {tenant.domain} still has {held['users']} user(s) and "
                            f"{held['numbers']} number(s): pass force to delete them too", held)
         tenants.delete(conn, tenant.id)
+        _bury(conn, f"{tenant.id}/", f"tenant {tenant.domain} deleted")
         changes.announce(conn, "tenant", tenant.id)
         reassign(conn, f"tenant {tenant.domain} removed")
     return tenant
@@ -452,10 +453,18 @@ def remove_child(db: Database, kind_name: str, tenant_ref: str, ref: str) -> Any
                 raise Conflict(f"number(s) {', '.join(pointing)} still route to this {k.name}: "
                                "repoint or delete them first", {"numbers": pointing})
         k.store.delete(conn, current.id)
+        if kind_name == "users":
+            _bury(conn, f"{tenant.id}/voicemail/{current.extension}/", f"user {key}@{tenant.domain} deleted")
         changes.announce(conn, k.name, tenant.id)
         if k.places:
             reassign(conn, f"{k.name} {key} removed from {tenant.domain}")
     return current
+
+
+def _bury(conn: Conn, prefix: str, reason: str) -> None:
+    """Ask the storage sweep to remove files whose owner this transaction deletes."""
+    conn.execute("INSERT INTO storage_tombstones (id, prefix, reason) VALUES (%s, %s, %s)",
+                 [uuid.uuid4(), prefix, reason])
 
 
 def _label(record: Any) -> str:

@@ -51,6 +51,7 @@ def configure(broker: str | None) -> None:
             beat_schedule={
                 "health-sweep": {"task": "fsfarm.health_sweep", "schedule": 1.0},
                 "rebalance": {"task": "fsfarm.rebalance", "schedule": 3600.0},
+                "storage-sweep": {"task": "fsfarm.storage_sweep", "schedule": 60.0},
             },
         )
     else:
@@ -137,6 +138,15 @@ def push_config(self: Any, node: str) -> str:
     except Exception as exc:
         raise self.retry(exc=exc) from exc
     return f"node {target.name}: " + "; ".join(results)
+
+
+@app.task(name="fsfarm.storage_sweep", acks_late=True)
+def storage_sweep() -> str:
+    """Remove shared-storage files of deleted tenants and users (idempotent)."""
+    from controller.storage.selection import open_storage
+    from controller.storage.sweep import sweep
+
+    return sweep(database(), open_storage(os.environ.get("FSFARM_STORAGE"), Settings.from_env().state_dir))
 
 
 @app.task(name="fsfarm.rebalance", acks_late=True)

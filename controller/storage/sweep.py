@@ -1,0 +1,53 @@
+"""Remove shared-storage files whose owner (a tenant, a user) was deleted.
+
+Deletes write a tombstone row in the same transaction (``provisioning._bury``); this sweep removes
+the files under each tombstone's prefix and then the row, so nothing is removed before the delete
+commits and nothing is forgotten if the controller restarts halfway.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from controller.database import Database
+from controller.errors import FarmError
+from controller.storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+
+def sweep(db: Database, storage: Storage, limit: int = 100) -> str:
+    """One pass; returns a sentence saying what it removed."""
+    with db.transaction() as conn:
+        rows = conn.execute("SELECT id, prefix, reason FROM storage_tombstones ORDER BY created_at LIMIT %s",
+                            [limit]).fetchall()
+    removed, failed = 0, 0
+    for row in rows:
+        try:
+            files = storage.list(row["prefix"].rstrip("/"))
+            for info in files:
+                storage.delete(info.path)
+            removed += len(files)
+        except FarmError as exc:
+            failed += 1
+            log.warning("storage sweep of %s failed (%s); kept for the next pass", row["prefix"], exc.message)
+            continue
+        with db.transaction() as conn:
+            conn.execute("DELETE FROM storage_tombstones WHERE id = %s", [row["id"]])
+    if not rows:
+        return "no deleted owners left files behind"
+    return f"removed {removed} file(s) of {len(rows) - failed} deleted owner(s)" + (
+        f"; {failed} prefix(es) kept for retry" if failed else "")
+
+
+class SweepLoop:
+    """``sweep`` as a loop for ``fsfarm up`` (one pass every ``interval`` seconds)."""
+
+    def __init__(self, db: Database, storage: Storage, interval: float = 30.0) -> None:
+        self.db, self.storage, self.interval = db, storage, interval
+
+    def run_cycle(self) -> str:
+        try:
+            return sweep(self.db, self.storage)
+        except FarmError as exc:
+            return f"storage sweep waits: {exc.message}"
