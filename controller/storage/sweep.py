@@ -19,12 +19,13 @@ log = logging.getLogger(__name__)
 def sweep(db: Database, storage: Storage, limit: int = 100) -> str:
     """One pass; returns a sentence saying what it removed."""
     with db.transaction() as conn:
-        rows = conn.execute("SELECT id, prefix, reason FROM storage_tombstones ORDER BY created_at LIMIT %s",
-                            [limit]).fetchall()
+        rows = conn.execute("SELECT id, prefix, reason, created_at FROM storage_tombstones "
+                            "ORDER BY created_at LIMIT %s", [limit]).fetchall()
     removed, failed = 0, 0
     for row in rows:
         try:
-            files = storage.list(row["prefix"].rstrip("/"))
+            # Only what existed at the delete: a user re-created with the same extension keeps new messages.
+            files = [f for f in storage.list(row["prefix"].rstrip("/")) if f.modified <= row["created_at"]]
             for info in files:
                 storage.delete(info.path)
             removed += len(files)

@@ -27,8 +27,12 @@ def test_deleted_owners_lose_their_files_and_nobody_else_does(db: Any, tmp_path:
     assert sweep(db, storage) == "no deleted owners left files behind"
 
     provisioning.remove_child(db, "users", "acme.example", "1001")
+    # The extension is given to someone new, who gets a message before the sweep runs: it stays.
+    provisioning.add_child(db, "users", "acme.example", {"extension": "1001", "password": "pw-new-1001"})
+    files[acme.id].put("voicemail", "1001/new.wav", make_wav(0.5))
     assert sweep(db, storage) == "removed 1 file(s) of 1 deleted owner(s)"
     assert not files[acme.id].exists("voicemail", "1001/msg.wav")
+    assert files[acme.id].exists("voicemail", "1001/new.wav")
     assert files[acme.id].exists("voicemail", "1002/msg.wav") and files[acme.id].exists("prompts", "hello.wav")
 
     provisioning.remove_tenant(db, "beta.example", force=True)
