@@ -15,25 +15,16 @@ from uuid import UUID
 import psycopg
 
 from controller import provisioning
-from controller import validation as v
 from controller.assignment import reassign
 from controller.database import Database
 from controller.domain import Node
-from controller.errors import Conflict, Invalid, Unauthorized
+from controller.errors import Conflict, Unauthorized
 from controller.stores import changes, nodes, tokens
 
 Conn = psycopg.Connection[Any]
 
-JOIN_FIELDS = {
-    "name": v.Field(v.slug, required=True),
-    "switchname": v.Field(v.text),
-    "sip_address": v.Field(v.host_port(5060), required=True),
-    "esl_address": v.Field(v.host_port(8021), required=True),
-    "rtp_port_min": v.Field(v.integer(1024, 65534)),
-    "rtp_port_max": v.Field(v.integer(1025, 65535)),
-    "capacity": v.Field(v.integer(1, 100_000)),
-    "spare": v.Field(v.boolean),
-}
+# What a node says about itself; the ESL password is made here and the admin state is "pending".
+JOIN_FIELDS = {k: f for k, f in provisioning.NODE_FIELDS.items() if k not in ("esl_password", "admin_state")}
 
 
 def join(db: Database, token: str, data: Any) -> tuple[Node, str]:
@@ -41,13 +32,7 @@ def join(db: Database, token: str, data: Any) -> tuple[Node, str]:
 
     A wrong, revoked or non-join token is Unauthorized; a token already spent is a Conflict.
     """
-    values = v.parse(JOIN_FIELDS, data)
-    values.setdefault("switchname", values["name"])
-    values.setdefault("rtp_port_min", 16384)
-    values.setdefault("rtp_port_max", 32768)
-    values.setdefault("capacity", 1000)
-    if values["rtp_port_min"] >= values["rtp_port_max"]:
-        raise Invalid("rtp_port_min must be below rtp_port_max")
+    values = provisioning.node_values(JOIN_FIELDS, data)
     if not token.startswith(provisioning.TOKEN_PREFIX) or len(token) > 200:
         raise Unauthorized("invalid join token")
     password = secrets.token_urlsafe(24)

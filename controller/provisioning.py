@@ -76,14 +76,20 @@ def _check_rtp(values: dict[str, Any]) -> None:
                       {"rtp_port_min": values["rtp_port_min"], "rtp_port_max": values["rtp_port_max"]})
 
 
-def add_node(db: Database, data: Any) -> Node:
-    """Register a FreeSWITCH node; spares take no tenants until a failover."""
-    values = v.parse(NODE_FIELDS, data)
+def node_values(fields: dict[str, v.Field], data: Any) -> dict[str, Any]:
+    """A new node's checked fields with the farm's defaults (admin API and self-join alike)."""
+    values = v.parse(fields, data)
     values.setdefault("switchname", values["name"])
     values.setdefault("rtp_port_min", 16384)
     values.setdefault("rtp_port_max", 32768)
     values.setdefault("capacity", 1000)
     _check_rtp(values)
+    return values
+
+
+def add_node(db: Database, data: Any) -> Node:
+    """Register a FreeSWITCH node; spares take no tenants until a failover."""
+    values = node_values(NODE_FIELDS, data)
     with db.transaction() as conn:
         node = nodes.insert(conn, Node(id=uuid.uuid4(), **values))
         changes.announce(conn, "node")
