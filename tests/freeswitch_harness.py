@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import gevent
 import pytest
+from testsupport import free_port
 
 from xmlcurl import bootstrap
 from xmlcurl.options import XmlCurlOptions
@@ -22,19 +24,13 @@ FREESWITCH = os.environ.get("FREESWITCH_BIN") or shutil.which("freeswitch")
 BARESIP = shutil.which("baresip")
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(check: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = check()
         if result:
             return result
-        time.sleep(0.2)
+        gevent.sleep(0.2)  # lets the controller's greenlets (IVR, watchers) run too
     pytest.fail(f"timed out waiting for {what}")
 
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-import gevent
 import pytest
-from freeswitch_harness import BARESIP, FREESWITCH, free_port, phone, running_freeswitch
+from freeswitch_harness import BARESIP, FREESWITCH, free_port, phone, running_freeswitch, wait_for
 from werkzeug.serving import make_server
 
 from controller import provisioning
@@ -39,17 +37,6 @@ def menu(session):
     else:
         session.hangup()
 '''
-
-
-def green_wait(check: Any, timeout: float, what: str) -> Any:
-    """Poll while the IVR server's and watchers' greenlets keep running."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        gevent.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.mark.skipif(not FREESWITCH, reason="no freeswitch binary (PATH or FREESWITCH_BIN)")
@@ -87,18 +74,18 @@ def test_baresip_call_into_an_ivr_digit_transfer_and_cdr(db: Any, tmp_path: Path
         with running_freeswitch(node, f"http://127.0.0.1:{http_port}/xmlcurl", tmp_path) as esl:
             phones.append(phone(tmp_path, "1002", passwords["1002"], sip_port, []))
             phones.append(phone(tmp_path, "1001", passwords["1001"], sip_port, []))
-            green_wait(lambda: esl.api("sofia status profile internal reg").count("acme.test") >= 2, 30,
+            wait_for(lambda: esl.api("sofia status profile internal reg").count("acme.test") >= 2, 30,
                        "both phones registered")
             # 1001's phone answers, and its call runs the tenant's dialplan for 5000: the IVR socket.
             esl.api("originate {origination_caller_id_number=1001}user/1001@acme.test 5000 XML acme.test")
-            channel = green_wait(lambda: next((row["uuid"] for row in json.loads(
+            channel = wait_for(lambda: next((row["uuid"] for row in json.loads(
                 esl.api("show channels as json") or "{}").get("rows", []) if row.get("dest") == "5000"), None),
                 20, "the call to reach the IVR")
-            green_wait(lambda: "fsfarm_ivr" in esl.api(f"uuid_dump {channel}"), 10, "the IVR to take the call")
+            wait_for(lambda: "fsfarm_ivr" in esl.api(f"uuid_dump {channel}"), 10, "the IVR to take the call")
             esl.api(f"uuid_recv_dtmf {channel} 2")
-            green_wait(lambda: "1 total" in esl.api("show calls count"), 20, "the transfer to 1002 to be bridged")
+            wait_for(lambda: "1 total" in esl.api("show calls count"), 20, "the transfer to 1002 to be bridged")
             esl.api("hupall NORMAL_CLEARING")
-            cdrs = green_wait(lambda: [r for r in _rows(db, "SELECT * FROM esl_cdrs")
+            cdrs = wait_for(lambda: [r for r in _rows(db, "SELECT * FROM esl_cdrs")
                                        if r["destination"] in ("5000", "1002")], 20, "the CDRs")
             assert all(r["tenant_id"] is not None for r in cdrs)
             assert len({r["channel_uuid"] for r in cdrs}) == len(cdrs)  # exactly once per leg

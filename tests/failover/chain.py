@@ -118,8 +118,8 @@ class EslNode:
             gevent.sleep(self.interval)
 
 
-def green_wait(predicate, timeout: float, step: float = 0.02):  # type: ignore[no-untyped-def]
-    """Poll while letting greenlets (the watchers) run."""
+def green_wait(predicate, timeout: float = 10.0, step: float = 0.02):  # type: ignore[no-untyped-def]
+    """Poll until ``predicate`` is truthy (returning it), letting greenlets run meanwhile; works in threads too."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -5,17 +5,8 @@ from __future__ import annotations
 import time
 
 from controller import provisioning
+from tests.failover.chain import green_wait
 from tests.failover.sip_peers import SipNode, invite
-
-
-def wait_for(predicate, timeout: float = 10.0, step: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 def test_routes_by_domain_and_follows_placement(db, kamailio_factory):
@@ -32,7 +23,7 @@ def test_routes_by_domain_and_follows_placement(db, kamailio_factory):
                                                               "target": "2001"})
         kam = kamailio_factory()
         assert set(kam.control.reload()) == {"acme.example", "beta.example"}
-        assert wait_for(lambda: invite(kam.address, "1001", "acme.example")[1] == "fake-fs1")
+        assert green_wait(lambda: invite(kam.address, "1001", "acme.example")[1] == "fake-fs1")
         assert invite(kam.address, "2001", "beta.example")[1] == "fake-fs2"
         assert invite(kam.address, "2001", "unknown.example")[0] == 404
         # A carrier's INVITE to the DID (domain is the proxy's address) reaches the DID's tenant.
@@ -63,7 +54,7 @@ def test_crashed_node_calls_land_on_the_spare(db, kamailio_factory):
         kam = kamailio_factory()
         kam.control.reload()
         loop = FailoverLoop(db, controller_id="test", kamailio=kam.control)
-        assert wait_for(lambda: invite(kam.address, "1001", "acme.example")[1] == "fake-fs1")
+        assert green_wait(lambda: invite(kam.address, "1001", "acme.example")[1] == "fake-fs1")
 
         # Crash: the SIP side goes silent and the ESL watcher sees a closed socket and a refused reconnect.
         killed = time.monotonic()
@@ -95,13 +86,13 @@ def test_crashed_node_calls_land_on_the_spare(db, kamailio_factory):
             nodes.set_health(conn, fs2.id, "suspect", "3 heartbeats missed")
         # Until Kamailio notices, the tenant has no live node: callers are told to retry.
         seen = []
-        reply = wait_for(lambda: seen.append(r := invite(kam.address, "2001", "beta.example", timeout=0.5))
+        reply = green_wait(lambda: seen.append(r := invite(kam.address, "2001", "beta.example", timeout=0.5))
                          or (r if r[0] == 503 and "retry-after" in r[2] else None), timeout=10)
         assert reply, [(c, s) for c, s, _ in seen]
         assert reply[2]["retry-after"] == "5"
-        assert "Kamailio's OPTIONS pings fail too" in wait_for(
+        assert "Kamailio's OPTIONS pings fail too" in green_wait(
             lambda: s if "node fs2" in (s := loop.run_cycle()) else None, timeout=10)
-        assert wait_for(lambda: invite(kam.address, "2001", "beta.example", timeout=0.5)[1] == "fake-spare2")
+        assert green_wait(lambda: invite(kam.address, "2001", "beta.example", timeout=0.5)[1] == "fake-spare2")
     finally:
         for peer in peers.values():
             if peer.running:
@@ -118,10 +109,10 @@ def test_placement_changes_reach_kamailio_without_a_manual_reload(db, dsn, kamai
         provisioning.add_node(db, {"name": "fs1", "sip_address": fs1.address, "esl_address": "127.0.0.1:1",
                                    "esl_password": "x"})
         provisioning.add_tenant(db, {"domain": "new.example"})
-        assert wait_for(lambda: invite(kam.address, "1001", "new.example", timeout=0.5)[1] == "fake-fs1"), sync.status
-        assert wait_for(lambda: sync.status == "reloaded; Kamailio routes 1 domains as placed")
+        assert green_wait(lambda: invite(kam.address, "1001", "new.example", timeout=0.5)[1] == "fake-fs1"), sync.status
+        assert green_wait(lambda: sync.status == "reloaded; Kamailio routes 1 domains as placed")
         provisioning.remove_tenant(db, "new.example")
-        assert wait_for(lambda: invite(kam.address, "1001", "new.example", timeout=0.5)[0] == 404)
+        assert green_wait(lambda: invite(kam.address, "1001", "new.example", timeout=0.5)[0] == 404)
     finally:
         sync.stop()
         fs1.stop()
@@ -134,7 +125,7 @@ def test_unreachable_kamailio_is_reported_and_retried(dsn, db):
     sync = KamailioSync(dsn, KamailioControl("/nonexistent/kamailio_ctl")).start()
     try:
         provisioning.add_tenant(db, {"domain": "stored.example"})
-        assert wait_for(lambda: sync.status.startswith("reload failed"))
+        assert green_wait(lambda: sync.status.startswith("reload failed"))
         # The placement is stored regardless; Kamailio gets it when it is back.
         assert provisioning.placement_overview(db)["tenants"][0]["tenant"] == "stored.example"
     finally:

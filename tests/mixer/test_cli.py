@@ -14,17 +14,12 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from mixer_testkit import LOCAL
+from testsupport import free_port
 
 from controller.cli import main
 from mixer_ext.sip import parse_sip
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((LOCAL, 0))
-        return s.getsockname()[1]
 
 
 def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
