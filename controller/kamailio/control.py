@@ -50,29 +50,25 @@ class KamailioControl:
         return {uri.removeprefix("sip:") for uri, flags in self.destinations().items() if flags.startswith("I")}
 
 
-def _parse_htable_dump(text: str) -> dict[str, str]:
-    """Parse ``kamcmd htable.dump`` output: blocks with ``name: X`` then ``value: Y``."""
+def _pairs(text: str, key_label: str, value_label: str) -> dict[str, str]:
+    """kamcmd prints records as indented ``label: value`` lines: pair each key line with the next value line."""
     out: dict[str, str] = {}
-    name = None
+    key = None
     for raw in text.splitlines():
         line = raw.strip()
-        if line.startswith("name:"):
-            name = line.split(":", 1)[1].strip()
-        elif line.startswith("value:") and name is not None:
-            out[name] = line.split(":", 1)[1].strip()
-            name = None
+        if line.startswith(key_label):
+            key = line.split(":", 1)[1].strip()
+        elif line.startswith(value_label) and key is not None:
+            out[key] = line.split(":", 1)[1].strip()
+            key = None
     return out
+
+
+def _parse_htable_dump(text: str) -> dict[str, str]:
+    """``kamcmd htable.dump`` -> {name: value}."""
+    return _pairs(text, "name:", "value:")
 
 
 def parse_dispatcher_states(text: str) -> dict[str, str]:
     """``kamcmd dispatcher.list`` -> {destination URI: flags} (flags 'AP' active, 'IP' inactive)."""
-    out: dict[str, str] = {}
-    uri = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("URI:"):
-            uri = line.split(":", 1)[1].strip()
-        elif line.startswith("FLAGS:") and uri is not None:
-            out[uri] = line.split(":", 1)[1].strip()
-            uri = None
-    return out
+    return _pairs(text, "URI:", "FLAGS:")
