@@ -48,6 +48,35 @@ def names(dsn: str) -> dict[str, str]:
         return dict(conn.execute("SELECT domain, name FROM tenants").fetchall())
 
 
+def rows_meet_and_the_newest_write_wins(a: EmbeddedPostgres, b: EmbeddedPostgres, pause: str, resume: str,
+                                        older_at_a: bool) -> None:
+    """Rows written at either site reach both; the same row changed at both sites while their
+    subscriptions are paused (``pause``/``resume`` take the subscription name) ends as the later write."""
+    db_a, db_b = Database(a.conninfo), Database(b.conninfo)
+    try:
+        provisioning.add_tenant(db_a, {"domain": "from-paris.example"})
+        provisioning.add_tenant(db_b, {"domain": "from-lyon.example"})
+        both = {"from-paris.example", "from-lyon.example"}
+        assert wait_for(lambda: both <= set(names(a.conninfo)) and both <= set(names(b.conninfo)))
+
+        subscriptions = ((a, "fsfarm_from_lyon"), (b, "fsfarm_from_paris"))
+        for server, sub in subscriptions:
+            with psycopg.connect(server.conninfo, autocommit=True) as conn:
+                conn.execute(pause.format(sub=sub))
+        first, second = (db_a, db_b) if older_at_a else (db_b, db_a)
+        provisioning.update_tenant(first, "from-paris.example", {"name": "the older write"})
+        time.sleep(0.05)
+        provisioning.update_tenant(second, "from-paris.example", {"name": "the newer write"})
+        for server, sub in subscriptions:
+            with psycopg.connect(server.conninfo, autocommit=True) as conn:
+                conn.execute(resume.format(sub=sub))
+        assert wait_for(lambda: names(a.conninfo)["from-paris.example"] == "the newer write"
+                        == names(b.conninfo)["from-paris.example"]), (names(a.conninfo), names(b.conninfo))
+    finally:
+        db_a.close()
+        db_b.close()
+
+
 def test_rows_written_at_either_site_appear_at_both_and_conflicts_resolve_to_the_newest(two_sites):
     a, b = two_sites
     env = {**os.environ, "FSFARM_DATABASE_URL": a.conninfo}
@@ -61,28 +90,9 @@ def test_rows_written_at_either_site_appear_at_both_and_conflicts_resolve_to_the
                            timeout=60)
     assert again.returncode == 0 and "already subscribes" in again.stdout  # idempotent
 
-    db_a, db_b = Database(a.conninfo), Database(b.conninfo)
-    try:
-        provisioning.add_tenant(db_a, {"domain": "from-paris.example"})
-        provisioning.add_tenant(db_b, {"domain": "from-lyon.example"})
-        both = {"from-paris.example", "from-lyon.example"}
-        assert wait_for(lambda: both <= set(names(a.conninfo)) and both <= set(names(b.conninfo)))
-
-        # The same row changed at both sites while they cannot talk: the later write wins everywhere.
-        for server, sub in ((a, "fsfarm_from_lyon"), (b, "fsfarm_from_paris")):
-            with psycopg.connect(server.conninfo, autocommit=True) as conn:
-                conn.execute("SELECT pglogical.alter_subscription_disable(%s, true)", [sub])
-        provisioning.update_tenant(db_a, "from-paris.example", {"name": "written in paris"})
-        time.sleep(0.05)
-        provisioning.update_tenant(db_b, "from-paris.example", {"name": "written in lyon, later"})
-        for server, sub in ((a, "fsfarm_from_lyon"), (b, "fsfarm_from_paris")):
-            with psycopg.connect(server.conninfo, autocommit=True) as conn:
-                conn.execute("SELECT pglogical.alter_subscription_enable(%s, true)", [sub])
-        assert wait_for(lambda: names(a.conninfo)["from-paris.example"] == "written in lyon, later"
-                        == names(b.conninfo)["from-paris.example"]), (names(a.conninfo), names(b.conninfo))
-    finally:
-        db_a.close()
-        db_b.close()
+    # While the sites cannot talk, lyon writes last: its write must win at both.
+    rows_meet_and_the_newest_write_wins(a, b, "SELECT pglogical.alter_subscription_disable('{sub}', true)",
+                                        "SELECT pglogical.alter_subscription_enable('{sub}', true)", older_at_a=True)
 
 
 @pytest.fixture
@@ -113,24 +123,6 @@ def test_native_pg16_sites_replicate_and_keep_the_newest_update(two_pg16_sites):
         assert int(conn.execute("SHOW server_version_num").fetchone()[0]) >= 160000
     said = replicate(Site("paris", a.conninfo), Site("lyon", b.conninfo))
     assert all("native logical replication" in s for s in said)
-    db_a, db_b = Database(a.conninfo), Database(b.conninfo)
-    try:
-        provisioning.add_tenant(db_a, {"domain": "from-paris.example"})
-        provisioning.add_tenant(db_b, {"domain": "from-lyon.example"})
-        both = {"from-paris.example", "from-lyon.example"}
-        assert wait_for(lambda: both <= set(names(a.conninfo)) and both <= set(names(b.conninfo)))
-
-        for server, sub in ((a, "fsfarm_from_lyon"), (b, "fsfarm_from_paris")):
-            with psycopg.connect(server.conninfo, autocommit=True) as conn:
-                conn.execute(f"ALTER SUBSCRIPTION {sub} DISABLE")
-        provisioning.update_tenant(db_b, "from-paris.example", {"name": "older, in lyon"})
-        time.sleep(0.05)
-        provisioning.update_tenant(db_a, "from-paris.example", {"name": "newer, in paris"})
-        for server, sub in ((a, "fsfarm_from_lyon"), (b, "fsfarm_from_paris")):
-            with psycopg.connect(server.conninfo, autocommit=True) as conn:
-                conn.execute(f"ALTER SUBSCRIPTION {sub} ENABLE")
-        assert wait_for(lambda: names(a.conninfo)["from-paris.example"] == "newer, in paris"
-                        == names(b.conninfo)["from-paris.example"]), (names(a.conninfo), names(b.conninfo))
-    finally:
-        db_a.close()
-        db_b.close()
+    # Here paris writes last, so the replica trigger (not arrival order) must keep paris's write.
+    rows_meet_and_the_newest_write_wins(a, b, "ALTER SUBSCRIPTION {sub} DISABLE", "ALTER SUBSCRIPTION {sub} ENABLE",
+                                        older_at_a=False)
