@@ -182,10 +182,11 @@ def execute(db: Database, failover_id: UUID, kamailio: KamailioControl | None = 
                 nodes.set_health(conn, dead.id, "down", row.reason)
             generation = reassign(conn, f"failover of node {dead.name if dead else row.node_id}: {row.reason}")
             if generation is None:
-                # Placement rows were rewritten above; stamp them with a generation anyway.
+                # Placement rows were rewritten above; stamp them with a generation anyway
+                # (reassign announced nothing, so announce here; otherwise it already did).
                 generation = placements.record(conn, f"failover of {dead.name if dead else row.node_id}", {}, {},
                                                len(moved_tenants))
-            changes.announce(conn, "placement")
+                changes.announce(conn, "placement")
             row = failovers.update(conn, row.id, {"state": "moved", "tenants_moved": len(moved_tenants),
                                                   "rooms_total": rooms, "generation": generation.generation})
             assert row is not None

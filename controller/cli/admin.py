@@ -18,6 +18,7 @@ from controller.config import Settings
 from controller.database import Database
 from controller.errors import Invalid
 from controller.stores import nodes as node_store
+from controller.stores import placements
 from controller.stores import tenants as tenant_store
 from sql.migrate import migrate
 
@@ -209,8 +210,10 @@ def tenant_add(database: Database, domain: str, name: str | None, pinned_node: s
     """Create a tenant; it is placed on a node at once."""
     data = {"domain": domain, "name": name, "pinned_node": pinned_node}
     created = provisioning.add_tenant(database, {k: v for k, v in data.items() if v})
-    where = next(t["node"] for t in provisioning.placement_overview(database)["tenants"]
-                 if t["tenant"] == created.domain)
+    with database.transaction() as conn:
+        node_id = placements.tenant_node(conn, created.id)
+        node = node_store.get(conn, node_id) if node_id else None
+    where = node.name if node else None
     emit({**created.public(), "node": where}, ("domain", "name", "node"), as_json)
 
 
