@@ -53,6 +53,20 @@ class CallChange:
     call: LiveCall | None = None
 
 
+def leg_fields(h: Mapping[str, str]) -> dict[str, str]:
+    """What a leg's headers say about who called whom, the same for the live-call table and the CDR."""
+    return {
+        "call_uuid": h.get("Channel-Call-UUID", ""),
+        "tenant_domain": domain_of(h),
+        "direction": h.get("Call-Direction", ""),
+        "caller_number": h.get("Caller-Caller-ID-Number", ""),
+        "caller_name": h.get("Caller-Caller-ID-Name", ""),
+        "destination": h.get("variable_dialed_user") or h.get("Caller-Destination-Number", ""),
+        "other_leg_uuid": h.get("Other-Leg-Unique-ID", ""),
+        "sip_call_id": h.get("variable_sip_call_id", ""),
+    }
+
+
 def from_event(event: Event) -> CallChange | None:
     """The change a CHANNEL_* event makes to the live-call table, or None for other events."""
     h = event.headers
@@ -64,15 +78,8 @@ def from_event(event: Event) -> CallChange | None:
     return CallChange(channel, LiveCall(
         channel_uuid=channel,
         state=STATE_BY_EVENT[event.name],
-        call_uuid=h.get("Channel-Call-UUID", ""),
-        tenant_domain=domain_of(h),
-        direction=h.get("Call-Direction", ""),
         channel_name=h.get("Channel-Name", ""),
-        caller_number=h.get("Caller-Caller-ID-Number", ""),
-        caller_name=h.get("Caller-Caller-ID-Name", ""),
-        destination=h.get("variable_dialed_user") or h.get("Caller-Destination-Number", ""),
-        other_leg_uuid=h.get("Other-Leg-Unique-ID", ""),
-        sip_call_id=h.get("variable_sip_call_id", ""),
+        **leg_fields(h),
         started_at=from_usec(h.get("Caller-Channel-Created-Time")),
         answered_at=from_usec(h.get("Caller-Channel-Answered-Time")),
         bridged_at=from_usec(h.get("Caller-Channel-Bridged-Time")),

@@ -11,8 +11,8 @@ from uuid import UUID
 
 import psycopg
 
+from esl_workers.calls import leg_fields
 from esl_workers.protocol import Event
-from esl_workers.tenancy import domain_of
 from esl_workers.timefmt import from_usec, to_int
 
 EVENT = "CHANNEL_HANGUP_COMPLETE"
@@ -54,14 +54,7 @@ def from_event(event: Event) -> Cdr | None:
     h = event.headers
     return Cdr(
         channel_uuid=h["Unique-ID"],
-        call_uuid=h.get("Channel-Call-UUID", ""),
-        tenant_domain=domain_of(h),
-        direction=h.get("Call-Direction", ""),
-        caller_number=h.get("Caller-Caller-ID-Number", ""),
-        caller_name=h.get("Caller-Caller-ID-Name", ""),
-        destination=h.get("variable_dialed_user") or h.get("Caller-Destination-Number", ""),
-        other_leg_uuid=h.get("Other-Leg-Unique-ID", ""),
-        sip_call_id=h.get("variable_sip_call_id", ""),
+        **leg_fields(h),
         start_usec=to_int(h.get("variable_start_uepoch")),
         answer_usec=to_int(h.get("variable_answer_uepoch")),
         end_usec=to_int(h.get("variable_end_uepoch")),
