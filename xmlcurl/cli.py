@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import click
 
+from controller import runtime
 from controller.config import Settings
 from controller.database import Database
-from controller.errors import Invalid, NotFound
+from controller.errors import NotFound
 from controller.stores import nodes
 from xmlcurl import bootstrap
 from xmlcurl.options import XmlCurlOptions
@@ -40,8 +42,8 @@ def freeswitch() -> None:
 def bootstrap_command(node_ref: str, out: Path | None, url: str | None, dsn: str | None) -> None:
     """Write freeswitch.xml, modules.conf.xml and xml_curl.conf.xml for NODE; start FreeSWITCH with -conf OUT."""
     settings = Settings.from_env()
-    if not settings.xmlcurl_password:
-        raise Invalid("FSFARM_XMLCURL_PASSWORD is empty: the controller refuses xml_curl without a password")
+    # The same password `fsfarm up` serves: FSFARM_XMLCURL_PASSWORD, else the one it keeps in the state dir.
+    settings = dataclasses.replace(settings, xmlcurl_password=runtime.xmlcurl_password(settings))
     db = _database(settings, dsn)
     try:
         with db.transaction() as conn:

@@ -1,0 +1,522 @@
+"""The ``freeswitch`` tier's harness: the farm an operator runs, started for real on loopback.
+
+- ``Controller``: ``fsfarm up`` as a subprocess on a test database; ``cli()`` runs ``fsfarm`` commands
+  and ``api()`` calls the REST API with the farm-admin token ``fsfarm up`` wrote, as an operator would.
+- ``FreeSwitch``: a stock FreeSWITCH configured only by ``fsfarm freeswitch bootstrap`` (everything else
+  over xml_curl), with an inbound ESL client for what a test must read off the node itself.
+- ``Phone``: a baresip phone on its own 127.0.0.x address (so no node ACL trusts it), driven over
+  ctrl_tcp, playing its own sine tone and recording what it decodes, so a test can check what it heard.
+- ``Kamailio``: the SIP front from ``fsfarm kamailio config``.
+
+Binaries: ``FREESWITCH_BIN``, else ``/opt/fsfarm-freeswitch/bin/freeswitch`` (``.ci/install --test``
+installs it from ``../shared/freeswitch``), else ``freeswitch`` on PATH.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+from testsupport import free_port
+
+BUNDLE_PREFIX = Path("/opt/fsfarm-freeswitch/bin/freeswitch")
+SHARED_BUNDLE = Path(__file__).resolve().parents[2].parent / "shared" / "freeswitch"
+FSFARM = str(Path(sys.executable).with_name("fsfarm"))
+BARESIP_MODULES = "/usr/lib/baresip/modules"
+
+
+def freeswitch_binary() -> str | None:
+    """The FreeSWITCH binary to test against, or None."""
+    if os.environ.get("FREESWITCH_BIN"):
+        return os.environ["FREESWITCH_BIN"]
+    if BUNDLE_PREFIX.exists():
+        return str(BUNDLE_PREFIX)
+    return shutil.which("freeswitch")
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, step: float = 0.2) -> Any:
+    """Poll ``check`` until it returns something truthy; fail the test naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
+
+
+_hosts = itertools.count(20)
+
+
+def loopback_host() -> str:
+    """A fresh 127.0.0.x address for one phone (Linux routes all of 127/8 to lo)."""
+    return f"127.0.0.{next(_hosts) % 230 + 20}"
+
+
+def free_udp_pair(host: str) -> int:
+    """A port p on ``host`` with p free for UDP and p, p+1 free for TCP (baresip takes SIP/TCP and TLS)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind((host, port))
+                b.bind((host, port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+# --------------------------------------------------------------------------- the controller
+
+
+class CliError(AssertionError):
+    pass
+
+
+class Controller:
+    """``fsfarm up`` on a test database, and the operator's two ways in: the CLI and the REST API."""
+
+    def __init__(self, dsn: str, workdir: Path, env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.state_dir = workdir / "state"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.ivr_port = free_port()
+        self.ivr_scripts = workdir / "ivr"
+        self.ivr_scripts.mkdir(exist_ok=True)
+        self.log_path = workdir / "controller.log"
+        self.env = {
+            **os.environ,
+            "FSFARM_DATABASE_URL": dsn,
+            "FSFARM_STATE_DIR": str(self.state_dir),
+            "FSFARM_HTTP_PORT": str(self.port),
+            "FSFARM_IVR_PORT": str(self.ivr_port),
+            "FSFARM_IVR_SCRIPTS": str(self.ivr_scripts),
+            "FSFARM_CONTROLLER_ADDRESS": "127.0.0.1",
+            "FSFARM_ESL_HEARTBEAT_INTERVAL": "1",
+            "FSFARM_ESL_BACKOFF_MAX": "1",
+            "FSFARM_LOG_LEVEL": "INFO",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.http = requests.Session()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Controller:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([FSFARM, "up", "--host", "127.0.0.1", "--port", str(self.port)],
+                                        env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_for(self._healthy, 60, f"fsfarm up to answer /healthz (log: {self.log_path})")
+        token = (self.state_dir / "admin-token").read_text().strip()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+        return self
+
+    def _healthy(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"fsfarm up exited {self.process.returncode}:\n{self.log()[-3000:]}")
+        try:
+            return requests.get(self.url + "/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # ------------------------------------------------------------------ the operator's surfaces
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``fsfarm ARGS`` against the controller's database; raise with its stderr when it fails."""
+        done = subprocess.run([FSFARM, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise CliError(f"fsfarm {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
+        return done
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def api(self, method: str, path: str, body: Any = None, expect: int | None = 200) -> Any:
+        """One REST call under /api/v1; asserts the status when ``expect`` is given, returns the JSON."""
+        response = self.http.request(method, f"{self.url}/api/v1{path}", json=body, timeout=30)
+        if expect is not None and response.status_code != expect:
+            raise AssertionError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
+        try:
+            return response.json()
+        except ValueError:
+            return response.text
+
+
+# --------------------------------------------------------------------------- FreeSWITCH
+
+
+class Esl:
+    """The smallest inbound ESL client: auth, then ``api``/``bgapi`` commands (for reading a node directly)."""
+
+    def __init__(self, host: str, port: int, password: str) -> None:
+        self.sock = socket.create_connection((host, port), timeout=15)
+        self.buf = b""
+        self.lock = threading.Lock()
+        self._frame()
+        self.sock.sendall(f"auth {password}\n\n".encode())
+        headers, _ = self._frame()
+        if "+OK" not in headers.get("Reply-Text", ""):
+            raise OSError(f"ESL auth refused: {headers}")
+
+    def _frame(self) -> tuple[dict[str, str], str]:
+        while b"\n\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise OSError("ESL connection closed")
+            self.buf += chunk
+        head, self.buf = self.buf.split(b"\n\n", 1)
+        headers = dict(line.split(": ", 1) for line in head.decode().splitlines() if ": " in line)
+        length = int(headers.get("Content-Length", "0"))
+        while len(self.buf) < length:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise OSError("ESL connection closed")
+            self.buf += chunk
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return headers, body.decode(errors="replace")
+
+    def api(self, command: str) -> str:
+        with self.lock:
+            self.sock.sendall(f"api {command}\n\n".encode())
+            return self._frame()[1]
+
+    def bgapi(self, command: str) -> str:
+        """Start a command without waiting for it (``originate`` blocks until the far end answers)."""
+        with self.lock:
+            self.sock.sendall(f"bgapi {command}\n\n".encode())
+            return self._frame()[0].get("Reply-Text", "")
+
+    def channels(self) -> list[dict[str, Any]]:
+        body = self.api("show channels as json")
+        try:
+            return list(json.loads(body).get("rows") or [])
+        except ValueError:
+            return []
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class FreeSwitch:
+    """One FreeSWITCH node started from ``fsfarm freeswitch bootstrap`` files only."""
+
+    def __init__(self, controller: Controller, name: str, workdir: Path, sip_host: str = "127.0.0.1",
+                 esl_password: str = "ClueCon") -> None:
+        self.controller = controller
+        self.name = name
+        self.workdir = workdir
+        self.sip_host = sip_host
+        self.sip_port = free_udp_pair(sip_host)
+        self.esl_port = free_port()
+        self.esl_password = esl_password
+        self.process: subprocess.Popen[bytes] | None = None
+        self._esl: Esl | None = None
+
+    @property
+    def sip_address(self) -> str:
+        return f"{self.sip_host}:{self.sip_port}"
+
+    def node_add_args(self, *extra: str) -> list[str]:
+        """``fsfarm node add`` arguments for this node (each test node gets its own RTP range)."""
+        base = (self.sip_port // 10) * 10 % 20000 + 20000
+        return ["node", "add", self.name, "--sip", self.sip_address, "--esl", f"127.0.0.1:{self.esl_port}",
+                "--esl-password", self.esl_password, "--switchname", f"fsfarm-{self.name}-{self.sip_port}",
+                "--rtp-min", str(base), "--rtp-max", str(base + 998), *extra]
+
+    def start(self, wait: bool = True) -> FreeSwitch:
+        binary = freeswitch_binary()
+        assert binary, "no FreeSWITCH binary"
+        conf = self.workdir / "conf"
+        if conf.exists():
+            shutil.rmtree(conf)
+        self.controller.cli("freeswitch", "bootstrap", "--node", self.name, "--out", str(conf))
+        args = [binary, "-nc", "-nf", "-nonat", "-conf", str(conf)]
+        for name in ("log", "db", "run", "storage", "cache", "recordings", "sounds", "certs"):
+            (self.workdir / name).mkdir(parents=True, exist_ok=True)
+            args += [f"-{name}", str(self.workdir / name)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        stdin=subprocess.DEVNULL)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def ready() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"FreeSWITCH {self.name} exited {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                status = self.esl.api("sofia status")
+            except OSError:
+                self._esl = None
+                return False
+            # `sofia status` prints RUNNING per profile; `sofia status profile NAME` never does.
+            return any("internal" in line and "RUNNING" in line for line in status.splitlines())
+
+        wait_for(ready, timeout, f"FreeSWITCH {self.name}'s sofia profile internal (configured over xml_curl)")
+
+    @property
+    def esl(self) -> Esl:
+        if self._esl is None:
+            self._esl = Esl("127.0.0.1", self.esl_port, self.esl_password)
+        return self._esl
+
+    def log(self) -> str:
+        path = self.workdir / "log" / "freeswitch.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: the crash a failover must survive."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+        if self._esl is not None:
+            self._esl.close()
+            self._esl = None
+
+    def stop(self) -> None:
+        if self._esl is not None:
+            try:
+                self._esl.close()
+            except OSError:
+                pass
+            self._esl = None
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# --------------------------------------------------------------------------- phones
+
+
+def netstring(payload: dict[str, Any]) -> bytes:
+    body = json.dumps(payload).encode()
+    return str(len(body)).encode() + b":" + body + b","
+
+
+class Phone:
+    """A baresip phone on its own loopback address, answering automatically, playing a sine of ``tone`` Hz.
+
+    ``registrar`` is where it registers and sends calls (a node's or Kamailio's host:port); events from
+    ctrl_tcp (REGISTER_OK, CALL_ESTABLISHED, MWI_NOTIFY, ...) collect in ``events``.
+    """
+
+    def __init__(self, workdir: Path, user: str, domain: str, password: str, registrar: str, tone: int,
+                 regint: int = 60, answer: bool = True, extra_account: str = "") -> None:
+        self.user, self.domain, self.password, self.tone = user, domain, password, tone
+        self.host = loopback_host()
+        self.home = workdir / f"phone-{user}-{self.host}"
+        self.home.mkdir(parents=True)
+        (self.home / "rec").mkdir()
+        self.sip_port = free_udp_pair(self.host)
+        self.ctrl_port = free_port()
+        answermode = "auto" if answer else "manual"
+        (self.home / "accounts").write_text(
+            f"<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:{registrar};transport=udp\";"
+            f"regint={regint};answermode={answermode}{extra_account}\n")
+        (self.home / "config").write_text("\n".join([
+            "poll_method epoll", f"sip_listen {self.host}:{self.sip_port}", f"net_interface lo",
+            "audio_player alsa,null", "audio_alert alsa,null", f"audio_source ausine,{tone}",
+            "ausrc_srate 48000", "ausrc_channels 2", f"module_path {BARESIP_MODULES}",
+            "module account.so", "module menu.so", "module g711.so", "module g722.so", "module l16.so",
+            "module ausine.so", "module alsa.so", "module sndfile.so", "module mwi.so",
+            "module_app ctrl_tcp.so", f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
+            f"snd_path {self.home / 'rec'}", f"rtp_ports 40000-59999", "",
+        ]))
+        self.log_path = self.home / "baresip.log"
+        self.events: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self.process = subprocess.Popen(["baresip", "-f", str(self.home)], stdout=self.log_path.open("wb"),
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.ctrl = wait_for(self._connect, 15, f"baresip {user}'s ctrl_tcp")
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _connect(self) -> socket.socket | None:
+        if self.process.poll() is not None:
+            raise AssertionError(f"baresip {self.user} exited:\n{self.log()[-2000:]}")
+        try:
+            return socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=1)
+        except OSError:
+            return None
+
+    def _read(self) -> None:
+        buf = b""
+        self.ctrl.settimeout(None)
+        while True:
+            try:
+                chunk = self.ctrl.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            while b":" in buf:
+                size, _, rest = buf.partition(b":")
+                if not size.isdigit() or len(rest) < int(size) + 1:
+                    break
+                body, buf = rest[: int(size)], rest[int(size) + 1:]
+                try:
+                    message = json.loads(body)
+                except ValueError:
+                    continue
+                with self._lock:
+                    (self.events if message.get("event") else self.responses).append(message)
+
+    def command(self, command: str, params: str = "") -> None:
+        self.ctrl.sendall(netstring({"command": command, "params": params, "token": command}))
+
+    def dial(self, target: str) -> None:
+        """Call ``target``: an extension (sent to the registrar) or a full SIP URI."""
+        self.command("dial", target)
+
+    def hangup(self) -> None:
+        self.command("hangup")
+
+    def send_digit(self, digit: str) -> None:
+        """An RFC 2833 telephone-event, as a phone's keypad sends it."""
+        self.command("sndcode", digit)
+
+    def saw(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e for e in self.events if e.get("type") == kind]
+
+    def wait_event(self, kind: str, timeout: float = 20, after: int = 0) -> dict[str, Any]:
+        """The first ``kind`` event beyond the first ``after`` ones."""
+        return wait_for(lambda: (self.saw(kind)[after:] or [None])[0], timeout, f"{self.user}: {kind}")
+
+    def wait_registered(self, timeout: float = 20) -> None:
+        def registered() -> bool:
+            if self.saw("REGISTER_FAIL"):
+                raise AssertionError(f"{self.user}@{self.domain} registration refused: {self.saw('REGISTER_FAIL')}")
+            return bool(self.saw("REGISTER_OK"))
+
+        wait_for(registered, timeout, f"{self.user}@{self.domain} to register")
+
+    def recordings(self) -> list[str]:
+        """WAV files of what this phone decoded, one per call (``*-dec.wav``), oldest first."""
+        return sorted(glob.glob(str(self.home / "rec" / "*-dec.wav")), key=os.path.getmtime)
+
+    def heard(self, index: int = -1, skip: float = 0.5) -> tuple[np.ndarray, int]:
+        """Samples (mono) and rate of what one call's far end sent, without the first ``skip`` seconds."""
+        files = self.recordings()
+        assert files, f"{self.user} recorded no call audio"
+        with wave.open(files[index]) as w:
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)[:: w.getnchannels()]
+            rate = w.getframerate()
+        return pcm[int(rate * skip):], rate
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        try:
+            self.command("quit")
+        except OSError:
+            pass
+        try:
+            self.process.wait(3)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.ctrl.close()
+
+
+def level_db(pcm: np.ndarray, rate: int, freq: float) -> float:
+    """Power near ``freq`` (±20 Hz) relative to a full-scale sine, in dB; -120 for silence."""
+    if len(pcm) < rate // 10:
+        return -120.0
+    x = pcm.astype(np.float64) / 32768.0
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)))) / (len(x) / 4)
+    freqs = np.fft.rfftfreq(len(x), 1 / rate)
+    band = spectrum[(freqs > freq - 20) & (freqs < freq + 20)]
+    peak = float(band.max()) if band.size else 0.0
+    return 20 * np.log10(peak) if peak > 1e-6 else -120.0
+
+
+def hears(phone: Phone, tone: float, index: int = -1, threshold: float = -40.0) -> bool:
+    """Did ``phone``'s call ``index`` carry a ``tone`` Hz sine from the far end?"""
+    pcm, rate = phone.heard(index)
+    return level_db(pcm, rate, tone) > threshold
+
+
+# --------------------------------------------------------------------------- Kamailio
+
+
+class Kamailio:
+    """Kamailio from ``fsfarm kamailio config``, reading the farm's routes from the database."""
+
+    def __init__(self, controller: Controller, workdir: Path) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_udp_pair("127.0.0.1")
+        self.ctl = str(workdir / "ctl")
+        controller.cli("kamailio", "config", "--out", str(workdir / "kamailio.cfg"),
+                       "--listen", f"udp:127.0.0.1:{self.port}", "--ctl-socket", self.ctl)
+        self.log_path = workdir / "kamailio.log"
+        self.process = subprocess.Popen(
+            ["kamailio", "-f", str(workdir / "kamailio.cfg"), "-P", str(workdir / "pid"), "-w", str(workdir),
+             "-DD", "-E", "-m", "64", "-M", "8"], stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT)
+        wait_for(lambda: Path(self.ctl).exists() or self.process.poll() is not None, 15, "kamailio's ctl socket")
+        if self.process.poll() is not None:
+            raise AssertionError(f"kamailio exited:\n{self.log_path.read_text()[-3000:]}")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

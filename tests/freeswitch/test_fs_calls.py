@@ -1,0 +1,78 @@
+"""The operator's journey on real FreeSWITCH nodes: first start in the README's order, phones, calls, CDRs.
+
+Everything is set up the way the README tells an operator to: ``fsfarm up``, ``fsfarm node add``,
+``fsfarm tenant add``/``user add``, then ``fsfarm freeswitch bootstrap`` and FreeSWITCH started last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from farm_harness import Controller, FreeSwitch, Phone, hears, wait_for
+
+PASSWORDS = {"1001": "pw-1001-long", "1002": "pw-1002-long", "2001": "pw-2001-long"}
+TONES = {"1001": 440, "1002": 1200, "2001": 700}
+
+
+@dataclass
+class Farm:
+    controller: Controller
+    fs1: FreeSwitch
+    spare: FreeSwitch
+    workdir: Path
+    phones: dict[str, Phone] = field(default_factory=dict)
+
+    def phone(self, user: str, domain: str = "acme.test", password: str | None = None) -> Phone:
+        """A registered phone for ``user@domain`` (kept for the module)."""
+        key = f"{user}@{domain}"
+        if key not in self.phones:
+            node = self.node_of(domain)
+            p = Phone(self.workdir, user, domain, password or PASSWORDS[user], node.sip_address, TONES[user])
+            p.wait_registered()
+            self.phones[key] = p
+        return self.phones[key]
+
+    def node_of(self, domain: str) -> FreeSwitch:
+        placed = tenant_nodes(self.controller)[domain]
+        return {"fs1": self.fs1, "spare1": self.spare}[placed]
+
+
+@pytest.fixture(scope="module")
+def farm(controller: Controller, workdir: Path) -> Iterator[Farm]:
+    fs1 = FreeSwitch(controller, "fs1", workdir / "fs1")
+    spare = FreeSwitch(controller, "spare1", workdir / "spare1")
+    # The README's order: nodes and tenants first, FreeSWITCH started afterwards.
+    controller.cli(*fs1.node_add_args())
+    controller.cli(*spare.node_add_args("--spare"))
+    for domain in ("acme.test", "beta.test"):
+        controller.cli("tenant", "add", domain)
+    for ext in ("1001", "1002"):
+        controller.cli("user", "add", "-t", "acme.test", ext, "--password", PASSWORDS[ext], "--name", f"User {ext}")
+    controller.cli("user", "add", "-t", "beta.test", "2001", "--password", PASSWORDS["2001"])
+    fs1.start()
+    spare.start()
+    f = Farm(controller, fs1, spare, workdir)
+    yield f
+    for p in f.phones.values():
+        p.stop()
+    fs1.stop()
+    spare.stop()
+
+
+def tenant_nodes(controller: Controller) -> dict[str, Any]:
+    """tenant -> node name (None: on no node), from the placement the API shows."""
+    return {t["tenant"]: t["node"] for t in controller.api("GET", "/placement")["tenants"]}
+
+
+def test_first_start_in_readme_order_leaves_every_tenant_on_a_live_node(farm: Farm) -> None:
+    ctl = farm.controller
+    wait_for(lambda: all(n["health"] == "up" for n in ctl.api("GET", "/nodes")), 30, "both nodes up")
+    placed = wait_for(lambda: (lambda m: m if all(m.values()) else None)(tenant_nodes(ctl)), 20,
+                      "every tenant placed on a node")
+    assert set(placed.values()) == {"fs1"}  # the spare is held back
+    nodes = {n["name"]: n for n in ctl.api("GET", "/nodes")}
+    assert nodes["fs1"]["spare"] is False and nodes["spare1"]["spare"] is True
