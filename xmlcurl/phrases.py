@@ -33,7 +33,7 @@ def _say(data: str, kind: str = "name_spelled") -> Action:
 
 
 def _menu(*items: str, keys: tuple[int, ...] = ()) -> list[Action]:
-    """"To <item>, press <key>" for each item; the keys arrive as $1, $2, ... (or the fields ``keys`` names)."""
+    """ "To <item>, press <key>" for each item; the keys arrive as $1, $2, ... (or the fields ``keys`` names)."""
     out: list[Action] = []
     for n, item in zip(keys or range(1, len(items) + 1), items, strict=True):
         out += [_play(item), _play("press"), _say(f"${n}"), ("sleep", "100")]
@@ -65,36 +65,65 @@ MACROS: dict[str, list[Input]] = {
         ("^(\\d+):(.*)$", [_play("you_have"), _say("$1", "items"), _play("$2"), _play("messages")], False),
     ],
     "voicemail_menu": [(_keys(4), _menu("listen_new", "listen_saved", "advanced", "to_exit"), False)],
-    "voicemail_config_menu": [(_keys(5), _menu("to_record_greeting", "choose_greeting", "record_name2",
-                                               "change_password", "main_menu"), False)],
+    "voicemail_config_menu": [
+        (
+            _keys(5),
+            _menu("to_record_greeting", "choose_greeting", "record_name2", "change_password", "main_menu"),
+            False,
+        )
+    ],
     "voicemail_record_name": _one(_play("record_name1")),
     "voicemail_record_file_check": [(_keys(3), _menu("listen_to_recording", "save_recording", "rerecord"), False)],
     "voicemail_record_urgent_check": [(_keys(2), _menu("mark-urgent", "continue"), False)],
     "voicemail_forward_prepend": [(_keys(2), _menu("forward_add_intro", "send_message_now"), False)],
     "voicemail_forward_message_enter_extension": [
-        ("^([0-9#*])$", [_play("forward_enter_ext"), _play("followed_by"), _say("$1")], False)],
+        ("^([0-9#*])$", [_play("forward_enter_ext"), _play("followed_by"), _say("$1")], False)
+    ],
     "voicemail_invalid_extension": _one(_play("that_was_an_invalid_ext")),
     # six keys, and a seventh field when e-mail forwarding is offered (without it the fourth key is unused)
     "voicemail_listen_file_check": [
-        (_keys(6)[:-1] + ":(.*)$", _menu("listen_to_recording", "save_recording", "delete_recording",
-                                         "forward_to_email", "return_call", "to_forward"), True),
-        (_keys(6), _menu("listen_to_recording", "save_recording", "delete_recording", "return_call", "to_forward",
-                         keys=(1, 2, 3, 5, 6)), False),
+        (
+            _keys(6)[:-1] + ":(.*)$",
+            _menu(
+                "listen_to_recording",
+                "save_recording",
+                "delete_recording",
+                "forward_to_email",
+                "return_call",
+                "to_forward",
+            ),
+            True,
+        ),
+        (
+            _keys(6),
+            _menu(
+                "listen_to_recording",
+                "save_recording",
+                "delete_recording",
+                "return_call",
+                "to_forward",
+                keys=(1, 2, 3, 5, 6),
+            ),
+            False,
+        ),
     ],
     "voicemail_choose_greeting": _one(_play("choose_greeting_choose")),
     "voicemail_choose_greeting_fail": _one(_play("choose_greeting_fail")),
     "voicemail_record_greeting": _one(_play("record_greeting")),
     "voicemail_record_message": _one(_play("record_message")),
-    "voicemail_greeting_selected": [("^(\\d+)$", [_play("greeting"), _say("$1", "items"), _play("selected")],
-                                     False)],
+    "voicemail_greeting_selected": [("^(\\d+)$", [_play("greeting"), _say("$1", "items"), _play("selected")], False)],
     # the box's number: "The person at extension 1 0 0 2 is not available..."
     "voicemail_play_greeting": _one(_play("person"), _say("$1"), _play("not_available")),
     "voicemail_say_number": [("^(\\d+)$", [_say("$1", "items")], False)],
     "voicemail_say_message_number": [
-        ("^([a-z]+):(\\d+)$", [_play("$1"), _play("message_number"), _say("$2", "items")], False)],
+        ("^([a-z]+):(\\d+)$", [_play("$1"), _play("message_number"), _say("$2", "items")], False)
+    ],
     "voicemail_say_phone_number": [
-        ("^000|^$|^[Aa]non|^[Pp]rivate", [_play("message_from"), ("sleep", "100"),
-                                           ("play", "ivr/ivr-anonymous_caller"), ("sleep", "500")], True),
+        (
+            "^000|^$|^[Aa]non|^[Pp]rivate",
+            [_play("message_from"), ("sleep", "100"), ("play", "ivr/ivr-anonymous_caller"), ("sleep", "500")],
+            True,
+        ),
         ("^(.*)$", [_play("message_from"), ("sleep", "100"), _say("$1"), ("sleep", "500")], False),
     ],
     "voicemail_say_name": _one(_say("$1")),
@@ -107,8 +136,10 @@ MACROS: dict[str, list[Input]] = {
 }
 
 # What the "$n" in a played name becomes in the calls mod_voicemail makes.
-_SUBSTITUTIONS = {"voicemail/vm-$2": ["new", "saved", "urgent-new", "urgent-saved"],
-                  "voicemail/vm-$1": ["new", "saved", *_SAVED_AS]}
+_SUBSTITUTIONS = {
+    "voicemail/vm-$2": ["new", "saved", "urgent-new", "urgent-saved"],
+    "voicemail/vm-$1": ["new", "saved", *_SAVED_AS],
+}
 
 
 def sounds_named() -> set[str]:
@@ -143,8 +174,7 @@ def _macro(parent: Element, name: str, inputs: list[Input]) -> None:
             if action[0] == "play":
                 etree.SubElement(match, "action", function="play-file", data=f"{action[1]}.wav")
             elif action[0] == "say":
-                etree.SubElement(match, "action", function="say", data=action[1], method="pronounced",
-                                 type=action[2])
+                etree.SubElement(match, "action", function="say", data=action[1], method="pronounced", type=action[2])
             else:
                 etree.SubElement(match, "action", function="execute", data=f"sleep({action[1]})")
 

@@ -65,13 +65,13 @@ _VM = {
     "message_number": "message number",
     "messages": "messages",
     "new": "new",
-    "not_available": "is not available. Please leave your message after the tone. When you are done, hang up.",
+    "not_available": "is not available.",
     "password_has_been_changed": "Your password has been changed.",
     "password_not_valid": "That password is not valid.",
     "person": "The person at extension",
     "press": "press",
     "record_greeting": "Record your greeting after the tone. Press pound when you are done.",
-    "record_message": "Record your message after the tone. When you are done, hang up, or press pound.",
+    "record_message": "Please leave your message after the tone. When you are done, hang up, or press pound.",
     "record_name1": "Record your name after the tone. Press pound when you are done.",
     "record_name2": "To record your name,",
     "rerecord": "To record it again,",
@@ -91,18 +91,65 @@ _VM = {
 }
 
 _NUMBERS = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
 ]
-_TENS = {20: "twenty", 30: "thirty", 40: "forty", 50: "fifty", 60: "sixty", 70: "seventy", 80: "eighty",
-         90: "ninety"}
+_TENS = {20: "twenty", 30: "thirty", 40: "forty", 50: "fifty", 60: "sixty", 70: "seventy", 80: "eighty", 90: "ninety"}
 _ORDINALS = [
-    "", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "eleventh",
-    "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth", "eighteenth", "nineteenth",
+    "",
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
+    "eleventh",
+    "twelfth",
+    "thirteenth",
+    "fourteenth",
+    "fifteenth",
+    "sixteenth",
+    "seventeenth",
+    "eighteenth",
+    "nineteenth",
 ]
 _DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
-_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December"]
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 
 
 def catalogue() -> dict[str, str]:
@@ -115,16 +162,30 @@ def catalogue() -> dict[str, str]:
     out["ivr/ivr-anonymous_caller"] = "an anonymous caller"
     out.update({f"digits/{n}": word for n, word in enumerate(_NUMBERS)})
     out.update({f"digits/{n}": word for n, word in _TENS.items()})
-    out.update({"digits/hundred": "hundred", "digits/thousand": "thousand", "digits/million": "million",
-                "digits/dot": "dot"})
+    out.update(
+        {"digits/hundred": "hundred", "digits/thousand": "thousand", "digits/million": "million", "digits/dot": "dot"}
+    )
     out.update({f"digits/h-{n}": word for n, word in enumerate(_ORDINALS) if word})
     out.update({"digits/h-20": "twentieth", "digits/h-30": "thirtieth"})
     out.update({f"time/day-{n}": day for n, day in enumerate(_DAYS)})
     out.update({f"time/mon-{n}": month for n, month in enumerate(_MONTHS)})
-    out.update({"time/today": "today", "time/yesterday": "yesterday", "time/at": "at", "time/oh": "oh",
-                "time/oclock": "o'clock", "time/a-m": "A M", "time/p-m": "P M", "time/hour": "hour",
-                "time/hours": "hours", "time/minute": "minute", "time/minutes": "minutes",
-                "time/second": "second", "time/seconds": "seconds"})
+    out.update(
+        {
+            "time/today": "today",
+            "time/yesterday": "yesterday",
+            "time/at": "at",
+            "time/oh": "oh",
+            "time/oclock": "o'clock",
+            "time/a-m": "A M",
+            "time/p-m": "P M",
+            "time/hour": "hour",
+            "time/hours": "hours",
+            "time/minute": "minute",
+            "time/minutes": "minutes",
+            "time/second": "second",
+            "time/seconds": "seconds",
+        }
+    )
     out.update({"ascii/35": "pound", "ascii/42": "star"})
     return out
 
@@ -161,7 +222,7 @@ def _pcm(data: bytes) -> tuple[int, np.ndarray]:
     if marker < 0:
         raise Unavailable("espeak-ng wrote no WAV data", "")
     rate = int.from_bytes(data[24:28], "little")
-    body = data[marker + 8:]
+    body = data[marker + 8 :]
     return rate, np.frombuffer(body[: len(body) // 2 * 2], dtype="<i2")
 
 
@@ -187,8 +248,9 @@ def current(storage: Storage) -> str | None:
         return None
 
 
-def ensure(storage: Storage, texts: dict[str, str] | None = None, rates: tuple[int, ...] = RATES,
-           binary: str = "espeak-ng") -> str:
+def ensure(
+    storage: Storage, texts: dict[str, str] | None = None, rates: tuple[int, ...] = RATES, binary: str = "espeak-ng"
+) -> str:
     """Generate the farm's prompts unless storage already holds this catalogue; a sentence says what happened.
 
     Files are written first and the manifest last, so a run cut short is redone whole next time.
@@ -198,8 +260,10 @@ def ensure(storage: Storage, texts: dict[str, str] | None = None, rates: tuple[i
     if current(storage) == wanted:
         return f"farm prompts present ({len(texts)} prompts at {', '.join(map(str, rates))} Hz)"
     if shutil.which(binary) is None:
-        raise Unavailable(f"{binary} is not installed: the farm's voicemail prompts cannot be generated "
-                          "(Debian package espeak-ng)", "")
+        raise Unavailable(
+            f"{binary} is not installed: the farm's voicemail prompts cannot be generated (Debian package espeak-ng)",
+            "",
+        )
     for name, text in sorted(texts.items()):
         for rate, data in speak(text, rates, binary).items():
             storage.put(key(name, rate), data)
@@ -211,14 +275,15 @@ def ensure(storage: Storage, texts: dict[str, str] | None = None, rates: tuple[i
 class PromptsOnce:
     """``ensure`` for ``fsfarm up``: retried every ``interval`` seconds until it has succeeded once."""
 
-    def __init__(self, storage: Storage, interval: float = 30.0) -> None:
-        self.storage, self.interval, self.done, self.last = storage, interval, False, ""
+    def __init__(self, storage: Storage, interval: float = 30.0, binary: str = "espeak-ng") -> None:
+        self.storage, self.interval, self.binary = storage, interval, binary
+        self.done, self.last = False, ""
 
     def run_cycle(self) -> str:
         if self.done:
             return self.last
         try:
-            self.last = ensure(self.storage)
+            self.last = ensure(self.storage, binary=self.binary)
             self.done = True
         except FarmError as exc:
             self.last = f"farm prompts not generated yet: {exc.message}" + (f" ({exc.detail})" if exc.detail else "")

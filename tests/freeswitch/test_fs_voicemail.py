@@ -40,8 +40,9 @@ def shared(workdir: Path) -> Path:
 @pytest.fixture(scope="module")
 def controller(farm_dsn: str, workdir: Path, shared: Path) -> Iterator[Controller]:
     """``fsfarm up`` with shared storage, as the Terraform controller role runs it."""
-    ctl = Controller(farm_dsn, workdir, env={"FSFARM_STORAGE": f"local:{shared}",
-                                            "FSFARM_SHARED_MOUNT": str(shared)}).start()
+    ctl = Controller(
+        farm_dsn, workdir, env={"FSFARM_STORAGE": f"local:{shared}", "FSFARM_SHARED_MOUNT": str(shared)}
+    ).start()
     yield ctl
     ctl.stop()
 
@@ -70,12 +71,25 @@ def farm(controller: Controller, workdir: Path, shared: Path) -> Iterator[Farm]:
         wait_for(lambda: all(n["health"] == "up" for n in controller.api("GET", "/nodes")), 30, "fs1 up")
         tenant = controller.cli_json("tenant", "add", "acme.test")
         controller.cli("user", "add", "-t", "acme.test", "1001", "--password", PASSWORDS["1001"])
-        controller.cli("user", "add", "-t", "acme.test", "1002", "--password", PASSWORDS["1002"], "--vm-pin", "4321",
-                       "--set", f"ring_timeout={RING_SECONDS}")
-        wait_for(lambda: (shared / "farm/sounds/en/us/fsfarm/manifest.json").exists(), 60,
-                 "the controller to generate the farm prompts")
-        callee = Phone(workdir, "1002", "acme.test", PASSWORDS["1002"], fs1.sip_address, TONES["1002"],
-                       answer=False)
+        controller.cli(
+            "user",
+            "add",
+            "-t",
+            "acme.test",
+            "1002",
+            "--password",
+            PASSWORDS["1002"],
+            "--vm-pin",
+            "4321",
+            "--set",
+            f"ring_timeout={RING_SECONDS}",
+        )
+        wait_for(
+            lambda: (shared / "farm/sounds/en/us/fsfarm/manifest.json").exists(),
+            60,
+            "the controller to generate the farm prompts",
+        )
+        callee = Phone(workdir, "1002", "acme.test", PASSWORDS["1002"], fs1.sip_address, TONES["1002"], answer=False)
         phones.append(callee)
         caller = Phone(workdir, "1001", "acme.test", PASSWORDS["1001"], fs1.sip_address, TONES["1001"])
         phones.append(caller)
@@ -106,8 +120,11 @@ def deposit(farm: Farm) -> Deposit:
     farm.callee.wait_event("CALL_INCOMING", timeout=20)  # 1002 rings first: voicemail only after the ring timeout
     farm.caller.wait_event("CALL_ESTABLISHED", timeout=RING_SECONDS + 20)
     # mod_voicemail opens msg_<uuid>.wav when recording starts, after the greeting and the beep.
-    message = wait_for(lambda: glob.glob(str(farm.box() / "msg_*.wav")), 60,
-                       f"recording to start in {farm.box()} (node log: {farm.fs1.workdir}/log/freeswitch.log)")
+    message = wait_for(
+        lambda: glob.glob(str(farm.box() / "msg_*.wav")),
+        60,
+        f"recording to start in {farm.box()} (node log: {farm.fs1.workdir}/log/freeswitch.log)",
+    )
     started = time.monotonic()
     time.sleep(MESSAGE_SECONDS)
     farm.caller.hangup()
@@ -123,8 +140,13 @@ def _tenant_log_lines(log: str, pattern: str) -> list[str]:
 def test_the_node_loads_voicemail_and_sofia_config_without_errors_or_deprecation_warnings(farm: Farm) -> None:
     log = farm.fs1.log()
     assert _tenant_log_lines(log, r"Added Profile default"), "mod_voicemail did not add its profile"
-    for bad in (r"Failed to process configuration", r"play-new-messages", r"rtp-timeout-sec deprecated",
-                r"rtp-hold-timeout-sec deprecated", r"Open of languages and phrases failed"):
+    for bad in (
+        r"Failed to process configuration",
+        r"play-new-messages",
+        r"rtp-timeout-sec deprecated",
+        r"rtp-hold-timeout-sec deprecated",
+        r"Open of languages and phrases failed",
+    ):
         assert not _tenant_log_lines(log, bad), f"node log has {bad!r}: {_tenant_log_lines(log, bad)[:3]}"
     # The media timeouts now come as the channel variables 1.10 reads, inherited from global variables.
     assert farm.fs1.esl.api("global_getvar media_timeout").strip() == "300000"
@@ -143,19 +165,18 @@ def test_the_caller_hears_the_greeting_spoken_from_farm_prompts(farm: Farm, depo
     assert not _tenant_log_lines(log, r"Error Opening File|File .* not found|Can't find macro")
 
 
-def test_the_message_is_in_storage_listed_by_the_api_and_carries_the_callers_tone(
-        farm: Farm, deposit: Deposit) -> None:
+def test_the_message_is_in_storage_listed_by_the_api_and_carries_the_callers_tone(farm: Farm, deposit: Deposit) -> None:
     assert deposit.message_file.is_file() and deposit.message_file.stat().st_size > 0
     ctl = farm.controller
-    messages = wait_for(lambda: ctl.api("GET", "/tenants/acme.test/users/1002/voicemail") or None, 30,
-                        "the deposit listed by the API")
+    messages = wait_for(
+        lambda: ctl.api("GET", "/tenants/acme.test/users/1002/voicemail") or None, 30, "the deposit listed by the API"
+    )
     assert len(messages) == 1
     message: dict[str, Any] = messages[0]
     assert message["path"] == f"1002/{deposit.message_file.name}"
     assert message["caller_id_number"] == "1001"
     assert 3000 <= message["duration_ms"] <= (deposit.recording_seconds + 1) * 1000, message
-    audio = ctl.http.get(f"{ctl.url}/api/v1/tenants/acme.test/users/1002/voicemail/{message['id']}/audio",
-                         timeout=30)
+    audio = ctl.http.get(f"{ctl.url}/api/v1/tenants/acme.test/users/1002/voicemail/{message['id']}/audio", timeout=30)
     assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
     with wave.open(BytesIO(audio.content)) as w:
         rate = w.getframerate()
