@@ -53,7 +53,9 @@ def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options
     root, conf = _config("sofia.conf")
     params(conf, "global_settings", [("log-level", "0")])
     profile = etree.SubElement(etree.SubElement(conf, "profiles"), "profile", name=options.sip_profile)
-    etree.SubElement(etree.SubElement(profile, "domains"), "domain", name="all", alias="false", parse="true")
+    # alias: each tenant domain names this profile. Without it sofia 1.10.12 finds the profile for a voicemail
+    # MWI by a registrations query that leaks a profile read lock, and the node then hangs on shutdown.
+    etree.SubElement(etree.SubElement(profile, "domains"), "domain", name="all", alias="true", parse="true")
     host, port = split_host_port(node.sip_address)
     settings: list[tuple[str, str]] = [
         ("sip-ip", host), ("sip-port", str(port)), ("rtp-ip", host),
