@@ -375,7 +375,7 @@ class Phone:
             "module account.so", "module menu.so", "module g711.so", "module g722.so", "module l16.so",
             "module ausine.so", "module alsa.so", "module sndfile.so", "module mwi.so",
             "module_app ctrl_tcp.so", f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
-            f"snd_path {self.home / 'rec'}", f"rtp_ports 40000-59999", "",
+            f"snd_path {self.home / 'rec'}", "rtp_ports 40000-59999", "",
         ]))
         self.log_path = self.home / "baresip.log"
         self.events: list[dict[str, Any]] = []
