@@ -184,9 +184,10 @@ def test_controller_restart_loses_nothing_and_calls_keep_working(farm: Farm) -> 
     assert (after["generation"], after["tenants"]) == (placement["generation"], placement["tenants"])
     regs = {r["username"] for r in ctl.api("GET", "/tenants/acme.test/registrations")}
     assert {"1001", "1002"} <= regs
-    established = len(caller.saw("CALL_ESTABLISHED"))
+    established = len(caller.saw("CALL_ESTABLISHED")), len(callee.saw("CALL_ESTABLISHED"))
     caller.dial("1002")
-    caller.wait_event("CALL_ESTABLISHED", after=established)
+    caller.wait_event("CALL_ESTABLISHED", after=established[0])
+    callee.wait_event("CALL_ESTABLISHED", after=established[1])
     wait_for(lambda: ctl.api("GET", "/tenants/acme.test/calls"), 10, "the live call after the restart")
     closed = len(caller.saw("CALL_CLOSED"))
     caller.hangup()
