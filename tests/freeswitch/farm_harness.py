@@ -359,7 +359,7 @@ class Phone:
             f"<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:{registrar};transport=udp\";"
             f"regint={regint};answermode={answermode}{extra_account}\n")
         (self.home / "config").write_text("\n".join([
-            "poll_method epoll", f"sip_listen {self.host}:{self.sip_port}", f"net_interface lo",
+            "poll_method epoll", f"sip_listen {self.host}:{self.sip_port}", f"net_interface {self.host}",
             "audio_player alsa,null", "audio_alert alsa,null", f"audio_source ausine,{tone}",
             "ausrc_srate 48000", "ausrc_channels 2", f"module_path {BARESIP_MODULES}",
             "module account.so", "module menu.so", "module g711.so", "module g722.so", "module l16.so",
