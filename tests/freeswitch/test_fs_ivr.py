@@ -203,5 +203,23 @@ def test_bridge_inside_the_script_connects_1002_and_returns_when_it_ends(farm: F
     )
     assert len(legs) == 2 and len({c["channel_uuid"] for c in legs}) == 2  # once per leg
     a_leg = next(c for c in legs if c["channel_uuid"] == uuid)
-    assert a_leg["destination"] == IVR_EXTENSION
+    b_leg = next(c for c in legs if c["channel_uuid"] != uuid)
+    assert b_leg["other_leg_uuid"] == uuid and b_leg["caller_number"] == "1001"
     assert cdr_variables(a_leg)["fsfarm_ivr_digits"] == "2"
+
+
+def test_operator_transfer_takes_the_call_out_of_a_running_script(farm: Farm) -> None:
+    caller, callee = farm.caller, farm.callee
+    closed = len(caller.saw("CALL_CLOSED"))
+    answered = len(callee.saw("CALL_ESTABLISHED"))
+    caller.dial(IVR_EXTENSION)
+    uuid = ivr_leg(farm)
+    # uuid_transfer from the API while the script waits for a key: the socket app ends under it.
+    farm.controller.api("POST", f"/tenants/acme.test/calls/{uuid}/transfer", {"to": "1002"})
+    callee.wait_event("CALL_ESTABLISHED", after=answered)
+    marker = wait_for(lambda: (farm.returned / uuid).exists() and farm.returned / uuid, 15, "the script to stop")
+    assert marker.read_text() == ""  # no key was pressed
+    time.sleep(STAYS_UP)
+    assert len(caller.saw("CALL_CLOSED")) == closed
+    assert farm.fs.esl.api("show calls count").strip().startswith("1 total")
+    hang_up_and_check_gone(farm, caller, closed)
