@@ -26,6 +26,7 @@ class CallEnded(Exception):
     """The call left the script (hung up, transferred, socket closed): the script simply stops here."""
 
 
+CS_ROUTING = "2"  # Channel-State-Number is the pending state; Channel-State still says CS_EXECUTE
 HANGUP_WAIT = 5.0  # seconds hangup() waits for FreeSWITCH's CHANNEL_HANGUP before the socket is released
 
 
@@ -99,6 +100,10 @@ class Session:
                 if h.get("Application") == app and h.get("Unique-ID", self.uuid) == self.uuid:
                     self._waiting = None
                     result.set(h)
+                    if h.get("Channel-State-Number") == CS_ROUTING:
+                        # The step sent the call on (a transfer, or a bridge whose far end transferred
+                        # the caller): known now, before the socket app's end arrives.
+                        self._left_to_dialplan()
 
     def _left_to_dialplan(self) -> None:
         if self.hung_up or self.transferred:
@@ -145,10 +150,12 @@ class Session:
         if not wait:
             return {}
         try:
-            return result.get(timeout=self.step_timeout)  # type: ignore[no-any-return]
+            reply: dict[str, str] = result.get(timeout=self.step_timeout)
         except gevent.Timeout:
             self._waiting = None
             raise TimeoutError(f"{app} did not finish within {self.step_timeout}s") from None
+        self._check()  # the step may have ended the call or sent it on: then it is no longer the script's
+        return reply
 
     def answer(self) -> None:
         """Answer the call: ``session.answer()``."""
@@ -209,8 +216,8 @@ class Session:
         """Connect the caller to another endpoint until that side hangs up: ``session.bridge("user/1002@acme.test")``.
 
         Returns the CHANNEL_EXECUTE_COMPLETE headers when the bridge ends (``variable_bridge_hangup_cause``,
-        ``variable_originate_disposition``); the script goes on with the caller. If the caller hangs up,
-        or the bridged side transfers the caller away, ``CallEnded`` is raised instead.
+        ``variable_originate_disposition``); the script goes on with the caller. If the caller hung up,
+        or the caller was transferred out of the bridge, ``CallEnded`` is raised instead.
         """
         return self.execute("bridge", target)
 

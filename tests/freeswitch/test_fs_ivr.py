@@ -223,3 +223,23 @@ def test_operator_transfer_takes_the_call_out_of_a_running_script(farm: Farm) ->
     assert len(caller.saw("CALL_CLOSED")) == closed
     assert farm.fs.esl.api("show calls count").strip().startswith("1 total")
     hang_up_and_check_gone(farm, caller, closed)
+
+
+def test_caller_transferred_out_of_a_bridge_leaves_the_script(farm: Farm) -> None:
+    caller, callee = farm.caller, farm.callee
+    closed = len(caller.saw("CALL_CLOSED"))
+    answered = len(callee.saw("CALL_ESTABLISHED"))
+    caller.dial(IVR_EXTENSION)
+    uuid = ivr_leg(farm)
+    press(caller, "2", farm, uuid)
+    callee.wait_event("CALL_ESTABLISHED", after=answered)
+    # The caller leaves the script's bridge() for the dialplan: 1002's first call ends, a second rings.
+    farm.controller.api("POST", f"/tenants/acme.test/calls/{uuid}/transfer", {"to": "1002"})
+    callee.wait_event("CALL_ESTABLISHED", after=answered + 1)
+    wait_for(lambda: (farm.returned / uuid).exists(), 15, "the script to stop")
+    assert not (farm.returned / f"bridged-{uuid}").exists()  # nothing after bridge() ran
+    time.sleep(STAYS_UP)
+    assert len(caller.saw("CALL_CLOSED")) == closed
+    assert farm.fs.esl.api("show calls count").strip().startswith("1 total")
+    hang_up_and_check_gone(farm, caller, closed)
+    assert hears(caller, TONES["1002"]) and hears(callee, TONES["1001"])
