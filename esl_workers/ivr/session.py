@@ -101,8 +101,8 @@ class Session:
                     self._waiting = None
                     result.set(h)
                     if h.get("Channel-State-Number") == CS_ROUTING:
-                        # The step sent the call on (a transfer, or a bridge whose far end transferred
-                        # the caller): known now, before the socket app's end arrives.
+                        # The step sent the call on (a transfer, or a bridge the caller was transferred out
+                        # of): known now, before the socket app's end arrives.
                         self._left_to_dialplan()
 
     def _left_to_dialplan(self) -> None:
