@@ -66,25 +66,19 @@ class Farm:
 def farm(controller: Controller, workdir: Path) -> Iterator[Farm]:
     (controller.ivr_scripts / "menu.py").write_text(SCRIPT)
     fs = FreeSwitch(controller, "fs1", workdir / "fs1")
+    # The README's order: node, tenant, users and the IVR first, FreeSWITCH started last.
     controller.cli(*fs.node_add_args())
-    fs.start()
-    # Tenants after the node is up: works around the first-start placement bug being fixed on main.
-    wait_for(lambda: all(n["health"] == "up" for n in controller.api("GET", "/nodes")), 30, "fs1 up")
     controller.cli("tenant", "add", "acme.test")
     for ext in ("1001", "1002"):
         controller.cli("user", "add", "-t", "acme.test", ext, "--password", PASSWORDS[ext])
     controller.cli("ivr", "add", "-t", "acme.test", "menu", "--extension", IVR_EXTENSION)
+    fs.start()
     phones = []
     try:
         for ext in ("1001", "1002"):
             phone = Phone(workdir, ext, "acme.test", PASSWORDS[ext], fs.sip_address, TONES[ext])
             phones.append(phone)
-            # Read off the node: baresip's REGISTER_OK can fire before the harness's ctrl_tcp is connected.
-            wait_for(
-                lambda e=ext: f"{e}@acme.test" in fs.esl.api("sofia status profile internal reg"),
-                20,
-                f"{ext} registered on fs1",
-            )
+            phone.wait_registered()
         yield Farm(controller, fs, phones[0], phones[1], controller.ivr_scripts / "returned")
     finally:
         for phone in phones:
