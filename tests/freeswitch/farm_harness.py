@@ -18,6 +18,7 @@ import glob
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -333,6 +334,10 @@ class FreeSwitch:
 # --------------------------------------------------------------------------- phones
 
 
+_tokens = itertools.count(1)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def netstring(payload: dict[str, Any]) -> bytes:
     body = json.dumps(payload).encode()
     return str(len(body)).encode() + b":" + body + b","
@@ -359,13 +364,13 @@ class Phone:
             f"<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:{registrar};transport=udp\";"
             f"regint={regint};answermode={answermode}{extra_account}\n")
         (self.home / "config").write_text("\n".join([
-            "poll_method epoll", f"sip_listen {self.host}:{self.sip_port}", f"net_interface lo",
+            "poll_method epoll", f"sip_listen {self.host}:{self.sip_port}", f"net_interface {self.host}",
             "audio_player alsa,null", "audio_alert alsa,null", f"audio_source ausine,{tone}",
             "ausrc_srate 48000", "ausrc_channels 2", f"module_path {BARESIP_MODULES}",
             "module account.so", "module menu.so", "module g711.so", "module g722.so", "module l16.so",
             "module ausine.so", "module alsa.so", "module sndfile.so", "module mwi.so",
             "module_app ctrl_tcp.so", f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
-            f"snd_path {self.home / 'rec'}", f"rtp_ports 40000-59999", "",
+            f"snd_path {self.home / 'rec'}", "rtp_ports 40000-59999", "",
         ]))
         self.log_path = self.home / "baresip.log"
         self.events: list[dict[str, Any]] = []
@@ -421,6 +426,17 @@ class Phone:
         """An RFC 2833 telephone-event, as a phone's keypad sends it."""
         self.command("sndcode", digit)
 
+    def ask(self, command: str, params: str = "", timeout: float = 10) -> str:
+        """Run a ctrl_tcp command and return the text of its response."""
+        tag = f"{command}-{next(_tokens)}"
+        self.ctrl.sendall(netstring({"command": command, "params": params, "token": tag}))
+
+        def reply() -> dict[str, Any] | None:
+            with self._lock:
+                return next((r for r in self.responses if r.get("token") == tag), None)
+
+        return str(wait_for(reply, timeout, f"{self.user}: answer to {command}").get("data", ""))
+
     def saw(self, kind: str) -> list[dict[str, Any]]:
         with self._lock:
             return [e for e in self.events if e.get("type") == kind]
@@ -433,7 +449,8 @@ class Phone:
         def registered() -> bool:
             if self.saw("REGISTER_FAIL"):
                 raise AssertionError(f"{self.user}@{self.domain} registration refused: {self.saw('REGISTER_FAIL')}")
-            return bool(self.saw("REGISTER_OK"))
+            # REGISTER_OK can fire before ctrl_tcp is connected: then only reginfo tells.
+            return bool(self.saw("REGISTER_OK")) or " OK " in _ANSI.sub("", self.ask("reginfo"))
 
         wait_for(registered, timeout, f"{self.user}@{self.domain} to register")
 
