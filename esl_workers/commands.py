@@ -23,7 +23,7 @@ from controller.database import Database
 from controller.domain import Node, Tenant
 from controller.errors import Conflict, Invalid, NotFound, Unavailable
 from controller.stores import conferences as conference_store
-from controller.stores import nodes, placements
+from controller.stores import mixers, nodes, placements
 from esl_workers import calls
 from esl_workers.conferences import node_of_room, room_name
 from esl_workers.connection import FarmEvent, FarmInboundESL
@@ -116,10 +116,13 @@ def node_for_room(conn: psycopg.Connection[Any], tenant: Tenant, number: str) ->
     if room is None:
         raise NotFound(f"no conference {number!r} in {tenant.domain}")
     name = room_name(room.number, tenant.domain)
-    node_id = node_of_room(conn, name)
-    if node_id is None:
-        placed = {p.conference_id: p.node_id for p in placements.conference_placements(conn)}
-        node_id = placed.get(room.id)
+    place = next((p for p in placements.conference_placements(conn) if p.conference_id == room.id), None)
+    if place is not None and place.mixer_id is not None:
+        mixer = mixers.get(conn, place.mixer_id)
+        where = mixer.name if mixer else str(place.mixer_id)
+        raise Conflict(f"conference {number} is an HD room on mixer {where}: its members are mixer legs, "
+                       "not mod_conference members", {"mixer": where})
+    node_id = node_of_room(conn, name) or (place.node_id if place else None)
     node = nodes.get(conn, node_id) if node_id else None
     return (node or node_for_tenant(conn, tenant)), name
 
@@ -273,9 +276,36 @@ def transfer(db: Database, tenant: Tenant | None, call: str, to: str, leg: str =
 
 def conference(db: Database, tenant: Tenant, number: str, action: str, member: str = "",
                path: str = "") -> Answer:
+    """Run a conference command (mute, kick, ...) on the node running the tenant's room ``number``.
+
+    FreeSWITCH's "no such member" and "no such conference" answers are NotFound (404); other
+    refusals are Conflict (409), both carrying FreeSWITCH's words.
+    """
     with db.transaction() as tx:
         node, name = node_for_room(tx, tenant, number)
-    return run_api(node, conference_command(name, action, member, path))
+    answer = run_api(node, conference_command(name, action, member, path), check=False)
+    missing = conference_refusal(answer.result)
+    if missing == "member":
+        raise NotFound(f"no member {member!r} in conference {number}", {"field": "member", **answer.public()})
+    if missing == "conference":
+        raise NotFound(f"conference {number} has nobody in it on {node.name} right now", answer.public())
+    if not answer.ok:
+        raise Conflict(f"FreeSWITCH on {node.name} refused: {answer.result.strip()}", answer.public())
+    return answer
+
+
+def conference_refusal(result: str) -> str | None:
+    """What a ``conference`` API answer says is missing: ``member``, ``conference`` or None.
+
+    FreeSWITCH 1.10 answers ``-ERR Non-Existant ID 99`` (its spelling) for an unknown member and
+    ``-ERR Conference NAME not found`` when the room is not running on the node.
+    """
+    first = result.strip().splitlines()[0] if result.strip() else ""
+    if first.startswith("-ERR Non-Existant ID") or first.startswith("-ERR Non-Existent ID"):
+        return "member"
+    if first.startswith("-ERR Conference ") and first.endswith(" not found"):
+        return "conference"
+    return None
 
 
 def node_command(db: Database, node_ref: str, name: str, arg: str = "") -> Answer:

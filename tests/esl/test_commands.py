@@ -76,6 +76,31 @@ def test_conference_mute_runs_on_the_rooms_node(db: Database, admin: Any, fake_f
     assert bad.status_code == 400
 
 
+def test_unknown_member_or_idle_room_is_404_in_freeswitchs_words(db: Database, admin: Any, fake_fs: Any,
+                                                                   farm: Any) -> None:
+    fs = fake_fs()
+    farm(fs.address)
+    provisioning.add_child(db, "conferences", "acme.test", {"number": "3000"})
+    # the exact answers of FreeSWITCH 1.10.12 (tests/freeswitch/test_fs_conference.py sees them live)
+    fs.api["conference 3000-acme.test kick 99"] = "-ERR Non-Existant ID 99\n"
+    fs.api["conference 3000-acme.test mute 1"] = "-ERR Conference 3000-acme.test not found\n"
+    gone = admin.post("/api/v1/tenants/acme.test/conferences/3000/kick", json={"member": "99"})
+    assert gone.status_code == 404 and gone.json["detail"]["field"] == "member", gone.json
+    idle = admin.post("/api/v1/tenants/acme.test/conferences/3000/mute", json={"member": "1"})
+    assert idle.status_code == 404 and "nobody" in idle.json["error"], idle.json
+
+
+def test_hd_room_on_a_mixer_is_not_sent_to_mod_conference(db: Database, admin: Any, fake_fs: Any,
+                                                          farm: Any) -> None:
+    fs = fake_fs()
+    farm(fs.address)
+    provisioning.add_mixer(db, {"name": "m1", "sip_address": "127.0.0.1:5090", "control_url": "http://127.0.0.1:5091"})
+    provisioning.add_child(db, "conferences", "acme.test", {"number": "3100", "profile": "hd"})
+    resp = admin.post("/api/v1/tenants/acme.test/conferences/3100/mute", json={"member": "1"})
+    assert resp.status_code == 409 and resp.json["detail"] == {"mixer": "m1"}, resp.json
+    assert fs.received == []
+
+
 def test_node_commands_are_farm_admin_only(db: Database, admin: Any, client: Any, fake_fs: Any, farm: Any) -> None:
     fs = fake_fs()
     farm(fs.address)

@@ -81,12 +81,12 @@ def decoded(phone: Phone) -> tuple[np.ndarray, int]:
     raw = Path(files[-1]).read_bytes()
     pos, rate, channels = 12, 8000, 1
     while pos + 8 <= len(raw):
-        kind, size = raw[pos:pos + 4], int.from_bytes(raw[pos + 4:pos + 8], "little")
+        kind, size = raw[pos : pos + 4], int.from_bytes(raw[pos + 4 : pos + 8], "little")
         if kind == b"fmt ":
-            channels = int.from_bytes(raw[pos + 10:pos + 12], "little")
-            rate = int.from_bytes(raw[pos + 12:pos + 16], "little")
+            channels = int.from_bytes(raw[pos + 10 : pos + 12], "little")
+            rate = int.from_bytes(raw[pos + 12 : pos + 16], "little")
         if kind == b"data":
-            body = raw[pos + 8:]
+            body = raw[pos + 8 :]
             body = body[: len(body) // (2 * channels) * 2 * channels]
             return np.frombuffer(body, dtype=np.int16)[::channels], rate
         pos += 8 + size + (size & 1)
@@ -103,7 +103,7 @@ def window(phone: Phone, start: int, seconds: float = WINDOW) -> tuple[np.ndarra
 
     def enough() -> tuple[np.ndarray, int] | None:
         pcm, rate = decoded(phone)
-        return (pcm[start:start + int(rate * seconds)], rate) if len(pcm) >= start + rate * seconds else None
+        return (pcm[start : start + int(rate * seconds)], rate) if len(pcm) >= start + rate * seconds else None
 
     return wait_for(enough, 30, f"{seconds}s of audio recorded by {phone.user}")
 
@@ -122,8 +122,16 @@ def parse_conference_list(text: str) -> list[dict[str, Any]]:
         fields = line.split(";")
         if len(fields) < 9 or not fields[0].isdigit():
             continue
-        members.append({"member_id": fields[0], "channel": fields[1], "uuid": fields[2], "caller_name": fields[3],
-                        "caller_number": fields[4], "flags": set(fields[5].split("|"))})
+        members.append(
+            {
+                "member_id": fields[0],
+                "channel": fields[1],
+                "uuid": fields[2],
+                "caller_name": fields[3],
+                "caller_number": fields[4],
+                "flags": set(fields[5].split("|")),
+            }
+        )
     return members
 
 
@@ -140,9 +148,13 @@ def hangup_all(farm: Farm) -> None:
 
 def test_registered_phones_call_each_other_and_hear_each_other(farm: Farm) -> None:
     a, b = farm.phones["1001"], farm.phones["1002"]
-    regs = wait_for(lambda: (lambda r: r if {"1001", "1002"} <= r else None)(
-        {r["username"] for r in farm.controller.api("GET", "/tenants/acme.test/registrations")}), 20,
-        "both registrations in the API")
+    regs = wait_for(
+        lambda: (lambda r: r if {"1001", "1002"} <= r else None)(
+            {r["username"] for r in farm.controller.api("GET", "/tenants/acme.test/registrations")}
+        ),
+        20,
+        "both registrations in the API",
+    )
     assert regs == {"1001", "1002"}
     closed = len(a.saw("CALL_CLOSED"))
     a.dial("1002")
@@ -188,7 +200,6 @@ class TestRoomOnTheNode:
             assert by_number[ext]["can_speak"] and by_number[ext]["can_hear"]
             assert {"hear", "speak"} <= node[ext]["flags"]
 
-
     def test_each_member_hears_the_other_and_not_itself(self, room: Farm) -> None:
         a, b = room.phones["1001"], room.phones["1002"]
         heard_a, heard_b = levels(a, mark(a)), levels(b, mark(b))
@@ -196,7 +207,6 @@ class TestRoomOnTheNode:
         # mod_conference never mixes a member back to itself
         assert heard_a["1001"] < heard_a["1002"] - 20, heard_a
         assert heard_b["1002"] < heard_b["1001"] - 20, heard_b
-
 
     def test_mute_from_the_api_silences_the_member_for_the_others_and_unmute_brings_it_back(self, room: Farm) -> None:
         ctl, b = room.controller, room.phones["1002"]
@@ -207,8 +217,11 @@ class TestRoomOnTheNode:
         answer = ctl.api("POST", f"/tenants/acme.test/conferences/{ROOM}/mute", {"member": member})
         assert answer["ok"] and answer["node"] == "fs1", answer
         wait_for(lambda: "speak" not in room.node_members()["1001"]["flags"], 10, "1001 muted on the node")
-        wait_for(lambda: any(m["member_id"] == member and not m["can_speak"] for m in room.members()), 10,
-                 "1001 muted in the API")
+        wait_for(
+            lambda: any(m["member_id"] == member and not m["can_speak"] for m in room.members()),
+            10,
+            "1001 muted in the API",
+        )
         muted = levels(b, mark(b))
         assert muted["1001"] < before["1001"] - 30, (before, muted)
         assert levels(room.phones["1001"], mark(room.phones["1001"]))["1002"] > -40  # 1001 still hears
@@ -217,7 +230,6 @@ class TestRoomOnTheNode:
         wait_for(lambda: "speak" in room.node_members()["1001"]["flags"], 10, "1001 unmuted on the node")
         after = levels(b, mark(b))
         assert after["1001"] > -40, (before, muted, after)
-
 
     def test_kick_from_the_api_ends_the_members_call_and_drops_it(self, room: Farm) -> None:
         ctl, b = room.controller, room.phones["1002"]
@@ -229,13 +241,15 @@ class TestRoomOnTheNode:
         wait_for(lambda: set(room.node_members()) == {"1001"}, 10, "1002 gone from the node's list")
         wait_for(lambda: [m["caller_number"] for m in room.members()] == ["1001"], 10, "1002 gone from the API")
 
-
     def test_bad_member_commands_answer_4xx_naming_the_field(self, room: Farm) -> None:
         ctl = room.controller
         bad = ctl.api("POST", f"/tenants/acme.test/conferences/{ROOM}/mute", {"member": "1; hupall"}, expect=400)
         assert bad["detail"]["field"] == "member"
         assert "action" in ctl.api("POST", f"/tenants/acme.test/conferences/{ROOM}/explode", {}, expect=400)["error"]
         ctl.api("POST", "/tenants/acme.test/conferences/3999/mute", {"member": "1"}, expect=404)
+        # FreeSWITCH's own "-ERR Non-Existant ID 99" becomes a 404 naming the member
+        gone = ctl.api("POST", f"/tenants/acme.test/conferences/{ROOM}/mute", {"member": "99"}, expect=404)
+        assert gone["detail"]["field"] == "member" and "Non-Existant ID 99" in gone["detail"]["result"], gone
 
 
 # --------------------------------------------------------------------------- room 3100 on the mixer sidecar
@@ -256,9 +270,12 @@ class Sidecar:
 def mixer(farm: Farm) -> Iterator[Sidecar]:
     sip_port, control_port = free_port(), free_port()
     log_path = farm.workdir / "mixer.log"
-    process = subprocess.Popen([FSFARM, "mixer", "--listen", f"127.0.0.1:{sip_port}",
-                                "--control", f"127.0.0.1:{control_port}"],
-                               stdout=log_path.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [FSFARM, "mixer", "--listen", f"127.0.0.1:{sip_port}", "--control", f"127.0.0.1:{control_port}"],
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     side = Sidecar(process, f"127.0.0.1:{sip_port}", f"http://127.0.0.1:{control_port}", log_path)
 
     def healthy() -> bool:
@@ -285,21 +302,42 @@ def mixer(farm: Farm) -> Iterator[Sidecar]:
 def test_hd_room_runs_on_the_mixer_and_each_phone_hears_only_the_other(farm: Farm, mixer: Sidecar) -> None:
     ctl = farm.controller
     ctl.cli("conference", "add", "-t", "acme.test", HD_ROOM, "--profile", "hd")
-    placed = wait_for(lambda: next((c for c in ctl.api("GET", "/placement")["conferences"]
-                                    if c["conference"] == HD_ROOM and c.get("mixer")), None), 20,
-                      "room 3100 placed on a mixer")
+    placed = wait_for(
+        lambda: next(
+            (c for c in ctl.api("GET", "/placement")["conferences"] if c["conference"] == HD_ROOM and c.get("mixer")),
+            None,
+        ),
+        20,
+        "room 3100 placed on a mixer",
+    )
     assert placed["mixer"] == "m1"
-    room_id = wait_for(lambda: next(iter(requests.get(mixer.control + "/rooms", timeout=5).json()["rooms"]), None),
-                       20, "the controller to create the room on the mixer")["room"]
+    room_id = wait_for(
+        lambda: next(iter(requests.get(mixer.control + "/rooms", timeout=5).json()["rooms"]), None),
+        20,
+        "the controller to create the room on the mixer",
+    )["room"]
     a, b = farm.phones["1001"], farm.phones["1002"]
     try:
         for p in (a, b):
             before = len(p.saw("CALL_ESTABLISHED"))
             p.dial(HD_ROOM)
             p.wait_event("CALL_ESTABLISHED", after=before)
-        people = wait_for(lambda: (lambda r: r["participants"] if len(r["participants"]) == 2 else None)(
-            mixer.room(room_id)), 20, "both legs bridged to the mixer")
-        print("mixer legs:", people)
+        people = wait_for(
+            lambda: (lambda r: r["participants"] if len(r["participants"]) == 2 else None)(mixer.room(room_id)),
+            20,
+            "both legs bridged to the mixer",
+        )
+        print("mixer legs:", [(p["codec"], p["packets"]) for p in people])
+        print(
+            "node legs:",
+            [(c["name"], c["read_codec"], c["read_rate"], c["write_codec"]) for c in farm.fs1.esl.channels()],
+        )
+        # Its members are mixer legs: the API says so instead of asking mod_conference on the node.
+        refused = ctl.api("POST", f"/tenants/acme.test/conferences/{HD_ROOM}/mute", {"member": "1"}, expect=409)
+        assert refused["detail"] == {"mixer": "m1"}, refused
+        # Wideband end to end: the mixer leg carries the phone's own G.722, and the phones decode 16 kHz.
+        assert [p["codec"] for p in people] == ["G722/8000", "G722/8000"], people
+        assert decoded(a)[1] == decoded(b)[1] == 16000
         heard_a, heard_b = levels(a, mark(a)), levels(b, mark(b))
         assert heard_a["1002"] > -40 and heard_b["1001"] > -40, (heard_a, heard_b)
         assert heard_a["1001"] < heard_a["1002"] - 20, heard_a

@@ -11,7 +11,8 @@ from lxml import etree
 from controller.cli import main
 
 REQUIRED = {"mod_sofia", "mod_event_socket", "mod_xml_curl", "mod_conference", "mod_dptools", "mod_commands",
-            "mod_dialplan_xml", "mod_voicemail", "mod_sndfile", "mod_native_file", "mod_tone_stream", "mod_opus"}
+            "mod_dialplan_xml", "mod_voicemail", "mod_sndfile", "mod_native_file", "mod_tone_stream", "mod_opus",
+            "mod_spandsp"}
 
 
 def run(dsn: str, *args: str, password: str = "s3cret") -> Any:
