@@ -6,6 +6,7 @@ Everything is set up the way the README tells an operator to: ``fsfarm up``, ``f
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,3 +77,43 @@ def test_first_start_in_readme_order_leaves_every_tenant_on_a_live_node(farm: Fa
     assert set(placed.values()) == {"fs1"}  # the spare is held back
     nodes = {n["name"]: n for n in ctl.api("GET", "/nodes")}
     assert nodes["fs1"]["spare"] is False and nodes["spare1"]["spare"] is True
+
+
+def test_phones_register_with_their_a1_hash_and_bad_credentials_are_refused(farm: Farm) -> None:
+    a, b = farm.phone("1001"), farm.phone("1002")
+    regs = wait_for(lambda: (lambda r: r if len(r) >= 2 else None)(
+        farm.controller.api("GET", "/tenants/acme.test/registrations")), 20, "both registrations in the API")
+    assert {r["username"] for r in regs} >= {"1001", "1002"}, regs
+    assert a.registration() == b.registration() == "OK"
+    node = farm.node_of("acme.test")
+    wrong = Phone(farm.workdir, "1001", "acme.test", "not-the-password", node.sip_address, 500)
+    # beta's user with beta's password, claiming acme's domain: a tenant's credentials open no other tenant
+    cross = Phone(farm.workdir, "2001", "acme.test", PASSWORDS["2001"], node.sip_address, 500)
+    try:
+        for refused in (wrong, cross):
+            assert "403" in refused.wait_refused()
+    finally:
+        wrong.stop()
+        cross.stop()
+
+
+def test_call_between_two_phones_carries_audio_both_ways_and_shows_live_then_one_cdr_per_leg(farm: Farm) -> None:
+    caller, callee = farm.phone("1001"), farm.phone("1002")
+    before = len(caller.saw("CALL_ESTABLISHED")), len(callee.saw("CALL_ESTABLISHED"))
+    caller.dial("1002")
+    caller.wait_event("CALL_ESTABLISHED", after=before[0])
+    callee.wait_event("CALL_ESTABLISHED", after=before[1])
+    live = wait_for(lambda: farm.controller.api("GET", "/tenants/acme.test/calls") or None, 10, "the live call")
+    assert {c["node"] for c in live} == {"fs1"}, live
+    time.sleep(3)  # let audio flow
+    closed = len(caller.saw("CALL_CLOSED"))
+    caller.hangup()
+    caller.wait_event("CALL_CLOSED", after=closed)
+    assert hears(callee, TONES["1001"]) and not hears(callee, TONES["1002"], threshold=-30)
+    assert hears(caller, TONES["1002"]) and not hears(caller, TONES["1001"], threshold=-30)
+    wait_for(lambda: not farm.controller.api("GET", "/tenants/acme.test/calls"), 15, "no live call after hangup")
+    cdrs = wait_for(lambda: (lambda rows: rows if len(rows) >= 2 else None)(
+        [r for r in farm.controller.api("GET", "/tenants/acme.test/cdrs") if r["destination"] == "1002"]), 20,
+        "a CDR for each leg")
+    assert len(cdrs) == 2 and len({r["channel_uuid"] for r in cdrs}) == 2, cdrs
+    assert all(r["billsec"] >= 2 for r in cdrs), cdrs
