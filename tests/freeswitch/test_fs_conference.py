@@ -7,6 +7,8 @@ narrowband mod_conference room on the node; room 3100 is an HD room the controll
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -156,16 +158,16 @@ def test_registered_phones_call_each_other_and_hear_each_other(farm: Farm) -> No
         "both registrations in the API",
     )
     assert regs == {"1001", "1002"}
-    closed = len(a.saw("CALL_CLOSED"))
+    up = {p.user: len(p.saw("CALL_ESTABLISHED")) for p in (a, b)}
+    closed = {p.user: len(p.saw("CALL_CLOSED")) for p in (a, b)}
     a.dial("1002")
-    b.wait_event("CALL_ESTABLISHED")
-    a.wait_event("CALL_ESTABLISHED")
-    start_a, start_b = mark(a), mark(b)
-    heard_a, heard_b = levels(a, start_a), levels(b, start_b)
+    for p in (a, b):
+        p.wait_event("CALL_ESTABLISHED", after=up[p.user])
+    heard_a, heard_b = levels(a, mark(a)), levels(b, mark(b))
     assert heard_a["1002"] > -40 and heard_b["1001"] > -40, (heard_a, heard_b)
     a.hangup()
-    b.wait_event("CALL_CLOSED", after=len(b.saw("CALL_CLOSED")) - 1 if b.saw("CALL_CLOSED") else 0)
-    a.wait_event("CALL_CLOSED", after=closed)
+    for p in (a, b):
+        p.wait_event("CALL_CLOSED", after=closed[p.user])
     wait_for(lambda: not farm.fs1.esl.channels(), 20, "the call to end on fs1")
 
 
@@ -222,6 +224,9 @@ class TestRoomOnTheNode:
             10,
             "1001 muted in the API",
         )
+        listed = json.loads(ctl.api("POST", f"/tenants/acme.test/conferences/{ROOM}/list")["result"])
+        flags = {m["caller_id_number"]: m["flags"] for m in listed[0]["members"]}
+        assert not flags["1001"]["can_speak"] and flags["1002"]["can_speak"], flags  # json_list agrees
         muted = levels(b, mark(b))
         assert muted["1001"] < before["1001"] - 30, (before, muted)
         assert levels(room.phones["1001"], mark(room.phones["1001"]))["1002"] > -40  # 1001 still hears
@@ -268,7 +273,7 @@ class Sidecar:
 
 @pytest.fixture(scope="module")
 def mixer(farm: Farm) -> Iterator[Sidecar]:
-    sip_port, control_port = free_port(), free_port()
+    sip_port, control_port = free_port(socket.SOCK_DGRAM), free_port()
     log_path = farm.workdir / "mixer.log"
     process = subprocess.Popen(
         [FSFARM, "mixer", "--listen", f"127.0.0.1:{sip_port}", "--control", f"127.0.0.1:{control_port}"],
@@ -311,11 +316,13 @@ def test_hd_room_runs_on_the_mixer_and_each_phone_hears_only_the_other(farm: Far
         "room 3100 placed on a mixer",
     )
     assert placed["mixer"] == "m1"
-    room_id = wait_for(
-        lambda: next(iter(requests.get(mixer.control + "/rooms", timeout=5).json()["rooms"]), None),
+    rooms = wait_for(
+        lambda: requests.get(mixer.control + "/rooms", timeout=5).json()["rooms"],
         20,
         "the controller to create the room on the mixer",
-    )["room"]
+    )
+    assert len(rooms) == 1 and rooms[0]["rate"] == 48000, rooms
+    room_id = rooms[0]["room"]
     a, b = farm.phones["1001"], farm.phones["1002"]
     try:
         for p in (a, b):
@@ -326,11 +333,6 @@ def test_hd_room_runs_on_the_mixer_and_each_phone_hears_only_the_other(farm: Far
             lambda: (lambda r: r["participants"] if len(r["participants"]) == 2 else None)(mixer.room(room_id)),
             20,
             "both legs bridged to the mixer",
-        )
-        print("mixer legs:", [(p["codec"], p["packets"]) for p in people])
-        print(
-            "node legs:",
-            [(c["name"], c["read_codec"], c["read_rate"], c["write_codec"]) for c in farm.fs1.esl.channels()],
         )
         # Its members are mixer legs: the API says so instead of asking mod_conference on the node.
         refused = ctl.api("POST", f"/tenants/acme.test/conferences/{HD_ROOM}/mute", {"member": "1"}, expect=409)
