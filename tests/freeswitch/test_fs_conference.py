@@ -304,7 +304,9 @@ def mixer(farm: Farm) -> Iterator[Sidecar]:
             process.wait()
 
 
-def test_hd_room_runs_on_the_mixer_and_each_phone_hears_only_the_other(farm: Farm, mixer: Sidecar) -> None:
+def test_hd_room_on_the_mixer_is_wideband_each_hears_only_the_other_and_the_api_mutes_and_kicks_there(
+    farm: Farm, mixer: Sidecar
+) -> None:
     ctl = farm.controller
     ctl.cli("conference", "add", "-t", "acme.test", HD_ROOM, "--profile", "hd")
     placed = wait_for(
@@ -334,9 +336,6 @@ def test_hd_room_runs_on_the_mixer_and_each_phone_hears_only_the_other(farm: Far
             20,
             "both legs bridged to the mixer",
         )
-        # Its members are mixer legs: the API says so instead of asking mod_conference on the node.
-        refused = ctl.api("POST", f"/tenants/acme.test/conferences/{HD_ROOM}/mute", {"member": "1"}, expect=409)
-        assert refused["detail"] == {"mixer": "m1"}, refused
         # Wideband end to end: the mixer leg carries the phone's own G.722, and the phones decode 16 kHz.
         assert [p["codec"] for p in people] == ["G722/8000", "G722/8000"], people
         assert decoded(a)[1] == decoded(b)[1] == 16000
@@ -344,6 +343,24 @@ def test_hd_room_runs_on_the_mixer_and_each_phone_hears_only_the_other(farm: Far
         assert heard_a["1002"] > -40 and heard_b["1001"] > -40, (heard_a, heard_b)
         assert heard_a["1001"] < heard_a["1002"] - 20, heard_a
         assert heard_b["1002"] < heard_b["1001"] - 20, heard_b
+
+        # The API shows the mixer's legs as the room's members, by caller, and mutes and kicks them there.
+        members = {m["caller_number"]: m for m in farm.members(HD_ROOM)}
+        assert set(members) == {"1001", "1002"} and {m["mixer"] for m in members.values()} == {"m1"}, members
+        assert {m["member_id"] for m in members.values()} == {p["id"] for p in people}
+        muting = members["1001"]["member_id"]
+        answer = ctl.api("POST", f"/tenants/acme.test/conferences/{HD_ROOM}/mute", {"member": muting})
+        assert answer["ok"] and answer["mixer"] == "m1", answer
+        assert {p["id"]: p["muted"] for p in mixer.room(room_id)["participants"]}[muting] is True
+        muted = levels(b, mark(b))
+        assert muted["1001"] < heard_b["1001"] - 30, (heard_b, muted)
+        ctl.api("POST", f"/tenants/acme.test/conferences/{HD_ROOM}/unmute", {"member": muting})
+        assert levels(b, mark(b))["1001"] > -40
+
+        closed = len(b.saw("CALL_CLOSED"))
+        ctl.api("POST", f"/tenants/acme.test/conferences/{HD_ROOM}/kick", {"member": members["1002"]["member_id"]})
+        b.wait_event("CALL_CLOSED", after=closed)  # the mixer's BYE ends the bridge, then the phone's call
+        wait_for(lambda: [m["caller_number"] for m in farm.members(HD_ROOM)] == ["1001"], 10, "1002 gone")
     finally:
         hangup_all(farm)
     wait_for(lambda: not mixer.room(room_id)["participants"], 20, "the mixer to drop both legs")
