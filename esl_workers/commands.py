@@ -119,13 +119,10 @@ def node_for_room(conn: psycopg.Connection[Any], tenant: Tenant, number: str) ->
     if room is None:
         raise NotFound(f"no conference {number!r} in {tenant.domain}")
     name = room_name(room.number, tenant.domain)
-    place = next((p for p in placements.conference_placements(conn) if p.conference_id == room.id), None)
-    if place is not None and place.mixer_id is not None:
-        mixer = mixers.get(conn, place.mixer_id)
-        where = mixer.name if mixer else str(place.mixer_id)
-        raise Conflict(f"conference {number} is an HD room on mixer {where}: its members are mixer legs, "
-                       "not mod_conference members", {"mixer": where})
-    node_id = node_of_room(conn, name) or (place.node_id if place else None)
+    node_id = node_of_room(conn, name)
+    if node_id is None:
+        placed = {p.conference_id: p.node_id for p in placements.conference_placements(conn)}
+        node_id = placed.get(room.id)
     node = nodes.get(conn, node_id) if node_id else None
     return (node or node_for_tenant(conn, tenant)), name
 

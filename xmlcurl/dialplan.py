@@ -76,10 +76,10 @@ def voicemail_check_actions(tenant: Tenant) -> list[Action]:
 def conference_actions(tenant: Tenant, room: Conference, where: ConferenceWhere) -> list[Action]:
     """Join locally, or bridge the caller to the node or mixer that runs the room."""
     if where.mixer_sip:
-        # Answer the caller in our wideband-first order (not the phone's), then offer the mixer that same
-        # codec first, so an HD room stays wideband end to end and FreeSWITCH does not transcode.
+        # Negotiate the caller's codec in our wideband-first order (not the phone's) with early media, then
+        # offer the mixer that same codec first: the room stays wideband and FreeSWITCH does not transcode.
         codecs = f"{{absolute_codec_string='${{rtp_use_codec_name}},{MIXER_FALLBACK_CODECS}'}}"
-        return [("set", "hangup_after_bridge=true"), ("set", "rtp_codec_negotiation=greedy"), ("answer", ""),
+        return [("set", "hangup_after_bridge=true"), ("set", "rtp_codec_negotiation=greedy"), ("pre_answer", ""),
                 ("bridge", f"{codecs}sofia/internal/room-{room.id}@{where.mixer_sip}")]
     if not where.local and where.node_sip:
         return [("set", "hangup_after_bridge=true"),
