@@ -15,7 +15,7 @@ from xmlcurl.options import XmlCurlOptions
 MODULES = (
     "mod_console", "mod_logfile", "mod_xml_curl", "mod_event_socket", "mod_commands", "mod_dptools",
     "mod_dialplan_xml", "mod_conference", "mod_voicemail", "mod_say_en", "mod_sndfile", "mod_native_file",
-    "mod_tone_stream", "mod_opus", "mod_sofia",
+    "mod_tone_stream", "mod_opus", "mod_spandsp", "mod_sofia",  # mod_spandsp: G.722 (not in the 1.10 core)
 )
 # FreeSWITCH matches each section's own name in this list ("languages" is what phrase macros are fetched as).
 BINDINGS = "directory|dialplan|configuration|languages"

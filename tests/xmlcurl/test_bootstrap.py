@@ -12,7 +12,7 @@ from controller.cli import main
 
 REQUIRED = {"mod_sofia", "mod_event_socket", "mod_xml_curl", "mod_conference", "mod_dptools", "mod_commands",
             "mod_dialplan_xml", "mod_voicemail", "mod_say_en", "mod_sndfile", "mod_native_file", "mod_tone_stream",
-            "mod_opus"}
+            "mod_opus", "mod_spandsp"}
 
 
 def run(dsn: str, *args: str, password: str = "s3cret", state_dir: Path | None = None) -> Any:
