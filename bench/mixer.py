@@ -63,8 +63,10 @@ class Figure:
     def line(self) -> str:
         ratio = self.value / self.reference if self.reference else float("inf")
         target = "none" if self.target is None else f"{self.target:.0f}"
-        return (f"bench: {self.name} {self.value:.0f} {self.unit} "
-                f"(reference {self.reference:.0f}, ratio {ratio:.2f}, target {target})")
+        return (
+            f"bench: {self.name} {self.value:.0f} {self.unit} "
+            f"(reference {self.reference:.0f}, ratio {ratio:.2f}, target {target})"
+        )
 
 
 def per_core(participants: int, seconds_per_frame: float) -> float:
@@ -90,7 +92,7 @@ def kernel_block(rate: int, participants: int, room_size: int, seed: int = 1) ->
     # Speech-like levels: everyone has a tone plus noise; a third are silent as in real rooms.
     t = np.arange(samples) / rate
     freqs = rng.uniform(200, min(3400, rate / 2 - 200), participants)
-    pcm = (3000 * np.sin(2 * np.pi * freqs[:, None] * t) + rng.normal(0, 300, (participants, samples)))
+    pcm = 3000 * np.sin(2 * np.pi * freqs[:, None] * t) + rng.normal(0, 300, (participants, samples))
     pcm[rng.random(participants) < 0.33] = 0
     room_of = np.arange(participants) // room_size
     gain = np.ones(participants, dtype=np.float32)
@@ -112,8 +114,7 @@ def bench_kernel(quick: bool) -> list[Figure]:
             energy = np.zeros(n, dtype=np.float32)
             k = 8 if room_size >= 100 else 0  # big rooms run with loudest-K, as deployed
 
-            def kernel(pcm=pcm, room_of=room_of, gain=gain, muted=muted, deaf=deaf, energy=energy,
-                       k=k) -> None:
+            def kernel(pcm=pcm, room_of=room_of, gain=gain, muted=muted, deaf=deaf, energy=energy, k=k) -> None:
                 mix_frame(pcm, room_of, gain, muted, deaf, k, energy)
 
             ref_n = min(n, 900 // room_size * room_size or room_size)
@@ -123,19 +124,26 @@ def bench_kernel(quick: bool) -> list[Figure]:
 
             fast = per_core(n, time_frames(kernel, budget))
             slow = per_core(ref_n, time_frames(reference, budget / 2))
-            print(f"  {rate:>6} {room_size:>5} {fast:>13,.0f} {slow:>13,.0f} {fast / slow:>7.1f} "
-                  f"{KERNEL_TARGETS[rate]:>7,}")
-            figures.append(Figure(f"kernel_{rate // 1000}k_room{room_size}", fast, "participants/core", slow,
-                                  KERNEL_TARGETS[rate]))
+            print(
+                f"  {rate:>6} {room_size:>5} {fast:>13,.0f} {slow:>13,.0f} {fast / slow:>7.1f} "
+                f"{KERNEL_TARGETS[rate]:>7,}"
+            )
+            figures.append(
+                Figure(f"kernel_{rate // 1000}k_room{room_size}", fast, "participants/core", slow, KERNEL_TARGETS[rate])
+            )
             if rate == 8000 and room_size == 3:
                 # The seed's worst case was rooms of 3 at 8 kHz: compare like with like.
-                figures.append(Figure("kernel_8k_room3_vs_seed_sse4", fast, "participants/core", SEED_SSE4_8K,
-                                      KERNEL_TARGETS[8000]))
+                figures.append(
+                    Figure(
+                        "kernel_8k_room3_vs_seed_sse4", fast, "participants/core", SEED_SSE4_8K, KERNEL_TARGETS[8000]
+                    )
+                )
     print(f"  seed (Powwownow SSE4 C, 8 kHz): {SEED_SSE4_8K:,} participants/core")
     return figures
 
 
 # ----- end to end -----------------------------------------------------------------------------
+
 
 def free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
@@ -162,14 +170,28 @@ class Sidecar:
     def __init__(self, per_leg: bool) -> None:
         self.sip = free_port(socket.SOCK_DGRAM)
         self.api = f"http://{LOCAL}:{free_port(socket.SOCK_STREAM)}"
-        args = [sys.executable, "-c", "from controller.cli import main; main()", "mixer",
-                "--listen", f"{LOCAL}:{self.sip}", "--control", self.api.removeprefix("http://"),
-                "--log-level", "WARNING"] + (["--per-leg-codecs"] if per_leg else [])
+        args = [
+            sys.executable,
+            "-c",
+            "from controller.cli import main; main()",
+            "mixer",
+            "--listen",
+            f"{LOCAL}:{self.sip}",
+            "--control",
+            self.api.removeprefix("http://"),
+            "--log-level",
+            "WARNING",
+        ] + (["--per-leg-codecs"] if per_leg else [])
         cpus = sorted(os.sched_getaffinity(0))
         # "One core" literally: the mixer (all its threads) is pinned to one CPU, the phones to the others.
         self.cpu = cpus[-1]
-        self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     preexec_fn=lambda: os.sched_setaffinity(0, {self.cpu}))
+        self.proc = subprocess.Popen(
+            args,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: os.sched_setaffinity(0, {self.cpu}),
+        )
         if len(cpus) > 1:
             os.sched_setaffinity(0, set(cpus[:-1]))
         self._cpus = set(cpus)
@@ -218,11 +240,13 @@ class BenchPhone:
         port = self.sip.getsockname()[1]
         body = build_offer([offer], LOCAL, self.rtp.getsockname()[1])
         call_id = secrets.token_hex(8)
-        invite = (f"INVITE sip:room-{room}@{LOCAL}:{sidecar.sip} SIP/2.0\r\n"
-                  f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bK{call_id}\r\n"
-                  f"From: <sip:bench@{LOCAL}>;tag={call_id[:6]}\r\nTo: <sip:room-{room}@{LOCAL}>\r\n"
-                  f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:bench@{LOCAL}:{port}>\r\n"
-                  f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+        invite = (
+            f"INVITE sip:room-{room}@{LOCAL}:{sidecar.sip} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bK{call_id}\r\n"
+            f"From: <sip:bench@{LOCAL}>;tag={call_id[:6]}\r\nTo: <sip:room-{room}@{LOCAL}>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:bench@{LOCAL}:{port}>\r\n"
+            f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+        )
         self.sip.sendto(invite.encode(), (LOCAL, sidecar.sip))
         resp = parse_sip(self.sip.recvfrom(65535)[0])
         if resp.status != 200:
@@ -256,11 +280,12 @@ def encoded_tone(codec: str, frames: int = 50) -> list[bytes]:
     n = spec.samples()
     t = np.arange(n * frames) / spec.sample_rate
     pcm = (4000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
-    return [enc.encode(pcm[i * n:(i + 1) * n]) for i in range(frames)]
+    return [enc.encode(pcm[i * n : (i + 1) * n]) for i in range(frames)]
 
 
-def run_e2e(codec: str, offer: RtpMap, rate: int, participants: int, seconds: float,
-            per_leg: bool = False) -> tuple[float, dict[str, float]]:
+def run_e2e(
+    codec: str, offer: RtpMap, rate: int, participants: int, seconds: float, per_leg: bool = False
+) -> tuple[float, dict[str, float]]:
     """Participants per core of one mixer process carrying ``participants`` legs in rooms of 3."""
     sidecar = Sidecar(per_leg)
     phones: list[BenchPhone] = []
@@ -329,19 +354,28 @@ def bench_e2e(quick: bool) -> list[Figure]:
     for name, codec, offer, rate, n, per_leg in runs:
         value, info = run_e2e(codec, offer, rate, n, seconds, per_leg)
         results[name] = value
-        print(f"  {name:<28} {n:>4} legs: mixer CPU {info['cpu_share'] * 100:5.1f}% of its core, "
-              f"{info['frames_share'] * 100:5.1f}% of frames mixed, "
-              f"{info['delivered'] * 100:5.1f}% delivered, {info['lost']:.0f} lost at playout, "
-              f"{info['overruns']:.0f} overruns -> {value:,.0f} participants/core")
+        print(
+            f"  {name:<28} {n:>4} legs: mixer CPU {info['cpu_share'] * 100:5.1f}% of its core, "
+            f"{info['frames_share'] * 100:5.1f}% of frames mixed, "
+            f"{info['delivered'] * 100:5.1f}% delivered, {info['lost']:.0f} lost at playout, "
+            f"{info['overruns']:.0f} overruns -> {value:,.0f} participants/core"
+        )
         if info["delivered"] < 0.97:
-            print("    (frames went missing: the machine, phones included, was overloaded; the figure is "
-                  "still the mixer's own CPU cost per frame it produced)")
-    figures.append(Figure("e2e_pcmu_8k", results["e2e_pcmu_8k"], "participants/core",
-                          results["e2e_pcmu_8k_per_leg_codecs"], E2E_PCMU_TARGET))
-    figures.append(Figure("e2e_opus_48k", results["e2e_opus_48k"], "participants/core",
-                          results["e2e_pcmu_8k"], None))
-    print("  (e2e_pcmu_8k reference: the same mixer coding each leg on its own; "
-          "e2e_opus_48k reference: e2e_pcmu_8k)")
+            print(
+                "    (frames went missing: the machine, phones included, was overloaded; the figure is "
+                "still the mixer's own CPU cost per frame it produced)"
+            )
+    figures.append(
+        Figure(
+            "e2e_pcmu_8k",
+            results["e2e_pcmu_8k"],
+            "participants/core",
+            results["e2e_pcmu_8k_per_leg_codecs"],
+            E2E_PCMU_TARGET,
+        )
+    )
+    figures.append(Figure("e2e_opus_48k", results["e2e_opus_48k"], "participants/core", results["e2e_pcmu_8k"], None))
+    print("  (e2e_pcmu_8k reference: the same mixer coding each leg on its own; e2e_opus_48k reference: e2e_pcmu_8k)")
     return figures
 
 

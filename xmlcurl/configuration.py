@@ -19,9 +19,18 @@ PROXY_ACL = "fsfarm-proxies"
 ESL_ACL = "fsfarm-esl"
 CONFERENCE_PROFILES = {"narrowband": 8000, "wideband": 16000, "hd": 48000}
 CALLER_CONTROLS = [
-    ("mute", "0"), ("deaf mute", "*"), ("energy up", "9"), ("energy equ", "8"), ("energy dn", "7"),
-    ("vol talk up", "3"), ("vol talk zero", "2"), ("vol talk dn", "1"),
-    ("vol listen up", "6"), ("vol listen zero", "5"), ("vol listen dn", "4"), ("hangup", "#"),
+    ("mute", "0"),
+    ("deaf mute", "*"),
+    ("energy up", "9"),
+    ("energy equ", "8"),
+    ("energy dn", "7"),
+    ("vol talk up", "3"),
+    ("vol talk zero", "2"),
+    ("vol talk dn", "1"),
+    ("vol listen up", "6"),
+    ("vol listen zero", "5"),
+    ("vol listen dn", "4"),
+    ("hangup", "#"),
 ]
 
 
@@ -53,15 +62,26 @@ def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options
     etree.SubElement(etree.SubElement(profile, "domains"), "domain", name="all", alias="false", parse="true")
     host, port = split_host_port(node.sip_address)
     settings: list[tuple[str, str]] = [
-        ("sip-ip", host), ("sip-port", str(port)), ("rtp-ip", host),
-        ("ext-sip-ip", host), ("ext-rtp-ip", host),
-        ("context", "public"), ("dialplan", "XML"),
-        ("auth-calls", "true"), ("apply-inbound-acl", FARM_ACL),
-        ("codec-prefs", CODECS), ("inbound-codec-prefs", CODECS), ("outbound-codec-prefs", CODECS),
-        ("rfc2833-pt", "101"), ("dtmf-type", "rfc2833"),
-        ("manage-presence", "false"), ("challenge-realm", "auto_from"),
-        ("inbound-late-negotiation", "true"), ("track-calls", "true"),
-        ("rtp-timeout-sec", "300"), ("rtp-hold-timeout-sec", "1800"),
+        ("sip-ip", host),
+        ("sip-port", str(port)),
+        ("rtp-ip", host),
+        ("ext-sip-ip", host),
+        ("ext-rtp-ip", host),
+        ("context", "public"),
+        ("dialplan", "XML"),
+        ("auth-calls", "true"),
+        ("apply-inbound-acl", FARM_ACL),
+        ("codec-prefs", CODECS),
+        ("inbound-codec-prefs", CODECS),
+        ("outbound-codec-prefs", CODECS),
+        ("rfc2833-pt", "101"),
+        ("dtmf-type", "rfc2833"),
+        ("manage-presence", "false"),
+        ("challenge-realm", "auto_from"),
+        ("inbound-late-negotiation", "true"),
+        ("track-calls", "true"),
+        ("rtp-timeout-sec", "300"),
+        ("rtp-hold-timeout-sec", "1800"),
     ]
     if options.sip_proxies:
         settings.append(("apply-proxy-acl", PROXY_ACL))  # trust the proxy's X-AUTH-IP, still challenge phones
@@ -69,8 +89,12 @@ def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options
     gateways = etree.SubElement(profile, "gateways")
     for tenant, gw in tenant_gateways:
         entry = etree.SubElement(gateways, "gateway", name=gateway_name(tenant, gw))
-        values = [("proxy", gw.proxy), ("realm", gw.proxy.rpartition(":")[0] or gw.proxy),
-                  ("username", gw.username or "fsfarm"), ("register", "true" if gw.register else "false")]
+        values = [
+            ("proxy", gw.proxy),
+            ("realm", gw.proxy.rpartition(":")[0] or gw.proxy),
+            ("username", gw.username or "fsfarm"),
+            ("register", "true" if gw.register else "false"),
+        ]
         if gw.password:
             values.append(("password", gw.password))
         if gw.caller_id_number:
@@ -92,8 +116,11 @@ def conference() -> Element:
     for name, rate in [*CONFERENCE_PROFILES.items(), ("default", CONFERENCE_PROFILES["wideband"])]:
         profile = etree.SubElement(profiles, "profile", name=name)
         for key, value in [
-            ("rate", str(rate)), ("interval", "20"), ("energy-level", "100"),
-            ("comfort-noise", "true"), ("caller-controls", "default"),
+            ("rate", str(rate)),
+            ("interval", "20"),
+            ("energy-level", "100"),
+            ("comfort-noise", "true"),
+            ("caller-controls", "default"),
             ("auto-gain-level", "0"),
         ]:
             etree.SubElement(profile, "param", name=key, value=value)
@@ -104,8 +131,7 @@ def event_socket(node: Node, controller_address: str) -> Element:
     """ESL on the node's own address and password, open only to the controller."""
     root, conf = _config("event_socket.conf")
     host, port = split_host_port(node.esl_address)
-    settings = [("nat-map", "false"), ("listen-ip", host), ("listen-port", str(port)),
-                ("password", node.esl_password)]
+    settings = [("nat-map", "false"), ("listen-ip", host), ("listen-port", str(port)), ("password", node.esl_password)]
     if ip_cidr(controller_address):
         settings.append(("apply-inbound-acl", ESL_ACL))
     params(conf, "settings", settings)
@@ -115,11 +141,17 @@ def event_socket(node: Node, controller_address: str) -> Element:
 def switch(node: Node, name: str = "switch.conf") -> Element:
     """Core settings for ``post_load_switch.conf``/``switch.conf``: the node's RTP range, a 1 s heartbeat."""
     root, conf = _config(name)
-    params(conf, "settings", [
-        ("rtp-start-port", str(node.rtp_port_min)), ("rtp-end-port", str(node.rtp_port_max)),
-        ("event-heartbeat-interval", str(HEARTBEAT_SECONDS)),
-        ("max-sessions", str(node.capacity)), ("sessions-per-second", "100"),
-    ])
+    params(
+        conf,
+        "settings",
+        [
+            ("rtp-start-port", str(node.rtp_port_min)),
+            ("rtp-end-port", str(node.rtp_port_max)),
+            ("event-heartbeat-interval", str(HEARTBEAT_SECONDS)),
+            ("max-sessions", str(node.capacity)),
+            ("sessions-per-second", "100"),
+        ],
+    )
     return root
 
 
@@ -145,10 +177,17 @@ def voicemail(options: XmlCurlOptions) -> Element:
     etree.SubElement(conf, "settings")
     profile = etree.SubElement(etree.SubElement(conf, "profiles"), "profile", name="default")
     values = [
-        ("file-extension", "wav"), ("terminator-key", "#"), ("max-login-attempts", "3"),
-        ("digit-timeout", "10000"), ("min-record-len", "3"), ("max-record-len", "300"),
-        ("tone-spec", "%(1000, 0, 640)"), ("callback-dialplan", "XML"), ("callback-context", "default"),
-        ("play-new-messages-first", "true"), ("allow-empty-password-auth", "false"),
+        ("file-extension", "wav"),
+        ("terminator-key", "#"),
+        ("max-login-attempts", "3"),
+        ("digit-timeout", "10000"),
+        ("min-record-len", "3"),
+        ("max-record-len", "300"),
+        ("tone-spec", "%(1000, 0, 640)"),
+        ("callback-dialplan", "XML"),
+        ("callback-context", "default"),
+        ("play-new-messages-first", "true"),
+        ("allow-empty-password-auth", "false"),
     ]
     if options.voicemail_dir:
         values += [("storage-dir", options.voicemail_dir), ("storage-dir-shared", "true")]
@@ -162,8 +201,13 @@ class Known:
     """Configurations we answer; every other name gets "not found" (FreeSWITCH then uses its defaults)."""
 
     names: tuple[str, ...] = (
-        "sofia.conf", "conference.conf", "event_socket.conf", "switch.conf", "post_load_switch.conf",
-        "acl.conf", "voicemail.conf",
+        "sofia.conf",
+        "conference.conf",
+        "event_socket.conf",
+        "switch.conf",
+        "post_load_switch.conf",
+        "acl.conf",
+        "voicemail.conf",
     )
 
 

@@ -22,20 +22,30 @@ def settings(element: Any, path: str = "settings/param") -> dict[str, str]:
     return {p.get("name"): p.get("value") for p in element.iterfind(path)}
 
 
-def test_sofia_profile_uses_the_nodes_address_and_its_tenants_gateways(client: Any, db: Any, farm: Any,
-                                                                       recorded: Any) -> None:
-    provisioning.add_node(db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021",
-                               "esl_password": "x"})
+def test_sofia_profile_uses_the_nodes_address_and_its_tenants_gateways(
+    client: Any, db: Any, farm: Any, recorded: Any
+) -> None:
+    provisioning.add_node(
+        db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021", "esl_password": "x"}
+    )
     provisioning.update_tenant(db, "acme.test", {"pinned_node": "vm"})
     provisioning.update_tenant(db, "beta.test", {"pinned_node": "fs2"})
-    provisioning.add_child(db, "gateways", "acme.test", {"name": "carrier", "proxy": "203.0.113.5:5060",
-                                                         "username": "acme", "password": "pw", "register": True})
+    provisioning.add_child(
+        db,
+        "gateways",
+        "acme.test",
+        {"name": "carrier", "proxy": "203.0.113.5:5060", "username": "acme", "password": "pw", "register": True},
+    )
     provisioning.add_child(db, "gateways", "beta.test", {"name": "carrier", "proxy": "198.51.100.7:5060"})
     vm = config(client, recorded, "sofia.conf")
     profile = vm.find("profiles/profile")
     s = settings(profile)
-    assert (s["sip-ip"], s["sip-port"], s["ext-sip-ip"], s["ext-rtp-ip"]) == ("127.0.0.1", "5060", "127.0.0.1",
-                                                                             "127.0.0.1")
+    assert (s["sip-ip"], s["sip-port"], s["ext-sip-ip"], s["ext-rtp-ip"]) == (
+        "127.0.0.1",
+        "5060",
+        "127.0.0.1",
+        "127.0.0.1",
+    )
     assert s["auth-calls"] == "true" and s["context"] == "public"
     assert [g.get("name") for g in profile.iterfind("gateways/gateway")] == ["acme.test--carrier"]
     gw = settings(profile.find("gateways/gateway"), "params/param")
@@ -55,8 +65,9 @@ def test_event_socket_and_switch_are_the_nodes_own(client: Any, farm: Any, recor
 
 
 def test_acl_holds_only_farm_members(client: Any, db: Any, farm: Any, recorded: Any) -> None:
-    provisioning.add_node(db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021",
-                               "esl_password": "x"})
+    provisioning.add_node(
+        db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021", "esl_password": "x"}
+    )
     provisioning.add_mixer(db, {"name": "mix1", "sip_address": "10.0.0.9:5090", "control_url": "http://10.0.0.9"})
     acl = config(client, recorded, "acl.conf")
     lists = {lst.get("name"): lst for lst in acl.iterfind("network-lists/list")}
