@@ -13,7 +13,6 @@ from xmlcurl.dialplan import FARM_ACL, gateway_name
 from xmlcurl.documents import Element, document, params
 from xmlcurl.options import XmlCurlOptions
 
-CODECS = "OPUS,G722,PCMU,PCMA"
 HEARTBEAT_SECONDS = 1  # the ESL watcher declares a node dead after 3 missed heartbeats
 PROXY_ACL = "fsfarm-proxies"
 ESL_ACL = "fsfarm-esl"
@@ -71,9 +70,9 @@ def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options
         ("dialplan", "XML"),
         ("auth-calls", "true"),
         ("apply-inbound-acl", FARM_ACL),
-        ("codec-prefs", CODECS),
-        ("inbound-codec-prefs", CODECS),
-        ("outbound-codec-prefs", CODECS),
+        ("codec-prefs", options.sip_codecs),
+        ("inbound-codec-prefs", options.sip_codecs),
+        ("outbound-codec-prefs", options.sip_codecs),
         ("rfc2833-pt", "101"),
         ("dtmf-type", "rfc2833"),
         ("manage-presence", "false"),

@@ -86,3 +86,30 @@ def test_conference_profiles_have_their_rates(client: Any, farm: Any, recorded: 
         assert params["comfort-noise"] == "true" and params["caller-controls"] == "default"
         assert int(params["energy-level"]) > 0
     assert conf.find("caller-controls/group[@name='default']/control[@action='mute']") is not None
+
+
+def test_sip_codecs_come_from_fsfarm_sip_codecs(monkeypatch: Any) -> None:
+    from uuid import uuid4
+
+    from controller.domain import Node
+    from xmlcurl.configuration import sofia
+    from xmlcurl.options import XmlCurlOptions
+
+    node = Node(
+        id=uuid4(),
+        name="fs1",
+        switchname="fs1",
+        sip_address="10.0.0.1:5060",
+        esl_address="10.0.0.1:8021",
+        esl_password="x",
+        rtp_port_min=20000,
+        rtp_port_max=20999,
+        capacity=100,
+    )
+    keys = ("codec-prefs", "inbound-codec-prefs", "outbound-codec-prefs")
+    monkeypatch.delenv("FSFARM_SIP_CODECS", raising=False)
+    default = settings(sofia(node, [], XmlCurlOptions.from_env()).find(".//profile"))
+    assert [default[k] for k in keys] == ["OPUS,G722,PCMU,PCMA"] * 3
+    monkeypatch.setenv("FSFARM_SIP_CODECS", "PCMU,L16@16000h")
+    chosen = settings(sofia(node, [], XmlCurlOptions.from_env()).find(".//profile"))
+    assert [chosen[k] for k in keys] == ["PCMU,L16@16000h"] * 3
