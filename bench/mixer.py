@@ -27,8 +27,10 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -37,6 +39,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import conference_load as load  # noqa: E402
 from mixer_ext.codecs import get_encoder, get_spec  # noqa: E402
 from mixer_ext.mix import mix_frame, mix_reference  # noqa: E402
 from mixer_ext.rtp import build_rtp  # noqa: E402
@@ -167,7 +170,7 @@ def cpu_seconds(pid: int) -> float:
 class Sidecar:
     """A ``fsfarm mixer`` process on free loopback ports."""
 
-    def __init__(self, per_leg: bool) -> None:
+    def __init__(self, per_leg: bool, realtime: bool = False) -> None:
         self.sip = free_port(socket.SOCK_DGRAM)
         self.api = f"http://{LOCAL}:{free_port(socket.SOCK_STREAM)}"
         args = [
@@ -190,7 +193,7 @@ class Sidecar:
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=lambda: os.sched_setaffinity(0, {self.cpu}),
+            preexec_fn=lambda: self._pin(realtime),
         )
         if len(cpus) > 1:
             os.sched_setaffinity(0, set(cpus[:-1]))
@@ -204,6 +207,15 @@ class Sidecar:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError("mixer sidecar did not start") from None
                 time.sleep(0.1)
+
+    def _pin(self, realtime: bool) -> None:
+        os.sched_setaffinity(0, {self.cpu})
+        if realtime:
+            # FreeSWITCH gives itself SCHED_FIFO 1 (set_auto_priority): the same for the mixer, where allowed.
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            except PermissionError:
+                pass
 
     def metric(self, name: str) -> float:
         with urllib.request.urlopen(f"{self.api}/metrics", timeout=10) as resp:
@@ -379,16 +391,195 @@ def bench_e2e(quick: bool) -> list[Figure]:
     return figures
 
 
+# ----- side by side: FreeSWITCH mod_conference vs the fsfarm mixer --------------------------------
+
+
+@dataclass(frozen=True)
+class ConferenceCase:
+    name: str
+    codec: str  # mixer_ext's name for it
+    offer: RtpMap
+    rate: int
+    profile: str  # fsfarm conference profile (mod_conference's rate)
+    target: float | None
+
+
+CONFERENCE_CASES = [
+    ConferenceCase("pcmu_8k", "PCMU", RtpMap(0, "PCMU", 8000), 8000, "narrowband", E2E_PCMU_TARGET),
+    ConferenceCase("l16_16k", "L16/16000", RtpMap(97, "L16", 16000), 16000, "wideband", None),
+    ConferenceCase("l16_48k", "L16/48000", RtpMap(98, "L16", 48000), 48000, "hd", None),
+    ConferenceCase("opus_48k", "opus/48000", RtpMap(111, "opus", 48000, 2), 48000, "hd", None),
+]
+ROOM_SIZE = 10
+TENANT, USER, PASSWORD = "bench.test", "1001", "bench-secret-1001"
+ROOM_BASE = {"narrowband": 3000, "wideband": 3100, "hd": 3200}  # room numbers: base + room index
+
+
+@dataclass(frozen=True)
+class SideResult:
+    window: load.Window
+    expected: int  # frames the window should have delivered to the legs
+    hearings: list[load.Hearing]
+    codec: str  # what the server answered
+
+    @property
+    def delivered(self) -> float:
+        return self.window.received / self.expected if self.expected else 0.0
+
+    @property
+    def heard_ok(self) -> bool:
+        return bool(self.hearings) and all(h.ok for h in self.hearings)
+
+
+def conference_legs(case: ConferenceCase, participants: int) -> list[load.Leg]:
+    """Legs in rooms of ten, each with its own tone; within a room tones are far apart (room i % rooms)."""
+    rooms = participants // ROOM_SIZE
+    freqs = load.tones(participants, 3300 if case.rate == 8000 else 6000)
+    return [
+        load.Leg(host, freq, i % rooms, case.codec, case.offer, load.encoded_tone(case.codec, freq), keep=i < rooms)
+        for i, (host, freq) in enumerate(zip(load.loopback_hosts(participants), freqs, strict=True))
+    ]
+
+
+def run_side(
+    legs: list[load.Leg], pid: int, call: Callable[[load.Leg], None], warmup: float, seconds: float
+) -> SideResult:
+    """Call every leg in, drive them all, measure ``pid``, check what the sampled legs heard, hang up."""
+    try:
+        for leg in legs:
+            call(leg)
+        window = load.drive(legs, pid, warmup, seconds)
+        hearings = [load.hearing(leg, legs) for leg in legs if leg.keep]
+        expected = round(len(legs) * window.seconds / FRAME_S)
+        return SideResult(window, expected, hearings, legs[0].answered)
+    finally:
+        for leg in legs:
+            leg.hangup()
+            leg.close()
+
+
+def idle_share(pid: int, seconds: float = 2.0) -> float:
+    cpu0, t0 = load.cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (load.cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+
+
+def scheduling(pid: int) -> str:
+    policy = os.sched_getscheduler(pid)
+    names = {os.SCHED_OTHER: "SCHED_OTHER", os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR"}
+    return f"{names.get(policy, policy)} {os.sched_getparam(pid).sched_priority}"
+
+
+def print_side(label: str, result: SideResult) -> None:
+    w = result.window
+    worst = min(result.hearings, key=lambda h: h.weakest_peer_db - max(h.own_db, h.other_room_db))
+    print(
+        f"    {label:<22} {w.cpu_share * 100:5.1f}% of a core, {result.delivered * 100:5.1f}% of frames delivered, "
+        f"answered {result.codec} -> {w.per_core:,.0f} participants/core; heard "
+        f"{'OK' if result.heard_ok else 'WRONG'} ({len(result.hearings)} sampled; worst: weakest peer "
+        f"{worst.weakest_peer_db:.0f} dB, itself {worst.own_db:.0f} dB, other rooms {worst.other_room_db:.0f} dB)"
+    )
+
+
+def bench_freeswitch(quick: bool) -> tuple[list[Figure], bool]:
+    """FreeSWITCH mod_conference and the fsfarm mixer, same legs, same rooms, one after the other per codec."""
+    participants = 50 if quick else 100
+    seconds, warmup = (4.0, 2.0) if quick else (15.0, 3.0)
+    rooms = participants // ROOM_SIZE
+    workdir = Path(tempfile.mkdtemp(prefix="fsfarm-bench-mixer-fs-"))
+    cpus = sorted(os.sched_getaffinity(0))
+    print(
+        f"side by side: {participants} participants in rooms of {ROOM_SIZE}, each its own tone, RTP over loopback "
+        f"from this process; CPU of the server process only, over {seconds:g} s after a {warmup:g} s warm-up"
+    )
+    farm = load.Farm(workdir, cpus[-1])
+    sidecar: Sidecar | None = None
+    figures: list[Figure] = []
+    all_heard = True
+    try:
+        farm.start()
+        farm.cli("tenant", "add", TENANT)
+        farm.cli("user", "add", "-t", TENANT, USER, "--password", PASSWORD)
+        for profile in sorted({c.profile for c in CONFERENCE_CASES}):
+            for r in range(rooms):
+                number = str(ROOM_BASE[profile] + r)
+                farm.api("POST", f"/tenants/{TENANT}/conferences", {"number": number, "profile": profile})
+        sidecar = Sidecar(per_leg=False, realtime=True)  # on FreeSWITCH's CPU; this process on the others
+        print(
+            f"  FreeSWITCH pid {farm.pid} ({scheduling(farm.pid)}), mixer pid {sidecar.proc.pid} "
+            f"({scheduling(sidecar.proc.pid)}) both on CPU {cpus[-1]}; generator on {sorted(os.sched_getaffinity(0))}"
+        )
+        print(
+            f"  idle: FreeSWITCH {idle_share(farm.pid) * 100:.1f}% of a core, "
+            f"mixer {idle_share(sidecar.proc.pid) * 100:.1f}%"
+        )
+        for case in CONFERENCE_CASES:
+            print(f"  {case.name} ({case.profile} rooms, {case.rate} Hz):")
+            fs_rooms = {r: f"sip:{ROOM_BASE[case.profile] + r}@{TENANT}" for r in range(rooms)}
+
+            def fs_call(leg: load.Leg, fs_rooms: dict[int, str] = fs_rooms) -> None:
+                leg.call(farm.sip, fs_rooms[leg.room], USER, TENANT, PASSWORD)
+
+            fs = run_side(conference_legs(case, participants), farm.pid, fs_call, warmup, seconds)
+            print_side("FreeSWITCH conference", fs)
+            load.wait_for(
+                lambda: farm.fs_cli("show channels count").strip().startswith("0 total"),
+                30,
+                "FreeSWITCH to hang up every leg",
+            )
+
+            mixer = sidecar
+            for r in range(rooms):
+                http("POST", f"{mixer.api}/rooms", {"room": f"{case.name}-{r}", "rate": case.rate})
+
+            def mixer_call(leg: load.Leg, mixer: Sidecar = mixer, name: str = case.name) -> None:
+                leg.call((LOCAL, mixer.sip), f"sip:room-{name}-{leg.room}@{LOCAL}:{mixer.sip}")
+
+            mx = run_side(conference_legs(case, participants), mixer.proc.pid, mixer_call, warmup, seconds)
+            print_side("fsfarm mixer", mx)
+            for r in range(rooms):
+                http("DELETE", f"{mixer.api}/rooms/{case.name}-{r}")
+            all_heard = all_heard and fs.heard_ok and mx.heard_ok
+            ratio = mx.window.per_core / fs.window.per_core
+            print(f"    mixer / mod_conference: {ratio:.2f}")
+            figures.append(
+                Figure(
+                    f"conf_{case.name}_mixer_vs_freeswitch",
+                    mx.window.per_core,
+                    "participants/core",
+                    fs.window.per_core,
+                    case.target,
+                )
+            )
+    finally:
+        if sidecar is not None:
+            sidecar.stop()
+        farm.stop()
+        load.cleanup_dir(workdir)
+    print("  (reference: FreeSWITCH 1.10.12 mod_conference on the same legs; a figure is CPU per frame delivered)")
+    return figures, all_heard
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run (a few seconds per figure)")
+    parser.add_argument(
+        "--freeswitch", action="store_true", help="only the side-by-side run against a real FreeSWITCH's mod_conference"
+    )
     args = parser.parse_args()
-    figures = bench_kernel(args.quick)
-    print()
-    figures += bench_e2e(args.quick)
+    ok = True
+    if args.freeswitch:
+        figures, ok = bench_freeswitch(args.quick)
+    else:
+        figures = bench_kernel(args.quick)
+        print()
+        figures += bench_e2e(args.quick)
     print()
     for figure in figures:
         print(figure.line())
+    if not ok:
+        print("bench: audio check FAILED: a sampled participant did not hear its peers only (see above)")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
