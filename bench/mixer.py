@@ -421,6 +421,7 @@ class SideResult:
     expected: int  # frames the window should have delivered to the legs
     hearings: list[load.Hearing]
     codec: str  # what the server answered
+    setup: float  # seconds to call every leg in
 
     @property
     def delivered(self) -> float:
@@ -446,12 +447,14 @@ def run_side(
 ) -> SideResult:
     """Call every leg in, drive them all, measure ``pid``, check what the sampled legs heard, hang up."""
     try:
+        t0 = time.monotonic()
         for leg in legs:
             call(leg)
+        setup = time.monotonic() - t0
         window = load.drive(legs, pid, warmup, seconds)
         hearings = [load.hearing(leg, legs) for leg in legs if leg.keep]
         expected = round(len(legs) * window.seconds / FRAME_S)
-        return SideResult(window, expected, hearings, legs[0].answered)
+        return SideResult(window, expected, hearings, legs[0].answered, setup)
     finally:
         for leg in legs:
             leg.hangup()
@@ -477,14 +480,15 @@ def print_side(label: str, result: SideResult) -> None:
         f"    {label:<22} {w.cpu_share * 100:5.1f}% of a core, {result.delivered * 100:5.1f}% of frames delivered, "
         f"answered {result.codec} -> {w.per_core:,.0f} participants/core; heard "
         f"{'OK' if result.heard_ok else 'WRONG'} ({len(result.hearings)} sampled; worst: weakest peer "
-        f"{worst.weakest_peer_db:.0f} dB, itself {worst.own_db:.0f} dB, other rooms {worst.other_room_db:.0f} dB)"
+        f"{worst.weakest_peer_db:.0f} dB, itself {worst.own_db:.0f} dB, other rooms {worst.other_room_db:.0f} dB); "
+        f"calls set up in {result.setup:.1f} s, window {w.seconds:.1f} s, generator up to {w.late * 1000:.0f} ms late"
     )
 
 
 def bench_freeswitch(quick: bool) -> tuple[list[Figure], bool]:
     """FreeSWITCH mod_conference and the fsfarm mixer, same legs, same rooms, one after the other per codec."""
     participants = 50 if quick else 100
-    seconds, warmup = (4.0, 2.0) if quick else (15.0, 3.0)
+    seconds, warmup = (4.0, 1.5) if quick else (15.0, 3.0)
     rooms = participants // ROOM_SIZE
     workdir = Path(tempfile.mkdtemp(prefix="fsfarm-bench-mixer-fs-"))
     cpus = sorted(os.sched_getaffinity(0))
@@ -492,6 +496,7 @@ def bench_freeswitch(quick: bool) -> tuple[list[Figure], bool]:
         f"side by side: {participants} participants in rooms of {ROOM_SIZE}, each its own tone, RTP over loopback "
         f"from this process; CPU of the server process only, over {seconds:g} s after a {warmup:g} s warm-up"
     )
+    began = time.monotonic()
     farm = load.Farm(workdir, cpus[-1])
     sidecar: Sidecar | None = None
     figures: list[Figure] = []
@@ -504,6 +509,7 @@ def bench_freeswitch(quick: bool) -> tuple[list[Figure], bool]:
             for r in range(rooms):
                 number = str(ROOM_BASE[profile] + r)
                 farm.api("POST", f"/tenants/{TENANT}/conferences", {"number": number, "profile": profile})
+        print(f"  farm up (PostgreSQL, fsfarm up, FreeSWITCH, tenant, rooms) in {time.monotonic() - began:.0f} s")
         sidecar = Sidecar(per_leg=False, realtime=True)  # on FreeSWITCH's CPU; this process on the others
         print(
             f"  FreeSWITCH pid {farm.pid} ({scheduling(farm.pid)}), mixer pid {sidecar.proc.pid} "
@@ -514,7 +520,7 @@ def bench_freeswitch(quick: bool) -> tuple[list[Figure], bool]:
             f"mixer {idle_share(sidecar.proc.pid) * 100:.1f}%"
         )
         for case in CONFERENCE_CASES:
-            print(f"  {case.name} ({case.profile} rooms, {case.rate} Hz):")
+            print(f"  {case.name} ({case.profile} rooms, {case.rate} Hz), at {time.monotonic() - began:.0f} s:")
             fs_rooms = {r: f"sip:{ROOM_BASE[case.profile] + r}@{TENANT}" for r in range(rooms)}
 
             def fs_call(leg: load.Leg, fs_rooms: dict[int, str] = fs_rooms) -> None:
@@ -556,7 +562,10 @@ def bench_freeswitch(quick: bool) -> tuple[list[Figure], bool]:
             sidecar.stop()
         farm.stop()
         load.cleanup_dir(workdir)
-    print("  (reference: FreeSWITCH 1.10.12 mod_conference on the same legs; a figure is CPU per frame delivered)")
+    print(
+        f"  (reference: FreeSWITCH 1.10.12 mod_conference on the same legs; a figure is the server's CPU per frame "
+        f"it delivered; {time.monotonic() - began:.0f} s in all)"
+    )
     return figures, all_heard
 
 
