@@ -38,7 +38,19 @@ from mixer_ext.sip import SipMessage, parse_sip
 
 FRAME_S = 0.020
 TONE_AMPLITUDE = 2500  # ten of these summed stay below int16 full scale
-FREESWITCH = Path("/opt/fsfarm-freeswitch/bin/freeswitch")
+BUNDLE = Path("/opt/fsfarm-freeswitch/bin/freeswitch")
+
+
+def freeswitch_binary() -> Path | None:
+    """``FREESWITCH_BIN``, else the test bundle's, else ``freeswitch`` on PATH (as the freeswitch test tier)."""
+    if os.environ.get("FREESWITCH_BIN"):
+        return Path(os.environ["FREESWITCH_BIN"])
+    if BUNDLE.exists():
+        return BUNDLE
+    found = shutil.which("freeswitch")
+    return Path(found) if found else None
+
+
 FSFARM = str(Path(sys.executable).with_name("fsfarm"))
 
 
@@ -85,10 +97,13 @@ class Farm:
     def __init__(self, workdir: Path, cpu: int | None) -> None:
         from controller.database.embedded import EmbeddedPostgres
 
+        binary = freeswitch_binary()
+        if binary is None or not binary.exists():
+            raise RuntimeError(f"no FreeSWITCH binary ({binary}): set FREESWITCH_BIN or install ../shared/freeswitch")
+        self.binary = binary
         self.workdir = workdir
         self.cpu = cpu
         self.pg = EmbeddedPostgres(workdir / "pg", port=free_port(), dbname="fsfarm_bench")
-        self.pg.start()
         state = workdir / "state"
         state.mkdir(parents=True, exist_ok=True)
         self.http_port = free_port()
@@ -100,6 +115,7 @@ class Farm:
             "FSFARM_IVR_PORT": str(free_port()),
             "FSFARM_CONTROLLER_ADDRESS": "127.0.0.1",
             "FSFARM_LOG_LEVEL": "WARNING",
+            "FSFARM_ESL_BACKOFF_MAX": "1",  # the watcher reconnects within a second of FreeSWITCH coming up
             # L16 is not in fsfarm's default codec list: the bench compares mixing at 16 and 48 kHz without codec cost.
             "FSFARM_SIP_CODECS": "PCMU,L16@16000h,L16@48000h,OPUS,G722,PCMA",
         }
@@ -134,7 +150,7 @@ class Farm:
     def fs_cli(self, command: str) -> str:
         done = subprocess.run(
             [
-                str(FREESWITCH.with_name("fs_cli")),
+                str(self.binary.with_name("fs_cli")),
                 "-H",
                 "127.0.0.1",
                 "-P",
@@ -151,6 +167,8 @@ class Farm:
         return done.stdout
 
     def start(self) -> None:
+        """PostgreSQL, ``fsfarm up``, ``fsfarm node add``, FreeSWITCH from bootstrap files; until the node is up."""
+        self.pg.start()
         log = (self.workdir / "controller.log").open("ab")
         self.controller = subprocess.Popen(
             [FSFARM, "up", "--host", "127.0.0.1", "--port", str(self.http_port)],
@@ -182,7 +200,7 @@ class Farm:
         )
         conf = self.workdir / "fs" / "conf"
         self.cli("freeswitch", "bootstrap", "--node", "fs1", "--out", str(conf))
-        args = [str(FREESWITCH), "-nc", "-nf", "-nonat", "-conf", str(conf)]
+        args = [str(self.binary), "-nc", "-nf", "-nonat", "-conf", str(conf)]
         for name in ("log", "db", "run", "storage", "cache", "recordings", "sounds", "certs"):
             (self.workdir / "fs" / name).mkdir(parents=True, exist_ok=True)
             args += [f"-{name}", str(self.workdir / "fs" / name)]
@@ -214,8 +232,7 @@ class Farm:
         return True
 
     def _node_up(self) -> bool:
-        nodes = json.loads(self.cli("node", "list", "--json"))
-        return any(n["name"] == "fs1" and n.get("health") == "up" for n in nodes)
+        return any(n["name"] == "fs1" and n.get("health") == "up" for n in self.api("GET", "/nodes"))
 
     @property
     def pid(self) -> int:

@@ -10,6 +10,22 @@ Kernel: ``mix.mix_frame`` over one [participants x samples] block holding every 
 Powwownow seed's 5,000 participants per core (SSE4 C). End to end: a ``fsfarm mixer`` process
 with N Python RTP phones (one socket each) in rooms of 3; its CPU time per frame it produced gives
 participants per core.
+
+Side by side with FreeSWITCH (``python bench/mixer.py --freeswitch [--quick]``, needs the FreeSWITCH
+1.10.12 bundle in /opt/fsfarm-freeswitch and root for SCHED_FIFO): only this comparison runs. A farm is
+started as an operator would (a PostgreSQL in a temp dir, ``fsfarm up``, ``fsfarm node add``, FreeSWITCH
+from ``fsfarm freeswitch bootstrap`` files, a tenant, a user, narrowband/wideband/hd rooms), with
+``FSFARM_SIP_CODECS`` adding L16 at 16 and 48 kHz to the node's codecs. For each of PCMU 8 kHz, L16 16 kHz,
+L16 48 kHz and Opus 48 kHz, 50 participants (100 without ``--quick``) in rooms of 10, each sending its own
+tone, call (a) the tenant's rooms through FreeSWITCH's SIP profile, digest-authenticated as the user from
+their own 127.0.x.y address (so the node's ACL does not trust them), and then (b) rooms of the same rate
+on a ``fsfarm mixer`` process directly. Both servers are pinned to the same CPU at SCHED_FIFO 1 (what
+FreeSWITCH gives itself); the load generator (``bench/conference_load.py``, this process, not counted)
+runs on the other CPUs. Participants per core = 20 ms x RTP frames the server delivered in a fixed window
+after every leg is up / the server process's CPU seconds in that window (/proc/<pid>/stat, all threads).
+One sampled leg per room is decoded and checked by FFT: every peer's tone there, its own and other rooms'
+tones at least 20 dB below the weakest peer; a failed check exits 1. Lines ``bench:
+conf_<codec>_mixer_vs_freeswitch`` give the mixer with mod_conference as the reference.
 """
 
 from __future__ import annotations
@@ -497,7 +513,11 @@ def bench_freeswitch(quick: bool) -> tuple[list[Figure], bool]:
         f"from this process; CPU of the server process only, over {seconds:g} s after a {warmup:g} s warm-up"
     )
     began = time.monotonic()
-    farm = load.Farm(workdir, cpus[-1])
+    try:
+        farm = load.Farm(workdir, cpus[-1])
+    except RuntimeError:
+        load.cleanup_dir(workdir)
+        raise
     sidecar: Sidecar | None = None
     figures: list[Figure] = []
     all_heard = True
@@ -578,7 +598,10 @@ def main() -> None:
     args = parser.parse_args()
     ok = True
     if args.freeswitch:
-        figures, ok = bench_freeswitch(args.quick)
+        try:
+            figures, ok = bench_freeswitch(args.quick)
+        except RuntimeError as exc:  # no FreeSWITCH, a refused call, a farm that did not start: one line
+            sys.exit(f"bench: {exc}")
     else:
         figures = bench_kernel(args.quick)
         print()
