@@ -281,7 +281,11 @@ def encoded_tone(codec: str, freq: int, frames: int = 50) -> list[bytes]:
 
 
 class SipRefused(RuntimeError):
-    pass
+    """The far end answered an INVITE with a final status other than 200."""
+
+    def __init__(self, uri: str, status: int, reason: str) -> None:
+        super().__init__(f"INVITE {uri} answered {status} {reason}")
+        self.status = status
 
 
 @dataclass(eq=False)
@@ -359,7 +363,7 @@ class Leg:
                 continue
             break
         if resp.status != 200:
-            raise SipRefused(f"INVITE {uri} answered {resp.status} {resp.reason}")
+            raise SipRefused(uri, resp.status, resp.reason)
         self.to = resp.get("to")
         answer = parse_offer(resp.body)
         fmt = answer.formats[0]
