@@ -67,6 +67,7 @@ class Node(Record):
     health: str = "unknown"
     health_reason: str = ""
     health_at: datetime | None = None
+    seen_alive_at: datetime | None = None  # last time its watcher judged it up; None: never seen alive
 
     secret_fields: ClassVar[tuple[str, ...]] = ("esl_password",)
 

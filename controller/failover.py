@@ -100,6 +100,7 @@ class FailoverLoop:
                 return "another controller holds the failover lock; watching only"
             all_nodes = nodes.list_all(conn)
             rejoined = self._rejoin_as_spares(conn, all_nodes)
+            rejoined += self._place_the_unplaced(conn)
             verdicts = dead_nodes(all_nodes, unreachable)
             for verdict in verdicts:
                 node = verdict.node
@@ -129,10 +130,15 @@ class FailoverLoop:
         return f"all {len(all_nodes)} node(s) are alive or spare; nothing to do"
 
     def _rejoin_as_spares(self, conn: psycopg.Connection[Any], all_nodes: Sequence[Node]) -> list[str]:
-        """A failed-over node that is healthy again becomes a spare, so its tenants do not ping-pong."""
+        """A failed-over node that is healthy again becomes a spare, so its tenants do not ping-pong.
+
+        Only while another node can take tenants: a farm must never be left with spares and no active node.
+        """
         out = []
         for node in all_nodes:
             if node.spare or node.health != "up" or placements.tenants_on_node(conn, node.id):
+                continue
+            if not any(n.id != node.id and n.placeable for n in all_nodes):
                 continue
             history = failovers.for_node(conn, node.id)
             if history and history[-1].state == "done" and history[-1].updated_at and node.health_at and \
@@ -142,6 +148,17 @@ class FailoverLoop:
                 out.append(f"node {node.name} is healthy again after its failover; it rejoins as a spare "
                            "so its tenants do not move back and forth")
         return out
+
+
+    def _place_the_unplaced(self, conn: psycopg.Connection[Any]) -> list[str]:
+        """Tenants left on no node (every node was down when placement last ran) go to a node that is back."""
+        unplaced = placements.unplaced_tenants(conn)
+        if not unplaced or not any(n.placeable for n in nodes.list_all(conn)):
+            return []
+        generation = reassign(conn, f"{len(unplaced)} tenant(s) were on no node and a node can take them")
+        if generation is None:
+            return []
+        return [f"{len(unplaced)} tenant(s) were on no node; placed them (generation {generation.generation})"]
 
 
 def _rooms_on(conn: psycopg.Connection[Any], node_id: UUID) -> int:

@@ -163,10 +163,11 @@ def reconcile(conn: psycopg.Connection[Any], node_id: UUID, present: list[LiveCa
 
 def list_for(conn: psycopg.Connection[Any], *, tenant_id: UUID | None = None,
              node_id: UUID | None = None) -> list[dict[str, Any]]:
-    """Live calls of a tenant or of a node, oldest first."""
+    """Live calls of a tenant or of a node, oldest first, each with the name of the node it is on."""
     column, value = ("tenant_id", tenant_id) if tenant_id is not None else ("node_id", node_id)
     cur = conn.execute(
-        f"SELECT * FROM esl_live_calls WHERE {column} = %s ORDER BY started_at NULLS LAST, channel_uuid",
+        f"SELECT c.*, n.name AS node FROM esl_live_calls c JOIN nodes n ON n.id = c.node_id "
+        f"WHERE c.{column} = %s ORDER BY c.started_at NULLS LAST, c.channel_uuid",
         (value,),
     )
     return cur.fetchall()

@@ -255,7 +255,8 @@ class NodeWatcher:
         self.config = config
         self.ingest = Ingest(db, node, config)
         self.ingest.on_db_back = self.request_reconcile
-        self.link = liveness.Link(connected=False, heartbeat_interval=config.heartbeat_interval)
+        self.link = liveness.Link(connected=False, heartbeat_interval=config.heartbeat_interval,
+                                  seen_alive=node.seen_alive_at is not None)
         self.written_health: str | None = None
         self.verdict = liveness.Verdict("unknown", "not started")
         self.conn: FarmInboundESL | None = None
@@ -391,6 +392,8 @@ class NodeWatcher:
                         activate_on_first_heartbeat(tx, self.node.id)
                 log.info("node %s is %s: %s", self.node.name, verdict.health, verdict.reason)
                 self.written_health = verdict.health
+                if verdict.health == "up":
+                    self.link = replace(self.link, seen_alive=True)
             except Unavailable:
                 pass  # written on a later tick, once the database is back
         return verdict

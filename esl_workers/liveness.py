@@ -31,6 +31,7 @@ class Link:
     heartbeat_interval: float = 1.0
     failures: int = 0  # consecutive failed connection attempts since the last success
     last_error: str = ""
+    seen_alive: bool = False  # judged up at least once, by this watcher or an earlier one
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ def assess(link: Link, now: float) -> Verdict:
     """up, suspect or down, with a one-sentence reason."""
     interval = max(link.heartbeat_interval, 0.001)
     if not link.connected:
+        if not link.seen_alive:
+            # Refused before it ever ran: not started yet (first start), not a death to fail over.
+            return Verdict("unknown", f"never seen alive yet: ESL {link.last_error or 'not connected'}")
         if link.failures >= 1:
             return Verdict("down", f"ESL connection refused or failed ({link.last_error or 'no answer'})")
         return Verdict("suspect", f"ESL connection lost ({link.last_error or 'closed'}); reconnecting")

@@ -39,9 +39,12 @@ def delete(conn: psycopg.Connection[Any], id: UUID) -> bool:
 
 
 def set_health(conn: psycopg.Connection[Any], id: UUID, health: str, reason: str) -> Node | None:
-    """Record what the watcher concluded about a node, with when and why."""
-    return rows.update(conn, "nodes", Node, id,
-                       {"health": health, "health_reason": reason, "health_at": _now(conn)})
+    """Record what the watcher concluded about a node, with when and why (``up`` also stamps ``seen_alive_at``)."""
+    now = _now(conn)
+    changes: dict[str, Any] = {"health": health, "health_reason": reason, "health_at": now}
+    if health == "up":
+        changes["seen_alive_at"] = now
+    return rows.update(conn, "nodes", Node, id, changes)
 
 
 def _now(conn: psycopg.Connection[Any]) -> Any:

@@ -51,6 +51,13 @@ def tenant_node(conn: psycopg.Connection[Any], tenant_id: UUID) -> UUID | None:
     return row["node_id"] if row else None
 
 
+def unplaced_tenants(conn: psycopg.Connection[Any]) -> list[UUID]:
+    """Tenants no node hosts: no placement row yet, or placed on no node (none could take them)."""
+    cur = conn.execute("SELECT t.id FROM tenants t LEFT JOIN tenant_placements p ON p.tenant_id = t.id "
+                       "WHERE p.node_id IS NULL")
+    return [row["id"] for row in cur.fetchall()]
+
+
 def tenants_on_node(conn: psycopg.Connection[Any], node_id: UUID) -> list[UUID]:
     cur = conn.execute("SELECT tenant_id FROM tenant_placements WHERE node_id = %s", [node_id])
     return [row["tenant_id"] for row in cur.fetchall()]

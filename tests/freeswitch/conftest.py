@@ -57,7 +57,7 @@ def farm_dsn(pg_server: EmbeddedPostgres) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="fsfarm-fs-"))
+    path = Path(tempfile.mkdtemp(prefix=f"fsfarm-fs-{os.getpid()}-"))
     yield path
     if os.environ.get("FSFARM_KEEP_TEST_DIRS") != "1":
         shutil.rmtree(path, ignore_errors=True)

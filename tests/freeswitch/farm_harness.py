@@ -18,6 +18,7 @@ import glob
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -61,12 +62,21 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, step: float = 
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
 
 
-_hosts = itertools.count(20)
+# Linux routes all of 127/8 to lo. Each test process takes its own 127.N.0.0/16 (phones in 127.N.0.x, nodes in
+# 127.N.1.x), so parallel runs on one machine do not race each other for the same address and port.
+_NET = 20 + os.getpid() % 200
+_phones = itertools.count(20)
+_nodes = itertools.count(2)
 
 
 def loopback_host() -> str:
-    """A fresh 127.0.0.x address for one phone (Linux routes all of 127/8 to lo)."""
-    return f"127.0.0.{next(_hosts) % 230 + 20}"
+    """A fresh loopback address for one phone, so no node's ACL (which trusts node addresses) trusts it."""
+    return f"127.{_NET}.0.{next(_phones) % 230 + 20}"
+
+
+def node_host() -> str:
+    """A fresh loopback address for one FreeSWITCH node's SIP profile and media."""
+    return f"127.{_NET}.1.{next(_nodes) % 250 + 2}"
 
 
 def free_udp_pair(host: str) -> int:
@@ -240,13 +250,13 @@ class Esl:
 class FreeSwitch:
     """One FreeSWITCH node started from ``fsfarm freeswitch bootstrap`` files only."""
 
-    def __init__(self, controller: Controller, name: str, workdir: Path, sip_host: str = "127.0.0.1",
+    def __init__(self, controller: Controller, name: str, workdir: Path, sip_host: str | None = None,
                  esl_password: str = "ClueCon") -> None:
         self.controller = controller
         self.name = name
         self.workdir = workdir
-        self.sip_host = sip_host
-        self.sip_port = free_udp_pair(sip_host)
+        self.sip_host = sip_host or node_host()
+        self.sip_port = free_udp_pair(self.sip_host)
         self.esl_port = free_port()
         self.esl_password = esl_password
         self.process: subprocess.Popen[bytes] | None = None
@@ -345,7 +355,7 @@ class Phone:
     ctrl_tcp (REGISTER_OK, CALL_ESTABLISHED, MWI_NOTIFY, ...) collect in ``events``.
     """
 
-    def __init__(self, workdir: Path, user: str, domain: str, password: str, registrar: str, tone: int,
+    def __init__(self, workdir: Path, user: str, domain: str, password: str, registrar: str | None, tone: int,
                  regint: int = 60, answer: bool = True, extra_account: str = "") -> None:
         self.user, self.domain, self.password, self.tone = user, domain, password, tone
         self.host = loopback_host()
@@ -355,17 +365,22 @@ class Phone:
         self.sip_port = free_udp_pair(self.host)
         self.ctrl_port = free_port()
         answermode = "auto" if answer else "manual"
-        (self.home / "accounts").write_text(
-            f"<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:{registrar};transport=udp\";"
-            f"regint={regint};answermode={answermode}{extra_account}\n")
+        if registrar is None:
+            # A SIP endpoint that registers nowhere (a carrier): reached at sip:USER@host:port.
+            self.domain = f"{self.host}:{self.sip_port}"
+            account = f"<sip:{user}@{self.domain}>;regint=0;answermode={answermode}{extra_account}"
+        else:
+            account = (f"<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:{registrar};transport=udp\";"
+                       f"regint={regint};answermode={answermode}{extra_account}")
+        (self.home / "accounts").write_text(account + "\n")
         (self.home / "config").write_text("\n".join([
-            "poll_method epoll", f"sip_listen {self.host}:{self.sip_port}", f"net_interface lo",
+            "poll_method epoll", f"sip_listen {self.host}:{self.sip_port}", f"net_interface {self.host}",
             "audio_player alsa,null", "audio_alert alsa,null", f"audio_source ausine,{tone}",
             "ausrc_srate 48000", "ausrc_channels 2", f"module_path {BARESIP_MODULES}",
             "module account.so", "module menu.so", "module g711.so", "module g722.so", "module l16.so",
             "module ausine.so", "module alsa.so", "module sndfile.so", "module mwi.so",
             "module_app ctrl_tcp.so", f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
-            f"snd_path {self.home / 'rec'}", f"rtp_ports 40000-59999", "",
+            f"snd_path {self.home / 'rec'}", "rtp_ports 40000-59999", "",
         ]))
         self.log_path = self.home / "baresip.log"
         self.events: list[dict[str, Any]] = []
@@ -421,6 +436,11 @@ class Phone:
         """An RFC 2833 telephone-event, as a phone's keypad sends it."""
         self.command("sndcode", digit)
 
+    @property
+    def address(self) -> str:
+        """host:port this phone takes SIP on."""
+        return f"{self.host}:{self.sip_port}"
+
     def saw(self, kind: str) -> list[dict[str, Any]]:
         with self._lock:
             return [e for e in self.events if e.get("type") == kind]
@@ -429,13 +449,39 @@ class Phone:
         """The first ``kind`` event beyond the first ``after`` ones."""
         return wait_for(lambda: (self.saw(kind)[after:] or [None])[0], timeout, f"{self.user}: {kind}")
 
+    def request(self, command: str, params: str = "", timeout: float = 5) -> str:
+        """Send a command and return its response's data."""
+        with self._lock:
+            seen = len(self.responses)
+        self.command(command, params)
+
+        def answered() -> dict[str, Any] | None:
+            with self._lock:
+                return next((r for r in self.responses[seen:] if r.get("token") == command), None)
+
+        return str(wait_for(answered, timeout, f"{self.user}: answer to {command}", step=0.05).get("data", ""))
+
+    def registration(self) -> str:
+        """OK, ERR, zzz (not registered yet) as baresip's ``reginfo`` shows its account (events come too early)."""
+        text = re.sub(r"\x1b\[[0-9;]*m", "", self.request("reginfo"))
+        for line in text.splitlines():
+            if line.startswith(">"):
+                return line.split()[2] if len(line.split()) > 2 else ""
+        return ""
+
     def wait_registered(self, timeout: float = 20) -> None:
         def registered() -> bool:
-            if self.saw("REGISTER_FAIL"):
-                raise AssertionError(f"{self.user}@{self.domain} registration refused: {self.saw('REGISTER_FAIL')}")
-            return bool(self.saw("REGISTER_OK"))
+            state = self.registration()
+            if state == "ERR":
+                raise AssertionError(f"{self.user}@{self.domain} registration refused:\n{self.log()[-1500:]}")
+            return state == "OK"
 
         wait_for(registered, timeout, f"{self.user}@{self.domain} to register")
+
+    def wait_refused(self, timeout: float = 20) -> str:
+        """Wait for the registrar to refuse this phone; returns baresip's log line with the status."""
+        wait_for(lambda: self.registration() == "ERR", timeout, f"{self.user}@{self.domain} to be refused")
+        return next((line for line in reversed(self.log().splitlines()) if line.find("reg: ") >= 0), "")
 
     def recordings(self) -> list[str]:
         """WAV files of what this phone decoded, one per call (``*-dec.wav``), oldest first."""
