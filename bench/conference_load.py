@@ -4,7 +4,7 @@
   ``fsfarm freeswitch bootstrap`` files only (everything else over xml_curl), as the freeswitch test
   tier does (a few lines copied from tests/freeswitch/farm_harness.py: bench/ does not import tests/).
 - ``Leg``: one SIP call (digest-authenticated as a tenant user when the far end challenges) from its own
-  127.0.0.x address, sending a pre-encoded tone of its own frequency every 20 ms and counting, or
+  127.0.x.y address, sending a pre-encoded tone of its own frequency every 20 ms and counting, or
   for a few sampled legs keeping, what comes back.
 - ``drive``: every leg on one 20 ms clock from this process; the CPU of the measured process (FreeSWITCH
   or the mixer) is read from /proc over a fixed window once every leg is up, the generator's is not.
@@ -167,7 +167,7 @@ class Farm:
         return done.stdout
 
     def start(self) -> None:
-        """PostgreSQL, ``fsfarm up``, ``fsfarm node add``, FreeSWITCH from bootstrap files; until the node is up."""
+        """PostgreSQL, ``fsfarm up``, ``fsfarm node add``: tenants and rooms go in next, then ``start_freeswitch``."""
         self.pg.start()
         log = (self.workdir / "controller.log").open("ab")
         self.controller = subprocess.Popen(
@@ -198,6 +198,9 @@ class Farm:
             "--rtp-max",
             str(base + 998),
         )
+
+    def start_freeswitch(self) -> None:
+        """FreeSWITCH from ``fsfarm freeswitch bootstrap`` files only, until the controller sees it up."""
         conf = self.workdir / "fs" / "conf"
         self.cli("freeswitch", "bootstrap", "--node", "fs1", "--out", str(conf))
         args = [str(self.binary), "-nc", "-nf", "-nonat", "-conf", str(conf)]
@@ -213,7 +216,6 @@ class Farm:
             preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
         )
         wait_for(lambda: "RUNNING" in self._alive_fs_cli("sofia status"), 60, "FreeSWITCH's sofia profile")
-        # Tenants are added once the node is up (first start in the README's order leaves them on no node).
         wait_for(self._node_up, 60, "the controller to see fs1 up")
 
     def _alive_fs_cli(self, command: str) -> str:

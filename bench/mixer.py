@@ -522,6 +522,7 @@ def bench_freeswitch(quick: bool) -> tuple[list[Figure], bool]:
     figures: list[Figure] = []
     all_heard = True
     try:
+        # The README's order: node, tenant, user and rooms first, FreeSWITCH started last.
         farm.start()
         farm.cli("tenant", "add", TENANT)
         farm.cli("user", "add", "-t", TENANT, USER, "--password", PASSWORD)
@@ -529,6 +530,7 @@ def bench_freeswitch(quick: bool) -> tuple[list[Figure], bool]:
             for r in range(rooms):
                 number = str(ROOM_BASE[profile] + r)
                 farm.api("POST", f"/tenants/{TENANT}/conferences", {"number": number, "profile": profile})
+        farm.start_freeswitch()
         print(f"  farm up (PostgreSQL, fsfarm up, FreeSWITCH, tenant, rooms) in {time.monotonic() - began:.0f} s")
         sidecar = Sidecar(per_leg=False, realtime=True)  # on FreeSWITCH's CPU; this process on the others
         print(

@@ -34,13 +34,13 @@ def controller(farm_dsn: str, workdir: Path) -> Iterator[Controller]:
 @pytest.fixture(scope="module")
 def node(controller: Controller, workdir: Path) -> Iterator[FreeSwitch]:
     fs = FreeSwitch(controller, "fs1", workdir / "fs1")
+    # The README's order: node, tenant, user and room first, FreeSWITCH started afterwards.
     controller.cli(*fs.node_add_args())
-    fs.start()
-    wait_for(lambda: all(n["health"] == "up" for n in controller.api("GET", "/nodes")), 30, "fs1 up")
-    # Tenants after the node is up: on a first start in the README's order they land on no node (being fixed).
     controller.cli("tenant", "add", TENANT)
     controller.cli("user", "add", "-t", TENANT, USER, "--password", PASSWORD)
     controller.cli("conference", "add", "-t", TENANT, "3100", "--profile", "wideband")
+    fs.start()
+    wait_for(lambda: all(n["health"] == "up" for n in controller.api("GET", "/nodes")), 30, "fs1 up")
     yield fs
     fs.stop()
 
