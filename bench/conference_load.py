@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from mixer_ext.codecs import get_decoder, get_encoder, get_spec
-from mixer_ext.rtp import build_rtp, parse_rtp
+from mixer_ext.rtp import build_rtp, parse_rtp, seq_distance
 from mixer_ext.sdp import RtpMap, build_offer, parse_offer
 from mixer_ext.sip import SipMessage, parse_sip
 
@@ -355,7 +355,10 @@ class Leg:
         for _attempt in range(2):
             branch = secrets.token_hex(8)
             self.sip.sendto(self._request("INVITE", uri, self.cseq, self.to, branch, auth, body), target)
-            resp = self._final(self.cseq)
+            try:
+                resp = self._final(self.cseq)
+            except TimeoutError:
+                raise SipRefused(uri, 408, "no final answer within 10 s") from None
             if resp.status in (401, 407) and password is not None and not auth:
                 self._ack_failure(resp, branch)
                 header = "proxy-authenticate" if resp.status == 407 else "www-authenticate"
@@ -418,8 +421,10 @@ class Leg:
 
     def heard(self) -> tuple[np.ndarray, int]:
         """What was kept, decoded in sequence order (the window only: ``kept`` is cleared at its start)."""
-        dec = get_decoder(self.answered if self.answered != "PCMU/8000" else "PCMU")
-        frames = sorted(self.kept, key=lambda p: p[0])  # the window is far shorter than a sequence wrap
+        dec = get_decoder(self.codec)  # the only codec offered, so the one answered
+        first = self.kept[0][0] if self.kept else 0
+        # Sequence numbers counted from the window's first packet: a 16-bit wrap inside it keeps its order.
+        frames = sorted(self.kept, key=lambda p: seq_distance(first, p[0]))
         pcm = np.concatenate([dec.decode(pl) for _, pl in frames]) if frames else np.zeros(0, np.int16)
         return pcm, get_spec(self.codec).sample_rate
 
