@@ -178,7 +178,10 @@ class Farm:
             stdin=subprocess.DEVNULL,
         )
         wait_for(self._controller_up, 60, "fsfarm up to answer /healthz")
-        base = self.sip_port // 10 * 10 % 20000 + 20000
+        # Above the kernel's ephemeral ports (32768-60999) and the test tier's node ranges (20000-39999): on a
+        # shared host another process held a port of a range derived from the SIP port, and FreeSWITCH
+        # answered that leg 488 ("AUDIO RTP REPORTS ERROR: [Bind Error! ...]").
+        base = 61000 + secrets.randbelow(1000) * 2
         self.cli(
             "node",
             "add",
@@ -196,7 +199,7 @@ class Farm:
             "--rtp-min",
             str(base),
             "--rtp-max",
-            str(base + 998),
+            str(base + 1998),
         )
 
     def start_freeswitch(self) -> None:

@@ -438,6 +438,7 @@ class SideResult:
     hearings: list[load.Hearing]
     codec: str  # what the server answered
     setup: float  # seconds to call every leg in
+    teardown: float  # seconds to check what was heard and hang every leg up
 
     @property
     def delivered(self) -> float:
@@ -462,19 +463,20 @@ def run_side(
     legs: list[load.Leg], pid: int, call: Callable[[load.Leg], None], warmup: float, seconds: float
 ) -> SideResult:
     """Call every leg in, drive them all, measure ``pid``, check what the sampled legs heard, hang up."""
+    t0 = time.monotonic()
     try:
-        t0 = time.monotonic()
         for leg in legs:
             call(leg)
         setup = time.monotonic() - t0
         window = load.drive(legs, pid, warmup, seconds)
+        t1 = time.monotonic()
         hearings = [load.hearing(leg, legs) for leg in legs if leg.keep]
-        expected = round(len(legs) * window.seconds / FRAME_S)
-        return SideResult(window, expected, hearings, legs[0].answered, setup)
     finally:
         for leg in legs:
             leg.hangup()
             leg.close()
+    expected = round(len(legs) * window.seconds / FRAME_S)
+    return SideResult(window, expected, hearings, legs[0].answered, setup, time.monotonic() - t1)
 
 
 def idle_share(pid: int, seconds: float = 2.0) -> float:
@@ -497,7 +499,8 @@ def print_side(label: str, result: SideResult) -> None:
         f"answered {result.codec} -> {w.per_core:,.0f} participants/core; heard "
         f"{'OK' if result.heard_ok else 'WRONG'} ({len(result.hearings)} sampled; worst: weakest peer "
         f"{worst.weakest_peer_db:.0f} dB, itself {worst.own_db:.0f} dB, other rooms {worst.other_room_db:.0f} dB); "
-        f"calls set up in {result.setup:.1f} s, window {w.seconds:.1f} s, generator up to {w.late * 1000:.0f} ms late"
+        f"set up {result.setup:.1f} s, checked and hung up {result.teardown:.1f} s, window {w.seconds:.1f} s, "
+        f"generator up to {w.late * 1000:.0f} ms late"
     )
 
 
