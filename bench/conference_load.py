@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ from mixer_ext.sdp import RtpMap, build_offer, parse_offer
 from mixer_ext.sip import SipMessage, parse_sip
 
 FRAME_S = 0.020
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 TONE_AMPLITUDE = 2500  # ten of these summed stay below int16 full scale
 BUNDLE = Path("/opt/fsfarm-freeswitch/bin/freeswitch")
 
@@ -75,6 +77,17 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, step: float = 
             return last
         time.sleep(step)
     raise RuntimeError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM when the bench dies, so a killed run leaves nothing on a shared host."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def pin_child(cpu: int | None) -> None:
+    die_with_parent()
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
@@ -176,6 +189,7 @@ class Farm:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         wait_for(self._controller_up, 60, "fsfarm up to answer /healthz")
         # Above the kernel's ephemeral ports (32768-60999) and the test tier's node ranges (20000-39999): on a
@@ -216,7 +230,7 @@ class Farm:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
-            preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
+            preexec_fn=lambda: pin_child(cpu),
         )
         wait_for(lambda: "RUNNING" in self._alive_fs_cli("sofia status"), 60, "FreeSWITCH's sofia profile")
         wait_for(self._node_up, 60, "the controller to see fs1 up")
@@ -506,15 +520,18 @@ def _drive(legs: list[Leg], pid: int, warmup: float, seconds: float) -> Window:
     return Window(wall, cpu, sent, sum(leg.received for leg in legs), late)
 
 
-def band_db(pcm: np.ndarray, rate: int, freq: float) -> float:
-    """Level of ``freq`` in ``pcm``, dB relative to int16 full scale (Hann window, +-2 bins)."""
+def band_levels(pcm: np.ndarray, rate: int, freqs: list[int]) -> list[float]:
+    """Level of each of ``freqs`` in ``pcm``, dB relative to int16 full scale (Hann window, +-2 bins)."""
     x = np.asarray(pcm, dtype=np.float64)
     if x.size < rate // 10:
-        return -200.0
+        return [-200.0] * len(freqs)
     window = np.hanning(x.size)
-    spectrum = np.abs(np.fft.rfft(x * window)) * 2 / window.sum()
-    b = round(freq * x.size / rate)
-    return float(20 * np.log10(spectrum[max(b - 2, 0) : b + 3].max() / 32768 + 1e-12))
+    spectrum = np.abs(np.fft.rfft(x * window)) * 2 / window.sum()  # once: a 15 s window at 48 kHz is 720k points
+    levels = []
+    for freq in freqs:
+        b = round(freq * x.size / rate)
+        levels.append(float(20 * np.log10(spectrum[max(b - 2, 0) : b + 3].max() / 32768 + 1e-12)))
+    return levels
 
 
 @dataclass(frozen=True)
@@ -536,11 +553,14 @@ class Hearing:
 
 
 def hearing(leg: Leg, legs: list[Leg]) -> Hearing:
+    """Levels of ``leg``'s peers' tones, its own and the other rooms' in what it received."""
     pcm, rate = leg.heard()
     pcm = pcm[rate // 10 :]  # the first frames may still carry the jitter buffer's fill
-    peers = [band_db(pcm, rate, p.freq) for p in legs if p.room == leg.room and p is not leg]
-    others = [band_db(pcm, rate, p.freq) for p in legs if p.room != leg.room]
-    return Hearing(min(peers), band_db(pcm, rate, leg.freq), max(others, default=-200.0))
+    peers = [p.freq for p in legs if p.room == leg.room and p is not leg]
+    others = [p.freq for p in legs if p.room != leg.room]
+    levels = band_levels(pcm, rate, [leg.freq, *peers, *others])
+    own, peer_levels, other_levels = levels[0], levels[1 : 1 + len(peers)], levels[1 + len(peers) :]
+    return Hearing(min(peer_levels), own, max(other_levels, default=-200.0))
 
 
 def loopback_hosts(n: int, first: int = 100) -> list[str]:
