@@ -10,6 +10,22 @@ Kernel: ``mix.mix_frame`` over one [participants x samples] block holding every 
 Powwownow seed's 5,000 participants per core (SSE4 C). End to end: a ``fsfarm mixer`` process
 with N Python RTP phones (one socket each) in rooms of 3; its CPU time per frame it produced gives
 participants per core.
+
+Side by side with FreeSWITCH (``python bench/mixer.py --freeswitch [--quick]``, needs the FreeSWITCH
+1.10.12 bundle in /opt/fsfarm-freeswitch and root for SCHED_FIFO): only this comparison runs. A farm is
+started as an operator would (a PostgreSQL in a temp dir, ``fsfarm up``, ``fsfarm node add``, FreeSWITCH
+from ``fsfarm freeswitch bootstrap`` files, a tenant, a user, narrowband/wideband/hd rooms), with
+``FSFARM_SIP_CODECS`` adding L16 at 16 and 48 kHz to the node's codecs. For each of PCMU 8 kHz, L16 16 kHz,
+L16 48 kHz and Opus 48 kHz, 50 participants (100 without ``--quick``) in rooms of 10, each sending its own
+tone, call (a) the tenant's rooms through FreeSWITCH's SIP profile, digest-authenticated as the user from
+their own 127.0.x.y address (so the node's ACL does not trust them), and then (b) rooms of the same rate
+on a ``fsfarm mixer`` process directly. Both servers are pinned to the same CPU at SCHED_FIFO 1 (what
+FreeSWITCH gives itself); the load generator (``bench/conference_load.py``, this process, not counted)
+runs on the other CPUs. Participants per core = 20 ms x RTP frames the server delivered in a fixed window
+after every leg is up / the server process's CPU seconds in that window (/proc/<pid>/stat, all threads).
+One sampled leg per room is decoded and checked by FFT: every peer's tone there, its own and other rooms'
+tones at least 20 dB below the weakest peer; a failed check exits 1. Lines ``bench:
+conf_<codec>_mixer_vs_freeswitch`` give the mixer with mod_conference as the reference.
 """
 
 from __future__ import annotations
@@ -27,8 +43,10 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -37,6 +55,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import conference_load as load  # noqa: E402
 from mixer_ext.codecs import get_encoder, get_spec  # noqa: E402
 from mixer_ext.mix import mix_frame, mix_reference  # noqa: E402
 from mixer_ext.rtp import build_rtp  # noqa: E402
@@ -63,8 +82,10 @@ class Figure:
     def line(self) -> str:
         ratio = self.value / self.reference if self.reference else float("inf")
         target = "none" if self.target is None else f"{self.target:.0f}"
-        return (f"bench: {self.name} {self.value:.0f} {self.unit} "
-                f"(reference {self.reference:.0f}, ratio {ratio:.2f}, target {target})")
+        return (
+            f"bench: {self.name} {self.value:.0f} {self.unit} "
+            f"(reference {self.reference:.0f}, ratio {ratio:.2f}, target {target})"
+        )
 
 
 def per_core(participants: int, seconds_per_frame: float) -> float:
@@ -90,7 +111,7 @@ def kernel_block(rate: int, participants: int, room_size: int, seed: int = 1) ->
     # Speech-like levels: everyone has a tone plus noise; a third are silent as in real rooms.
     t = np.arange(samples) / rate
     freqs = rng.uniform(200, min(3400, rate / 2 - 200), participants)
-    pcm = (3000 * np.sin(2 * np.pi * freqs[:, None] * t) + rng.normal(0, 300, (participants, samples)))
+    pcm = 3000 * np.sin(2 * np.pi * freqs[:, None] * t) + rng.normal(0, 300, (participants, samples))
     pcm[rng.random(participants) < 0.33] = 0
     room_of = np.arange(participants) // room_size
     gain = np.ones(participants, dtype=np.float32)
@@ -112,8 +133,7 @@ def bench_kernel(quick: bool) -> list[Figure]:
             energy = np.zeros(n, dtype=np.float32)
             k = 8 if room_size >= 100 else 0  # big rooms run with loudest-K, as deployed
 
-            def kernel(pcm=pcm, room_of=room_of, gain=gain, muted=muted, deaf=deaf, energy=energy,
-                       k=k) -> None:
+            def kernel(pcm=pcm, room_of=room_of, gain=gain, muted=muted, deaf=deaf, energy=energy, k=k) -> None:
                 mix_frame(pcm, room_of, gain, muted, deaf, k, energy)
 
             ref_n = min(n, 900 // room_size * room_size or room_size)
@@ -123,19 +143,26 @@ def bench_kernel(quick: bool) -> list[Figure]:
 
             fast = per_core(n, time_frames(kernel, budget))
             slow = per_core(ref_n, time_frames(reference, budget / 2))
-            print(f"  {rate:>6} {room_size:>5} {fast:>13,.0f} {slow:>13,.0f} {fast / slow:>7.1f} "
-                  f"{KERNEL_TARGETS[rate]:>7,}")
-            figures.append(Figure(f"kernel_{rate // 1000}k_room{room_size}", fast, "participants/core", slow,
-                                  KERNEL_TARGETS[rate]))
+            print(
+                f"  {rate:>6} {room_size:>5} {fast:>13,.0f} {slow:>13,.0f} {fast / slow:>7.1f} "
+                f"{KERNEL_TARGETS[rate]:>7,}"
+            )
+            figures.append(
+                Figure(f"kernel_{rate // 1000}k_room{room_size}", fast, "participants/core", slow, KERNEL_TARGETS[rate])
+            )
             if rate == 8000 and room_size == 3:
                 # The seed's worst case was rooms of 3 at 8 kHz: compare like with like.
-                figures.append(Figure("kernel_8k_room3_vs_seed_sse4", fast, "participants/core", SEED_SSE4_8K,
-                                      KERNEL_TARGETS[8000]))
+                figures.append(
+                    Figure(
+                        "kernel_8k_room3_vs_seed_sse4", fast, "participants/core", SEED_SSE4_8K, KERNEL_TARGETS[8000]
+                    )
+                )
     print(f"  seed (Powwownow SSE4 C, 8 kHz): {SEED_SSE4_8K:,} participants/core")
     return figures
 
 
 # ----- end to end -----------------------------------------------------------------------------
+
 
 def free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
@@ -159,17 +186,31 @@ def cpu_seconds(pid: int) -> float:
 class Sidecar:
     """A ``fsfarm mixer`` process on free loopback ports."""
 
-    def __init__(self, per_leg: bool) -> None:
+    def __init__(self, per_leg: bool, realtime: bool = False) -> None:
         self.sip = free_port(socket.SOCK_DGRAM)
         self.api = f"http://{LOCAL}:{free_port(socket.SOCK_STREAM)}"
-        args = [sys.executable, "-c", "from controller.cli import main; main()", "mixer",
-                "--listen", f"{LOCAL}:{self.sip}", "--control", self.api.removeprefix("http://"),
-                "--log-level", "WARNING"] + (["--per-leg-codecs"] if per_leg else [])
+        args = [
+            sys.executable,
+            "-c",
+            "from controller.cli import main; main()",
+            "mixer",
+            "--listen",
+            f"{LOCAL}:{self.sip}",
+            "--control",
+            self.api.removeprefix("http://"),
+            "--log-level",
+            "WARNING",
+        ] + (["--per-leg-codecs"] if per_leg else [])
         cpus = sorted(os.sched_getaffinity(0))
         # "One core" literally: the mixer (all its threads) is pinned to one CPU, the phones to the others.
         self.cpu = cpus[-1]
-        self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     preexec_fn=lambda: os.sched_setaffinity(0, {self.cpu}))
+        self.proc = subprocess.Popen(
+            args,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: self._pin(realtime),
+        )
         if len(cpus) > 1:
             os.sched_setaffinity(0, set(cpus[:-1]))
         self._cpus = set(cpus)
@@ -182,6 +223,16 @@ class Sidecar:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError("mixer sidecar did not start") from None
                 time.sleep(0.1)
+
+    def _pin(self, realtime: bool) -> None:
+        load.die_with_parent()
+        os.sched_setaffinity(0, {self.cpu})
+        if realtime:
+            # FreeSWITCH gives itself SCHED_FIFO 1 (set_auto_priority): the same for the mixer, where allowed.
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            except PermissionError:
+                pass
 
     def metric(self, name: str) -> float:
         with urllib.request.urlopen(f"{self.api}/metrics", timeout=10) as resp:
@@ -218,11 +269,13 @@ class BenchPhone:
         port = self.sip.getsockname()[1]
         body = build_offer([offer], LOCAL, self.rtp.getsockname()[1])
         call_id = secrets.token_hex(8)
-        invite = (f"INVITE sip:room-{room}@{LOCAL}:{sidecar.sip} SIP/2.0\r\n"
-                  f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bK{call_id}\r\n"
-                  f"From: <sip:bench@{LOCAL}>;tag={call_id[:6]}\r\nTo: <sip:room-{room}@{LOCAL}>\r\n"
-                  f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:bench@{LOCAL}:{port}>\r\n"
-                  f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+        invite = (
+            f"INVITE sip:room-{room}@{LOCAL}:{sidecar.sip} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bK{call_id}\r\n"
+            f"From: <sip:bench@{LOCAL}>;tag={call_id[:6]}\r\nTo: <sip:room-{room}@{LOCAL}>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:bench@{LOCAL}:{port}>\r\n"
+            f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+        )
         self.sip.sendto(invite.encode(), (LOCAL, sidecar.sip))
         resp = parse_sip(self.sip.recvfrom(65535)[0])
         if resp.status != 200:
@@ -256,11 +309,12 @@ def encoded_tone(codec: str, frames: int = 50) -> list[bytes]:
     n = spec.samples()
     t = np.arange(n * frames) / spec.sample_rate
     pcm = (4000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
-    return [enc.encode(pcm[i * n:(i + 1) * n]) for i in range(frames)]
+    return [enc.encode(pcm[i * n : (i + 1) * n]) for i in range(frames)]
 
 
-def run_e2e(codec: str, offer: RtpMap, rate: int, participants: int, seconds: float,
-            per_leg: bool = False) -> tuple[float, dict[str, float]]:
+def run_e2e(
+    codec: str, offer: RtpMap, rate: int, participants: int, seconds: float, per_leg: bool = False
+) -> tuple[float, dict[str, float]]:
     """Participants per core of one mixer process carrying ``participants`` legs in rooms of 3."""
     sidecar = Sidecar(per_leg)
     phones: list[BenchPhone] = []
@@ -329,32 +383,248 @@ def bench_e2e(quick: bool) -> list[Figure]:
     for name, codec, offer, rate, n, per_leg in runs:
         value, info = run_e2e(codec, offer, rate, n, seconds, per_leg)
         results[name] = value
-        print(f"  {name:<28} {n:>4} legs: mixer CPU {info['cpu_share'] * 100:5.1f}% of its core, "
-              f"{info['frames_share'] * 100:5.1f}% of frames mixed, "
-              f"{info['delivered'] * 100:5.1f}% delivered, {info['lost']:.0f} lost at playout, "
-              f"{info['overruns']:.0f} overruns -> {value:,.0f} participants/core")
+        print(
+            f"  {name:<28} {n:>4} legs: mixer CPU {info['cpu_share'] * 100:5.1f}% of its core, "
+            f"{info['frames_share'] * 100:5.1f}% of frames mixed, "
+            f"{info['delivered'] * 100:5.1f}% delivered, {info['lost']:.0f} lost at playout, "
+            f"{info['overruns']:.0f} overruns -> {value:,.0f} participants/core"
+        )
         if info["delivered"] < 0.97:
-            print("    (frames went missing: the machine, phones included, was overloaded; the figure is "
-                  "still the mixer's own CPU cost per frame it produced)")
-    figures.append(Figure("e2e_pcmu_8k", results["e2e_pcmu_8k"], "participants/core",
-                          results["e2e_pcmu_8k_per_leg_codecs"], E2E_PCMU_TARGET))
-    figures.append(Figure("e2e_opus_48k", results["e2e_opus_48k"], "participants/core",
-                          results["e2e_pcmu_8k"], None))
-    print("  (e2e_pcmu_8k reference: the same mixer coding each leg on its own; "
-          "e2e_opus_48k reference: e2e_pcmu_8k)")
+            print(
+                "    (frames went missing: the machine, phones included, was overloaded; the figure is "
+                "still the mixer's own CPU cost per frame it produced)"
+            )
+    figures.append(
+        Figure(
+            "e2e_pcmu_8k",
+            results["e2e_pcmu_8k"],
+            "participants/core",
+            results["e2e_pcmu_8k_per_leg_codecs"],
+            E2E_PCMU_TARGET,
+        )
+    )
+    figures.append(Figure("e2e_opus_48k", results["e2e_opus_48k"], "participants/core", results["e2e_pcmu_8k"], None))
+    print("  (e2e_pcmu_8k reference: the same mixer coding each leg on its own; e2e_opus_48k reference: e2e_pcmu_8k)")
     return figures
+
+
+# ----- side by side: FreeSWITCH mod_conference vs the fsfarm mixer --------------------------------
+
+
+@dataclass(frozen=True)
+class ConferenceCase:
+    name: str
+    codec: str  # mixer_ext's name for it
+    offer: RtpMap
+    rate: int
+    profile: str  # fsfarm conference profile (mod_conference's rate)
+    target: float | None
+    most: int = 100  # participants at most: 100 Opus legs need more than the one core either server gets
+
+
+CONFERENCE_CASES = [
+    ConferenceCase("pcmu_8k", "PCMU", RtpMap(0, "PCMU", 8000), 8000, "narrowband", E2E_PCMU_TARGET),
+    ConferenceCase("l16_16k", "L16/16000", RtpMap(97, "L16", 16000), 16000, "wideband", None),
+    ConferenceCase("l16_48k", "L16/48000", RtpMap(98, "L16", 48000), 48000, "hd", None),
+    ConferenceCase("opus_48k", "opus/48000", RtpMap(111, "opus", 48000, 2), 48000, "hd", None, most=50),
+]
+ROOM_SIZE = 10
+TENANT, USER, PASSWORD = "bench.test", "1001", "bench-secret-1001"
+ROOM_BASE = {"narrowband": 3000, "wideband": 3100, "hd": 3200}  # room numbers: base + room index
+
+
+@dataclass(frozen=True)
+class SideResult:
+    window: load.Window
+    expected: int  # frames the window should have delivered to the legs
+    hearings: list[load.Hearing]
+    codec: str  # what the server answered
+    setup: float  # seconds to call every leg in
+    teardown: float  # seconds to check what was heard and hang every leg up
+
+    @property
+    def delivered(self) -> float:
+        return self.window.received / self.expected if self.expected else 0.0
+
+    @property
+    def heard_ok(self) -> bool:
+        return bool(self.hearings) and all(h.ok for h in self.hearings)
+
+
+def conference_legs(case: ConferenceCase, participants: int) -> list[load.Leg]:
+    """Legs in rooms of ten, each with its own tone; within a room tones are far apart (room i % rooms)."""
+    rooms = participants // ROOM_SIZE
+    freqs = load.tones(participants, 3300 if case.rate == 8000 else 6000)
+    return [
+        load.Leg(host, freq, i % rooms, case.codec, case.offer, load.encoded_tone(case.codec, freq), keep=i < rooms)
+        for i, (host, freq) in enumerate(zip(load.loopback_hosts(participants), freqs, strict=True))
+    ]
+
+
+def run_side(
+    legs: list[load.Leg], pid: int, call: Callable[[load.Leg], None], warmup: float, seconds: float
+) -> SideResult:
+    """Call every leg in, drive them all, measure ``pid``, check what the sampled legs heard, hang up."""
+    t0 = time.monotonic()
+    try:
+        for leg in legs:
+            call(leg)
+        setup = time.monotonic() - t0
+        window = load.drive(legs, pid, warmup, seconds)
+        t1 = time.monotonic()
+        hearings = [load.hearing(leg, legs) for leg in legs if leg.keep]
+    finally:
+        for leg in legs:
+            leg.hangup()
+            leg.close()
+    expected = round(len(legs) * window.seconds / FRAME_S)
+    return SideResult(window, expected, hearings, legs[0].answered, setup, time.monotonic() - t1)
+
+
+def idle_share(pid: int, seconds: float = 2.0) -> float:
+    cpu0, t0 = load.cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (load.cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+
+
+def scheduling(pid: int) -> str:
+    policy = os.sched_getscheduler(pid)
+    names = {os.SCHED_OTHER: "SCHED_OTHER", os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR"}
+    return f"{names.get(policy, policy)} {os.sched_getparam(pid).sched_priority}"
+
+
+def print_side(label: str, result: SideResult) -> None:
+    w = result.window
+    worst = min(result.hearings, key=lambda h: h.weakest_peer_db - max(h.own_db, h.other_room_db))
+    print(
+        f"    {label:<22} {w.cpu_share * 100:5.1f}% of a core, {result.delivered * 100:5.1f}% of frames delivered, "
+        f"answered {result.codec} -> {w.per_core:,.0f} participants/core; heard "
+        f"{'OK' if result.heard_ok else 'WRONG'} ({len(result.hearings)} sampled; worst: weakest peer "
+        f"{worst.weakest_peer_db:.0f} dB, itself {worst.own_db:.0f} dB, other rooms {worst.other_room_db:.0f} dB); "
+        f"set up {result.setup:.1f} s, checked and hung up {result.teardown:.1f} s, window {w.seconds:.1f} s, "
+        f"generator up to {w.late * 1000:.0f} ms late"
+    )
+
+
+def bench_freeswitch(quick: bool) -> tuple[list[Figure], bool]:
+    """FreeSWITCH mod_conference and the fsfarm mixer, same legs, same rooms, one after the other per codec."""
+    participants = 50 if quick else 100
+    seconds, warmup = (4.0, 1.5) if quick else (15.0, 3.0)
+    rooms = participants // ROOM_SIZE
+    workdir = Path(tempfile.mkdtemp(prefix="fsfarm-bench-mixer-fs-"))
+    cpus = sorted(os.sched_getaffinity(0))
+    print(
+        f"side by side: {participants} participants in rooms of {ROOM_SIZE}, each its own tone, RTP over loopback "
+        f"from this process; CPU of the server process only, over {seconds:g} s after a {warmup:g} s warm-up"
+    )
+    began = time.monotonic()
+    try:
+        farm = load.Farm(workdir, cpus[-1])
+    except RuntimeError:
+        load.cleanup_dir(workdir)
+        raise
+    sidecar: Sidecar | None = None
+    figures: list[Figure] = []
+    all_heard = True
+    try:
+        # The README's order: node, tenant, user and rooms first, FreeSWITCH started last.
+        farm.start()
+        farm.cli("tenant", "add", TENANT)
+        farm.cli("user", "add", "-t", TENANT, USER, "--password", PASSWORD)
+        for profile in sorted({c.profile for c in CONFERENCE_CASES}):
+            for r in range(rooms):
+                number = str(ROOM_BASE[profile] + r)
+                farm.api("POST", f"/tenants/{TENANT}/conferences", {"number": number, "profile": profile})
+        farm.start_freeswitch()
+        print(f"  farm up (PostgreSQL, fsfarm up, FreeSWITCH, tenant, rooms) in {time.monotonic() - began:.0f} s")
+        sidecar = Sidecar(per_leg=False, realtime=True)  # on FreeSWITCH's CPU; this process on the others
+        print(
+            f"  FreeSWITCH pid {farm.pid} ({scheduling(farm.pid)}), mixer pid {sidecar.proc.pid} "
+            f"({scheduling(sidecar.proc.pid)}) both on CPU {cpus[-1]}; generator on {sorted(os.sched_getaffinity(0))}"
+        )
+        print(
+            f"  idle: FreeSWITCH {idle_share(farm.pid) * 100:.1f}% of a core, "
+            f"mixer {idle_share(sidecar.proc.pid) * 100:.1f}%"
+        )
+        for case in CONFERENCE_CASES:
+            n = min(participants, case.most)
+            print(
+                f"  {case.name} ({n} participants, {case.profile} rooms, {case.rate} Hz), "
+                f"at {time.monotonic() - began:.0f} s:"
+            )
+            fs_rooms = {r: f"sip:{ROOM_BASE[case.profile] + r}@{TENANT}" for r in range(rooms)}
+
+            def fs_call(leg: load.Leg, fs_rooms: dict[int, str] = fs_rooms) -> None:
+                leg.call(farm.sip, fs_rooms[leg.room], USER, TENANT, PASSWORD)
+
+            fs = run_side(conference_legs(case, n), farm.pid, fs_call, warmup, seconds)
+            print_side("FreeSWITCH conference", fs)
+            load.wait_for(
+                lambda: farm.fs_cli("show channels count").strip().startswith("0 total"),
+                30,
+                "FreeSWITCH to hang up every leg",
+            )
+
+            mixer = sidecar
+            for r in range(rooms):
+                http("POST", f"{mixer.api}/rooms", {"room": f"{case.name}-{r}", "rate": case.rate})
+
+            def mixer_call(leg: load.Leg, mixer: Sidecar = mixer, name: str = case.name) -> None:
+                leg.call((LOCAL, mixer.sip), f"sip:room-{name}-{leg.room}@{LOCAL}:{mixer.sip}")
+
+            mx = run_side(conference_legs(case, n), mixer.proc.pid, mixer_call, warmup, seconds)
+            print_side("fsfarm mixer", mx)
+            for r in range(rooms):
+                http("DELETE", f"{mixer.api}/rooms/{case.name}-{r}")
+            all_heard = all_heard and fs.heard_ok and mx.heard_ok
+            ratio = mx.window.per_core / fs.window.per_core
+            print(f"    mixer / mod_conference: {ratio:.2f}")
+            figures.append(
+                Figure(
+                    f"conf_{case.name}_mixer_vs_freeswitch",
+                    mx.window.per_core,
+                    "participants/core",
+                    fs.window.per_core,
+                    case.target,
+                )
+            )
+    finally:
+        if sidecar is not None:
+            sidecar.stop()
+        farm.stop()
+        load.cleanup_dir(workdir)
+    print(
+        f"  (reference: FreeSWITCH 1.10.12 mod_conference on the same legs; a figure is the server's CPU per frame "
+        f"it delivered; {time.monotonic() - began:.0f} s in all)"
+    )
+    return figures, all_heard
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run (a few seconds per figure)")
+    parser.add_argument(
+        "--freeswitch", action="store_true", help="only the side-by-side run against a real FreeSWITCH's mod_conference"
+    )
     args = parser.parse_args()
-    figures = bench_kernel(args.quick)
-    print()
-    figures += bench_e2e(args.quick)
+    # SIGTERM (a timeout, a CI runner) unwinds like Ctrl-C, so every server the run started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench: terminated"))
+    ok = True
+    if args.freeswitch:
+        try:
+            figures, ok = bench_freeswitch(args.quick)
+        except RuntimeError as exc:  # no FreeSWITCH, a refused call, a farm that did not start: one line
+            sys.exit(f"bench: {exc}")
+    else:
+        figures = bench_kernel(args.quick)
+        print()
+        figures += bench_e2e(args.quick)
     print()
     for figure in figures:
         print(figure.line())
+    if not ok:
+        print("bench: audio check FAILED: a sampled participant did not hear its peers only (see above)")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

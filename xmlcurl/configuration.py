@@ -13,7 +13,6 @@ from xmlcurl.dialplan import FARM_ACL, gateway_name
 from xmlcurl.documents import Element, document, params
 from xmlcurl.options import XmlCurlOptions
 
-CODECS = "OPUS,G722,PCMU,PCMA"
 HEARTBEAT_SECONDS = 1  # the ESL watcher declares a node dead after 3 missed heartbeats
 # Hang up a call whose RTP stopped for 5 min (30 min on hold). Global variables, since 1.10 reads the
 # media_timeout channel variables (ms) and only warns about sofia's rtp-timeout-sec.
@@ -22,9 +21,18 @@ PROXY_ACL = "fsfarm-proxies"
 ESL_ACL = "fsfarm-esl"
 CONFERENCE_PROFILES = {"narrowband": 8000, "wideband": 16000, "hd": 48000}
 CALLER_CONTROLS = [
-    ("mute", "0"), ("deaf mute", "*"), ("energy up", "9"), ("energy equ", "8"), ("energy dn", "7"),
-    ("vol talk up", "3"), ("vol talk zero", "2"), ("vol talk dn", "1"),
-    ("vol listen up", "6"), ("vol listen zero", "5"), ("vol listen dn", "4"), ("hangup", "#"),
+    ("mute", "0"),
+    ("deaf mute", "*"),
+    ("energy up", "9"),
+    ("energy equ", "8"),
+    ("energy dn", "7"),
+    ("vol talk up", "3"),
+    ("vol talk zero", "2"),
+    ("vol talk dn", "1"),
+    ("vol listen up", "6"),
+    ("vol listen zero", "5"),
+    ("vol listen dn", "4"),
+    ("hangup", "#"),
 ]
 
 
@@ -62,7 +70,8 @@ def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options
         ("ext-sip-ip", host), ("ext-rtp-ip", host),
         ("context", "public"), ("dialplan", "XML"),
         ("auth-calls", "true"), ("apply-inbound-acl", FARM_ACL),
-        ("codec-prefs", CODECS), ("inbound-codec-prefs", CODECS), ("outbound-codec-prefs", CODECS),
+        ("codec-prefs", options.sip_codecs), ("inbound-codec-prefs", options.sip_codecs),
+        ("outbound-codec-prefs", options.sip_codecs),
         ("rfc2833-pt", "101"), ("dtmf-type", "rfc2833"),
         # passive: phones may SUBSCRIBE to message-summary (voicemail MWI) without sofia tracking call presence
         ("manage-presence", "passive"), ("challenge-realm", "auto_from"),
@@ -74,8 +83,12 @@ def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options
     gateways = etree.SubElement(profile, "gateways")
     for tenant, gw in tenant_gateways:
         entry = etree.SubElement(gateways, "gateway", name=gateway_name(tenant, gw))
-        values = [("proxy", gw.proxy), ("realm", gw.proxy.rpartition(":")[0] or gw.proxy),
-                  ("username", gw.username or "fsfarm"), ("register", "true" if gw.register else "false")]
+        values = [
+            ("proxy", gw.proxy),
+            ("realm", gw.proxy.rpartition(":")[0] or gw.proxy),
+            ("username", gw.username or "fsfarm"),
+            ("register", "true" if gw.register else "false"),
+        ]
         if gw.password:
             values.append(("password", gw.password))
         if gw.caller_id_number:
@@ -97,8 +110,11 @@ def conference() -> Element:
     for name, rate in [*CONFERENCE_PROFILES.items(), ("default", CONFERENCE_PROFILES["wideband"])]:
         profile = etree.SubElement(profiles, "profile", name=name)
         for key, value in [
-            ("rate", str(rate)), ("interval", "20"), ("energy-level", "100"),
-            ("comfort-noise", "true"), ("caller-controls", "default"),
+            ("rate", str(rate)),
+            ("interval", "20"),
+            ("energy-level", "100"),
+            ("comfort-noise", "true"),
+            ("caller-controls", "default"),
             ("auto-gain-level", "0"),
         ]:
             etree.SubElement(profile, "param", name=key, value=value)
@@ -109,8 +125,7 @@ def event_socket(node: Node, controller_address: str) -> Element:
     """ESL on the node's own address and password, open only to the controller."""
     root, conf = _config("event_socket.conf")
     host, port = split_host_port(node.esl_address)
-    settings = [("nat-map", "false"), ("listen-ip", host), ("listen-port", str(port)),
-                ("password", node.esl_password)]
+    settings = [("nat-map", "false"), ("listen-ip", host), ("listen-port", str(port)), ("password", node.esl_password)]
     if ip_cidr(controller_address):
         settings.append(("apply-inbound-acl", ESL_ACL))
     params(conf, "settings", settings)
@@ -170,8 +185,13 @@ class Known:
     """Configurations we answer; every other name gets "not found" (FreeSWITCH then uses its defaults)."""
 
     names: tuple[str, ...] = (
-        "sofia.conf", "conference.conf", "event_socket.conf", "switch.conf", "post_load_switch.conf",
-        "acl.conf", "voicemail.conf",
+        "sofia.conf",
+        "conference.conf",
+        "event_socket.conf",
+        "switch.conf",
+        "post_load_switch.conf",
+        "acl.conf",
+        "voicemail.conf",
     )
 
 

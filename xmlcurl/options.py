@@ -17,6 +17,7 @@ class XmlCurlOptions:
     fetch_timeout: int = 5  # seconds FreeSWITCH waits for us (its default is forever)
     voicemail_dir: str = ""  # shared storage for voicemail (GlusterFS mount); empty: FreeSWITCH's own
     sip_profile: str = "internal"
+    sip_codecs: str = "OPUS,G722,PCMU,PCMA"  # the SIP profile's codec-prefs, in FreeSWITCH codec-string syntax
     shared_mount: str = ""  # where every node mounts the shared volume: voicemail goes to <mount>/<tenant-id>/
     snapshot: bool = True  # answer from the in-process snapshot (SQL only while it is not loaded)
     gc_freeze: bool = True  # gc.freeze() after the snapshot loads: the collector stops walking it
@@ -32,6 +33,7 @@ class XmlCurlOptions:
             cache_entries=int(env.get("FSFARM_XMLCURL_CACHE_ENTRIES", "200000")),
             fetch_timeout=int(env.get("FSFARM_XMLCURL_TIMEOUT", "5")),
             voicemail_dir=env.get("FSFARM_VOICEMAIL_DIR", ""),
+            sip_codecs=env.get("FSFARM_SIP_CODECS", "").strip() or cls.sip_codecs,
             shared_mount=env.get("FSFARM_SHARED_MOUNT", "").rstrip("/"),
             snapshot=env.get("FSFARM_XMLCURL_SNAPSHOT", "1") not in ("0", "false", "no"),
             gc_freeze=env.get("FSFARM_XMLCURL_GC_FREEZE", "1") not in ("0", "false", "no"),

@@ -22,20 +22,30 @@ def settings(element: Any, path: str = "settings/param") -> dict[str, str]:
     return {p.get("name"): p.get("value") for p in element.iterfind(path)}
 
 
-def test_sofia_profile_uses_the_nodes_address_and_its_tenants_gateways(client: Any, db: Any, farm: Any,
-                                                                       recorded: Any) -> None:
-    provisioning.add_node(db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021",
-                               "esl_password": "x"})
+def test_sofia_profile_uses_the_nodes_address_and_its_tenants_gateways(
+    client: Any, db: Any, farm: Any, recorded: Any
+) -> None:
+    provisioning.add_node(
+        db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021", "esl_password": "x"}
+    )
     provisioning.update_tenant(db, "acme.test", {"pinned_node": "vm"})
     provisioning.update_tenant(db, "beta.test", {"pinned_node": "fs2"})
-    provisioning.add_child(db, "gateways", "acme.test", {"name": "carrier", "proxy": "203.0.113.5:5060",
-                                                         "username": "acme", "password": "pw", "register": True})
+    provisioning.add_child(
+        db,
+        "gateways",
+        "acme.test",
+        {"name": "carrier", "proxy": "203.0.113.5:5060", "username": "acme", "password": "pw", "register": True},
+    )
     provisioning.add_child(db, "gateways", "beta.test", {"name": "carrier", "proxy": "198.51.100.7:5060"})
     vm = config(client, recorded, "sofia.conf")
     profile = vm.find("profiles/profile")
     s = settings(profile)
-    assert (s["sip-ip"], s["sip-port"], s["ext-sip-ip"], s["ext-rtp-ip"]) == ("127.0.0.1", "5060", "127.0.0.1",
-                                                                             "127.0.0.1")
+    assert (s["sip-ip"], s["sip-port"], s["ext-sip-ip"], s["ext-rtp-ip"]) == (
+        "127.0.0.1",
+        "5060",
+        "127.0.0.1",
+        "127.0.0.1",
+    )
     assert s["auth-calls"] == "true" and s["context"] == "public"
     assert [g.get("name") for g in profile.iterfind("gateways/gateway")] == ["acme.test--carrier"]
     gw = settings(profile.find("gateways/gateway"), "params/param")
@@ -89,8 +99,9 @@ def test_sofia_profile_has_no_deprecated_rtp_timeouts_and_takes_mwi_subscription
 
 
 def test_acl_holds_only_farm_members(client: Any, db: Any, farm: Any, recorded: Any) -> None:
-    provisioning.add_node(db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021",
-                               "esl_password": "x"})
+    provisioning.add_node(
+        db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021", "esl_password": "x"}
+    )
     provisioning.add_mixer(db, {"name": "mix1", "sip_address": "10.0.0.9:5090", "control_url": "http://10.0.0.9"})
     acl = config(client, recorded, "acl.conf")
     lists = {lst.get("name"): lst for lst in acl.iterfind("network-lists/list")}
@@ -109,3 +120,30 @@ def test_conference_profiles_have_their_rates(client: Any, farm: Any, recorded: 
         assert params["comfort-noise"] == "true" and params["caller-controls"] == "default"
         assert int(params["energy-level"]) > 0
     assert conf.find("caller-controls/group[@name='default']/control[@action='mute']") is not None
+
+
+def test_sip_codecs_come_from_fsfarm_sip_codecs(monkeypatch: Any) -> None:
+    from uuid import uuid4
+
+    from controller.domain import Node
+    from xmlcurl.configuration import sofia
+    from xmlcurl.options import XmlCurlOptions
+
+    node = Node(
+        id=uuid4(),
+        name="fs1",
+        switchname="fs1",
+        sip_address="10.0.0.1:5060",
+        esl_address="10.0.0.1:8021",
+        esl_password="x",
+        rtp_port_min=20000,
+        rtp_port_max=20999,
+        capacity=100,
+    )
+    keys = ("codec-prefs", "inbound-codec-prefs", "outbound-codec-prefs")
+    monkeypatch.delenv("FSFARM_SIP_CODECS", raising=False)
+    default = settings(sofia(node, [], XmlCurlOptions.from_env()).find(".//profile"))
+    assert [default[k] for k in keys] == ["OPUS,G722,PCMU,PCMA"] * 3
+    monkeypatch.setenv("FSFARM_SIP_CODECS", "PCMU,L16@16000h")
+    chosen = settings(sofia(node, [], XmlCurlOptions.from_env()).find(".//profile"))
+    assert [chosen[k] for k in keys] == ["PCMU,L16@16000h"] * 3
