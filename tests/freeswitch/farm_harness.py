@@ -67,6 +67,7 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, step: float = 
 _NET = 20 + os.getpid() % 200
 _phones = itertools.count(20)
 _nodes = itertools.count(2)
+_rtp_ranges = itertools.count()
 
 
 def loopback_host() -> str:
@@ -268,10 +269,11 @@ class FreeSwitch:
 
     def node_add_args(self, *extra: str) -> list[str]:
         """``fsfarm node add`` arguments for this node (each test node gets its own RTP range)."""
-        base = (self.sip_port // 10) * 10 % 20000 + 20000
+        # 200 ports below the kernel's ephemeral range (32768+), where no client socket can be holding one.
+        base = 10000 + (os.getpid() * 7 + next(_rtp_ranges)) % 110 * 200
         return ["node", "add", self.name, "--sip", self.sip_address, "--esl", f"127.0.0.1:{self.esl_port}",
                 "--esl-password", self.esl_password, "--switchname", f"fsfarm-{self.name}-{self.sip_port}",
-                "--rtp-min", str(base), "--rtp-max", str(base + 998), *extra]
+                "--rtp-min", str(base), "--rtp-max", str(base + 199), *extra]
 
     def start(self, wait: bool = True) -> FreeSwitch:
         binary = freeswitch_binary()
