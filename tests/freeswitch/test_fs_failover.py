@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from farm_harness import Controller, FreeSwitch, Kamailio, Phone, hears, wait_for
+from farm_harness import Controller, FreeSwitch, Kamailio, Phone, hears, level_db, wait_for
 
 from controller.kamailio.control import KamailioControl
 
-PASSWORDS = {"1001": "pw-1001-long", "1002": "pw-1002-long"}
-TONES = {"1001": 440, "1002": 1200}
+PASSWORDS = {"1001": "pw-1001-long", "1002": "pw-1002-long", "1003": "pw-1003-long"}
+TONES = {"1001": 440, "1002": 1200, "1003": 700}
 REGINT = 10  # seconds: short, so phones find the spare soon after the crash
 
 
@@ -56,6 +56,16 @@ def tenant_node(controller: Controller, domain: str = "acme.test") -> str | None
     return {t["tenant"]: t["node"] for t in controller.api("GET", "/placement")["tenants"]}.get(domain)
 
 
+def nodes(controller: Controller) -> dict[str, dict[str, Any]]:
+    return {n["name"]: n for n in controller.api("GET", "/nodes")}
+
+
+def hears_at_end(phone: Phone, tone: float, seconds: float = 1.5) -> bool:
+    """Did the last ``seconds`` of ``phone``'s latest call still carry ``tone`` from the far end?"""
+    pcm, rate = phone.heard(skip=0)
+    return level_db(pcm[-int(rate * seconds) :], rate, tone) > -40.0
+
+
 def registered_on(node: FreeSwitch, user: str) -> bool:
     """Does the node itself hold a registration for ``user@acme.test``?"""
     try:
@@ -75,8 +85,9 @@ def farm(controller: Controller, workdir: Path) -> Iterator[Farm]:
     controller.cli(*fs1.node_add_args())
     controller.cli(*spare.node_add_args("--spare"))
     controller.cli("tenant", "add", "acme.test")
-    for ext in ("1001", "1002"):
+    for ext in PASSWORDS:
         controller.cli("user", "add", "-t", "acme.test", ext, "--password", PASSWORDS[ext])
+    controller.cli("conference", "add", "-t", "acme.test", "3000")
     f = Farm(controller, kamailio, fs1, spare, workdir)
     try:
         for node in (fs1, spare):  # both boot at once, then both must be ready
@@ -152,3 +163,43 @@ def test_killed_node_tenant_moves_to_the_spare_and_new_calls_complete_there(farm
     assert row["kamailio"].startswith("reloaded")
     listed = ctl.cli("failover", "list").stdout
     assert "the ESL watcher declared it down" in listed
+
+
+def test_drain_keeps_the_call_up_sends_new_calls_elsewhere_and_disables_the_node_after_it(farm: Farm) -> None:
+    ctl = farm.controller
+    # After the failover spare1 hosts acme.test; fs1 comes back and rejoins as the spare.
+    farm.fs1.start()
+    wait_for(lambda: nodes(ctl)["fs1"]["health"] == "up" and nodes(ctl)["fs1"]["spare"], 60, "fs1 back as a spare")
+    assert tenant_node(ctl) == "spare1"
+    a, b = farm.phone("1001"), farm.phone("1002")
+    call(a, b, farm.spare)
+    closed = len(a.saw("CALL_CLOSED")), len(b.saw("CALL_CLOSED"))
+    control = KamailioControl(farm.kamailio.ctl)
+    spare_set = control.domains()["acme.test"]
+
+    out = ctl.cli("node", "drain", "spare1").stdout
+    drained = time.monotonic()
+    assert "draining" in out
+    # spare1 was the only active node: the spare (fs1) takes its tenants instead of leaving them on no node.
+    assert tenant_node(ctl) == "fs1" and nodes(ctl)["fs1"]["spare"] is False
+    wait_for(lambda: control.domains().get("acme.test") != spare_set, 15, "Kamailio routing acme.test to fs1")
+
+    # New calls for the tenant go to fs1: a phone registering now lands there, and its call is answered there.
+    c = farm.phone("1003")
+    assert registered_on(farm.fs1, "1003") and not registered_on(farm.spare, "1003")
+    c.dial("3000")
+    c.wait_event("CALL_ESTABLISHED", 30)
+    wait_for(lambda: any(ch.get("cid_num") == "1003" for ch in farm.fs1.esl.channels()), 10, "1003's call on fs1")
+
+    # The call on spare1 is still up, and spare1 stays draining while it is.
+    wait_for(lambda: "node spare1 is draining: " in ctl.log(), 20, "the drain loop counting spare1's calls")
+    assert nodes(ctl)["spare1"]["admin_state"] == "draining"
+    assert len(farm.spare.esl.channels()) == 2
+    assert (len(a.saw("CALL_CLOSED")), len(b.saw("CALL_CLOSED"))) == closed
+    time.sleep(max(0.0, 3.0 - (time.monotonic() - drained)))  # enough audio after the drain to check
+    hang_up(a, b)
+    assert hears_at_end(a, TONES["1002"]) and hears_at_end(b, TONES["1001"])  # audio flowed after the drain
+
+    wait_for(lambda: nodes(ctl)["spare1"]["admin_state"] == "disabled", 20, "spare1 disabled once its call ended")
+    assert farm.spare.esl.channels() == []
+    c.hangup()
