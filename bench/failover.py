@@ -234,7 +234,7 @@ def one_freeswitch_run(ctl: Any, fs: list[Any], phones: dict[str, Any],
     done = wait_for(decision, 30, "the failover record")
     failover_done = datetime.fromisoformat(done["completed_at"]).timestamp() - killed_wall
     caller = phones["1001"]
-    wait_for(lambda: registered_on(spare, "1002"), 3 * REGINT_S + 30, "1002 registered on the spare")
+    wait_for(lambda: registered_on(spare, "1002"), REGINT_S + 90, "1002 registered on the spare")
     established = len(caller.saw("CALL_ESTABLISHED"))
     caller.dial("1002")
     wait_for(lambda: len(caller.saw("CALL_ESTABLISHED")) > established, 30, "1001 -> 1002 on the spare")
