@@ -101,6 +101,32 @@ def _drain_loop(db: Database) -> _Greenlet:
     return _run_cycles(DrainLoop(db, live_calls=count_on_node), "fsfarm.drain")
 
 
+def _push_config(db: Database) -> Any:
+    """After a change notice, make the nodes it concerns drop cached config and load new gateways (over ESL).
+
+    Runs after this process' xml_curl snapshot took the change, so what the node fetches next is current.
+    """
+    from esl_workers.commands import run_api
+    from xmlcurl.cache import Change, flush_orders
+
+    def send(node: Any, commands: tuple[str, ...]) -> None:
+        for command in commands:
+            try:
+                run_api(node, command, timeout=5.0, check=False)
+            except Exception as exc:  # a node that is down fetches everything afresh when it starts
+                log.info("config push to node %s (%s) failed: %s", node.name, command, exc)
+                return
+
+    def on_change(change: Change) -> None:
+        with db.transaction() as conn:
+            orders = flush_orders(conn, change)
+        for order in orders:
+            if order.node.health == "up" and order.node.admin_state != "disabled":
+                gevent.spawn(send, order.node, order.commands)
+
+    return on_change
+
+
 def _room_services(db: Database, settings: Settings) -> list[Any]:
     """Start the failover, mixer and drain loops, ESL watchers, IVR server and (when configured) Kamailio sync."""
     from controller.storage.selection import open_storage
@@ -137,7 +163,7 @@ def serve(host: str, port: int) -> None:
     app = create_app(db, settings)
     from xmlcurl.web import start as start_xmlcurl
 
-    start_xmlcurl(app)  # load the farm snapshot now, not on the first FreeSWITCH request
+    start_xmlcurl(app, on_change=_push_config(db))  # load the farm snapshot now, not on the first request
     services = _room_services(db, settings)
     server = WSGIServer((host, port), app, log=None, error_log=log)
     where = "FSFARM_DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.state_dir}"

@@ -106,9 +106,12 @@ class FramedProtocol(ESLProtocol):  # type: ignore[misc]
 
     def _close_socket(self) -> None:
         sock = getattr(self, "sock", None)
-        if sock is not None:
+        if sock is None:
+            return
+        # shutdown() sends the FIN even if another file object still holds the descriptor.
+        for close in (lambda: sock.shutdown(gevent.socket.SHUT_RDWR), sock.close):
             try:
-                sock.close()
+                close()
             except OSError:
                 pass
 
@@ -241,7 +244,6 @@ class FarmInboundESL(FramedProtocol, InboundESL):  # type: ignore[misc]
         except OSError as exc:
             raise NotConnectedError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self.sock.settimeout(None)
-        self.sock_file = self.sock.makefile("rb")
         self.connected = True
         self.start_event_handlers()
         if not self._auth_request_event.wait(timeout=self.timeout):
@@ -267,8 +269,7 @@ class FarmOutboundSession(FramedProtocol, OutboundSession):  # type: ignore[misc
     def __init__(self, client_address: Any, sock: Any) -> None:
         ESLProtocol.__init__(self)
         self._framed_init()
-        self.sock = sock
-        self.sock_file = sock.makefile("rb")
+        self.sock = sock  # no makefile(): an open file object keeps the descriptor alive after close()
         self.connected = True
         self.session_data: dict[str, str] | None = None
         self.expected_events: dict[str, Any] = {}

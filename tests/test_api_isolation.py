@@ -54,3 +54,20 @@ def test_node_join_token_cannot_use_admin_api(client, db):
     joiner = AuthedClient(client, token)
     assert joiner.get("/api/v1/tenants").status_code == 404
     assert joiner.get("/api/v1/placement").status_code == 404
+
+
+def test_a_tenant_admin_cannot_take_another_tenants_did_by_dropping_its_plus(admin, client, db):
+    for domain in ("acme.example", "beta.example"):
+        admin.post("/api/v1/tenants", json={"domain": domain})
+        admin.post(f"/api/v1/tenants/{domain}/users", json={"extension": "1001", "password": "pw-1001-x"})
+    beta = AuthedClient(client, provisioning.create_token(db, "tenant-admin", "beta.example")[0])
+    acme = AuthedClient(client, provisioning.create_token(db, "tenant-admin", "acme.example")[0])
+    assert beta.post("/api/v1/tenants/beta.example/numbers",
+                     json={"number": "+15550002000", "target_type": "user", "target": "1001"}).status_code == 201
+    for variant in ("15550002000", "+15550002000"):
+        stolen = acme.post("/api/v1/tenants/acme.example/numbers",
+                           json={"number": variant, "target_type": "user", "target": "1001"})
+        assert stolen.status_code == 409, stolen.json
+        assert "already assigned" in stolen.json["error"]
+    assert acme.get("/api/v1/tenants/acme.example/numbers").json == []
+    assert [n["number"] for n in beta.get("/api/v1/tenants/beta.example/numbers").json] == ["+15550002000"]

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -24,7 +25,7 @@ from controller.domain import Tenant
 from controller.errors import Unavailable
 from controller.stores import nodes
 from xmlcurl import answers, fetch, lookups
-from xmlcurl.cache import AnswerCache, ChangeListener
+from xmlcurl.cache import AnswerCache, Change, ChangeListener
 from xmlcurl.documents import NOT_FOUND
 from xmlcurl.lookups import Conn, SqlReads
 from xmlcurl.options import XmlCurlOptions
@@ -48,6 +49,7 @@ class XmlCurlService:
     options: XmlCurlOptions
     cache: AnswerCache
     listener: ChangeListener | None = None
+    on_change: Callable[[Change], None] | None = None  # told of each notice after the snapshot applied it
     unknown_nodes: set[str] = field(default_factory=set)
     snapshot: Snapshot = field(default_factory=Snapshot)
 
@@ -57,7 +59,7 @@ class XmlCurlService:
             _green_psycopg()  # the listener's wait must yield to the gevent hub, not block it
             keeper = SnapshotKeeper(self.db, self.snapshot, freeze_gc=self.options.gc_freeze) \
                 if self.options.snapshot else None
-            self.listener = ChangeListener(self.db.conninfo, self.cache, keeper=keeper)
+            self.listener = ChangeListener(self.db.conninfo, self.cache, keeper=keeper, on_change=self.on_change)
             self.listener.start()
 
     def respond(self, body: bytes) -> bytes:
@@ -232,10 +234,15 @@ class XmlCurlFront:
             return response(environ, start_response)
 
 
-def start(app: Flask) -> None:
+def start(app: Flask, on_change: Callable[[Change], None] | None = None) -> None:
     """Start this process's change listener and snapshot load now rather than on the first fetch
-    (call it in each worker after the fork, e.g. from the WSGI factory)."""
-    service(app).ensure_listening()
+    (call it in each worker after the fork, e.g. from the WSGI factory).
+
+    ``on_change`` hears every change notice once this process answers from the new rows (it is
+    where nodes are told to fetch again: see ``flush_orders``)."""
+    svc = service(app)
+    svc.on_change = on_change
+    svc.ensure_listening()
 
 
 def register(app: Flask) -> None:

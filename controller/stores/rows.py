@@ -26,6 +26,7 @@ _UNIQUE_MESSAGES = {
     "ivrs_tenant_id_name_key": "an IVR with this name already exists in the tenant",
     "gateways_tenant_id_name_key": "a gateway with this name already exists in the tenant",
     "numbers_number_key": "this number is already assigned",
+    "numbers_number_digits_key": "this number is already assigned (with or without its leading +)",
     "nodes_name_key": "a node with this name already exists",
     "nodes_switchname_key": "a node with this switchname already exists",
     "mixers_name_key": "a mixer with this name already exists",

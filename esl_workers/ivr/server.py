@@ -4,6 +4,11 @@ One greenlet per call. Which IVR runs: the channel variable ``fsfarm_ivr`` if th
 it, else the tenant's number (target_type ``ivr``) or IVR extension matching the dialled number.
 A script that raises, or outlives the per-call timeout, only ends its own call: the caller
 hears the error prompt, the call is hung up and the traceback is logged with the call uuid.
+
+When the script returns the call is hung up, unless it went back to the dialplan (a transfer):
+then it is left alone. Either way the server then sends ``exit`` and closes the socket, so
+FreeSWITCH's listener lets go of the channel at once (with ``linger`` it would hold a hung-up
+channel until the socket closes, and a transferred one would stay controlled by us).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ class IvrConfig:
     call_timeout: float = 3600.0  # a script still running after this is stopped and the call ended
     step_timeout: float = 300.0
     error_prompt: str = "ivr/ivr-call_cannot_be_completed_as_dialed.wav"
-    linger_wait: float = 5.0
+    linger_wait: float = 5.0  # seconds FreeSWITCH gets to close the socket after our "exit"
     max_calls: int = 1000
 
     @classmethod
@@ -85,8 +90,9 @@ def resolve(db: Database | None, channel: dict[str, str]) -> Route | None:
 class IvrServer:
     """The handle ``serve_ivr`` returns; ``stop()`` closes the listener and ends running calls."""
 
-    def __init__(self, db: Database | None, library: ScriptLibrary, host: str, port: int,
-                 config: IvrConfig | None = None) -> None:
+    def __init__(
+        self, db: Database | None, library: ScriptLibrary, host: str, port: int, config: IvrConfig | None = None
+    ) -> None:
         self.db = db
         self.library = library
         self.config = config or IvrConfig()
@@ -101,8 +107,9 @@ class IvrServer:
 
     def start(self) -> IvrServer:
         self.server.start()
-        log.info("IVR server listening on %s:%d, scripts in %s", self.server.server_host, self.port,
-                 self.library.directory)
+        log.info(
+            "IVR server listening on %s:%d, scripts in %s", self.server.server_host, self.port, self.library.directory
+        )
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -123,25 +130,44 @@ class IvrServer:
         except Exception:
             log.exception("IVR call %s: outbound socket failed", call)
         finally:
-            conn.closed.wait(timeout=self.config.linger_wait)
-            conn.stop(timeout=1.0)
+            self._release(conn)
+
+    def _release(self, conn: FarmOutboundSession) -> None:
+        """Let go of the channel: "exit" ends FreeSWITCH's listener, which then closes the socket."""
+        if conn.connected:
+            try:
+                conn.send("exit", timeout=2.0)
+            except Exception:
+                pass  # FreeSWITCH already closed it
+        conn.closed.wait(timeout=self.config.linger_wait)
+        conn.stop(timeout=1.0)
 
     def run_call(self, conn: FarmOutboundSession, channel: dict[str, str]) -> None:
         route = resolve(self.db, channel)
-        session = Session(conn, channel, tenant=route.tenant if route else domain_of(channel),
-                          options=route.options if route else {}, step_timeout=self.config.step_timeout)
+        session = Session(
+            conn,
+            channel,
+            tenant=route.tenant if route else domain_of(channel),
+            options=route.options if route else {},
+            step_timeout=self.config.step_timeout,
+        )
         handler = self.library.get(route.name) if route else None
         self.handled += 1
         if handler is None:
             self.failed += 1
-            log.error("IVR call %s: no script for %r (destination %s)", session.uuid, route.name if route else "",
-                      session.destination)
+            log.error(
+                "IVR call %s: no script for %r (destination %s)",
+                session.uuid,
+                route.name if route else "",
+                session.destination,
+            )
             self._fail(session)
             return
         try:
             with gevent.Timeout(self.config.call_timeout, TimeoutError(f"script ran over {self.config.call_timeout}s")):
                 handler(session)
         except CallEnded:
+            self._log_left(session, route.name if route else "")
             return
         except BaseException as exc:
             if isinstance(exc, gevent.GreenletExit):
@@ -150,10 +176,17 @@ class IvrServer:
             log.error("IVR call %s: script %r failed", session.uuid, route.name if route else "", exc_info=True)
             self._fail(session)
             return
+        if session.transferred:
+            self._log_left(session, route.name if route else "")
+            return
         try:
             session.hangup()
         except CallEnded:
             pass
+
+    def _log_left(self, session: Session, name: str) -> None:
+        if session.transferred:
+            log.info("IVR call %s: script %r returned; the call went on in the dialplan", session.uuid, name)
 
     def _fail(self, session: Session) -> None:
         """The caller hears the error prompt, then the call is cleared; never raises."""
@@ -165,8 +198,14 @@ class IvrServer:
             pass
 
 
-def serve_ivr(db: Database | None, settings: Settings | None, scripts_dir: Path | str, host: str = "0.0.0.0",
-              port: int = 8084, config: IvrConfig | None = None) -> IvrServer:
+def serve_ivr(
+    db: Database | None,
+    settings: Settings | None,
+    scripts_dir: Path | str,
+    host: str = "0.0.0.0",
+    port: int = 8084,
+    config: IvrConfig | None = None,
+) -> IvrServer:
     """Start the outbound ESL server in this (gevent) process; returns a handle with ``stop()``."""
     ensure_green_psycopg()
     return IvrServer(db, ScriptLibrary(scripts_dir), host, port, config or IvrConfig.from_env()).start()

@@ -1,8 +1,9 @@
 """The ``Session`` an IVR script receives: one caller, driven over FreeSWITCH's outbound socket.
 
 Every method blocks the script's greenlet until FreeSWITCH has finished the step (the matching
-CHANNEL_EXECUTE_COMPLETE), and raises ``CallEnded`` once the caller has hung up, so a script
-never has to check; the server catches it.
+CHANNEL_EXECUTE_COMPLETE), and raises ``CallEnded`` once the call has left the script (the caller
+hung up, or the channel went back to the dialplan: a transfer), so a script never has to check;
+the server catches it.
 """
 
 from __future__ import annotations
@@ -22,20 +23,32 @@ log = logging.getLogger(__name__)
 
 
 class CallEnded(Exception):
-    """The caller hung up (or FreeSWITCH closed the socket): the script simply stops here."""
+    """The call left the script (hung up, transferred, socket closed): the script simply stops here."""
+
+
+CS_ROUTING = "2"  # Channel-State-Number is the pending state; Channel-State still says CS_EXECUTE
+HANGUP_WAIT = 5.0  # seconds hangup() waits for FreeSWITCH's CHANNEL_HANGUP before the socket is released
 
 
 class Session:
     """One call inside an IVR script."""
 
-    def __init__(self, conn: FarmOutboundSession, channel: dict[str, str], tenant: str = "",
-                 options: dict[str, Any] | None = None, step_timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        conn: FarmOutboundSession,
+        channel: dict[str, str],
+        tenant: str = "",
+        options: dict[str, Any] | None = None,
+        step_timeout: float = 300.0,
+    ) -> None:
         self.conn = conn
         self.channel = channel
         self.tenant = tenant
         self.options: dict[str, Any] = options or {}
         self.step_timeout = step_timeout
         self.hung_up = False
+        self.transferred = False  # the channel went back to the dialplan: it lives on without the script
+        self._hangup_seen = gevent.event.Event()
         self._waiting: tuple[str, gevent.event.AsyncResult] | None = None
         self._digits: gevent.queue.Queue = gevent.queue.Queue()
         self._dtmf_callbacks: list[Callable[[str], Any]] = []
@@ -66,7 +79,14 @@ class Session:
             h = event.headers
             name = h.get("Event-Name", "")
             if h.get("Content-Type") == "text/disconnect-notice" or name == "CHANNEL_HANGUP":
+                self._hangup_seen.set()
                 self._ended("caller hung up")
+            elif h.get("Unique-ID", self.uuid) != self.uuid:
+                continue
+            elif name == "CHANNEL_EXECUTE_COMPLETE" and h.get("Application") == "socket":
+                # The socket app ended with the call up: a transfer (ours or anyone's) sent it on. Not
+                # CHANNEL_STATE CS_ROUTING: right after myevents FreeSWITCH also sends the states before it.
+                self._left_to_dialplan()
             elif name == "DTMF":
                 digit = h.get("DTMF-Digit", "")
                 self._digits.put(digit)
@@ -80,6 +100,16 @@ class Session:
                 if h.get("Application") == app and h.get("Unique-ID", self.uuid) == self.uuid:
                     self._waiting = None
                     result.set(h)
+                    if h.get("Channel-State-Number") == CS_ROUTING:
+                        # The step sent the call on (a transfer, or a bridge the caller was transferred out
+                        # of): known now, before the socket app's end arrives.
+                        self._left_to_dialplan()
+
+    def _left_to_dialplan(self) -> None:
+        if self.hung_up or self.transferred:
+            return
+        self.transferred = True
+        self._ended("the call was transferred back to the dialplan")
 
     def _ended(self, why: str) -> None:
         if self.hung_up:
@@ -91,6 +121,8 @@ class Session:
         self._digits.put(None)
 
     def _check(self) -> None:
+        if self.transferred:
+            raise CallEnded("the call was transferred back to the dialplan")
         if self.hung_up:
             raise CallEnded("caller hung up")
 
@@ -118,10 +150,12 @@ class Session:
         if not wait:
             return {}
         try:
-            return result.get(timeout=self.step_timeout)  # type: ignore[no-any-return]
+            reply: dict[str, str] = result.get(timeout=self.step_timeout)
         except gevent.Timeout:
             self._waiting = None
             raise TimeoutError(f"{app} did not finish within {self.step_timeout}s") from None
+        self._check()  # the step may have ended the call or sent it on: then it is no longer the script's
+        return reply
 
     def answer(self) -> None:
         """Answer the call: ``session.answer()``."""
@@ -135,12 +169,26 @@ class Session:
         """Speak a number, date... with mod_say: ``session.say("42")``; digit by digit: ``method="iterated"``."""
         self.execute("say", f"{lang} {kind} {method} {text}")
 
-    def play_and_get_digits(self, prompt: str, *, min_digits: int = 1, max_digits: int = 1, tries: int = 3,
-                            timeout_ms: int = 5000, terminators: str = "#", invalid: str = "silence_stream://250",
-                            var: str = "fsfarm_digits", regex: str = "\\d+", digit_timeout_ms: int = 3000) -> str:
+    def play_and_get_digits(
+        self,
+        prompt: str,
+        *,
+        min_digits: int = 1,
+        max_digits: int = 1,
+        tries: int = 3,
+        timeout_ms: int = 5000,
+        terminators: str = "#",
+        invalid: str = "silence_stream://250",
+        var: str = "fsfarm_digits",
+        regex: str = "\\d+",
+        digit_timeout_ms: int = 3000,
+    ) -> str:
         """Prompt and collect digits ("" if none valid): ``choice = session.play_and_get_digits("ivr/menu.wav")``."""
-        self.execute("play_and_get_digits", f"{min_digits} {max_digits} {tries} {timeout_ms} {terminators} "
-                                            f"{prompt} {invalid} {var} {regex} {digit_timeout_ms}")
+        self.execute(
+            "play_and_get_digits",
+            f"{min_digits} {max_digits} {tries} {timeout_ms} {terminators} "
+            f"{prompt} {invalid} {var} {regex} {digit_timeout_ms}",
+        )
         return self.get_var(var)
 
     def get_digits(self, max_digits: int = 1, terminators: str = "#", timeout: float = 5.0) -> str:
@@ -165,12 +213,26 @@ class Session:
         self.execute("record", f"{path} {max_seconds} {silence_threshold} {silence_seconds}")
 
     def bridge(self, target: str) -> dict[str, str]:
-        """Connect the caller to another endpoint: ``session.bridge("user/1002@acme.test")``."""
+        """Connect the caller to another endpoint until that side hangs up: ``session.bridge("user/1002@acme.test")``.
+
+        Returns the CHANNEL_EXECUTE_COMPLETE headers when the bridge ends (``variable_bridge_hangup_cause``,
+        ``variable_originate_disposition``); the script goes on with the caller. If the caller hung up,
+        or the caller was transferred out of the bridge, ``CallEnded`` is raised instead.
+        """
         return self.execute("bridge", target)
 
     def transfer(self, extension: str, context: str = "") -> None:
-        """Send the call to an extension of the tenant's dialplan (ends the script): ``session.transfer("1002")``."""
-        self.execute("transfer", f"{extension} XML {context or self.tenant}", wait=False)
+        """Send the call on to an extension of the tenant's dialplan: ``session.transfer("1002")``.
+
+        The call lives on without the script: return after it. Any later verb raises ``CallEnded``,
+        and the server lets go of the call instead of hanging it up.
+        """
+        try:
+            self.execute("transfer", f"{extension} XML {context or self.tenant}")
+        except CallEnded:
+            if not self.transferred:
+                raise
+        self._left_to_dialplan()
 
     def conference(self, number: str, pin: str = "", profile: str = "default") -> None:
         """Put the caller in the tenant's room ``number`` until they leave: ``session.conference("3000")``."""
@@ -193,6 +255,7 @@ class Session:
 
     def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
         """End the call: ``session.hangup()`` or ``session.hangup("USER_BUSY")``."""
-        if self.hung_up:
-            return
+        if self.hung_up and not self.transferred:
+            return  # already over; after a transfer _send raises CallEnded: the call is not the script's to end
         self._send(f"sendmsg\ncall-command: hangup\nhangup-cause: {cause}")
+        self._hangup_seen.wait(timeout=HANGUP_WAIT)

@@ -18,7 +18,7 @@ import pytest
 from controller import provisioning
 from controller.database import Database
 
-FIXTURES = Path("/work/shared/fixtures/freeswitch/esl")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "freeswitch" / "esl"  # recorded from a real FreeSWITCH
 AUTH_REQUEST = b"Content-Type: auth/request\n\n"
 
 

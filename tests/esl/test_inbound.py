@@ -11,6 +11,7 @@ from typing import Any
 import gevent
 import pytest
 from esl_support import event_stream, recording, rows, wait_until
+from testsupport import free_port
 
 from controller.config import Settings
 from controller.database import Database
@@ -310,3 +311,14 @@ def test_node_added_later_gets_a_watcher(db: Database, fake_fs: Any, farm: Any, 
         node = farm(fs.address)
         wait_until(lambda: node.id in handle.watchers)
         wait_until(lambda: cdr_count(db) == 7)
+
+
+def test_a_node_never_seen_alive_is_not_declared_down(db: Database, farm: Any, tmp_path: Path) -> None:
+    # First start in the README's order: the node is registered, FreeSWITCH is not running yet.
+    node = farm(f"127.0.0.1:{free_port()}")
+    with watching(db, tmp_path):
+        wait_until(lambda: "never seen alive" in rows(db, "SELECT health_reason FROM nodes WHERE id = %s",
+                                                       node.id)[0]["health_reason"])
+        gevent.sleep(1.5)  # several refused reconnects later it is still not a dead node
+        health = rows(db, "SELECT health, seen_alive_at FROM nodes WHERE id = %s", node.id)[0]
+    assert health["health"] == "unknown" and health["seen_alive_at"] is None

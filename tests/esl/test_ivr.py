@@ -22,7 +22,7 @@ OUTBOUND = recording("outbound-ivr-dtmf.jsonl")
 CONNECT_REPLY = OUTBOUND[1]["data"].encode()
 CALL_UUID = "3713aaad-d550-4f90-844b-63b2c98f49f7"
 
-DIGITS_DEMO = '''
+DIGITS_DEMO = """
 import logging
 from esl_workers.ivr import ivr
 
@@ -38,7 +38,7 @@ def demo(session):
                                          var="ivr_digits", regex="\\\\d+", digit_timeout_ms=3000)
     log.info("call %s got digits %s, keys %s", session.uuid, digits, "".join(pressed))
     session.playback("tone_stream://%(500,0,400)")
-'''
+"""
 
 
 def write_script(directory: Path, name: str, source: str) -> Path:
@@ -95,17 +95,24 @@ def scripted_call(port: int, connect_reply: bytes = CONNECT_REPLY) -> list[str]:
                 elif cmd.startswith("api uuid_getvar"):
                     body = b"_undef_"
                     sock.sendall(b"Content-Type: api/response\nContent-Length: %d\n\n%s" % (len(body), body))
+                elif cmd == "exit":  # what FreeSWITCH's listener does: reply, say goodbye, close
+                    sock.sendall(b"Content-Type: command/reply\nReply-Text: +OK bye\n\n")
+                    sock.sendall(b"Content-Type: text/disconnect-notice\nContent-Length: 0\n\n")
+                    return sent
                 elif "call-command: hangup" in cmd:
                     sock.sendall(b"Content-Type: command/reply\nReply-Text: +OK\n\n")
                     sock.sendall(b"Content-Type: text/disconnect-notice\nContent-Length: 0\n\n")
                     return sent
                 else:
                     sock.sendall(b"Content-Type: command/reply\nReply-Text: +OK\n\n")
-                    app = next((line.split(": ", 1)[1] for line in cmd.split("\n")
-                                if line.startswith("execute-app-name: ")), "")
+                    app = next(
+                        (line.split(": ", 1)[1] for line in cmd.split("\n") if line.startswith("execute-app-name: ")),
+                        "",
+                    )
                     if app:
-                        body = (f"Event-Name: CHANNEL_EXECUTE_COMPLETE\nUnique-ID: {CALL_UUID}\n"
-                                f"Application: {app}\n\n").encode()
+                        body = (
+                            f"Event-Name: CHANNEL_EXECUTE_COMPLETE\nUnique-ID: {CALL_UUID}\nApplication: {app}\n\n"
+                        ).encode()
                         sock.sendall(b"Content-Length: %d\nContent-Type: text/event-plain\n\n%s" % (len(body), body))
     finally:
         sock.close()
@@ -122,8 +129,9 @@ def start(db: Database | None, scripts: Path, **config: Any) -> Any:
     return serve_ivr(db, None, scripts, host="127.0.0.1", port=0, config=IvrConfig(**config))
 
 
-def test_recorded_call_is_driven_byte_for_byte(ivr_db: Database, tmp_path: Path,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_recorded_call_is_driven_byte_for_byte(
+    ivr_db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     write_script(tmp_path, "demo.py", DIGITS_DEMO)
     server = start(ivr_db, tmp_path)
     try:
@@ -155,28 +163,38 @@ def routed_to(name: str) -> bytes:
 
 
 def error_prompt_played(sent: list[str]) -> bool:
-    return any("execute-app-name: playback\nexecute-app-arg: ivr/ivr-call_cannot_be_completed_as_dialed.wav" in c
-               for c in sent)
+    return any(
+        "execute-app-name: playback\nexecute-app-arg: ivr/ivr-call_cannot_be_completed_as_dialed.wav" in c for c in sent
+    )
 
 
-def test_script_that_raises_ends_only_its_call(ivr_db: Database, tmp_path: Path,
-                                               caplog: pytest.LogCaptureFixture) -> None:
-    write_script(tmp_path, "broken.py", """
+def test_script_that_raises_ends_only_its_call(
+    ivr_db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_script(
+        tmp_path,
+        "broken.py",
+        """
         from esl_workers.ivr import ivr
 
         @ivr("digits-demo")
         def broken(session):
             session.answer()
             1 / 0
-    """)
-    write_script(tmp_path, "fine.py", """
+    """,
+    )
+    write_script(
+        tmp_path,
+        "fine.py",
+        """
         from esl_workers.ivr import ivr
 
         @ivr("fine")
         def fine(session):
             session.answer()
             session.playback("ivr/fine.wav")
-    """)
+    """,
+    )
     fine_reply = routed_to("fine")
     server = start(ivr_db, tmp_path)
     try:
@@ -194,16 +212,21 @@ def test_script_that_raises_ends_only_its_call(ivr_db: Database, tmp_path: Path,
     assert failure and failure[0].exc_info and failure[0].exc_info[0] is ZeroDivisionError
 
 
-def test_syntax_error_is_logged_and_other_scripts_keep_working(ivr_db: Database, tmp_path: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_syntax_error_is_logged_and_other_scripts_keep_working(
+    ivr_db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     write_script(tmp_path, "typo.py", "from esl_workers.ivr import ivr\n@ivr('digits-demo')\ndef f(session)\n  pass\n")
-    write_script(tmp_path, "fine.py", """
+    write_script(
+        tmp_path,
+        "fine.py",
+        """
         from esl_workers.ivr import ivr
 
         @ivr("fine")
         def fine(session):
             session.answer()
-    """)
+    """,
+    )
     fine_reply = routed_to("fine")
     server = start(ivr_db, tmp_path)
     try:
@@ -218,7 +241,10 @@ def test_syntax_error_is_logged_and_other_scripts_keep_working(ivr_db: Database,
 
 
 def test_hanging_script_is_stopped_by_the_call_timeout(ivr_db: Database, tmp_path: Path) -> None:
-    write_script(tmp_path, "slow.py", """
+    write_script(
+        tmp_path,
+        "slow.py",
+        """
         import gevent
         from esl_workers.ivr import ivr
 
@@ -226,7 +252,8 @@ def test_hanging_script_is_stopped_by_the_call_timeout(ivr_db: Database, tmp_pat
         def slow(session):
             session.answer()
             gevent.sleep(3600)
-    """)
+    """,
+    )
     server = start(ivr_db, tmp_path, call_timeout=0.3)
     try:
         sent = scripted_call(server.port)
@@ -254,13 +281,17 @@ def test_number_routed_to_an_ivr_runs_it(db: Database, tmp_path: Path) -> None:
     provisioning.add_tenant(db, {"domain": "acme.test"})
     provisioning.add_child(db, "ivrs", "acme.test", {"name": "main-menu", "options": {"greeting": "ivr/acme.wav"}})
     provisioning.add_child(db, "numbers", "acme.test", {"number": "5000", "target_type": "ivr", "target": "main-menu"})
-    write_script(tmp_path, "menu.py", """
+    write_script(
+        tmp_path,
+        "menu.py",
+        """
         from esl_workers.ivr import ivr
 
         @ivr("main-menu")
         def menu(session):
             session.playback(session.options["greeting"])
-    """)
+    """,
+    )
     server = start(db, tmp_path)
     try:
         sent = scripted_call(server.port)
@@ -268,6 +299,30 @@ def test_number_routed_to_an_ivr_runs_it(db: Database, tmp_path: Path) -> None:
         server.stop()
     assert "execute-app-arg: ivr/acme.wav" in "\n".join(sent)
     assert not error_prompt_played(sent)
+
+
+def test_transferred_call_is_released_not_hung_up(ivr_db: Database, tmp_path: Path) -> None:
+    write_script(
+        tmp_path,
+        "menu.py",
+        """
+        from esl_workers.ivr import ivr
+
+        @ivr("digits-demo")
+        def menu(session):
+            session.answer()
+            session.transfer("1002")
+            session.playback("ivr/never.wav")  # the call is no longer the script's: CallEnded
+    """,
+    )
+    server = start(ivr_db, tmp_path)
+    try:
+        sent = scripted_call(server.port)
+    finally:
+        server.stop()
+    assert "execute-app-name: transfer\nexecute-app-arg: 1002 XML acme.test" in sent[-2]
+    assert sent[-1] == "exit"
+    assert not any("hangup" in c or "never.wav" in c for c in sent)
 
 
 def test_shipped_examples_load() -> None:

@@ -15,9 +15,7 @@ from typing import Any
 import gevent
 import gevent.server
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared/fixtures/freeswitch/esl/inbound-json-events.jsonl"
-if not FIXTURE.exists():
-    FIXTURE = Path("/work/shared/fixtures/freeswitch/esl/inbound-json-events.jsonl")
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures/freeswitch/esl/inbound-json-events.jsonl"
 
 
 def recorded_heartbeat(switchname: str | None = None) -> bytes:

@@ -154,3 +154,34 @@ def test_an_idle_survivor_does_not_grab_the_dead_nodes_tenants(db):
     mark(db, "fs1", "down")
     FailoverLoop(db).run_cycle()
     assert set(where(db).values()) == {"spare1"}
+
+
+def test_a_node_never_seen_alive_takes_tenants_and_is_never_failed_over(db):
+    provisioning.add_node(db, {"name": "fs1", "sip_address": "fs1.farm", "esl_address": "fs1.farm",
+                               "esl_password": "x"})
+    provisioning.add_node(db, {"name": "spare1", "sip_address": "spare1.farm", "esl_address": "spare1.farm",
+                               "esl_password": "x", "spare": True})
+    provisioning.add_tenant(db, {"domain": "acme.example"})
+    mark(db, "fs1", "unknown", "never seen alive yet: ESL connection refused")
+    loop = FailoverLoop(db)
+    assert "nothing to do" in loop.run_cycle()
+    assert where(db) == {"acme.example": "fs1"}
+    with db.transaction() as conn:
+        assert failovers.for_node(conn, nodes.get(conn, "fs1").id) == []
+
+
+def test_tenants_left_on_no_node_are_placed_when_a_node_comes_back_and_it_stays_active(db):
+    provisioning.add_node(db, {"name": "fs1", "sip_address": "fs1.farm", "esl_address": "fs1.farm",
+                               "esl_password": "x"})
+    provisioning.add_tenant(db, {"domain": "acme.example"})
+    mark(db, "fs1", "down")
+    loop = FailoverLoop(db)
+    loop.run_cycle()  # the only node died: nowhere to move its tenant
+    provisioning.add_tenant(db, {"domain": "beta.example"})  # a write while it is down places nothing
+    assert where(db) == {"acme.example": None, "beta.example": None}
+    mark(db, "fs1", "up", "heartbeats again")
+    sentence = loop.run_cycle()
+    assert "were on no node; placed them" in sentence and "spare" not in sentence
+    assert where(db) == {"acme.example": "fs1", "beta.example": "fs1"}
+    with db.transaction() as conn:
+        assert not nodes.get(conn, "fs1").spare  # the farm's only node did not become a spare

@@ -355,7 +355,7 @@ class Phone:
     ctrl_tcp (REGISTER_OK, CALL_ESTABLISHED, MWI_NOTIFY, ...) collect in ``events``.
     """
 
-    def __init__(self, workdir: Path, user: str, domain: str, password: str, registrar: str, tone: int,
+    def __init__(self, workdir: Path, user: str, domain: str, password: str, registrar: str | None, tone: int,
                  regint: int = 60, answer: bool = True, extra_account: str = "") -> None:
         self.user, self.domain, self.password, self.tone = user, domain, password, tone
         self.host = loopback_host()
@@ -365,9 +365,14 @@ class Phone:
         self.sip_port = free_udp_pair(self.host)
         self.ctrl_port = free_port()
         answermode = "auto" if answer else "manual"
-        (self.home / "accounts").write_text(
-            f"<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:{registrar};transport=udp\";"
-            f"regint={regint};answermode={answermode}{extra_account}\n")
+        if registrar is None:
+            # A SIP endpoint that registers nowhere (a carrier): reached at sip:USER@host:port.
+            self.domain = f"{self.host}:{self.sip_port}"
+            account = f"<sip:{user}@{self.domain}>;regint=0;answermode={answermode}{extra_account}"
+        else:
+            account = (f"<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:{registrar};transport=udp\";"
+                       f"regint={regint};answermode={answermode}{extra_account}")
+        (self.home / "accounts").write_text(account + "\n")
         (self.home / "config").write_text("\n".join([
             "poll_method epoll", f"sip_listen {self.host}:{self.sip_port}", f"net_interface {self.host}",
             "audio_player alsa,null", "audio_alert alsa,null", f"audio_source ausine,{tone}",
@@ -430,6 +435,11 @@ class Phone:
     def send_digit(self, digit: str) -> None:
         """An RFC 2833 telephone-event, as a phone's keypad sends it."""
         self.command("sndcode", digit)
+
+    @property
+    def address(self) -> str:
+        """host:port this phone takes SIP on."""
+        return f"{self.host}:{self.sip_port}"
 
     def saw(self, kind: str) -> list[dict[str, Any]]:
         with self._lock:

@@ -6,6 +6,7 @@ Everything is set up the way the README tells an operator to: ``fsfarm up``, ``f
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -117,3 +118,79 @@ def test_call_between_two_phones_carries_audio_both_ways_and_shows_live_then_one
         "a CDR for each leg")
     assert len(cdrs) == 2 and len({r["channel_uuid"] for r in cdrs}) == 2, cdrs
     assert all(r["billsec"] >= 2 for r in cdrs), cdrs
+
+
+def test_a_phone_cannot_dial_into_another_tenant(farm: Farm) -> None:
+    acme, beta = farm.phone("1001"), farm.phone("2001", "beta.test")
+    for caller, target, callee in ((acme, "sip:2001@beta.test", beta), (beta, "sip:1001@acme.test", acme)):
+        reached, closed = len(callee.saw("CALL_ESTABLISHED")), len(caller.saw("CALL_CLOSED"))
+        established = len(caller.saw("CALL_ESTABLISHED"))
+        caller.dial(target)
+        caller.wait_event("CALL_CLOSED", after=closed)
+        assert len(callee.saw("CALL_ESTABLISHED")) == reached, f"{target} answered across tenants"
+        assert len(caller.saw("CALL_ESTABLISHED")) == established
+
+
+def test_a_did_from_the_public_context_reaches_its_user(farm: Farm) -> None:
+    ctl, callee = farm.controller, farm.phone("1002")
+    ctl.cli("number", "add", "-t", "acme.test", "+15551230002", "--to", "user:1002")
+    established = len(callee.saw("CALL_ESTABLISHED"))
+    # The carrier side: another farm member (trusted by the node's ACL) sends the DID to acme's node.
+    node = farm.node_of("acme.test")
+    farm.spare.esl.bgapi(f"originate {{origination_caller_id_number=15559990000}}"
+                         f"sofia/internal/+15551230002@{node.sip_address} &playback(tone_stream://%(10000,0,900))")
+    answered = callee.wait_event("CALL_ESTABLISHED", after=established)
+    assert "15559990000" in json.dumps(answered), answered  # the carrier's caller id reached the phone
+    time.sleep(2.5)
+    closed = len(callee.saw("CALL_CLOSED"))
+    callee.hangup()
+    callee.wait_event("CALL_CLOSED", after=closed)
+    assert hears(callee, 900)
+    # The same number without its '+' is the same DID: another tenant cannot take it.
+    taken = ctl.cli("number", "add", "-t", "beta.test", "15551230002", "--to", "user:2001", check=False)
+    assert taken.returncode != 0 and "already assigned" in taken.stderr, taken
+
+
+def test_an_outbound_call_leaves_through_the_tenant_gateway_to_the_carrier(farm: Farm) -> None:
+    ctl, caller = farm.controller, farm.phone("1001")
+    # The carrier: a SIP endpoint taking calls for the number dialled (baresip answers only its own user).
+    carrier = Phone(farm.workdir, "15557770000", "", "", None, 1500)
+    try:
+        ctl.cli("gateway", "add", "-t", "acme.test", "carrier", "--proxy", carrier.address,
+                "--caller-id", "15551230001")
+        ctl.api("PATCH", "/tenants/acme.test/users/1001", {"toll_allow": ["local", "domestic"]})
+        established = len(caller.saw("CALL_ESTABLISHED"))
+        caller.dial("15557770000")
+        answered = json.dumps(carrier.wait_event("CALL_ESTABLISHED"))
+        caller.wait_event("CALL_ESTABLISHED", after=established)
+        assert "15551230001" in answered, answered  # the gateway's caller id, not the extension
+        time.sleep(2.5)
+        closed = len(caller.saw("CALL_CLOSED"))
+        caller.hangup()
+        caller.wait_event("CALL_CLOSED", after=closed)
+        assert hears(carrier, TONES["1001"]) and hears(caller, 1500)
+    finally:
+        carrier.stop()
+
+
+def test_controller_restart_loses_nothing_and_calls_keep_working(farm: Farm) -> None:
+    ctl = farm.controller
+    caller, callee = farm.phone("1001"), farm.phone("1002")
+    placement = ctl.api("GET", "/placement")
+    cdrs_before = len(ctl.api("GET", "/tenants/acme.test/cdrs"))
+    ctl.restart()
+    wait_for(lambda: all(n["health"] == "up" for n in ctl.api("GET", "/nodes")), 30, "both nodes up again")
+    after = ctl.api("GET", "/placement")
+    assert (after["generation"], after["tenants"]) == (placement["generation"], placement["tenants"])
+    regs = {r["username"] for r in ctl.api("GET", "/tenants/acme.test/registrations")}
+    assert {"1001", "1002"} <= regs
+    established = len(caller.saw("CALL_ESTABLISHED")), len(callee.saw("CALL_ESTABLISHED"))
+    caller.dial("1002")
+    caller.wait_event("CALL_ESTABLISHED", after=established[0])
+    callee.wait_event("CALL_ESTABLISHED", after=established[1])
+    wait_for(lambda: ctl.api("GET", "/tenants/acme.test/calls"), 10, "the live call after the restart")
+    closed = len(caller.saw("CALL_CLOSED"))
+    caller.hangup()
+    caller.wait_event("CALL_CLOSED", after=closed)
+    wait_for(lambda: len(ctl.api("GET", "/tenants/acme.test/cdrs")) >= cdrs_before + 2, 20,
+             "both legs' CDRs written by the restarted controller")

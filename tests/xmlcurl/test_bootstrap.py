@@ -14,9 +14,9 @@ REQUIRED = {"mod_sofia", "mod_event_socket", "mod_xml_curl", "mod_conference", "
             "mod_dialplan_xml", "mod_voicemail", "mod_sndfile", "mod_native_file", "mod_tone_stream", "mod_opus"}
 
 
-def run(dsn: str, *args: str, password: str = "s3cret") -> Any:
+def run(dsn: str, *args: str, password: str = "s3cret", state_dir: Path | None = None) -> Any:
     env = {"FSFARM_XMLCURL_PASSWORD": password, "FSFARM_CONTROLLER_ADDRESS": "192.0.2.10",
-           "FSFARM_XMLCURL_TIMEOUT": "4"}
+           "FSFARM_XMLCURL_TIMEOUT": "4", "FSFARM_STATE_DIR": str(state_dir) if state_dir else None}
     return CliRunner().invoke(main, ["freeswitch", "bootstrap", "--dsn", dsn, *args], env=env)
 
 
@@ -43,9 +43,19 @@ def test_bootstrap_writes_a_config_pointing_at_the_controller(dsn: str, farm: An
     assert (tmp_path / "autoload_configs/xml_curl.conf.xml").stat().st_mode & 0o077 == 0
 
 
-def test_unknown_node_or_missing_password_is_a_clear_error(dsn: str, farm: Any, tmp_path: Path) -> None:
+def test_unknown_node_is_a_clear_error(dsn: str, farm: Any, tmp_path: Path) -> None:
     missing = run(dsn, "--node", "nope", "--out", str(tmp_path))
     assert missing.exit_code == 1 and "no node 'nope'" in missing.output
-    no_password = run(dsn, "--node", "vm", password="")
-    assert no_password.exit_code == 1 and "FSFARM_XMLCURL_PASSWORD" in no_password.output
     assert not (tmp_path / "freeswitch.xml").exists()
+
+
+def test_without_the_variable_bootstrap_uses_the_password_fsfarm_up_keeps(dsn: str, farm: Any,
+                                                                           tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "xmlcurl-password").write_text("kept-by-fsfarm-up\n")
+    result = run(dsn, "--node", "vm", "--out", str(tmp_path / "conf"), password="", state_dir=state)
+    assert result.exit_code == 0, result.output
+    curl = etree.parse(str(tmp_path / "conf/autoload_configs/xml_curl.conf.xml"))
+    params = {p.get("name"): p.get("value") for p in curl.iter("param")}
+    assert params["gateway-credentials"] == "freeswitch:kept-by-fsfarm-up"

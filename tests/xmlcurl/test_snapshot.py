@@ -49,8 +49,7 @@ def _rich_farm(db: Database, farm: dict[str, Any]) -> dict[str, Any]:
                                                         "strip_plus": name == "carrier"})
     for number, target_type, target in (("+15550001001", "user", "1001"), ("15550001002", "voicemail", "1002"),
                                         ("+15550003000", "conference", "3000"), ("+15550005000", "ivr", "menu"),
-                                        ("+15550009999", "user", "1003"),
-                                        ("15550001001", "voicemail", "1001")):  # the same DID without its +
+                                        ("+15550009999", "user", "1003")):
         provisioning.add_child(db, "numbers", "acme.test", {"number": number, "target_type": target_type,
                                                             "target": target})
     provisioning.add_child(db, "numbers", "beta.test", {"number": "+15550002001", "target_type": "user",

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import pytest
-
-FIXTURE_DIR = Path(os.environ.get("FSFARM_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared")) / \
-    "fixtures" / "freeswitch"
+FIXTURE_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "freeswitch"  # recorded from a real FreeSWITCH
 REQUESTS = FIXTURE_DIR / "xml_curl" / "requests.jsonl"
 RECORDED_PASSWORDS = {"1001": "pw1001", "1002": "pw1002"}  # from the fixture README
 
@@ -50,8 +46,6 @@ class Recorded:
 
 
 def load_recorded() -> list[Recorded]:
-    if not REQUESTS.exists():
-        pytest.skip(f"recorded fixture not found at {REQUESTS} (set FSFARM_SHARED_DIR)")
     names = {"label", "method", "path", "headers", "body", "response_served"}
     out = []
     for line in REQUESTS.read_text().split("\n"):
