@@ -7,6 +7,8 @@ through Kamailio, so after the crash their next REGISTER reaches the spare.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -99,8 +101,10 @@ def farm(controller: Controller, workdir: Path) -> Iterator[Farm]:
         wait_for(lambda: "acme.test" in control.domains(), 30, "Kamailio to route acme.test (fsfarm up reloads it)")
         yield f
     finally:
-        for p in f.phones.values():
-            p.stop()
+        for p in f.phones.values():  # killed: a clean quit waits for un-REGISTERs nobody needs here
+            p.process.kill()
+            p.process.wait()
+            p.ctrl.close()
         fs1.stop()
         spare.stop()
         kamailio.stop()
@@ -204,3 +208,35 @@ def test_drain_keeps_the_call_up_sends_new_calls_elsewhere_and_disables_the_node
     wait_for(lambda: nodes(ctl)["spare1"]["admin_state"] == "disabled", 20, "spare1 disabled once its call ended")
     assert farm.spare.esl.channels() == []
     c.hangup()
+
+
+def test_hung_node_confirmed_by_kamailio_fails_over_and_rejoins_as_the_spare(farm: Farm) -> None:
+    ctl = farm.controller
+    # After the drain spare1 is disabled: the operator puts it back as the spare (REST API).
+    ctl.api("PATCH", "/nodes/spare1", {"admin_state": "active", "spare": True})
+    wait_for(lambda: nodes(ctl)["spare1"]["health"] == "up", 30, "spare1 up")
+    assert tenant_node(ctl) == "fs1"
+    c = farm.phone("1003")
+    assert farm.fs1.process is not None
+    before = len(ctl.cli_json("failover", "list"))
+    control = KamailioControl(farm.kamailio.ctl)
+    fs1_set = control.domains()["acme.test"]
+    os.kill(farm.fs1.process.pid, signal.SIGSTOP)  # a hang: heartbeats stop, the ESL socket stays open
+    try:
+        wait_for(lambda: tenant_node(ctl) == "spare1", 60, "acme.test moved to spare1 off the hung fs1")
+        wait_for(lambda: control.domains().get("acme.test") != fs1_set, 15, "Kamailio routing acme.test elsewhere")
+        established = len(c.saw("CALL_ESTABLISHED"))
+        c.dial("3000")
+        c.wait_event("CALL_ESTABLISHED", 30, after=established)
+        wait_for(
+            lambda: any(ch.get("cid_num") == "1003" for ch in farm.spare.esl.channels()), 10, "1003's call on spare1"
+        )
+        c.hangup()
+    finally:
+        os.kill(farm.fs1.process.pid, signal.SIGCONT)
+    rows = ctl.cli_json("failover", "list")
+    assert len(rows) == before + 1
+    assert "missed heartbeats" in rows[0]["reason"] and "Kamailio's OPTIONS pings fail too" in rows[0]["reason"]
+    # Back from the hang, fs1 holds nothing and becomes the spare: nothing moves back.
+    wait_for(lambda: nodes(ctl)["fs1"]["health"] == "up" and nodes(ctl)["fs1"]["spare"], 60, "fs1 back as the spare")
+    assert tenant_node(ctl) == "spare1"
