@@ -112,11 +112,12 @@ def drain(node: str, deadline_seconds: float = 600.0) -> str:
 
 
 def _live_calls(db: Database, node: str) -> int:
-    """Calls still up on a node, counted by the ESL watcher's live-call store."""
+    """Calls still up on a node, counted by the ESL watcher's live-call store (none once it is down)."""
     from esl_workers.calls import count_on_node
 
     with db.transaction() as conn:
-        return count_on_node(conn, provisioning.get_node(conn, node).id)
+        target = provisioning.get_node(conn, node)
+        return 0 if target.health == "down" else count_on_node(conn, target.id)
 
 
 @app.task(name="fsfarm.push_config", acks_late=True, bind=True, max_retries=10, default_retry_delay=2)
