@@ -6,6 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# The prompts the controller generates, relative to the shared storage root; nodes read them under their
+# shared mount (FSFARM_SHARED_MOUNT) in FreeSWITCH's sound layout: <dir>/<rate>/<name>.wav.
+FARM_SOUNDS = "farm/sounds/en/us/fsfarm"
+
 
 def state_dir() -> Path:
     """Where fsfarm keeps its own state: FSFARM_STATE_DIR, else /var/lib/fsfarm as root, else XDG."""

@@ -130,13 +130,15 @@ def _push_config(db: Database) -> Any:
 def _room_services(db: Database, settings: Settings) -> list[Any]:
     """Start the failover, mixer and drain loops, ESL watchers, IVR server and (when configured) Kamailio sync."""
     from controller.storage.selection import open_storage
+    from controller.storage.sounds import PromptsOnce
     from controller.storage.sweep import SweepLoop
     from esl_workers.inbound import start_workers
     from esl_workers.ivr import serve_ivr
 
     storage = open_storage(os.environ.get("FSFARM_STORAGE"), settings.state_dir)
     handles: list[Any] = [_failover_loop(db), _mixer_loop(db), _drain_loop(db), start_workers(db, settings),
-                          _run_cycles(SweepLoop(db, storage), "fsfarm.storage")]
+                          _run_cycles(SweepLoop(db, storage), "fsfarm.storage"),
+                          _run_cycles(PromptsOnce(storage), "fsfarm.storage")]  # voicemail prompts for bare nodes
     scripts = Path(os.environ.get("FSFARM_IVR_SCRIPTS", settings.state_dir / "ivr"))
     scripts.mkdir(parents=True, exist_ok=True)
     handles.append(serve_ivr(db, settings, scripts, host=os.environ.get("FSFARM_IVR_HOST", "127.0.0.1"),

@@ -8,7 +8,10 @@ else by the node's watcher, which subscribes to BACKGROUND_JOB too).
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +23,10 @@ import psycopg
 from greenswitch.esl import NotConnectedError
 
 from controller.database import Database
-from controller.domain import Node, Tenant
+from controller.domain import Mixer, Node, Tenant
 from controller.errors import Conflict, Invalid, NotFound, Unavailable
 from controller.stores import conferences as conference_store
-from controller.stores import nodes, placements
+from controller.stores import mixers, nodes, placements
 from esl_workers import calls
 from esl_workers.conferences import node_of_room, room_name
 from esl_workers.connection import FarmEvent, FarmInboundESL
@@ -131,13 +134,15 @@ class Answer:
     node: str
     command: str
     result: str
+    mixer: str = ""  # set when an HD room's mixer, not a node, ran the command
 
     @property
     def ok(self) -> bool:
         return not self.result.startswith("-ERR")
 
     def public(self) -> dict[str, Any]:
-        return {"node": self.node, "command": self.command, "ok": self.ok, "result": self.result}
+        out = {"node": self.node, "command": self.command, "ok": self.ok, "result": self.result}
+        return {**out, "mixer": self.mixer} if self.mixer else out
 
 
 def _connect(node: Node, timeout: float) -> FarmInboundESL:
@@ -273,9 +278,119 @@ def transfer(db: Database, tenant: Tenant | None, call: str, to: str, leg: str =
 
 def conference(db: Database, tenant: Tenant, number: str, action: str, member: str = "",
                path: str = "") -> Answer:
+    """Run a conference command (mute, kick, ...) where the tenant's room ``number`` runs.
+
+    On a node: FreeSWITCH's "no such member" and "no such conference" answers are NotFound (404),
+    other refusals Conflict (409), both in its words. An HD room on a mixer takes list, mute,
+    unmute, deaf, undeaf and kick on its participants (``member`` is a participant id, or all).
+    """
     with db.transaction() as tx:
-        node, name = node_for_room(tx, tenant, number)
-    return run_api(node, conference_command(name, action, member, path))
+        on_mixer = mixer_of_room(tx, tenant, number)
+        if on_mixer is None:
+            node, name = node_for_room(tx, tenant, number)
+    if on_mixer is not None:
+        return mixer_room_command(on_mixer[0], on_mixer[1], number, action, member)
+    answer = run_api(node, conference_command(name, action, member, path), check=False)
+    missing = conference_refusal(answer.result)
+    if missing == "member":
+        raise NotFound(f"no member {member!r} in conference {number}", {"field": "member", **answer.public()})
+    if missing == "conference":
+        raise NotFound(f"conference {number} has nobody in it on {node.name} right now", answer.public())
+    if not answer.ok:
+        raise Conflict(f"FreeSWITCH on {node.name} refused: {answer.result.strip()}", answer.public())
+    return answer
+
+
+# ---------------------------------------------------------------- HD rooms on a mixer (its control API)
+
+MIXER_FLAGS: dict[str, dict[str, bool]] = {
+    "mute": {"muted": True}, "unmute": {"muted": False}, "deaf": {"deaf": True}, "undeaf": {"deaf": False},
+}
+
+
+def mixer_of_room(conn: psycopg.Connection[Any], tenant: Tenant, number: str) -> tuple[Mixer, str] | None:
+    """The mixer running a tenant's HD room and the room's id there; None for a room on a node."""
+    room = conference_store.store.get(conn, tenant.id, number)
+    if room is None:
+        return None
+    place = next((p for p in placements.conference_placements(conn) if p.conference_id == room.id), None)
+    mixer = mixers.get(conn, place.mixer_id) if place is not None and place.mixer_id else None
+    return (mixer, str(room.id)) if mixer is not None else None
+
+
+def _mixer_http(mixer: Mixer, method: str, path: str, body: dict[str, Any] | None = None,
+                timeout: float = 5.0) -> Any:
+    """One call to the mixer's control API; its 404 is NotFound, other refusals Conflict, no answer 503."""
+    request = urllib.request.Request(mixer.control_url.rstrip("/") + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        text = exc.read()[:300].decode(errors="replace")
+        if exc.code == 404:
+            raise NotFound(f"mixer {mixer.name}: {path} not found", {"mixer": mixer.name, "result": text}) from exc
+        raise Conflict(f"mixer {mixer.name} refused {method} {path}", {"mixer": mixer.name, "result": text}) from exc
+    except (OSError, ValueError) as exc:
+        raise Unavailable(f"mixer {mixer.name} cannot be reached", str(exc)) from exc
+    return json.loads(raw) if raw else None
+
+
+def mixer_participants(mixer: Mixer, room_id: str) -> list[dict[str, Any]]:
+    """The legs in an HD room as its mixer reports them (none while the room is not created there yet)."""
+    try:
+        return list(_mixer_http(mixer, "GET", f"/rooms/{room_id}/participants")["participants"])
+    except NotFound:
+        return []
+
+
+def mixer_members(mixer: Mixer, room_id: str) -> list[dict[str, Any]]:
+    """An HD room's participants in the shape of ``GET .../members`` (member ids are participant ids)."""
+    return [{"member_id": p["id"], "caller_number": p.get("caller", ""), "can_hear": not p["deaf"],
+             "can_speak": not p["muted"], "talking": p["talking"], "codec": p["codec"], "mixer": mixer.name}
+            for p in mixer_participants(mixer, room_id)]
+
+
+def mixer_room_command(mixer: Mixer, room_id: str, number: str, action: str, member: str = "") -> Answer:
+    """list, mute, unmute, deaf, undeaf or kick in an HD room, through its mixer's control API."""
+    if action not in CONFERENCE_ACTIONS:
+        raise Invalid(f"action: one of {', '.join(sorted(CONFERENCE_ACTIONS))}", {"field": "action"})
+    path = f"/rooms/{room_id}/participants"
+    if action == "list":
+        return Answer("", f"GET {path}", json.dumps(mixer_members(mixer, room_id)), mixer=mixer.name)
+    if action not in MIXER_FLAGS and action != "kick":
+        raise Invalid(f"action: {action} is not available in HD room {number} (list, mute, unmute, deaf, undeaf, "
+                      "kick are)", {"field": "action"})
+    wanted = token(member or "all", "member")
+    targets = [p["id"] for p in mixer_participants(mixer, room_id)] if wanted == "all" else [wanted]
+    done = []
+    for pid in targets:
+        try:
+            if action == "kick":
+                _mixer_http(mixer, "DELETE", f"{path}/{pid}")
+            else:
+                _mixer_http(mixer, "PATCH", f"{path}/{pid}", MIXER_FLAGS[action])
+        except NotFound as exc:
+            raise NotFound(f"no member {pid!r} in conference {number}", {"field": "member", "mixer": mixer.name}) \
+                from exc
+        done.append(f"+OK {action} {pid}")
+    method = "DELETE" if action == "kick" else "PATCH"
+    return Answer("", f"{method} {path}/{wanted}", "\n".join(done) + "\n" if done else "+OK\n", mixer=mixer.name)
+
+
+def conference_refusal(result: str) -> str | None:
+    """What a ``conference`` API answer says is missing: ``member``, ``conference`` or None.
+
+    FreeSWITCH 1.10 answers ``-ERR Non-Existant ID 99`` (its spelling) for an unknown member and
+    ``-ERR Conference NAME not found`` when the room is not running on the node.
+    """
+    first = result.strip().splitlines()[0] if result.strip() else ""
+    if first.startswith("-ERR Non-Existant ID") or first.startswith("-ERR Non-Existent ID"):
+        return "member"
+    if first.startswith("-ERR Conference ") and first.endswith(" not found"):
+        return "conference"
+    return None
 
 
 def node_command(db: Database, node_ref: str, name: str, arg: str = "") -> Answer:

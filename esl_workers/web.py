@@ -92,9 +92,13 @@ def tenant_registrations(tenant_ref: str) -> Any:
 @blueprint.get("/tenants/<tenant_ref>/conferences/<number>/members")
 @requires_token
 def room_members(tenant_ref: str, number: str) -> Any:
+    """Members by member id; for an HD room on a mixer, its participants (member ids are participant ids)."""
     tenant = visible_tenant(tenant_ref)
     with database().transaction() as conn:
-        return jsonify(_rows(conferences.members(conn, tenant.id, conferences.room_name(number, tenant.domain))))
+        on_mixer = commands.mixer_of_room(conn, tenant, number)
+        if on_mixer is None:
+            return jsonify(_rows(conferences.members(conn, tenant.id, conferences.room_name(number, tenant.domain))))
+    return jsonify(commands.mixer_members(*on_mixer))
 
 
 @blueprint.post("/tenants/<tenant_ref>/conferences/<number>/<action>")

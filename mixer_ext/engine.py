@@ -94,12 +94,22 @@ class Participant:
         spec = self.leg.choice.codec
         return {
             "id": self.pid, "call_id": self.leg.call_id, "room": self.leg.room_id,
+            "caller": caller_of(self.leg.remote_party),
             "codec": f"{spec.name}/{spec.clock_rate}", "muted": self.muted, "deaf": self.deaf,
             "gain": self.gain, "talking": self.talking,
             "remote_media": list(self.leg.remote_media),
             "packets": {"received": self.jitter.received, "lost": self.jitter.lost,
                         "late": self.jitter.late, "absurd": self.jitter.absurd},
         }
+
+
+_SIP_USER = re.compile(r"<?sips?:([^@;>]+)@", re.IGNORECASE)
+
+
+def caller_of(from_header: str) -> str:
+    """The user part of a leg's From (FreeSWITCH puts the caller's number there), or ""."""
+    found = _SIP_USER.search(from_header or "")
+    return found.group(1) if found else ""
 
 
 @dataclass

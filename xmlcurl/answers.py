@@ -16,7 +16,7 @@ from typing import Protocol
 from uuid import UUID
 
 from controller.domain import Conference, Gateway, Ivr, Mixer, Node, Number, Tenant
-from xmlcurl import configuration, dialplan, directory
+from xmlcurl import configuration, dialplan, directory, phrases
 from xmlcurl.directory import UserFields
 from xmlcurl.documents import NOT_FOUND, render
 from xmlcurl.fetch import SECTIONS, Fetch
@@ -64,6 +64,12 @@ def question(fetch: Fetch) -> Question | None:
         return None
     if fetch.section == "configuration":
         return ("configuration", fetch.key_value) if fetch.key_value in configuration.KNOWN else None
+    if fetch.section == "languages":
+        # FreeSWITCH retries "en-US" as "en" by itself; a macro we do not serve needs no lookup.
+        macro = fetch.get("macro_name")
+        if fetch.get("lang").lower() != phrases.LANGUAGE or (macro and macro not in phrases.MACROS):
+            return None
+        return ("languages", macro)
     if fetch.section == "directory":
         user = fetch.get("user")
         domain = (fetch.get("domain") or fetch.key_value).lower()
@@ -101,6 +107,9 @@ def answer(reads: Reads, node: Node, q: Question, controller_address: str, optio
         return _configuration(reads, node, q[1], controller_address, options)
     if section == "directory":
         return _directory(reads, node, q, options.shared_mount)
+    if section == "languages":
+        doc = phrases.language(q[1], options.shared_mount)
+        return Answer(render(doc), frozenset()) if doc is not None else NOT_FOUND_ANYWHERE
     return _dialplan(reads, node, q[1], q[2], controller_address, options)
 
 

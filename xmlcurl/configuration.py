@@ -15,6 +15,9 @@ from xmlcurl.options import XmlCurlOptions
 
 CODECS = "OPUS,G722,PCMU,PCMA"
 HEARTBEAT_SECONDS = 1  # the ESL watcher declares a node dead after 3 missed heartbeats
+# Hang up a call whose RTP stopped for 5 min (30 min on hold). Global variables, since 1.10 reads the
+# media_timeout channel variables (ms) and only warns about sofia's rtp-timeout-sec.
+MEDIA_TIMEOUTS = (("media_timeout", "300000"), ("media_hold_timeout", "1800000"))
 PROXY_ACL = "fsfarm-proxies"
 ESL_ACL = "fsfarm-esl"
 CONFERENCE_PROFILES = {"narrowband": 8000, "wideband": 16000, "hd": 48000}
@@ -50,7 +53,9 @@ def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options
     root, conf = _config("sofia.conf")
     params(conf, "global_settings", [("log-level", "0")])
     profile = etree.SubElement(etree.SubElement(conf, "profiles"), "profile", name=options.sip_profile)
-    etree.SubElement(etree.SubElement(profile, "domains"), "domain", name="all", alias="false", parse="true")
+    # alias: each tenant domain names this profile. Without it sofia 1.10.12 finds the profile for a voicemail
+    # MWI by a registrations query that leaks a profile read lock, and the node then hangs on shutdown.
+    etree.SubElement(etree.SubElement(profile, "domains"), "domain", name="all", alias="true", parse="true")
     host, port = split_host_port(node.sip_address)
     settings: list[tuple[str, str]] = [
         ("sip-ip", host), ("sip-port", str(port)), ("rtp-ip", host),
@@ -59,9 +64,9 @@ def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options
         ("auth-calls", "true"), ("apply-inbound-acl", FARM_ACL),
         ("codec-prefs", CODECS), ("inbound-codec-prefs", CODECS), ("outbound-codec-prefs", CODECS),
         ("rfc2833-pt", "101"), ("dtmf-type", "rfc2833"),
-        ("manage-presence", "false"), ("challenge-realm", "auto_from"),
+        # passive: phones may SUBSCRIBE to message-summary (voicemail MWI) without sofia tracking call presence
+        ("manage-presence", "passive"), ("challenge-realm", "auto_from"),
         ("inbound-late-negotiation", "true"), ("track-calls", "true"),
-        ("rtp-timeout-sec", "300"), ("rtp-hold-timeout-sec", "1800"),
     ]
     if options.sip_proxies:
         settings.append(("apply-proxy-acl", PROXY_ACL))  # trust the proxy's X-AUTH-IP, still challenge phones
@@ -113,13 +118,15 @@ def event_socket(node: Node, controller_address: str) -> Element:
 
 
 def switch(node: Node, name: str = "switch.conf") -> Element:
-    """Core settings for ``post_load_switch.conf``/``switch.conf``: the node's RTP range, a 1 s heartbeat."""
+    """Core settings for ``post_load_switch.conf``/``switch.conf``: the node's RTP range, a 1 s heartbeat,
+    and the media timeouts as global variables every channel inherits."""
     root, conf = _config(name)
     params(conf, "settings", [
         ("rtp-start-port", str(node.rtp_port_min)), ("rtp-end-port", str(node.rtp_port_max)),
         ("event-heartbeat-interval", str(HEARTBEAT_SECONDS)),
         ("max-sessions", str(node.capacity)), ("sessions-per-second", "100"),
     ])
+    params(conf, "variables", list(MEDIA_TIMEOUTS), item="variable")
     return root
 
 
@@ -148,7 +155,8 @@ def voicemail(options: XmlCurlOptions) -> Element:
         ("file-extension", "wav"), ("terminator-key", "#"), ("max-login-attempts", "3"),
         ("digit-timeout", "10000"), ("min-record-len", "3"), ("max-record-len", "300"),
         ("tone-spec", "%(1000, 0, 640)"), ("callback-dialplan", "XML"), ("callback-context", "default"),
-        ("play-new-messages-first", "true"), ("allow-empty-password-auth", "false"),
+        # an unknown param makes mod_voicemail drop the whole profile ("Failed to process configuration")
+        ("play-new-messages-lifo", "false"), ("allow-empty-password-auth", "false"),
     ]
     if options.voicemail_dir:
         values += [("storage-dir", options.voicemail_dir), ("storage-dir-shared", "true")]

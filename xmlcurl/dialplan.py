@@ -22,6 +22,7 @@ VOICEMAIL_DEPOSIT_PREFIX = "*99"  # *99<ext>: leave a message straight in <ext>'
 DIALLABLE = re.compile(r"^[0-9*#+]{1,32}$")
 FARM_LEG = re.compile(r"^conf-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 FARM_ACL = "fsfarm-nodes"
+MIXER_FALLBACK_CODECS = "PCMU,PCMA"  # what a mixer leg offers after the caller's own codec
 
 Action = tuple[str, str]
 
@@ -75,8 +76,11 @@ def voicemail_check_actions(tenant: Tenant) -> list[Action]:
 def conference_actions(tenant: Tenant, room: Conference, where: ConferenceWhere) -> list[Action]:
     """Join locally, or bridge the caller to the node or mixer that runs the room."""
     if where.mixer_sip:
-        return [("set", "hangup_after_bridge=true"),
-                ("bridge", f"sofia/internal/room-{room.id}@{where.mixer_sip}")]
+        # Negotiate the caller's codec in our wideband-first order (not the phone's) with early media, then
+        # offer the mixer that same codec first: the room stays wideband and FreeSWITCH does not transcode.
+        codecs = f"{{absolute_codec_string='${{rtp_use_codec_name}},{MIXER_FALLBACK_CODECS}'}}"
+        return [("set", "hangup_after_bridge=true"), ("set", "rtp_codec_negotiation=greedy"), ("pre_answer", ""),
+                ("bridge", f"{codecs}sofia/internal/room-{room.id}@{where.mixer_sip}")]
     if not where.local and where.node_sip:
         return [("set", "hangup_after_bridge=true"),
                 ("bridge", f"sofia/internal/conf-{room.id}@{where.node_sip}")]

@@ -1,7 +1,8 @@
 """Keys in shared storage: pure checks that refuse path tricks before any backend sees them.
 
 Layout, per tenant: ``<tenant-id>/prompts/...``, ``<tenant-id>/voicemail/<ext>/...``,
-``<tenant-id>/recordings/...``. FreeSWITCH nodes see the same tree on their FUSE mount.
+``<tenant-id>/recordings/...``; farm-wide: ``farm/sounds/...`` (the prompts the controller generates).
+FreeSWITCH nodes see the same tree on their FUSE mount.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from controller.errors import Invalid
 from controller.storage.base import FileInfo, Storage
 
 AREAS = ("prompts", "voicemail", "recordings")
+FARM = "farm"  # farm-wide files beside the tenants' folders; never a tenant id (those are UUIDs)
+FARM_AREAS = ("sounds",)
 MAX_KEY = 1024
 # Names are what FreeSWITCH's playback and a shell accept without quoting.
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@=-]{0,127}$")
@@ -43,14 +46,18 @@ def check_relative(path: str, what: str = "path") -> str:
 
 
 def check_key(key: str) -> str:
-    """A full storage key: a tenant UUID, a known area, then a safe relative path."""
+    """A full storage key: a tenant UUID (or ``farm``), a known area, then a safe relative path."""
     check_relative(key, "key")
-    tenant, _, rest = key.partition("/")
+    owner, _, rest = key.partition("/")
+    area = rest.partition("/")[0]
+    if owner == FARM:
+        if area not in FARM_AREAS:
+            raise Invalid(f"key: farm area must be one of {', '.join(FARM_AREAS)}", {"field": "key"})
+        return key
     try:
-        UUID(tenant)
+        UUID(owner)
     except ValueError:
         raise Invalid("key: must start with a tenant id", {"field": "key"}) from None
-    area = rest.partition("/")[0]
     if area not in AREAS:
         raise Invalid(f"key: area must be one of {', '.join(AREAS)}", {"field": "key"})
     return key

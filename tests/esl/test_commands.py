@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
+import pytest
+import requests
 from esl_support import AUTH_REQUEST, api_reply, command_reply, rows
+from testsupport import free_port
+from werkzeug.serving import make_server
 
 from controller import provisioning
 from controller.database import Database
+from mixer_ext.api import create_app
+from mixer_ext.engine import Mixer
 
 A_LEG = "5055ebf8-c30d-4d29-962f-4e79a664505d"
 
@@ -74,6 +82,65 @@ def test_conference_mute_runs_on_the_rooms_node(db: Database, admin: Any, fake_f
     assert b"api conference 3000-acme.test mute all\n\n" in fs.received
     bad = admin.post("/api/v1/tenants/acme.test/conferences/3000/mute", json={"member": "1\n\napi hupall"})
     assert bad.status_code == 400
+
+
+def test_unknown_member_or_idle_room_is_404_in_freeswitchs_words(db: Database, admin: Any, fake_fs: Any,
+                                                                   farm: Any) -> None:
+    fs = fake_fs()
+    farm(fs.address)
+    provisioning.add_child(db, "conferences", "acme.test", {"number": "3000"})
+    # the exact answers of FreeSWITCH 1.10.12 (tests/freeswitch/test_fs_conference.py sees them live)
+    fs.api["conference 3000-acme.test kick 99"] = "-ERR Non-Existant ID 99\n"
+    fs.api["conference 3000-acme.test mute 1"] = "-ERR Conference 3000-acme.test not found\n"
+    gone = admin.post("/api/v1/tenants/acme.test/conferences/3000/kick", json={"member": "99"})
+    assert gone.status_code == 404 and gone.json["detail"]["field"] == "member", gone.json
+    idle = admin.post("/api/v1/tenants/acme.test/conferences/3000/mute", json={"member": "1"})
+    assert idle.status_code == 404 and "nobody" in idle.json["error"], idle.json
+
+
+@pytest.fixture
+def mixer_api() -> Iterator[str]:
+    """A real mixer sidecar (engine and control API) on loopback; yields its control URL."""
+    engine = Mixer("127.0.0.1").start()
+    server = make_server("127.0.0.1", 0, create_app(engine), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        engine.stop()
+
+
+def test_hd_room_commands_go_to_its_mixer_not_to_mod_conference(db: Database, admin: Any, fake_fs: Any,
+                                                                 farm: Any, mixer_api: str) -> None:
+    fs = fake_fs()
+    farm(fs.address)
+    provisioning.add_mixer(db, {"name": "m1", "sip_address": "127.0.0.1:5090", "control_url": mixer_api})
+    room = provisioning.add_child(db, "conferences", "acme.test", {"number": "3100", "profile": "hd"})
+    base = "/api/v1/tenants/acme.test/conferences/3100"
+    # not created on the mixer yet: nobody in it
+    assert admin.get(f"{base}/members").json == []
+    requests.post(f"{mixer_api}/rooms", json={"room": str(room.id), "rate": 48000}, timeout=5)
+    listed = admin.post(f"{base}/list", json={})
+    assert listed.status_code == 200 and listed.json["mixer"] == "m1" and listed.json["result"] == "[]", listed.json
+    gone = admin.post(f"{base}/mute", json={"member": "p0000000"})
+    assert gone.status_code == 404 and gone.json["detail"]["field"] == "member", gone.json
+    assert admin.post(f"{base}/mute", json={}).json["result"] == "+OK\n"  # all of nobody
+    record = admin.post(f"{base}/record", json={"path": "/tmp/x.wav"})
+    assert record.status_code == 400 and record.json["detail"]["field"] == "action", record.json
+    assert fs.received == []
+
+
+def test_hd_room_on_an_unreachable_mixer_is_503(db: Database, admin: Any, fake_fs: Any, farm: Any) -> None:
+    fs = fake_fs()
+    farm(fs.address)
+    provisioning.add_mixer(db, {"name": "m1", "sip_address": "127.0.0.1:5090",
+                                "control_url": f"http://127.0.0.1:{free_port()}"})
+    provisioning.add_child(db, "conferences", "acme.test", {"number": "3100", "profile": "hd"})
+    resp = admin.post("/api/v1/tenants/acme.test/conferences/3100/kick", json={"member": "p1"})
+    assert resp.status_code == 503 and "m1" in resp.json["error"], resp.json
+    assert fs.received == []
 
 
 def test_node_commands_are_farm_admin_only(db: Database, admin: Any, client: Any, fake_fs: Any, farm: Any) -> None:

@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from mixer_testkit import LOCAL, Swarm
 
 from mixer_ext.api import create_app
-from mixer_ext.engine import Mixer
+from mixer_ext.engine import Mixer, caller_of
 
 
 @pytest.fixture
@@ -76,6 +76,7 @@ def test_participants_mute_deaf_gain_and_kick(client: FlaskClient, mixer: Mixer,
     call_in(mixer, swarm, "p", 3)
     people = client.get("/rooms/p/participants").json["participants"]
     assert len(people) == 3 and {p["codec"] for p in people} == {"PCMU/8000"}
+    assert {p["caller"] for p in people} == {"tester"}  # the user part of each leg's From
     pid = people[0]["id"]
     r = client.patch(f"/rooms/p/participants/{pid}", json={"muted": True, "deaf": True, "gain": 2.0})
     assert r.status_code == 200 and (r.json["muted"], r.json["deaf"], r.json["gain"]) == (True, True, 2.0)
@@ -154,3 +155,14 @@ def test_healthz_reports_a_stopped_mixer() -> None:
         assert create_app(m).test_client().get("/healthz").status_code == 503
     finally:
         m.stop()
+
+
+@pytest.mark.parametrize(("header", "caller"), [
+    ('"1001" <sip:1001@127.0.0.1:5080>;tag=Qx9', "1001"),  # how FreeSWITCH's bridge leg presents the caller
+    ("<sip:+15551230000@carrier.example;user=phone>;tag=a", "+15551230000"),
+    ("sip:anonymous@anonymous.invalid", "anonymous"),
+    ("<sip:example.com>", ""),
+    ("", ""),
+])
+def test_caller_is_the_user_part_of_the_from(header: str, caller: str) -> None:
+    assert caller_of(header) == caller

@@ -11,7 +11,8 @@ from lxml import etree
 from controller.cli import main
 
 REQUIRED = {"mod_sofia", "mod_event_socket", "mod_xml_curl", "mod_conference", "mod_dptools", "mod_commands",
-            "mod_dialplan_xml", "mod_voicemail", "mod_sndfile", "mod_native_file", "mod_tone_stream", "mod_opus"}
+            "mod_dialplan_xml", "mod_voicemail", "mod_say_en", "mod_sndfile", "mod_native_file", "mod_tone_stream",
+            "mod_opus", "mod_spandsp"}
 
 
 def run(dsn: str, *args: str, password: str = "s3cret", state_dir: Path | None = None) -> Any:
@@ -32,7 +33,9 @@ def test_bootstrap_writes_a_config_pointing_at_the_controller(dsn: str, farm: An
     curl = etree.parse(str(tmp_path / "autoload_configs/xml_curl.conf.xml"))
     params = {p.get("name"): p for p in curl.iter("param")}
     assert params["gateway-url"].get("value") == "http://192.0.2.10:8080/xmlcurl"
-    assert set(params["gateway-url"].get("bindings").split("|")) == {"directory", "dialplan", "configuration"}
+    # "languages" is the section phrase macros are fetched as (FreeSWITCH never sends "phrases" to a binding).
+    assert set(params["gateway-url"].get("bindings").split("|")) == {"directory", "dialplan", "configuration",
+                                                                     "languages"}
     assert params["gateway-credentials"].get("value") == "freeswitch:s3cret"
     assert params["auth-scheme"].get("value") == "basic"
     assert params["timeout"].get("value") == "4"

@@ -49,9 +49,43 @@ def test_event_socket_and_switch_are_the_nodes_own(client: Any, farm: Any, recor
     esl = settings(config(client, recorded, "event_socket.conf"))
     assert (esl["listen-ip"], esl["listen-port"], esl["password"]) == ("127.0.0.1", "8021", "ClueCon")
     for name in ("post_load_switch.conf", "switch.conf"):
-        core = settings(config(client, recorded, name))
+        conf = config(client, recorded, name)
+        core = settings(conf)
         assert (core["rtp-start-port"], core["rtp-end-port"]) == ("20000", "20999")
         assert core["event-heartbeat-interval"] == "1"
+        # 1.10 reads media timeouts (ms) from channel variables, which fall back to global ones
+        variables = settings(conf, "variables/variable")
+        assert variables == {"media_timeout": "300000", "media_hold_timeout": "1800000"}
+
+
+# Every profile param mod_voicemail 1.10.12 knows (profile_set_config); any other one makes it drop the
+# whole profile with "Failed to process configuration".
+VOICEMAIL_PARAMS = set(
+    "terminator-key play-new-messages-key play-saved-messages-key play-new-messages-lifo play-saved-messages-lifo "
+    "login-keys main-menu-key skip-greet-key skip-info-key config-menu-key record-greeting-key choose-greeting-key "
+    "record-name-key change-pass-key record-file-key listen-file-key save-file-key delete-file-key "
+    "undelete-file-key email-key callback-key pause-key restart-key ff-key rew-key previous-message-key "
+    "next-message-key repeat-message-key urgent-key operator-key vmain-key vmain-extension forward-key prepend-key "
+    "file-extension record-title record-comment record-copyright operator-extension tone-spec storage-dir "
+    "storage-dir-shared callback-dialplan callback-context notify-email-body notify-email-headers "
+    "play-date-announcement convert-cmd convert-ext digit-timeout max-login-attempts min-record-len max-record-len "
+    "max-retries record-silence-threshold record-silence-hits record-sample-rate odbc-dsn dbname web-template-file "
+    "db-password-override allow-empty-password-auth auto-playback-recordings send-full-vm-header".split())
+
+
+def test_voicemail_profile_has_only_params_mod_voicemail_knows(client: Any, farm: Any, recorded: Any) -> None:
+    profile = config(client, recorded, "voicemail.conf").find("profiles/profile")
+    assert profile.get("name") == "default"
+    served = settings(profile, "param")
+    assert set(served) <= VOICEMAIL_PARAMS, set(served) - VOICEMAIL_PARAMS
+    assert served["min-record-len"] == "3" and served["file-extension"] == "wav"
+
+
+def test_sofia_profile_has_no_deprecated_rtp_timeouts_and_takes_mwi_subscriptions(client: Any, farm: Any,
+                                                                                   recorded: Any) -> None:
+    s = settings(config(client, recorded, "sofia.conf").find("profiles/profile"))
+    assert "rtp-timeout-sec" not in s and "rtp-hold-timeout-sec" not in s  # 1.10.12 warns they are deprecated
+    assert s["manage-presence"] == "passive"  # SUBSCRIBE message-summary allowed: voicemail MWI reaches phones
 
 
 def test_acl_holds_only_farm_members(client: Any, db: Any, farm: Any, recorded: Any) -> None:

@@ -42,7 +42,10 @@ def test_hd_room_goes_to_its_mixer(client: Any, db: Any, farm: Any, recorded: An
     with db.transaction() as conn:
         assert any(p.conference_id == room.id and p.mixer_id for p in placements.conference_placements(conn))
     root = dial(client, recorded, "3100")
-    assert actions(root)[-1] == ("bridge", f"sofia/internal/room-{room.id}@10.0.0.9:5090")
+    assert actions(root)[-1] == ("bridge", "{absolute_codec_string='${rtp_use_codec_name},PCMU,PCMA'}"
+                                           f"sofia/internal/room-{room.id}@10.0.0.9:5090")
+    # the caller's codec is negotiated (early media) in the farm's wideband-first order before the mixer leg
+    assert ("set", "rtp_codec_negotiation=greedy") in actions(root) and ("pre_answer", "") in actions(root)
 
 
 def test_room_pin_is_passed_to_the_conference_app(client: Any, db: Any, farm: Any, recorded: Any) -> None:
