@@ -263,14 +263,15 @@ def one_freeswitch_run(ctl: Any, fs: list[Any], phones: dict[str, Any], callers:
 def freeswitch_runs(server: EmbeddedPostgres, runs: int, workdir: Path) -> dict[str, list[tuple[float, ...]]]:
     """Real FreeSWITCH crash and hang runs, in seconds from the kill: failover done, first call on the spare,
     phone-to-phone call, every phone registered on the spare."""
-    from farm_harness import Controller, FreeSwitch, Kamailio, Phone, freeswitch_binary, wait_for
+    from farm_harness import FSFARM, Controller, FreeSwitch, Kamailio, Phone, freeswitch_binary, wait_for
 
     from controller.kamailio.control import KamailioControl
 
     missing = [what for what, ok in (("FreeSWITCH", freeswitch_binary()), ("baresip", shutil.which("baresip")),
-                                     ("kamailio", shutil.which("kamailio"))) if not ok]
+                                     ("kamailio", shutil.which("kamailio")),
+                                     (f"fsfarm beside this python ({FSFARM})", Path(FSFARM).exists())) if not ok]
     if missing:
-        raise SystemExit(f"--freeswitch needs {', '.join(missing)} (.ci/install --test)")
+        raise SystemExit(f"--freeswitch needs {', '.join(missing)} (.ci/install --test; run .venv/bin/python)")
     name = f"bench_fs_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server.conninfo, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
