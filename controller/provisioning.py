@@ -37,6 +37,7 @@ from controller.domain import (
     a1_hash,
 )
 from controller.errors import Conflict, Invalid, NotFound, Unauthorized
+from controller.failover import choose_spare
 from controller.stores import (
     changes,
     conferences,
@@ -120,8 +121,25 @@ def update_node(db: Database, ref: str, data: Any) -> Node:
 
 
 def drain_node(db: Database, ref: str) -> Node:
-    """Stop placing tenants on a node; its tenants move to the others now."""
-    return update_node(db, ref, {"admin_state": "draining"})
+    """Stop placing tenants on a node; its tenants move to the others now, its calls in progress stay.
+
+    When no other node can take the tenants, the best free spare becomes active first (as a failover
+    would do), so draining the only active node never leaves its tenants on no node.
+    """
+    with db.transaction() as conn:
+        node = get_node(conn, ref)
+        others = [n for n in nodes.list_all(conn) if n.id != node.id]
+        spare = None
+        if placements.tenants_on_node(conn, node.id) and not any(n.placeable for n in others):
+            spare = choose_spare(others)
+            if spare is not None:
+                nodes.update(conn, spare.id, {"spare": False})
+        updated = nodes.update(conn, node.id, {"admin_state": "draining"})
+        assert updated is not None
+        changes.announce(conn, "node")
+        taker = f"; spare {spare.name} takes its tenants" if spare else ""
+        reassign(conn, f"node {node.name} draining{taker}", joined=[spare.id] if spare else [])
+    return updated
 
 
 def remove_node(db: Database, ref: str, force: bool = False) -> Node:

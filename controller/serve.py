@@ -93,6 +93,14 @@ def _mixer_loop(db: Database) -> _Greenlet:
     return _run_cycles(MixerLoop(db, rebridge=rebridge_over_esl), "fsfarm.mixers")
 
 
+def _drain_loop(db: Database) -> _Greenlet:
+    """Disable each draining node once the ESL watcher counts no call left on it."""
+    from controller.drain import DrainLoop
+    from esl_workers.calls import count_on_node
+
+    return _run_cycles(DrainLoop(db, live_calls=count_on_node), "fsfarm.drain")
+
+
 def _push_config(db: Database) -> Any:
     """After a change notice, make the nodes it concerns drop cached config and load new gateways (over ESL).
 
@@ -120,7 +128,7 @@ def _push_config(db: Database) -> Any:
 
 
 def _room_services(db: Database, settings: Settings) -> list[Any]:
-    """Start the failover loop, the ESL watchers, the IVR server and (when configured) Kamailio sync."""
+    """Start the failover, mixer and drain loops, ESL watchers, IVR server and (when configured) Kamailio sync."""
     from controller.storage.selection import open_storage
     from controller.storage.sounds import PromptsOnce
     from controller.storage.sweep import SweepLoop
@@ -128,7 +136,7 @@ def _room_services(db: Database, settings: Settings) -> list[Any]:
     from esl_workers.ivr import serve_ivr
 
     storage = open_storage(os.environ.get("FSFARM_STORAGE"), settings.state_dir)
-    handles: list[Any] = [_failover_loop(db), _mixer_loop(db), start_workers(db, settings),
+    handles: list[Any] = [_failover_loop(db), _mixer_loop(db), _drain_loop(db), start_workers(db, settings),
                           _run_cycles(SweepLoop(db, storage), "fsfarm.storage"),
                           _run_cycles(PromptsOnce(storage), "fsfarm.storage")]  # voicemail prompts for bare nodes
     scripts = Path(os.environ.get("FSFARM_IVR_SCRIPTS", settings.state_dir / "ivr"))

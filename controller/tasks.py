@@ -112,15 +112,12 @@ def drain(node: str, deadline_seconds: float = 600.0) -> str:
 
 
 def _live_calls(db: Database, node: str) -> int:
-    """Calls still up on a node, from the ESL watcher's live-call table when it exists."""
+    """Calls still up on a node, counted by the ESL watcher's live-call store (none once it is down)."""
+    from esl_workers.calls import count_on_node
+
     with db.transaction() as conn:
-        exists = conn.execute("SELECT to_regclass('live_calls') IS NOT NULL AS ok").fetchone()
-        if not exists or not exists["ok"]:
-            return 0
-        row = conn.execute(
-            "SELECT count(*) AS n FROM live_calls c JOIN nodes n ON n.id = c.node_id WHERE n.name = %s", [node]
-        ).fetchone()
-        return int(row["n"]) if row else 0
+        target = provisioning.get_node(conn, node)
+        return 0 if target.health == "down" else count_on_node(conn, target.id)
 
 
 @app.task(name="fsfarm.push_config", acks_late=True, bind=True, max_retries=10, default_retry_delay=2)

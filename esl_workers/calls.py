@@ -181,3 +181,9 @@ def owner(conn: psycopg.Connection[Any], channel_uuid: str, tenant_id: UUID | No
         cur = conn.execute("SELECT * FROM esl_live_calls WHERE channel_uuid = %s AND tenant_id = %s",
                            (channel_uuid, tenant_id))
     return cur.fetchone()
+
+
+def count_on_node(conn: psycopg.Connection[Any], node_id: UUID) -> int:
+    """How many channels are up on a node (a drain disables the node once this reaches zero)."""
+    row = conn.execute("SELECT count(*) AS n FROM esl_live_calls WHERE node_id = %s", (node_id,)).fetchone()
+    return int(row["n"]) if row else 0

@@ -136,9 +136,9 @@ def node_list(database: Database, as_json: bool) -> None:
 @click.argument("name")
 @with_db
 def node_drain(database: Database, name: str) -> None:
-    """Place nothing more on a node; its tenants move to the others."""
+    """Place nothing more on a node; its tenants move now, and it is disabled once its last call ends."""
     provisioning.drain_node(database, name)
-    click.echo(f"node {name} is draining; its tenants were moved")
+    click.echo(f"node {name} is draining; its tenants were moved; fsfarm up disables it once its last call ends")
 
 
 @node.command("rm")

@@ -142,14 +142,7 @@ request_route {{
         exit;
     }}
 
-    # A DID from a carrier routes by number, anything else by its tenant's domain.
-    # (A $var cannot hold $null: 0 means "no route"; set ids are never 0.)
-    $var(set) = 0;
-    if ($rU != $null && $sht(numbers=>$rU) != $null) {{
-        $var(set) = $sht(numbers=>$rU);
-    }} else if ($sht(domains=>$(rd{{s.tolower}})) != $null) {{
-        $var(set) = $sht(domains=>$(rd{{s.tolower}}));
-    }}
+    route(TENANT_SET);
     if ($var(set) == 0) {{
         sl_send_reply("404", "Unknown domain");
         exit;
@@ -163,9 +156,45 @@ request_route {{
     if (!is_method("REGISTER")) {{
         record_route();
     }}
+    $avp(fsfarm_set) = $var(set);
+    t_on_failure("REROUTE");
     if (!t_relay()) {{
         sl_reply_error();
     }}
     exit;
+}}
+
+# A DID from a carrier routes by number, anything else by its tenant's domain.
+# (A $var cannot hold $null: 0 means "no route"; set ids are never 0.)
+route[TENANT_SET] {{
+    $var(set) = 0;
+    if ($rU != $null && $sht(numbers=>$rU) != $null) {{
+        $var(set) = $sht(numbers=>$rU);
+    }} else if ($sht(domains=>$(rd{{s.tolower}})) != $null) {{
+        $var(set) = $sht(domains=>$(rd{{s.tolower}}));
+    }}
+}}
+
+# The node died with the request in flight (no answer at all): if a failover has moved the tenant
+# since, send the request there instead of failing it (a phone whose REGISTER fails waits its own
+# retry time, 30 s or more, before trying again).
+failure_route[REROUTE] {{
+    if (t_is_canceled()) {{
+        exit;
+    }}
+    if (!t_branch_timeout() || t_branch_replied()) {{
+        exit;
+    }}
+    route(TENANT_SET);
+    if ($var(set) == 0 || $var(set) == $avp(fsfarm_set)) {{
+        exit;
+    }}
+    if (!ds_select_dst("$var(set)", "0")) {{
+        exit;
+    }}
+    xlog("L_INFO", "fsfarm: $rm for $rd timed out on set $avp(fsfarm_set); sent again to set $var(set)\n");
+    $avp(fsfarm_set) = $var(set);
+    t_on_failure("REROUTE");
+    t_relay();
 }}
 """

@@ -31,6 +31,7 @@ class SipNode:
     name: str
     port: int = 0
     received: list[tuple[float, str, str]] = field(default_factory=list)  # (time, method, request-uri)
+    silent: bool = False  # True: requests are still received and recorded, but never answered (a hang)
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -67,7 +68,7 @@ class SipNode:
                 continue
             method, ruri, _ = start.split(" ", 2)
             self.received.append((time.monotonic(), method, ruri))
-            if method == "ACK":
+            if method == "ACK" or self.silent:
                 continue
             if method == "INVITE":
                 self._reply(addr, headers, "100 Trying", tag=False)

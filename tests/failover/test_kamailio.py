@@ -130,3 +130,40 @@ def test_unreachable_kamailio_is_reported_and_retried(dsn, db):
         assert provisioning.placement_overview(db)["tenants"][0]["tenant"] == "stored.example"
     finally:
         sync.stop()
+
+
+def test_a_call_in_flight_to_a_node_that_dies_is_sent_to_the_spare_once_its_tenant_moved(db, kamailio_factory):
+    """No answer at all from the node, and meanwhile a failover: Kamailio sends the INVITE to the new node."""
+    import threading
+
+    from controller.failover import FailoverLoop
+    from controller.stores import nodes
+
+    peers = {name: SipNode(name) for name in ("fs1", "spare1")}
+    try:
+        for name, peer in peers.items():
+            provisioning.add_node(db, {"name": name, "sip_address": peer.address, "esl_address": "127.0.0.1:1",
+                                       "esl_password": "x", "spare": name == "spare1"})
+        provisioning.add_tenant(db, {"domain": "acme.example"})
+        kam = kamailio_factory()
+        kam.control.reload()
+        assert green_wait(lambda: invite(kam.address, "1001", "acme.example", timeout=0.5)[1] == "fake-fs1")
+
+        peers["fs1"].silent = True  # it dies with the next INVITE in flight: received, never answered
+        seen = len(peers["fs1"].invites())
+        replies: list[tuple[int, str, dict[str, str]]] = []
+        caller = threading.Thread(target=lambda: replies.append(invite(kam.address, "1001", "acme.example", 20)))
+        caller.start()
+        assert green_wait(lambda: len(peers["fs1"].invites()) > seen, timeout=10)
+        with db.transaction() as conn:
+            fs1 = nodes.get(conn, "fs1")
+            assert fs1 is not None
+            nodes.set_health(conn, fs1.id, "down", "ESL socket closed, reconnect refused")
+        assert "spare spare1" in FailoverLoop(db, controller_id="test", kamailio=kam.control).run_cycle()
+        caller.join(30)
+        assert replies and replies[0][:2] == (200, "fake-spare1")  # not the 408 the dead node's timeout gave
+        assert peers["spare1"].invites()
+    finally:
+        for peer in peers.values():
+            if peer.running:
+                peer.stop()
