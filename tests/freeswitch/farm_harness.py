@@ -377,10 +377,11 @@ class Phone:
         (self.home / "accounts").write_text(account + "\n")
         (self.home / "config").write_text("\n".join([
             "poll_method epoll", f"sip_listen {self.host}:{self.sip_port}", f"net_interface {self.host}",
-            "audio_player alsa,null", "audio_alert alsa,null", f"audio_source ausine,{tone}",
+            # aubridge paces playback on its own clock; ALSA's null device never blocks and spins a core.
+            "audio_player aubridge,fsfarm", "audio_alert aubridge,fsfarm", f"audio_source ausine,{tone}",
             "ausrc_srate 48000", "ausrc_channels 2", f"module_path {BARESIP_MODULES}",
             "module account.so", "module menu.so", "module g711.so", "module g722.so", "module l16.so",
-            "module ausine.so", "module alsa.so", "module sndfile.so", "module mwi.so",
+            "module ausine.so", "module aubridge.so", "module sndfile.so", "module mwi.so",
             "module_app ctrl_tcp.so", f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
             f"snd_path {self.home / 'rec'}", "rtp_ports 40000-59999", "",
         ]))

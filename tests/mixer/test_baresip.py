@@ -71,8 +71,8 @@ def test_baresip_call_hears_is_heard_and_its_dtmf_passes_in_an_hd_room(
     (tmp_path / "config").write_text(f"""poll_method epoll
 sip_listen {LOCAL}:{sip_port}
 net_interface {LOCAL}
-audio_player alsa,null
-audio_alert alsa,null
+audio_player aubridge,fsfarm
+audio_alert aubridge,fsfarm
 audio_source ausine,{int(BARESIP_TONE)}
 ausrc_srate 48000
 ausrc_channels 2
@@ -82,7 +82,7 @@ module menu.so
 module g711.so
 module g722.so
 module ausine.so
-module alsa.so
+module aubridge.so
 module sndfile.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen {LOCAL}:{ctrl_port}
