@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from farm_harness import SHARED_BUNDLE, Controller, freeswitch_binary
+from farm_harness import SHARED_BUNDLE, Controller, freeswitch_binary, stop_everything
 
 from controller.database.embedded import EmbeddedPostgres
 
@@ -31,10 +31,12 @@ def _require(what: str, present: bool, hint: str) -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _real_parts() -> None:
+def _real_parts() -> Iterator[None]:
     _require("FreeSWITCH binary", freeswitch_binary() is not None, "FREESWITCH_BIN or /opt/fsfarm-freeswitch")
     _require("baresip", shutil.which("baresip") is not None, "Debian baresip-core")
     _require("kamailio", shutil.which("kamailio") is not None, "Debian kamailio")
+    yield
+    stop_everything()  # set up first, torn down last: whatever the module's fixtures left running
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -96,6 +96,22 @@ def free_udp_pair(host: str) -> int:
     raise RuntimeError("no free port pair")
 
 
+# Everything a module started, so the tier can stop what a failed fixture left behind.
+STARTED: list[Any] = []
+
+
+def stop_everything() -> None:
+    """Stop every controller, node, phone and Kamailio still running (newest first)."""
+    while STARTED:
+        thing = STARTED.pop()
+        try:
+            thing.stop()
+        except Exception:  # a half-started process: kill it rather than leave it running
+            process = getattr(thing, "process", None)
+            if process is not None and process.poll() is None:
+                process.kill()
+
+
 # --------------------------------------------------------------------------- the controller
 
 
@@ -137,6 +153,7 @@ class Controller:
 
     def start(self) -> Controller:
         log = self.log_path.open("ab")
+        STARTED.append(self)  # stopped at the end of the module even if its set-up failed half way
         self.process = subprocess.Popen([FSFARM, "up", "--host", "127.0.0.1", "--port", str(self.port)],
                                         env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_for(self._healthy, 60, f"fsfarm up to answer /healthz (log: {self.log_path})")
@@ -286,6 +303,7 @@ class FreeSwitch:
         for name in ("log", "db", "run", "storage", "cache", "recordings", "sounds", "certs"):
             (self.workdir / name).mkdir(parents=True, exist_ok=True)
             args += [f"-{name}", str(self.workdir / name)]
+        STARTED.append(self)  # stopped at the end of the module even if its set-up failed half way
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         stdin=subprocess.DEVNULL)
         if wait:
@@ -389,6 +407,7 @@ class Phone:
         self.events: list[dict[str, Any]] = []
         self.responses: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        STARTED.append(self)  # stopped at the end of the module even if its set-up failed half way
         self.process = subprocess.Popen(["baresip", "-f", str(self.home)], stdout=self.log_path.open("wb"),
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.ctrl = wait_for(self._connect, 15, f"baresip {user}'s ctrl_tcp")
@@ -551,6 +570,7 @@ class Kamailio:
         controller.cli("kamailio", "config", "--out", str(workdir / "kamailio.cfg"),
                        "--listen", f"udp:127.0.0.1:{self.port}", "--ctl-socket", self.ctl)
         self.log_path = workdir / "kamailio.log"
+        STARTED.append(self)  # stopped at the end of the module even if its set-up failed half way
         self.process = subprocess.Popen(
             ["kamailio", "-f", str(workdir / "kamailio.cfg"), "-P", str(workdir / "pid"), "-w", str(workdir),
              "-DD", "-E", "-m", "64", "-M", "8"], stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT)
