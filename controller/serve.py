@@ -119,7 +119,7 @@ def _push_config(db: Database) -> Any:
     return on_change
 
 
-def _room_services(db: Database, settings: Settings) -> list[Any]:
+def _room_services(db: Database, settings: Settings, probes: dict[str, Any]) -> list[Any]:
     """Start the failover loop, the ESL watchers, the IVR server and (when configured) Kamailio sync."""
     from controller.storage.selection import open_storage
     from controller.storage.sweep import SweepLoop
@@ -138,7 +138,9 @@ def _room_services(db: Database, settings: Settings) -> list[Any]:
         from controller.kamailio.control import KamailioControl
         from controller.kamailio.sync import KamailioSync
 
-        handles.append(KamailioSync(db.conninfo, KamailioControl(ctl)).start())
+        sync = KamailioSync(db.conninfo, KamailioControl(ctl)).start()
+        probes["kamailio"] = lambda: sync.status  # for `fsfarm status`
+        handles.append(sync)
     return handles
 
 
@@ -156,12 +158,16 @@ def serve(host: str, port: int) -> None:
     from xmlcurl.web import start as start_xmlcurl
 
     start_xmlcurl(app, on_change=_push_config(db))  # load the farm snapshot now, not on the first request
-    services = _room_services(db, settings)
+    services = _room_services(db, settings, app.extensions.setdefault("fsfarm.status", {}))
     server = WSGIServer((host, port), app, log=None, error_log=log)
     where = "FSFARM_DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.state_dir}"
     click.echo(f"fsfarm controller on http://{host}:{port} (database: {where})")
     click.echo(f"farm-admin token: {token_path}   xml_curl basic auth: {settings.xmlcurl_user} / "
                f"{settings.state_dir / 'xmlcurl-password'}")
+    runtime.record_listen(settings, host, port)
+    if host.startswith("127.") or host in ("localhost", "::1"):
+        click.echo(f"listening on loopback only: for nodes on other machines start with `--host 0.0.0.0` and set "
+                   f"FSFARM_CONTROLLER_ADDRESS to an address they reach (now {settings.controller_address})")
 
     def stop(*_: Any) -> None:
         server.stop(timeout=5)
