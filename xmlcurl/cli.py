@@ -80,18 +80,19 @@ def _xmlcurl_url(settings: Settings) -> str:
 
 
 def start_command(conf: Path) -> list[str]:
-    """``freeswitch -nonat -nc -conf CONF ...``; log, db and run dirs under CONF so nodes on one machine differ."""
+    """``freeswitch -nonat -nc -conf CONF ...`` with its runtime dirs (created here) under CONF."""
     for name in RUNTIME_DIRS:
         (conf / name).mkdir(parents=True, exist_ok=True)
-    binary = os.environ.get("FREESWITCH_BIN") or shutil.which("freeswitch") or "freeswitch"
+    binary = "freeswitch" if shutil.which("freeswitch") else os.environ.get("FREESWITCH_BIN") or "freeswitch"
     args = [binary, "-nonat", "-nc", "-conf", str(conf)]
     for name in RUNTIME_DIRS:
         args += [f"-{name}", str(conf / name)]
     return args
 
 
-# FreeSWITCH's pid file (run), core database (db) and log: one set per node, or two nodes on a machine collide.
-RUNTIME_DIRS = ("log", "db", "run")
+# What FreeSWITCH writes (pid file, core db, log, certificates...): one set per node, so nodes on one machine
+# do not collide and nothing is written into the installation's own directories.
+RUNTIME_DIRS = ("log", "db", "run", "storage", "cache", "recordings", "certs")
 
 
 commands = [freeswitch]
