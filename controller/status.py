@@ -107,13 +107,12 @@ def findings(reading: FarmReading) -> list[Finding]:
         if node.admin_state == "disabled":
             continue
         if node.health == "down" and node.seen_alive:
-            reason = f" ({node.health_reason})" if node.health_reason else ""
+            said = f" Its watcher said: {node.health_reason}." if node.health_reason else ""
             out.append(
                 Finding(
                     "error",
-                    f"Node {node.name} is down{reason}: restart FreeSWITCH there "
-                    f"(`fsfarm freeswitch bootstrap --node {node.name}` prints the command "
-                    "line); the controller watches it again at once.",
+                    f"Node {node.name} is down: restart FreeSWITCH there (`fsfarm freeswitch bootstrap --node "
+                    f"{node.name}` prints the command line); the controller watches it again at once.{said}",
                 )
             )
         elif not node.seen_alive and node.health != "up":

@@ -58,7 +58,8 @@ def test_a_node_never_seen_alive_says_to_start_freeswitch_and_where_its_esl_is()
 
 def test_a_node_down_says_so_with_its_reason() -> None:
     text = only(with_(nodes=(*WELL.nodes, node("fs2", health="down", reason="ESL connection refused"))))
-    assert text.startswith("Node fs2 is down (ESL connection refused): restart FreeSWITCH there")
+    assert text.startswith("Node fs2 is down: restart FreeSWITCH there")
+    assert text.endswith("Its watcher said: ESL connection refused.")
 
 
 def test_a_disabled_node_is_not_reported_down() -> None:

@@ -238,7 +238,7 @@ def test_the_readme_tour_runs_as_written_to_a_call_a_spare_and_a_failover(tour: 
 
 def test_the_tour_leaves_a_cdr_per_leg_of_both_calls(tour: Tour) -> None:
     def legs() -> list[dict[str, Any]] | None:
-        rows = [r for r in tour.controller.api("GET", "/tenants/acme.example/cdrs") if r["destination"] == "1002"]
+        rows = tour.controller.api("GET", "/tenants/acme.example/cdrs")
         return rows if len({r["channel_uuid"] for r in rows}) >= 4 else None
 
     cdrs = wait_for(legs, 30, "a CDR for each leg of both calls")
