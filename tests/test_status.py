@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from controller import provisioning
@@ -237,3 +239,26 @@ def test_cli_tenant_add_warns_on_stderr_and_exits_0_and_status_says_the_controll
     )
     assert lines[1].startswith("WARNING: No FreeSWITCH node is registered")
     assert lines[2].startswith("ERROR: 2 tenants are on no node (acme.example, beta.example)")
+
+
+def test_api_status_hears_the_rooms_probes_spool_and_kamailio(admin, app, db) -> None:  # type: ignore[no-untyped-def]
+    admin.post(
+        "/api/v1/nodes", json={"name": "fs1", "sip_address": "10.0.0.1", "esl_address": "10.0.0.1", "esl_password": "x"}
+    )
+    with db.transaction() as conn:
+        fs1 = node_store.get(conn, "fs1")
+        assert fs1 is not None
+        node_store.set_health(conn, fs1.id, "up", "test")
+    # The ESL room's spool for fs1, as its watcher leaves it when PostgreSQL refuses the rows, a minute old.
+    spool = app.extensions["fsfarm.settings"].state_dir / "esl-spool" / f"cdr-{fs1.id}.jsonl"
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    spool.write_text('{"a": 1}\n{"a": 2}\n')
+    os.utime(spool, (time.time() - 60, time.time() - 60))
+    app.extensions["fsfarm.status"]["kamailio"] = lambda: "reload failed: kamcmd: no such socket"
+    texts = [f["text"] for f in admin.get("/api/v1/status").get_json()["findings"]]
+    assert any(re.match(r"2 CDRs from node fs1 have waited 6\d s in .*cdr-", t) for t in texts), texts
+    assert any(t.startswith("Kamailio is out of sync with placement (reload failed: kamcmd") for t in texts), texts
+    spool.write_text("")
+    del app.extensions["fsfarm.status"]["kamailio"]
+    texts = [f["text"] for f in admin.get("/api/v1/status").get_json()["findings"]]
+    assert not any("CDR" in t or "Kamailio" in t for t in texts), texts
