@@ -61,7 +61,8 @@ class FarmReading:
     tenants: int = 0
     unplaced: tuple[str, ...] = ()  # enabled tenants on no node
     mixers: tuple[MixerFact, ...] = ()
-    controller: str | None = None  # why the running controller could not be asked; None: it answered
+    controller: str | None = None  # why no controller answered (not running); None: it answered or refused
+    unasked: str | None = None  # a running controller refused to answer (its live facts are missing)
     kamailio: str | None = None  # the Kamailio sync's last outcome; None: no Kamailio configured
     snapshot_ready: bool | None = None  # xml_curl answers from its in-memory snapshot; None: not in use
     spools: tuple[SpoolFact, ...] = ()
@@ -93,6 +94,14 @@ def findings(reading: FarmReading) -> list[Finding]:
                 "error",
                 f"The controller is not running ({reading.controller}): start it with "
                 "`fsfarm up`; until then no node gets its configuration and nobody watches them.",
+            )
+        )
+    if reading.unasked is not None:
+        out.append(
+            Finding(
+                "warning",
+                f"The running controller would not answer ({reading.unasked}): what only it knows (the xml_curl "
+                "snapshot, CDR spools, Kamailio sync) is left out of this status.",
             )
         )
     if not reading.nodes:
@@ -207,7 +216,10 @@ def ask_probes(probes: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
 
 
 def read_farm(
-    conn: psycopg.Connection[Any], live: Mapping[str, Any] | None, controller: str | None = None
+    conn: psycopg.Connection[Any],
+    live: Mapping[str, Any] | None,
+    controller: str | None = None,
+    unasked: str | None = None,
 ) -> FarmReading:
     """The reading status judges: the database's rows, and ``live`` facts when the controller gave them."""
     nodes = node_store.list_all(conn)
@@ -238,6 +250,7 @@ def read_farm(
         unplaced=tuple(sorted(t.domain for t in enabled if where.get(t.id) not in names)),
         mixers=tuple(MixerFact(m.name, m.admin_state, m.health) for m in mixer_store.list_all(conn)),
         controller=controller,
+        unasked=unasked,
         kamailio=facts.get("kamailio"),
         snapshot_ready=facts.get("snapshot"),
         spools=tuple(

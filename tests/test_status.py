@@ -118,6 +118,11 @@ def test_a_controller_that_does_not_answer_says_to_start_it() -> None:
     assert text.startswith("The controller is not running (no answer at http://127.0.0.1:8080): start it with")
 
 
+def test_a_controller_that_refuses_says_what_is_left_out() -> None:
+    text = only(with_(unasked="http://127.0.0.1:8080 answered 401"))
+    assert text.startswith("The running controller would not answer (http://127.0.0.1:8080 answered 401): what")
+
+
 def test_an_empty_farm_says_to_add_a_node() -> None:
     assert texts(FarmReading()) == [
         "No FreeSWITCH node is registered: add one with `fsfarm node add NAME --sip "

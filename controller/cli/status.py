@@ -12,8 +12,8 @@ from controller import runtime, status
 from controller.config import Settings
 
 
-def _ask_controller(url: str, settings: Settings) -> tuple[dict[str, Any] | None, str]:
-    """The running controller's own ``GET /api/v1/status``, or None and why it could not be asked."""
+def _ask_controller(url: str, settings: Settings) -> tuple[dict[str, Any] | None, str, str]:
+    """The running controller's own ``GET /api/v1/status``, or None and why: nothing answers, or it refused."""
     token_path = settings.state_dir / "admin-token"
     try:
         token = token_path.read_text().strip()
@@ -22,10 +22,10 @@ def _ask_controller(url: str, settings: Settings) -> tuple[dict[str, Any] | None
     try:
         answer = requests.get(f"{url}/api/v1/status", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     except requests.RequestException:
-        return None, f"no answer at {url}"
+        return None, f"no answer at {url}", ""
     if answer.status_code != 200:
-        return None, f"{url} answered {answer.status_code}: is {token_path} this farm's admin token?"
-    return answer.json(), ""
+        return None, "", f"{url} answered {answer.status_code}: is {token_path} this farm's admin token?"
+    return answer.json(), "", ""
 
 
 @click.command("status")
@@ -39,12 +39,12 @@ def status_command(url: str | None, as_json: bool) -> None:
     settings = Settings.from_env()
     recorded = runtime.recorded_listen(settings) or {}
     base = (url or str(recorded.get("url") or "http://127.0.0.1:8080")).rstrip("/")
-    answer, why = _ask_controller(base, settings)
+    answer, not_running, refused = _ask_controller(base, settings)
     if answer is None:
         db = runtime.open_database(settings)
         try:
             with db.transaction() as conn:
-                reading = status.read_farm(conn, None, controller=why)
+                reading = status.read_farm(conn, None, controller=not_running or None, unasked=refused or None)
         finally:
             db.close()
         found = status.findings(reading)
