@@ -56,7 +56,7 @@ def record_listen(settings: Settings, host: str, port: int) -> Path:
     """Write ``<state dir>/controller.json``: where ``fsfarm up`` listens, for bootstrap and ``fsfarm status``."""
     path = Path(settings.state_dir) / "controller.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
     path.write_text(json.dumps({"host": host, "port": port, "url": f"http://{local}:{port}",
                                 "controller_address": settings.controller_address, "pid": os.getpid()}) + "\n")
     return path

@@ -120,7 +120,9 @@ def _push_config(db: Database) -> Any:
 
 
 def _room_services(db: Database, settings: Settings, probes: dict[str, Any]) -> list[Any]:
-    """Start the failover loop, the ESL watchers, the IVR server and (when configured) Kamailio sync."""
+    """Start the failover loop, the ESL watchers, the IVR server and (when configured) Kamailio sync.
+
+    ``probes`` (the app's status probes) gets the Kamailio sync's last outcome, for `fsfarm status`."""
     from controller.storage.selection import open_storage
     from controller.storage.sweep import SweepLoop
     from esl_workers.inbound import start_workers
@@ -168,6 +170,9 @@ def serve(host: str, port: int) -> None:
     if host.startswith("127.") or host in ("localhost", "::1"):
         click.echo(f"listening on loopback only: for nodes on other machines start with `--host 0.0.0.0` and set "
                    f"FSFARM_CONTROLLER_ADDRESS to an address they reach (now {settings.controller_address})")
+    elif settings.controller_address.startswith("127.") or settings.controller_address == "localhost":
+        click.echo(f"FSFARM_CONTROLLER_ADDRESS is {settings.controller_address}: `fsfarm freeswitch bootstrap` "
+                   "points nodes there, so only nodes on this machine reach it; set it to an address they reach")
 
     def stop(*_: Any) -> None:
         server.stop(timeout=5)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
@@ -282,7 +283,7 @@ def placement_warning(domain: str, node: str | None, health: str | None, seen_al
     return f"tenant {domain} is placed on node {node}, which is {health} now: its phones cannot register yet"
 
 
-def tenant_warnings(conn: psycopg.Connection[Any], tenant_id: Any, domain: str) -> tuple[str | None, list[str]]:
+def tenant_warnings(conn: psycopg.Connection[Any], tenant_id: UUID, domain: str) -> tuple[str | None, list[str]]:
     """The node a tenant is placed on (its name, or None) and the warnings ``tenant add`` gives about it."""
     node_id = placements.tenant_node(conn, tenant_id)
     node = node_store.get(conn, node_id) if node_id else None
