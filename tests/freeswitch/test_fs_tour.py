@@ -199,41 +199,50 @@ def tour(farm_dsn: str, workdir: Path) -> Iterator[Tour]:
     env = {**ctl.env, "HOME": str(workdir), "PATH": path}
     env.pop("FSFARM_CONTROLLER_ADDRESS")  # the tour's one machine needs none: the default is loopback
     t = Tour(ctl, workdir, env, mapping)
-    yield t
-    (workdir / "tour-transcript.txt").write_text("\n".join(t.transcript))
-    for phone in t.phones.values():
-        phone.stop()
-    _stop_daemons(workdir)
-    ctl.stop()
+    try:
+        # The whole tour runs once for the module, in the README's order; the tests then read what it did.
+        for command in tour_commands(README.read_text()):
+            t.run(command)
+        yield t
+    finally:
+        (workdir / "tour-transcript.txt").write_text("\n".join(t.transcript))
+        for phone in t.phones.values():
+            phone.stop()
+        _stop_daemons(workdir)
+        ctl.stop()
+
+
+def output(tour: Tour, prefix: str, index: int = 0) -> subprocess.CompletedProcess[str]:
+    """What the tour's ``index``-th command starting with ``prefix`` printed."""
+    return [done for command, done in tour.outputs if command.startswith(prefix)][index]
 
 
 def test_the_readme_tour_runs_as_written_to_a_call_a_spare_and_a_failover(tour: Tour) -> None:
     commands = tour_commands(README.read_text())
     assert commands[0].startswith("fsfarm up &") and any(c.startswith("kill -9") for c in commands), commands
-    for command in commands:
-        tour.run(command)
-
-    def output(prefix: str, index: int = 0) -> subprocess.CompletedProcess[str]:
-        return [done for command, done in tour.outputs if command.startswith(prefix)][index]
-
-    up = output("fsfarm up").stdout
+    assert len(tour.outputs) == len(commands)  # every command ran and exited 0 (Tour.run asserts each)
+    assert tour.calls == 2  # one call on fs1, one on the spare after the failover, each heard both ways
+    up = output(tour, "fsfarm up").stdout
     assert "listening on loopback only: for nodes on other machines start with `--host 0.0.0.0`" in up, up
-    added = output("fsfarm tenant add acme.example")
+    added = output(tour, "fsfarm tenant add acme.example")
     assert "fs1" in added.stdout
     assert added.stderr.startswith("warning: tenant acme.example is placed on node fs1, which has never been seen")
-    boot = output("fsfarm freeswitch bootstrap --node fs1")
-    started = next(c for c in commands if c.startswith("freeswitch ") and "/fs1 " in c)
-    # What bootstrap prints is the README's next line (with ~ expanded): the tour copies it, not invents it.
-    assert boot.stdout.splitlines()[-1].strip() == started.replace("~", str(tour.workdir)), boot.stdout
-    assert f"xml_curl: http://127.0.0.1:{tour.controller.port}/xmlcurl" in boot.stdout
-    assert tour.calls == 2  # one call on fs1, one on the spare after the failover
     failovers = tour.controller.cli_json("failover", "list")
     assert failovers and failovers[0]["tenants_moved"] >= 1, failovers
-    placement = output("fsfarm placement show").stdout
+    placement = output(tour, "fsfarm placement show").stdout
     assert re.search(r"acme\.example\s+spare1", placement), placement
-    final = output("fsfarm status", -1).stdout
+    final = output(tour, "fsfarm status", -1).stdout
     assert "Node fs1 is down" in final and "No free spare node" in final, final
-    assert len(tour.outputs) == len(commands)
+
+
+def test_bootstrap_prints_the_freeswitch_line_the_readme_runs_next(tour: Tour) -> None:
+    commands = tour_commands(README.read_text())
+    for node in ("fs1", "spare1"):
+        boot = output(tour, f"fsfarm freeswitch bootstrap --node {node} ")
+        started = next(c for c in commands if c.startswith("freeswitch ") and f"/{node} " in c)
+        # The README copies what bootstrap prints (with ~ expanded), it does not invent it.
+        assert boot.stdout.splitlines()[-1].strip() == started.replace("~", str(tour.workdir)), boot.stdout
+        assert f"xml_curl: http://127.0.0.1:{tour.controller.port}/xmlcurl" in boot.stdout
 
 
 def test_the_tour_leaves_a_cdr_per_leg_of_both_calls(tour: Tour) -> None:
