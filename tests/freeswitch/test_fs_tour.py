@@ -78,6 +78,7 @@ class Tour:
         for readme, here in self.mapping.items():
             command = command.replace(readme, here)
         self.before(command)
+        started = time.monotonic()
         tokens = shlex.split(command, comments=True)
         if tokens[-1] == "&":
             done = self.background(tokens[:-1])
@@ -88,6 +89,7 @@ class Tour:
                     ["bash", "-c", command], env=self.env, stdout=o, stderr=e, stdin=subprocess.DEVNULL, timeout=120
                 ).returncode
             done = subprocess.CompletedProcess(command, code, out.read_text(), err.read_text())
+        took = time.monotonic() - started
         self.transcript.append(f"$ {readme_command}\n{done.stdout}{done.stderr}")
         assert done.returncode == 0, f"{readme_command!r} exited {done.returncode}: {done.stderr}"
         expected = quoted(readme_command)
@@ -95,6 +97,8 @@ class Tour:
             assert expected in done.stdout, f"{readme_command!r} printed:\n{done.stdout}"
         self.outputs.append((readme_command, done))
         self.after(command, tokens, done)
+        # For the transcript: how long the command took, and how long until what a person waits for happened.
+        self.transcript[-1] += f"[{took:.1f} s; done after {time.monotonic() - started:.1f} s]\n"
         return done
 
     def background(self, tokens: list[str]) -> subprocess.CompletedProcess[str]:
@@ -208,8 +212,8 @@ def tour(farm_dsn: str, workdir: Path) -> Iterator[Tour]:
         (workdir / "tour-transcript.txt").write_text("\n".join(t.transcript))
         for phone in t.phones.values():
             phone.stop()
+        ctl.stop()  # first, or it fails the tenant over again as the daemons stop
         _stop_daemons(workdir)
-        ctl.stop()
 
 
 def output(tour: Tour, prefix: str, index: int = 0) -> subprocess.CompletedProcess[str]:
