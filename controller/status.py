@@ -125,6 +125,14 @@ def findings(reading: FarmReading) -> list[Finding]:
                     f"{node.name}` prints the command line); the controller watches it again at once.{said}",
                 )
             )
+        elif node.health == "suspect" and node.seen_alive:
+            out.append(
+                Finding(
+                    "warning",
+                    f"Node {node.name} is suspect ({node.health_reason or 'heartbeats late'}): it is failed over "
+                    "if it stays silent, or at once when Kamailio's pings to it fail too; check its load and network.",
+                )
+            )
         elif not node.seen_alive and node.health != "up":
             out.append(
                 Finding(

@@ -64,6 +64,13 @@ def test_a_node_down_says_so_with_its_reason() -> None:
     assert text.endswith("Its watcher said: ESL connection refused.")
 
 
+def test_a_suspect_node_is_a_warning_with_its_reason() -> None:
+    found = findings(with_(nodes=(*WELL.nodes, node("fs2", health="suspect", reason="HEARTBEAT late by 2.1s"))))
+    assert [(f.level, f.text.split(":")[0]) for f in found] == [
+        ("warning", "Node fs2 is suspect (HEARTBEAT late by 2.1s)")
+    ]
+
+
 def test_a_disabled_node_is_not_reported_down() -> None:
     assert healthy(findings(with_(nodes=(*WELL.nodes, node("old", health="down", admin_state="disabled")))))
 

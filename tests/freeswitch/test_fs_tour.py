@@ -202,10 +202,12 @@ def tour(farm_dsn: str, workdir: Path) -> Iterator[Tour]:
     path = os.pathsep.join([str(Path(binary).parent), str(Path(FSFARM).parent), ctl.env["PATH"]])
     env = {**ctl.env, "HOME": str(workdir), "PATH": path}
     env.pop("FSFARM_CONTROLLER_ADDRESS")  # the tour's one machine needs none: the default is loopback
+    text = README.read_text()
+    assert all(readme in text for readme in mapping), "the README's tour no longer uses the mapped addresses"
     t = Tour(ctl, workdir, env, mapping)
     try:
         # The whole tour runs once for the module, in the README's order; the tests then read what it did.
-        for command in tour_commands(README.read_text()):
+        for command in tour_commands(text):
             t.run(command)
         yield t
     finally:
