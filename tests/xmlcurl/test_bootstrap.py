@@ -87,3 +87,11 @@ def test_bootstrap_points_at_where_fsfarm_up_listens_and_prints_the_command_line
     given = CliRunner().invoke(main, ["freeswitch", "bootstrap", "--dsn", dsn, "--node", "vm", "--out", str(conf),
                                       "--url", "http://10.1.2.3:9000/xmlcurl"], env=env)
     assert given.exit_code == 0 and "xml_curl: http://10.1.2.3:9000/xmlcurl" in given.output
+
+
+def test_the_readme_tour_names_every_module_a_node_loads() -> None:
+    from xmlcurl.bootstrap import MODULES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    tour = readme[readme.index("## A short tour") : readme.index("### More of the CLI")]
+    assert [m for m in MODULES if m not in tour] == []
