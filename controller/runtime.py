@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -49,3 +50,22 @@ def xmlcurl_password(settings: Settings) -> str:
         path.write_text(secrets.token_urlsafe(18) + "\n")
         os.chmod(path, 0o600)
     return path.read_text().strip()
+
+
+def record_listen(settings: Settings, host: str, port: int) -> Path:
+    """Write ``<state dir>/controller.json``: where ``fsfarm up`` listens, for bootstrap and ``fsfarm status``."""
+    path = Path(settings.state_dir) / "controller.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
+    path.write_text(json.dumps({"host": host, "port": port, "url": f"http://{local}:{port}",
+                                "controller_address": settings.controller_address, "pid": os.getpid()}) + "\n")
+    return path
+
+
+def recorded_listen(settings: Settings) -> dict[str, object] | None:
+    """What ``record_listen`` wrote (host, port, url, controller_address), or None before the first ``fsfarm up``."""
+    try:
+        found = json.loads((Path(settings.state_dir) / "controller.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None

@@ -127,8 +127,10 @@ def _push_config(db: Database) -> Any:
     return on_change
 
 
-def _room_services(db: Database, settings: Settings) -> list[Any]:
-    """Start the failover, mixer and drain loops, ESL watchers, IVR server and (when configured) Kamailio sync."""
+def _room_services(db: Database, settings: Settings, probes: dict[str, Any]) -> list[Any]:
+    """Start the failover, mixer and drain loops, ESL watchers, IVR server and (when configured) Kamailio sync.
+
+    ``probes`` (the app's status probes) gets the Kamailio sync's last outcome, for `fsfarm status`."""
     from controller.storage.selection import open_storage
     from controller.storage.sounds import PromptsOnce
     from controller.storage.sweep import SweepLoop
@@ -148,7 +150,9 @@ def _room_services(db: Database, settings: Settings) -> list[Any]:
         from controller.kamailio.control import KamailioControl
         from controller.kamailio.sync import KamailioSync
 
-        handles.append(KamailioSync(db.conninfo, KamailioControl(ctl)).start())
+        sync = KamailioSync(db.conninfo, KamailioControl(ctl)).start()
+        probes["kamailio"] = lambda: sync.status  # for `fsfarm status`
+        handles.append(sync)
     return handles
 
 
@@ -166,12 +170,19 @@ def serve(host: str, port: int) -> None:
     from xmlcurl.web import start as start_xmlcurl
 
     start_xmlcurl(app, on_change=_push_config(db))  # load the farm snapshot now, not on the first request
-    services = _room_services(db, settings)
+    services = _room_services(db, settings, app.extensions.setdefault("fsfarm.status", {}))
     server = WSGIServer((host, port), app, log=None, error_log=log)
     where = "FSFARM_DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.state_dir}"
     click.echo(f"fsfarm controller on http://{host}:{port} (database: {where})")
     click.echo(f"farm-admin token: {token_path}   xml_curl basic auth: {settings.xmlcurl_user} / "
                f"{settings.state_dir / 'xmlcurl-password'}")
+    runtime.record_listen(settings, host, port)
+    if host.startswith("127.") or host in ("localhost", "::1"):
+        click.echo(f"listening on loopback only: for nodes on other machines start with `--host 0.0.0.0` and set "
+                   f"FSFARM_CONTROLLER_ADDRESS to an address they reach (now {settings.controller_address})")
+    elif settings.controller_address.startswith("127.") or settings.controller_address == "localhost":
+        click.echo(f"FSFARM_CONTROLLER_ADDRESS is {settings.controller_address}: `fsfarm freeswitch bootstrap` "
+                   "points nodes there, so only nodes on this machine reach it; set it to an address they reach")
 
     def stop(*_: Any) -> None:
         server.stop(timeout=5)

@@ -6,6 +6,7 @@ and node views are for farm admins.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
@@ -14,6 +15,7 @@ from controller.api.auth import body, database, farm_admin, requires_token, visi
 from controller.errors import Invalid, NotFound
 from controller.stores import nodes
 from esl_workers import calls, cdr, commands, conferences, liveness, registrations
+from esl_workers.inbound import WorkerConfig
 
 blueprint = Blueprint("esl", __name__, url_prefix="/api/v1")
 
@@ -155,5 +157,24 @@ def job(job_id: str) -> Any:
     return jsonify(_rows([commands.get_job(database(), job_id)])[0])
 
 
+def spool_facts(spool_dir: Path) -> list[dict[str, Any]]:
+    """Each non-empty CDR spool (one per node, named by node id), for `fsfarm status`."""
+    out = []
+    for path in sorted(spool_dir.glob("cdr-*.jsonl")):
+        try:
+            stat = path.stat()
+            if stat.st_size == 0:
+                continue
+            with path.open("rb") as f:
+                cdrs = sum(1 for line in f if line.strip())
+        except OSError:
+            continue
+        out.append({"node_id": path.stem.removeprefix("cdr-"), "cdrs": cdrs, "changed_at": stat.st_mtime,
+                    "path": str(path)})
+    return out
+
+
 def register(app: Flask) -> None:
+    spool_dir = WorkerConfig.from_env(app.extensions["fsfarm.settings"]).spool_dir
+    app.extensions.setdefault("fsfarm.status", {})["cdr_spool"] = lambda: spool_facts(spool_dir)
     app.register_blueprint(blueprint)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 import click
@@ -37,10 +38,13 @@ def freeswitch() -> None:
 @click.option("--node", "node_ref", required=True, help="Registered node name (or id).")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="FreeSWITCH conf directory to write; without it the files are printed.")
-@click.option("--url", default=None, help="xml_curl URL the node reaches (default http://<controller>:8080/xmlcurl).")
+@click.option("--url", default=None,
+              help="xml_curl URL the node reaches (default: where `fsfarm up` last listened, from "
+                   "<state dir>/controller.json, else http://FSFARM_CONTROLLER_ADDRESS:8080/xmlcurl).")
 @click.option("--dsn", default=None, help="PostgreSQL DSN (default FSFARM_DATABASE_URL or the embedded server).")
 def bootstrap_command(node_ref: str, out: Path | None, url: str | None, dsn: str | None) -> None:
-    """Write freeswitch.xml, modules.conf.xml and xml_curl.conf.xml for NODE; start FreeSWITCH with -conf OUT."""
+    """Write the few local files NODE needs (freeswitch.xml and five autoload_configs) and print the command
+    line that starts FreeSWITCH on them; everything else it fetches from the controller over xml_curl."""
     settings = Settings.from_env()
     # The same password `fsfarm up` serves: FSFARM_XMLCURL_PASSWORD, else the one it keeps in the state dir.
     settings = dataclasses.replace(settings, xmlcurl_password=runtime.xmlcurl_password(settings))
@@ -52,8 +56,7 @@ def bootstrap_command(node_ref: str, out: Path | None, url: str | None, dsn: str
         db.close()
     if node is None:
         raise NotFound(f"no node {node_ref!r}: register it first (fsfarm node add)")
-    port = os.environ.get("FSFARM_HTTP_PORT", "8080")
-    target = url or f"http://{settings.controller_address}:{port}{PATH}"
+    target = url or _xmlcurl_url(settings)
     contents = bootstrap.files(node, target, settings.xmlcurl_user, settings.xmlcurl_password,
                                XmlCurlOptions.from_env())
     if out is None:
@@ -63,6 +66,33 @@ def bootstrap_command(node_ref: str, out: Path | None, url: str | None, dsn: str
         return
     for path in bootstrap.write(out, contents):
         click.echo(f"wrote {path}")
+    click.echo(f"xml_curl: {target}")
+    click.echo("start FreeSWITCH with:")
+    click.echo("  " + " ".join(start_command(out.resolve())))
+
+
+def _xmlcurl_url(settings: Settings) -> str:
+    """Where the node reaches xml_curl: the address and port `fsfarm up` recorded, else the environment's."""
+    recorded = runtime.recorded_listen(settings) or {}
+    address = os.environ.get("FSFARM_CONTROLLER_ADDRESS") or recorded.get("controller_address")
+    port = recorded.get("port") or os.environ.get("FSFARM_HTTP_PORT", "8080")
+    return f"http://{address or settings.controller_address}:{port}{PATH}"
+
+
+def start_command(conf: Path) -> list[str]:
+    """``freeswitch -nonat -nc -conf CONF ...`` with its runtime dirs (created here) under CONF."""
+    for name in RUNTIME_DIRS:
+        (conf / name).mkdir(parents=True, exist_ok=True)
+    binary = "freeswitch" if shutil.which("freeswitch") else os.environ.get("FREESWITCH_BIN") or "freeswitch"
+    args = [binary, "-nonat", "-nc", "-conf", str(conf)]
+    for name in RUNTIME_DIRS:
+        args += [f"-{name}", str(conf / name)]
+    return args
+
+
+# What FreeSWITCH writes (pid file, core db, log, certificates...): one set per node, so nodes on one machine
+# do not collide and nothing is written into the installation's own directories.
+RUNTIME_DIRS = ("log", "db", "run", "storage", "cache", "recordings", "certs")
 
 
 commands = [freeswitch]

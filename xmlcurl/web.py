@@ -254,5 +254,9 @@ def register(app: Flask) -> None:
         options=options,
         cache=AnswerCache(ttl=options.cache_ttl, max_entries=options.cache_entries),
     )
+    # For `fsfarm status`: None when answers never come from the snapshot (FSFARM_XMLCURL_SNAPSHOT=0).
+    app.extensions.setdefault("fsfarm.status", {})["snapshot"] = lambda: (
+        service(app).snapshot.ready if options.snapshot and service(app).listener is not None else None
+    )
     app.register_blueprint(blueprint)  # still routed: url_for, the OpenAPI listing, and the same view logic
     app.wsgi_app = XmlCurlFront(app, app.wsgi_app)  # type: ignore[method-assign]

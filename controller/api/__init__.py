@@ -26,7 +26,7 @@ MAX_BODY = 1024 * 1024
 
 def create_app(db: Database, settings: Settings | None = None) -> Flask:
     """Build the WSGI app for a database; ``settings`` default to the environment's."""
-    from controller.api import auth, health, join, nodes, openapi, placement, storage, tenants
+    from controller.api import auth, health, join, nodes, openapi, placement, status, storage, tenants
 
     app = Flask("fsfarm")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -34,7 +34,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Flask:
     app.extensions["fsfarm.db"] = db
     app.extensions["fsfarm.settings"] = settings or Settings.from_env()
 
-    for module in (health, nodes, tenants, placement, auth, openapi, storage, join):
+    for module in (health, nodes, tenants, placement, auth, openapi, storage, join, status):
         app.register_blueprint(module.blueprint)
     for name in ROOM_WEB_MODULES:
         if importlib.util.find_spec(name) is not None:

@@ -27,6 +27,7 @@ ROUTES: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
     ("patch", "/tenants/{tenant}", "Change a tenant", provisioning.TENANT_FIELDS, 200),
     ("delete", "/tenants/{tenant}", "Delete a tenant (?force=true with users or numbers)", None, 200),
     ("get", "/placement", "Where each tenant and conference runs", None, 200),
+    ("get", "/status", "What is wrong with the farm and what to do, in sentences (farm admin)", None, 200),
     ("post", "/tokens", "Issue a bearer token (farm admin)", None, 201),
 ]
 for _kind, _spec in provisioning.KINDS.items():

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, g, jsonify, request
 
-from controller import provisioning
+from controller import provisioning, status
 from controller.api.auth import body, database, farm_admin, requires_token, visible_tenant
 from controller.errors import Forbidden
 from controller.stores import tenants
@@ -35,7 +35,11 @@ def list_tenants() -> Any:
 @blueprint.post("/tenants")
 @farm_admin
 def add_tenant() -> Any:
-    return jsonify(provisioning.add_tenant(database(), body()).public()), 201
+    created = provisioning.add_tenant(database(), body())
+    with database().transaction() as conn:
+        node, warnings = status.tenant_warnings(conn, created.id, created.domain)
+    # `warnings`: why the new tenant is not on a live node yet (empty when it is).
+    return jsonify({**created.public(), "node": node, "warnings": warnings}), 201
 
 
 @blueprint.get("/tenants/<ref>")

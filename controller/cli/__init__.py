@@ -18,6 +18,7 @@ ROOM_CLI_MODULES = (
     "controller.cli.admin",
     "controller.cli.farm",
     "controller.cli.storage",
+    "controller.cli.status",
     "xmlcurl.cli",
     "esl_workers.cli",
     "mixer_ext.cli",

@@ -12,13 +12,12 @@ from typing import Any
 
 import click
 
-from controller import provisioning, runtime
+from controller import provisioning, runtime, status
 from controller.cli.output import emit
 from controller.config import Settings
 from controller.database import Database
 from controller.errors import Invalid
 from controller.stores import nodes as node_store
-from controller.stores import placements
 from controller.stores import tenants as tenant_store
 from sql.migrate import migrate
 
@@ -53,8 +52,10 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address the controller listens on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="HTTP port (API and xml_curl).")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="FSFARM_HTTP_HOST",
+              help="Address the controller listens on (FSFARM_HTTP_HOST).")
+@click.option("--port", default=8080, show_default=True, type=int, envvar="FSFARM_HTTP_PORT",
+              help="HTTP port, API and xml_curl (FSFARM_HTTP_PORT).")
 def up(host: str, port: int) -> None:
     """Start the controller: database (embedded unless FSFARM_DATABASE_URL), API, xml_curl, workers."""
     from controller.serve import serve  # gevent patching happens there, only for `up`
@@ -207,14 +208,15 @@ def tenant() -> None:
 @json_option
 @with_db
 def tenant_add(database: Database, domain: str, name: str | None, pinned_node: str | None, as_json: bool) -> None:
-    """Create a tenant; it is placed on a node at once."""
+    """Create a tenant; it is placed on a node at once (a warning on stderr when that node is not up)."""
     data = {"domain": domain, "name": name, "pinned_node": pinned_node}
     created = provisioning.add_tenant(database, {k: v for k, v in data.items() if v})
     with database.transaction() as conn:
-        node_id = placements.tenant_node(conn, created.id)
-        node = node_store.get(conn, node_id) if node_id else None
-    where = node.name if node else None
-    emit({**created.public(), "node": where}, ("domain", "name", "node"), as_json)
+        where, warnings = status.tenant_warnings(conn, created.id, created.domain)
+    emit({**created.public(), "node": where, **({"warnings": warnings} if as_json else {})},
+         ("domain", "name", "node"), as_json)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @tenant.command("list")

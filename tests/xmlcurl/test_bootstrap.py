@@ -62,3 +62,39 @@ def test_without_the_variable_bootstrap_uses_the_password_fsfarm_up_keeps(dsn: s
     curl = etree.parse(str(tmp_path / "conf/autoload_configs/xml_curl.conf.xml"))
     params = {p.get("name"): p.get("value") for p in curl.iter("param")}
     assert params["gateway-credentials"] == "freeswitch:kept-by-fsfarm-up"
+
+
+def test_bootstrap_points_at_where_fsfarm_up_listens_and_prints_the_command_line(dsn: str, farm: Any,
+                                                                                  tmp_path: Path) -> None:
+    from controller import runtime
+    from controller.config import Settings
+
+    state = tmp_path / "state"
+    up = Settings(database_url=dsn, state_dir=state, embedded_pg_port=0, xmlcurl_user="freeswitch",
+                  xmlcurl_password="", controller_address="192.0.2.20")
+    runtime.record_listen(up, "0.0.0.0", 18080)  # what `fsfarm up --host 0.0.0.0 --port 18080` writes
+    env = {"FSFARM_XMLCURL_PASSWORD": "s3cret", "FSFARM_CONTROLLER_ADDRESS": None, "FSFARM_HTTP_PORT": None,
+           "FSFARM_STATE_DIR": str(state)}
+    conf = tmp_path / "fs1"
+    result = CliRunner().invoke(main, ["freeswitch", "bootstrap", "--dsn", dsn, "--node", "vm", "--out", str(conf)],
+                                env=env)
+    assert result.exit_code == 0, result.output
+    curl = etree.parse(str(conf / "autoload_configs/xml_curl.conf.xml"))
+    params = {p.get("name"): p.get("value") for p in curl.iter("param")}
+    assert params["gateway-url"] == "http://192.0.2.20:18080/xmlcurl"
+    lines = result.output.splitlines()
+    assert lines[-2] == "start FreeSWITCH with:"
+    command = lines[-1].split()
+    assert command[1:5] == ["-nonat", "-nc", "-conf", str(conf.resolve())]
+    assert command[command.index("-run") + 1] == str(conf.resolve() / "run") and (conf / "run").is_dir()
+    given = CliRunner().invoke(main, ["freeswitch", "bootstrap", "--dsn", dsn, "--node", "vm", "--out", str(conf),
+                                      "--url", "http://10.1.2.3:9000/xmlcurl"], env=env)
+    assert given.exit_code == 0 and "xml_curl: http://10.1.2.3:9000/xmlcurl" in given.output
+
+
+def test_the_readme_tour_names_every_module_a_node_loads() -> None:
+    from xmlcurl.bootstrap import MODULES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    tour = readme[readme.index("## A short tour") : readme.index("### More of the CLI")]
+    assert [m for m in MODULES if m not in tour] == []

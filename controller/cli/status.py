@@ -1,0 +1,63 @@
+"""``fsfarm status``: what is wrong with the farm and what to do, one sentence each."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import requests
+
+from controller import runtime, status
+from controller.config import Settings
+
+
+def _ask_controller(url: str, settings: Settings) -> tuple[dict[str, Any] | None, str, str]:
+    """The running controller's own ``GET /api/v1/status``, or None and why: nothing answers, or it refused."""
+    token_path = settings.state_dir / "admin-token"
+    try:
+        token = token_path.read_text().strip()
+    except OSError:
+        token = ""
+    try:
+        answer = requests.get(f"{url}/api/v1/status", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    except requests.RequestException:
+        return None, f"no answer at {url}", ""
+    if answer.status_code != 200:
+        return None, "", f"{url} answered {answer.status_code}: is {token_path} this farm's admin token?"
+    return answer.json(), "", ""
+
+
+@click.command("status")
+@click.option("--url", default=None, help="The controller's URL (default: where `fsfarm up` last listened).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def status_command(url: str | None, as_json: bool) -> None:
+    """Say what is wrong with the farm and what to do, in sentences; "All is well" when nothing is.
+
+    Asks the running controller (it alone knows its xml_curl snapshot, CDR spools and Kamailio sync);
+    when it does not answer, reads the database and says that the controller is not running."""
+    settings = Settings.from_env()
+    recorded = runtime.recorded_listen(settings) or {}
+    base = (url or str(recorded.get("url") or "http://127.0.0.1:8080")).rstrip("/")
+    answer, not_running, refused = _ask_controller(base, settings)
+    if answer is None:
+        db = runtime.open_database(settings)
+        try:
+            with db.transaction() as conn:
+                reading = status.read_farm(conn, None, controller=not_running or None, unasked=refused or None)
+        finally:
+            db.close()
+        found = status.findings(reading)
+        answer = {
+            "healthy": status.healthy(found),
+            "findings": [f.public() for f in found],
+            "reading": reading.public(),
+        }
+    if as_json:
+        click.echo(json.dumps(answer, indent=2, default=str))
+        return
+    for finding in answer["findings"]:
+        click.echo(f"{finding['level'].upper()}: {finding['text']}")
+
+
+commands = [status_command]
