@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from typing import Any
 
 import click
-import requests
 
 from controller import runtime, status
 from controller.config import Settings
@@ -19,13 +20,15 @@ def _ask_controller(url: str, settings: Settings) -> tuple[dict[str, Any] | None
         token = token_path.read_text().strip()
     except OSError:
         token = ""
+    # urllib, not requests: requests is only a test dependency, and every CLI command imports this module.
+    request = urllib.request.Request(f"{url}/api/v1/status", headers={"Authorization": f"Bearer {token}"})
     try:
-        answer = requests.get(f"{url}/api/v1/status", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    except requests.RequestException:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read()), "", ""
+    except urllib.error.HTTPError as exc:
+        return None, "", f"{url} answered {exc.code}: is {token_path} this farm's admin token?"
+    except (urllib.error.URLError, OSError, ValueError):
         return None, f"no answer at {url}", ""
-    if answer.status_code != 200:
-        return None, "", f"{url} answered {answer.status_code}: is {token_path} this farm's admin token?"
-    return answer.json(), "", ""
 
 
 @click.command("status")

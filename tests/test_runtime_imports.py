@@ -1,0 +1,33 @@
+"""What ``.ci/install`` puts in (no test extras) is enough to run every ``fsfarm`` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+# Importable only because the test extras are installed; the product must not need them.
+TEST_ONLY = ("requests", "pytest", "hypothesis", "hcl2")
+
+PROBE = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {TEST_ONLY!r}:
+            raise ImportError('test-only package imported by the product: ' + name)
+        return None
+sys.meta_path.insert(0, Block())
+sys.argv = ['fsfarm', '--help']
+import controller.cli, controller.serve, controller.tasks, xmlcurl.web, esl_workers.inbound, mixer_ext.engine
+from controller.cli.launcher import main
+try:
+    main()
+except SystemExit as exc:
+    sys.exit(exc.code)
+"""
+
+
+def test_the_cli_and_every_room_import_without_test_dependencies() -> None:
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Usage: fsfarm" in done.stdout
+    assert "MonkeyPatchWarning" not in done.stderr
