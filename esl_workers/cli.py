@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import signal
@@ -30,11 +31,13 @@ def _database() -> tuple[Any, Any]:
     settings = Settings.from_env()
     if settings.database_url:
         return Database(settings.database_url), settings
-    from controller.database.embedded import EmbeddedPostgres
+    from controller.database.embedded import EmbeddedPostgres, borrow
 
     server = EmbeddedPostgres(settings.state_dir / "postgres", port=settings.embedded_pg_port)
-    server.start()
-    return Database(server.conninfo), settings
+    borrow(server)  # stopped again at exit, unless `fsfarm up` had it running
+    db = Database(server.conninfo)
+    atexit.register(db.close)  # registered after borrow's stop, so it runs before it
+    return db, settings
 
 
 def _tenant(db: Any, ref: str) -> Any:

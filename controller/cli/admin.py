@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from controller import provisioning, runtime
+from controller.cli.base import in_cli_terms
 from controller.cli.output import emit
 from controller.config import Settings
 from controller.database import Database
@@ -26,13 +27,18 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 
 def with_db(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Open the farm database (starting the embedded one if needed) for the command."""
+    """Open the farm database for the command (an embedded one it had to start is stopped at exit).
+
+    A missing field is reported with the command's own flag (``missing --password``).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         db = runtime.open_database(Settings.from_env())
         try:
             return fn(db, *args, **kwargs)
+        except Invalid as exc:
+            raise in_cli_terms(exc, click.get_current_context().command) from None
         finally:
             db.close()
 
@@ -137,8 +143,18 @@ def node_list(database: Database, as_json: bool) -> None:
 @with_db
 def node_drain(database: Database, name: str) -> None:
     """Place nothing more on a node; its tenants move to the others."""
+    with database.transaction() as conn:
+        hosted = placements.tenants_on_node(conn, provisioning.get_node(conn, name).id)
     provisioning.drain_node(database, name)
-    click.echo(f"node {name} is draining; its tenants were moved")
+    with database.transaction() as conn:
+        stranded = sum(1 for t in hosted if placements.tenant_node(conn, t) is None)
+    if not hosted:
+        click.echo(f"node {name} is draining; it hosted no tenants")
+    elif stranded:
+        click.echo(f"node {name} is draining; {len(hosted) - stranded} of its {len(hosted)} tenant(s) moved to "
+                   f"other nodes, {stranded} are on no node (no other node can take them)")
+    else:
+        click.echo(f"node {name} is draining; its {len(hosted)} tenant(s) were moved to other nodes")
 
 
 @node.command("rm")
@@ -339,11 +355,25 @@ def placement_show(database: Database, as_json: bool) -> None:
     if as_json:
         emit(overview, (), True)
         return
-    click.echo(f"generation {overview['generation']}: {overview['reason'] or 'nothing placed yet'}")
+    click.echo(f"generation {overview['generation']}: {_placement_summary(overview)}")
     emit(overview["tenants"], ("tenant", "node", "generation", "pinned"), False)
     if overview["conferences"]:
         click.echo("")
         emit(overview["conferences"], ("tenant", "conference", "profile", "node", "mixer"), False)
+    if overview["reason"]:
+        # The latest generation's reason may be about a tenant or node deleted since: say when it was.
+        click.echo(f"\ngeneration {overview['generation']} was decided at {overview['decided_at']}: "
+                   f"{overview['reason']}")
+
+
+def _placement_summary(overview: dict[str, Any]) -> str:
+    """The current state in one clause: how many tenants run on how many nodes, and how many on none."""
+    placed = [t for t in overview["tenants"] if t["node"]]
+    if not overview["tenants"]:
+        return "no tenants"
+    clause = f"{len(placed)} tenant(s) on {len({t['node'] for t in placed})} node(s)"
+    stranded = len(overview["tenants"]) - len(placed)
+    return clause + (f", {stranded} on no node" if stranded else "")
 
 
 @click.group()

@@ -1,27 +1,76 @@
-"""The root click group and the error handling every fsfarm command shares."""
+"""The root click group and the error handling every fsfarm command shares.
+
+Every error is one line on stderr (``error: ...``) and a non-zero exit: fsfarm's own errors
+(exit 1) and click's usage errors alike (exit 2), never a traceback.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from controller.errors import FarmError
+from controller.errors import FarmError, Invalid
+
+
+def flag_for(command: click.Command, field: str) -> str:
+    """How an operator gives ``field`` to ``command``: its option (``--sip``), argument (``NAME``) or ``--set``."""
+    for param in command.params:
+        if param.name == field:
+            if isinstance(param, click.Option):
+                return max(param.opts, key=len)
+            return param.human_readable_name
+    if any(param.name == "settings" for param in command.params):
+        return f"--set {field}=VALUE"
+    return field
+
+
+def in_cli_terms(exc: Invalid, command: click.Command) -> Invalid:
+    """A missing-field error from the shared validation, reworded to name the command's flags."""
+    missing = exc.detail.get("missing") if isinstance(exc.detail, dict) else None
+    if not missing:
+        return exc
+    return Invalid(f"missing {', '.join(flag_for(command, f) for f in missing)}", exc.detail)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one ``error:`` line on stderr and exit with ``code``."""
+    click.echo(f"error: {' '.join(message.split())}", err=True)
+    sys.exit(code)
 
 
 class FarmGroup(click.Group):
-    """A click group that turns FarmError into a message and exit status 1, never a traceback."""
+    """A click group that turns FarmError and usage errors into one line and a non-zero exit."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except FarmError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            if exc.detail is not None:
-                click.echo(f"detail: {json.dumps(exc.detail, default=str)}", err=True)
-            sys.exit(1)
+            fail(exc.message)
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "fsfarm"
+            fail(f"{exc.format_message()} (see '{where} --help')", exc.exit_code)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            fail("aborted")
+        # Without standalone mode click returns --help's and --version's exit code instead of exiting.
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 @click.group(cls=FarmGroup)
