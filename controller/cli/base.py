@@ -28,11 +28,17 @@ def flag_for(command: click.Command, field: str) -> str:
 
 
 def in_cli_terms(exc: Invalid, command: click.Command) -> Invalid:
-    """A missing-field error from the shared validation, reworded to name the command's flags."""
-    missing = exc.detail.get("missing") if isinstance(exc.detail, dict) else None
-    if not missing:
-        return exc
-    return Invalid(f"missing {', '.join(flag_for(command, f) for f in missing)}", exc.detail)
+    """An error from the shared validation, reworded to name the command's flags instead of the API's fields.
+
+    ``missing field(s): password`` becomes ``missing --password``; ``sip_address: ...`` becomes ``--sip: ...``.
+    """
+    detail = exc.detail if isinstance(exc.detail, dict) else {}
+    if detail.get("missing"):
+        return Invalid(f"missing {', '.join(flag_for(command, f) for f in detail['missing'])}", exc.detail)
+    field = detail.get("field")
+    if isinstance(field, str) and exc.message.startswith(f"{field}: "):
+        return Invalid(f"{flag_for(command, field)}: {exc.message[len(field) + 2 :]}", exc.detail)
+    return exc
 
 
 def fail(message: str, code: int = 1) -> None:
