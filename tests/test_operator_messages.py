@@ -22,7 +22,6 @@ from testsupport import free_port
 from controller import provisioning
 from controller.database.embedded import EmbeddedPostgres
 from controller.stores import failovers
-from controller.validation import HostPort
 
 NODE = {"name": "fs1", "sip_address": "10.0.0.1", "esl_address": "10.0.0.1", "esl_password": "ClueCon"}
 
@@ -72,6 +71,8 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     ],
 )
 def test_host_port_accepts_addresses(text, expected):
+    from controller.validation import HostPort
+
     assert str(HostPort.parse(text, 5060)) == expected
 
 
@@ -92,6 +93,8 @@ def test_host_port_accepts_addresses(text, expected):
     ],
 )
 def test_host_port_refuses_what_is_not_an_address(text, reason):
+    from controller.validation import HostPort
+
     with pytest.raises(ValueError, match=reason):
         HostPort.parse(text, 5060)
 
