@@ -145,7 +145,7 @@ def _room_services(db: Database, settings: Settings) -> list[Any]:
     return handles
 
 
-def _bind(host: str, port: int, what: str, *, listen: bool) -> socket.socket:
+def _bind(host: str, port: int, what: str) -> socket.socket:
     """Bind ``host:port`` now, or say in one line that it is taken (another ``fsfarm up``, most likely)."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gevent does: TIME_WAIT is no conflict
@@ -157,8 +157,6 @@ def _bind(host: str, port: int, what: str, *, listen: bool) -> socket.socket:
             raise Unavailable(f"port {port} ({what}) on {host} is already in use: is another fsfarm up running?",
                               {"port": port}) from None
         raise Unavailable(f"cannot listen on {host}:{port} ({what}): {exc.strerror}", {"port": port}) from None
-    if listen:
-        sock.listen(256)
     return sock
 
 
@@ -178,8 +176,9 @@ def serve(host: str, port: int) -> None:
     ivr_host = os.environ.get("FSFARM_IVR_HOST", "127.0.0.1")
     ivr_port = int(os.environ.get("FSFARM_IVR_PORT", "8084"))
     # Both ports are checked before anything starts: a second `fsfarm up` then changes nothing.
-    listener = _bind(host, port, "the API and xml_curl", listen=True)
-    _bind(ivr_host, ivr_port, "the IVR server", listen=False).close()
+    # Bound but not listening until everything runs: clients are refused, not left hanging, meanwhile.
+    listener = _bind(host, port, "the API and xml_curl")
+    _bind(ivr_host, ivr_port, "the IVR server").close()
     logging.basicConfig(level=os.environ.get("FSFARM_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -202,6 +201,7 @@ def _serve(listener: socket.socket, host: str, port: int) -> None:
 
     start_xmlcurl(app, on_change=_push_config(db))  # load the farm snapshot now, not on the first request
     services = _room_services(db, settings)
+    listener.listen(256)
     server = WSGIServer(listener, app, log=None, error_log=log)
     where = "FSFARM_DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.state_dir}"
     click.echo(f"fsfarm controller on http://{host}:{port} (database: {where})")
