@@ -15,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
+import click
 import pytest
 import requests
 from testsupport import free_port
@@ -348,3 +349,51 @@ def test_placement_show_heads_with_the_current_state(dsn):
     assert lines[0] == "generation 2: 1 tenant(s) on 1 node(s)"
     assert "beta.example" not in "\n".join(lines[:3])
     assert lines[-1].startswith("generation 2 was decided at ") and lines[-1].endswith(": tenant beta.example added")
+
+
+# ---------------------------------------------------------------- the --help tree and shell completion
+
+
+def _commands(command: click.Command, path: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    yield path, command
+    if isinstance(command, click.Group):
+        ctx = click.Context(command, info_name=path[-1])
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None
+            yield from _commands(sub, (*path, name))
+
+
+def test_every_help_page_reads_well_at_80_columns():
+    from click.testing import CliRunner
+
+    from controller.cli import main
+
+    pages = 0
+    for path, command in _commands(main, ("fsfarm",)):
+        if command.hidden:
+            continue
+        assert command.help, f"{' '.join(path)} has no help"
+        options = [p for p in command.params if isinstance(p, click.Option) and not p.hidden]
+        assert all(o.help for o in options), (path, [o.opts for o in options if not o.help])
+        result = CliRunner().invoke(main, [*path[1:], "--help"], prog_name="fsfarm", terminal_width=80)
+        assert result.exit_code == 0, (path, result.output)
+        page = result.output
+        # Listed subcommands keep their whole one-line help; nothing runs past 80 columns; no reST markup.
+        listing = page.partition("\nCommands:\n")[2]
+        assert not any(line.endswith("...") for line in listing.splitlines()) and "``" not in page, (path, page)
+        assert all(len(line) <= 80 for line in page.splitlines()), (path, page)
+        pages += 1
+    assert pages > 60
+
+
+def test_shell_completion_is_what_click_provides():
+    # The console script as installed: click names the completion variable after the program.
+    launcher = Path(sys.executable).parent / "fsfarm"
+    script = subprocess.run(
+        [launcher], env={**os.environ, "_FSFARM_COMPLETE": "bash_source"}, capture_output=True, text=True, timeout=60
+    )
+    assert script.returncode == 0 and "_fsfarm_completion()" in script.stdout and "complete " in script.stdout
+    env = {**os.environ, "_FSFARM_COMPLETE": "bash_complete", "COMP_WORDS": "fsfarm no", "COMP_CWORD": "1"}
+    words = subprocess.run([launcher], env=env, capture_output=True, text=True, timeout=60)
+    assert words.stdout.split() == ["plain,node", "plain,node-cmd"]

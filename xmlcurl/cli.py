@@ -30,7 +30,7 @@ def _database(settings: Settings, dsn: str | None) -> Database:
 
 @click.group("freeswitch")
 def freeswitch() -> None:
-    """Configure FreeSWITCH nodes to take everything from the controller."""
+    """Configure FreeSWITCH nodes from the controller."""
 
 
 @freeswitch.command("bootstrap")
@@ -40,7 +40,10 @@ def freeswitch() -> None:
 @click.option("--url", default=None, help="xml_curl URL the node reaches (default http://<controller>:8080/xmlcurl).")
 @click.option("--dsn", default=None, help="PostgreSQL DSN (default FSFARM_DATABASE_URL or the embedded server).")
 def bootstrap_command(node_ref: str, out: Path | None, url: str | None, dsn: str | None) -> None:
-    """Write freeswitch.xml, modules.conf.xml and xml_curl.conf.xml for NODE; start FreeSWITCH with -conf OUT."""
+    """Write the local files NODE needs to fetch the rest over xml_curl.
+
+    freeswitch.xml, modules.conf.xml, xml_curl.conf.xml and what they include; start FreeSWITCH with -conf OUT.
+    """
     settings = Settings.from_env()
     # The same password `fsfarm up` serves: FSFARM_XMLCURL_PASSWORD, else the one it keeps in the state dir.
     settings = dataclasses.replace(settings, xmlcurl_password=runtime.xmlcurl_password(settings))

@@ -62,7 +62,11 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the controller listens on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="HTTP port (API and xml_curl).")
 def up(host: str, port: int) -> None:
-    """Start the controller: database (embedded unless FSFARM_DATABASE_URL), API, xml_curl, workers."""
+    """Start the controller and everything it runs, until Ctrl-C.
+
+    The database (embedded unless FSFARM_DATABASE_URL), the REST API and xml_curl on --port,
+    one ESL watcher per node, the IVR server, the failover and mixer loops.
+    """
     from controller.serve import serve  # gevent patching happens there, only for `up`
 
     serve(host, port)
@@ -86,7 +90,10 @@ def db_migrate() -> None:
 @click.option("--name", "site_name", default="site_a", show_default=True, help="This site's name.")
 @click.option("--peer-name", default="site_b", show_default=True, help="The other site's name.")
 def db_replicate(peer_dsn: str, self_dsn: str | None, site_name: str, peer_name: str) -> None:
-    """Replicate the farm database both ways with another site (multi-master; last write wins)."""
+    """Replicate the farm database both ways with another site.
+
+    Multi-master: each site subscribes to the other; the last write wins.
+    """
     from controller.replication import Site, replicate
 
     local = Site(site_name, self_dsn or runtime.conninfo(Settings.from_env()))
@@ -169,7 +176,10 @@ def node_rm(database: Database, name: str, force: bool) -> None:
 
 @click.group()
 def mixers() -> None:
-    """HD conference mixers the controller drives (run one with `fsfarm mixer`)."""
+    """HD conference mixers the controller drives.
+
+    Run one with `fsfarm mixer`, then register it here.
+    """
 
 
 @mixers.command("add")
@@ -288,9 +298,11 @@ CHILD_COMMANDS: dict[str, tuple[str, str, list[tuple[str, str, str]], tuple[str,
 def _child_group(kind: str) -> click.Group:
     command, key, extras, columns = CHILD_COMMANDS[kind]
     label = provisioning.KINDS[kind].name
-    article = "an" if label[0].upper() in "AEIOU" else "a"
+    article = "an" if label[0] in "aeioI" else "a"  # an IVR, a user
 
-    @click.group(name=command, help=f"{label[0].upper()}{label[1:]}s of a tenant.")
+    # `fsfarm ivr` also holds esl_workers' `serve` and `check` (see controller.cli): its help says so.
+    help_text = "IVRs of a tenant and the server that runs them." if kind == "ivrs" else None
+    @click.group(name=command, help=help_text or f"{label[0].upper()}{label[1:]}s of a tenant.")
     def group() -> None:
         pass
 
@@ -310,11 +322,12 @@ def _child_group(kind: str) -> click.Group:
         created = provisioning.add_child(database, kind, tenant_ref, data)
         emit(created.public(), columns, as_json)
 
-    add.__doc__ = f"Create {article} {label} in a tenant; --set field=value for any other field."
+    add.__doc__ = f"Create {article} {label} in a tenant.\n\n--set FIELD=VALUE gives any other field of the API's body."
     add_cmd: Callable[..., Any] = with_db(add)
     for flag, field_name, help_text in reversed(extras):
         add_cmd = click.option(flag, field_name, help=help_text)(add_cmd)
-    add_cmd = click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE")(add_cmd)
+    add_cmd = click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
+                           help="Any other field of the API's body (repeatable).")(add_cmd)
     add_cmd = json_option(add_cmd)
     add_cmd = click.argument("key_value", metavar=key.upper())(add_cmd)
     add_cmd = click.option("--tenant", "-t", "tenant_ref", required=True, help="Tenant domain.")(add_cmd)
@@ -383,7 +396,7 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--scope", type=click.Choice(["farm-admin", "tenant-admin", "node-join"]), default="farm-admin",
-              show_default=True)
+              show_default=True, help="What it may do: everything, one tenant, or register one node.")
 @click.option("--tenant", "tenant_ref", help="The tenant a tenant-admin token is for.")
 @click.option("--label", default="", help="A note saying who holds it.")
 @json_option

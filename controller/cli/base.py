@@ -82,4 +82,24 @@ class FarmGroup(click.Group):
 @click.group(cls=FarmGroup)
 @click.version_option(package_name="fsfarm")
 def main() -> None:
-    """fsfarm: run a farm of FreeSWITCH servers from one controller."""
+    """fsfarm: run a farm of FreeSWITCH servers from one controller.
+
+    Start the controller with `fsfarm up`; every other command works on the same
+    database, whether the controller runs or not. `--json` prints JSON for scripts;
+    errors are one line on stderr and a non-zero exit. `fsfarm COMMAND --help` says more.
+
+    \b
+    Environment:
+      FSFARM_DATABASE_URL        farm database DSN (default: embedded PostgreSQL)
+      FSFARM_STATE_DIR           /var/lib/fsfarm (root) or ~/.local/state/fsfarm
+      FSFARM_EMBEDDED_PG_PORT    the embedded PostgreSQL's port (54329)
+      FSFARM_CONTROLLER_ADDRESS  where nodes reach the controller (127.0.0.1)
+      FSFARM_XMLCURL_PASSWORD    default: <state dir>/xmlcurl-password
+      FSFARM_IVR_HOST/_PORT      where `fsfarm up` serves IVRs (127.0.0.1:8084)
+      FSFARM_KAMAILIO_CTL        Kamailio ctl socket to reload on placement
+      FSFARM_STORAGE             prompts, voicemail and recordings storage
+
+    \b
+    Shell completion (zsh, fish: zsh_source, fish_source):
+      eval "$(_FSFARM_COMPLETE=bash_source fsfarm)"
+    """
