@@ -140,6 +140,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    from needs import check  # bench/needs.py, beside this script
+
+    check(commands=["kamailio"], postgres=True)
     runs = 3 if args.quick else 10
     workdir = Path(tempfile.mkdtemp(prefix="fsfarm-bench-failover-"))
     server = EmbeddedPostgres(workdir / "pg", port=free_port(), dbname="postgres")
