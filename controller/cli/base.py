@@ -35,6 +35,8 @@ def in_cli_terms(exc: Invalid, command: click.Command) -> Invalid:
     detail = exc.detail if isinstance(exc.detail, dict) else {}
     if detail.get("missing"):
         return Invalid(f"missing {', '.join(flag_for(command, f) for f in detail['missing'])}", exc.detail)
+    if detail.get("allowed") and exc.message.startswith("unknown field"):  # what --set takes
+        return Invalid(f"{exc.message} (--set takes {', '.join(detail['allowed'])})", exc.detail)
     field = detail.get("field")
     if isinstance(field, str) and exc.message.startswith(f"{field}: "):
         return Invalid(f"{flag_for(command, field)}: {exc.message[len(field) + 2 :]}", exc.detail)
