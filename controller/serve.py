@@ -175,13 +175,17 @@ def serve(host: str, port: int) -> None:
     """Run the controller until SIGTERM or SIGINT, then stop everything it started, in reverse order."""
     ivr_host = os.environ.get("FSFARM_IVR_HOST", "127.0.0.1")
     ivr_port = int(os.environ.get("FSFARM_IVR_PORT", "8084"))
-    # Both ports are checked before anything starts: a second `fsfarm up` then changes nothing.
-    # Bound but not listening until everything runs: clients are refused, not left hanging, meanwhile.
-    listener = _bind(host, port, "the API and xml_curl")
-    _bind(ivr_host, ivr_port, "the IVR server").close()
-    logging.basicConfig(level=os.environ.get("FSFARM_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        # Both ports are checked before anything starts: a second `fsfarm up` then changes nothing.
+        # Bound but not listening until everything runs: clients are refused, not left hanging, meanwhile.
+        listener = _bind(host, port, "the API and xml_curl")
+        try:
+            _bind(ivr_host, ivr_port, "the IVR server").close()
+        except Unavailable:
+            listener.close()
+            raise
+        logging.basicConfig(level=os.environ.get("FSFARM_LOG_LEVEL", "INFO"),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         _serve(listener, host, port)
     finally:
         _quiet_logging()

@@ -301,8 +301,9 @@ def _child_group(kind: str) -> click.Group:
     article = "an" if label[0] in "aeioI" else "a"  # an IVR, a user
 
     # `fsfarm ivr` also holds esl_workers' `serve` and `check` (see controller.cli): its help says so.
-    help_text = "IVRs of a tenant and the server that runs them." if kind == "ivrs" else None
-    @click.group(name=command, help=help_text or f"{label[0].upper()}{label[1:]}s of a tenant.")
+    group_help = "IVRs of a tenant and the server that runs them." if kind == "ivrs" else None
+
+    @click.group(name=command, help=group_help or f"{label[0].upper()}{label[1:]}s of a tenant.")
     def group() -> None:
         pass
 
