@@ -190,6 +190,13 @@ def test_cli_errors_are_one_line_and_name_the_flag(dsn):
     assert [n["name"] for n in listing] == ["fs1"]
 
 
+def test_a_group_without_a_command_shows_its_help_not_an_error(dsn):
+    for args in ((), ("node",)):
+        shown = cli(dsn, *args)
+        page = shown.stdout + shown.stderr
+        assert "Commands:" in page and "error:" not in page, page
+
+
 # ---------------------------------------------------------------- fsfarm up: ports, stopping
 
 

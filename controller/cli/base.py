@@ -14,6 +14,9 @@ import click
 
 from controller.errors import FarmError, Invalid
 
+# click >= 8.2 signals "a group run without a command" with this usage error: it shows the help, as it should.
+_HELP_FOR_NO_ARGS: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError", type("Never", (Exception,), {}))
+
 
 def flag_for(command: click.Command, field: str) -> str:
     """How an operator gives ``field`` to ``command``: its option (``--sip``), argument (``NAME``) or ``--set``."""
@@ -70,6 +73,9 @@ class FarmGroup(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _HELP_FOR_NO_ARGS as exc:
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "fsfarm"
             fail(f"{exc.format_message()} (see '{where} --help')", exc.exit_code)
