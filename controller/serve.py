@@ -154,8 +154,9 @@ def _bind(host: str, port: int, what: str) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise Unavailable(f"port {port} ({what}) on {host} is already in use: is another fsfarm up running?",
-                              {"port": port}) from None
+            raise Unavailable(
+                f"port {port} ({what}) on {host} is already in use: is another fsfarm up running?", {"port": port}
+            ) from None
         raise Unavailable(f"cannot listen on {host}:{port} ({what}): {exc.strerror}", {"port": port}) from None
     return sock
 
@@ -184,8 +185,9 @@ def serve(host: str, port: int) -> None:
         except Unavailable:
             listener.close()
             raise
-        logging.basicConfig(level=os.environ.get("FSFARM_LOG_LEVEL", "INFO"),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=os.environ.get("FSFARM_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         _serve(listener, host, port)
     finally:
         _quiet_logging()

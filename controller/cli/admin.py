@@ -158,8 +158,10 @@ def node_drain(database: Database, name: str) -> None:
     if not hosted:
         click.echo(f"node {name} is draining; it hosted no tenants")
     elif stranded:
-        click.echo(f"node {name} is draining; {len(hosted) - stranded} of its {len(hosted)} tenant(s) moved to "
-                   f"other nodes, {stranded} are on no node (no other node can take them)")
+        click.echo(
+            f"node {name} is draining; {len(hosted) - stranded} of its {len(hosted)} tenant(s) moved to "
+            f"other nodes, {stranded} are on no node (no other node can take them)"
+        )
     else:
         click.echo(f"node {name} is draining; its {len(hosted)} tenant(s) were moved to other nodes")
 
@@ -327,8 +329,13 @@ def _child_group(kind: str) -> click.Group:
     add_cmd: Callable[..., Any] = with_db(add)
     for flag, field_name, help_text in reversed(extras):
         add_cmd = click.option(flag, field_name, help=help_text)(add_cmd)
-    add_cmd = click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
-                           help="Any other field of the API's body (repeatable).")(add_cmd)
+    add_cmd = click.option(
+        "--set",
+        "settings",
+        multiple=True,
+        metavar="FIELD=VALUE",
+        help="Any other field of the API's body (repeatable).",
+    )(add_cmd)
     add_cmd = json_option(add_cmd)
     add_cmd = click.argument("key_value", metavar=key.upper())(add_cmd)
     add_cmd = click.option("--tenant", "-t", "tenant_ref", required=True, help="Tenant domain.")(add_cmd)
@@ -376,8 +383,9 @@ def placement_show(database: Database, as_json: bool) -> None:
         emit(overview["conferences"], ("tenant", "conference", "profile", "node", "mixer"), False)
     if overview["reason"]:
         # The latest generation's reason may be about a tenant or node deleted since: say when it was.
-        click.echo(f"\ngeneration {overview['generation']} was decided at {overview['decided_at']}: "
-                   f"{overview['reason']}")
+        click.echo(
+            f"\ngeneration {overview['generation']} was decided at {overview['decided_at']}: {overview['reason']}"
+        )
 
 
 def _placement_summary(overview: dict[str, Any]) -> str:
@@ -396,8 +404,13 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--scope", type=click.Choice(["farm-admin", "tenant-admin", "node-join"]), default="farm-admin",
-              show_default=True, help="What it may do: everything, one tenant, or register one node.")
+@click.option(
+    "--scope",
+    type=click.Choice(["farm-admin", "tenant-admin", "node-join"]),
+    default="farm-admin",
+    show_default=True,
+    help="What it may do: everything, one tenant, or register one node.",
+)
 @click.option("--tenant", "tenant_ref", help="The tenant a tenant-admin token is for.")
 @click.option("--label", default="", help="A note saying who holds it.")
 @json_option

@@ -88,8 +88,16 @@ def failover_list(database: Database, as_json: bool) -> None:
     """Past failover decisions, newest first."""
     with database.transaction() as conn:
         rows = [f.public() for f in failovers.recent(conn)]
-    columns = ("created_at", "node_name", "state", "tenants_moved", "rooms_recreated", "legs_recovered", "kamailio",
-               "reason")
+    columns = (
+        "created_at",
+        "node_name",
+        "state",
+        "tenants_moved",
+        "rooms_recreated",
+        "legs_recovered",
+        "kamailio",
+        "reason",
+    )
     emit(rows, columns, as_json)
 
 

@@ -169,4 +169,3 @@ def borrow(server: EmbeddedPostgres) -> None:
         return
     server.start()
     atexit.register(server.stop)
-

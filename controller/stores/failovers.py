@@ -71,10 +71,12 @@ def for_node(conn: psycopg.Connection[Any], node_id: UUID) -> list[Failover]:
 
 def keep_names(conn: psycopg.Connection[Any], node_id: UUID, name: str) -> None:
     """Write ``name`` into the history rows of a node about to be deleted (as the dead node or the spare)."""
-    conn.execute("UPDATE failovers SET node_name = %s, updated_at = clock_timestamp() WHERE node_id = %s",
-                 [name, node_id])
-    conn.execute("UPDATE failovers SET spare_name = %s, updated_at = clock_timestamp() WHERE spare_id = %s",
-                 [name, node_id])
+    conn.execute(
+        "UPDATE failovers SET node_name = %s, updated_at = clock_timestamp() WHERE node_id = %s", [name, node_id]
+    )
+    conn.execute(
+        "UPDATE failovers SET spare_name = %s, updated_at = clock_timestamp() WHERE spare_id = %s", [name, node_id]
+    )
 
 
 def recent(conn: psycopg.Connection[Any], limit: int = 50) -> list[Failover]:

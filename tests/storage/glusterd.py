@@ -84,8 +84,9 @@ def _turn(timeout: float) -> Iterator[None]:
                 time.sleep(0.5)
         while port_busy():  # a glusterd that is not ours (or ours, still exiting)
             if time.monotonic() > deadline:
-                raise RuntimeError(f"127.0.0.1:{GLUSTERD_PORT} stayed busy for {timeout:.0f} s: a glusterd "
-                                   "that is not a test's?")
+                raise RuntimeError(
+                    f"127.0.0.1:{GLUSTERD_PORT} stayed busy for {timeout:.0f} s: a glusterd that is not a test's?"
+                )
             time.sleep(0.5)
         global _held_here
         _held_here = True
