@@ -27,7 +27,7 @@ from controller import provisioning, runtime  # noqa: E402
 from controller.api import create_app  # noqa: E402
 from controller.config import Settings  # noqa: E402
 from controller.database import Database  # noqa: E402
-from controller.errors import Unavailable  # noqa: E402
+from controller.errors import Invalid, Unavailable  # noqa: E402
 from controller.stores import tokens  # noqa: E402
 
 log = logging.getLogger("fsfarm")
@@ -161,6 +161,14 @@ def _bind(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
+def _env_port(name: str, default: int) -> int:
+    """A port from the environment, or one line saying why it is not one."""
+    value = os.environ.get(name, str(default))
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise Invalid(f"{name}: the port must be a number from 1 to 65535, not {value!r}", {"field": name})
+    return int(value)
+
+
 def _quiet_logging() -> None:
     """Flush and close every log handler while the interpreter is whole, and forget them.
 
@@ -175,7 +183,7 @@ def _quiet_logging() -> None:
 def serve(host: str, port: int) -> None:
     """Run the controller until SIGTERM or SIGINT, then stop everything it started, in reverse order."""
     ivr_host = os.environ.get("FSFARM_IVR_HOST", "127.0.0.1")
-    ivr_port = int(os.environ.get("FSFARM_IVR_PORT", "8084"))
+    ivr_port = _env_port("FSFARM_IVR_PORT", 8084)
     try:
         # Both ports are checked before anything starts: a second `fsfarm up` then changes nothing.
         # Bound but not listening until everything runs: clients are refused, not left hanging, meanwhile.

@@ -183,6 +183,7 @@ def test_cli_errors_are_one_line_and_name_the_flag(dsn):
         ),
         (("node", "add", "fs2", "--esl", "10.0.0.2"), "error: Missing option '--sip'"),
         (("node", "frobnicate"), "error: No such command 'frobnicate'"),
+        (("up", "--port", "0"), "error: Invalid value for '--port': 0 is not in the range 1<=x<=65535."),
     ]
     for args, expected in cases:
         assert one_error_line(cli(dsn, *args)).startswith(expected), args
@@ -239,6 +240,8 @@ def test_second_up_says_the_port_is_taken_and_stopping_is_clean(stop_signal):
         assert one_error_line(third) == (
             f"error: port {ivr} (the IVR server) on 127.0.0.1 is already in use: is another fsfarm up running?"
         )
+        bad_ivr = fsfarm({**env, "FSFARM_IVR_PORT": "80a"}, "up", "--port", str(free_port()))
+        assert one_error_line(bad_ivr) == "error: FSFARM_IVR_PORT: the port must be a number from 1 to 65535, not '80a'"
         assert requests.get(f"http://127.0.0.1:{http}/healthz", timeout=5).status_code == 200
     finally:
         first.send_signal(stop_signal)

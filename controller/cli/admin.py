@@ -60,7 +60,9 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the controller listens on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="HTTP port (API and xml_curl).")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="HTTP port (API and xml_curl)."
+)
 def up(host: str, port: int) -> None:
     """Start the controller and everything it runs, until Ctrl-C.
 
