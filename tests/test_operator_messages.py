@@ -198,6 +198,24 @@ def test_a_group_without_a_command_shows_its_help_not_an_error(dsn):
         assert "Commands:" in page and "error:" not in page, page
 
 
+def test_a_database_without_schema_or_out_of_reach_is_one_line(pg_server):
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        empty = pg_server.conninfo.replace("dbname=postgres", f"dbname={name}")
+        assert one_error_line(cli(empty, "node-cmd", "fs9", "reloadxml")) == (
+            "error: the farm database has no fsfarm schema yet: run `fsfarm db migrate` (`fsfarm up` does it too)"
+        )
+    finally:
+        with psycopg.connect(pg_server.conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    nowhere = f"host=127.0.0.1 port={free_port()} dbname=fsfarm user=postgres connect_timeout=5"
+    assert one_error_line(cli(nowhere, "node", "list")).startswith("error: cannot reach the farm database: ")
+
+
 # ---------------------------------------------------------------- fsfarm up: ports, stopping
 
 

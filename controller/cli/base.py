@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+import psycopg
 
 from controller.errors import FarmError, Invalid
 
@@ -60,6 +61,11 @@ class FarmGroup(click.Group):
             return super().invoke(ctx)
         except FarmError as exc:
             fail(exc.message)
+        except psycopg.errors.UndefinedTable:
+            fail("the farm database has no fsfarm schema yet: run `fsfarm db migrate` (`fsfarm up` does it too)")
+        except psycopg.OperationalError as exc:
+            said = str(exc).strip().splitlines()
+            fail(f"cannot reach the farm database: {said[0] if said else type(exc).__name__}")
 
     def main(
         self,
