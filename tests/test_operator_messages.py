@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -219,6 +221,14 @@ def test_a_database_without_schema_or_out_of_reach_is_one_line(pg_server):
 # ---------------------------------------------------------------- fsfarm up: ports, stopping
 
 
+@pytest.fixture
+def state() -> Iterator[Path]:
+    """A state dir of its own (the embedded PostgreSQL's data lives there), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="fsfarm-msg-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _wait_healthy(proc: subprocess.Popen[str], port: int) -> None:
     deadline = time.monotonic() + 90
     while True:
@@ -232,8 +242,7 @@ def _wait_healthy(proc: subprocess.Popen[str], port: int) -> None:
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-def test_second_up_says_the_port_is_taken_and_stopping_is_clean(stop_signal):
-    state = Path(tempfile.mkdtemp(prefix="fsfarm-up-"))
+def test_second_up_says_the_port_is_taken_and_stopping_is_clean(stop_signal, state):
     http, ivr = free_port(), free_port()
     env = {
         "FSFARM_STATE_DIR": str(state),
@@ -274,8 +283,7 @@ def test_second_up_says_the_port_is_taken_and_stopping_is_clean(stop_signal):
 # ---------------------------------------------------------------- the embedded PostgreSQL after a CLI command
 
 
-def test_cli_commands_stop_the_embedded_postgres_they_started_and_only_that():
-    state = Path(tempfile.mkdtemp(prefix="fsfarm-cli-"))
+def test_cli_commands_stop_the_embedded_postgres_they_started_and_only_that(state):
     env = {"FSFARM_STATE_DIR": str(state), "FSFARM_EMBEDDED_PG_PORT": str(free_port()), "FSFARM_DATABASE_URL": ""}
     server = EmbeddedPostgres(state / "postgres", port=int(env["FSFARM_EMBEDDED_PG_PORT"]))
     assert (
