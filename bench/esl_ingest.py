@@ -204,6 +204,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short run (a few thousand events)")
     args = parser.parse_args()
+    from needs import check  # bench/needs.py, beside this script
+
+    check(modules=["greenswitch"], postgres=True)
     logging.basicConfig(level=logging.ERROR)
     reps = 20 if args.quick else 200
 

@@ -334,6 +334,9 @@ def main() -> None:
     parser.add_argument("--freeswitch", action="store_true",
                         help="also real FreeSWITCH nodes and phones, beside the stand-in runs")
     args = parser.parse_args()
+    from needs import check  # bench/needs.py, beside this script
+
+    check(commands=["kamailio"], postgres=True)
     runs = 3 if args.quick else 10
     workdir = Path(tempfile.mkdtemp(prefix="fsfarm-bench-failover-"))
     server = EmbeddedPostgres(workdir / "pg", port=free_port(), dbname="postgres")

@@ -159,6 +159,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller files and fewer rounds")
     args = parser.parse_args()
+    from needs import check  # bench/needs.py, beside this script
+
+    check(commands=["curl"], postgres=True)  # without glusterd the gluster backend is skipped, said so
     bench_storage(args.quick)
     bench_join()
 

@@ -320,6 +320,9 @@ def main() -> None:
     parser.add_argument("--setups", default=",".join(SETUPS), help=f"comma list of {', '.join(SETUPS)}")
     parser.add_argument("--seconds", type=int, default=0, help="seconds per run (default 5 quick, 20 full)")
     args = parser.parse_args()
+    from needs import check  # bench/needs.py, beside this script
+
+    check(commands=["nginx"], modules=["gunicorn"], postgres=True)  # without wrk, drive() uses a Python generator
     n_tenants, per_tenant = (100, 100) if args.quick else (1000, 100)
     seconds = args.seconds or (5 if args.quick else 20)
     setups = [name for name in args.setups.split(",") if name]

@@ -41,6 +41,7 @@ from controller.failover import choose_spare
 from controller.stores import (
     changes,
     conferences,
+    failovers,
     gateways,
     ivrs,
     mixers,
@@ -143,7 +144,10 @@ def drain_node(db: Database, ref: str) -> Node:
 
 
 def remove_node(db: Database, ref: str, force: bool = False) -> Node:
-    """Delete a node; refused while it hosts tenants unless forced (they move elsewhere)."""
+    """Delete a node; refused while it hosts tenants unless forced (they move elsewhere).
+
+    Its failover records stay, naming it.
+    """
     with db.transaction() as conn:
         node = get_node(conn, ref)
         hosted = placements.tenants_on_node(conn, node.id)
@@ -152,6 +156,7 @@ def remove_node(db: Database, ref: str, force: bool = False) -> Node:
                 f"node {node.name} still hosts {len(hosted)} tenant(s): drain it first or force",
                 {"tenants": len(hosted)},
             )
+        failovers.keep_names(conn, node.id, node.name)
         nodes.delete(conn, node.id)
         changes.announce(conn, "node")
         reassign(conn, f"node {node.name} removed")
@@ -163,15 +168,13 @@ def remove_node(db: Database, ref: str, force: bool = False) -> Node:
 MIXER_FIELDS = {
     "name": v.Field(v.slug, required=True),
     "sip_address": v.Field(v.host_port(5090), required=True),
-    "control_url": v.Field(v.text, required=True),
+    "control_url": v.Field(v.http_url, required=True),
     "capacity": v.Field(v.integer(1, 100_000)),
 }
 
 
 def add_mixer(db: Database, data: Any) -> Mixer:
     values = v.parse(MIXER_FIELDS, data)
-    if not values["control_url"].startswith(("http://", "https://")):
-        raise Invalid("control_url: must be an http(s) URL", {"field": "control_url"})
     with db.transaction() as conn:
         mixer = mixers.insert(conn, Mixer(id=uuid.uuid4(), **values))
         reassign(conn, f"mixer {mixer.name} added", joined=[mixer.id])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from controller.config import Settings
 from controller.database import Database
-from controller.database.embedded import EmbeddedPostgres
+from controller.database.embedded import EmbeddedPostgres, borrow
 from sql.migrate import migrate
 
 log = logging.getLogger(__name__)
@@ -22,13 +22,13 @@ def embedded(settings: Settings) -> EmbeddedPostgres:
 
 
 def conninfo(settings: Settings) -> str:
-    """The DSN to use: FSFARM_DATABASE_URL, else the embedded server (started if it is not running)."""
+    """The DSN to use: FSFARM_DATABASE_URL, else the embedded server (started if needed, and then stopped at exit)."""
     if settings.database_url:
         return settings.database_url
     server = embedded(settings)
     if not server.running():
         log.info("starting the embedded PostgreSQL in %s", server.datadir)
-        server.start()
+        borrow(server)
     return server.conninfo
 
 

@@ -11,9 +11,11 @@ from gevent import monkey
 monkey.patch_all()
 
 import dataclasses  # noqa: E402
+import errno  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
+import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Protocol  # noqa: E402
 
@@ -25,6 +27,7 @@ from controller import provisioning, runtime  # noqa: E402
 from controller.api import create_app  # noqa: E402
 from controller.config import Settings  # noqa: E402
 from controller.database import Database  # noqa: E402
+from controller.errors import Invalid, Unavailable  # noqa: E402
 from controller.stores import tokens  # noqa: E402
 
 log = logging.getLogger("fsfarm")
@@ -156,9 +159,63 @@ def _room_services(db: Database, settings: Settings, probes: dict[str, Any]) -> 
     return handles
 
 
+def _bind(host: str, port: int, what: str) -> socket.socket:
+    """Bind ``host:port`` now, or say in one line that it is taken (another ``fsfarm up``, most likely)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gevent does: TIME_WAIT is no conflict
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise Unavailable(
+                f"port {port} ({what}) on {host} is already in use: is another fsfarm up running?", {"port": port}
+            ) from None
+        raise Unavailable(f"cannot listen on {host}:{port} ({what}): {exc.strerror}", {"port": port}) from None
+    return sock
+
+
+def _env_port(name: str, default: int) -> int:
+    """A port from the environment, or one line saying why it is not one."""
+    value = os.environ.get(name, str(default))
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise Invalid(f"{name}: the port must be a number from 1 to 65535, not {value!r}", {"field": name})
+    return int(value)
+
+
+def _quiet_logging() -> None:
+    """Flush and close every log handler while the interpreter is whole, and forget them.
+
+    Left to interpreter teardown, the weakref callback of a module-level handler (Flask's
+    default one, logging's last resort) takes a lock through gevent's patched ``get_ident``
+    after gevent is gone: ``TypeError: 'NoneType' object is not callable``.
+    """
+    logging.shutdown()
+    logging._handlerList.clear()  # type: ignore[attr-defined]  # no weakref left, so no callback at teardown
+
+
 def serve(host: str, port: int) -> None:
-    logging.basicConfig(level=os.environ.get("FSFARM_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Run the controller until SIGTERM or SIGINT, then stop everything it started, in reverse order."""
+    ivr_host = os.environ.get("FSFARM_IVR_HOST", "127.0.0.1")
+    ivr_port = _env_port("FSFARM_IVR_PORT", 8084)
+    try:
+        # Both ports are checked before anything starts: a second `fsfarm up` then changes nothing.
+        # Bound but not listening until everything runs: clients are refused, not left hanging, meanwhile.
+        listener = _bind(host, port, "the API and xml_curl")
+        try:
+            _bind(ivr_host, ivr_port, "the IVR server").close()
+        except Unavailable:
+            listener.close()
+            raise
+        logging.basicConfig(
+            level=os.environ.get("FSFARM_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        _serve(listener, host, port)
+    finally:
+        _quiet_logging()
+
+
+def _serve(listener: socket.socket, host: str, port: int) -> None:
     settings = Settings.from_env()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings = dataclasses.replace(settings, xmlcurl_password=runtime.xmlcurl_password(settings))
@@ -168,10 +225,12 @@ def serve(host: str, port: int) -> None:
     token_path = ensure_admin_token(db, settings.state_dir)
     app = create_app(db, settings)
     from xmlcurl.web import start as start_xmlcurl
+    from xmlcurl.web import stop as stop_xmlcurl
 
     start_xmlcurl(app, on_change=_push_config(db))  # load the farm snapshot now, not on the first request
     services = _room_services(db, settings, app.extensions.setdefault("fsfarm.status", {}))
-    server = WSGIServer((host, port), app, log=None, error_log=log)
+    listener.listen(256)
+    server = WSGIServer(listener, app, log=None, error_log=log)
     where = "FSFARM_DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.state_dir}"
     click.echo(f"fsfarm controller on http://{host}:{port} (database: {where})")
     click.echo(f"farm-admin token: {token_path}   xml_curl basic auth: {settings.xmlcurl_user} / "
@@ -192,8 +251,11 @@ def serve(host: str, port: int) -> None:
     try:
         server.serve_forever()
     finally:
+        log.info("stopping")
         for handle in services:
             handle.stop()
+        stop_xmlcurl(app)  # before the database closes: the listener would report it lost
         db.close()
         if owned is not None:
             owned.stop()
+        log.info("stopped")

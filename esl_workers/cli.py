@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import signal
@@ -30,11 +31,13 @@ def _database() -> tuple[Any, Any]:
     settings = Settings.from_env()
     if settings.database_url:
         return Database(settings.database_url), settings
-    from controller.database.embedded import EmbeddedPostgres
+    from controller.database.embedded import EmbeddedPostgres, borrow
 
     server = EmbeddedPostgres(settings.state_dir / "postgres", port=settings.embedded_pg_port)
-    server.start()
-    return Database(server.conninfo), settings
+    borrow(server)  # stopped again at exit, unless `fsfarm up` had it running
+    db = Database(server.conninfo)
+    atexit.register(db.close)  # registered after borrow's stop, so it runs before it
+    return db, settings
 
 
 def _tenant(db: Any, ref: str) -> Any:
@@ -65,7 +68,10 @@ def _run_until_signal(handle: Any) -> None:
 @click.command("workers")
 @click.option("--verbose", "-v", is_flag=True, help="Log every connection change and replay.")
 def workers_command(verbose: bool) -> None:
-    """Watch every node over inbound ESL until Ctrl-C (health, live calls, CDRs, registrations, rooms)."""
+    """Watch every node over inbound ESL until Ctrl-C.
+
+    Health, live calls, CDRs, registrations and conference rooms (`fsfarm up` runs this too).
+    """
     _green()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -85,10 +91,13 @@ def ivr_group() -> None:
 @ivr_group.command("serve")
 @click.option("--scripts", "scripts_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory of IVR scripts (*.py with @ivr).")
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", default=8084, show_default=True, type=int)
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8084, show_default=True, type=int, help="Port nodes' `socket` applications dial.")
 def ivr_serve(scripts_dir: Path, host: str, port: int) -> None:
-    """Run the server FreeSWITCH's ``socket <controller>:8084 async full`` connects to."""
+    """Run the outbound-ESL IVR server until Ctrl-C.
+
+    FreeSWITCH's `socket <controller>:8084 async full` connects to it (`fsfarm up` runs one too).
+    """
     _green()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from esl_workers.ivr import serve_ivr
@@ -102,7 +111,10 @@ def ivr_serve(scripts_dir: Path, host: str, port: int) -> None:
 @ivr_group.command("check")
 @click.argument("scripts_dir", type=click.Path(file_okay=False, path_type=Path))
 def ivr_check(scripts_dir: Path) -> None:
-    """Load every script once and list the IVRs they register (exit 1 if one fails to load)."""
+    """Load every IVR script once and list what it registers.
+
+    Exits 1 if a script fails to load.
+    """
     from esl_workers.ivr.loader import ScriptLibrary
 
     library = ScriptLibrary(scripts_dir)
@@ -120,7 +132,7 @@ def ivr_check(scripts_dir: Path) -> None:
 
 @click.group("call")
 def call_group() -> None:
-    """Place, hang up or transfer calls on the node that owns them."""
+    """Place, hang up or transfer a tenant's calls."""
 
 
 @call_group.command("originate")
@@ -139,7 +151,7 @@ def call_originate(tenant: str, from_ext: str, to: str, wait: float) -> None:
 @call_group.command("hangup")
 @click.argument("tenant")
 @click.argument("call_uuid")
-@click.option("--cause", default="NORMAL_CLEARING", show_default=True)
+@click.option("--cause", default="NORMAL_CLEARING", show_default=True, help="Q.850 hangup cause name.")
 def call_hangup(tenant: str, call_uuid: str, cause: str) -> None:
     """Hang up a live call (channel uuid) of TENANT."""
     from esl_workers import commands
@@ -169,7 +181,10 @@ def call_transfer(tenant: str, call_uuid: str, to: str, bleg: bool) -> None:
 @click.option("--member", default="", help="Member id (default: all) for mute/unmute/deaf/undeaf/kick.")
 @click.option("--path", default="", help="Recording file for record/norecord.")
 def conference_cmd(tenant: str, room: str, action: str, member: str, path: str) -> None:
-    """Run a conference command on the node hosting TENANT's ROOM."""
+    """Run a conference command on a room's node.
+
+    ACTION runs on the node hosting TENANT's ROOM.
+    """
     from esl_workers import commands
 
     db, _ = _database()
@@ -181,7 +196,10 @@ def conference_cmd(tenant: str, room: str, action: str, member: str, path: str) 
 @click.argument("name", type=click.Choice(["reloadxml", "xml_flush_cache", "sofia_rescan"]))
 @click.argument("arg", required=False, default="")
 def node_cmd(node: str, name: str, arg: str) -> None:
-    """reloadxml, xml_flush_cache [section] or sofia_rescan [profile] on NODE."""
+    """Reload XML, flush caches or rescan SIP on a node.
+
+    reloadxml, xml_flush_cache [section] or sofia_rescan [profile] on NODE.
+    """
     from esl_workers import commands
 
     db, _ = _database()

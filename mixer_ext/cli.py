@@ -28,11 +28,14 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
 @click.option("--rtp-port", default=0, show_default=True, help="RTP port for every leg (0 picks a free one).")
 @click.option("--advertise", default=None,
               help="Address written in SDP and Contact (default: the listen host).")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
 @click.option("--per-leg-codecs", is_flag=True, hidden=True, help="Bench reference: no batched G.711.")
 def mixer(listen: str, control: str, rtp_port: int, advertise: str | None, log_level: str,
           per_leg_codecs: bool) -> None:
-    """Run the dumb HD conference mixer: SIP for room-<id>, numpy mixing, HTTP JSON control."""
+    """Run the HD conference mixer sidecar.
+
+    The dumb mixer: SIP for room-<id>, numpy mixing, HTTP JSON control.
+    """
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sip_host, sip_port = _host_port(listen, "listen")
     api_host, api_port = _host_port(control, "control")

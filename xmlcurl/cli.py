@@ -22,16 +22,16 @@ from xmlcurl.web import PATH
 def _database(settings: Settings, dsn: str | None) -> Database:
     if dsn or settings.database_url:
         return Database(dsn or settings.database_url or "", max_size=2)
-    from controller.database.embedded import EmbeddedPostgres
+    from controller.database.embedded import EmbeddedPostgres, borrow
 
     server = EmbeddedPostgres(settings.state_dir / "postgres", port=settings.embedded_pg_port)
-    server.start()
+    borrow(server)  # stopped again when the command ends, unless `fsfarm up` had it running
     return Database(server.conninfo, max_size=2)
 
 
 @click.group("freeswitch")
 def freeswitch() -> None:
-    """Configure FreeSWITCH nodes to take everything from the controller."""
+    """Configure FreeSWITCH nodes from the controller."""
 
 
 @freeswitch.command("bootstrap")
@@ -43,8 +43,10 @@ def freeswitch() -> None:
                    "<state dir>/controller.json, else http://FSFARM_CONTROLLER_ADDRESS:8080/xmlcurl).")
 @click.option("--dsn", default=None, help="PostgreSQL DSN (default FSFARM_DATABASE_URL or the embedded server).")
 def bootstrap_command(node_ref: str, out: Path | None, url: str | None, dsn: str | None) -> None:
-    """Write the few local files NODE needs (freeswitch.xml and five autoload_configs) and print the command
-    line that starts FreeSWITCH on them; everything else it fetches from the controller over xml_curl."""
+    """Write the local files NODE needs and print how to start FreeSWITCH on them.
+
+    freeswitch.xml and five autoload_configs; everything else the node fetches from the controller over xml_curl.
+    """
     settings = Settings.from_env()
     # The same password `fsfarm up` serves: FSFARM_XMLCURL_PASSWORD, else the one it keeps in the state dir.
     settings = dataclasses.replace(settings, xmlcurl_password=runtime.xmlcurl_password(settings))

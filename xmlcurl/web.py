@@ -245,6 +245,14 @@ def start(app: Flask, on_change: Callable[[Change], None] | None = None) -> None
     svc.ensure_listening()
 
 
+def stop(app: Flask) -> None:
+    """Stop this process's change listener (before the database goes, so it does not report it lost)."""
+    svc = service(app)
+    if svc.listener is not None:
+        svc.listener.stop()
+        svc.listener = None
+
+
 def register(app: Flask) -> None:
     """Plug the endpoint into the controller's app (called by ``controller.api.create_app``)."""
     options = XmlCurlOptions.from_env()

@@ -13,11 +13,13 @@ from typing import Any
 import click
 
 from controller import provisioning, runtime, status
+from controller.cli.base import in_cli_terms
 from controller.cli.output import emit
 from controller.config import Settings
 from controller.database import Database
 from controller.errors import Invalid
 from controller.stores import nodes as node_store
+from controller.stores import placements
 from controller.stores import tenants as tenant_store
 from sql.migrate import migrate
 
@@ -25,13 +27,18 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 
 def with_db(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Open the farm database (starting the embedded one if needed) for the command."""
+    """Open the farm database for the command (an embedded one it had to start is stopped at exit).
+
+    A missing field is reported with the command's own flag (``missing --password``).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         db = runtime.open_database(Settings.from_env())
         try:
             return fn(db, *args, **kwargs)
+        except Invalid as exc:
+            raise in_cli_terms(exc, click.get_current_context().command) from None
         finally:
             db.close()
 
@@ -54,10 +61,14 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="FSFARM_HTTP_HOST",
               help="Address the controller listens on (FSFARM_HTTP_HOST).")
-@click.option("--port", default=8080, show_default=True, type=int, envvar="FSFARM_HTTP_PORT",
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), envvar="FSFARM_HTTP_PORT",
               help="HTTP port, API and xml_curl (FSFARM_HTTP_PORT).")
 def up(host: str, port: int) -> None:
-    """Start the controller: database (embedded unless FSFARM_DATABASE_URL), API, xml_curl, workers."""
+    """Start the controller and everything it runs, until Ctrl-C.
+
+    The database (embedded unless FSFARM_DATABASE_URL), the REST API and xml_curl on --port,
+    one ESL watcher per node, the IVR server, the failover and mixer loops.
+    """
     from controller.serve import serve  # gevent patching happens there, only for `up`
 
     serve(host, port)
@@ -81,7 +92,10 @@ def db_migrate() -> None:
 @click.option("--name", "site_name", default="site_a", show_default=True, help="This site's name.")
 @click.option("--peer-name", default="site_b", show_default=True, help="The other site's name.")
 def db_replicate(peer_dsn: str, self_dsn: str | None, site_name: str, peer_name: str) -> None:
-    """Replicate the farm database both ways with another site (multi-master; last write wins)."""
+    """Replicate the farm database both ways with another site.
+
+    Multi-master: each site subscribes to the other; the last write wins.
+    """
     from controller.replication import Site, replicate
 
     local = Site(site_name, self_dsn or runtime.conninfo(Settings.from_env()))
@@ -138,8 +152,21 @@ def node_list(database: Database, as_json: bool) -> None:
 @with_db
 def node_drain(database: Database, name: str) -> None:
     """Place nothing more on a node; its tenants move now, and it is disabled once its last call ends."""
+    with database.transaction() as conn:
+        hosted = placements.tenants_on_node(conn, provisioning.get_node(conn, name).id)
     provisioning.drain_node(database, name)
-    click.echo(f"node {name} is draining; its tenants were moved; fsfarm up disables it once its last call ends")
+    with database.transaction() as conn:
+        stranded = sum(1 for t in hosted if placements.tenant_node(conn, t) is None)
+    if not hosted:
+        click.echo(f"node {name} is draining; it hosted no tenants; fsfarm up disables it once its last call ends")
+    elif stranded:
+        click.echo(
+            f"node {name} is draining; {len(hosted) - stranded} of its {len(hosted)} tenant(s) moved to "
+            f"other nodes, {stranded} are on no node (no other node can take them)"
+        )
+    else:
+        click.echo(f"node {name} is draining; its {len(hosted)} tenant(s) were moved to other nodes; "
+            "fsfarm up disables it once its last call ends")
 
 
 @node.command("rm")
@@ -154,7 +181,10 @@ def node_rm(database: Database, name: str, force: bool) -> None:
 
 @click.group()
 def mixers() -> None:
-    """HD conference mixers the controller drives (run one with `fsfarm mixer`)."""
+    """HD conference mixers the controller drives.
+
+    Run one with `fsfarm mixer`, then register it here.
+    """
 
 
 @mixers.command("add")
@@ -274,9 +304,12 @@ CHILD_COMMANDS: dict[str, tuple[str, str, list[tuple[str, str, str]], tuple[str,
 def _child_group(kind: str) -> click.Group:
     command, key, extras, columns = CHILD_COMMANDS[kind]
     label = provisioning.KINDS[kind].name
-    article = "an" if label[0].upper() in "AEIOU" else "a"
+    article = "an" if label[0] in "aeioI" else "a"  # an IVR, a user
 
-    @click.group(name=command, help=f"{label[0].upper()}{label[1:]}s of a tenant.")
+    # `fsfarm ivr` also holds esl_workers' `serve` and `check` (see controller.cli): its help says so.
+    group_help = "IVRs of a tenant and the server that runs them." if kind == "ivrs" else None
+
+    @click.group(name=command, help=group_help or f"{label[0].upper()}{label[1:]}s of a tenant.")
     def group() -> None:
         pass
 
@@ -296,11 +329,17 @@ def _child_group(kind: str) -> click.Group:
         created = provisioning.add_child(database, kind, tenant_ref, data)
         emit(created.public(), columns, as_json)
 
-    add.__doc__ = f"Create {article} {label} in a tenant; --set field=value for any other field."
+    add.__doc__ = f"Create {article} {label} in a tenant.\n\n--set FIELD=VALUE gives any other field of the API's body."
     add_cmd: Callable[..., Any] = with_db(add)
     for flag, field_name, help_text in reversed(extras):
         add_cmd = click.option(flag, field_name, help=help_text)(add_cmd)
-    add_cmd = click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE")(add_cmd)
+    add_cmd = click.option(
+        "--set",
+        "settings",
+        multiple=True,
+        metavar="FIELD=VALUE",
+        help="Any other field of the API's body (repeatable).",
+    )(add_cmd)
     add_cmd = json_option(add_cmd)
     add_cmd = click.argument("key_value", metavar=key.upper())(add_cmd)
     add_cmd = click.option("--tenant", "-t", "tenant_ref", required=True, help="Tenant domain.")(add_cmd)
@@ -341,11 +380,26 @@ def placement_show(database: Database, as_json: bool) -> None:
     if as_json:
         emit(overview, (), True)
         return
-    click.echo(f"generation {overview['generation']}: {overview['reason'] or 'nothing placed yet'}")
+    click.echo(f"generation {overview['generation']}: {_placement_summary(overview)}")
     emit(overview["tenants"], ("tenant", "node", "generation", "pinned"), False)
     if overview["conferences"]:
         click.echo("")
         emit(overview["conferences"], ("tenant", "conference", "profile", "node", "mixer"), False)
+    if overview["reason"]:
+        # The latest generation's reason may be about a tenant or node deleted since: say when it was.
+        click.echo(
+            f"\ngeneration {overview['generation']} was decided at {overview['decided_at']}: {overview['reason']}"
+        )
+
+
+def _placement_summary(overview: dict[str, Any]) -> str:
+    """The current state in one clause: how many tenants run on how many nodes, and how many on none."""
+    placed = [t for t in overview["tenants"] if t["node"]]
+    if not overview["tenants"]:
+        return "no tenants"
+    clause = f"{len(placed)} tenant(s) on {len({t['node'] for t in placed})} node(s)"
+    stranded = len(overview["tenants"]) - len(placed)
+    return clause + (f", {stranded} on no node" if stranded else "")
 
 
 @click.group()
@@ -354,8 +408,13 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--scope", type=click.Choice(["farm-admin", "tenant-admin", "node-join"]), default="farm-admin",
-              show_default=True)
+@click.option(
+    "--scope",
+    type=click.Choice(["farm-admin", "tenant-admin", "node-join"]),
+    default="farm-admin",
+    show_default=True,
+    help="What it may do: everything, one tenant, or register one node.",
+)
 @click.option("--tenant", "tenant_ref", help="The tenant a tenant-admin token is for.")
 @click.option("--label", default="", help="A note saying who holds it.")
 @json_option

@@ -24,11 +24,14 @@ def kamailio() -> None:
     """The Kamailio SIP front."""
 
 
+CTL_HELP = "Kamailio's ctl (JSON-RPC) socket."
+
+
 @kamailio.command("config")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
 @click.option("--listen", default="udp:0.0.0.0:5060", show_default=True, help="Kamailio listen= value.")
 @click.option("--db-url", help="postgres://user:pass@host:port/db Kamailio reads (default: the farm's DSN).")
-@click.option("--ctl-socket", default="/run/kamailio/kamailio_ctl", show_default=True)
+@click.option("--ctl-socket", default="/run/kamailio/kamailio_ctl", show_default=True, help=CTL_HELP)
 @click.option("--ping-interval", default=1, show_default=True, type=int, help="Seconds between OPTIONS pings.")
 def kamailio_config(out: Path | None, listen: str, db_url: str | None, ctl_socket: str, ping_interval: int) -> None:
     """Write a kamailio.cfg that routes each tenant's domain to its node."""
@@ -42,9 +45,12 @@ def kamailio_config(out: Path | None, listen: str, db_url: str | None, ctl_socke
 
 
 @kamailio.command("reload")
-@click.option("--ctl-socket", default="/run/kamailio/kamailio_ctl", show_default=True)
+@click.option("--ctl-socket", default="/run/kamailio/kamailio_ctl", show_default=True, help=CTL_HELP)
 def kamailio_reload(ctl_socket: str) -> None:
-    """Reload routes in a running Kamailio and show the domains it now holds."""
+    """Reload a running Kamailio's routes.
+
+    It then says how many domains Kamailio holds routes for.
+    """
     held = KamailioControl(ctl_socket).reload()
     click.echo(f"Kamailio holds routes for {len(held)} domain(s)")
 
@@ -59,7 +65,10 @@ def failover() -> None:
 @click.option("--kamailio-ctl", help="Kamailio ctl socket, for reloads and as a second witness.")
 @with_db
 def failover_watch(database: Database, interval: float, kamailio_ctl: str | None) -> None:
-    """Run the failover loop, logging one sentence per cycle when something changes."""
+    """Run the failover loop on its own (`fsfarm up` runs it too).
+
+    It logs one sentence per cycle when something changes.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     loop = FailoverLoop(database, kamailio=KamailioControl(kamailio_ctl) if kamailio_ctl else None,
                         interval=interval)
@@ -79,8 +88,17 @@ def failover_list(database: Database, as_json: bool) -> None:
     """Past failover decisions, newest first."""
     with database.transaction() as conn:
         rows = [f.public() for f in failovers.recent(conn)]
-    emit(rows, ("created_at", "state", "tenants_moved", "rooms_recreated", "legs_recovered", "kamailio", "reason"),
-         as_json)
+    columns = (
+        "created_at",
+        "node_name",
+        "state",
+        "tenants_moved",
+        "rooms_recreated",
+        "legs_recovered",
+        "kamailio",
+        "reason",
+    )
+    emit(rows, columns, as_json)
 
 
 commands: list[click.Command] = [kamailio, failover]

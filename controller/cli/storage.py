@@ -44,7 +44,10 @@ def _write(data: bytes, output: str) -> None:
 
 @click.group()
 def prompt() -> None:
-    """IVR and conference prompts (16-bit PCM mono WAV, 8/16/32/48 kHz, at most 5 min and 20 MB)."""
+    """IVR and conference prompts of a tenant.
+
+    16-bit PCM mono WAV, 8/16/32/48 kHz, at most 5 min and 20 MB.
+    """
 
 
 @prompt.command("upload")

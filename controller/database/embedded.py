@@ -7,6 +7,7 @@ Binaries come from Debian's ``postgresql`` package when present (newest major), 
 
 from __future__ import annotations
 
+import atexit
 import glob
 import importlib.util
 import logging
@@ -156,3 +157,15 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         if self.initialised() and (self.datadir / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+
+
+def borrow(server: EmbeddedPostgres) -> None:
+    """Start ``server`` for this process if it is not running, and stop it again when the process exits.
+
+    A CLI command run while the controller is stopped leaves no PostgreSQL behind; one run beside
+    ``fsfarm up`` uses that server and leaves it alone.
+    """
+    if server.running():
+        return
+    server.start()
+    atexit.register(server.stop)

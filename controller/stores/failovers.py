@@ -15,7 +15,7 @@ from controller.stores import rows
 @dataclass(frozen=True)
 class Failover:
     id: UUID
-    node_id: UUID
+    node_id: UUID | None  # None once the node was deleted; node_name still says which it was
     incident: str
     spare_id: UUID | None
     state: str
@@ -33,6 +33,8 @@ class Failover:
     completed_at: datetime | None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    node_name: str = ""
+    spare_name: str = ""
 
     def public(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(v, datetime) else v)
@@ -43,10 +45,12 @@ def decide(conn: psycopg.Connection[Any], id: UUID, node_id: UUID, incident: str
            reason: str, decided_by: str, detected_at: datetime | None) -> Failover | None:
     """Record the decision; None when this death was already decided (by us or another controller)."""
     row = conn.execute(
-        """INSERT INTO failovers (id, node_id, incident, spare_id, reason, decided_by, detected_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s)
+        """INSERT INTO failovers (id, node_id, incident, spare_id, reason, decided_by, detected_at,
+                                  node_name, spare_name)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, (SELECT name FROM nodes WHERE id = %s),
+                   coalesce((SELECT name FROM nodes WHERE id = %s), ''))
            ON CONFLICT (node_id, incident) DO NOTHING RETURNING *""",
-        [id, node_id, incident, spare_id, reason, decided_by, detected_at],
+        [id, node_id, incident, spare_id, reason, decided_by, detected_at, node_id, spare_id],
     ).fetchone()
     return rows.from_row(Failover, row) if row else None
 
@@ -63,6 +67,16 @@ def update(conn: psycopg.Connection[Any], id: UUID, changes: dict[str, Any]) -> 
 
 def for_node(conn: psycopg.Connection[Any], node_id: UUID) -> list[Failover]:
     return rows.select(conn, Failover, "SELECT * FROM failovers WHERE node_id = %s ORDER BY created_at", [node_id])
+
+
+def keep_names(conn: psycopg.Connection[Any], node_id: UUID, name: str) -> None:
+    """Write ``name`` into the history rows of a node about to be deleted (as the dead node or the spare)."""
+    conn.execute(
+        "UPDATE failovers SET node_name = %s, updated_at = clock_timestamp() WHERE node_id = %s", [name, node_id]
+    )
+    conn.execute(
+        "UPDATE failovers SET spare_name = %s, updated_at = clock_timestamp() WHERE spare_id = %s", [name, node_id]
+    )
 
 
 def recent(conn: psycopg.Connection[Any], limit: int = 50) -> list[Failover]:
