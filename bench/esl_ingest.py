@@ -70,8 +70,12 @@ def build_stream(frames: list[bytes], reps: int) -> tuple[list[bytes], int, int]
     assert channel is not None
     out.append(last_cdr.replace(channel.group(1), SENTINEL.encode()))
     events = len(out)
-    cdrs = sum(1 for f in out if b"CHANNEL_HANGUP_COMPLETE" in f.split(b"\n\n", 2)[1][:400] or
-               b'"Event-Name":"CHANNEL_HANGUP_COMPLETE"' in f[:200])
+    cdrs = sum(
+        1
+        for f in out
+        if b"CHANNEL_HANGUP_COMPLETE" in f.split(b"\n\n", 2)[1][:400]
+        or b'"Event-Name":"CHANNEL_HANGUP_COMPLETE"' in f[:200]
+    )
     return out, events, cdrs
 
 
@@ -165,8 +169,9 @@ def run_reference(frames: list[bytes], events: int) -> tuple[float, float]:
         proc.kill()
 
 
-def run_ours(db: object, settings: object, frames: list[bytes], events: int, fmt: str,
-             node_name: str) -> tuple[float, float, int]:
+def run_ours(
+    db: object, settings: object, frames: list[bytes], events: int, fmt: str, node_name: str
+) -> tuple[float, float, int]:
     from controller import provisioning
     from esl_workers.inbound import WorkerConfig, start_workers
 
@@ -174,10 +179,19 @@ def run_ours(db: object, settings: object, frames: list[bytes], events: int, fmt
     try:
         with db.transaction() as conn:  # type: ignore[attr-defined]
             conn.execute("DELETE FROM nodes")  # one node at a time: switchnames are unique
-        provisioning.add_node(db, {"name": node_name, "switchname": "vm", "sip_address": "127.0.0.1:5060",  # type: ignore[arg-type]
-                                   "esl_address": f"127.0.0.1:{port}", "esl_password": "ClueCon"})
-        config = WorkerConfig(spool_dir=Path(tempfile.mkdtemp()), reconcile_interval=3600, event_format=fmt,
-                              node_refresh_interval=3600)
+        provisioning.add_node(
+            db,
+            {
+                "name": node_name,
+                "switchname": "vm",
+                "sip_address": "127.0.0.1:5060",  # type: ignore[arg-type]
+                "esl_address": f"127.0.0.1:{port}",
+                "esl_password": "ClueCon",
+            },
+        )
+        config = WorkerConfig(
+            spool_dir=Path(tempfile.mkdtemp()), reconcile_interval=3600, event_format=fmt, node_refresh_interval=3600
+        )
         handle = start_workers(db, settings, config)  # type: ignore[arg-type]
         watcher = next(iter(handle.watchers.values()))
         while not watcher.link.connected:
@@ -226,8 +240,14 @@ def main() -> None:
     try:
         migrate(pg.conninfo)
         db = Database(pg.conninfo, max_size=4)
-        settings = Settings(database_url=None, state_dir=tmp, embedded_pg_port=port, xmlcurl_user="freeswitch",
-                            xmlcurl_password="", controller_address="127.0.0.1")
+        settings = Settings(
+            database_url=None,
+            state_dir=tmp,
+            embedded_pg_port=port,
+            xmlcurl_user="freeswitch",
+            xmlcurl_password="",
+            controller_address="127.0.0.1",
+        )
         provisioning_tenant(db)
         ref_rate, ref_cpu = run_reference(plain, plain_events)
         our_rate, our_cpu, plain_stored = run_ours(db, settings, plain, plain_events, "plain", "bench-plain")
@@ -235,16 +255,26 @@ def main() -> None:
         db.close()
     finally:
         pg.stop()
-    print(f"plain stream: {plain_events} events, {plain_stored} CDRs stored; "
-          f"json stream: {json_events} events, {json_stored} CDRs stored")
-    print(f"bench: ingest_plain_events_per_s {our_rate:.0f} events/s "
-          f"(reference {ref_rate:.0f}, ratio {our_rate / ref_rate:.2f}, target 5000)")
-    print(f"bench: ingest_plain_cpu_per_event {our_cpu:.1f} us "
-          f"(reference {ref_cpu:.1f}, ratio {our_cpu / ref_cpu:.2f}, target 200)")
-    print(f"bench: ingest_json_events_per_s {json_rate:.0f} events/s "
-          f"(reference {ref_rate:.0f}, ratio {json_rate / ref_rate:.2f}, target 5000)")
-    print(f"bench: ingest_json_cpu_per_event {json_cpu:.1f} us "
-          f"(reference {ref_cpu:.1f}, ratio {json_cpu / ref_cpu:.2f}, target 200)")
+    print(
+        f"plain stream: {plain_events} events, {plain_stored} CDRs stored; "
+        f"json stream: {json_events} events, {json_stored} CDRs stored"
+    )
+    print(
+        f"bench: ingest_plain_events_per_s {our_rate:.0f} events/s "
+        f"(reference {ref_rate:.0f}, ratio {our_rate / ref_rate:.2f}, target 5000)"
+    )
+    print(
+        f"bench: ingest_plain_cpu_per_event {our_cpu:.1f} us "
+        f"(reference {ref_cpu:.1f}, ratio {our_cpu / ref_cpu:.2f}, target 200)"
+    )
+    print(
+        f"bench: ingest_json_events_per_s {json_rate:.0f} events/s "
+        f"(reference {ref_rate:.0f}, ratio {json_rate / ref_rate:.2f}, target 5000)"
+    )
+    print(
+        f"bench: ingest_json_cpu_per_event {json_cpu:.1f} us "
+        f"(reference {ref_cpu:.1f}, ratio {json_cpu / ref_cpu:.2f}, target 200)"
+    )
 
 
 def provisioning_tenant(db: object) -> None:

@@ -77,8 +77,16 @@ def one_run(server: EmbeddedPostgres, how: str, workdir: Path) -> tuple[float, i
     looper = None
     try:
         for n in sip:
-            provisioning.add_node(db, {"name": n, "sip_address": sip[n].address, "esl_address": esl[n].address,
-                                       "esl_password": "ClueCon", "spare": n == "spare1"})
+            provisioning.add_node(
+                db,
+                {
+                    "name": n,
+                    "sip_address": sip[n].address,
+                    "esl_address": esl[n].address,
+                    "esl_password": "ClueCon",
+                    "spare": n == "spare1",
+                },
+            )
         provisioning.add_tenant(db, {"domain": "acme.example", "pinned_node": "fs1"})
         provisioning.add_child(db, "conferences", "acme.example", {"number": "3000"})
         with db.transaction() as conn:
@@ -86,17 +94,28 @@ def one_run(server: EmbeddedPostgres, how: str, workdir: Path) -> tuple[float, i
             tenant_id = conn.execute("SELECT id FROM tenants").fetchone()["id"]  # type: ignore[index]
             assert fs1 is not None
             for i, user in enumerate(("1001", "1002", "1003"), start=1):
-                conn.execute("""INSERT INTO esl_conference_members (id, node_id, conference_name, member_id,
+                conn.execute(
+                    """INSERT INTO esl_conference_members (id, node_id, conference_name, member_id,
                                     tenant_id, caller_number) VALUES (%s, %s, '3000-acme.example', %s, %s, %s)""",
-                             [uuid.uuid4(), fs1.id, i, tenant_id, user])
-                conn.execute("""INSERT INTO esl_registrations (id, node_id, tenant_id, realm, username, call_id,
+                    [uuid.uuid4(), fs1.id, i, tenant_id, user],
+                )
+                conn.execute(
+                    """INSERT INTO esl_registrations (id, node_id, tenant_id, realm, username, call_id,
                                     contact, expires_at) VALUES (%s, %s, %s, 'acme.example', %s, %s, %s,
                                     now() + interval '1 hour')""",
-                             [uuid.uuid4(), fs1.id, tenant_id, user, uuid.uuid4().hex, f"<sip:{user}@127.0.0.1:9>"])
-        settings = Settings(database_url=dsn, state_dir=workdir, embedded_pg_port=0, xmlcurl_user="fs",
-                            xmlcurl_password="x", controller_address="127.0.0.1")
-        workers = start_workers(db, settings, WorkerConfig(spool_dir=workdir / f"spool-{name}",
-                                                           heartbeat_interval=1.0, backoff_max=1.0))
+                    [uuid.uuid4(), fs1.id, tenant_id, user, uuid.uuid4().hex, f"<sip:{user}@127.0.0.1:9>"],
+                )
+        settings = Settings(
+            database_url=dsn,
+            state_dir=workdir,
+            embedded_pg_port=0,
+            xmlcurl_user="fs",
+            xmlcurl_password="x",
+            controller_address="127.0.0.1",
+        )
+        workers = start_workers(
+            db, settings, WorkerConfig(spool_dir=workdir / f"spool-{name}", heartbeat_interval=1.0, backoff_max=1.0)
+        )
         kam = start_kamailio(dsn)
         kam.control.reload()
         loop = FailoverLoop(db, kamailio=kam.control, after_move=AFTER_MOVE, interval=0.2)
@@ -153,8 +172,9 @@ REGINT_S = 10  # the phones' registration interval in --freeswitch mode
 FS_USERS = {"1001": 440, "1002": 1200, "1003": 700, "1004": 900}  # user -> the tone its phone plays
 
 
-def first_room_call(callers: list[Any], node: Any, stagger: float = 0.5, give_up: float = 1.5,
-                    timeout: float = 60) -> float:
+def first_room_call(
+    callers: list[Any], node: Any, stagger: float = 0.5, give_up: float = 1.5, timeout: float = 60
+) -> float:
     """Phones dial room 3000 in turn, ``stagger`` s apart; an attempt not answered in ``give_up`` s is hung up.
 
     A phone dials again only once its last attempt is closed, so no late answer is mistaken for a new
@@ -173,8 +193,11 @@ def first_room_call(callers: list[Any], node: Any, stagger: float = 0.5, give_up
             if len(phone.saw("CALL_ESTABLISHED")) > attempt["established"]:
                 answered = time.monotonic()
                 if not attempt["hung"]:  # a late answer to a hung-up attempt is gone already
-                    wait_for(lambda p=phone: any(ch.get("cid_num") == p.user for ch in node.esl.channels()), 5,
-                             f"{phone.user}'s answered call on {node.name}")
+                    wait_for(
+                        lambda p=phone: any(ch.get("cid_num") == p.user for ch in node.esl.channels()),
+                        5,
+                        f"{phone.user}'s answered call on {node.name}",
+                    )
                 for other in callers:
                     other.hangup()
                 return answered
@@ -189,8 +212,12 @@ def first_room_call(callers: list[Any], node: Any, stagger: float = 0.5, give_up
                 i = idle[turn % len(idle)]
                 turn += 1
                 phone = callers[i]
-                attempts[i] = {"started": now, "established": len(phone.saw("CALL_ESTABLISHED")),
-                               "closed": len(phone.saw("CALL_CLOSED")), "hung": False}
+                attempts[i] = {
+                    "started": now,
+                    "established": len(phone.saw("CALL_ESTABLISHED")),
+                    "closed": len(phone.saw("CALL_CLOSED")),
+                    "hung": False,
+                }
                 phone.dial("3000")
                 next_start = now + stagger
         time.sleep(0.02)
@@ -213,18 +240,25 @@ def registered_on(node: Any, user: str) -> bool:
         return False
 
 
-def one_freeswitch_run(ctl: Any, fs: list[Any], phones: dict[str, Any], callers: list[Any],
-                       how: str) -> tuple[tuple[float, float, float, float], str, str]:
+def one_freeswitch_run(
+    ctl: Any, fs: list[Any], phones: dict[str, Any], callers: list[Any], how: str
+) -> tuple[tuple[float, float, float, float], str, str]:
     """Crash (SIGKILL) or hang (SIGSTOP) the node hosting acme.test; time the failover, the first call on the
     spare, a phone-to-phone call and every phone registered there. The node then comes back as the spare."""
     from farm_harness import wait_for
 
     active = next(n for n in fs if n.name == wait_for(lambda: placed(ctl), 30, "acme.test placed"))
     spare = next(n for n in fs if n is not active)
-    wait_for(lambda: nodes_now(ctl)[spare.name]["spare"] and nodes_now(ctl)[spare.name]["health"] == "up", 90,
-             f"{spare.name} up as the spare")
-    wait_for(lambda: all(registered_on(active, u) for u in FS_USERS), 3 * REGINT_S + 30,
-             f"every phone registered on {active.name} before the crash")
+    wait_for(
+        lambda: nodes_now(ctl)[spare.name]["spare"] and nodes_now(ctl)[spare.name]["health"] == "up",
+        90,
+        f"{spare.name} up as the spare",
+    )
+    wait_for(
+        lambda: all(registered_on(active, u) for u in FS_USERS),
+        3 * REGINT_S + 30,
+        f"every phone registered on {active.name} before the crash",
+    )
     before = {f["id"] for f in json.loads(ctl.cli("failover", "list", "--json").stdout)}
     killed, killed_wall = time.monotonic(), time.time()
     if how == "crash":
@@ -249,8 +283,11 @@ def one_freeswitch_run(ctl: Any, fs: list[Any], phones: dict[str, Any], callers:
     caller.hangup()
     wait_for(lambda: not spare.esl.channels(), 15, "the call to end")
     # A refresh that fell in the dead window failed: that phone waits its own retry time (libre: 30-60 s).
-    wait_for(lambda: all(registered_on(spare, u) for u in FS_USERS), 10 * REGINT_S + 60,
-             f"every phone registered on {spare.name}")
+    wait_for(
+        lambda: all(registered_on(spare, u) for u in FS_USERS),
+        10 * REGINT_S + 60,
+        f"every phone registered on {spare.name}",
+    )
     everyone = time.monotonic() - killed
     # It comes back and rejoins as the spare for the next run.
     if how == "crash":
@@ -267,9 +304,16 @@ def freeswitch_runs(server: EmbeddedPostgres, runs: int, workdir: Path) -> dict[
 
     from controller.kamailio.control import KamailioControl
 
-    missing = [what for what, ok in (("FreeSWITCH", freeswitch_binary()), ("baresip", shutil.which("baresip")),
-                                     ("kamailio", shutil.which("kamailio")),
-                                     (f"fsfarm beside this python ({FSFARM})", Path(FSFARM).exists())) if not ok]
+    missing = [
+        what
+        for what, ok in (
+            ("FreeSWITCH", freeswitch_binary()),
+            ("baresip", shutil.which("baresip")),
+            ("kamailio", shutil.which("kamailio")),
+            (f"fsfarm beside this python ({FSFARM})", Path(FSFARM).exists()),
+        )
+        if not ok
+    ]
     if missing:
         raise SystemExit(f"--freeswitch needs {', '.join(missing)} (.ci/install --test; run .venv/bin/python)")
     name = f"bench_fs_{uuid.uuid4().hex[:8]}"
@@ -277,8 +321,15 @@ def freeswitch_runs(server: EmbeddedPostgres, runs: int, workdir: Path) -> dict[
         conn.execute(f'CREATE DATABASE "{name}"')
     dsn = server.conninfo.replace("dbname=postgres", f"dbname={name}")
     home = workdir / "freeswitch"
-    ctl = Controller(dsn, home, env={"FSFARM_KAMAILIO_CTL": str(home / "kamailio" / "ctl"),
-                                     "FSFARM_SIP_PROXIES": "127.0.0.1", "FSFARM_LOG_LEVEL": "INFO"}).start()
+    ctl = Controller(
+        dsn,
+        home,
+        env={
+            "FSFARM_KAMAILIO_CTL": str(home / "kamailio" / "ctl"),
+            "FSFARM_SIP_PROXIES": "127.0.0.1",
+            "FSFARM_LOG_LEVEL": "INFO",
+        },
+    ).start()
     kam = None
     fs = [FreeSwitch(ctl, "fs1", home / "fs1"), FreeSwitch(ctl, "spare1", home / "spare1")]
     phones: dict[str, Any] = {}
@@ -307,10 +358,13 @@ def freeswitch_runs(server: EmbeddedPostgres, runs: int, workdir: Path) -> dict[
             for i in range(runs):
                 result, killed_name, spare_name = one_freeswitch_run(ctl, fs, phones, callers, how)
                 results_of.append(result)
-                print(f"  freeswitch {how} run {i + 1}: {killed_name} {'killed' if how == 'crash' else 'stopped'}; "
-                      f"failover done after {result[0]:.2f} s, first call answered by {spare_name} after "
-                      f"{result[1]:.2f} s, phone-to-phone call after {result[2]:.2f} s, all {len(FS_USERS)} phones "
-                      f"registered there after {result[3]:.2f} s (regint {REGINT_S} s)", flush=True)
+                print(
+                    f"  freeswitch {how} run {i + 1}: {killed_name} {'killed' if how == 'crash' else 'stopped'}; "
+                    f"failover done after {result[0]:.2f} s, first call answered by {spare_name} after "
+                    f"{result[1]:.2f} s, phone-to-phone call after {result[2]:.2f} s, all {len(FS_USERS)} phones "
+                    f"registered there after {result[3]:.2f} s (regint {REGINT_S} s)",
+                    flush=True,
+                )
         return results
     finally:
         for phone in phones.values():
@@ -331,8 +385,9 @@ def line(name: str, value: float, unit: str, reference: float, target: str) -> s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--freeswitch", action="store_true",
-                        help="also real FreeSWITCH nodes and phones, beside the stand-in runs")
+    parser.add_argument(
+        "--freeswitch", action="store_true", help="also real FreeSWITCH nodes and phones, beside the stand-in runs"
+    )
     args = parser.parse_args()
     from needs import check  # bench/needs.py, beside this script
 
@@ -348,8 +403,11 @@ def main() -> None:
             for i in range(runs):
                 result = one_run(server, how, workdir)
                 results[how].append(result)
-                print(f"  {how} run {i + 1}: first call on the spare after {result[0]:.2f} s, "
-                      f"{result[1]}/{result[2]} room legs called back", flush=True)
+                print(
+                    f"  {how} run {i + 1}: first call on the spare after {result[0]:.2f} s, "
+                    f"{result[1]}/{result[2]} room legs called back",
+                    flush=True,
+                )
         if args.freeswitch:
             real = freeswitch_runs(server, 3 if args.quick else 5, workdir)
     finally:
@@ -358,8 +416,10 @@ def main() -> None:
         if how not in results:
             continue
         times = [r[0] for r in results[how]]
-        print(f"{how}: median {statistics.median(times):.2f} s, worst {max(times):.2f} s over {len(times)} runs "
-              f"(Kazoo notices in ~{KAZOO_DETECTION_S:.0f} s, jambonz in {JAMBONZ_DETECTION_S:.0f} s)")
+        print(
+            f"{how}: median {statistics.median(times):.2f} s, worst {max(times):.2f} s over {len(times)} runs "
+            f"(Kazoo notices in ~{KAZOO_DETECTION_S:.0f} s, jambonz in {JAMBONZ_DETECTION_S:.0f} s)"
+        )
         print(line(f"failover_{how}_median", statistics.median(times), "s", reference, target))
         print(line(f"failover_{how}_worst", max(times), "s", reference, target))
     legs = [r for rs in results.values() for r in rs]
@@ -370,17 +430,27 @@ def main() -> None:
             continue
         standin = statistics.median(r[0] for r in results[how])
         done, first, p2p, everyone = (statistics.median(r[k] for r in real[how]) for k in range(4))
-        print(f"freeswitch {how}: failover done (placement moved, Kamailio reloaded) {done:.2f} s, "
-              f"first new call answered by the spare {first:.2f} s (stand-in nodes: {standin:.2f} s), "
-              f"phone-to-phone call once the callee re-registered {p2p:.2f} s (regint {REGINT_S} s), every phone "
-              f"registered on the spare {everyone:.2f} s (worst {max(r[3] for r in real[how]):.2f} s), "
-              f"medians of {len(real[how])} runs")
+        print(
+            f"freeswitch {how}: failover done (placement moved, Kamailio reloaded) {done:.2f} s, "
+            f"first new call answered by the spare {first:.2f} s (stand-in nodes: {standin:.2f} s), "
+            f"phone-to-phone call once the callee re-registered {p2p:.2f} s (regint {REGINT_S} s), every phone "
+            f"registered on the spare {everyone:.2f} s (worst {max(r[3] for r in real[how]):.2f} s), "
+            f"medians of {len(real[how])} runs"
+        )
         print(line(f"failover_freeswitch_{how}_median", first, "s", standin, target))
         print(line(f"failover_freeswitch_{how}_worst", max(r[1] for r in real[how]), "s", standin, target))
-        print(line(f"failover_freeswitch_{how}_phone_to_phone_median", p2p, "s", float(REGINT_S),
-                   f"< {REGINT_S + 2} s"))
-        print(line(f"failover_freeswitch_{how}_all_registered_worst", max(r[3] for r in real[how]), "s",
-                   float(REGINT_S), f"< {REGINT_S + 2} s"))
+        print(
+            line(f"failover_freeswitch_{how}_phone_to_phone_median", p2p, "s", float(REGINT_S), f"< {REGINT_S + 2} s")
+        )
+        print(
+            line(
+                f"failover_freeswitch_{how}_all_registered_worst",
+                max(r[3] for r in real[how]),
+                "s",
+                float(REGINT_S),
+                f"< {REGINT_S + 2} s",
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -41,13 +41,16 @@ class Conn:
 
 
 def request_bytes(path: str, host: str, auth: str, body: bytes) -> bytes:
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\n"
-            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 
-def worker(port: int, rate: float, seconds: float, start: float, bodies: list[bytes], max_conns: int,
-           offset: float) -> dict[str, object]:
+def worker(
+    port: int, rate: float, seconds: float, start: float, bodies: list[bytes], max_conns: int, offset: float
+) -> dict[str, object]:
     sel = selectors.DefaultSelector()
     idle: list[Conn] = []
     conns = 0
@@ -81,8 +84,9 @@ def worker(port: int, rate: float, seconds: float, start: float, bodies: list[by
         except OSError:
             pass  # the server closed it: the read side sees EOF and the request is resent once
         conn.sock.setblocking(False)
-        sel.modify(conn.sock, selectors.EVENT_READ, conn) if conn.used else \
-            sel.register(conn.sock, selectors.EVENT_READ, conn)
+        sel.modify(conn.sock, selectors.EVENT_READ, conn) if conn.used else sel.register(
+            conn.sock, selectors.EVENT_READ, conn
+        )
 
     def dispatch(scheduled: float, payload: bytes) -> None:
         nonlocal conns
@@ -170,8 +174,15 @@ def worker(port: int, rate: float, seconds: float, start: float, bodies: list[by
     elapsed = time.perf_counter() - t0
     for conn in idle:
         conn.sock.close()
-    return {"sent": sent, "latencies": latencies, "offsets": offsets, "errors": errors, "statuses": statuses,
-            "elapsed": elapsed, "connections": conns}
+    return {
+        "sent": sent,
+        "latencies": latencies,
+        "offsets": offsets,
+        "errors": errors,
+        "statuses": statuses,
+        "elapsed": elapsed,
+        "connections": conns,
+    }
 
 
 def percentile(sorted_values: list[float], pct: float) -> float:
@@ -189,8 +200,15 @@ def timeline(results: list[dict[str, object]]) -> list[dict[str, float]]:
     out = []
     for second in sorted(seconds):
         values = sorted(seconds[second])
-        out.append({"s": second, "n": len(values), "p50": round(percentile(values, 50) * 1000, 2),
-                    "p99": round(percentile(values, 99) * 1000, 2), "max": round(values[-1] * 1000, 2)})
+        out.append(
+            {
+                "s": second,
+                "n": len(values),
+                "p50": round(percentile(values, 50) * 1000, 2),
+                "p99": round(percentile(values, 99) * 1000, 2),
+                "max": round(values[-1] * 1000, 2),
+            }
+        )
     return out
 
 
@@ -211,14 +229,40 @@ def main() -> None:
         with open(args.bodies) as f:
             raw = json.load(f)
         payloads = [request_bytes(args.path, f"127.0.0.1:{args.port}", args.auth, b.encode()) for b in raw]
-        result = worker(args.port, args.rate / args.procs, args.seconds, args.start, payloads, args.max_conns,
-                        args.worker / args.procs)
+        result = worker(
+            args.port,
+            args.rate / args.procs,
+            args.seconds,
+            args.start,
+            payloads,
+            args.max_conns,
+            args.worker / args.procs,
+        )
         json.dump(result, sys.stdout)
         return
     start = time.time() + 1.0  # every process starts on the same schedule
-    cmd = [sys.executable, __file__, "--port", str(args.port), "--rate", str(args.rate), "--seconds",
-           str(args.seconds), "--procs", str(args.procs), "--max-conns", str(args.max_conns), "--bodies",
-           args.bodies, "--auth", args.auth, "--path", args.path, "--start", repr(start)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--port",
+        str(args.port),
+        "--rate",
+        str(args.rate),
+        "--seconds",
+        str(args.seconds),
+        "--procs",
+        str(args.procs),
+        "--max-conns",
+        str(args.max_conns),
+        "--bodies",
+        args.bodies,
+        "--auth",
+        args.auth,
+        "--path",
+        args.path,
+        "--start",
+        repr(start),
+    ]
     procs = [subprocess.Popen([*cmd, "--worker", str(i)], stdout=subprocess.PIPE) for i in range(args.procs)]
     results = [json.loads(p.communicate()[0]) for p in procs]
     latencies = sorted(x for r in results for x in r["latencies"])
@@ -229,12 +273,24 @@ def main() -> None:
             statuses[k] = statuses.get(k, 0) + v
     elapsed = max(r["elapsed"] for r in results)
     ms = [percentile(latencies, p) * 1000 for p in (50, 90, 99, 99.9)]
-    json.dump({"offered": args.rate, "achieved": len(latencies) / elapsed, "sent": sent, "answered": len(latencies),
-               "errors": sum(r["errors"] for r in results), "statuses": statuses,
-               "connections": sum(r["connections"] for r in results),
-               "p50": ms[0], "p90": ms[1], "p99": ms[2], "p999": ms[3],
-               "max": (latencies[-1] * 1000) if latencies else float("nan"),
-               "timeline": timeline(results)}, sys.stdout)
+    json.dump(
+        {
+            "offered": args.rate,
+            "achieved": len(latencies) / elapsed,
+            "sent": sent,
+            "answered": len(latencies),
+            "errors": sum(r["errors"] for r in results),
+            "statuses": statuses,
+            "connections": sum(r["connections"] for r in results),
+            "p50": ms[0],
+            "p90": ms[1],
+            "p99": ms[2],
+            "p999": ms[3],
+            "max": (latencies[-1] * 1000) if latencies else float("nan"),
+            "timeline": timeline(results),
+        },
+        sys.stdout,
+    )
     print()
 
 

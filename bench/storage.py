@@ -118,19 +118,36 @@ def bench_join() -> None:
     server = None
     try:
         migrate(pg.conninfo)
-        settings = Settings(database_url=pg.conninfo, state_dir=tmp / "state", embedded_pg_port=0,
-                            xmlcurl_user="freeswitch", xmlcurl_password="x", controller_address="127.0.0.1")
+        settings = Settings(
+            database_url=pg.conninfo,
+            state_dir=tmp / "state",
+            embedded_pg_port=0,
+            xmlcurl_user="freeswitch",
+            xmlcurl_password="x",
+            controller_address="127.0.0.1",
+        )
         port = free_port()
         server = make_server("127.0.0.1", port, create_app(db, settings), threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{port}"
         provisioning.add_tenant(db, {"domain": "waiting.example"})
         token, _ = provisioning.create_token(db, "node-join")
-        template = (Path(__file__).resolve().parents[1] / "terraform/modules/cloud_init/templates/join.sh.tftpl")
+        template = Path(__file__).resolve().parents[1] / "terraform/modules/cloud_init/templates/join.sh.tftpl"
         script = tmp / "join.sh"
-        script.write_text(render(template.read_text(), {
-            "controller_url": url, "join_token": token, "node_name": "fs1", "advertise_address": "127.0.0.1",
-            "capacity": "1000", "spare": "false", "conf_dir": str(tmp / "conf")}))
+        script.write_text(
+            render(
+                template.read_text(),
+                {
+                    "controller_url": url,
+                    "join_token": token,
+                    "node_name": "fs1",
+                    "advertise_address": "127.0.0.1",
+                    "capacity": "1000",
+                    "spare": "false",
+                    "conf_dir": str(tmp / "conf"),
+                },
+            )
+        )
 
         start = time.perf_counter()
         subprocess.run(["sh", str(script)], check=True, capture_output=True, env={**os.environ})

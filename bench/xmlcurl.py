@@ -65,15 +65,19 @@ def load(conninfo: str, n_nodes: int, n_tenants: int, users_per_tenant: int) -> 
     nodes = [(uuid.uuid4(), f"node{i}", f"10.1.0.{i + 1}") for i in range(n_nodes)]
     tenants = [(uuid.uuid4(), f"t{i}.bench.test", nodes[i % n_nodes]) for i in range(n_tenants)]
     with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
-        with cur.copy("COPY nodes (id, name, switchname, sip_address, esl_address, esl_password, rtp_port_min,"
-                      " rtp_port_max, capacity) FROM STDIN") as copy:
+        with cur.copy(
+            "COPY nodes (id, name, switchname, sip_address, esl_address, esl_password, rtp_port_min,"
+            " rtp_port_max, capacity) FROM STDIN"
+        ) as copy:
             for nid, name, ip in nodes:
                 copy.write_row((nid, name, name, f"{ip}:5060", f"{ip}:8021", "ClueCon", 16384, 32768, 1000))
         with cur.copy("COPY tenants (id, domain, name) FROM STDIN") as copy:
             for tid, domain, _ in tenants:
                 copy.write_row((tid, domain, domain))
-        cur.execute("INSERT INTO placement_generations (id, generation, reason, moved) VALUES (%s, 1, 'bench', 0)",
-                    [uuid.uuid4()])
+        cur.execute(
+            "INSERT INTO placement_generations (id, generation, reason, moved) VALUES (%s, 1, 'bench', 0)",
+            [uuid.uuid4()],
+        )
         with cur.copy("COPY tenant_placements (tenant_id, node_id, generation) FROM STDIN") as copy:
             for tid, _, node in tenants:
                 copy.write_row((tid, node[0], 1))
@@ -81,8 +85,16 @@ def load(conninfo: str, n_nodes: int, n_tenants: int, users_per_tenant: int) -> 
             for tid, domain, _ in tenants:
                 for u in range(users_per_tenant):
                     ext = str(1000 + u)
-                    copy.write_row((uuid.uuid4(), tid, ext, f"User {ext}", a1_hash(ext, domain, "pw"),
-                                    a1_hash(ext, domain, "1234")))
+                    copy.write_row(
+                        (
+                            uuid.uuid4(),
+                            tid,
+                            ext,
+                            f"User {ext}",
+                            a1_hash(ext, domain, "pw"),
+                            a1_hash(ext, domain, "1234"),
+                        )
+                    )
         with cur.copy("COPY conferences (id, tenant_id, number, name, profile) FROM STDIN") as copy:
             for tid, _, _ in tenants:
                 copy.write_row((uuid.uuid4(), tid, "3000", "room", "narrowband"))
@@ -103,13 +115,24 @@ def bodies(tenants: list, users_per_tenant: int, count: int) -> list[str]:
         ext = str(1000 + rng.randrange(users_per_tenant))
         host = {"hostname": node[1], "FreeSWITCH-Switchname": node[1], "FreeSWITCH-Hostname": node[1]}
         if i % 2 == 0:
-            changes = {**host, "user": ext, "domain": domain, "key_value": domain, "sip_auth_username": ext,
-                       "sip_auth_realm": domain}
+            changes = {
+                **host,
+                "user": ext,
+                "domain": domain,
+                "key_value": domain,
+                "sip_auth_username": ext,
+                "sip_auth_realm": domain,
+            }
             template = auth
         else:
             dest = "3000" if rng.random() < 0.1 else str(1000 + rng.randrange(users_per_tenant))
-            changes = {**host, "Caller-Context": domain, "Hunt-Context": domain, "Caller-Destination-Number": dest,
-                       "Hunt-Destination-Number": dest}
+            changes = {
+                **host,
+                "Caller-Context": domain,
+                "Hunt-Context": domain,
+                "Caller-Destination-Number": dest,
+                "Hunt-Destination-Number": dest,
+            }
             template = call
         pairs = [(k, changes.get(k, v)) for k, v in parse_qsl(template, keep_blank_values=True)]
         out.append(urlencode(pairs))
@@ -137,8 +160,21 @@ def wrk_script(path: Path, request_bodies: list[str]) -> None:
 
 
 def run_wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, float]:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-                          f"http://127.0.0.1:{port}/xmlcurl"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/xmlcurl",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     result = {"rps": rps}
     for pct in ("50", "99"):
@@ -185,9 +221,27 @@ def drive(port: int, request_bodies: list[str], script: Path, seconds: int, conn
 
 def open_loop(port: int, bodies_file: Path, seconds: int, rate: float) -> dict[str, float]:
     """A fixed offered rate from ``bench/openloop.py`` (2 processes), latency from the scheduled send time."""
-    out = subprocess.run([sys.executable, str(REPO / "bench" / "openloop.py"), "--port", str(port), "--rate",
-                          str(rate), "--seconds", str(seconds), "--procs", "2", "--bodies", str(bodies_file),
-                          "--auth", AUTH], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "openloop.py"),
+            "--port",
+            str(port),
+            "--rate",
+            str(rate),
+            "--seconds",
+            str(seconds),
+            "--procs",
+            "2",
+            "--bodies",
+            str(bodies_file),
+            "--auth",
+            AUTH,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out)  # type: ignore[no-any-return]
 
 
@@ -234,17 +288,49 @@ def app():
 """
 
 
-def start_gunicorn(tmp: Path, conninfo: str, port: int, ttl: float, entries: int = 200_000,
-                   extra_env: dict[str, str] | None = None, workers: int = 2) -> tuple[subprocess.Popen[bytes], list]:
+def start_gunicorn(
+    tmp: Path,
+    conninfo: str,
+    port: int,
+    ttl: float,
+    entries: int = 200_000,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 2,
+) -> tuple[subprocess.Popen[bytes], list]:
     """gunicorn + gevent workers; returns once every worker has loaded its snapshot (or its listener is up)."""
     (tmp / "fsfarm_bench_wsgi.py").write_text(WSGI)
     ready = tmp / f"ready-{port}.jsonl"
-    env = {**os.environ, "BENCH_DSN": conninfo, "FSFARM_XMLCURL_PASSWORD": "s3cret", "BENCH_READY": str(ready),
-           "FSFARM_XMLCURL_USER": "freeswitch", "FSFARM_XMLCURL_CACHE_TTL": str(ttl),
-           "FSFARM_XMLCURL_CACHE_ENTRIES": str(entries), "PYTHONPATH": f"{tmp}:{REPO}", **(extra_env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
-                             "--worker-connections", "200", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-                             "fsfarm_bench_wsgi:app()"], env=env, cwd=tmp)
+    env = {
+        **os.environ,
+        "BENCH_DSN": conninfo,
+        "FSFARM_XMLCURL_PASSWORD": "s3cret",
+        "BENCH_READY": str(ready),
+        "FSFARM_XMLCURL_USER": "freeswitch",
+        "FSFARM_XMLCURL_CACHE_TTL": str(ttl),
+        "FSFARM_XMLCURL_CACHE_ENTRIES": str(entries),
+        "PYTHONPATH": f"{tmp}:{REPO}",
+        **(extra_env or {}),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            "gevent",
+            "-w",
+            str(workers),
+            "--worker-connections",
+            "200",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "fsfarm_bench_wsgi:app()",
+        ],
+        env=env,
+        cwd=tmp,
+    )
     wait_port(port)
     deadline = time.monotonic() + 60
     while not ready.exists() or len(ready.read_text().splitlines()) < workers:
@@ -310,8 +396,9 @@ def timeline_summary(fixed: dict[str, object]) -> str:
     rows = fixed.get("timeline") or []
     slow = [r for r in rows if r["p99"] > TARGET_P99_MS]  # type: ignore[index, union-attr]
     parts = [f"{r['s']}s: n {r['n']} p99 {r['p99']} max {r['max']}" for r in slow]  # type: ignore[index]
-    return f"{len(slow)} of {len(rows)} seconds over {TARGET_P99_MS:.0f} ms p99" + (": " + "; ".join(parts)
-                                                                                    if parts else "")
+    return f"{len(slow)} of {len(rows)} seconds over {TARGET_P99_MS:.0f} ms p99" + (
+        ": " + "; ".join(parts) if parts else ""
+    )
 
 
 def main() -> None:
@@ -337,8 +424,10 @@ def main() -> None:
         t0 = time.monotonic()
         _, tenants = load(pg.conninfo, 10, n_tenants, per_tenant)
         copy_seconds = time.monotonic() - t0
-        print(f"loaded {n_tenants * per_tenant} users in {n_tenants} tenants on 10 nodes "
-              f"in {copy_seconds:.1f} s", flush=True)
+        print(
+            f"loaded {n_tenants * per_tenant} users in {n_tenants} tenants on 10 nodes in {copy_seconds:.1f} s",
+            flush=True,
+        )
         request_bodies = bodies(tenants, per_tenant, 4000)
         script = tmp / "requests.lua"
         wrk_script(script, request_bodies)
@@ -369,8 +458,9 @@ def main() -> None:
 
         port = free_port()
         proc, _ = start_gunicorn(tmp, pg.conninfo, port, 300.0)
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/xmlcurl", data=request_bodies[0].encode(),
-                                     headers={"Authorization": AUTH})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/xmlcurl", data=request_bodies[0].encode(), headers={"Authorization": AUTH}
+        )
         answer = urllib.request.urlopen(req).read()
         stop(proc)
         nginx_port = free_port()
@@ -390,35 +480,55 @@ def main() -> None:
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"load generators: {generator} with {connections} connections (saturation), and bench/openloop.py "
-          f"at a fixed {TARGET_RPS:.0f} req/s; {seconds} s per run; load average {os.getloadavg()}")
+    print(
+        f"load generators: {generator} with {connections} connections (saturation), and bench/openloop.py "
+        f"at a fixed {TARGET_RPS:.0f} req/s; {seconds} s per run; load average {os.getloadavg()}"
+    )
     if workers:
         load_s = max(w["load_seconds"] for w in workers)
         grown = max(w["rss_after_mb"] - w["rss_before_mb"] for w in workers)
         before = max(w["rss_before_mb"] for w in workers)
         users = int(workers[0]["users"])
-        print(f"snapshot of {users} users per worker: load time (reference: the COPY into PostgreSQL), RSS grown "
-              f"by the load, worst worker (reference: the worker's RSS before it)")
-        print(f"bench: xmlcurl_snapshot_load {load_s:.2f} s (reference {copy_seconds:.2f}, "
-              f"ratio {load_s / copy_seconds:.2f}, target 2)")
-        print(f"bench: xmlcurl_snapshot_rss {grown:.1f} MB (reference {before:.1f}, "
-              f"ratio {grown / before:.2f}, target 100)")
+        print(
+            f"snapshot of {users} users per worker: load time (reference: the COPY into PostgreSQL), RSS grown "
+            f"by the load, worst worker (reference: the worker's RSS before it)"
+        )
+        print(
+            f"bench: xmlcurl_snapshot_load {load_s:.2f} s (reference {copy_seconds:.2f}, "
+            f"ratio {load_s / copy_seconds:.2f}, target 2)"
+        )
+        print(
+            f"bench: xmlcurl_snapshot_rss {grown:.1f} MB (reference {before:.1f}, "
+            f"ratio {grown / before:.2f}, target 100)"
+        )
     ref = fixed["nginx"]
     for label in setups:
         r, f = results[label], fixed[label]
-        print(f"bench: xmlcurl_{label}_throughput {r['rps']:.0f} req/s (reference {ceiling['rps']:.0f}, "
-              f"ratio {r['rps'] / ceiling['rps']:.3f}, target {TARGET_RPS:.0f})")
-        print(f"bench: xmlcurl_{label}_wrk_p50 {r['p50']:.2f} ms (reference {ceiling['p50']:.2f}, "
-              f"ratio {r['p50'] / ceiling['p50']:.1f}, target {TARGET_P99_MS:.0f})")
-        print(f"bench: xmlcurl_{label}_wrk_p99 {r['p99']:.2f} ms (reference {ceiling['p99']:.2f}, "
-              f"ratio {r['p99'] / ceiling['p99']:.1f}, target {TARGET_P99_MS:.0f})")
-        print(f"bench: xmlcurl_{label}_achieved_at_2000 {f['achieved']:.0f} req/s (reference {ref['achieved']:.0f}, "
-              f"ratio {f['achieved'] / ref['achieved']:.3f}, target {TARGET_RPS:.0f})")
-        print(f"bench: xmlcurl_{label}_errors_at_2000 {f['errors']:.0f} requests (reference {ref['errors']:.0f}, "
-              f"ratio {f['errors'] / max(ref['errors'], 1):.1f}, target 0)")
+        print(
+            f"bench: xmlcurl_{label}_throughput {r['rps']:.0f} req/s (reference {ceiling['rps']:.0f}, "
+            f"ratio {r['rps'] / ceiling['rps']:.3f}, target {TARGET_RPS:.0f})"
+        )
+        print(
+            f"bench: xmlcurl_{label}_wrk_p50 {r['p50']:.2f} ms (reference {ceiling['p50']:.2f}, "
+            f"ratio {r['p50'] / ceiling['p50']:.1f}, target {TARGET_P99_MS:.0f})"
+        )
+        print(
+            f"bench: xmlcurl_{label}_wrk_p99 {r['p99']:.2f} ms (reference {ceiling['p99']:.2f}, "
+            f"ratio {r['p99'] / ceiling['p99']:.1f}, target {TARGET_P99_MS:.0f})"
+        )
+        print(
+            f"bench: xmlcurl_{label}_achieved_at_2000 {f['achieved']:.0f} req/s (reference {ref['achieved']:.0f}, "
+            f"ratio {f['achieved'] / ref['achieved']:.3f}, target {TARGET_RPS:.0f})"
+        )
+        print(
+            f"bench: xmlcurl_{label}_errors_at_2000 {f['errors']:.0f} requests (reference {ref['errors']:.0f}, "
+            f"ratio {f['errors'] / max(ref['errors'], 1):.1f}, target 0)"
+        )
         for pct in ("p50", "p99", "p999"):
-            print(f"bench: xmlcurl_{label}_{pct}_at_2000 {f[pct]:.2f} ms (reference {ref[pct]:.2f}, "
-                  f"ratio {f[pct] / ref[pct]:.1f}, target {TARGET_P99_MS:.0f})")
+            print(
+                f"bench: xmlcurl_{label}_{pct}_at_2000 {f[pct]:.2f} ms (reference {ref[pct]:.2f}, "
+                f"ratio {f[pct] / ref[pct]:.1f}, target {TARGET_P99_MS:.0f})"
+            )
 
 
 if __name__ == "__main__":

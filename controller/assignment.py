@@ -35,15 +35,15 @@ def reassign(conn: psycopg.Connection[Any], reason: str, joined: Collection[UUID
     bins = [placement.Bin(str(n.id), n.capacity) for n in all_nodes if n.placeable]
     placeable = {b.id for b in bins}
     pinned = {str(t.id): str(t.pinned_node_id) for t in all_tenants if t.pinned_node_id}
-    tenant_map = placement.place([str(t.id) for t in all_tenants], bins, previous_tenants, pinned,
-                                 joined={str(j) for j in joined})
+    tenant_map = placement.place(
+        [str(t.id) for t in all_tenants], bins, previous_tenants, pinned, joined={str(j) for j in joined}
+    )
 
     # HD rooms go to mixers (sticky the same way); other rooms follow their tenant for call locality.
     mixer_bins = [placement.Bin(str(m.id), m.capacity) for m in all_mixers if m.placeable]
     hd_rooms = [str(c.id) for c in all_rooms if c.profile == "hd"]
     previous_mixers = {k: _str(p.mixer_id) for k, p in previous_rooms.items() if p.mixer_id}
-    mixer_map = placement.place(hd_rooms, mixer_bins, previous_mixers,
-                                joined={str(j) for j in joined})
+    mixer_map = placement.place(hd_rooms, mixer_bins, previous_mixers, joined={str(j) for j in joined})
     room_map: dict[str, tuple[str | None, str | None]] = {}
     for room in all_rooms:
         key = str(room.id)

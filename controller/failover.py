@@ -53,8 +53,12 @@ def dead_nodes(all_nodes: Sequence[Node], unreachable_sip: set[str]) -> list[Ver
         if node.health == "down":
             verdicts.append(Verdict(node, f"the ESL watcher declared it down ({node.health_reason or 'no reason'})"))
         elif node.health == "suspect" and node.sip_address in unreachable_sip:
-            verdicts.append(Verdict(node, f"it missed heartbeats ({node.health_reason or 'suspect'}) and "
-                                          "Kamailio's OPTIONS pings fail too"))
+            verdicts.append(
+                Verdict(
+                    node,
+                    f"it missed heartbeats ({node.health_reason or 'suspect'}) and Kamailio's OPTIONS pings fail too",
+                )
+            )
     return verdicts
 
 
@@ -108,9 +112,16 @@ class FailoverLoop:
                     continue
                 taken = {f.spare_id for f, _ in decided}  # two deaths in one cycle need two spares
                 spare = choose_spare([n for n in all_nodes if n.id not in taken])
-                row = failovers.decide(conn, uuid.uuid4(), node.id, incident_of(node),
-                                       spare.id if spare else None, verdict.reason, self.controller_id,
-                                       node.health_at)
+                row = failovers.decide(
+                    conn,
+                    uuid.uuid4(),
+                    node.id,
+                    incident_of(node),
+                    spare.id if spare else None,
+                    verdict.reason,
+                    self.controller_id,
+                    node.health_at,
+                )
                 if row is not None:
                     target = f"spare {spare.name}" if spare else "the surviving nodes (no spare is free)"
                     decided.append((row, f"node {node.name}: {verdict.reason}; moving its work to {target}"))
@@ -141,14 +152,20 @@ class FailoverLoop:
             if not any(n.id != node.id and n.placeable for n in all_nodes):
                 continue
             history = failovers.for_node(conn, node.id)
-            if history and history[-1].state == "done" and history[-1].updated_at and node.health_at and \
-                    node.health_at > history[-1].updated_at:
+            if (
+                history
+                and history[-1].state == "done"
+                and history[-1].updated_at
+                and node.health_at
+                and node.health_at > history[-1].updated_at
+            ):
                 nodes.update(conn, node.id, {"spare": True})
                 changes.announce(conn, "node")
-                out.append(f"node {node.name} is healthy again after its failover; it rejoins as a spare "
-                           "so its tenants do not move back and forth")
+                out.append(
+                    f"node {node.name} is healthy again after its failover; it rejoins as a spare "
+                    "so its tenants do not move back and forth"
+                )
         return out
-
 
     def _place_the_unplaced(self, conn: psycopg.Connection[Any]) -> list[str]:
         """Tenants left on no node (every node was down when placement last ran) go to a node that is back."""
@@ -166,8 +183,9 @@ def _rooms_on(conn: psycopg.Connection[Any], node_id: UUID) -> int:
     return int(row["n"]) if row else 0
 
 
-def execute(db: Database, failover_id: UUID, kamailio: KamailioControl | None = None,
-            after_move: Sequence[AfterMove] = ()) -> failovers.Failover:
+def execute(
+    db: Database, failover_id: UUID, kamailio: KamailioControl | None = None, after_move: Sequence[AfterMove] = ()
+) -> failovers.Failover:
     """Carry out a decided failover; safe to run again after a crash at any point.
 
     The move is one transaction (tenants, rooms, placement generation, state 'moved'); a retry
@@ -186,14 +204,21 @@ def execute(db: Database, failover_id: UUID, kamailio: KamailioControl | None = 
             if row.spare_id:
                 # The spare takes the dead node's place wholesale: same tenants, same rooms.
                 nodes.update(conn, row.spare_id, {"spare": False, "admin_state": "active"})
-                conn.execute("UPDATE tenant_placements SET node_id = %s, updated_at = clock_timestamp() "
-                             "WHERE node_id = %s", [row.spare_id, row.node_id])
-                conn.execute("UPDATE conference_placements SET node_id = %s, updated_at = clock_timestamp() "
-                             "WHERE node_id = %s", [row.spare_id, row.node_id])
+                conn.execute(
+                    "UPDATE tenant_placements SET node_id = %s, updated_at = clock_timestamp() WHERE node_id = %s",
+                    [row.spare_id, row.node_id],
+                )
+                conn.execute(
+                    "UPDATE conference_placements SET node_id = %s, updated_at = clock_timestamp() WHERE node_id = %s",
+                    [row.spare_id, row.node_id],
+                )
                 # Pins follow too: the spare stands in for the dead node, so what was kept together stays so.
                 for table in ("tenants", "conferences"):
-                    conn.execute(f"UPDATE {table} SET pinned_node_id = %s, updated_at = clock_timestamp() "
-                                 "WHERE pinned_node_id = %s", [row.spare_id, row.node_id])
+                    conn.execute(
+                        f"UPDATE {table} SET pinned_node_id = %s, updated_at = clock_timestamp() "
+                        "WHERE pinned_node_id = %s",
+                        [row.spare_id, row.node_id],
+                    )
             if dead and dead.health != "down":
                 # Declared dead on a witness: make placement see it as dead too.
                 nodes.set_health(conn, dead.id, "down", row.reason)
@@ -201,11 +226,20 @@ def execute(db: Database, failover_id: UUID, kamailio: KamailioControl | None = 
             if generation is None:
                 # Placement rows were rewritten above; stamp them with a generation anyway
                 # (reassign announced nothing, so announce here; otherwise it already did).
-                generation = placements.record(conn, f"failover of {dead.name if dead else row.node_id}", {}, {},
-                                               len(moved_tenants))
+                generation = placements.record(
+                    conn, f"failover of {dead.name if dead else row.node_id}", {}, {}, len(moved_tenants)
+                )
                 changes.announce(conn, "placement")
-            row = failovers.update(conn, row.id, {"state": "moved", "tenants_moved": len(moved_tenants),
-                                                  "rooms_total": rooms, "generation": generation.generation})
+            row = failovers.update(
+                conn,
+                row.id,
+                {
+                    "state": "moved",
+                    "tenants_moved": len(moved_tenants),
+                    "rooms_total": rooms,
+                    "generation": generation.generation,
+                },
+            )
             assert row is not None
     if row.state == "done":
         return row
@@ -219,8 +253,7 @@ def execute(db: Database, failover_id: UUID, kamailio: KamailioControl | None = 
             log.exception("failover step %s failed", getattr(step, "__name__", step))
             outcome["error"] = f"{getattr(step, '__name__', 'step')}: {exc}"
     with db.transaction() as conn:
-        done = failovers.update(conn, row.id, {**outcome, "state": "done",
-                                               "completed_at": datetime.now(UTC)})
+        done = failovers.update(conn, row.id, {**outcome, "state": "done", "completed_at": datetime.now(UTC)})
         assert done is not None
     return done
 

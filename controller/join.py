@@ -40,18 +40,20 @@ def join(db: Database, token: str, data: Any) -> tuple[Node, str]:
         found = tokens.by_hash(conn, provisioning.hash_token(token))
         if found is None or found.scope != "node-join":
             raise Unauthorized("invalid join token")
-        spent = conn.execute("SELECT node_name FROM node_joins WHERE token_id = %s FOR UPDATE",
-                             [found.id]).fetchone()
+        spent = conn.execute("SELECT node_name FROM node_joins WHERE token_id = %s FOR UPDATE", [found.id]).fetchone()
         if spent is not None:
-            raise Conflict(f"this join token was already used by node {spent['node_name']}",
-                           {"node": spent["node_name"]})
+            raise Conflict(
+                f"this join token was already used by node {spent['node_name']}", {"node": spent["node_name"]}
+            )
         if found.revoked:
             raise Unauthorized("invalid join token")
         node = nodes.insert(conn, Node(id=uuid.uuid4(), esl_password=password, admin_state="pending", **values))
         try:
             with conn.transaction():
-                conn.execute("INSERT INTO node_joins (token_id, node_id, node_name) VALUES (%s, %s, %s)",
-                             [found.id, node.id, node.name])
+                conn.execute(
+                    "INSERT INTO node_joins (token_id, node_id, node_name) VALUES (%s, %s, %s)",
+                    [found.id, node.id, node.name],
+                )
         except psycopg.errors.UniqueViolation as exc:  # a concurrent join spent it first
             raise Conflict("this join token was already used") from exc
         tokens.revoke(conn, found.id)

@@ -40,8 +40,9 @@ class MixerClient:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url.rstrip("/") + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.base_url.rstrip("/") + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 raw = response.read()
@@ -119,25 +120,31 @@ class MixerLoop:
             self._failures[mixer.id] = self._failures.get(mixer.id, 0) + 1
             if mixer.health != "down" and self._failures[mixer.id] >= self.failures_to_down:
                 moved = self._fail(mixer)
-                said.append(f"mixer {mixer.name} failed {self._failures[mixer.id]} health checks in a row; "
-                            f"its {len(moved)} room(s) move to the other mixers")
+                said.append(
+                    f"mixer {mixer.name} failed {self._failures[mixer.id]} health checks in a row; "
+                    f"its {len(moved)} room(s) move to the other mixers"
+                )
         said.extend(self._sync())
         return "; ".join(said) if said else f"all {len(all_mixers)} mixer(s) hold their rooms; nothing to do"
 
     def _set_health(self, mixer: Mixer, health: str) -> None:
         with self.db.transaction() as conn:
-            conn.execute("UPDATE mixers SET health = %s, updated_at = clock_timestamp() WHERE id = %s",
-                         [health, mixer.id])
+            conn.execute(
+                "UPDATE mixers SET health = %s, updated_at = clock_timestamp() WHERE id = %s", [health, mixer.id]
+            )
             changes.announce(conn, "mixer")
             if health == "up":
                 reassign(conn, f"mixer {mixer.name} is healthy", joined=[mixer.id] if mixer.health == "down" else [])
 
     def _fail(self, mixer: Mixer) -> list[UUID]:
         with self.db.transaction() as conn:
-            rooms = [r["conference_id"] for r in conn.execute(
-                "SELECT conference_id FROM conference_placements WHERE mixer_id = %s", [mixer.id]).fetchall()]
-            conn.execute("UPDATE mixers SET health = 'down', updated_at = clock_timestamp() WHERE id = %s",
-                         [mixer.id])
+            rooms = [
+                r["conference_id"]
+                for r in conn.execute(
+                    "SELECT conference_id FROM conference_placements WHERE mixer_id = %s", [mixer.id]
+                ).fetchall()
+            ]
+            conn.execute("UPDATE mixers SET health = 'down', updated_at = clock_timestamp() WHERE id = %s", [mixer.id])
             changes.announce(conn, "mixer")
             reassign(conn, f"mixer {mixer.name} stopped answering")
         self._sync()  # the rooms must exist on their new mixer before the legs come back
@@ -153,7 +160,8 @@ class MixerLoop:
         with self.db.transaction() as conn:
             rows = conn.execute(
                 """SELECT p.conference_id, p.mixer_id, c.profile FROM conference_placements p
-                   JOIN conferences c ON c.id = p.conference_id WHERE p.mixer_id IS NOT NULL""").fetchall()
+                   JOIN conferences c ON c.id = p.conference_id WHERE p.mixer_id IS NOT NULL"""
+            ).fetchall()
             all_mixers = {m.id: m for m in mixers.list_all(conn)}
         wanted = wanted_rooms(rows)
         said = []
@@ -189,18 +197,19 @@ def rebridge_over_esl(db: Database, conference_id: UUID, old_mixer: UUID) -> int
         tenant = tenants.get(conn, room["tenant_id"])
         legs = conn.execute(
             """SELECT c.channel_uuid, c.node_id FROM esl_live_calls c
-               WHERE c.tenant_id = %s AND c.destination = %s""", [room["tenant_id"], room["number"]]).fetchall()
+               WHERE c.tenant_id = %s AND c.destination = %s""",
+            [room["tenant_id"], room["number"]],
+        ).fetchall()
         by_id = {n.id: n for n in nodes.list_all(conn)}
     if tenant is None:
         return 0
     sent = 0
     for leg in legs:
         try:
-            commands.run_api(by_id[leg["node_id"]],
-                             f"uuid_transfer {leg['channel_uuid']} {room['number']} XML {tenant.domain}")
+            commands.run_api(
+                by_id[leg["node_id"]], f"uuid_transfer {leg['channel_uuid']} {room['number']} XML {tenant.domain}"
+            )
             sent += 1
         except FarmError as exc:
             log.warning("leg %s of room %s stays: %s", leg["channel_uuid"], room["number"], exc.message)
     return sent
-
-

@@ -74,8 +74,10 @@ NODE_FIELDS = {
 
 def _check_rtp(values: dict[str, Any]) -> None:
     if values["rtp_port_min"] >= values["rtp_port_max"]:
-        raise Invalid("rtp_port_min must be below rtp_port_max",
-                      {"rtp_port_min": values["rtp_port_min"], "rtp_port_max": values["rtp_port_max"]})
+        raise Invalid(
+            "rtp_port_min must be below rtp_port_max",
+            {"rtp_port_min": values["rtp_port_min"], "rtp_port_max": values["rtp_port_max"]},
+        )
 
 
 def node_values(fields: dict[str, v.Field], data: Any) -> dict[str, Any]:
@@ -116,8 +118,11 @@ def update_node(db: Database, ref: str, data: Any) -> Node:
         assert updated is not None
         changes.announce(conn, "node")
         became_placeable = updated.placeable and not node.placeable
-        reassign(conn, f"node {node.name} changed ({', '.join(sorted(updates))})",
-                 joined=[node.id] if became_placeable else [])
+        reassign(
+            conn,
+            f"node {node.name} changed ({', '.join(sorted(updates))})",
+            joined=[node.id] if became_placeable else [],
+        )
     return updated
 
 
@@ -250,8 +255,11 @@ def remove_tenant(db: Database, ref: str, force: bool = False) -> Tenant:
             "numbers": len(numbers.store.list(conn, tenant.id)),
         }
         if any(held.values()) and not force:
-            raise Conflict(f"tenant {tenant.domain} still has {held['users']} user(s) and "
-                           f"{held['numbers']} number(s): pass force to delete them too", held)
+            raise Conflict(
+                f"tenant {tenant.domain} still has {held['users']} user(s) and "
+                f"{held['numbers']} number(s): pass force to delete them too",
+                held,
+            )
         tenants.delete(conn, tenant.id)
         _bury(conn, f"{tenant.id}/", f"tenant {tenant.domain} deleted")
         changes.announce(conn, "tenant", tenant.id)
@@ -335,7 +343,8 @@ def _build_number(conn: Conn, tenant: Tenant, values: dict[str, Any], current: A
 
 KINDS: dict[str, Kind] = {
     "users": Kind(
-        "user", users.store,
+        "user",
+        users.store,
         {
             "extension": v.Field(v.extension, required=True),
             "password": v.Field(v.sip_password),
@@ -350,10 +359,13 @@ KINDS: dict[str, Kind] = {
             "vm_email": v.Field(v.email),
             "enabled": v.Field(v.boolean),
         },
-        _build_user, immutable=("extension",), referenced_as="user",
+        _build_user,
+        immutable=("extension",),
+        referenced_as="user",
     ),
     "conferences": Kind(
-        "conference", conferences.store,
+        "conference",
+        conferences.store,
         {
             "number": v.Field(v.extension, required=True),
             "name": v.Field(v.text),
@@ -363,20 +375,26 @@ KINDS: dict[str, Kind] = {
             "record": v.Field(v.boolean),
             "pinned_node": v.Field(v.reference),
         },
-        _build_conference, places=True, referenced_as="conference",
+        _build_conference,
+        places=True,
+        referenced_as="conference",
     ),
     "ivrs": Kind(
-        "IVR", ivrs.store,
+        "IVR",
+        ivrs.store,
         {
             "name": v.Field(v.slug, required=True),
             "extension": v.Field(v.extension),
             "description": v.Field(v.text),
             "options": v.Field(v.json_object),
         },
-        _build_ivr, immutable=("name",), referenced_as="ivr",
+        _build_ivr,
+        immutable=("name",),
+        referenced_as="ivr",
     ),
     "gateways": Kind(
-        "gateway", gateways.store,
+        "gateway",
+        gateways.store,
         {
             "name": v.Field(v.slug, required=True),
             "proxy": v.Field(v.host_port(5060), required=True),
@@ -391,14 +409,16 @@ KINDS: dict[str, Kind] = {
         _build_gateway,
     ),
     "numbers": Kind(
-        "number", numbers.store,
+        "number",
+        numbers.store,
         {
             "number": v.Field(v.did, required=True),
             "target_type": v.Field(v.one_of(*NUMBER_TARGETS), required=True),
             "target": v.Field(v.text, required=True),
             "description": v.Field(v.text),
         },
-        _build_number, immutable=("number",),
+        _build_number,
+        immutable=("number",),
     ),
 }
 
@@ -472,13 +492,16 @@ def remove_child(db: Database, kind_name: str, tenant_ref: str, ref: str) -> Any
         key = _label(current)
         if k.referenced_as:
             pointing = [
-                n.number for n in numbers.store.list(conn, tenant.id)
-                if n.target == key and (n.target_type == k.referenced_as
-                                        or (k.referenced_as == "user" and n.target_type == "voicemail"))
+                n.number
+                for n in numbers.store.list(conn, tenant.id)
+                if n.target == key
+                and (n.target_type == k.referenced_as or (k.referenced_as == "user" and n.target_type == "voicemail"))
             ]
             if pointing:
-                raise Conflict(f"number(s) {', '.join(pointing)} still route to this {k.name}: "
-                               "repoint or delete them first", {"numbers": pointing})
+                raise Conflict(
+                    f"number(s) {', '.join(pointing)} still route to this {k.name}: repoint or delete them first",
+                    {"numbers": pointing},
+                )
         k.store.delete(conn, current.id)
         if kind_name == "users":
             _bury(conn, f"{tenant.id}/voicemail/{current.extension}/", f"user {key}@{tenant.domain} deleted")
@@ -490,8 +513,9 @@ def remove_child(db: Database, kind_name: str, tenant_ref: str, ref: str) -> Any
 
 def _bury(conn: Conn, prefix: str, reason: str) -> None:
     """Ask the storage sweep to remove files whose owner this transaction deletes."""
-    conn.execute("INSERT INTO storage_tombstones (id, prefix, reason) VALUES (%s, %s, %s)",
-                 [uuid.uuid4(), prefix, reason])
+    conn.execute(
+        "INSERT INTO storage_tombstones (id, prefix, reason) VALUES (%s, %s, %s)", [uuid.uuid4(), prefix, reason]
+    )
 
 
 def _label(record: Any) -> str:
@@ -520,24 +544,28 @@ def placement_overview(db: Database, tenant_id: UUID | None = None) -> dict[str,
         if tenant_id and tid != tenant_id:
             continue
         p = tenant_nodes.get(tid)
-        out_tenants.append({
-            "tenant": tenant.domain,
-            "node": node_names.get(p.node_id) if p and p.node_id else None,
-            "generation": p.generation if p else None,
-            "pinned": tenant.pinned_node_id is not None,
-        })
+        out_tenants.append(
+            {
+                "tenant": tenant.domain,
+                "node": node_names.get(p.node_id) if p and p.node_id else None,
+                "generation": p.generation if p else None,
+                "pinned": tenant.pinned_node_id is not None,
+            }
+        )
     out_rooms = []
     for room in rooms:
         if tenant_id and room.tenant_id != tenant_id:
             continue
         p = room_places.get(room.id)
-        out_rooms.append({
-            "tenant": tenant_rows[room.tenant_id].domain,
-            "conference": room.number,
-            "profile": room.profile,
-            "node": node_names.get(p.node_id) if p and p.node_id else None,
-            "mixer": mixer_names.get(p.mixer_id) if p and p.mixer_id else None,
-        })
+        out_rooms.append(
+            {
+                "tenant": tenant_rows[room.tenant_id].domain,
+                "conference": room.number,
+                "profile": room.profile,
+                "node": node_names.get(p.node_id) if p and p.node_id else None,
+                "mixer": mixer_names.get(p.mixer_id) if p and p.mixer_id else None,
+            }
+        )
     return {
         "generation": latest.generation if latest else 0,
         "reason": latest.reason if latest else None,
@@ -565,8 +593,16 @@ def create_token(db: Database, scope: str, tenant_ref: str | None = None, label:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with db.transaction() as conn:
         tenant_id = get_tenant(conn, tenant_ref).id if tenant_ref else None
-        stored = tokens.insert(conn, ApiToken(id=uuid.uuid4(), token_hash=hash_token(token), scope=scope,
-                                              tenant_id=tenant_id, label=v.text("label", label)))
+        stored = tokens.insert(
+            conn,
+            ApiToken(
+                id=uuid.uuid4(),
+                token_hash=hash_token(token),
+                scope=scope,
+                tenant_id=tenant_id,
+                label=v.text("label", label),
+            ),
+        )
     return token, stored
 
 

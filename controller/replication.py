@@ -90,17 +90,26 @@ def subscribe(local: Site, peer: Site) -> str:
 def _publish_native(conn: psycopg.Connection[Any]) -> None:
     tables = replicated_tables(conn)
     if not conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [PUBLICATION]).fetchone():
-        conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
-            sql.Identifier(PUBLICATION), sql.SQL(", ").join(map(sql.Identifier, tables))))
+        conn.execute(
+            sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+                sql.Identifier(PUBLICATION), sql.SQL(", ").join(map(sql.Identifier, tables))
+            )
+        )
     conn.execute(LWW_FUNCTION)
     for table in tables:
-        has_stamp = conn.execute("SELECT 1 FROM information_schema.columns WHERE table_name = %s "
-                                 "AND column_name = 'updated_at'", [table]).fetchone()
-        exists = conn.execute("SELECT 1 FROM pg_trigger WHERE tgname = 'fsfarm_lww' AND tgrelid = %s::regclass",
-                              [table]).fetchone()
+        has_stamp = conn.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_name = %s AND column_name = 'updated_at'", [table]
+        ).fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM pg_trigger WHERE tgname = 'fsfarm_lww' AND tgrelid = %s::regclass", [table]
+        ).fetchone()
         if has_stamp and not exists:
-            conn.execute(sql.SQL("CREATE TRIGGER fsfarm_lww BEFORE UPDATE ON {} FOR EACH ROW "
-                                 "EXECUTE FUNCTION fsfarm_last_writer_wins()").format(sql.Identifier(table)))
+            conn.execute(
+                sql.SQL(
+                    "CREATE TRIGGER fsfarm_lww BEFORE UPDATE ON {} FOR EACH ROW "
+                    "EXECUTE FUNCTION fsfarm_last_writer_wins()"
+                ).format(sql.Identifier(table))
+            )
             conn.execute(sql.SQL("ALTER TABLE {} ENABLE REPLICA TRIGGER fsfarm_lww").format(sql.Identifier(table)))
 
 
@@ -108,9 +117,11 @@ def _subscribe_native(conn: psycopg.Connection[Any], local: Site, peer: Site) ->
     name = f"fsfarm_from_{_slug(peer.name)}"
     if conn.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", [name]).fetchone():
         return f"{local.name} already subscribes to {peer.name}"
-    conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} "
-                         "WITH (origin = none, copy_data = false)").format(
-        sql.Identifier(name), sql.Literal(peer.dsn), sql.Identifier(PUBLICATION)))
+    conn.execute(
+        sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (origin = none, copy_data = false)").format(
+            sql.Identifier(name), sql.Literal(peer.dsn), sql.Identifier(PUBLICATION)
+        )
+    )
     return f"{local.name} now applies {peer.name}'s changes (native logical replication, origin = none)"
 
 
@@ -122,9 +133,13 @@ def _publish_pglogical(conn: psycopg.Connection[Any], site: Site) -> None:
     node = f"fsfarm_{_slug(site.name)}"
     if not conn.execute("SELECT 1 FROM pglogical.node WHERE node_name = %s", [node]).fetchone():
         conn.execute("SELECT pglogical.create_node(node_name := %s, dsn := %s)", [node, site.dsn])
-    in_set = {r[0] for r in conn.execute(
-        "SELECT set_reloid::text FROM pglogical.replication_set_table t JOIN pglogical.replication_set s "
-        "USING (set_id) WHERE s.set_name = 'default'").fetchall()}
+    in_set = {
+        r[0]
+        for r in conn.execute(
+            "SELECT set_reloid::text FROM pglogical.replication_set_table t JOIN pglogical.replication_set s "
+            "USING (set_id) WHERE s.set_name = 'default'"
+        ).fetchall()
+    }
     for table in replicated_tables(conn):
         if table not in in_set:
             conn.execute("SELECT pglogical.replication_set_add_table('default', %s::regclass, true)", [table])
@@ -137,7 +152,9 @@ def _subscribe_pglogical(conn: psycopg.Connection[Any], local: Site, peer: Site)
     conn.execute(
         "SELECT pglogical.create_subscription(subscription_name := %s, provider_dsn := %s, "
         "replication_sets := ARRAY['default'], synchronize_structure := false, synchronize_data := false, "
-        "forward_origins := '{}')", [name, peer.dsn])
+        "forward_origins := '{}')",
+        [name, peer.dsn],
+    )
     return f"{local.name} now applies {peer.name}'s changes (pglogical, last update wins)"
 
 

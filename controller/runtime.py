@@ -57,8 +57,18 @@ def record_listen(settings: Settings, host: str, port: int) -> Path:
     path = Path(settings.state_dir) / "controller.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
-    path.write_text(json.dumps({"host": host, "port": port, "url": f"http://{local}:{port}",
-                                "controller_address": settings.controller_address, "pid": os.getpid()}) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "host": host,
+                "port": port,
+                "url": f"http://{local}:{port}",
+                "controller_address": settings.controller_address,
+                "pid": os.getpid(),
+            }
+        )
+        + "\n"
+    )
     return path
 
 

@@ -84,9 +84,15 @@ def _failover_loop(db: Database) -> _Greenlet:
     from controller.tasks import after_move, dispatch_failover
 
     ctl = os.environ.get("FSFARM_KAMAILIO_CTL")
-    return _run_cycles(FailoverLoop(db, kamailio=KamailioControl(ctl) if ctl else None, after_move=after_move(),
-                                    dispatch=dispatch_failover if os.environ.get("FSFARM_CELERY_BROKER") else None),
-                       "fsfarm.failover")
+    return _run_cycles(
+        FailoverLoop(
+            db,
+            kamailio=KamailioControl(ctl) if ctl else None,
+            after_move=after_move(),
+            dispatch=dispatch_failover if os.environ.get("FSFARM_CELERY_BROKER") else None,
+        ),
+        "fsfarm.failover",
+    )
 
 
 def _mixer_loop(db: Database) -> _Greenlet:
@@ -141,13 +147,25 @@ def _room_services(db: Database, settings: Settings, probes: dict[str, Any]) -> 
     from esl_workers.ivr import serve_ivr
 
     storage = open_storage(os.environ.get("FSFARM_STORAGE"), settings.state_dir)
-    handles: list[Any] = [_failover_loop(db), _mixer_loop(db), _drain_loop(db), start_workers(db, settings),
-                          _run_cycles(SweepLoop(db, storage), "fsfarm.storage"),
-                          _run_cycles(PromptsOnce(storage), "fsfarm.storage")]  # voicemail prompts for bare nodes
+    handles: list[Any] = [
+        _failover_loop(db),
+        _mixer_loop(db),
+        _drain_loop(db),
+        start_workers(db, settings),
+        _run_cycles(SweepLoop(db, storage), "fsfarm.storage"),
+        _run_cycles(PromptsOnce(storage), "fsfarm.storage"),
+    ]  # voicemail prompts for bare nodes
     scripts = Path(os.environ.get("FSFARM_IVR_SCRIPTS", settings.state_dir / "ivr"))
     scripts.mkdir(parents=True, exist_ok=True)
-    handles.append(serve_ivr(db, settings, scripts, host=os.environ.get("FSFARM_IVR_HOST", "127.0.0.1"),
-                             port=int(os.environ.get("FSFARM_IVR_PORT", "8084"))))
+    handles.append(
+        serve_ivr(
+            db,
+            settings,
+            scripts,
+            host=os.environ.get("FSFARM_IVR_HOST", "127.0.0.1"),
+            port=int(os.environ.get("FSFARM_IVR_PORT", "8084")),
+        )
+    )
     ctl = os.environ.get("FSFARM_KAMAILIO_CTL")
     if ctl:
         from controller.kamailio.control import KamailioControl
@@ -233,15 +251,21 @@ def _serve(listener: socket.socket, host: str, port: int) -> None:
     server = WSGIServer(listener, app, log=None, error_log=log)
     where = "FSFARM_DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.state_dir}"
     click.echo(f"fsfarm controller on http://{host}:{port} (database: {where})")
-    click.echo(f"farm-admin token: {token_path}   xml_curl basic auth: {settings.xmlcurl_user} / "
-               f"{settings.state_dir / 'xmlcurl-password'}")
+    click.echo(
+        f"farm-admin token: {token_path}   xml_curl basic auth: {settings.xmlcurl_user} / "
+        f"{settings.state_dir / 'xmlcurl-password'}"
+    )
     runtime.record_listen(settings, host, port)
     if host.startswith("127.") or host in ("localhost", "::1"):
-        click.echo(f"listening on loopback only: for nodes on other machines start with `--host 0.0.0.0` and set "
-                   f"FSFARM_CONTROLLER_ADDRESS to an address they reach (now {settings.controller_address})")
+        click.echo(
+            f"listening on loopback only: for nodes on other machines start with `--host 0.0.0.0` and set "
+            f"FSFARM_CONTROLLER_ADDRESS to an address they reach (now {settings.controller_address})"
+        )
     elif settings.controller_address.startswith("127.") or settings.controller_address == "localhost":
-        click.echo(f"FSFARM_CONTROLLER_ADDRESS is {settings.controller_address}: `fsfarm freeswitch bootstrap` "
-                   "points nodes there, so only nodes on this machine reach it; set it to an address they reach")
+        click.echo(
+            f"FSFARM_CONTROLLER_ADDRESS is {settings.controller_address}: `fsfarm freeswitch bootstrap` "
+            "points nodes there, so only nodes on this machine reach it; set it to an address they reach"
+        )
 
     def stop(*_: Any) -> None:
         server.stop(timeout=5)

@@ -157,8 +157,12 @@ def rebalance() -> str:
 @app.task(name="fsfarm.health_sweep", acks_late=True)
 def health_sweep() -> str:
     """One failover cycle; the sentence it returns says what it did and why."""
-    sentence = FailoverLoop(database(), controller_id=f"worker-{os.getpid()}", kamailio=kamailio(),
-                            dispatch=lambda fid: failover.delay(str(fid))).run_cycle()
+    sentence = FailoverLoop(
+        database(),
+        controller_id=f"worker-{os.getpid()}",
+        kamailio=kamailio(),
+        dispatch=lambda fid: failover.delay(str(fid)),
+    ).run_cycle()
     log.info("%s", sentence)
     return sentence
 

@@ -75,15 +75,18 @@ def from_event(event: Event) -> CallChange | None:
         return None
     if event.name in REMOVING_EVENTS:
         return CallChange(channel)
-    return CallChange(channel, LiveCall(
-        channel_uuid=channel,
-        state=STATE_BY_EVENT[event.name],
-        channel_name=h.get("Channel-Name", ""),
-        **leg_fields(h),
-        started_at=from_usec(h.get("Caller-Channel-Created-Time")),
-        answered_at=from_usec(h.get("Caller-Channel-Answered-Time")),
-        bridged_at=from_usec(h.get("Caller-Channel-Bridged-Time")),
-    ))
+    return CallChange(
+        channel,
+        LiveCall(
+            channel_uuid=channel,
+            state=STATE_BY_EVENT[event.name],
+            channel_name=h.get("Channel-Name", ""),
+            **leg_fields(h),
+            started_at=from_usec(h.get("Caller-Channel-Created-Time")),
+            answered_at=from_usec(h.get("Caller-Channel-Answered-Time")),
+            bridged_at=from_usec(h.get("Caller-Channel-Bridged-Time")),
+        ),
+    )
 
 
 def from_show_channels(body: str) -> list[LiveCall]:
@@ -92,18 +95,22 @@ def from_show_channels(body: str) -> list[LiveCall]:
     calls = []
     for row in data.get("rows") or []:
         state = "answered" if row.get("callstate") in ("ACTIVE", "HELD") else "created"
-        calls.append(LiveCall(
-            channel_uuid=row.get("uuid", ""),
-            state=state,
-            call_uuid=row.get("call_uuid", ""),
-            tenant_domain=(row.get("context") or "").lower() if row.get("context") not in ("default", "public") else "",
-            direction=row.get("direction", ""),
-            channel_name=row.get("name", ""),
-            caller_number=row.get("cid_num", ""),
-            caller_name=row.get("cid_name", ""),
-            destination=row.get("dest", ""),
-            started_at=from_usec(int(row.get("created_epoch") or 0) * 1_000_000),
-        ))
+        calls.append(
+            LiveCall(
+                channel_uuid=row.get("uuid", ""),
+                state=state,
+                call_uuid=row.get("call_uuid", ""),
+                tenant_domain=(row.get("context") or "").lower()
+                if row.get("context") not in ("default", "public")
+                else "",
+                direction=row.get("direction", ""),
+                channel_name=row.get("name", ""),
+                caller_number=row.get("cid_num", ""),
+                caller_name=row.get("cid_name", ""),
+                destination=row.get("dest", ""),
+                started_at=from_usec(int(row.get("created_epoch") or 0) * 1_000_000),
+            )
+        )
     return [c for c in calls if c.channel_uuid]
 
 
@@ -134,8 +141,13 @@ def remove(conn: psycopg.Connection[Any], node_id: UUID, channel_uuid: str) -> N
     conn.execute("DELETE FROM esl_live_calls WHERE node_id = %s AND channel_uuid = %s", (node_id, channel_uuid))
 
 
-def reconcile(conn: psycopg.Connection[Any], node_id: UUID, present: list[LiveCall],
-              tenant_ids: Mapping[str, UUID | None], grace: timedelta = timedelta(seconds=5)) -> tuple[int, int]:
+def reconcile(
+    conn: psycopg.Connection[Any],
+    node_id: UUID,
+    present: list[LiveCall],
+    tenant_ids: Mapping[str, UUID | None],
+    grace: timedelta = timedelta(seconds=5),
+) -> tuple[int, int]:
     """Make the node's rows match what FreeSWITCH reports; returns (added, removed).
 
     Rows younger than ``grace`` are kept even if absent: their CREATE may have raced the listing.
@@ -153,16 +165,28 @@ def reconcile(conn: psycopg.Connection[Any], node_id: UUID, present: list[LiveCa
                    channel_name, caller_number, caller_name, destination, started_at)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (node_id, channel_uuid) DO NOTHING""",
-            (uuid.uuid4(), node_id, call.channel_uuid, call.call_uuid, tenant_ids.get(call.tenant_domain),
-             call.direction, call.state, call.channel_name, call.caller_number, call.caller_name,
-             call.destination, call.started_at),
+            (
+                uuid.uuid4(),
+                node_id,
+                call.channel_uuid,
+                call.call_uuid,
+                tenant_ids.get(call.tenant_domain),
+                call.direction,
+                call.state,
+                call.channel_name,
+                call.caller_number,
+                call.caller_name,
+                call.destination,
+                call.started_at,
+            ),
         )
         added += cur.rowcount
     return added, removed
 
 
-def list_for(conn: psycopg.Connection[Any], *, tenant_id: UUID | None = None,
-             node_id: UUID | None = None) -> list[dict[str, Any]]:
+def list_for(
+    conn: psycopg.Connection[Any], *, tenant_id: UUID | None = None, node_id: UUID | None = None
+) -> list[dict[str, Any]]:
     """Live calls of a tenant or of a node, oldest first, each with the name of the node it is on."""
     column, value = ("tenant_id", tenant_id) if tenant_id is not None else ("node_id", node_id)
     cur = conn.execute(
@@ -178,8 +202,9 @@ def owner(conn: psycopg.Connection[Any], channel_uuid: str, tenant_id: UUID | No
     if tenant_id is None:
         cur = conn.execute("SELECT * FROM esl_live_calls WHERE channel_uuid = %s", (channel_uuid,))
     else:
-        cur = conn.execute("SELECT * FROM esl_live_calls WHERE channel_uuid = %s AND tenant_id = %s",
-                           (channel_uuid, tenant_id))
+        cur = conn.execute(
+            "SELECT * FROM esl_live_calls WHERE channel_uuid = %s AND tenant_id = %s", (channel_uuid, tenant_id)
+        )
     return cur.fetchone()
 
 

@@ -61,12 +61,13 @@ def from_event(event: Event) -> Cdr | None:
         duration=to_int(h.get("variable_duration")),
         billsec=to_int(h.get("variable_billsec")),
         hangup_cause=h.get("Hangup-Cause") or h.get("variable_hangup_cause", ""),
-        variables={k[len("variable_"):]: v for k, v in h.items() if k.startswith("variable_fsfarm_")},
+        variables={k[len("variable_") :]: v for k, v in h.items() if k.startswith("variable_fsfarm_")},
     )
 
 
-def insert_many(conn: psycopg.Connection[Any], node_id: UUID, cdrs: Iterable[Cdr],
-                tenant_ids: Mapping[str, UUID | None]) -> int:
+def insert_many(
+    conn: psycopg.Connection[Any], node_id: UUID, cdrs: Iterable[Cdr], tenant_ids: Mapping[str, UUID | None]
+) -> int:
     """Insert in order; a CDR already stored for (node, channel) is skipped. Returns rows written."""
     written = 0
     for c in cdrs:
@@ -76,10 +77,26 @@ def insert_many(conn: psycopg.Connection[Any], node_id: UUID, cdrs: Iterable[Cdr
                    duration, billsec, hangup_cause, variables)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (node_id, channel_uuid) DO NOTHING""",
-            (uuid.uuid4(), node_id, c.channel_uuid, c.call_uuid, tenant_ids.get(c.tenant_domain), c.direction,
-             c.caller_number, c.caller_name, c.destination, c.other_leg_uuid, c.sip_call_id,
-             from_usec(c.start_usec), from_usec(c.answer_usec), from_usec(c.end_usec), c.duration, c.billsec,
-             c.hangup_cause, json.dumps(c.variables)),
+            (
+                uuid.uuid4(),
+                node_id,
+                c.channel_uuid,
+                c.call_uuid,
+                tenant_ids.get(c.tenant_domain),
+                c.direction,
+                c.caller_number,
+                c.caller_name,
+                c.destination,
+                c.other_leg_uuid,
+                c.sip_call_id,
+                from_usec(c.start_usec),
+                from_usec(c.answer_usec),
+                from_usec(c.end_usec),
+                c.duration,
+                c.billsec,
+                c.hangup_cause,
+                json.dumps(c.variables),
+            ),
         )
         written += cur.rowcount
     return written

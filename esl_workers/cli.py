@@ -73,8 +73,9 @@ def workers_command(verbose: bool) -> None:
     Health, live calls, CDRs, registrations and conference rooms (`fsfarm up` runs this too).
     """
     _green()
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from esl_workers.inbound import start_workers
 
     db, settings = _database()
@@ -89,8 +90,13 @@ def ivr_group() -> None:
 
 
 @ivr_group.command("serve")
-@click.option("--scripts", "scripts_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory of IVR scripts (*.py with @ivr).")
+@click.option(
+    "--scripts",
+    "scripts_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory of IVR scripts (*.py with @ivr).",
+)
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8084, show_default=True, type=int, help="Port nodes' `socket` applications dial.")
 def ivr_serve(scripts_dir: Path, host: str, port: int) -> None:
@@ -176,8 +182,12 @@ def call_transfer(tenant: str, call_uuid: str, to: str, bleg: bool) -> None:
 @click.command("conference-cmd")
 @click.argument("tenant")
 @click.argument("room")
-@click.argument("action", type=click.Choice(sorted(["list", "mute", "unmute", "deaf", "undeaf", "kick", "lock",
-                                                     "unlock", "record", "norecord"])))
+@click.argument(
+    "action",
+    type=click.Choice(
+        sorted(["list", "mute", "unmute", "deaf", "undeaf", "kick", "lock", "unlock", "record", "norecord"])
+    ),
+)
 @click.option("--member", default="", help="Member id (default: all) for mute/unmute/deaf/undeaf/kick.")
 @click.option("--path", default="", help="Recording file for record/norecord.")
 def conference_cmd(tenant: str, room: str, action: str, member: str, path: str) -> None:

@@ -34,8 +34,16 @@ from esl_workers.connection import FarmEvent, FarmInboundESL
 _UUID = re.compile(r"^[0-9a-fA-F-]{36}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_.+@*#:/-]{1,128}$")  # no spaces, no newlines: nothing can be injected
 CONFERENCE_ACTIONS = {
-    "list": "json_list", "mute": "mute", "unmute": "unmute", "deaf": "deaf", "undeaf": "undeaf",
-    "kick": "kick", "lock": "lock", "unlock": "unlock", "record": "record", "norecord": "norecord",
+    "list": "json_list",
+    "mute": "mute",
+    "unmute": "unmute",
+    "deaf": "deaf",
+    "undeaf": "undeaf",
+    "kick": "kick",
+    "lock": "lock",
+    "unlock": "unlock",
+    "record": "record",
+    "norecord": "norecord",
 }
 MEMBER_ACTIONS = frozenset({"mute", "unmute", "deaf", "undeaf", "kick"})
 
@@ -56,6 +64,7 @@ def channel_uuid(value: Any) -> str:
 
 
 # ---------------------------------------------------------------- command text (pure)
+
 
 def originate_command(tenant: Tenant, from_ext: str, to: str, caller_id: str = "") -> str:
     """Click-to-call: ring ``from_ext``, and when answered dial ``to`` in the tenant's dialplan."""
@@ -97,6 +106,7 @@ NODE_COMMANDS = {
 
 # ---------------------------------------------------------------- routing
 
+
 def node_for_tenant(conn: psycopg.Connection[Any], tenant: Tenant) -> Node:
     node_id = placements.tenant_node(conn, tenant.id)
     node = nodes.get(conn, node_id) if node_id else None
@@ -128,6 +138,7 @@ def node_for_room(conn: psycopg.Connection[Any], tenant: Tenant, number: str) ->
 
 
 # ---------------------------------------------------------------- sending
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -173,13 +184,16 @@ def run_api(node: Node, command: str, timeout: float = 10.0, check: bool = True)
     return answer
 
 
-def run_bgapi(db: Database, node: Node, command: str, tenant_id: UUID | None = None,
-              wait: float = 0.0, timeout: float = 10.0) -> dict[str, Any]:
+def run_bgapi(
+    db: Database, node: Node, command: str, tenant_id: UUID | None = None, wait: float = 0.0, timeout: float = 10.0
+) -> dict[str, Any]:
     """Start ``bgapi`` with a job row; wait up to ``wait`` seconds for its result. Returns the job."""
     job_id = uuid.uuid4()
     with db.transaction() as tx:
-        tx.execute("INSERT INTO esl_command_jobs (id, node_id, tenant_id, command) VALUES (%s, %s, %s, %s)",
-                   (job_id, node.id, tenant_id, command))
+        tx.execute(
+            "INSERT INTO esl_command_jobs (id, node_id, tenant_id, command) VALUES (%s, %s, %s, %s)",
+            (job_id, node.id, tenant_id, command),
+        )
     conn = _connect(node, timeout)
     done: gevent.event.AsyncResult = gevent.event.AsyncResult()
 
@@ -247,8 +261,10 @@ def get_job(db: Database, job_id: UUID | str, tenant_id: UUID | None = None) -> 
 
 # ---------------------------------------------------------------- the operations the API and CLI offer
 
-def originate(db: Database, tenant: Tenant, from_ext: str, to: str, caller_id: str = "",
-              wait: float = 0.0) -> dict[str, Any]:
+
+def originate(
+    db: Database, tenant: Tenant, from_ext: str, to: str, caller_id: str = "", wait: float = 0.0
+) -> dict[str, Any]:
     """Click-to-call through the tenant's node (bgapi: ringing can take half a minute)."""
     command = originate_command(tenant, from_ext, to, caller_id)
     with db.transaction() as tx:
@@ -276,8 +292,7 @@ def transfer(db: Database, tenant: Tenant | None, call: str, to: str, leg: str =
     return run_api(node, transfer_command(call, to, context, leg))
 
 
-def conference(db: Database, tenant: Tenant, number: str, action: str, member: str = "",
-               path: str = "") -> Answer:
+def conference(db: Database, tenant: Tenant, number: str, action: str, member: str = "", path: str = "") -> Answer:
     """Run a conference command (mute, kick, ...) where the tenant's room ``number`` runs.
 
     On a node: FreeSWITCH's "no such member" and "no such conference" answers are NotFound (404),
@@ -304,7 +319,10 @@ def conference(db: Database, tenant: Tenant, number: str, action: str, member: s
 # ---------------------------------------------------------------- HD rooms on a mixer (its control API)
 
 MIXER_FLAGS: dict[str, dict[str, bool]] = {
-    "mute": {"muted": True}, "unmute": {"muted": False}, "deaf": {"deaf": True}, "undeaf": {"deaf": False},
+    "mute": {"muted": True},
+    "unmute": {"muted": False},
+    "deaf": {"deaf": True},
+    "undeaf": {"deaf": False},
 }
 
 
@@ -318,12 +336,14 @@ def mixer_of_room(conn: psycopg.Connection[Any], tenant: Tenant, number: str) ->
     return (mixer, str(room.id)) if mixer is not None else None
 
 
-def _mixer_http(mixer: Mixer, method: str, path: str, body: dict[str, Any] | None = None,
-                timeout: float = 5.0) -> Any:
+def _mixer_http(mixer: Mixer, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 5.0) -> Any:
     """One call to the mixer's control API; its 404 is NotFound, other refusals Conflict, no answer 503."""
-    request = urllib.request.Request(mixer.control_url.rstrip("/") + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        mixer.control_url.rstrip("/") + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
@@ -347,9 +367,18 @@ def mixer_participants(mixer: Mixer, room_id: str) -> list[dict[str, Any]]:
 
 def mixer_members(mixer: Mixer, room_id: str) -> list[dict[str, Any]]:
     """An HD room's participants in the shape of ``GET .../members`` (member ids are participant ids)."""
-    return [{"member_id": p["id"], "caller_number": p.get("caller", ""), "can_hear": not p["deaf"],
-             "can_speak": not p["muted"], "talking": p["talking"], "codec": p["codec"], "mixer": mixer.name}
-            for p in mixer_participants(mixer, room_id)]
+    return [
+        {
+            "member_id": p["id"],
+            "caller_number": p.get("caller", ""),
+            "can_hear": not p["deaf"],
+            "can_speak": not p["muted"],
+            "talking": p["talking"],
+            "codec": p["codec"],
+            "mixer": mixer.name,
+        }
+        for p in mixer_participants(mixer, room_id)
+    ]
 
 
 def mixer_room_command(mixer: Mixer, room_id: str, number: str, action: str, member: str = "") -> Answer:
@@ -360,8 +389,10 @@ def mixer_room_command(mixer: Mixer, room_id: str, number: str, action: str, mem
     if action == "list":
         return Answer("", f"GET {path}", json.dumps(mixer_members(mixer, room_id)), mixer=mixer.name)
     if action not in MIXER_FLAGS and action != "kick":
-        raise Invalid(f"action: {action} is not available in HD room {number} (list, mute, unmute, deaf, undeaf, "
-                      "kick are)", {"field": "action"})
+        raise Invalid(
+            f"action: {action} is not available in HD room {number} (list, mute, unmute, deaf, undeaf, kick are)",
+            {"field": "action"},
+        )
     wanted = token(member or "all", "member")
     targets = [p["id"] for p in mixer_participants(mixer, room_id)] if wanted == "all" else [wanted]
     done = []
@@ -372,8 +403,9 @@ def mixer_room_command(mixer: Mixer, room_id: str, number: str, action: str, mem
             else:
                 _mixer_http(mixer, "PATCH", f"{path}/{pid}", MIXER_FLAGS[action])
         except NotFound as exc:
-            raise NotFound(f"no member {pid!r} in conference {number}", {"field": "member", "mixer": mixer.name}) \
-                from exc
+            raise NotFound(
+                f"no member {pid!r} in conference {number}", {"field": "member", "mixer": mixer.name}
+            ) from exc
         done.append(f"+OK {action} {pid}")
     method = "DELETE" if action == "kick" else "PATCH"
     return Answer("", f"{method} {path}/{wanted}", "\n".join(done) + "\n" if done else "+OK\n", mixer=mixer.name)

@@ -13,8 +13,19 @@ from esl_workers.protocol import Event
 
 SUBCLASS = "conference::maintenance"
 # Actions that change nothing we store: skipped so a chatty room costs no writes.
-IGNORED_ACTIONS = frozenset({"start-talking", "stop-talking", "floor-change", "conference-create",
-                             "energy-level", "volume-level", "gain-level", "play-file", "play-file-done"})
+IGNORED_ACTIONS = frozenset(
+    {
+        "start-talking",
+        "stop-talking",
+        "floor-change",
+        "conference-create",
+        "energy-level",
+        "volume-level",
+        "gain-level",
+        "play-file",
+        "play-file-done",
+    }
+)
 
 
 def room_name(number: str, domain: str) -> str:
@@ -60,20 +71,30 @@ def from_event(event: Event) -> MemberChange | None:
     if action == "del-member":
         return MemberChange("remove", name, member_id)
     return MemberChange(
-        "upsert", name, member_id, channel_uuid=h.get("Unique-ID", ""),
-        caller_number=h.get("Caller-Caller-ID-Number", ""), caller_name=h.get("Caller-Caller-ID-Name", ""),
-        can_hear=h.get("Hear", "true") == "true", can_speak=h.get("Speak", "true") == "true",
+        "upsert",
+        name,
+        member_id,
+        channel_uuid=h.get("Unique-ID", ""),
+        caller_number=h.get("Caller-Caller-ID-Number", ""),
+        caller_name=h.get("Caller-Caller-ID-Name", ""),
+        can_hear=h.get("Hear", "true") == "true",
+        can_speak=h.get("Speak", "true") == "true",
         is_moderator=h.get("Member-Type", "") == "moderator",
     )
 
 
 def apply(conn: psycopg.Connection[Any], node_id: UUID, change: MemberChange, tenant_id: UUID | None) -> None:
     if change.action == "destroy":
-        conn.execute("DELETE FROM esl_conference_members WHERE node_id = %s AND conference_name = %s",
-                     (node_id, change.conference_name))
+        conn.execute(
+            "DELETE FROM esl_conference_members WHERE node_id = %s AND conference_name = %s",
+            (node_id, change.conference_name),
+        )
     elif change.action == "remove":
-        conn.execute("""DELETE FROM esl_conference_members WHERE node_id = %s AND conference_name = %s
-                        AND member_id = %s""", (node_id, change.conference_name, change.member_id))
+        conn.execute(
+            """DELETE FROM esl_conference_members WHERE node_id = %s AND conference_name = %s
+                        AND member_id = %s""",
+            (node_id, change.conference_name, change.member_id),
+        )
     else:
         conn.execute(
             """INSERT INTO esl_conference_members (id, node_id, conference_name, member_id, tenant_id, channel_uuid,
@@ -82,8 +103,19 @@ def apply(conn: psycopg.Connection[Any], node_id: UUID, change: MemberChange, te
                ON CONFLICT (node_id, conference_name, member_id) DO UPDATE SET
                    can_hear = EXCLUDED.can_hear, can_speak = EXCLUDED.can_speak,
                    is_moderator = EXCLUDED.is_moderator, updated_at = now()""",
-            (uuid.uuid4(), node_id, change.conference_name, change.member_id, tenant_id, change.channel_uuid,
-             change.caller_number, change.caller_name, change.can_hear, change.can_speak, change.is_moderator),
+            (
+                uuid.uuid4(),
+                node_id,
+                change.conference_name,
+                change.member_id,
+                tenant_id,
+                change.channel_uuid,
+                change.caller_number,
+                change.caller_name,
+                change.can_hear,
+                change.can_speak,
+                change.is_moderator,
+            ),
         )
 
 
@@ -101,6 +133,7 @@ def members(conn: psycopg.Connection[Any], tenant_id: UUID, conference_name: str
 
 def node_of_room(conn: psycopg.Connection[Any], conference_name: str) -> UUID | None:
     """The node where the room has members right now, if any."""
-    row = conn.execute("SELECT node_id FROM esl_conference_members WHERE conference_name = %s LIMIT 1",
-                       (conference_name,)).fetchone()
+    row = conn.execute(
+        "SELECT node_id FROM esl_conference_members WHERE conference_name = %s LIMIT 1", (conference_name,)
+    ).fetchone()
     return row["node_id"] if row else None

@@ -118,8 +118,14 @@ class Ingest:
         now = time.monotonic()
         if now - self._warned_foreign > 10:
             self._warned_foreign = now
-            log.warning("node %s: event %s from unknown switch %r (expected %r) dropped; %d so far",
-                        self.node.name, event.name, switch, self.node.switchname, self.counters.foreign)
+            log.warning(
+                "node %s: event %s from unknown switch %r (expected %r) dropped; %d so far",
+                self.node.name,
+                event.name,
+                switch,
+                self.node.switchname,
+                self.counters.foreign,
+            )
         return False
 
     def _tenant_ids(self, conn: psycopg.Connection[Any], domains: set[str]) -> dict[str, UUID | None]:
@@ -197,8 +203,12 @@ class Ingest:
             if was_spooling and self.on_db_back is not None:
                 self.on_db_back()
         except Unavailable as exc:
-            log.warning("node %s: database unreachable (%s); spooling CDRs to %s", self.node.name,
-                        exc.detail or exc.message, self.spool.path)
+            log.warning(
+                "node %s: database unreachable (%s); spooling CDRs to %s",
+                self.node.name,
+                exc.detail or exc.message,
+                self.spool.path,
+            )
             self.db_down_until = time.monotonic() + self.config.db_retry_interval
             self._spool(cdrs, len(events) - len(cdrs))
 
@@ -225,8 +235,9 @@ class Ingest:
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError):
                 raise Unavailable("the database cannot be reached", str(exc)) from exc
-            log.warning("node %s: batch of %d events failed (%s); retrying one by one", self.node.name,
-                        len(events), exc)
+            log.warning(
+                "node %s: batch of %d events failed (%s); retrying one by one", self.node.name, len(events), exc
+            )
             self._write_one_by_one(events)
 
     def _write_one_by_one(self, events: list[Event]) -> None:
@@ -242,8 +253,13 @@ class Ingest:
                     if isinstance(exc, psycopg.OperationalError):
                         raise
                     self.counters.failed_events += 1
-                    log.error("node %s: event %s (uuid %s) could not be stored: %s", self.node.name, event.name,
-                              event.get("Unique-ID") or event.get("Job-UUID"), exc)
+                    log.error(
+                        "node %s: event %s (uuid %s) could not be stored: %s",
+                        self.node.name,
+                        event.name,
+                        event.get("Unique-ID") or event.get("Job-UUID"),
+                        exc,
+                    )
 
 
 class NodeWatcher:
@@ -255,8 +271,9 @@ class NodeWatcher:
         self.config = config
         self.ingest = Ingest(db, node, config)
         self.ingest.on_db_back = self.request_reconcile
-        self.link = liveness.Link(connected=False, heartbeat_interval=config.heartbeat_interval,
-                                  seen_alive=node.seen_alive_at is not None)
+        self.link = liveness.Link(
+            connected=False, heartbeat_interval=config.heartbeat_interval, seen_alive=node.seen_alive_at is not None
+        )
         self.written_health: str | None = None
         self.verdict = liveness.Verdict("unknown", "not started")
         self.conn: FarmInboundESL | None = None
@@ -296,8 +313,9 @@ class NodeWatcher:
         backoff = self.config.backoff_min
         host, port = split_address(self.node.esl_address)
         while not self._stopping.is_set():
-            conn = FarmInboundESL(host, port, self.node.esl_password, timeout=self.config.connect_timeout,
-                                  label=f"node {self.node.name}")
+            conn = FarmInboundESL(
+                host, port, self.node.esl_password, timeout=self.config.connect_timeout, label=f"node {self.node.name}"
+            )
             conn.command_timeout = self.config.command_timeout
             conn.batch_handler = self._on_batch
             self.conn = conn
@@ -306,8 +324,9 @@ class NodeWatcher:
                 conn.send(f"event {self.config.event_format} {SUBSCRIBED_EVENTS}")
                 self.ingest.counters.connects += 1
                 now = time.monotonic()
-                self.link = replace(self.link, connected=True, connected_at=now, last_heartbeat_at=None,
-                                    failures=0, last_error="")
+                self.link = replace(
+                    self.link, connected=True, connected_at=now, last_heartbeat_at=None, failures=0, last_error=""
+                )
                 self._last_beat_stamp = None
                 backoff = self.config.backoff_min
                 log.info("node %s: ESL connected to %s:%d", self.node.name, host, port)
@@ -317,8 +336,12 @@ class NodeWatcher:
                 if not self._stopping.is_set():
                     log.warning("node %s: ESL connection lost: %s", self.node.name, reason)
             except (NotConnectedError, OSError) as exc:
-                self.link = replace(self.link, connected=False, failures=self.link.failures + 1,
-                                    last_error=str(exc) or type(exc).__name__)
+                self.link = replace(
+                    self.link,
+                    connected=False,
+                    failures=self.link.failures + 1,
+                    last_error=str(exc) or type(exc).__name__,
+                )
                 log.info("node %s: ESL connect failed (%s); retry in %.1fs", self.node.name, exc, backoff)
             finally:
                 conn.stop(timeout=1.0)
@@ -335,8 +358,11 @@ class NodeWatcher:
                 left = due - time.monotonic()
                 if left <= 0:
                     break
-                gevent.wait([conn.closed, self._stopping, self._reconcile_now], count=1,
-                            timeout=min(left, self.config.db_retry_interval))
+                gevent.wait(
+                    [conn.closed, self._stopping, self._reconcile_now],
+                    count=1,
+                    timeout=min(left, self.config.db_retry_interval),
+                )
                 self.ingest.retry_spool()
             if conn.closed.is_set() or self._stopping.is_set():
                 return
@@ -351,8 +377,9 @@ class NodeWatcher:
                 ids = {c.tenant_domain: self.ingest.tenants.resolve(tx, c.tenant_domain) for c in present}
                 added, removed = calls.reconcile(tx, self.node.id, present, ids)
             if added or removed:
-                log.info("node %s: reconcile added %d missed call(s), removed %d zombie(s)", self.node.name,
-                         added, removed)
+                log.info(
+                    "node %s: reconcile added %d missed call(s), removed %d zombie(s)", self.node.name, added, removed
+                )
         except (NotConnectedError, Unavailable, ValueError) as exc:
             log.warning("node %s: reconcile skipped: %s", self.node.name, exc)
 
@@ -417,7 +444,10 @@ class Workers:
         for node_id, watcher in list(self.watchers.items()):
             node = wanted.get(node_id)
             same = node is not None and (node.esl_address, node.esl_password, node.switchname) == (
-                watcher.node.esl_address, watcher.node.esl_password, watcher.node.switchname)
+                watcher.node.esl_address,
+                watcher.node.esl_password,
+                watcher.node.switchname,
+            )
             if not same:
                 watcher.stop()
                 del self.watchers[node_id]
@@ -444,9 +474,17 @@ class Workers:
         self.watchers.clear()
 
     def status(self) -> list[dict[str, Any]]:
-        return [{"node": w.node.name, "health": w.verdict.health, "reason": w.verdict.reason,
-                 "connected": w.link.connected, "events": w.ingest.counters.events,
-                 "cdrs_spooled": w.ingest.counters.cdrs_spooled} for w in self.watchers.values()]
+        return [
+            {
+                "node": w.node.name,
+                "health": w.verdict.health,
+                "reason": w.verdict.reason,
+                "connected": w.link.connected,
+                "events": w.ingest.counters.events,
+                "cdrs_spooled": w.ingest.counters.cdrs_spooled,
+            }
+            for w in self.watchers.values()
+        ]
 
 
 def start_workers(db: Database, settings: Settings, config: WorkerConfig | None = None) -> Workers:

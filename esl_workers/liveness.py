@@ -85,10 +85,13 @@ def stats_from_event(event: Event) -> HeartbeatStats | None:
     except ValueError:
         idle = 0.0
     return HeartbeatStats(
-        session_count=to_int(h.get("Session-Count")), max_sessions=to_int(h.get("Max-Sessions")),
+        session_count=to_int(h.get("Session-Count")),
+        max_sessions=to_int(h.get("Max-Sessions")),
         sessions_per_sec=to_int(h.get("Session-Per-Sec-Last")),
-        session_peak_5min=to_int(h.get("Session-Peak-FiveMin")), idle_cpu=idle,
-        uptime_ms=to_int(h.get("Uptime-msec")), version=h.get("FreeSWITCH-Version", ""),
+        session_peak_5min=to_int(h.get("Session-Peak-FiveMin")),
+        idle_cpu=idle,
+        uptime_ms=to_int(h.get("Uptime-msec")),
+        version=h.get("FreeSWITCH-Version", ""),
         at=from_usec(h.get("Event-Date-Timestamp")),
     )
 
@@ -103,8 +106,18 @@ def store_stats(conn: psycopg.Connection[Any], node_id: UUID, s: HeartbeatStats)
                session_peak_5min = EXCLUDED.session_peak_5min, idle_cpu = EXCLUDED.idle_cpu,
                uptime_ms = EXCLUDED.uptime_ms, version = EXCLUDED.version, heartbeat_at = EXCLUDED.heartbeat_at,
                updated_at = now()""",
-        (uuid.uuid4(), node_id, s.session_count, s.max_sessions, s.sessions_per_sec, s.session_peak_5min,
-         s.idle_cpu, s.uptime_ms, s.version, s.at),
+        (
+            uuid.uuid4(),
+            node_id,
+            s.session_count,
+            s.max_sessions,
+            s.sessions_per_sec,
+            s.session_peak_5min,
+            s.idle_cpu,
+            s.uptime_ms,
+            s.version,
+            s.at,
+        ),
     )
 
 

@@ -169,7 +169,7 @@ class FrameReader:
                 raise
             self.error = exc
         finally:
-            del self._buf[:self._consumed]  # once per feed: deleting per frame is quadratic on big reads
+            del self._buf[: self._consumed]  # once per feed: deleting per frame is quadratic on big reads
         return frames
 
     def _cut(self, frames: list[Frame]) -> None:
@@ -202,7 +202,7 @@ class FrameReader:
                 self._pending, self._need = headers, need
             if len(buf) - pos < self._need:
                 break
-            body = bytes(buf[pos:pos + self._need]).decode("utf-8", "replace")
+            body = bytes(buf[pos : pos + self._need]).decode("utf-8", "replace")
             pos += self._need
             frames.append(Frame(self._pending, body))
             self._pending, self._need = None, 0

@@ -51,11 +51,20 @@ def callback_dial_string(member: dict[str, Any], domain: str, proxy: str | None)
 
 def rejoin_command(room: str, profile: str, member: dict[str, Any], domain: str, proxy: str | None) -> str:
     """Pure: the originate that calls a member back into its room, with its flags."""
-    flags = [f for f, keep in (("mute", not member["can_speak"]), ("deaf", not member["can_hear"]),
-                                ("moderator", member["is_moderator"])) if keep]
+    flags = [
+        f
+        for f, keep in (
+            ("mute", not member["can_speak"]),
+            ("deaf", not member["can_hear"]),
+            ("moderator", member["is_moderator"]),
+        )
+        if keep
+    ]
     flag_text = f"+flags{{{'|'.join(flags)}}}" if flags else ""
-    variables = (f"{{fsfarm_tenant={domain},origination_caller_id_number={room.split('-', 1)[0]},"
-                 f"fsfarm_rejoin=true,originate_timeout=30}}")
+    variables = (
+        f"{{fsfarm_tenant={domain},origination_caller_id_number={room.split('-', 1)[0]},"
+        f"fsfarm_rejoin=true,originate_timeout=30}}"
+    )
     target = callback_dial_string(member, domain, proxy)
     return f"originate {variables}{target} &conference({room}@{profile}{flag_text})"
 
@@ -82,14 +91,21 @@ def recover_rooms(db: Database, row: failovers.Failover) -> dict[str, Any]:
             tenant_id: UUID | None = people[0]["tenant_id"]
             tenant = tenants.get(conn, tenant_id) if tenant_id else None
             room = conferences.store.get(conn, tenant.id, name.split("-", 1)[0]) if tenant else None
-            where = conn.execute("SELECT node_id FROM conference_placements WHERE conference_id = %s",
-                                 [room.id]).fetchone() if room else None
+            where = (
+                conn.execute("SELECT node_id FROM conference_placements WHERE conference_id = %s", [room.id]).fetchone()
+                if room
+                else None
+            )
             node = nodes.get(conn, where["node_id"]) if where and where["node_id"] else None
             if tenant is None or room is None or node is None:
                 continue
-            state = {"members": [{k: m[k] for k in ("caller_number", "caller_name", "can_hear", "can_speak",
-                                                    "is_moderator")} for m in people],
-                     "recovered_from": str(row.node_id)}
+            state = {
+                "members": [
+                    {k: m[k] for k in ("caller_number", "caller_name", "can_hear", "can_speak", "is_moderator")}
+                    for m in people
+                ],
+                "recovered_from": str(row.node_id),
+            }
             conferences.save_state(conn, room.id, {**room.state, **state})
             plans.append((tenant, room, node, people))
         # The dead node's membership is history now; the new node reports the members that rejoin.

@@ -45,9 +45,15 @@ def from_event(event: Event) -> Registration | None:
     at = from_usec(h.get("Event-Date-Timestamp"))
     expires = to_int(h.get("expires"))
     return Registration(
-        active=active, realm=realm, username=username, call_id=h.get("call-id", ""),
-        contact=h.get("contact", ""), network_ip=h.get("network-ip", ""), network_port=h.get("network-port", ""),
-        user_agent=h.get("user-agent", ""), status=h.get("status", ""),
+        active=active,
+        realm=realm,
+        username=username,
+        call_id=h.get("call-id", ""),
+        contact=h.get("contact", ""),
+        network_ip=h.get("network-ip", ""),
+        network_port=h.get("network-port", ""),
+        user_agent=h.get("user-agent", ""),
+        status=h.get("status", ""),
         expires_at=at + timedelta(seconds=expires) if at and active and expires else None,
     )
 
@@ -55,11 +61,16 @@ def from_event(event: Event) -> Registration | None:
 def apply(conn: psycopg.Connection[Any], node_id: UUID, reg: Registration, tenant_id: UUID | None) -> None:
     if not reg.active:
         if reg.call_id:
-            conn.execute("""DELETE FROM esl_registrations WHERE node_id = %s AND realm = %s AND username = %s
-                            AND call_id = %s""", (node_id, reg.realm, reg.username, reg.call_id))
+            conn.execute(
+                """DELETE FROM esl_registrations WHERE node_id = %s AND realm = %s AND username = %s
+                            AND call_id = %s""",
+                (node_id, reg.realm, reg.username, reg.call_id),
+            )
         else:
-            conn.execute("DELETE FROM esl_registrations WHERE node_id = %s AND realm = %s AND username = %s",
-                         (node_id, reg.realm, reg.username))
+            conn.execute(
+                "DELETE FROM esl_registrations WHERE node_id = %s AND realm = %s AND username = %s",
+                (node_id, reg.realm, reg.username),
+            )
         return
     conn.execute(
         """INSERT INTO esl_registrations (id, node_id, tenant_id, realm, username, call_id, contact, network_ip,
@@ -69,8 +80,20 @@ def apply(conn: psycopg.Connection[Any], node_id: UUID, reg: Registration, tenan
                tenant_id = EXCLUDED.tenant_id, contact = EXCLUDED.contact, network_ip = EXCLUDED.network_ip,
                network_port = EXCLUDED.network_port, user_agent = EXCLUDED.user_agent,
                status = EXCLUDED.status, expires_at = EXCLUDED.expires_at, updated_at = now()""",
-        (uuid.uuid4(), node_id, tenant_id, reg.realm, reg.username, reg.call_id, reg.contact, reg.network_ip,
-         reg.network_port, reg.user_agent, reg.status, reg.expires_at),
+        (
+            uuid.uuid4(),
+            node_id,
+            tenant_id,
+            reg.realm,
+            reg.username,
+            reg.call_id,
+            reg.contact,
+            reg.network_ip,
+            reg.network_port,
+            reg.user_agent,
+            reg.status,
+            reg.expires_at,
+        ),
     )
 
 

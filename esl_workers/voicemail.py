@@ -47,7 +47,7 @@ def from_event(event: Event, shared_mount: str) -> Deposit | None:
     prefix = shared_mount.rstrip("/") + "/"
     if not path.startswith(prefix):
         return None
-    parts = path[len(prefix):].split("/")
+    parts = path[len(prefix) :].split("/")
     if len(parts) != 4 or parts[1] != "voicemail":
         return None
     tenant, _, extension, name = parts
@@ -57,8 +57,14 @@ def from_event(event: Event, shared_mount: str) -> Deposit | None:
         return None
     if not extension.isdigit() or extension != event.get("VM-User") or not _FILE.match(name) or name.startswith("."):
         return None
-    return Deposit(tenant_id, (event.get("VM-Domain") or "").lower(), extension, f"{extension}/{name}",
-                   event.get("VM-Caller-ID-Number") or "", event.get("VM-Caller-ID-Name") or "")
+    return Deposit(
+        tenant_id,
+        (event.get("VM-Domain") or "").lower(),
+        extension,
+        f"{extension}/{name}",
+        event.get("VM-Caller-ID-Number") or "",
+        event.get("VM-Caller-ID-Name") or "",
+    )
 
 
 def register(db: Database, storage: Storage, deposit: Deposit, attempts: int = 5) -> bool:
@@ -70,13 +76,19 @@ def register(db: Database, storage: Storage, deposit: Deposit, attempts: int = 5
                 log.warning("voicemail event for %s names domain %s: ignored", tenant.domain, deposit.domain)
                 return False
             box = vm_store.mailbox(db, tenant, deposit.extension)
-            vm_store.register_recorded(db, storage, box, deposit.relative, deposit.caller_id_number,
-                                       deposit.caller_id_name)
+            vm_store.register_recorded(
+                db, storage, box, deposit.relative, deposit.caller_id_number, deposit.caller_id_name
+            )
             return True
         except FarmError as exc:
             if attempt == attempts - 1:
-                log.warning("voicemail %s for %s@%s not registered: %s", deposit.relative, deposit.extension,
-                            deposit.domain, exc.message)
+                log.warning(
+                    "voicemail %s for %s@%s not registered: %s",
+                    deposit.relative,
+                    deposit.extension,
+                    deposit.domain,
+                    exc.message,
+                )
                 return False
             gevent.sleep(0.5 * (attempt + 1))
     return False

@@ -32,8 +32,13 @@ def _data() -> dict[str, Any]:
 def _rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for row in items:
-        out.append({k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if k.endswith("_id") and v else v)
-                    for k, v in row.items() if k not in ("node_id",)})
+        out.append(
+            {
+                k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if k.endswith("_id") and v else v)
+                for k, v in row.items()
+                if k not in ("node_id",)
+            }
+        )
     return out
 
 
@@ -52,8 +57,14 @@ def click_to_call(tenant_ref: str) -> Any:
     tenant = visible_tenant(tenant_ref)
     data = _data()
     wait = min(float(data.get("wait") or 0), 60.0)
-    job = commands.originate(database(), tenant, str(data.get("from", "")), str(data.get("to", "")),
-                             str(data.get("caller_id", "")), wait=wait)
+    job = commands.originate(
+        database(),
+        tenant,
+        str(data.get("from", "")),
+        str(data.get("to", "")),
+        str(data.get("caller_id", "")),
+        wait=wait,
+    )
     return jsonify(_rows([job])[0]), 202 if job["status"] == "pending" else 200
 
 
@@ -70,8 +81,9 @@ def hangup_call(tenant_ref: str, call: str) -> Any:
 def transfer_call(tenant_ref: str, call: str) -> Any:
     tenant = visible_tenant(tenant_ref)
     data = _data()
-    return jsonify(commands.transfer(database(), tenant, call, str(data.get("to", "")),
-                                     str(data.get("leg", ""))).public())
+    return jsonify(
+        commands.transfer(database(), tenant, call, str(data.get("to", "")), str(data.get("leg", ""))).public()
+    )
 
 
 @blueprint.get("/tenants/<tenant_ref>/cdrs")
@@ -109,8 +121,9 @@ def room_command(tenant_ref: str, number: str, action: str) -> Any:
     """mute/unmute/deaf/undeaf/kick (``{"member": "2"}``, default all), lock/unlock, record/norecord, list."""
     tenant = visible_tenant(tenant_ref)
     data = _data()
-    answer = commands.conference(database(), tenant, number, action, str(data.get("member", "")),
-                                 str(data.get("path", "")))
+    answer = commands.conference(
+        database(), tenant, number, action, str(data.get("member", "")), str(data.get("path", ""))
+    )
     return jsonify(answer.public())
 
 
@@ -139,9 +152,15 @@ def node_stats(ref: str) -> Any:
         if node is None:
             raise NotFound(f"no node {ref!r}")
         stats = liveness.stats_for(conn, node.id) or {}
-    return jsonify({"node": node.name, "health": node.health, "health_reason": node.health_reason,
-                    "health_at": node.health_at.isoformat() if node.health_at else None,
-                    **(_rows([stats])[0] if stats else {})})
+    return jsonify(
+        {
+            "node": node.name,
+            "health": node.health,
+            "health_reason": node.health_reason,
+            "health_at": node.health_at.isoformat() if node.health_at else None,
+            **(_rows([stats])[0] if stats else {}),
+        }
+    )
 
 
 @blueprint.post("/nodes/<ref>/commands/<name>")
@@ -169,8 +188,9 @@ def spool_facts(spool_dir: Path) -> list[dict[str, Any]]:
                 cdrs = sum(1 for line in f if line.strip())
         except OSError:
             continue
-        out.append({"node_id": path.stem.removeprefix("cdr-"), "cdrs": cdrs, "changed_at": stat.st_mtime,
-                    "path": str(path)})
+        out.append(
+            {"node_id": path.stem.removeprefix("cdr-"), "cdrs": cdrs, "changed_at": stat.st_mtime, "path": str(path)}
+        )
     return out
 
 

@@ -31,8 +31,14 @@ def _body() -> dict[str, Any]:
 def healthz() -> Any:
     m = _mixer()
     alive = m.alive()
-    body = {"ok": alive, "rooms": len(m.rooms), "participants": len(m.by_call),
-            "sip": f"{m.advertise}:{m.sip_port}", "rtp": f"{m.advertise}:{m.rtp_port}", "frames": m.frames}
+    body = {
+        "ok": alive,
+        "rooms": len(m.rooms),
+        "participants": len(m.by_call),
+        "sip": f"{m.advertise}:{m.sip_port}",
+        "rtp": f"{m.advertise}:{m.rtp_port}",
+        "frames": m.frames,
+    }
     return jsonify(body), 200 if alive else 503
 
 

@@ -22,16 +22,15 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
 
 
 @click.command("mixer")
-@click.option("--listen", default="127.0.0.1:5090", show_default=True,
-              help="SIP (UDP) address legs are sent to.")
+@click.option("--listen", default="127.0.0.1:5090", show_default=True, help="SIP (UDP) address legs are sent to.")
 @click.option("--control", default="127.0.0.1:5091", show_default=True, help="HTTP control API address.")
 @click.option("--rtp-port", default=0, show_default=True, help="RTP port for every leg (0 picks a free one).")
-@click.option("--advertise", default=None,
-              help="Address written in SDP and Contact (default: the listen host).")
+@click.option("--advertise", default=None, help="Address written in SDP and Contact (default: the listen host).")
 @click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
 @click.option("--per-leg-codecs", is_flag=True, hidden=True, help="Bench reference: no batched G.711.")
-def mixer(listen: str, control: str, rtp_port: int, advertise: str | None, log_level: str,
-          per_leg_codecs: bool) -> None:
+def mixer(
+    listen: str, control: str, rtp_port: int, advertise: str | None, log_level: str, per_leg_codecs: bool
+) -> None:
     """Run the HD conference mixer sidecar.
 
     The dumb mixer: SIP for room-<id>, numpy mixing, HTTP JSON control.
@@ -42,16 +41,14 @@ def mixer(listen: str, control: str, rtp_port: int, advertise: str | None, log_l
     try:
         engine = Mixer(sip_host, sip_port, rtp_port, advertise, batch_codecs=not per_leg_codecs)
     except OSError as exc:
-        raise Unavailable(f"cannot listen for SIP/RTP on {listen}: {exc.strerror}",
-                          {"listen": listen}) from exc
+        raise Unavailable(f"cannot listen for SIP/RTP on {listen}: {exc.strerror}", {"listen": listen}) from exc
     try:
         server = make_server(api_host, api_port, create_app(engine), threaded=True)
     except (OSError, SystemExit) as exc:
         # werkzeug reports a port in use by printing and exiting; turn both into one user error.
         engine.stop()
         reason = exc.strerror if isinstance(exc, OSError) else "address already in use"
-        raise Unavailable(f"cannot serve the control API on {control}: {reason}",
-                          {"control": control}) from exc
+        raise Unavailable(f"cannot serve the control API on {control}: {reason}", {"control": control}) from exc
     engine.start()
 
     def _shutdown(*_: object) -> None:
@@ -60,9 +57,12 @@ def mixer(listen: str, control: str, rtp_port: int, advertise: str | None, log_l
 
     signal.signal(signal.SIGTERM, _shutdown)
     signal.signal(signal.SIGINT, _shutdown)
-    click.echo(f"mixer: SIP udp {engine.advertise}:{engine.sip_port}, "
-               f"RTP udp {engine.advertise}:{engine.rtp_port}, "
-               f"control http://{api_host}:{server.server_port}", err=True)
+    click.echo(
+        f"mixer: SIP udp {engine.advertise}:{engine.sip_port}, "
+        f"RTP udp {engine.advertise}:{engine.rtp_port}, "
+        f"control http://{api_host}:{server.server_port}",
+        err=True,
+    )
     try:
         server.serve_forever()
     finally:

@@ -33,8 +33,12 @@ def next_tick(start: float, period: float, index: int, now: float) -> Tick:
 class MediaClock:
     """Sleeps until each absolute deadline; counts overruns (frames that finished after the next was due)."""
 
-    def __init__(self, period: float = 0.020, now: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        period: float = 0.020,
+        now: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.period = period
         self._now = now
         self._sleep = sleep

@@ -93,13 +93,22 @@ class Participant:
     def describe(self) -> dict[str, Any]:
         spec = self.leg.choice.codec
         return {
-            "id": self.pid, "call_id": self.leg.call_id, "room": self.leg.room_id,
+            "id": self.pid,
+            "call_id": self.leg.call_id,
+            "room": self.leg.room_id,
             "caller": caller_of(self.leg.remote_party),
-            "codec": f"{spec.name}/{spec.clock_rate}", "muted": self.muted, "deaf": self.deaf,
-            "gain": self.gain, "talking": self.talking,
+            "codec": f"{spec.name}/{spec.clock_rate}",
+            "muted": self.muted,
+            "deaf": self.deaf,
+            "gain": self.gain,
+            "talking": self.talking,
             "remote_media": list(self.leg.remote_media),
-            "packets": {"received": self.jitter.received, "lost": self.jitter.lost,
-                        "late": self.jitter.late, "absurd": self.jitter.absurd},
+            "packets": {
+                "received": self.jitter.received,
+                "lost": self.jitter.lost,
+                "late": self.jitter.late,
+                "absurd": self.jitter.absurd,
+            },
         }
 
 
@@ -136,8 +145,7 @@ class _SipCounters(Collector):
         self._uas = uas
 
     def collect(self) -> Iterable[CounterMetricFamily]:
-        family = CounterMetricFamily("fsfarm_mixer_sip_messages", "SIP datagrams by kind or outcome",
-                                     labels=["kind"])
+        family = CounterMetricFamily("fsfarm_mixer_sip_messages", "SIP datagrams by kind or outcome", labels=["kind"])
         for kind, value in sorted(self._uas.counters.items()):
             family.add_metric([kind], value)
         yield family
@@ -149,26 +157,34 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.frame_seconds = Histogram("fsfarm_mixer_frame_seconds", "Time to mix and send one 20 ms frame",
-                                       buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.04, 0.1),
-                                       registry=r)
-        self.overruns = Counter("fsfarm_mixer_overruns", "Frames that finished after the next was due",
-                                registry=r)
+        self.frame_seconds = Histogram(
+            "fsfarm_mixer_frame_seconds",
+            "Time to mix and send one 20 ms frame",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.04, 0.1),
+            registry=r,
+        )
+        self.overruns = Counter("fsfarm_mixer_overruns", "Frames that finished after the next was due", registry=r)
         self.participants = Gauge("fsfarm_mixer_participants", "Legs currently mixed", registry=r)
         self.rooms = Gauge("fsfarm_mixer_rooms", "Rooms on this mixer", registry=r)
         self.packets_in = Counter("fsfarm_mixer_packets_received", "RTP packets accepted", registry=r)
         self.packets_out = Counter("fsfarm_mixer_packets_sent", "RTP packets sent", registry=r)
-        self.packets_lost = Counter("fsfarm_mixer_packets_lost", "Frames missing at playout (concealed)",
-                                    registry=r)
-        self.bad_packets = Counter("fsfarm_mixer_bad_packets", "Datagrams dropped on the RTP port",
-                                   ["reason"], registry=r)
+        self.packets_lost = Counter("fsfarm_mixer_packets_lost", "Frames missing at playout (concealed)", registry=r)
+        self.bad_packets = Counter(
+            "fsfarm_mixer_bad_packets", "Datagrams dropped on the RTP port", ["reason"], registry=r
+        )
 
 
 class Mixer:
     """A dumb conference mixer: answers SIP for ``room-<id>``, mixes every room, obeys the control API."""
 
-    def __init__(self, host: str = "127.0.0.1", sip_port: int = 0, rtp_port: int = 0,
-                 advertise: str | None = None, batch_codecs: bool = True) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        sip_port: int = 0,
+        rtp_port: int = 0,
+        advertise: str | None = None,
+        batch_codecs: bool = True,
+    ) -> None:
         self.host = host
         # False codes every leg on its own (the bench's reference for the batched G.711 path).
         self.batch_codecs = batch_codecs
@@ -272,8 +288,9 @@ class Mixer:
         self.by_call[leg.call_id] = part
         self.by_addr[leg.remote_media] = part
         self._plans = None
-        log.info("leg %s joined room %s with %s from %s:%s", part.pid, leg.room_id,
-                 leg.choice.codec.name, *leg.remote_media)
+        log.info(
+            "leg %s joined room %s with %s from %s:%s", part.pid, leg.room_id, leg.choice.codec.name, *leg.remote_media
+        )
         return part
 
     # ----- control operations (the HTTP API calls these) -----------------------------------------
@@ -285,8 +302,7 @@ class Mixer:
         if rate not in ROOM_RATES:
             raise Invalid(f"rate must be one of {list(ROOM_RATES)}", {"rate": rate})
         if not isinstance(loudest_k, int) or isinstance(loudest_k, bool) or loudest_k < 0:
-            raise Invalid("loudest_k must be a non-negative integer (0 mixes everyone)",
-                          {"loudest_k": loudest_k})
+            raise Invalid("loudest_k must be a non-negative integer (0 mixes everyone)", {"loudest_k": loudest_k})
         with self._lock:
             if room_id in self.rooms:
                 raise Conflict(f"room {room_id} already exists", {"room": room_id})
@@ -305,8 +321,12 @@ class Mixer:
     def describe_room(self, room_id: str) -> dict[str, Any]:
         with self._lock:
             room = self.room(room_id)
-            return {"room": room_id, "rate": room.config.rate, "loudest_k": room.config.loudest_k,
-                    "participants": [p.describe() for p in room.members.values()]}
+            return {
+                "room": room_id,
+                "rate": room.config.rate,
+                "loudest_k": room.config.loudest_k,
+                "participants": [p.describe() for p in room.members.values()],
+            }
 
     def delete_room(self, room_id: str) -> None:
         """Hang up every leg of the room and forget it."""
@@ -324,8 +344,9 @@ class Mixer:
             raise NotFound(f"no participant {pid} in room {room_id}", {"room": room_id, "participant": pid})
         return part
 
-    def set_flags(self, room_id: str, pid: str, muted: bool | None = None, deaf: bool | None = None,
-                  gain: float | None = None) -> dict[str, Any]:
+    def set_flags(
+        self, room_id: str, pid: str, muted: bool | None = None, deaf: bool | None = None, gain: float | None = None
+    ) -> dict[str, Any]:
         """Change mute, deaf or gain of one participant."""
         with self._lock:
             part = self.participant(room_id, pid)
@@ -361,20 +382,39 @@ class Mixer:
             parts = []
             for p in room.members.values():
                 leg, choice = p.leg, p.leg.choice
-                parts.append({
-                    "id": p.pid, "call_id": leg.call_id, "muted": p.muted, "deaf": p.deaf, "gain": p.gain,
-                    "codec": f"{choice.codec.name}/{choice.codec.clock_rate}",
-                    "payload_type": choice.payload_type, "dtmf_payload_type": choice.dtmf_payload_type,
-                    "dtmf_clock_rate": choice.dtmf_clock_rate,
-                    "remote_media": list(leg.remote_media),
-                    "rtp": {"ssrc": p.ssrc, "sequence": p.sequence, "timestamp": p.timestamp},
-                    "sip": {"local_tag": leg.local_tag, "remote_tag": leg.remote_tag,
-                            "remote_uri": leg.remote_uri, "signalling": list(leg.signalling),
-                            "local_uri": leg.local_uri, "remote_party": leg.remote_party,
-                            "local_cseq": leg.local_cseq, "route": list(leg.route)},
-                })
-            return {"version": STATE_VERSION, "room": room_id, "rate": room.config.rate,
-                    "loudest_k": room.config.loudest_k, "exported_at": time.time(), "participants": parts}
+                parts.append(
+                    {
+                        "id": p.pid,
+                        "call_id": leg.call_id,
+                        "muted": p.muted,
+                        "deaf": p.deaf,
+                        "gain": p.gain,
+                        "codec": f"{choice.codec.name}/{choice.codec.clock_rate}",
+                        "payload_type": choice.payload_type,
+                        "dtmf_payload_type": choice.dtmf_payload_type,
+                        "dtmf_clock_rate": choice.dtmf_clock_rate,
+                        "remote_media": list(leg.remote_media),
+                        "rtp": {"ssrc": p.ssrc, "sequence": p.sequence, "timestamp": p.timestamp},
+                        "sip": {
+                            "local_tag": leg.local_tag,
+                            "remote_tag": leg.remote_tag,
+                            "remote_uri": leg.remote_uri,
+                            "signalling": list(leg.signalling),
+                            "local_uri": leg.local_uri,
+                            "remote_party": leg.remote_party,
+                            "local_cseq": leg.local_cseq,
+                            "route": list(leg.route),
+                        },
+                    }
+                )
+            return {
+                "version": STATE_VERSION,
+                "room": room_id,
+                "rate": room.config.rate,
+                "loudest_k": room.config.loudest_k,
+                "exported_at": time.time(),
+                "participants": parts,
+            }
 
     def export_all(self) -> list[dict[str, Any]]:
         """Every room's state, for a controller that snapshots a whole mixer in one call."""
@@ -392,18 +432,27 @@ class Mixer:
             loudest_k = int(state.get("loudest_k", 0))
             plan = []
             for p in state["participants"]:
-                choice = Choice(get_spec(p["codec"]), int(p["payload_type"]),
-                                None if p.get("dtmf_payload_type") is None else int(p["dtmf_payload_type"]),
-                                int(p.get("dtmf_clock_rate", 8000)))
+                choice = Choice(
+                    get_spec(p["codec"]),
+                    int(p["payload_type"]),
+                    None if p.get("dtmf_payload_type") is None else int(p["dtmf_payload_type"]),
+                    int(p.get("dtmf_clock_rate", 8000)),
+                )
                 sip = p["sip"]
-                leg = Leg(call_id=str(p["call_id"]), room_id=room_id,
-                          remote_media=(str(p["remote_media"][0]), int(p["remote_media"][1])), choice=choice,
-                          local_tag=sip["local_tag"], remote_tag=sip["remote_tag"],
-                          remote_uri=sip["remote_uri"],
-                          signalling=(str(sip["signalling"][0]), int(sip["signalling"][1])),
-                          local_uri=sip["local_uri"], remote_party=sip["remote_party"],
-                          local_cseq=int(sip.get("local_cseq", 1)),
-                          route=tuple(str(r) for r in sip.get("route", [])))
+                leg = Leg(
+                    call_id=str(p["call_id"]),
+                    room_id=room_id,
+                    remote_media=(str(p["remote_media"][0]), int(p["remote_media"][1])),
+                    choice=choice,
+                    local_tag=sip["local_tag"],
+                    remote_tag=sip["remote_tag"],
+                    remote_uri=sip["remote_uri"],
+                    signalling=(str(sip["signalling"][0]), int(sip["signalling"][1])),
+                    local_uri=sip["local_uri"],
+                    remote_party=sip["remote_party"],
+                    local_cseq=int(sip.get("local_cseq", 1)),
+                    route=tuple(str(r) for r in sip.get("route", [])),
+                )
                 plan.append((p, leg))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise Invalid("room state is incomplete or malformed", {"problem": repr(exc)}) from exc
@@ -429,8 +478,15 @@ class Mixer:
 
     def list_rooms(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [{"room": r.config.room_id, "rate": r.config.rate, "loudest_k": r.config.loudest_k,
-                     "participants": len(r.members)} for r in self.rooms.values()]
+            return [
+                {
+                    "room": r.config.room_id,
+                    "rate": r.config.rate,
+                    "loudest_k": r.config.loudest_k,
+                    "participants": len(r.members),
+                }
+                for r in self.rooms.values()
+            ]
 
     # ----- SIP thread ---------------------------------------------------------------------------
 
@@ -534,21 +590,25 @@ class Mixer:
         now = time.monotonic()
         if now - self._bad_logged.get(reason, -1e9) >= 10.0:
             self._bad_logged[reason] = now
-            log.info("dropped RTP-port datagram from %s:%s: %s (counted in fsfarm_mixer_bad_packets_total)",
-                     *source, reason)
+            log.info(
+                "dropped RTP-port datagram from %s:%s: %s (counted in fsfarm_mixer_bad_packets_total)", *source, reason
+            )
 
     def _latch(self, source: Address, payload_type: int) -> Participant | None:
         """Symmetric RTP: a leg whose SDP address is not where its packets come from (NAT, a
         multi-homed phone) is matched by port among legs that have sent nothing yet, then answered
         at the address it really uses."""
-        candidates = [p for p in self.by_call.values()
-                      if p.jitter.received == 0 and p.leg.remote_media[1] == source[1]
-                      and p.leg.choice.payload_type == payload_type]
+        candidates = [
+            p
+            for p in self.by_call.values()
+            if p.jitter.received == 0
+            and p.leg.remote_media[1] == source[1]
+            and p.leg.choice.payload_type == payload_type
+        ]
         if len(candidates) != 1:
             return None
         part = candidates[0]
-        log.info("leg %s latched media from %s:%s (SDP said %s:%s)", part.pid, *source,
-                 *part.leg.remote_media)
+        log.info("leg %s latched media from %s:%s (SDP said %s:%s)", part.pid, *source, *part.leg.remote_media)
         self._unmap(part)
         part.leg = replace(part.leg, remote_media=source)
         self.by_addr[source] = part
@@ -599,7 +659,8 @@ class Mixer:
                 rows.sort(key=lambda r: r[0])
                 parts = tuple(p for _, p in rows)
                 plans[rate] = _Plan(
-                    rate, parts,
+                    rate,
+                    parts,
                     np.array([r for r, _ in rows], dtype=np.intp),
                     np.array([p.gain for p in parts], dtype=np.float32),
                     np.array([p.muted for p in parts], dtype=bool),
@@ -627,8 +688,13 @@ class Mixer:
             if payload is None:
                 lost += 1
             decoder = part.decoder
-            if (self.batch_codecs and payload is not None and part.resample_in is None
-                    and isinstance(decoder, TableDecoder) and len(payload) == samples):
+            if (
+                self.batch_codecs
+                and payload is not None
+                and part.resample_in is None
+                and isinstance(decoder, TableDecoder)
+                and len(payload) == samples
+            ):
                 batch.setdefault(id(decoder.table), []).append((row, payload))
                 continue
             pcm = decoder.decode(payload)
@@ -674,14 +740,15 @@ class Mixer:
             assert isinstance(table_encoder, TableEncoder)
             coded = table_encoder.table[out[rows].view(np.uint16)].tobytes()
             for i, r in enumerate(rows):
-                payloads[r] = coded[i * samples:(i + 1) * samples]
+                payloads[r] = coded[i * samples : (i + 1) * samples]
 
         sends = []
         for part, payload in zip(plan.parts, payloads, strict=True):
             part.sequence = (part.sequence + 1) & 0xFFFF
             part.timestamp = (part.timestamp + part.ts_step) & 0xFFFFFFFF
-            data = build_rtp(part.leg.choice.payload_type, part.sequence, part.timestamp, part.ssrc,
-                             payload, part.marker)
+            data = build_rtp(
+                part.leg.choice.payload_type, part.sequence, part.timestamp, part.ssrc, payload, part.marker
+            )
             part.marker = False
             sends.append((data, part.leg.remote_media))
         return sends

@@ -82,9 +82,7 @@ def frame_energy(pcm: npt.NDArray[np.floating] | Int16Block) -> FloatVec:
     return (np.einsum("ij,ij->i", x, x) / np.float32(x.shape[1])).astype(np.float32)
 
 
-def loudest_k(
-    energy: FloatVec, group: IntVec, starts: IntVec, k: npt.ArrayLike, eligible: BoolVec
-) -> BoolVec:
+def loudest_k(energy: FloatVec, group: IntVec, starts: IntVec, k: npt.ArrayLike, eligible: BoolVec) -> BoolVec:
     """Select, per room, the ``k`` most energetic eligible rows (``k`` per row; 0 means no limit)."""
     limit = np.broadcast_to(np.asarray(k, dtype=np.intp), energy.shape)
     if not np.any(limit > 0):

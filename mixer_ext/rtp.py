@@ -60,11 +60,17 @@ def parse_rtp(data: bytes) -> RtpPacket:
     return RtpPacket(pt, seq, ts, ssrc, bytes(data[offset:end]), bool(b1 & 0x80))
 
 
-def build_rtp(payload_type: int, sequence: int, timestamp: int, ssrc: int, payload: bytes,
-              marker: bool = False) -> bytes:
+def build_rtp(
+    payload_type: int, sequence: int, timestamp: int, ssrc: int, payload: bytes, marker: bool = False
+) -> bytes:
     """One RTP datagram with a plain 12-byte header."""
-    header = _HEADER.pack(0x80, (0x80 if marker else 0) | (payload_type & 0x7F), sequence & 0xFFFF,
-                          timestamp & 0xFFFFFFFF, ssrc & 0xFFFFFFFF)
+    header = _HEADER.pack(
+        0x80,
+        (0x80 if marker else 0) | (payload_type & 0x7F),
+        sequence & 0xFFFF,
+        timestamp & 0xFFFFFFFF,
+        ssrc & 0xFFFFFFFF,
+    )
     return header + payload
 
 

@@ -158,8 +158,9 @@ def choose(offer: AudioOffer, room_rate: int, codecs: list[CodecSpec] | None = N
     return Choice(codec, best[3], None)
 
 
-def build_answer(choice: Choice, address: str, port: int, session_id: int, version: int,
-                 direction: str = "sendrecv") -> str:
+def build_answer(
+    choice: Choice, address: str, port: int, session_id: int, version: int, direction: str = "sendrecv"
+) -> str:
     """The SDP answer for one audio stream at ``address:port``."""
     codec = choice.codec
     rtpmap = f"{codec.name}/{codec.clock_rate}" + (f"/{codec.channels}" if codec.channels > 1 else "")
@@ -189,8 +190,14 @@ def build_answer(choice: Choice, address: str, port: int, session_id: int, versi
 
 def build_offer(formats: list[RtpMap], address: str, port: int, session_id: int = 1) -> str:
     """An SDP offer (used by test peers and tools to call the mixer)."""
-    lines = ["v=0", f"o=peer {session_id} 1 IN IP4 {address}", "s=peer", f"c=IN IP4 {address}", "t=0 0",
-             f"m=audio {port} RTP/AVP {' '.join(str(f.payload_type) for f in formats)}"]
+    lines = [
+        "v=0",
+        f"o=peer {session_id} 1 IN IP4 {address}",
+        "s=peer",
+        f"c=IN IP4 {address}",
+        "t=0 0",
+        f"m=audio {port} RTP/AVP {' '.join(str(f.payload_type) for f in formats)}",
+    ]
     for f in formats:
         ch = f"/{f.channels}" if f.channels > 1 else ""
         lines.append(f"a=rtpmap:{f.payload_type} {f.name}/{f.clock_rate}{ch}")

@@ -20,8 +20,16 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
 REQUIRED = ("via", "from", "to", "call-id", "cseq")
-_COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length",
-            "c": "content-type", "k": "supported"}
+_COMPACT = {
+    "v": "via",
+    "f": "from",
+    "t": "to",
+    "i": "call-id",
+    "m": "contact",
+    "l": "content-length",
+    "c": "content-type",
+    "k": "supported",
+}
 _ROOM_URI = re.compile(r"^sips?:room-([A-Za-z0-9_.\-]{1,64})@", re.IGNORECASE)
 _TAG = re.compile(r";\s*tag=([^;>\s]+)", re.IGNORECASE)
 _URI_IN = re.compile(r"<([^>]+)>")
@@ -98,8 +106,16 @@ def parse_sip(data: bytes) -> SipMessage:
     return SipMessage(method, uri, status, reason, tuple(headers), body)
 
 
-_CANONICAL = {"via": "Via", "from": "From", "to": "To", "call-id": "Call-ID", "cseq": "CSeq",
-              "contact": "Contact", "content-type": "Content-Type", "content-length": "Content-Length"}
+_CANONICAL = {
+    "via": "Via",
+    "from": "From",
+    "to": "To",
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "contact": "Contact",
+    "content-type": "Content-Type",
+    "content-length": "Content-Length",
+}
 
 
 def _render(start: str, headers: list[tuple[str, str]], body: str) -> bytes:
@@ -130,15 +146,25 @@ def host_port(uri: str, default_port: int = 5060) -> Address:
     return host, int(port) if port.isdigit() else default_port
 
 
-def response(request: SipMessage, status: int, reason: str, to_tag: str = "",
-             extra: list[tuple[str, str]] | None = None, body: str = "") -> bytes:
+def response(
+    request: SipMessage,
+    status: int,
+    reason: str,
+    to_tag: str = "",
+    extra: list[tuple[str, str]] | None = None,
+    body: str = "",
+) -> bytes:
     """A response copying Via/From/To/Call-ID/CSeq from ``request`` (adding our To tag if it has none)."""
     headers = [(k, v) for k, v in request.headers if k == "via"]
     to = request.get("to")
     if to_tag and not tag_of(to):
         to = f"{to};tag={to_tag}"
-    headers += [("from", request.get("from")), ("to", to), ("call-id", request.get("call-id")),
-                ("cseq", request.get("cseq"))]
+    headers += [
+        ("from", request.get("from")),
+        ("to", to),
+        ("call-id", request.get("call-id")),
+        ("cseq", request.get("cseq")),
+    ]
     headers += extra or []
     if body:
         headers.append(("content-type", "application/sdp"))
@@ -218,8 +244,11 @@ class SipUas:
         if msg.method != "ACK" and key in self._sent:
             return [(self._sent[key], self._reply_to(msg, source))]  # a retransmitted request
         handler = {
-            "INVITE": self._invite, "ACK": self._ack, "BYE": self._bye,
-            "CANCEL": self._cancel, "OPTIONS": self._options,
+            "INVITE": self._invite,
+            "ACK": self._ack,
+            "BYE": self._bye,
+            "CANCEL": self._cancel,
+            "OPTIONS": self._options,
         }.get(msg.method)
         out: bytes | None
         if handler is None:
@@ -246,8 +275,7 @@ class SipUas:
         return source
 
     def _contact(self, room_id: str) -> list[tuple[str, str]]:
-        return [("contact", f"<sip:room-{room_id}@{self.contact_host}:{self.contact_port}>"),
-                ("allow", ALLOW)]
+        return [("contact", f"<sip:room-{room_id}@{self.contact_host}:{self.contact_port}>"), ("allow", ALLOW)]
 
     def _invite(self, msg: SipMessage, source: Address) -> bytes:
         call_id = msg.get("call-id")
@@ -273,21 +301,38 @@ class SipUas:
         except NoCommonCodec as exc:
             self.counters["no_common_codec"] += 1
             log.info("488 for %s in room %s: %s", call_id, room_id, exc)
-            return response(msg, 488, "Not Acceptable Here", to_tag=self._new_tag(),
-                            extra=[("warning", f'304 fsfarm-mixer "{exc}"')])
+            return response(
+                msg,
+                488,
+                "Not Acceptable Here",
+                to_tag=self._new_tag(),
+                extra=[("warning", f'304 fsfarm-mixer "{exc}"')],
+            )
         except SdpError as exc:
             self.counters["bad_sdp"] += 1
             log.info("488 for %s: unusable SDP: %s", call_id, exc)
-            return response(msg, 488, "Not Acceptable Here", to_tag=self._new_tag(),
-                            extra=[("warning", f'399 fsfarm-mixer "{exc}"')])
+            return response(
+                msg,
+                488,
+                "Not Acceptable Here",
+                to_tag=self._new_tag(),
+                extra=[("warning", f'399 fsfarm-mixer "{exc}"')],
+            )
         local_tag = self._new_tag()
         contact = msg.get("contact")
         leg = Leg(
-            call_id=call_id, room_id=room_id, remote_media=(offer.address, offer.port), choice=choice,
-            local_tag=local_tag, remote_tag=tag_of(msg.get("from")),
-            remote_uri=uri_of(contact) if contact else uri_of(msg.get("from")), signalling=source,
-            local_uri=f"{msg.get('to')};tag={local_tag}", remote_party=msg.get("from"),
-            offer_version=offer.session_version, route=tuple(msg.all("record-route")),
+            call_id=call_id,
+            room_id=room_id,
+            remote_media=(offer.address, offer.port),
+            choice=choice,
+            local_tag=local_tag,
+            remote_tag=tag_of(msg.get("from")),
+            remote_uri=uri_of(contact) if contact else uri_of(msg.get("from")),
+            signalling=source,
+            local_uri=f"{msg.get('to')};tag={local_tag}",
+            remote_party=msg.get("from"),
+            offer_version=offer.session_version,
+            route=tuple(msg.all("record-route")),
         )
         self.conference.join(leg)
         self.legs[call_id] = leg
@@ -299,8 +344,7 @@ class SipUas:
         body = build_answer(leg.choice, host, port, self.session_id, leg.answer_version, direction)
         # A 2xx to INVITE carries the Record-Route set back unchanged (RFC 3261 12.1.1).
         routes = [("record-route", r) for r in msg.all("record-route")]
-        return response(msg, 200, "OK", to_tag=leg.local_tag, extra=routes + self._contact(leg.room_id),
-                        body=body)
+        return response(msg, 200, "OK", to_tag=leg.local_tag, extra=routes + self._contact(leg.room_id), body=body)
 
     def _reinvite(self, msg: SipMessage, leg: Leg) -> bytes:
         rate = self.conference.room_rate(leg.room_id) or leg.choice.codec.sample_rate
@@ -316,9 +360,14 @@ class SipUas:
             # can only confirm it, since this is the only stream we have.
             return self._ok_with_answer(msg, leg, None)
         contact = msg.get("contact")
-        updated = replace(leg, remote_media=(offer.address, offer.port), choice=choice,
-                          remote_uri=uri_of(contact) if contact else leg.remote_uri,
-                          offer_version=offer.session_version, answer_version=leg.answer_version + 1)
+        updated = replace(
+            leg,
+            remote_media=(offer.address, offer.port),
+            choice=choice,
+            remote_uri=uri_of(contact) if contact else leg.remote_uri,
+            offer_version=offer.session_version,
+            answer_version=leg.answer_version + 1,
+        )
         self.conference.update(updated)
         self.legs[leg.call_id] = updated
         return self._ok_with_answer(msg, updated, offer)
@@ -338,8 +387,7 @@ class SipUas:
         return response(msg, 481, "Call/Transaction Does Not Exist")
 
     def _options(self, msg: SipMessage, source: Address) -> bytes:
-        return response(msg, 200, "OK", to_tag=self._new_tag(),
-                        extra=[("allow", ALLOW), ("accept", "application/sdp")])
+        return response(msg, 200, "OK", to_tag=self._new_tag(), extra=[("allow", ALLOW), ("accept", "application/sdp")])
 
     def adopt(self, leg: Leg) -> None:
         """Take over a dialog created by another mixer (room state import)."""

@@ -51,9 +51,7 @@ def migrate(conninfo: str) -> list[str]:
                        version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            done = {
-                row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM schema_migrations")
-            }
+            done = {row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM schema_migrations")}
             for migration in available():
                 if migration.version in done:
                     if done[migration.version] != migration.checksum:

@@ -54,8 +54,14 @@ def app(db: Database):  # type: ignore[no-untyped-def]
     from controller.api import create_app
     from controller.config import Settings
 
-    settings = Settings(database_url=None, state_dir=Path(tempfile.mkdtemp()), embedded_pg_port=0,
-                        xmlcurl_user="freeswitch", xmlcurl_password="s3cret", controller_address="127.0.0.1")
+    settings = Settings(
+        database_url=None,
+        state_dir=Path(tempfile.mkdtemp()),
+        embedded_pg_port=0,
+        xmlcurl_user="freeswitch",
+        xmlcurl_password="s3cret",
+        controller_address="127.0.0.1",
+    )
     return create_app(db, settings)
 
 

@@ -18,28 +18,53 @@ def counts(admin) -> dict[str, int]:
 
 def test_full_crud_cycle_and_placement(admin):
     assert admin.post("/api/v1/nodes", json=NODE).status_code == 201
-    assert admin.post("/api/v1/nodes", json={**NODE, "name": "spare1", "switchname": "spare1",
-                                              "spare": True}).status_code == 201
+    assert (
+        admin.post("/api/v1/nodes", json={**NODE, "name": "spare1", "switchname": "spare1", "spare": True}).status_code
+        == 201
+    )
     r = admin.post("/api/v1/tenants", json={"domain": "Acme.Example", "name": "Acme"})
     assert r.status_code == 201 and r.json["domain"] == "acme.example"
 
-    r = admin.post("/api/v1/tenants/acme.example/users",
-                   json={"extension": "1001", "password": "pw-1001-long", "vm_pin": "4321",
-                         "toll_allow": ["local", "domestic"], "display_name": "Alice"})
+    r = admin.post(
+        "/api/v1/tenants/acme.example/users",
+        json={
+            "extension": "1001",
+            "password": "pw-1001-long",
+            "vm_pin": "4321",
+            "toll_allow": ["local", "domestic"],
+            "display_name": "Alice",
+        },
+    )
     assert r.status_code == 201, r.json
     user = r.json
     assert "password" not in user and "a1_hash" not in user and user["a1_hash_set"] is True
     assert user["toll_allow"] == ["local", "domestic"]
 
-    assert admin.post("/api/v1/tenants/acme.example/conferences",
-                      json={"number": "3000", "profile": "hd", "pin": "1234"}).status_code == 201
-    assert admin.post("/api/v1/tenants/acme.example/ivrs",
-                      json={"name": "main-menu", "extension": "5000", "options": {"greeting": "hi"}}).status_code == 201
-    r = admin.post("/api/v1/tenants/acme.example/gateways",
-                   json={"name": "carrier", "proxy": "sip.carrier.example", "password": "gwsecret"})
+    assert (
+        admin.post(
+            "/api/v1/tenants/acme.example/conferences", json={"number": "3000", "profile": "hd", "pin": "1234"}
+        ).status_code
+        == 201
+    )
+    assert (
+        admin.post(
+            "/api/v1/tenants/acme.example/ivrs",
+            json={"name": "main-menu", "extension": "5000", "options": {"greeting": "hi"}},
+        ).status_code
+        == 201
+    )
+    r = admin.post(
+        "/api/v1/tenants/acme.example/gateways",
+        json={"name": "carrier", "proxy": "sip.carrier.example", "password": "gwsecret"},
+    )
     assert r.status_code == 201 and r.json["password_set"] is True and "password" not in r.json
-    assert admin.post("/api/v1/tenants/acme.example/numbers",
-                      json={"number": "+15551230000", "target_type": "ivr", "target": "main-menu"}).status_code == 201
+    assert (
+        admin.post(
+            "/api/v1/tenants/acme.example/numbers",
+            json={"number": "+15551230000", "target_type": "ivr", "target": "main-menu"},
+        ).status_code
+        == 201
+    )
 
     # Read back by natural key, change, and see the change.
     assert admin.get("/api/v1/tenants/acme.example/users/1001").json["display_name"] == "Alice"
@@ -62,8 +87,9 @@ def test_full_crud_cycle_and_placement(admin):
 def test_secrets_are_stored_as_hashes(admin, db):
     admin.post("/api/v1/nodes", json=NODE)
     admin.post("/api/v1/tenants", json={"domain": "acme.example"})
-    admin.post("/api/v1/tenants/acme.example/users",
-               json={"extension": "1001", "password": "pw1001pw", "vm_pin": "9876"})
+    admin.post(
+        "/api/v1/tenants/acme.example/users", json={"extension": "1001", "password": "pw1001pw", "vm_pin": "9876"}
+    )
     with db.transaction() as conn:
         row = conn.execute("SELECT * FROM users").fetchone()
         node_row = conn.execute("SELECT * FROM nodes").fetchone()
@@ -93,8 +119,12 @@ def test_bad_input_gets_4xx_json_and_changes_nothing(admin, client):
         ("post", "/api/v1/tenants/acme.example/users", {"json": {"extension": "1002", "password": "short"}}, 400),
         ("post", "/api/v1/tenants/acme.example/users", {"json": {"extension": "1002"}}, 400),
         ("post", "/api/v1/tenants/acme.example/conferences", {"json": {"number": "1001"}}, 409),
-        ("post", "/api/v1/tenants/acme.example/numbers",
-         {"json": {"number": "+1555", "target_type": "user", "target": "9999"}}, 400),
+        (
+            "post",
+            "/api/v1/tenants/acme.example/numbers",
+            {"json": {"number": "+1555", "target_type": "user", "target": "9999"}},
+            400,
+        ),
         ("post", "/api/v1/tenants/nobody.example/users", {"json": {"extension": "1002", "password": "pw1002pw"}}, 404),
         ("post", "/api/v1/nodes", {"json": {**NODE, "rtp_port_min": 30000, "rtp_port_max": 20000}}, 400),
         ("post", "/api/v1/nodes", {"json": {**NODE, "sip_address": "10.0.0.1:99999"}}, 400),

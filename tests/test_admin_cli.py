@@ -19,20 +19,33 @@ from controller.database.embedded import EmbeddedPostgres
 
 def fsfarm(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FSFARM_DATABASE_URL": dsn}
-    return subprocess.run([sys.executable, "-m", "controller.cli.entry", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "controller.cli.entry", *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_cli_tour(dsn):
     assert fsfarm(dsn, "db", "migrate").stdout.strip() == "schema is up to date"
-    assert fsfarm(dsn, "node", "add", "fs1", "--sip", "10.0.0.1", "--esl", "10.0.0.1",
-                  "--esl-password", "ClueCon").returncode == 0
-    assert fsfarm(dsn, "node", "add", "spare1", "--sip", "10.0.0.9", "--esl", "10.0.0.9",
-                  "--esl-password", "x", "--spare").returncode == 0
+    assert (
+        fsfarm(
+            dsn, "node", "add", "fs1", "--sip", "10.0.0.1", "--esl", "10.0.0.1", "--esl-password", "ClueCon"
+        ).returncode
+        == 0
+    )
+    assert (
+        fsfarm(
+            dsn, "node", "add", "spare1", "--sip", "10.0.0.9", "--esl", "10.0.0.9", "--esl-password", "x", "--spare"
+        ).returncode
+        == 0
+    )
     out = fsfarm(dsn, "tenant", "add", "acme.example")
     assert out.returncode == 0 and "fs1" in out.stdout
-    assert fsfarm(dsn, "user", "add", "-t", "acme.example", "1001", "--password", "pw-1001-x",
-                  "--set", "ring_timeout=30").returncode == 0
+    assert (
+        fsfarm(
+            dsn, "user", "add", "-t", "acme.example", "1001", "--password", "pw-1001-x", "--set", "ring_timeout=30"
+        ).returncode
+        == 0
+    )
     assert fsfarm(dsn, "number", "add", "-t", "acme.example", "+15550001", "--to", "user:1001").returncode == 0
     assert fsfarm(dsn, "conference", "add", "-t", "acme.example", "3000", "--profile", "hd").returncode == 0
 
@@ -72,11 +85,20 @@ def test_fsfarm_up_runs_on_the_embedded_database():
     """The README's first command: a controller on its own PostgreSQL, reachable and stoppable."""
     state = Path(tempfile.mkdtemp(prefix="fsfarm-up-"))
     port = free_port()
-    env = {**os.environ, "FSFARM_STATE_DIR": str(state), "FSFARM_EMBEDDED_PG_PORT": str(free_port()),
-           "FSFARM_IVR_PORT": str(free_port())}
+    env = {
+        **os.environ,
+        "FSFARM_STATE_DIR": str(state),
+        "FSFARM_EMBEDDED_PG_PORT": str(free_port()),
+        "FSFARM_IVR_PORT": str(free_port()),
+    }
     env.pop("FSFARM_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "controller.cli.entry", "up", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli.entry", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -8,8 +8,9 @@ from controller import provisioning
 
 
 def test_tenant_admins_only_see_their_own_tenant(admin, client, db):
-    admin.post("/api/v1/nodes", json={"name": "fs1", "sip_address": "10.0.0.1", "esl_address": "10.0.0.1",
-                                      "esl_password": "x"})
+    admin.post(
+        "/api/v1/nodes", json={"name": "fs1", "sip_address": "10.0.0.1", "esl_address": "10.0.0.1", "esl_password": "x"}
+    )
     for domain in ("acme.example", "beta.example"):
         admin.post("/api/v1/tenants", json={"domain": domain})
         admin.post(f"/api/v1/tenants/{domain}/users", json={"extension": "1001", "password": "pw-1001-x"})
@@ -17,8 +18,10 @@ def test_tenant_admins_only_see_their_own_tenant(admin, client, db):
     beta = AuthedClient(client, provisioning.create_token(db, "tenant-admin", "beta.example")[0])
 
     assert [t["domain"] for t in acme.get("/api/v1/tenants").json] == ["acme.example"]
-    assert acme.post("/api/v1/tenants/acme.example/users",
-                     json={"extension": "1002", "password": "pw-1002-x"}).status_code == 201
+    assert (
+        acme.post("/api/v1/tenants/acme.example/users", json={"extension": "1002", "password": "pw-1002-x"}).status_code
+        == 201
+    )
     assert len(acme.get("/api/v1/tenants/acme.example/users").json) == 2
 
     # Everything of beta's answers exactly like something that does not exist.
@@ -62,11 +65,17 @@ def test_a_tenant_admin_cannot_take_another_tenants_did_by_dropping_its_plus(adm
         admin.post(f"/api/v1/tenants/{domain}/users", json={"extension": "1001", "password": "pw-1001-x"})
     beta = AuthedClient(client, provisioning.create_token(db, "tenant-admin", "beta.example")[0])
     acme = AuthedClient(client, provisioning.create_token(db, "tenant-admin", "acme.example")[0])
-    assert beta.post("/api/v1/tenants/beta.example/numbers",
-                     json={"number": "+15550002000", "target_type": "user", "target": "1001"}).status_code == 201
+    assert (
+        beta.post(
+            "/api/v1/tenants/beta.example/numbers",
+            json={"number": "+15550002000", "target_type": "user", "target": "1001"},
+        ).status_code
+        == 201
+    )
     for variant in ("15550002000", "+15550002000"):
-        stolen = acme.post("/api/v1/tenants/acme.example/numbers",
-                           json={"number": variant, "target_type": "user", "target": "1001"})
+        stolen = acme.post(
+            "/api/v1/tenants/acme.example/numbers", json={"number": variant, "target_type": "user", "target": "1001"}
+        )
         assert stolen.status_code == 409, stolen.json
         assert "already assigned" in stolen.json["error"]
     assert acme.get("/api/v1/tenants/acme.example/numbers").json == []

@@ -85,7 +85,8 @@ def test_adding_a_node_moves_about_one_nth(farm):
             assert after[item] == new.id or load_before[before[item]] > cap_after[before[item]]
     ideal = len(items) / len(grown)
     assert moved(before, after) <= math.ceil(1.25 * ideal) + sum(
-        max(0, load_before[b.id] - cap_after[b.id]) for b in equal)
+        max(0, load_before[b.id] - cap_after[b.id]) for b in equal
+    )
 
 
 def test_full_size_farm_100_nodes_10000_tenants():

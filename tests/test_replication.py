@@ -48,8 +48,9 @@ def names(dsn: str) -> dict[str, str]:
         return dict(conn.execute("SELECT domain, name FROM tenants").fetchall())
 
 
-def rows_meet_and_the_newest_write_wins(a: EmbeddedPostgres, b: EmbeddedPostgres, pause: str, resume: str,
-                                        older_at_a: bool) -> None:
+def rows_meet_and_the_newest_write_wins(
+    a: EmbeddedPostgres, b: EmbeddedPostgres, pause: str, resume: str, older_at_a: bool
+) -> None:
     """Rows written at either site reach both; the same row changed at both sites while their
     subscriptions are paused (``pause``/``resume`` take the subscription name) ends as the later write."""
     db_a, db_b = Database(a.conninfo), Database(b.conninfo)
@@ -70,8 +71,11 @@ def rows_meet_and_the_newest_write_wins(a: EmbeddedPostgres, b: EmbeddedPostgres
         for server, sub in subscriptions:
             with psycopg.connect(server.conninfo, autocommit=True) as conn:
                 conn.execute(resume.format(sub=sub))
-        assert wait_for(lambda: names(a.conninfo)["from-paris.example"] == "the newer write"
-                        == names(b.conninfo)["from-paris.example"]), (names(a.conninfo), names(b.conninfo))
+        assert wait_for(
+            lambda: (
+                names(a.conninfo)["from-paris.example"] == "the newer write" == names(b.conninfo)["from-paris.example"]
+            )
+        ), (names(a.conninfo), names(b.conninfo))
     finally:
         db_a.close()
         db_b.close()
@@ -80,19 +84,56 @@ def rows_meet_and_the_newest_write_wins(a: EmbeddedPostgres, b: EmbeddedPostgres
 def test_rows_written_at_either_site_appear_at_both_and_conflicts_resolve_to_the_newest(two_sites):
     a, b = two_sites
     env = {**os.environ, "FSFARM_DATABASE_URL": a.conninfo}
-    out = subprocess.run([sys.executable, "-m", "controller.cli.entry", "db", "replicate", "--peer", b.conninfo,
-                          "--name", "paris", "--peer-name", "lyon"], env=env, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "controller.cli.entry",
+            "db",
+            "replicate",
+            "--peer",
+            b.conninfo,
+            "--name",
+            "paris",
+            "--peer-name",
+            "lyon",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "paris now applies lyon's changes" in out.stdout and "lyon now applies paris's changes" in out.stdout
-    again = subprocess.run([sys.executable, "-m", "controller.cli.entry", "db", "replicate", "--peer", b.conninfo,
-                            "--name", "paris", "--peer-name", "lyon"], env=env, capture_output=True, text=True,
-                           timeout=60)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "controller.cli.entry",
+            "db",
+            "replicate",
+            "--peer",
+            b.conninfo,
+            "--name",
+            "paris",
+            "--peer-name",
+            "lyon",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 0 and "already subscribes" in again.stdout  # idempotent
 
     # While the sites cannot talk, lyon writes last: its write must win at both.
-    rows_meet_and_the_newest_write_wins(a, b, "SELECT pglogical.alter_subscription_disable('{sub}', true)",
-                                        "SELECT pglogical.alter_subscription_enable('{sub}', true)", older_at_a=True)
+    rows_meet_and_the_newest_write_wins(
+        a,
+        b,
+        "SELECT pglogical.alter_subscription_disable('{sub}', true)",
+        "SELECT pglogical.alter_subscription_enable('{sub}', true)",
+        older_at_a=True,
+    )
 
 
 @pytest.fixture
@@ -103,10 +144,13 @@ def two_pg16_sites():  # type: ignore[no-untyped-def]
     if bindir is None:
         pytest.skip("pgserver (PostgreSQL 16) is not installed")
     root = Path(tempfile.mkdtemp(prefix="fsfarm-pg16-"))
-    settings = ("wal_level = logical", "max_replication_slots = 10", "max_wal_senders = 10",
-                "max_worker_processes = 16")
-    servers = [EmbeddedPostgres(root / name, port=free_port(), settings=settings, bindir=bindir)
-               for name in ("a", "b")]
+    settings = (
+        "wal_level = logical",
+        "max_replication_slots = 10",
+        "max_wal_senders = 10",
+        "max_worker_processes = 16",
+    )
+    servers = [EmbeddedPostgres(root / name, port=free_port(), settings=settings, bindir=bindir) for name in ("a", "b")]
     for server in servers:
         server.start()
         migrate(server.conninfo)
@@ -124,5 +168,6 @@ def test_native_pg16_sites_replicate_and_keep_the_newest_update(two_pg16_sites):
     said = replicate(Site("paris", a.conninfo), Site("lyon", b.conninfo))
     assert all("native logical replication" in s for s in said)
     # Here paris writes last, so the replica trigger (not arrival order) must keep paris's write.
-    rows_meet_and_the_newest_write_wins(a, b, "ALTER SUBSCRIPTION {sub} DISABLE", "ALTER SUBSCRIPTION {sub} ENABLE",
-                                        older_at_a=False)
+    rows_meet_and_the_newest_write_wins(
+        a, b, "ALTER SUBSCRIPTION {sub} DISABLE", "ALTER SUBSCRIPTION {sub} ENABLE", older_at_a=False
+    )

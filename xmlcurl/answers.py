@@ -144,8 +144,9 @@ def _directory(reads: Reads, node: Node, q: Question, shared_mount: str = "") ->
     return _for(tenant, render(directory.user_document(tenant, user, shared_mount)))
 
 
-def _dialplan(reads: Reads, node: Node, context: str, destination: str, controller: str,
-              options: XmlCurlOptions) -> Answer:
+def _dialplan(
+    reads: Reads, node: Node, context: str, destination: str, controller: str, options: XmlCurlOptions
+) -> Answer:
     if context == dialplan.PUBLIC:
         return _public(reads, node, destination, controller, options)
     tenant = reads.placed_tenant(context, node.id)
@@ -157,18 +158,23 @@ def _dialplan(reads: Reads, node: Node, context: str, destination: str, controll
     gateway = dialplan.pick_gateway(reads.gateways(tenant.id), destination)
     if gateway is None:
         return _for(tenant, NOT_FOUND)
-    doc = dialplan.extension(tenant.domain, destination, dialplan.outbound_actions(tenant, gateway, destination),
-                             toll=dialplan.toll_class(destination))
+    doc = dialplan.extension(
+        tenant.domain,
+        destination,
+        dialplan.outbound_actions(tenant, gateway, destination),
+        toll=dialplan.toll_class(destination),
+    )
     return _for(tenant, render(doc))
 
 
-def _tenant_route(reads: Reads, node: Node, tenant: Tenant, destination: str, controller: str,
-                  options: XmlCurlOptions) -> list[dialplan.Action] | None:
+def _tenant_route(
+    reads: Reads, node: Node, tenant: Tenant, destination: str, controller: str, options: XmlCurlOptions
+) -> list[dialplan.Action] | None:
     """What a number dialled inside the tenant reaches, or None (then outbound gateways are tried)."""
     if destination == dialplan.VOICEMAIL_CHECK:
         return dialplan.voicemail_check_actions(tenant)
     if destination.startswith(dialplan.VOICEMAIL_DEPOSIT_PREFIX):
-        box = reads.user(tenant.id, destination[len(dialplan.VOICEMAIL_DEPOSIT_PREFIX):])
+        box = reads.user(tenant.id, destination[len(dialplan.VOICEMAIL_DEPOSIT_PREFIX) :])
         return dialplan.voicemail_actions(tenant, box) if box and box.voicemail else None
     if not destination.isdigit():
         return None
@@ -206,8 +212,9 @@ def _public(reads: Reads, node: Node, destination: str, controller: str, options
         if tenant is None:
             return NOT_FOUND_ANYWHERE
         actions = dialplan.conference_actions(tenant, room, dialplan.ConferenceWhere(local=True))
-        return _for(tenant, render(dialplan.extension(dialplan.PUBLIC, destination, actions,
-                                                      farm_only=True, tenant=tenant)))
+        return _for(
+            tenant, render(dialplan.extension(dialplan.PUBLIC, destination, actions, farm_only=True, tenant=tenant))
+        )
     did = reads.number(destination)
     if did is None:
         return NOT_FOUND_ANYWHERE

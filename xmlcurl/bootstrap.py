@@ -13,9 +13,22 @@ from xmlcurl.options import XmlCurlOptions
 
 # Stock modules the farm relies on; mod_xml_curl first so every later module reads its config from us.
 MODULES = (
-    "mod_console", "mod_logfile", "mod_xml_curl", "mod_event_socket", "mod_commands", "mod_dptools",
-    "mod_dialplan_xml", "mod_conference", "mod_voicemail", "mod_say_en", "mod_sndfile", "mod_native_file",
-    "mod_tone_stream", "mod_opus", "mod_spandsp", "mod_sofia",  # mod_spandsp: G.722 (not in the 1.10 core)
+    "mod_console",
+    "mod_logfile",
+    "mod_xml_curl",
+    "mod_event_socket",
+    "mod_commands",
+    "mod_dptools",
+    "mod_dialplan_xml",
+    "mod_conference",
+    "mod_voicemail",
+    "mod_say_en",
+    "mod_sndfile",
+    "mod_native_file",
+    "mod_tone_stream",
+    "mod_opus",
+    "mod_spandsp",
+    "mod_sofia",  # mod_spandsp: G.722 (not in the 1.10 core)
 )
 # FreeSWITCH matches each section's own name in this list ("languages" is what phrase macros are fetched as).
 BINDINGS = "directory|dialplan|configuration|languages"
@@ -34,13 +47,20 @@ def _configuration(name: str) -> Element:
 
 def switch_conf(node: Node) -> Element:
     conf = _configuration("switch.conf")
-    params(conf, "settings", [
-        ("colorize-console", "false"), ("loglevel", "info"),
-        ("max-sessions", str(node.capacity)), ("sessions-per-second", "100"),
-        ("rtp-start-port", str(node.rtp_port_min)), ("rtp-end-port", str(node.rtp_port_max)),
-        ("event-heartbeat-interval", str(HEARTBEAT_SECONDS)),
-        ("switchname", node.switchname),  # how the controller recognises this node in every fetch
-    ])
+    params(
+        conf,
+        "settings",
+        [
+            ("colorize-console", "false"),
+            ("loglevel", "info"),
+            ("max-sessions", str(node.capacity)),
+            ("sessions-per-second", "100"),
+            ("rtp-start-port", str(node.rtp_port_min)),
+            ("rtp-end-port", str(node.rtp_port_max)),
+            ("event-heartbeat-interval", str(HEARTBEAT_SECONDS)),
+            ("switchname", node.switchname),  # how the controller recognises this node in every fetch
+        ],
+    )
     return conf
 
 
@@ -56,9 +76,12 @@ def xml_curl_conf(url: str, user: str, password: str, timeout: int) -> Element:
     conf = _configuration("xml_curl.conf")
     binding = etree.SubElement(etree.SubElement(conf, "bindings"), "binding", name="fsfarm")
     etree.SubElement(binding, "param", name="gateway-url", value=url, bindings=BINDINGS)
-    for name, value in [("gateway-credentials", f"{user}:{password}"), ("auth-scheme", "basic"),
-                        ("timeout", str(timeout)),  # the default is none: a stuck controller would stall calls
-                        ("enable-post-data", "true")]:
+    for name, value in [
+        ("gateway-credentials", f"{user}:{password}"),
+        ("auth-scheme", "basic"),
+        ("timeout", str(timeout)),  # the default is none: a stuck controller would stall calls
+        ("enable-post-data", "true"),
+    ]:
         etree.SubElement(binding, "param", name=name, value=value)
     return conf
 

@@ -49,8 +49,9 @@ class Change:
 class AnswerCache:
     """LRU of rendered answers with a TTL; thread-safe, indexed by the tenants each answer depends on."""
 
-    def __init__(self, ttl: float = 30.0, max_entries: int = 200_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl: float = 30.0, max_entries: int = 200_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self.clock = clock
@@ -175,8 +176,14 @@ class ChangeListener:
     an answer stored after the drop was built from the new rows.
     """
 
-    def __init__(self, conninfo: str, cache: AnswerCache, on_change: Callable[[Change], None] | None = None,
-                 retry_seconds: float = 1.0, keeper: Keeper | None = None) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        cache: AnswerCache,
+        on_change: Callable[[Change], None] | None = None,
+        retry_seconds: float = 1.0,
+        keeper: Keeper | None = None,
+    ) -> None:
         self.conninfo = conninfo
         self.cache = cache
         self.on_change = on_change
@@ -237,8 +244,9 @@ class FlushOrder:
     commands: tuple[str, ...]
 
 
-def flush_orders(conn: psycopg.Connection[Any], change: Change | str | Mapping[str, Any],
-                 sip_profile: str = "internal") -> list[FlushOrder]:
+def flush_orders(
+    conn: psycopg.Connection[Any], change: Change | str | Mapping[str, Any], sip_profile: str = "internal"
+) -> list[FlushOrder]:
     """Which nodes need ``xml_flush_cache`` (and what else) after a change; the ESL room sends them.
 
     A tenant's change concerns only the node it is placed on; a farm-wide one (nodes, placement,

@@ -36,11 +36,19 @@ def freeswitch() -> None:
 
 @freeswitch.command("bootstrap")
 @click.option("--node", "node_ref", required=True, help="Registered node name (or id).")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="FreeSWITCH conf directory to write; without it the files are printed.")
-@click.option("--url", default=None,
-              help="xml_curl URL the node reaches (default: where `fsfarm up` last listened, from "
-                   "<state dir>/controller.json, else http://FSFARM_CONTROLLER_ADDRESS:8080/xmlcurl).")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="FreeSWITCH conf directory to write; without it the files are printed.",
+)
+@click.option(
+    "--url",
+    default=None,
+    help="xml_curl URL the node reaches (default: where `fsfarm up` last listened, from "
+    "<state dir>/controller.json, else http://FSFARM_CONTROLLER_ADDRESS:8080/xmlcurl).",
+)
 @click.option("--dsn", default=None, help="PostgreSQL DSN (default FSFARM_DATABASE_URL or the embedded server).")
 def bootstrap_command(node_ref: str, out: Path | None, url: str | None, dsn: str | None) -> None:
     """Write the local files NODE needs and print how to start FreeSWITCH on them.
@@ -59,8 +67,9 @@ def bootstrap_command(node_ref: str, out: Path | None, url: str | None, dsn: str
     if node is None:
         raise NotFound(f"no node {node_ref!r}: register it first (fsfarm node add)")
     target = url or _xmlcurl_url(settings)
-    contents = bootstrap.files(node, target, settings.xmlcurl_user, settings.xmlcurl_password,
-                               XmlCurlOptions.from_env())
+    contents = bootstrap.files(
+        node, target, settings.xmlcurl_user, settings.xmlcurl_password, XmlCurlOptions.from_env()
+    )
     if out is None:
         for rel, data in contents.items():
             click.echo(f"<!-- {rel} -->")

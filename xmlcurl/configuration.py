@@ -66,16 +66,25 @@ def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options
     etree.SubElement(etree.SubElement(profile, "domains"), "domain", name="all", alias="true", parse="true")
     host, port = split_host_port(node.sip_address)
     settings: list[tuple[str, str]] = [
-        ("sip-ip", host), ("sip-port", str(port)), ("rtp-ip", host),
-        ("ext-sip-ip", host), ("ext-rtp-ip", host),
-        ("context", "public"), ("dialplan", "XML"),
-        ("auth-calls", "true"), ("apply-inbound-acl", FARM_ACL),
-        ("codec-prefs", options.sip_codecs), ("inbound-codec-prefs", options.sip_codecs),
+        ("sip-ip", host),
+        ("sip-port", str(port)),
+        ("rtp-ip", host),
+        ("ext-sip-ip", host),
+        ("ext-rtp-ip", host),
+        ("context", "public"),
+        ("dialplan", "XML"),
+        ("auth-calls", "true"),
+        ("apply-inbound-acl", FARM_ACL),
+        ("codec-prefs", options.sip_codecs),
+        ("inbound-codec-prefs", options.sip_codecs),
         ("outbound-codec-prefs", options.sip_codecs),
-        ("rfc2833-pt", "101"), ("dtmf-type", "rfc2833"),
+        ("rfc2833-pt", "101"),
+        ("dtmf-type", "rfc2833"),
         # passive: phones may SUBSCRIBE to message-summary (voicemail MWI) without sofia tracking call presence
-        ("manage-presence", "passive"), ("challenge-realm", "auto_from"),
-        ("inbound-late-negotiation", "true"), ("track-calls", "true"),
+        ("manage-presence", "passive"),
+        ("challenge-realm", "auto_from"),
+        ("inbound-late-negotiation", "true"),
+        ("track-calls", "true"),
     ]
     if options.sip_proxies:
         settings.append(("apply-proxy-acl", PROXY_ACL))  # trust the proxy's X-AUTH-IP, still challenge phones
@@ -136,11 +145,17 @@ def switch(node: Node, name: str = "switch.conf") -> Element:
     """Core settings for ``post_load_switch.conf``/``switch.conf``: the node's RTP range, a 1 s heartbeat,
     and the media timeouts as global variables every channel inherits."""
     root, conf = _config(name)
-    params(conf, "settings", [
-        ("rtp-start-port", str(node.rtp_port_min)), ("rtp-end-port", str(node.rtp_port_max)),
-        ("event-heartbeat-interval", str(HEARTBEAT_SECONDS)),
-        ("max-sessions", str(node.capacity)), ("sessions-per-second", "100"),
-    ])
+    params(
+        conf,
+        "settings",
+        [
+            ("rtp-start-port", str(node.rtp_port_min)),
+            ("rtp-end-port", str(node.rtp_port_max)),
+            ("event-heartbeat-interval", str(HEARTBEAT_SECONDS)),
+            ("max-sessions", str(node.capacity)),
+            ("sessions-per-second", "100"),
+        ],
+    )
     params(conf, "variables", list(MEDIA_TIMEOUTS), item="variable")
     return root
 
@@ -167,11 +182,18 @@ def voicemail(options: XmlCurlOptions) -> Element:
     etree.SubElement(conf, "settings")
     profile = etree.SubElement(etree.SubElement(conf, "profiles"), "profile", name="default")
     values = [
-        ("file-extension", "wav"), ("terminator-key", "#"), ("max-login-attempts", "3"),
-        ("digit-timeout", "10000"), ("min-record-len", "3"), ("max-record-len", "300"),
-        ("tone-spec", "%(1000, 0, 640)"), ("callback-dialplan", "XML"), ("callback-context", "default"),
+        ("file-extension", "wav"),
+        ("terminator-key", "#"),
+        ("max-login-attempts", "3"),
+        ("digit-timeout", "10000"),
+        ("min-record-len", "3"),
+        ("max-record-len", "300"),
+        ("tone-spec", "%(1000, 0, 640)"),
+        ("callback-dialplan", "XML"),
+        ("callback-context", "default"),
         # an unknown param makes mod_voicemail drop the whole profile ("Failed to process configuration")
-        ("play-new-messages-lifo", "false"), ("allow-empty-password-auth", "false"),
+        ("play-new-messages-lifo", "false"),
+        ("allow-empty-password-auth", "false"),
     ]
     if options.voicemail_dir:
         values += [("storage-dir", options.voicemail_dir), ("storage-dir-shared", "true")]

@@ -79,11 +79,14 @@ def conference_actions(tenant: Tenant, room: Conference, where: ConferenceWhere)
         # Negotiate the caller's codec in our wideband-first order (not the phone's) with early media, then
         # offer the mixer that same codec first: the room stays wideband and FreeSWITCH does not transcode.
         codecs = f"{{absolute_codec_string='${{rtp_use_codec_name}},{MIXER_FALLBACK_CODECS}'}}"
-        return [("set", "hangup_after_bridge=true"), ("set", "rtp_codec_negotiation=greedy"), ("pre_answer", ""),
-                ("bridge", f"{codecs}sofia/internal/room-{room.id}@{where.mixer_sip}")]
+        return [
+            ("set", "hangup_after_bridge=true"),
+            ("set", "rtp_codec_negotiation=greedy"),
+            ("pre_answer", ""),
+            ("bridge", f"{codecs}sofia/internal/room-{room.id}@{where.mixer_sip}"),
+        ]
     if not where.local and where.node_sip:
-        return [("set", "hangup_after_bridge=true"),
-                ("bridge", f"sofia/internal/conf-{room.id}@{where.node_sip}")]
+        return [("set", "hangup_after_bridge=true"), ("bridge", f"sofia/internal/conf-{room.id}@{where.node_sip}")]
     data = f"{conference_name(tenant, room)}@{room.profile}"
     if room.pin:
         data += f"+{room.pin}"
@@ -113,8 +116,10 @@ def outbound_actions(tenant: Tenant, gateway: Gateway, number: str) -> list[Acti
         actions.append(("set", f"effective_caller_id_number={gateway.caller_id_number}"))
     if gateway.caller_id_name:
         actions.append(("set", f"effective_caller_id_name={gateway.caller_id_name}"))
-    actions += [("set", "hangup_after_bridge=true"),
-                ("bridge", f"sofia/gateway/{gateway_name(tenant, gateway)}/{dialled}")]
+    actions += [
+        ("set", "hangup_after_bridge=true"),
+        ("bridge", f"sofia/gateway/{gateway_name(tenant, gateway)}/{dialled}"),
+    ]
     return actions
 
 
@@ -129,8 +134,15 @@ def pick_gateway(gateways: list[Gateway], number: str) -> Gateway | None:
     return None
 
 
-def extension(context: str, destination: str, actions: list[Action], *,
-              toll: str | None = None, farm_only: bool = False, tenant: Tenant | None = None) -> Element:
+def extension(
+    context: str,
+    destination: str,
+    actions: list[Action],
+    *,
+    toll: str | None = None,
+    farm_only: bool = False,
+    tenant: Tenant | None = None,
+) -> Element:
     """A dialplan document with one context and one extension matching exactly ``destination``."""
     root, section = document("dialplan")
     ctx = etree.SubElement(section, "context", name=context)

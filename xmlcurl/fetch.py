@@ -12,11 +12,27 @@ from urllib.parse import unquote_plus
 SECTIONS = ("configuration", "directory", "dialplan", "languages")
 MAX_FIELDS = 2000  # a real dialplan fetch has about 200
 # The only fields any answer depends on; decoding just these keeps a 6 kB dialplan fetch cheap.
-WANTED = frozenset({
-    "hostname", "section", "tag_name", "key_name", "key_value", "FreeSWITCH-Switchname", "user", "domain",
-    "action", "purpose", "profile", "Hunt-Context", "Caller-Context", "Hunt-Destination-Number",
-    "Caller-Destination-Number", "lang", "macro_name",
-})
+WANTED = frozenset(
+    {
+        "hostname",
+        "section",
+        "tag_name",
+        "key_name",
+        "key_value",
+        "FreeSWITCH-Switchname",
+        "user",
+        "domain",
+        "action",
+        "purpose",
+        "profile",
+        "Hunt-Context",
+        "Caller-Context",
+        "Hunt-Destination-Number",
+        "Caller-Destination-Number",
+        "lang",
+        "macro_name",
+    }
+)
 
 
 @dataclass(frozen=True)

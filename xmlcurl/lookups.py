@@ -18,7 +18,8 @@ Conn = psycopg.Connection[Any]
 def placed_tenant(conn: Conn, domain: str, node_id: UUID) -> Tenant | None:
     """The enabled tenant with this domain, only if it is placed on this node."""
     found = rows.select(
-        conn, Tenant,
+        conn,
+        Tenant,
         """SELECT t.* FROM tenants t JOIN tenant_placements p ON p.tenant_id = t.id
            WHERE t.domain = %s AND p.node_id = %s AND t.enabled""",
         [domain.lower(), node_id],
@@ -28,7 +29,8 @@ def placed_tenant(conn: Conn, domain: str, node_id: UUID) -> Tenant | None:
 
 def tenant_on_node(conn: Conn, tenant_id: UUID, node_id: UUID) -> Tenant | None:
     found = rows.select(
-        conn, Tenant,
+        conn,
+        Tenant,
         """SELECT t.* FROM tenants t JOIN tenant_placements p ON p.tenant_id = t.id
            WHERE t.id = %s AND p.node_id = %s AND t.enabled""",
         [tenant_id, node_id],
@@ -38,7 +40,8 @@ def tenant_on_node(conn: Conn, tenant_id: UUID, node_id: UUID) -> Tenant | None:
 
 def tenants_on_node(conn: Conn, node_id: UUID) -> list[Tenant]:
     return rows.select(
-        conn, Tenant,
+        conn,
+        Tenant,
         """SELECT t.* FROM tenants t JOIN tenant_placements p ON p.tenant_id = t.id
            WHERE p.node_id = %s AND t.enabled ORDER BY t.domain""",
         [node_id],
@@ -49,20 +52,23 @@ def gateways_on_node(conn: Conn, node_id: UUID) -> list[tuple[Tenant, Gateway]]:
     tenants = {t.id: t for t in tenants_on_node(conn, node_id)}
     if not tenants:
         return []
-    found = rows.select(conn, Gateway, "SELECT * FROM gateways WHERE tenant_id = ANY(%s) ORDER BY name",
-                        [list(tenants)])
+    found = rows.select(
+        conn, Gateway, "SELECT * FROM gateways WHERE tenant_id = ANY(%s) ORDER BY name", [list(tenants)]
+    )
     return sorted(((tenants[g.tenant_id], g) for g in found), key=lambda tg: (tg[0].domain, tg[1].name))
 
 
 def user(conn: Conn, tenant_id: UUID, extension: str) -> User | None:
-    found = rows.select(conn, User, "SELECT * FROM users WHERE tenant_id = %s AND extension = %s AND enabled",
-                        [tenant_id, extension])
+    found = rows.select(
+        conn, User, "SELECT * FROM users WHERE tenant_id = %s AND extension = %s AND enabled", [tenant_id, extension]
+    )
     return found[0] if found else None
 
 
 def conference(conn: Conn, tenant_id: UUID, number: str) -> Conference | None:
-    found = rows.select(conn, Conference, "SELECT * FROM conferences WHERE tenant_id = %s AND number = %s",
-                        [tenant_id, number])
+    found = rows.select(
+        conn, Conference, "SELECT * FROM conferences WHERE tenant_id = %s AND number = %s", [tenant_id, number]
+    )
     return found[0] if found else None
 
 
@@ -71,8 +77,7 @@ def conference_by_id(conn: Conn, room_id: UUID) -> Conference | None:
 
 
 def ivr_by_extension(conn: Conn, tenant_id: UUID, extension: str) -> Ivr | None:
-    found = rows.select(conn, Ivr, "SELECT * FROM ivrs WHERE tenant_id = %s AND extension = %s",
-                        [tenant_id, extension])
+    found = rows.select(conn, Ivr, "SELECT * FROM ivrs WHERE tenant_id = %s AND extension = %s", [tenant_id, extension])
     return found[0] if found else None
 
 
@@ -88,15 +93,15 @@ def gateways(conn: Conn, tenant_id: UUID) -> list[Gateway]:
 def number(conn: Conn, did: str) -> Number | None:
     """A DID as the carrier sent it, with or without its leading +."""
     candidates = [did, did[1:]] if did.startswith("+") else [did, "+" + did]
-    found = rows.select(conn, Number, "SELECT * FROM numbers WHERE number = ANY(%s) ORDER BY number DESC",
-                        [candidates])
+    found = rows.select(conn, Number, "SELECT * FROM numbers WHERE number = ANY(%s) ORDER BY number DESC", [candidates])
     return found[0] if found else None
 
 
 def conference_place(conn: Conn, room_id: UUID) -> tuple[Node | None, Mixer | None]:
     """The node or mixer that runs a room now."""
-    row = conn.execute("SELECT node_id, mixer_id FROM conference_placements WHERE conference_id = %s",
-                       [room_id]).fetchone()
+    row = conn.execute(
+        "SELECT node_id, mixer_id FROM conference_placements WHERE conference_id = %s", [room_id]
+    ).fetchone()
     if row is None:
         return None, None
     node = rows.get(conn, "nodes", Node, row["node_id"]) if row["node_id"] else None

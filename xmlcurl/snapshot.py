@@ -60,8 +60,10 @@ class SnapUser(NamedTuple):
     vm_email: str
 
 
-USER_COLUMNS = ("extension, a1_hash, display_name, caller_id_name, caller_id_number, toll_allow, accountcode, "
-                "ring_timeout, voicemail, vm_a1_hash, vm_email")
+USER_COLUMNS = (
+    "extension, a1_hash, display_name, caller_id_name, caller_id_number, toll_allow, accountcode, "
+    "ring_timeout, voicemail, vm_a1_hash, vm_email"
+)
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,19 @@ class _Interner:
 
 def _user(row: tuple[Any, ...], intern: _Interner) -> SnapUser:
     ext, a1, display, cid_name, cid_number, toll, account, ring, vm, vm_a1, vm_email = row
-    return SnapUser(ext, a1, intern(display), intern(cid_name), intern(cid_number), intern(tuple(toll)),
-                    intern(account), ring, vm, vm_a1, intern(vm_email))
+    return SnapUser(
+        ext,
+        a1,
+        intern(display),
+        intern(cid_name),
+        intern(cid_number),
+        intern(tuple(toll)),
+        intern(account),
+        ring,
+        vm,
+        vm_a1,
+        intern(vm_email),
+    )
 
 
 class Snapshot:
@@ -156,8 +169,12 @@ class Snapshot:
         self.full_loads += 1
         self.load_seconds = time.monotonic() - started
         self.ready = True
-        log.info("xml_curl snapshot: %d tenants, %d users loaded in %.2f s", len(built),
-                 sum(len(r.users) for r in built.values()), self.load_seconds)
+        log.info(
+            "xml_curl snapshot: %d tenants, %d users loaded in %.2f s",
+            len(built),
+            sum(len(r.users) for r in built.values()),
+            self.load_seconds,
+        )
 
     def load_farm(self, conn: Conn) -> None:
         """Reload nodes, mixers and placements (a placement, node or mixer notice)."""
@@ -177,7 +194,9 @@ class Snapshot:
             placed = conn.execute("SELECT node_id FROM tenant_placements WHERE tenant_id = %s", [tenant_id]).fetchone()
             rooms = conn.execute(
                 """SELECT p.conference_id, p.node_id, p.mixer_id FROM conference_placements p
-                   JOIN conferences c ON c.id = p.conference_id WHERE c.tenant_id = %s""", [tenant_id]).fetchall()
+                   JOIN conferences c ON c.id = p.conference_id WHERE c.tenant_id = %s""",
+                [tenant_id],
+            ).fetchall()
         old = self._tenants.get(tenant_id)
         new = self._rows(found[0], users, children, tenant_id) if found else None
         # Placement first (a copy, swapped whole), then the rows, then the indexes.
@@ -212,8 +231,9 @@ class Snapshot:
                 held = self._numbers.get(number.number)
                 if number.number not in kept_numbers and held is not None and held.tenant_id == tenant_id:
                     del self._numbers[number.number]
-            if self._by_domain.get(old.tenant.domain) == tenant_id and (new is None or not new.tenant.enabled
-                                                                         or new.tenant.domain != old.tenant.domain):
+            if self._by_domain.get(old.tenant.domain) == tenant_id and (
+                new is None or not new.tenant.enabled or new.tenant.domain != old.tenant.domain
+            ):
                 del self._by_domain[old.tenant.domain]
         if new is not None and new.tenant.enabled:
             self._by_domain[new.tenant.domain] = tenant_id
@@ -225,10 +245,17 @@ class Snapshot:
         mixers = rows.select(conn, Mixer, "SELECT * FROM mixers")
         with conn.cursor(row_factory=tuple_row) as cur:
             tenant_node = dict(cur.execute("SELECT tenant_id, node_id FROM tenant_placements").fetchall())
-            room_place = {r[0]: (r[1], r[2]) for r in cur.execute(
-                "SELECT conference_id, node_id, mixer_id FROM conference_placements").fetchall()}
-        return FarmRows({n.id: n for n in nodes}, {n.switchname: n for n in nodes}, {m.id: m for m in mixers},
-                        tenant_node, room_place)
+            room_place = {
+                r[0]: (r[1], r[2])
+                for r in cur.execute("SELECT conference_id, node_id, mixer_id FROM conference_placements").fetchall()
+            }
+        return FarmRows(
+            {n.id: n for n in nodes},
+            {n.switchname: n for n in nodes},
+            {m.id: m for m in mixers},
+            tenant_node,
+            room_place,
+        )
 
     @staticmethod
     def _read_children(conn: Conn, tenant_id: UUID | None) -> dict[str, dict[UUID, list[Any]]]:
@@ -244,8 +271,9 @@ class Snapshot:
         return out
 
     @staticmethod
-    def _rows(tenant: Tenant, users: dict[str, SnapUser], children: dict[str, dict[UUID, list[Any]]],
-              tenant_id: UUID) -> TenantRows:
+    def _rows(
+        tenant: Tenant, users: dict[str, SnapUser], children: dict[str, dict[UUID, list[Any]]], tenant_id: UUID
+    ) -> TenantRows:
         ivrs: list[Ivr] = children["ivrs"].get(tenant_id, [])
         by_extension: dict[str, Ivr] = {}
         for ivr in ivrs:
@@ -282,8 +310,9 @@ class Snapshot:
     def tenants_on_node(self, node_id: UUID) -> list[Tenant]:
         placed = self._farm.tenant_node
         every = list(self._tenants.values())  # one atomic copy: the listener may add or drop a tenant meanwhile
-        return sorted((r.tenant for r in every if r.tenant.enabled and placed.get(r.tenant.id) == node_id),
-                      key=lambda t: t.domain)
+        return sorted(
+            (r.tenant for r in every if r.tenant.enabled and placed.get(r.tenant.id) == node_id), key=lambda t: t.domain
+        )
 
     def gateways_on_node(self, node_id: UUID) -> list[tuple[Tenant, Gateway]]:
         out = [(t, g) for t in self.tenants_on_node(node_id) for g in self._tenants[t.id].gateways]

@@ -57,8 +57,11 @@ class XmlCurlService:
         # Started on first use (or by ``start``) so each gunicorn worker, forked after import, runs its own.
         if self.listener is None:
             _green_psycopg()  # the listener's wait must yield to the gevent hub, not block it
-            keeper = SnapshotKeeper(self.db, self.snapshot, freeze_gc=self.options.gc_freeze) \
-                if self.options.snapshot else None
+            keeper = (
+                SnapshotKeeper(self.db, self.snapshot, freeze_gc=self.options.gc_freeze)
+                if self.options.snapshot
+                else None
+            )
             self.listener = ChangeListener(self.db.conninfo, self.cache, keeper=keeper, on_change=self.on_change)
             self.listener.start()
 
@@ -90,8 +93,11 @@ class XmlCurlService:
     def _unknown(self, parsed: fetch.Fetch) -> bytes:
         if parsed.switchname not in self.unknown_nodes and len(self.unknown_nodes) < 1000:
             self.unknown_nodes.add(parsed.switchname)
-            log.warning("xml_curl fetch from unknown switch %r (section %s): answered not found",
-                        parsed.switchname, parsed.section)
+            log.warning(
+                "xml_curl fetch from unknown switch %r (section %s): answered not found",
+                parsed.switchname,
+                parsed.section,
+            )
         return NOT_FOUND
 
     def _respond_sql(self, parsed: fetch.Fetch, question: answers.Question, generation: int) -> bytes:
@@ -148,7 +154,8 @@ def authorised(header: str | None, settings: Settings) -> bool:
     except (binascii.Error, UnicodeDecodeError):
         return False
     return hmac.compare_digest(user.encode(), settings.xmlcurl_user.encode()) & hmac.compare_digest(
-        password.encode(), settings.xmlcurl_password.encode())
+        password.encode(), settings.xmlcurl_password.encode()
+    )
 
 
 def _xml(body: bytes, status: int = 200) -> Response:
@@ -193,8 +200,9 @@ class XmlCurlFront:
         self.svc = service(app)
         settings = self.svc.settings
         # The header a correctly configured FreeSWITCH sends; anything else takes the full check.
-        self.expected = "Basic " + base64.b64encode(
-            f"{settings.xmlcurl_user}:{settings.xmlcurl_password}".encode()).decode()
+        self.expected = (
+            "Basic " + base64.b64encode(f"{settings.xmlcurl_user}:{settings.xmlcurl_password}".encode()).decode()
+        )
         self.max_content_length = app.config.get("MAX_CONTENT_LENGTH")
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -214,8 +222,9 @@ class XmlCurlFront:
         svc = self.svc
         header = environ.get("HTTP_AUTHORIZATION")
         password = svc.settings.xmlcurl_password
-        if not (password and header and hmac.compare_digest(header.encode(), self.expected.encode())) \
-                and not authorised(header, svc.settings):
+        if not (
+            password and header and hmac.compare_digest(header.encode(), self.expected.encode())
+        ) and not authorised(header, svc.settings):
             return 401, NOT_FOUND, True
         if (get_content_length(environ) or 0) > MAX_BODY:
             return 400, NOT_FOUND, False

@@ -23,11 +23,13 @@ def join() -> Any:
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthorized("missing join token", {"hint": "send 'Authorization: Bearer <node-join token>'"})
     node, password = joining.join(database(), value.strip(), body())
-    return jsonify({
-        "node_id": str(node.id),
-        "name": node.name,
-        "switchname": node.switchname,
-        "admin_state": node.admin_state,
-        "esl_address": node.esl_address,
-        "esl_password": password,
-    }), 201
+    return jsonify(
+        {
+            "node_id": str(node.id),
+            "name": node.name,
+            "switchname": node.switchname,
+            "admin_state": node.admin_state,
+            "esl_address": node.esl_address,
+            "esl_password": password,
+        }
+    ), 201

@@ -50,21 +50,36 @@ def document() -> dict[str, Any]:
             "security": [{"bearer": []}],
             "parameters": [
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in ("node", "mixer", "tenant", "ref") if f"{{{p}}}" in path
+                for p in ("node", "mixer", "tenant", "ref")
+                if f"{{{p}}}" in path
             ],
             "responses": {
                 str(status): {"description": "OK", "content": {"application/json": {"schema": {}}}},
-                **{str(code): {"description": text, "content": {"application/json": {"schema": _ERROR}}}
-                   for code, text in ((400, "invalid input"), (401, "missing or invalid token"),
-                                      (404, "not found, or not yours"), (409, "conflicts with stored state"))},
+                **{
+                    str(code): {"description": text, "content": {"application/json": {"schema": _ERROR}}}
+                    for code, text in (
+                        (400, "invalid input"),
+                        (401, "missing or invalid token"),
+                        (404, "not found, or not yours"),
+                        (409, "conflicts with stored state"),
+                    )
+                },
             },
         }
         if fields is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "additionalProperties": False,
-                "properties": {name: {} for name in fields},
-                "required": [name for name, f in fields.items() if f.required],
-            }}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {name: {} for name in fields},
+                            "required": [name for name, f in fields.items() if f.required],
+                        }
+                    }
+                },
+            }
         paths.setdefault(f"/api/v1{path}", {})[method] = op
     return {
         "openapi": "3.1.0",
@@ -72,8 +87,13 @@ def document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "required": ["error"],
-                                  "properties": {"error": {"type": "string"}, "detail": {}}}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}, "detail": {}},
+                }
+            },
         },
     }
 

@@ -29,8 +29,7 @@ def _upload(limit: int) -> bytes:
     """The uploaded file: a multipart ``file`` part, else the raw body; 413 past ``limit``."""
     request.max_content_length = limit + _SLACK
     if request.content_length is not None and request.content_length > limit + _SLACK:
-        raise TooLarge(f"upload: {request.content_length} bytes is over the {limit} byte limit",
-                       {"limit": limit})
+        raise TooLarge(f"upload: {request.content_length} bytes is over the {limit} byte limit", {"limit": limit})
     if request.mimetype == "multipart/form-data":
         part = request.files.get("file") or next(iter(request.files.values()), None)
         if part is None:
@@ -125,9 +124,14 @@ def deposit_voicemail(ref: str, ext: str) -> Any:
     box = _box(ref, ext)
     data = _upload(audio.VOICEMAIL_MAX_BYTES)
     fields = request.form if request.mimetype == "multipart/form-data" else request.args
-    message = voicemail.deposit(database(), _storage(), box, data,
-                                caller_id_number=fields.get("caller_id_number", ""),
-                                caller_id_name=fields.get("caller_id_name", ""))
+    message = voicemail.deposit(
+        database(),
+        _storage(),
+        box,
+        data,
+        caller_id_number=fields.get("caller_id_number", ""),
+        caller_id_name=fields.get("caller_id_name", ""),
+    )
     return jsonify(message.public()), 201
 
 

@@ -59,10 +59,21 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="FSFARM_HTTP_HOST",
-              help="Address the controller listens on (FSFARM_HTTP_HOST).")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), envvar="FSFARM_HTTP_PORT",
-              help="HTTP port, API and xml_curl (FSFARM_HTTP_PORT).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="FSFARM_HTTP_HOST",
+    help="Address the controller listens on (FSFARM_HTTP_HOST).",
+)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    envvar="FSFARM_HTTP_PORT",
+    help="HTTP port, API and xml_curl (FSFARM_HTTP_PORT).",
+)
 def up(host: str, port: int) -> None:
     """Start the controller and everything it runs, until Ctrl-C.
 
@@ -165,8 +176,10 @@ def node_drain(database: Database, name: str) -> None:
             f"other nodes, {stranded} are on no node (no other node can take them)"
         )
     else:
-        click.echo(f"node {name} is draining; its {len(hosted)} tenant(s) were moved to other nodes; "
-            "fsfarm up disables it once its last call ends")
+        click.echo(
+            f"node {name} is draining; its {len(hosted)} tenant(s) were moved to other nodes; "
+            "fsfarm up disables it once its last call ends"
+        )
 
 
 @node.command("rm")
@@ -194,8 +207,9 @@ def mixers() -> None:
 @click.option("--capacity", type=int, help="Relative placement weight (500).")
 @json_option
 @with_db
-def mixers_add(database: Database, name: str, sip_address: str, control_url: str, capacity: int | None,
-               as_json: bool) -> None:
+def mixers_add(
+    database: Database, name: str, sip_address: str, control_url: str, capacity: int | None, as_json: bool
+) -> None:
     """Register a mixer; HD rooms are placed on mixers like tenants on nodes."""
     data = {"name": name, "sip_address": sip_address, "control_url": control_url, "capacity": capacity}
     created = provisioning.add_mixer(database, {k: v for k, v in data.items() if v is not None})
@@ -243,8 +257,11 @@ def tenant_add(database: Database, domain: str, name: str | None, pinned_node: s
     created = provisioning.add_tenant(database, {k: v for k, v in data.items() if v})
     with database.transaction() as conn:
         where, warnings = status.tenant_warnings(conn, created.id, created.domain)
-    emit({**created.public(), "node": where, **({"warnings": warnings} if as_json else {})},
-         ("domain", "name", "node"), as_json)
+    emit(
+        {**created.public(), "node": where, **({"warnings": warnings} if as_json else {})},
+        ("domain", "name", "node"),
+        as_json,
+    )
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
 
@@ -274,30 +291,55 @@ def tenant_rm(database: Database, domain: str, force: bool) -> None:
 
 # kind -> (command name, positional field, extra options as (flag, field, help), list columns)
 CHILD_COMMANDS: dict[str, tuple[str, str, list[tuple[str, str, str]], tuple[str, ...]]] = {
-    "users": ("user", "extension", [
-        ("--password", "password", "SIP password (stored only as its a1-hash)."),
-        ("--name", "display_name", "Display name."),
-        ("--vm-pin", "vm_pin", "Voicemail PIN (stored hashed)."),
-        ("--caller-id", "caller_id_number", "Outbound caller-id number."),
-    ], ("extension", "display_name", "caller_id_number", "voicemail", "enabled")),
-    "numbers": ("number", "number", [
-        ("--to", "to", "What it reaches: user:EXT, conference:NUM, ivr:NAME or voicemail:EXT."),
-    ], ("number", "target_type", "target", "description")),
-    "conferences": ("conference", "number", [
-        ("--name", "name", "Room name."),
-        ("--profile", "profile", "narrowband (8 kHz), wideband (16 kHz) or hd (48 kHz)."),
-        ("--pin", "pin", "PIN callers must enter."),
-    ], ("number", "name", "profile", "max_members", "pin_set")),
-    "ivrs": ("ivr", "name", [
-        ("--extension", "extension", "Internal number that reaches it."),
-        ("--description", "description", "What it does."),
-    ], ("name", "extension", "description")),
-    "gateways": ("gateway", "name", [
-        ("--proxy", "proxy", "Carrier host[:port]."),
-        ("--username", "username", "Carrier account."),
-        ("--password", "password", "Carrier password."),
-        ("--caller-id", "caller_id_number", "Caller-id number presented outbound."),
-    ], ("name", "proxy", "register", "caller_id_number")),
+    "users": (
+        "user",
+        "extension",
+        [
+            ("--password", "password", "SIP password (stored only as its a1-hash)."),
+            ("--name", "display_name", "Display name."),
+            ("--vm-pin", "vm_pin", "Voicemail PIN (stored hashed)."),
+            ("--caller-id", "caller_id_number", "Outbound caller-id number."),
+        ],
+        ("extension", "display_name", "caller_id_number", "voicemail", "enabled"),
+    ),
+    "numbers": (
+        "number",
+        "number",
+        [
+            ("--to", "to", "What it reaches: user:EXT, conference:NUM, ivr:NAME or voicemail:EXT."),
+        ],
+        ("number", "target_type", "target", "description"),
+    ),
+    "conferences": (
+        "conference",
+        "number",
+        [
+            ("--name", "name", "Room name."),
+            ("--profile", "profile", "narrowband (8 kHz), wideband (16 kHz) or hd (48 kHz)."),
+            ("--pin", "pin", "PIN callers must enter."),
+        ],
+        ("number", "name", "profile", "max_members", "pin_set"),
+    ),
+    "ivrs": (
+        "ivr",
+        "name",
+        [
+            ("--extension", "extension", "Internal number that reaches it."),
+            ("--description", "description", "What it does."),
+        ],
+        ("name", "extension", "description"),
+    ),
+    "gateways": (
+        "gateway",
+        "name",
+        [
+            ("--proxy", "proxy", "Carrier host[:port]."),
+            ("--username", "username", "Carrier account."),
+            ("--password", "password", "Carrier password."),
+            ("--caller-id", "caller_id_number", "Caller-id number presented outbound."),
+        ],
+        ("name", "proxy", "register", "caller_id_number"),
+    ),
 }
 
 
@@ -313,8 +355,9 @@ def _child_group(kind: str) -> click.Group:
     def group() -> None:
         pass
 
-    def add(database: Database, tenant_ref: str, key_value: str, settings: tuple[str, ...],
-            as_json: bool, **options: Any) -> None:
+    def add(
+        database: Database, tenant_ref: str, key_value: str, settings: tuple[str, ...], as_json: bool, **options: Any
+    ) -> None:
         data: dict[str, Any] = {key: key_value, **_pairs(settings)}
         for flag_field, value in options.items():
             if value is None:
@@ -428,5 +471,13 @@ def token_create(database: Database, scope: str, tenant_ref: str | None, label: 
         click.echo(value)
 
 
-commands: list[click.Command] = [up, db, node, mixers, tenant, placement, token,
-                                 *(_child_group(kind) for kind in CHILD_COMMANDS)]
+commands: list[click.Command] = [
+    up,
+    db,
+    node,
+    mixers,
+    tenant,
+    placement,
+    token,
+    *(_child_group(kind) for kind in CHILD_COMMANDS),
+]

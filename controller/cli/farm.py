@@ -70,8 +70,7 @@ def failover_watch(database: Database, interval: float, kamailio_ctl: str | None
     It logs one sentence per cycle when something changes.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    loop = FailoverLoop(database, kamailio=KamailioControl(kamailio_ctl) if kamailio_ctl else None,
-                        interval=interval)
+    loop = FailoverLoop(database, kamailio=KamailioControl(kamailio_ctl) if kamailio_ctl else None, interval=interval)
     last = ""
     while True:
         sentence = loop.run_cycle()

@@ -60,8 +60,11 @@ def prompt_upload(database: Database, tenant_ref: str, file: str, name: str | No
     """Upload a prompt, replacing one of the same name."""
     tenant = voicemail.tenant_of(database, tenant_ref)
     info, wav = prompts.upload(_storage(), tenant.id, name or Path(file).name, Path(file).read_bytes())
-    emit({**_files([info])[0], "rate": wav.rate, "duration_ms": wav.duration_ms},
-         ("name", "size", "rate", "duration_ms"), as_json)
+    emit(
+        {**_files([info])[0], "rate": wav.rate, "duration_ms": wav.duration_ms},
+        ("name", "size", "rate", "duration_ms"),
+        as_json,
+    )
 
 
 @prompt.command("list")

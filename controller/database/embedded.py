@@ -57,8 +57,11 @@ def _service_user() -> str | None:
             return name
         except KeyError:
             continue
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "fsfarm"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "fsfarm"],
+        check=True,
+        capture_output=True,
+    )
     return "fsfarm"
 
 
@@ -119,8 +122,7 @@ class EmbeddedPostgres:
 
     def running(self) -> bool:
         try:
-            with psycopg.connect(self.conninfo.replace(f"dbname={self.dbname}", "dbname=postgres"),
-                                 connect_timeout=2):
+            with psycopg.connect(self.conninfo.replace(f"dbname={self.dbname}", "dbname=postgres"), connect_timeout=2):
                 return True
         except psycopg.OperationalError:
             return False
@@ -134,15 +136,27 @@ class EmbeddedPostgres:
         self.datadir.chmod(0o700)
         if not self.initialised():
             log.info("creating a PostgreSQL cluster in %s", self.datadir)
-            self._run("initdb", "-D", str(self.datadir), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                      "--no-instructions")
+            self._run(
+                "initdb", "-D", str(self.datadir), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-instructions"
+            )
         conf = self.datadir / "postgresql.conf"
         if self.settings and "# fsfarm settings" not in conf.read_text():
             conf.write_text(conf.read_text() + "\n# fsfarm settings\n" + "\n".join(self.settings) + "\n")
         if not self.running():
             opts = f"-p {self.port} -c listen_addresses={self.host} -k {self.datadir}"
-            self._run("pg_ctl", "-D", str(self.datadir), "-o", opts, "-l", str(self.datadir / "server.log"),
-                      "-w", "-t", str(int(timeout)), "start")
+            self._run(
+                "pg_ctl",
+                "-D",
+                str(self.datadir),
+                "-o",
+                opts,
+                "-l",
+                str(self.datadir / "server.log"),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            )
         deadline = time.monotonic() + timeout
         while not self.running():
             if time.monotonic() > deadline:

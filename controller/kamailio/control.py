@@ -21,13 +21,15 @@ class KamailioControl:
         if binary is None:
             raise Unavailable("kamcmd is not installed (Debian package kamailio)")
         try:
-            done = subprocess.run([binary, "-s", f"unix:{self.ctl_socket}", *args], capture_output=True,
-                                  text=True, timeout=self.timeout)
+            done = subprocess.run(
+                [binary, "-s", f"unix:{self.ctl_socket}", *args], capture_output=True, text=True, timeout=self.timeout
+            )
         except subprocess.TimeoutExpired as exc:
             raise Unavailable("Kamailio did not answer in time", {"command": args}) from exc
         if done.returncode != 0:
-            raise Unavailable("Kamailio refused or cannot be reached",
-                              {"command": list(args), "stderr": done.stderr.strip()[:500]})
+            raise Unavailable(
+                "Kamailio refused or cannot be reached", {"command": list(args), "stderr": done.stderr.strip()[:500]}
+            )
         return done.stdout
 
     def reload(self) -> dict[str, str]:

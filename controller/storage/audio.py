@@ -31,8 +31,9 @@ class WavInfo:
 def check_wav(data: bytes, *, max_seconds: int = PROMPT_MAX_SECONDS, max_bytes: int = PROMPT_MAX_BYTES) -> WavInfo:
     """The WAV's format if it is 16-bit PCM mono at a FreeSWITCH rate within the limits; else Invalid."""
     if len(data) > max_bytes:
-        raise TooLarge(f"audio: {len(data)} bytes is over the {max_bytes} byte limit",
-                      {"size": len(data), "limit": max_bytes})
+        raise TooLarge(
+            f"audio: {len(data)} bytes is over the {max_bytes} byte limit", {"size": len(data), "limit": max_bytes}
+        )
     if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise Invalid("audio: not a WAV file (RIFF/WAVE header missing)", {"expected": "audio/wav"})
     try:
@@ -43,21 +44,27 @@ def check_wav(data: bytes, *, max_seconds: int = PROMPT_MAX_SECONDS, max_bytes: 
         # wave refuses anything but integer PCM (format 1): a-law, mu-law, float, ADPCM, extensible.
         raise Invalid(f"audio: not a PCM WAV file ({exc})", {"expected": "16-bit PCM"}) from exc
     if info.sample_width != 2:
-        raise Invalid(f"audio: {info.sample_width * 8}-bit samples; prompts must be 16-bit PCM",
-                      {"sample_width": info.sample_width})
+        raise Invalid(
+            f"audio: {info.sample_width * 8}-bit samples; prompts must be 16-bit PCM",
+            {"sample_width": info.sample_width},
+        )
     if info.channels != 1:
         raise Invalid(f"audio: {info.channels} channels; prompts must be mono", {"channels": info.channels})
     if info.rate not in RATES:
-        raise Invalid(f"audio: {info.rate} Hz; the rate must be one of {', '.join(map(str, RATES))}",
-                      {"rate": info.rate})
+        raise Invalid(
+            f"audio: {info.rate} Hz; the rate must be one of {', '.join(map(str, RATES))}", {"rate": info.rate}
+        )
     if len(frames) != info.frames * info.sample_width * info.channels:
-        raise Invalid("audio: the file is truncated (fewer samples than its header says)",
-                      {"declared_frames": info.frames})
+        raise Invalid(
+            "audio: the file is truncated (fewer samples than its header says)", {"declared_frames": info.frames}
+        )
     if info.frames == 0:
         raise Invalid("audio: the file holds no samples", {"frames": 0})
     if info.duration_ms > max_seconds * 1000:
-        raise Invalid(f"audio: {info.duration_ms / 1000:.1f} s is over the {max_seconds} s limit",
-                      {"duration_ms": info.duration_ms, "limit_s": max_seconds})
+        raise Invalid(
+            f"audio: {info.duration_ms / 1000:.1f} s is over the {max_seconds} s limit",
+            {"duration_ms": info.duration_ms, "limit_s": max_seconds},
+        )
     return info
 
 

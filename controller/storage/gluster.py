@@ -39,8 +39,11 @@ def load_gfapi() -> Any:
     try:
         from gluster import gfapi
     except (ImportError, OSError) as exc:
-        raise Unavailable("the GlusterFS client library is not installed (Debian glusterfs-client "
-                          "provides libgfapi; PyPI gfapi provides the binding)", str(exc)) from exc
+        raise Unavailable(
+            "the GlusterFS client library is not installed (Debian glusterfs-client "
+            "provides libgfapi; PyPI gfapi provides the binding)",
+            str(exc),
+        ) from exc
     return gfapi
 
 
@@ -55,8 +58,9 @@ def volume_handle(host: str, port: int, volume: str) -> Any:
             try:
                 handle.mount()
             except Exception as exc:
-                raise Unavailable(f"shared storage gluster://{host}:{port}/{volume} cannot be reached",
-                                  str(exc)) from exc
+                raise Unavailable(
+                    f"shared storage gluster://{host}:{port}/{volume} cannot be reached", str(exc)
+                ) from exc
             _handles[key] = handle
             forget_at_exit(handle)
         return handle
@@ -87,7 +91,7 @@ class GlusterStorage:
                 vol.makedirs(folder, 0o755)
             with vol.fopen(temp, "wb") as f:
                 for offset in range(0, len(data), CHUNK):
-                    chunk = data[offset:offset + CHUNK]
+                    chunk = data[offset : offset + CHUNK]
                     written = 0
                     while written < len(chunk):
                         written += f.write(chunk[written:])
@@ -99,8 +103,7 @@ class GlusterStorage:
                 vol.unlink(temp)
             except OSError:
                 pass
-            raise Unavailable(f"shared storage {self.description} failed",
-                              os.strerror(exc.errno or errno.EIO)) from exc
+            raise Unavailable(f"shared storage {self.description} failed", os.strerror(exc.errno or errno.EIO)) from exc
 
     def get(self, key: str) -> bytes:
         check_key(key)

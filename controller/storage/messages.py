@@ -32,21 +32,30 @@ def insert(conn: psycopg.Connection[Any], message: VoicemailMessage) -> Voicemai
 
 
 def for_user(conn: psycopg.Connection[Any], tenant_id: UUID, user_id: UUID) -> list[VoicemailMessage]:
-    return rows.select(conn, VoicemailMessage,
-                       "SELECT * FROM voicemail_messages WHERE tenant_id = %s AND user_id = %s "
-                       "ORDER BY created_at DESC, id", [tenant_id, user_id])
+    return rows.select(
+        conn,
+        VoicemailMessage,
+        "SELECT * FROM voicemail_messages WHERE tenant_id = %s AND user_id = %s ORDER BY created_at DESC, id",
+        [tenant_id, user_id],
+    )
 
 
 def get(conn: psycopg.Connection[Any], tenant_id: UUID, user_id: UUID, id: UUID) -> VoicemailMessage | None:
-    found = rows.select(conn, VoicemailMessage,
-                        "SELECT * FROM voicemail_messages WHERE tenant_id = %s AND user_id = %s AND id = %s "
-                        "FOR UPDATE", [tenant_id, user_id, id])
+    found = rows.select(
+        conn,
+        VoicemailMessage,
+        "SELECT * FROM voicemail_messages WHERE tenant_id = %s AND user_id = %s AND id = %s FOR UPDATE",
+        [tenant_id, user_id, id],
+    )
     return found[0] if found else None
 
 
 def mark_read(conn: psycopg.Connection[Any], id: UUID) -> VoicemailMessage | None:
-    row = conn.execute("UPDATE voicemail_messages SET read_at = coalesce(read_at, clock_timestamp()), "
-                       "updated_at = clock_timestamp() WHERE id = %s RETURNING *", [id]).fetchone()
+    row = conn.execute(
+        "UPDATE voicemail_messages SET read_at = coalesce(read_at, clock_timestamp()), "
+        "updated_at = clock_timestamp() WHERE id = %s RETURNING *",
+        [id],
+    ).fetchone()
     return rows.from_row(VoicemailMessage, row) if row else None
 
 

@@ -79,7 +79,7 @@ class TenantFiles:
         """``info`` with its path made relative to the area again (what the tenant sees)."""
         prefix = f"{self.tenant_id}/{area}/"
         assert info.path.startswith(prefix), info.path
-        return FileInfo(info.path[len(prefix):], info.size, info.modified)
+        return FileInfo(info.path[len(prefix) :], info.size, info.modified)
 
     def put(self, area: str, path: str, data: bytes) -> FileInfo:
         return self.relative(area, self.storage.put(self.key(area, path), data))

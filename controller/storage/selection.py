@@ -28,7 +28,7 @@ class StorageSpec:
 def parse_spec(spec: str) -> StorageSpec:
     """``local:/abs/path`` or ``gluster://host[:port]/volume``; Invalid for anything else."""
     if spec.startswith("local:"):
-        path = spec[len("local:"):]
+        path = spec[len("local:") :]
         if not path.startswith("/"):
             raise Invalid("FSFARM_STORAGE: local: needs an absolute path, e.g. local:/var/lib/fsfarm/storage")
         return StorageSpec("local", path=path)

@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 def sweep(db: Database, storage: Storage, limit: int = 100) -> str:
     """One pass; returns a sentence saying what it removed."""
     with db.transaction() as conn:
-        rows = conn.execute("SELECT id, prefix, reason, created_at FROM storage_tombstones "
-                            "ORDER BY created_at LIMIT %s", [limit]).fetchall()
+        rows = conn.execute(
+            "SELECT id, prefix, reason, created_at FROM storage_tombstones ORDER BY created_at LIMIT %s", [limit]
+        ).fetchall()
     removed, failed = 0, 0
     for row in rows:
         try:
@@ -38,7 +39,8 @@ def sweep(db: Database, storage: Storage, limit: int = 100) -> str:
     if not rows:
         return "no deleted owners left files behind"
     return f"removed {removed} file(s) of {len(rows) - failed} deleted owner(s)" + (
-        f"; {failed} prefix(es) kept for retry" if failed else "")
+        f"; {failed} prefix(es) kept for retry" if failed else ""
+    )
 
 
 class SweepLoop:

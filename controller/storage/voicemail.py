@@ -32,8 +32,9 @@ def mailbox(db: Database, tenant: Tenant, extension: str) -> Mailbox:
     return Mailbox(tenant, user)
 
 
-def deposit(db: Database, storage: Storage, box: Mailbox, data: bytes,
-            caller_id_number: str = "", caller_id_name: str = "") -> VoicemailMessage:
+def deposit(
+    db: Database, storage: Storage, box: Mailbox, data: bytes, caller_id_number: str = "", caller_id_name: str = ""
+) -> VoicemailMessage:
     """Store a new message: validate the WAV, write the file, then the row (the file goes if the row fails)."""
     info = audio.check_wav(data, max_seconds=audio.VOICEMAIL_MAX_SECONDS, max_bytes=audio.VOICEMAIL_MAX_BYTES)
     message_id = uuid.uuid4()
@@ -42,18 +43,29 @@ def deposit(db: Database, storage: Storage, box: Mailbox, data: bytes,
     stored = files.put("voicemail", relative, data)
     try:
         with db.transaction() as conn:
-            return messages.insert(conn, VoicemailMessage(
-                id=message_id, tenant_id=box.tenant.id, user_id=box.user.id, extension=box.user.extension,
-                path=relative, duration_ms=info.duration_ms, size_bytes=stored.size, sample_rate=info.rate,
-                caller_id_number=caller_id_number[:64], caller_id_name=caller_id_name[:128],
-            ))
+            return messages.insert(
+                conn,
+                VoicemailMessage(
+                    id=message_id,
+                    tenant_id=box.tenant.id,
+                    user_id=box.user.id,
+                    extension=box.user.extension,
+                    path=relative,
+                    duration_ms=info.duration_ms,
+                    size_bytes=stored.size,
+                    sample_rate=info.rate,
+                    caller_id_number=caller_id_number[:64],
+                    caller_id_name=caller_id_name[:128],
+                ),
+            )
     except BaseException:
         files.delete("voicemail", relative)
         raise
 
 
-def register_recorded(db: Database, storage: Storage, box: Mailbox, relative: str,
-                      caller_id_number: str = "", caller_id_name: str = "") -> VoicemailMessage:
+def register_recorded(
+    db: Database, storage: Storage, box: Mailbox, relative: str, caller_id_number: str = "", caller_id_name: str = ""
+) -> VoicemailMessage:
     """Record the row for a message a FreeSWITCH node wrote itself into ``<tenant-id>/voicemail/``.
 
     Idempotent on the path: the same deposit announced twice is one message.
@@ -61,17 +73,28 @@ def register_recorded(db: Database, storage: Storage, box: Mailbox, relative: st
     data = TenantFiles(storage, box.tenant.id).get("voicemail", relative)
     info = audio.check_wav(data, max_seconds=audio.VOICEMAIL_MAX_SECONDS, max_bytes=audio.VOICEMAIL_MAX_BYTES)
     with db.transaction() as conn:
-        existing = conn.execute("SELECT id FROM voicemail_messages WHERE tenant_id = %s AND path = %s",
-                                [box.tenant.id, relative]).fetchone()
+        existing = conn.execute(
+            "SELECT id FROM voicemail_messages WHERE tenant_id = %s AND path = %s", [box.tenant.id, relative]
+        ).fetchone()
         if existing:
             found = messages.get(conn, box.tenant.id, box.user.id, existing["id"])
             assert found is not None
             return found
-        return messages.insert(conn, VoicemailMessage(
-            id=uuid.uuid4(), tenant_id=box.tenant.id, user_id=box.user.id, extension=box.user.extension,
-            path=relative, duration_ms=info.duration_ms, size_bytes=len(data), sample_rate=info.rate,
-            caller_id_number=caller_id_number[:64], caller_id_name=caller_id_name[:128],
-        ))
+        return messages.insert(
+            conn,
+            VoicemailMessage(
+                id=uuid.uuid4(),
+                tenant_id=box.tenant.id,
+                user_id=box.user.id,
+                extension=box.user.extension,
+                path=relative,
+                duration_ms=info.duration_ms,
+                size_bytes=len(data),
+                sample_rate=info.rate,
+                caller_id_number=caller_id_number[:64],
+                caller_id_name=caller_id_name[:128],
+            ),
+        )
 
 
 def list_messages(db: Database, box: Mailbox) -> list[VoicemailMessage]:

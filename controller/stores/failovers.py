@@ -37,12 +37,22 @@ class Failover:
     spare_name: str = ""
 
     def public(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(v, datetime) else v)
-                for k, v in self.__dict__.items()}
+        return {
+            k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in self.__dict__.items()
+        }
 
 
-def decide(conn: psycopg.Connection[Any], id: UUID, node_id: UUID, incident: str, spare_id: UUID | None,
-           reason: str, decided_by: str, detected_at: datetime | None) -> Failover | None:
+def decide(
+    conn: psycopg.Connection[Any],
+    id: UUID,
+    node_id: UUID,
+    incident: str,
+    spare_id: UUID | None,
+    reason: str,
+    decided_by: str,
+    detected_at: datetime | None,
+) -> Failover | None:
     """Record the decision; None when this death was already decided (by us or another controller)."""
     row = conn.execute(
         """INSERT INTO failovers (id, node_id, incident, spare_id, reason, decided_by, detected_at,
@@ -84,5 +94,6 @@ def recent(conn: psycopg.Connection[Any], limit: int = 50) -> list[Failover]:
 
 
 def unfinished(conn: psycopg.Connection[Any]) -> list[Failover]:
-    return rows.select(conn, Failover,
-                       "SELECT * FROM failovers WHERE state IN ('decided', 'moved') ORDER BY created_at")
+    return rows.select(
+        conn, Failover, "SELECT * FROM failovers WHERE state IN ('decided', 'moved') ORDER BY created_at"
+    )

@@ -22,7 +22,8 @@ def lock(conn: psycopg.Connection[Any]) -> None:
 
 def latest(conn: psycopg.Connection[Any]) -> PlacementGeneration | None:
     found = rows.select(
-        conn, PlacementGeneration,
+        conn,
+        PlacementGeneration,
         "SELECT * FROM placement_generations ORDER BY generation DESC, created_at DESC, id DESC LIMIT 1",
     )
     return found[0] if found else None
@@ -30,8 +31,10 @@ def latest(conn: psycopg.Connection[Any]) -> PlacementGeneration | None:
 
 def history(conn: psycopg.Connection[Any], limit: int = 20) -> list[PlacementGeneration]:
     return rows.select(
-        conn, PlacementGeneration,
-        "SELECT * FROM placement_generations ORDER BY generation DESC, created_at DESC LIMIT %s", [limit],
+        conn,
+        PlacementGeneration,
+        "SELECT * FROM placement_generations ORDER BY generation DESC, created_at DESC LIMIT %s",
+        [limit],
     )
 
 
@@ -41,7 +44,8 @@ def tenant_placements(conn: psycopg.Connection[Any]) -> list[TenantPlacement]:
 
 def conference_placements(conn: psycopg.Connection[Any]) -> list[ConferencePlacement]:
     return rows.select(
-        conn, ConferencePlacement,
+        conn,
+        ConferencePlacement,
         "SELECT conference_id, node_id, mixer_id, generation FROM conference_placements",
     )
 
@@ -53,8 +57,9 @@ def tenant_node(conn: psycopg.Connection[Any], tenant_id: UUID) -> UUID | None:
 
 def unplaced_tenants(conn: psycopg.Connection[Any]) -> list[UUID]:
     """Tenants no node hosts: no placement row yet, or placed on no node (none could take them)."""
-    cur = conn.execute("SELECT t.id FROM tenants t LEFT JOIN tenant_placements p ON p.tenant_id = t.id "
-                       "WHERE p.node_id IS NULL")
+    cur = conn.execute(
+        "SELECT t.id FROM tenants t LEFT JOIN tenant_placements p ON p.tenant_id = t.id WHERE p.node_id IS NULL"
+    )
     return [row["id"] for row in cur.fetchall()]
 
 
@@ -74,7 +79,8 @@ def record(
     current = latest(conn)
     generation = (current.generation if current else 0) + 1
     stored = rows.insert(
-        conn, "placement_generations",
+        conn,
+        "placement_generations",
         PlacementGeneration(id=uuid.uuid4(), generation=generation, reason=reason, moved=moved),
     )
     with conn.cursor() as cur:

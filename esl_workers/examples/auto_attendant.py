@@ -17,7 +17,11 @@ def main_menu(session):
     for _attempt in range(3):
         choice = session.play_and_get_digits(
             session.options.get("prompt", "ivr/ivr-please_choose_from_the_following.wav"),
-            max_digits=1, tries=1, timeout_ms=5000, var="fsfarm_menu_choice", regex="\\d",
+            max_digits=1,
+            tries=1,
+            timeout_ms=5000,
+            var="fsfarm_menu_choice",
+            regex="\\d",
         )
         if choice in menu:
             session.transfer(menu[choice])

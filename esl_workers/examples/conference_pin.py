@@ -13,8 +13,14 @@ def conference_pin(session):
     session.answer()
     for _attempt in range(3):
         pin = session.play_and_get_digits(
-            "conference/conf-pin.wav", min_digits=1, max_digits=8, tries=1, timeout_ms=10000,
-            terminators="#", var="fsfarm_conference_pin", regex="\\d+",
+            "conference/conf-pin.wav",
+            min_digits=1,
+            max_digits=8,
+            tries=1,
+            timeout_ms=10000,
+            terminators="#",
+            var="fsfarm_conference_pin",
+            regex="\\d+",
         )
         if pin and pin == expected:
             session.playback("tone_stream://%(200,0,800)")  # a short beep before joining

@@ -40,9 +40,11 @@ def ivr(name: str) -> Callable[[Any], Any]:
 def as_handler(target: Any) -> Handler:
     """A callable taking the session, whether the script registered a function or a class."""
     if isinstance(target, type):
+
         def run_class(session: Any) -> Any:
             instance = target()
             return (instance.run if hasattr(instance, "run") else instance)(session)
+
         return run_class
     return target  # type: ignore[no-any-return]
 
@@ -98,9 +100,12 @@ class ScriptLibrary:
                     log.info("IVR script %s reloaded: %s", path, ", ".join(sorted(handlers)) or "no @ivr")
             except Exception:
                 error = traceback.format_exc()
-                log.error("IVR script %s failed to load; %s\n%s", path,
-                          "keeping its previous version" if known and known.handlers else "its IVRs are unavailable",
-                          error)
+                log.error(
+                    "IVR script %s failed to load; %s\n%s",
+                    path,
+                    "keeping its previous version" if known and known.handlers else "its IVRs are unavailable",
+                    error,
+                )
                 self.files[path] = ScriptFile(path, stamp, known.handlers if known else {}, error)
         for path in set(self.files) - seen:
             del self.files[path]

@@ -80,5 +80,14 @@ def available() -> list[CodecSpec]:
     return list(SPECS.values())
 
 
-__all__ = ["ROOM_RATES", "SPECS", "CodecSpec", "Decoder", "Encoder", "available", "get_decoder",
-           "get_encoder", "get_spec"]
+__all__ = [
+    "ROOM_RATES",
+    "SPECS",
+    "CodecSpec",
+    "Decoder",
+    "Encoder",
+    "available",
+    "get_decoder",
+    "get_encoder",
+    "get_spec",
+]

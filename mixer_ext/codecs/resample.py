@@ -35,9 +35,9 @@ class FrameResampler:
             fitted = np.zeros(self.in_samples, dtype=np.int16)
             fitted[: min(pcm.size, self.in_samples)] = pcm[: self.in_samples]
             pcm = fitted
-        self._window = np.concatenate((self._window[self.in_samples:], pcm))
+        self._window = np.concatenate((self._window[self.in_samples :], pcm))
         out = soxr.resample(self._window, self.in_rate, self.out_rate, quality="HQ")
-        return out[self.out_samples: 2 * self.out_samples]
+        return out[self.out_samples : 2 * self.out_samples]
 
 
 def resample_block(pcm: Pcm, in_rate: int, out_rate: int) -> Pcm:

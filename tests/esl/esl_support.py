@@ -49,7 +49,7 @@ def event_stream(name: str) -> list[bytes]:
         offset = hi
         if hi <= start:
             continue
-        current.append(chunk[max(0, start - lo):])
+        current.append(chunk[max(0, start - lo) :])
         if hi in boundaries:
             groups.append(b"".join(current))
             current = []
@@ -191,8 +191,16 @@ def farm(db: Database) -> Callable[..., Any]:
     """Adds a node (switchname 'vm' like the recording) and the tenants the recording names."""
 
     def make(address: str, switchname: str = "vm", name: str = "fs1") -> Any:
-        node = provisioning.add_node(db, {"name": name, "switchname": switchname, "sip_address": "127.0.0.1:5060",
-                                          "esl_address": address, "esl_password": "ClueCon"})
+        node = provisioning.add_node(
+            db,
+            {
+                "name": name,
+                "switchname": switchname,
+                "sip_address": "127.0.0.1:5060",
+                "esl_address": address,
+                "esl_password": "ClueCon",
+            },
+        )
         for domain in ("acme.test", "beta.test"):
             try:
                 provisioning.add_tenant(db, {"domain": domain})

@@ -25,8 +25,10 @@ A_LEG = "5055ebf8-c30d-4d29-962f-4e79a664505d"
 def add_call(db: Database, node_id: Any, domain: str, channel: str = A_LEG) -> None:
     with db.transaction() as conn:
         tenant_id = conn.execute("SELECT id FROM tenants WHERE domain = %s", (domain,)).fetchone()["id"]
-        conn.execute("INSERT INTO esl_live_calls (id, node_id, channel_uuid, tenant_id) VALUES (%s, %s, %s, %s)",
-                     (uuid.uuid4(), node_id, channel, tenant_id))
+        conn.execute(
+            "INSERT INTO esl_live_calls (id, node_id, channel_uuid, tenant_id) VALUES (%s, %s, %s, %s)",
+            (uuid.uuid4(), node_id, channel, tenant_id),
+        )
 
 
 def tenant_token(db: Database, domain: str) -> str:
@@ -84,8 +86,9 @@ def test_conference_mute_runs_on_the_rooms_node(db: Database, admin: Any, fake_f
     assert bad.status_code == 400
 
 
-def test_unknown_member_or_idle_room_is_404_in_freeswitchs_words(db: Database, admin: Any, fake_fs: Any,
-                                                                   farm: Any) -> None:
+def test_unknown_member_or_idle_room_is_404_in_freeswitchs_words(
+    db: Database, admin: Any, fake_fs: Any, farm: Any
+) -> None:
     fs = fake_fs()
     farm(fs.address)
     provisioning.add_child(db, "conferences", "acme.test", {"number": "3000"})
@@ -112,8 +115,9 @@ def mixer_api() -> Iterator[str]:
         engine.stop()
 
 
-def test_hd_room_commands_go_to_its_mixer_not_to_mod_conference(db: Database, admin: Any, fake_fs: Any,
-                                                                 farm: Any, mixer_api: str) -> None:
+def test_hd_room_commands_go_to_its_mixer_not_to_mod_conference(
+    db: Database, admin: Any, fake_fs: Any, farm: Any, mixer_api: str
+) -> None:
     fs = fake_fs()
     farm(fs.address)
     provisioning.add_mixer(db, {"name": "m1", "sip_address": "127.0.0.1:5090", "control_url": mixer_api})
@@ -135,8 +139,9 @@ def test_hd_room_commands_go_to_its_mixer_not_to_mod_conference(db: Database, ad
 def test_hd_room_on_an_unreachable_mixer_is_503(db: Database, admin: Any, fake_fs: Any, farm: Any) -> None:
     fs = fake_fs()
     farm(fs.address)
-    provisioning.add_mixer(db, {"name": "m1", "sip_address": "127.0.0.1:5090",
-                                "control_url": f"http://127.0.0.1:{free_port()}"})
+    provisioning.add_mixer(
+        db, {"name": "m1", "sip_address": "127.0.0.1:5090", "control_url": f"http://127.0.0.1:{free_port()}"}
+    )
     provisioning.add_child(db, "conferences", "acme.test", {"number": "3100", "profile": "hd"})
     resp = admin.post("/api/v1/tenants/acme.test/conferences/3100/kick", json={"member": "p1"})
     assert resp.status_code == 503 and "m1" in resp.json["error"], resp.json
@@ -155,8 +160,7 @@ def test_node_commands_are_farm_admin_only(db: Database, admin: Any, client: Any
     assert fs.received.count(b"api reloadxml\n\n") == 1
 
 
-def test_click_to_call_is_a_bgapi_job_with_its_result_stored(db: Database, admin: Any, fake_fs: Any,
-                                                             farm: Any) -> None:
+def test_click_to_call_is_a_bgapi_job_with_its_result_stored(db: Database, admin: Any, fake_fs: Any, farm: Any) -> None:
     fs = fake_fs()
     farm(fs.address)
 
@@ -165,8 +169,9 @@ def test_click_to_call_is_a_bgapi_job_with_its_result_stored(db: Database, admin
             return None
         job = text.split("Job-UUID: ")[1]
         body = b"+OK 7f4db78a-0000-0000-0000-000000000001\n"
-        event = (b"Event-Name: BACKGROUND_JOB\nJob-UUID: " + job.encode() + b"\nContent-Length: %d\n\n" % len(body)
-                 + body)
+        event = (
+            b"Event-Name: BACKGROUND_JOB\nJob-UUID: " + job.encode() + b"\nContent-Length: %d\n\n" % len(body) + body
+        )
         gevent.spawn_later(0.05, write, b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(event) + event)
         return command_reply(f"+OK Job-UUID: {job}", f"Job-UUID: {job}\n")
 
@@ -175,8 +180,10 @@ def test_click_to_call_is_a_bgapi_job_with_its_result_stored(db: Database, admin
     assert resp.status_code == 200, resp.json
     assert resp.json["status"] == "done" and resp.json["result"].startswith("+OK")
     sent = next(r for r in fs.received if r.startswith(b"bgapi ")).decode()
-    assert sent.startswith("bgapi originate {fsfarm_tenant=acme.test,origination_caller_id_number=1001,"
-                           "ignore_early_media=true}user/1001@acme.test 1002 XML acme.test\nJob-UUID: ")
+    assert sent.startswith(
+        "bgapi originate {fsfarm_tenant=acme.test,origination_caller_id_number=1001,"
+        "ignore_early_media=true}user/1001@acme.test 1002 XML acme.test\nJob-UUID: "
+    )
     stored = rows(db, "SELECT status, result FROM esl_command_jobs")
     assert stored == [{"status": "done", "result": "+OK 7f4db78a-0000-0000-0000-000000000001\n"}]
     again = admin.get(f"/api/v1/tenants/acme.test/jobs/{resp.json['id']}")

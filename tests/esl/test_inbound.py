@@ -21,20 +21,36 @@ from esl_workers.inbound import WorkerConfig, start_workers
 
 JSON_EVENTS = event_stream("inbound-json-events.jsonl")
 PLAIN_EVENTS = event_stream("inbound-plain-all-events.jsonl")
-SHOW_CHANNELS = next(r for r in recording("inbound-api-commands.jsonl") if r["dir"] == "recv"
-                 and '"row_count":2,"rows":[{"uuid":"5055ebf8' in r["data"])["data"].split("\n\n", 1)[1]
+SHOW_CHANNELS = next(
+    r
+    for r in recording("inbound-api-commands.jsonl")
+    if r["dir"] == "recv" and '"row_count":2,"rows":[{"uuid":"5055ebf8' in r["data"]
+)["data"].split("\n\n", 1)[1]
 
 
 def config(tmp_path: Path, **overrides: Any) -> WorkerConfig:
-    values: dict[str, Any] = {"spool_dir": tmp_path / "spool", "heartbeat_interval": 5.0, "backoff_min": 0.05,
-                              "backoff_max": 0.2, "connect_timeout": 1.0, "command_timeout": 1.0,
-                              "db_retry_interval": 0.1, "node_refresh_interval": 0.2}
+    values: dict[str, Any] = {
+        "spool_dir": tmp_path / "spool",
+        "heartbeat_interval": 5.0,
+        "backoff_min": 0.05,
+        "backoff_max": 0.2,
+        "connect_timeout": 1.0,
+        "command_timeout": 1.0,
+        "db_retry_interval": 0.1,
+        "node_refresh_interval": 0.2,
+    }
     return WorkerConfig(**{**values, **overrides})
 
 
 def settings(tmp_path: Path) -> Settings:
-    return Settings(database_url=None, state_dir=tmp_path, embedded_pg_port=0, xmlcurl_user="freeswitch",
-                    xmlcurl_password="x", controller_address="127.0.0.1")
+    return Settings(
+        database_url=None,
+        state_dir=tmp_path,
+        embedded_pg_port=0,
+        xmlcurl_user="freeswitch",
+        xmlcurl_password="x",
+        controller_address="127.0.0.1",
+    )
 
 
 @contextmanager
@@ -68,7 +84,12 @@ def test_recorded_session_is_stored(db: Database, fake_fs: Any, farm: Any, tmp_p
     cdrs = {r["channel_uuid"]: r for r in rows(db, joined)}
     a_leg = cdrs["5055ebf8-c30d-4d29-962f-4e79a664505d"]
     assert (a_leg["domain"], a_leg["caller_number"], a_leg["destination"], a_leg["billsec"], a_leg["hangup_cause"]) == (
-        "acme.test", "1001", "1002", 5, "NORMAL_CLEARING")
+        "acme.test",
+        "1001",
+        "1002",
+        5,
+        "NORMAL_CLEARING",
+    )
     assert a_leg["answered_at"] is not None and a_leg["ended_at"] > a_leg["started_at"]
     assert cdrs["97454a82-b53e-4463-88e5-76d6edddd4d3"]["hangup_cause"] == "NO_ROUTE_DESTINATION"
     assert cdrs["97454a82-b53e-4463-88e5-76d6edddd4d3"]["answered_at"] is None
@@ -95,15 +116,23 @@ def test_live_calls_and_room_members_mid_call(db: Database, fake_fs: Any, farm: 
     farm(fs.address)
     with watching(db, tmp_path):
         wait_until(fs.streamed.is_set)
-        members = wait_until(lambda: len(rows(db, "SELECT * FROM esl_conference_members ORDER BY member_id")) == 2
-                             and rows(db, "SELECT * FROM esl_conference_members ORDER BY member_id"))
+        members = wait_until(
+            lambda: (
+                len(rows(db, "SELECT * FROM esl_conference_members ORDER BY member_id")) == 2
+                and rows(db, "SELECT * FROM esl_conference_members ORDER BY member_id")
+            )
+        )
         live = rows(db, "SELECT channel_uuid, state FROM esl_live_calls ORDER BY channel_uuid")
     assert [(m["member_id"], m["caller_number"], m["conference_name"]) for m in members] == [
-        (1, "1001", "3000-acme.test"), (2, "1002", "3000-acme.test")]
+        (1, "1001", "3000-acme.test"),
+        (2, "1002", "3000-acme.test"),
+    ]
     muted = wait_until(lambda: rows(db, "SELECT member_id FROM esl_conference_members WHERE NOT can_speak"))
     assert [m["member_id"] for m in muted] == [2]
-    assert {c["channel_uuid"] for c in live} == {"96148cf1-633a-4f2f-9568-df709ce8a20c",
-                                                 "2549d962-c75a-437b-85e2-c1756101ed89"}
+    assert {c["channel_uuid"] for c in live} == {
+        "96148cf1-633a-4f2f-9568-df709ce8a20c",
+        "2549d962-c75a-437b-85e2-c1756101ed89",
+    }
 
 
 def test_same_events_twice_store_each_cdr_once(db: Database, fake_fs: Any, farm: Any, tmp_path: Path) -> None:
@@ -121,8 +150,10 @@ def test_background_job_result_finishes_the_job(db: Database, fake_fs: Any, farm
     fs = fake_fs(PLAIN_EVENTS)
     node = farm(fs.address)
     with db.transaction() as conn:
-        conn.execute("INSERT INTO esl_command_jobs (id, node_id, command) VALUES (%s, %s, 'status')",
-                     ("7f4db78a-c0a9-4c44-9d7e-3b3c4b0fc001", node.id))
+        conn.execute(
+            "INSERT INTO esl_command_jobs (id, node_id, command) VALUES (%s, %s, 'status')",
+            ("7f4db78a-c0a9-4c44-9d7e-3b3c4b0fc001", node.id),
+        )
     with watching(db, tmp_path, event_format="plain"):
         job = wait_until(lambda: rows(db, "SELECT * FROM esl_command_jobs WHERE status <> 'pending'"))
     assert job[0]["status"] == "done" and job[0]["result"].startswith("UP 0 years")
@@ -143,8 +174,9 @@ class FlakyDatabase:
         return self.db.transaction()
 
 
-def test_cdrs_spool_while_postgres_is_away_and_replay_once(db: Database, fake_fs: Any, farm: Any,
-                                                           tmp_path: Path) -> None:
+def test_cdrs_spool_while_postgres_is_away_and_replay_once(
+    db: Database, fake_fs: Any, farm: Any, tmp_path: Path
+) -> None:
     fs = fake_fs()
     fs.per_connection = [[], JSON_EVENTS]  # the calls happen on the second connection, during the outage
     farm(fs.address)
@@ -185,8 +217,9 @@ def test_replayed_spool_skips_cdrs_already_stored(db: Database, fake_fs: Any, fa
     assert cdr_count(db) == 7
 
 
-def test_events_from_an_unknown_switch_are_not_stored(db: Database, fake_fs: Any, farm: Any, tmp_path: Path,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_events_from_an_unknown_switch_are_not_stored(
+    db: Database, fake_fs: Any, farm: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     fs = fake_fs(JSON_EVENTS)
     farm(fs.address, switchname="fs-other")
     with caplog.at_level(logging.WARNING), watching(db, tmp_path) as handle:
@@ -198,13 +231,18 @@ def test_events_from_an_unknown_switch_are_not_stored(db: Database, fake_fs: Any
     assert "unknown switch 'vm'" in caplog.text
 
 
-@pytest.mark.parametrize("garbage", [
-    b"this line has no colon\n\n",
-    b"Content-Length: 100000\nContent-Type: text/event-json\n\n{\"Event-Name\":\"HEARTBEAT\"}",  # lies, then EOF
-    b"Content-Length: 10\nContent-Type: text/event-json\n\n{\"Event-Name\":\"HEARTBEAT\",\"x\":\"y\"}\n\n",  # too short
-], ids=["malformed", "length-too-long-then-disconnect", "length-too-short"])
-def test_bad_frames_drop_the_connection_which_recovers(db: Database, fake_fs: Any, farm: Any, tmp_path: Path,
-                                                       garbage: bytes) -> None:
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"this line has no colon\n\n",
+        b'Content-Length: 100000\nContent-Type: text/event-json\n\n{"Event-Name":"HEARTBEAT"}',  # lies, then EOF
+        b'Content-Length: 10\nContent-Type: text/event-json\n\n{"Event-Name":"HEARTBEAT","x":"y"}\n\n',  # too short
+    ],
+    ids=["malformed", "length-too-long-then-disconnect", "length-too-short"],
+)
+def test_bad_frames_drop_the_connection_which_recovers(
+    db: Database, fake_fs: Any, farm: Any, tmp_path: Path, garbage: bytes
+) -> None:
     fs = fake_fs()
     half = len(JSON_EVENTS) // 2
     fs.per_connection = [[*JSON_EVENTS[:half], garbage], JSON_EVENTS[half:]]
@@ -215,8 +253,9 @@ def test_bad_frames_drop_the_connection_which_recovers(db: Database, fake_fs: An
     assert fs.connections >= 2
 
 
-def test_disconnect_mid_event_loses_nothing_already_received(db: Database, fake_fs: Any, farm: Any,
-                                                             tmp_path: Path) -> None:
+def test_disconnect_mid_event_loses_nothing_already_received(
+    db: Database, fake_fs: Any, farm: Any, tmp_path: Path
+) -> None:
     fs = fake_fs()
     cut = next(i for i, g in enumerate(JSON_EVENTS) if b"CHANNEL_HANGUP_COMPLETE" in g)
     fs.per_connection = [[*JSON_EVENTS[:cut], JSON_EVENTS[cut][: len(JSON_EVENTS[cut]) // 2]], JSON_EVENTS[cut:]]
@@ -227,17 +266,23 @@ def test_disconnect_mid_event_loses_nothing_already_received(db: Database, fake_
     assert fs.connections >= 2
 
 
-def test_reconcile_removes_zombies_and_adds_missed_calls(db: Database, fake_fs: Any, farm: Any,
-                                                         tmp_path: Path) -> None:
+def test_reconcile_removes_zombies_and_adds_missed_calls(db: Database, fake_fs: Any, farm: Any, tmp_path: Path) -> None:
     fs = fake_fs([])
     fs.api["show channels as json"] = SHOW_CHANNELS
     node = farm(fs.address)
     with db.transaction() as conn:
-        conn.execute("""INSERT INTO esl_live_calls (id, node_id, channel_uuid, updated_at)
-                        VALUES (gen_random_uuid(), %s, 'zombie-uuid', now() - interval '1 hour')""", (node.id,))
+        conn.execute(
+            """INSERT INTO esl_live_calls (id, node_id, channel_uuid, updated_at)
+                        VALUES (gen_random_uuid(), %s, 'zombie-uuid', now() - interval '1 hour')""",
+            (node.id,),
+        )
     with watching(db, tmp_path):
-        live = wait_until(lambda: {r["channel_uuid"] for r in rows(db, "SELECT * FROM esl_live_calls")}
-                          == {"5055ebf8-c30d-4d29-962f-4e79a664505d", "2eb50913-7470-48b5-b8e6-7d74ae0d6923"})
+        live = wait_until(
+            lambda: (
+                {r["channel_uuid"] for r in rows(db, "SELECT * FROM esl_live_calls")}
+                == {"5055ebf8-c30d-4d29-962f-4e79a664505d", "2eb50913-7470-48b5-b8e6-7d74ae0d6923"}
+            )
+        )
     assert live
     domains = rows(db, "SELECT DISTINCT t.domain FROM esl_live_calls c JOIN tenants t ON t.id = c.tenant_id")
     assert domains == [{"domain": "acme.test"}]
@@ -262,8 +307,7 @@ def test_silent_node_goes_suspect_then_down(db: Database, fake_fs: Any, farm: An
     assert "no HEARTBEAT" in reason
 
 
-def test_crashed_node_is_down_when_reconnect_is_refused(db: Database, fake_fs: Any, farm: Any,
-                                                        tmp_path: Path) -> None:
+def test_crashed_node_is_down_when_reconnect_is_refused(db: Database, fake_fs: Any, farm: Any, tmp_path: Path) -> None:
     fs = fake_fs(JSON_EVENTS[:3])
     node = farm(fs.address)
     with watching(db, tmp_path):
@@ -275,8 +319,9 @@ def test_crashed_node_is_down_when_reconnect_is_refused(db: Database, fake_fs: A
     assert "refused" in reason
 
 
-def test_server_that_never_answers_leaves_no_greenlet_behind(db: Database, fake_fs: Any, farm: Any,
-                                                             tmp_path: Path) -> None:
+def test_server_that_never_answers_leaves_no_greenlet_behind(
+    db: Database, fake_fs: Any, farm: Any, tmp_path: Path
+) -> None:
     fs = fake_fs()
     fs.silent = True
     farm(fs.address)
@@ -317,8 +362,12 @@ def test_a_node_never_seen_alive_is_not_declared_down(db: Database, farm: Any, t
     # First start in the README's order: the node is registered, FreeSWITCH is not running yet.
     node = farm(f"127.0.0.1:{free_port()}")
     with watching(db, tmp_path):
-        wait_until(lambda: "never seen alive" in rows(db, "SELECT health_reason FROM nodes WHERE id = %s",
-                                                       node.id)[0]["health_reason"])
+        wait_until(
+            lambda: (
+                "never seen alive"
+                in rows(db, "SELECT health_reason FROM nodes WHERE id = %s", node.id)[0]["health_reason"]
+            )
+        )
         gevent.sleep(1.5)  # several refused reconnects later it is still not a dead node
         health = rows(db, "SELECT health, seen_alive_at FROM nodes WHERE id = %s", node.id)[0]
     assert health["health"] == "unknown" and health["seen_alive_at"] is None

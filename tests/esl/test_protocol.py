@@ -20,7 +20,7 @@ def frames_of(data: bytes, cuts: int = 1) -> list:
     rng = random.Random(cuts)
     while pos < len(data):
         step = rng.randint(1, 3000) if cuts > 1 else len(data)
-        frames += reader.feed(data[pos:pos + step])
+        frames += reader.feed(data[pos : pos + step])
         pos += step
     assert reader.buffered == 0
     return frames
@@ -35,8 +35,11 @@ def test_frames_survive_any_tcp_cut(seed: int) -> None:
 
 
 def test_background_job_body_is_cut_by_its_own_length() -> None:
-    events = [parse_event(f) for f in frames_of(stream("inbound-plain-all-events.jsonl"))
-              if f.content_type == "text/event-plain"]
+    events = [
+        parse_event(f)
+        for f in frames_of(stream("inbound-plain-all-events.jsonl"))
+        if f.content_type == "text/event-plain"
+    ]
     job = next(e for e in events if e.name == "BACKGROUND_JOB")
     assert job.get("Job-UUID") == "7f4db78a-c0a9-4c44-9d7e-3b3c4b0fc001"
     assert job.get("Job-Command") == "status"
@@ -46,8 +49,11 @@ def test_background_job_body_is_cut_by_its_own_length() -> None:
 
 
 def test_plain_values_are_decoded_one_by_one() -> None:
-    events = [parse_event(f) for f in frames_of(stream("inbound-plain-all-events.jsonl"))
-              if f.content_type == "text/event-plain"]
+    events = [
+        parse_event(f)
+        for f in frames_of(stream("inbound-plain-all-events.jsonl"))
+        if f.content_type == "text/event-plain"
+    ]
     api = next(e for e in events if e.name == "API" and e.get("API-Command") == "originate")
     assert api.get("API-Command-Argument") == "loopback/3000/acme.test &park"
     assert api.get("FreeSWITCH-IPv6") == "fd00::2"
@@ -56,8 +62,9 @@ def test_plain_values_are_decoded_one_by_one() -> None:
 
 
 def test_json_events_parse_as_json() -> None:
-    events = [parse_event(f) for f in frames_of(stream("inbound-json-events.jsonl"))
-              if f.content_type == "text/event-json"]
+    events = [
+        parse_event(f) for f in frames_of(stream("inbound-json-events.jsonl")) if f.content_type == "text/event-json"
+    ]
     reg = next(e for e in events if e.subclass == "sofia::register")
     assert reg.key == "sofia::register"
     assert reg.get("contact") == '"" <sip:1002-0x55e653f03540@127.0.0.1:15080>'
@@ -74,12 +81,15 @@ def test_api_response_bodies_are_exact() -> None:
     assert bodies[-1] == "Reload XML [Success]\n+OK scan complete\n"
 
 
-@pytest.mark.parametrize("bad", [
-    b"this is not esl\n\n",
-    b"Content-Type: api/response\nContent-Length: banana\n\n",
-    b"Content-Type: api/response\nContent-Length: -5\n\n",
-    b"Content-Type: api/response\nContent-Length: 99999999999\n\n",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"this is not esl\n\n",
+        b"Content-Type: api/response\nContent-Length: banana\n\n",
+        b"Content-Type: api/response\nContent-Length: -5\n\n",
+        b"Content-Type: api/response\nContent-Length: 99999999999\n\n",
+    ],
+)
 def test_malformed_frames_are_protocol_errors(bad: bytes) -> None:
     with pytest.raises(ProtocolError):
         FrameReader().feed(bad)

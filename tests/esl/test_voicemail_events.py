@@ -18,22 +18,35 @@ from esl_workers.voicemail import from_event
 
 
 def leave_message(path: str, user: str = "1001", domain: str = "acme.example") -> Any:
-    return parse_json_event(json.dumps({
-        "Event-Name": "CUSTOM", "Event-Subclass": "vm::maintenance", "VM-Action": "leave-message",
-        "VM-User": user, "VM-Domain": domain, "VM-File-Path": path, "VM-Caller-ID-Number": "+15551234567",
-        "VM-Caller-ID-Name": "Bob", "VM-Message-Len": "2", "FreeSWITCH-Switchname": "fs1",
-    }))
+    return parse_json_event(
+        json.dumps(
+            {
+                "Event-Name": "CUSTOM",
+                "Event-Subclass": "vm::maintenance",
+                "VM-Action": "leave-message",
+                "VM-User": user,
+                "VM-Domain": domain,
+                "VM-File-Path": path,
+                "VM-Caller-ID-Number": "+15551234567",
+                "VM-Caller-ID-Name": "Bob",
+                "VM-Message-Len": "2",
+                "FreeSWITCH-Switchname": "fs1",
+            }
+        )
+    )
 
 
 def test_only_deposits_inside_the_shared_tree_count():
     tid = "6f1c3c5e-5d2a-4c55-9d0e-3f2c9b1a7e10"
     ok = from_event(leave_message(f"/srv/shared/{tid}/voicemail/1001/msg_a.wav"), "/srv/shared")
     assert ok is not None and ok.relative == "1001/msg_a.wav" and str(ok.tenant_id) == tid
-    for path in (f"/var/lib/freeswitch/{tid}/voicemail/1001/msg_a.wav",  # outside the mount
-                 f"/srv/shared/{tid}/voicemail/../../x/voicemail/1001/a.wav",  # path tricks
-                 f"/srv/shared/{tid}/voicemail/1002/msg_a.wav",  # another mailbox than VM-User
-                 "/srv/shared/not-a-uuid/voicemail/1001/msg_a.wav",
-                 f"/srv/shared/{tid}/prompts/1001/msg_a.wav"):
+    for path in (
+        f"/var/lib/freeswitch/{tid}/voicemail/1001/msg_a.wav",  # outside the mount
+        f"/srv/shared/{tid}/voicemail/../../x/voicemail/1001/a.wav",  # path tricks
+        f"/srv/shared/{tid}/voicemail/1002/msg_a.wav",  # another mailbox than VM-User
+        "/srv/shared/not-a-uuid/voicemail/1001/msg_a.wav",
+        f"/srv/shared/{tid}/prompts/1001/msg_a.wav",
+    ):
         assert from_event(leave_message(path), "/srv/shared") is None, path
     assert from_event(leave_message(f"/srv/shared/{tid}/voicemail/1001/msg_a.wav"), "") is None
 
@@ -41,8 +54,9 @@ def test_only_deposits_inside_the_shared_tree_count():
 def test_recorded_message_is_registered_once(db: Any, tmp_path: Path, monkeypatch: Any):
     mount = tmp_path / "shared"
     monkeypatch.setenv("FSFARM_SHARED_MOUNT", str(mount))
-    node = provisioning.add_node(db, {"name": "fs1", "sip_address": "127.0.0.1", "esl_address": "127.0.0.1",
-                                      "esl_password": "x"})
+    node = provisioning.add_node(
+        db, {"name": "fs1", "sip_address": "127.0.0.1", "esl_address": "127.0.0.1", "esl_password": "x"}
+    )
     tenant = provisioning.add_tenant(db, {"domain": "acme.example"})
     provisioning.add_child(db, "users", "acme.example", {"extension": "1001", "password": "pw-1001-long"})
     # What the node wrote through its FUSE mount of the same volume.

@@ -20,8 +20,11 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures/freeswitch/esl/inbound
 
 def recorded_heartbeat(switchname: str | None = None) -> bytes:
     """The first HEARTBEAT frame of the recorded inbound JSON stream, as ``switchname`` would send it."""
-    blob = "".join(json.loads(line)["data"] for line in FIXTURE.read_text().splitlines()
-                   if line.strip() and json.loads(line)["dir"] == "recv").encode()
+    blob = "".join(
+        json.loads(line)["data"]
+        for line in FIXTURE.read_text().splitlines()
+        if line.strip() and json.loads(line)["dir"] == "recv"
+    ).encode()
     pos = 0
     while pos < len(blob):
         head_end = blob.index(b"\n\n", pos)
@@ -31,7 +34,7 @@ def recorded_heartbeat(switchname: str | None = None) -> bytes:
         if b'"Event-Name":"HEARTBEAT"' in blob[head_end:end]:
             if switchname is None:
                 return blob[pos:end]
-            event = json.loads(blob[head_end + 2:end])
+            event = json.loads(blob[head_end + 2 : end])
             event["FreeSWITCH-Switchname"] = event["FreeSWITCH-Hostname"] = switchname
             body = json.dumps(event).encode()
             return b"Content-Length: %d\nContent-Type: text/event-json\n\n%s" % (len(body), body)
@@ -86,8 +89,11 @@ class EslNode:
                     text = raw.decode(errors="replace")
                     if text.startswith("auth "):
                         ok = text == f"auth {self.password}"
-                        sock.sendall(b"Content-Type: command/reply\nReply-Text: "
-                                     + (b"+OK accepted" if ok else b"-ERR invalid") + b"\n\n")
+                        sock.sendall(
+                            b"Content-Type: command/reply\nReply-Text: "
+                            + (b"+OK accepted" if ok else b"-ERR invalid")
+                            + b"\n\n"
+                        )
                     elif text.startswith("event "):
                         sock.sendall(b"Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n")
                         beats = beats or gevent.spawn(self._beat, sock)
@@ -99,8 +105,10 @@ class EslNode:
                         first, _, rest = text.partition("\n")
                         self.commands.append(first[6:])
                         job = rest.split("Job-UUID:", 1)[1].strip() if "Job-UUID:" in rest else "0"
-                        sock.sendall(b"Content-Type: command/reply\nReply-Text: +OK Job-UUID: %s\nJob-UUID: %s\n\n"
-                                     % (job.encode(), job.encode()))
+                        sock.sendall(
+                            b"Content-Type: command/reply\nReply-Text: +OK Job-UUID: %s\nJob-UUID: %s\n\n"
+                            % (job.encode(), job.encode())
+                        )
                     else:
                         sock.sendall(b"Content-Type: command/reply\nReply-Text: +OK\n\n")
         except OSError:

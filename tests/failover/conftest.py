@@ -30,14 +30,33 @@ def start_kamailio(dsn: str, ping_interval: int = 1) -> RunningKamailio:
         pytest.skip("kamailio is not installed (Debian packages kamailio, kamailio-postgres-modules)")
     workdir = Path(tempfile.mkdtemp(prefix="fsfarm-kam-"))
     port = free_port()
-    settings = KamailioSettings(db_url=db_url_from_conninfo(dsn), listen=f"udp:127.0.0.1:{port}",
-                                ctl_socket=str(workdir / "ctl"), ping_interval=ping_interval, children=2)
+    settings = KamailioSettings(
+        db_url=db_url_from_conninfo(dsn),
+        listen=f"udp:127.0.0.1:{port}",
+        ctl_socket=str(workdir / "ctl"),
+        ping_interval=ping_interval,
+        children=2,
+    )
     (workdir / "kamailio.cfg").write_text(render(settings))
     log = workdir / "kamailio.log"
     proc = subprocess.Popen(
-        ["kamailio", "-f", str(workdir / "kamailio.cfg"), "-P", str(workdir / "pid"), "-w", str(workdir),
-         "-DD", "-E", "-m", "64", "-M", "8"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            "kamailio",
+            "-f",
+            str(workdir / "kamailio.cfg"),
+            "-P",
+            str(workdir / "pid"),
+            "-w",
+            str(workdir),
+            "-DD",
+            "-E",
+            "-m",
+            "64",
+            "-M",
+            "8",
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     control = KamailioControl(str(workdir / "ctl"))
     deadline = time.monotonic() + 15

@@ -72,14 +72,24 @@ class SipNode:
                 continue
             if method == "INVITE":
                 self._reply(addr, headers, "100 Trying", tag=False)
-                sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-                       "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+                sdp = (
+                    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                    "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+                )
                 self._reply(addr, headers, "200 OK", body=sdp, contact=True)
             else:
                 self._reply(addr, headers, "200 OK")
 
-    def _reply(self, addr: tuple[str, int], headers: dict[str, str], status: str, *, tag: bool = True,
-               body: str = "", contact: bool = False) -> None:
+    def _reply(
+        self,
+        addr: tuple[str, int],
+        headers: dict[str, str],
+        status: str,
+        *,
+        tag: bool = True,
+        body: str = "",
+        contact: bool = False,
+    ) -> None:
         to = headers.get("to", "")
         if tag and ";tag=" not in to:
             to += f";tag={self.name}-{uuid.uuid4().hex[:6]}"
@@ -87,8 +97,13 @@ class SipNode:
         lines += [f"Via: {v.strip()}" for v in headers.get("via", "").split(",") if v.strip()]
         if "record-route" in headers:
             lines.append(f"Record-Route: {headers['record-route']}")
-        lines += [f"From: {headers.get('from', '')}", f"To: {to}", f"Call-ID: {headers.get('call-id', '')}",
-                  f"CSeq: {headers.get('cseq', '')}", f"Server: fake-{self.name}"]
+        lines += [
+            f"From: {headers.get('from', '')}",
+            f"To: {to}",
+            f"Call-ID: {headers.get('call-id', '')}",
+            f"CSeq: {headers.get('cseq', '')}",
+            f"Server: fake-{self.name}",
+        ]
         if contact:
             lines.append(f"Contact: <sip:{self.name}@{self.address}>")
         if body:
@@ -108,14 +123,16 @@ def invite(proxy: tuple[str, int], user: str, domain: str, timeout: float = 3.0)
     call_id = uuid.uuid4().hex
     branch = "z9hG4bK" + uuid.uuid4().hex[:16]
     sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\n"
-    msg = (f"INVITE sip:{user}@{domain} SIP/2.0\r\n"
-           f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch};rport\r\n"
-           "Max-Forwards: 70\r\n"
-           f"From: <sip:caller@{domain}>;tag={uuid.uuid4().hex[:8]}\r\n"
-           f"To: <sip:{user}@{domain}>\r\n"
-           f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
-           f"Contact: <sip:caller@127.0.0.1:{port}>\r\n"
-           f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}")
+    msg = (
+        f"INVITE sip:{user}@{domain} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:caller@{domain}>;tag={uuid.uuid4().hex[:8]}\r\n"
+        f"To: <sip:{user}@{domain}>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:caller@127.0.0.1:{port}>\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+    )
     sock.sendto(msg.encode(), proxy)
     deadline = time.monotonic() + timeout
     try:

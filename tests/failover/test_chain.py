@@ -18,8 +18,16 @@ def build_farm(db):  # type: ignore[no-untyped-def]
     sip = {name: SipNode(name) for name in ("fs1", "fs2", "spare1")}
     esl = {name: EslNode(name) for name in sip}
     for name in sip:
-        provisioning.add_node(db, {"name": name, "sip_address": sip[name].address, "esl_address": esl[name].address,
-                                   "esl_password": "ClueCon", "spare": name == "spare1"})
+        provisioning.add_node(
+            db,
+            {
+                "name": name,
+                "sip_address": sip[name].address,
+                "esl_address": esl[name].address,
+                "esl_password": "ClueCon",
+                "spare": name == "spare1",
+            },
+        )
     provisioning.add_tenant(db, {"domain": "acme.example", "pinned_node": "fs1"})
     provisioning.add_tenant(db, {"domain": "beta.example", "pinned_node": "fs2"})
     return sip, esl
@@ -29,10 +37,19 @@ def run_failover(db, tmp_path, kamailio_factory, how: str) -> float:  # type: ig
     from controller.config import Settings
 
     sip, esl = build_farm(db)
-    settings = Settings(database_url=None, state_dir=tmp_path, embedded_pg_port=0, xmlcurl_user="fs",
-                        xmlcurl_password="x", controller_address="127.0.0.1")
-    workers = start_workers(db, settings, WorkerConfig(spool_dir=tmp_path / "spool", heartbeat_interval=1.0,
-                                                        backoff_max=1.0, node_refresh_interval=1.0))
+    settings = Settings(
+        database_url=None,
+        state_dir=tmp_path,
+        embedded_pg_port=0,
+        xmlcurl_user="fs",
+        xmlcurl_password="x",
+        controller_address="127.0.0.1",
+    )
+    workers = start_workers(
+        db,
+        settings,
+        WorkerConfig(spool_dir=tmp_path / "spool", heartbeat_interval=1.0, backoff_max=1.0, node_refresh_interval=1.0),
+    )
     kam = kamailio_factory()
     kam.control.reload()
     loop = FailoverLoop(db, controller_id="chain", kamailio=kam.control)
@@ -48,8 +65,9 @@ def run_failover(db, tmp_path, kamailio_factory, how: str) -> float:  # type: ig
     looper = gevent.spawn(failover_loop)
     try:
         with db.transaction() as conn:
-            assert green_wait(lambda: all(n.health == "up" for n in nodes.list_all(conn)), 15), \
-                [(n.name, n.health, n.health_reason) for n in nodes.list_all(conn)]
+            assert green_wait(lambda: all(n.health == "up" for n in nodes.list_all(conn)), 15), [
+                (n.name, n.health, n.health_reason) for n in nodes.list_all(conn)
+            ]
         assert in_thread(invite, kam.address, "1001", "acme.example")[1] == "fake-fs1"
 
         killed = time.monotonic()
@@ -101,12 +119,21 @@ def test_joined_node_takes_tenants_after_its_first_heartbeat(db, tmp_path):
     assert provisioning.placement_overview(db)["tenants"][0]["node"] is None
     token, _ = provisioning.create_token(db, "node-join")
     node_esl = EslNode("fs9")
-    joined, password = join(db, token, {"name": "fs9", "switchname": "fs9", "sip_address": "127.0.0.1:5099",
-                                        "esl_address": node_esl.address})
+    joined, password = join(
+        db,
+        token,
+        {"name": "fs9", "switchname": "fs9", "sip_address": "127.0.0.1:5099", "esl_address": node_esl.address},
+    )
     assert joined.admin_state == "pending"
     node_esl.password = password  # the node writes the password it was given into event_socket.conf
-    settings = Settings(database_url=None, state_dir=tmp_path, embedded_pg_port=0, xmlcurl_user="fs",
-                        xmlcurl_password="x", controller_address="127.0.0.1")
+    settings = Settings(
+        database_url=None,
+        state_dir=tmp_path,
+        embedded_pg_port=0,
+        xmlcurl_user="fs",
+        xmlcurl_password="x",
+        controller_address="127.0.0.1",
+    )
     workers = start_workers(db, settings, WorkerConfig(spool_dir=tmp_path / "spool", heartbeat_interval=1.0))
     try:
         assert green_wait(lambda: provisioning.placement_overview(db)["tenants"][0]["node"] == "fs9", 15)

@@ -11,11 +11,20 @@ from controller.stores import failovers, nodes, placements
 
 def farm(db, *, spares: int = 1) -> None:  # type: ignore[no-untyped-def]
     for name in ("fs1", "fs2"):
-        provisioning.add_node(db, {"name": name, "sip_address": f"{name}.farm:5060", "esl_address": f"{name}.farm",
-                                   "esl_password": "x"})
+        provisioning.add_node(
+            db, {"name": name, "sip_address": f"{name}.farm:5060", "esl_address": f"{name}.farm", "esl_password": "x"}
+        )
     for i in range(spares):
-        provisioning.add_node(db, {"name": f"spare{i + 1}", "sip_address": f"spare{i + 1}.farm",
-                                   "esl_address": f"spare{i + 1}.farm", "esl_password": "x", "spare": True})
+        provisioning.add_node(
+            db,
+            {
+                "name": f"spare{i + 1}",
+                "sip_address": f"spare{i + 1}.farm",
+                "esl_address": f"spare{i + 1}.farm",
+                "esl_password": "x",
+                "spare": True,
+            },
+        )
     provisioning.add_tenant(db, {"domain": "acme.example", "pinned_node": "fs1"})
     provisioning.add_tenant(db, {"domain": "beta.example", "pinned_node": "fs2"})
     provisioning.add_tenant(db, {"domain": "gamma.example"})
@@ -131,12 +140,25 @@ def test_pure_rules():
     def node(name: str, **kw):  # type: ignore[no-untyped-def]
         import uuid
 
-        base = {"name": name, "switchname": name, "sip_address": f"{name}:5060", "esl_address": f"{name}:8021",
-                "esl_password": "x", "rtp_port_min": 16384, "rtp_port_max": 32768, "capacity": 10}
+        base = {
+            "name": name,
+            "switchname": name,
+            "sip_address": f"{name}:5060",
+            "esl_address": f"{name}:8021",
+            "esl_password": "x",
+            "rtp_port_min": 16384,
+            "rtp_port_max": 32768,
+            "capacity": 10,
+        }
         return Node(id=uuid.uuid4(), **{**base, **kw})
 
-    farm_nodes = [node("a", health="down"), node("b", health="suspect"), node("c", health="suspect"),
-                  node("s1", spare=True, health="unknown"), node("s2", spare=True, health="up", capacity=5)]
+    farm_nodes = [
+        node("a", health="down"),
+        node("b", health="suspect"),
+        node("c", health="suspect"),
+        node("s1", spare=True, health="unknown"),
+        node("s2", spare=True, health="up", capacity=5),
+    ]
     dead = dead_nodes(farm_nodes, unreachable_sip={"b:5060"})
     assert [v.node.name for v in dead] == ["a", "b"]  # c is suspect but Kamailio still reaches it
     assert choose_spare(farm_nodes).name == "s2"  # healthy beats bigger-but-unknown
@@ -145,10 +167,12 @@ def test_pure_rules():
 def test_an_idle_survivor_does_not_grab_the_dead_nodes_tenants(db):
     """fs2 hosts nothing; fs1 dies: its tenants go to the spare, not to idle fs2."""
     for name in ("fs1", "fs2"):
-        provisioning.add_node(db, {"name": name, "sip_address": f"{name}.farm", "esl_address": f"{name}.farm",
-                                   "esl_password": "x"})
-    provisioning.add_node(db, {"name": "spare1", "sip_address": "s.farm", "esl_address": "s.farm",
-                               "esl_password": "x", "spare": True})
+        provisioning.add_node(
+            db, {"name": name, "sip_address": f"{name}.farm", "esl_address": f"{name}.farm", "esl_password": "x"}
+        )
+    provisioning.add_node(
+        db, {"name": "spare1", "sip_address": "s.farm", "esl_address": "s.farm", "esl_password": "x", "spare": True}
+    )
     for i in range(8):
         provisioning.add_tenant(db, {"domain": f"t{i}.example", "pinned_node": "fs1"})
     mark(db, "fs1", "down")
@@ -157,10 +181,19 @@ def test_an_idle_survivor_does_not_grab_the_dead_nodes_tenants(db):
 
 
 def test_a_node_never_seen_alive_takes_tenants_and_is_never_failed_over(db):
-    provisioning.add_node(db, {"name": "fs1", "sip_address": "fs1.farm", "esl_address": "fs1.farm",
-                               "esl_password": "x"})
-    provisioning.add_node(db, {"name": "spare1", "sip_address": "spare1.farm", "esl_address": "spare1.farm",
-                               "esl_password": "x", "spare": True})
+    provisioning.add_node(
+        db, {"name": "fs1", "sip_address": "fs1.farm", "esl_address": "fs1.farm", "esl_password": "x"}
+    )
+    provisioning.add_node(
+        db,
+        {
+            "name": "spare1",
+            "sip_address": "spare1.farm",
+            "esl_address": "spare1.farm",
+            "esl_password": "x",
+            "spare": True,
+        },
+    )
     provisioning.add_tenant(db, {"domain": "acme.example"})
     mark(db, "fs1", "unknown", "never seen alive yet: ESL connection refused")
     loop = FailoverLoop(db)
@@ -171,8 +204,9 @@ def test_a_node_never_seen_alive_takes_tenants_and_is_never_failed_over(db):
 
 
 def test_tenants_left_on_no_node_are_placed_when_a_node_comes_back_and_it_stays_active(db):
-    provisioning.add_node(db, {"name": "fs1", "sip_address": "fs1.farm", "esl_address": "fs1.farm",
-                               "esl_password": "x"})
+    provisioning.add_node(
+        db, {"name": "fs1", "sip_address": "fs1.farm", "esl_address": "fs1.farm", "esl_password": "x"}
+    )
     provisioning.add_tenant(db, {"domain": "acme.example"})
     mark(db, "fs1", "down")
     loop = FailoverLoop(db)

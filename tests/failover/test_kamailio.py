@@ -12,15 +12,18 @@ from tests.failover.sip_peers import SipNode, invite
 def test_routes_by_domain_and_follows_placement(db, kamailio_factory):
     fs1, fs2 = SipNode("fs1"), SipNode("fs2")
     try:
-        provisioning.add_node(db, {"name": "fs1", "sip_address": fs1.address, "esl_address": "127.0.0.1:1",
-                                   "esl_password": "x"})
-        provisioning.add_node(db, {"name": "fs2", "sip_address": fs2.address, "esl_address": "127.0.0.1:1",
-                                   "esl_password": "x"})
+        provisioning.add_node(
+            db, {"name": "fs1", "sip_address": fs1.address, "esl_address": "127.0.0.1:1", "esl_password": "x"}
+        )
+        provisioning.add_node(
+            db, {"name": "fs2", "sip_address": fs2.address, "esl_address": "127.0.0.1:1", "esl_password": "x"}
+        )
         provisioning.add_tenant(db, {"domain": "acme.example", "pinned_node": "fs1"})
         provisioning.add_tenant(db, {"domain": "beta.example", "pinned_node": "fs2"})
         provisioning.add_child(db, "users", "beta.example", {"extension": "2001", "password": "pw-2001-x"})
-        provisioning.add_child(db, "numbers", "beta.example", {"number": "+15550002", "target_type": "user",
-                                                              "target": "2001"})
+        provisioning.add_child(
+            db, "numbers", "beta.example", {"number": "+15550002", "target_type": "user", "target": "2001"}
+        )
         kam = kamailio_factory()
         assert set(kam.control.reload()) == {"acme.example", "beta.example"}
         assert green_wait(lambda: invite(kam.address, "1001", "acme.example")[1] == "fake-fs1")
@@ -47,8 +50,16 @@ def test_crashed_node_calls_land_on_the_spare(db, kamailio_factory):
     peers = {name: SipNode(name) for name in ("fs1", "fs2", "spare1", "spare2")}
     try:
         for name, peer in peers.items():
-            provisioning.add_node(db, {"name": name, "sip_address": peer.address, "esl_address": "127.0.0.1:1",
-                                       "esl_password": "x", "spare": name.startswith("spare")})
+            provisioning.add_node(
+                db,
+                {
+                    "name": name,
+                    "sip_address": peer.address,
+                    "esl_address": "127.0.0.1:1",
+                    "esl_password": "x",
+                    "spare": name.startswith("spare"),
+                },
+            )
         provisioning.add_tenant(db, {"domain": "acme.example", "pinned_node": "fs1"})
         provisioning.add_tenant(db, {"domain": "beta.example", "pinned_node": "fs2"})
         kam = kamailio_factory()
@@ -86,12 +97,18 @@ def test_crashed_node_calls_land_on_the_spare(db, kamailio_factory):
             nodes.set_health(conn, fs2.id, "suspect", "3 heartbeats missed")
         # Until Kamailio notices, the tenant has no live node: callers are told to retry.
         seen = []
-        reply = green_wait(lambda: seen.append(r := invite(kam.address, "2001", "beta.example", timeout=0.5))
-                         or (r if r[0] == 503 and "retry-after" in r[2] else None), timeout=10)
+        reply = green_wait(
+            lambda: (
+                seen.append(r := invite(kam.address, "2001", "beta.example", timeout=0.5))
+                or (r if r[0] == 503 and "retry-after" in r[2] else None)
+            ),
+            timeout=10,
+        )
         assert reply, [(c, s) for c, s, _ in seen]
         assert reply[2]["retry-after"] == "5"
         assert "Kamailio's OPTIONS pings fail too" in green_wait(
-            lambda: s if "node fs2" in (s := loop.run_cycle()) else None, timeout=10)
+            lambda: s if "node fs2" in (s := loop.run_cycle()) else None, timeout=10
+        )
         assert green_wait(lambda: invite(kam.address, "2001", "beta.example", timeout=0.5)[1] == "fake-spare2")
     finally:
         for peer in peers.values():
@@ -106,8 +123,9 @@ def test_placement_changes_reach_kamailio_without_a_manual_reload(db, dsn, kamai
     kam = kamailio_factory()
     sync = KamailioSync(dsn, kam.control).start()
     try:
-        provisioning.add_node(db, {"name": "fs1", "sip_address": fs1.address, "esl_address": "127.0.0.1:1",
-                                   "esl_password": "x"})
+        provisioning.add_node(
+            db, {"name": "fs1", "sip_address": fs1.address, "esl_address": "127.0.0.1:1", "esl_password": "x"}
+        )
         provisioning.add_tenant(db, {"domain": "new.example"})
         assert green_wait(lambda: invite(kam.address, "1001", "new.example", timeout=0.5)[1] == "fake-fs1"), sync.status
         assert green_wait(lambda: sync.status == "reloaded; Kamailio routes 1 domains as placed")
@@ -142,8 +160,16 @@ def test_a_call_in_flight_to_a_node_that_dies_is_sent_to_the_spare_once_its_tena
     peers = {name: SipNode(name) for name in ("fs1", "spare1")}
     try:
         for name, peer in peers.items():
-            provisioning.add_node(db, {"name": name, "sip_address": peer.address, "esl_address": "127.0.0.1:1",
-                                       "esl_password": "x", "spare": name == "spare1"})
+            provisioning.add_node(
+                db,
+                {
+                    "name": name,
+                    "sip_address": peer.address,
+                    "esl_address": "127.0.0.1:1",
+                    "esl_password": "x",
+                    "spare": name == "spare1",
+                },
+            )
         provisioning.add_tenant(db, {"domain": "acme.example"})
         kam = kamailio_factory()
         kam.control.reload()

@@ -20,9 +20,23 @@ from tests.failover.chain import EslNode, in_thread
 
 def start_mixer() -> tuple[subprocess.Popen[bytes], str, str]:
     sip, control = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "controller.cli.entry", "mixer", "--listen", f"127.0.0.1:{sip}",
-                             "--control", f"127.0.0.1:{control}", "--log-level", "WARNING"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "controller.cli.entry",
+            "mixer",
+            "--listen",
+            f"127.0.0.1:{sip}",
+            "--control",
+            f"127.0.0.1:{control}",
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
     url = f"http://127.0.0.1:{control}"
     deadline = time.monotonic() + 30
     while not MixerClient(url).healthy():
@@ -51,8 +65,15 @@ def test_rooms_follow_placement_and_survive_a_dead_mixer(db: Any, two_mixers: An
     (p1, url1, sip1), (p2, url2, sip2) = two_mixers
     node_esl = EslNode("fs1")
     try:
-        provisioning.add_node(db, {"name": "fs1", "sip_address": "127.0.0.1:5080", "esl_address": node_esl.address,
-                                   "esl_password": "ClueCon"})
+        provisioning.add_node(
+            db,
+            {
+                "name": "fs1",
+                "sip_address": "127.0.0.1:5080",
+                "esl_address": node_esl.address,
+                "esl_password": "ClueCon",
+            },
+        )
         for name, url, sip in (("m1", url1, sip1), ("m2", url2, sip2)):
             provisioning.add_mixer(db, {"name": name, "sip_address": sip, "control_url": url})
         tenant = provisioning.add_tenant(db, {"domain": "acme.example"})
@@ -69,9 +90,11 @@ def test_rooms_follow_placement_and_survive_a_dead_mixer(db: Any, two_mixers: An
         # Two legs of the room are live on fs1 (as the ESL watcher recorded them).
         with db.transaction() as conn:
             for leg in ("leg-a", "leg-b"):
-                conn.execute("""INSERT INTO esl_live_calls (id, node_id, channel_uuid, tenant_id, destination)
+                conn.execute(
+                    """INSERT INTO esl_live_calls (id, node_id, channel_uuid, tenant_id, destination)
                                 SELECT %s, id, %s, %s, '3000' FROM nodes WHERE name = 'fs1'""",
-                             [uuid.uuid4(), leg, tenant.id])
+                    [uuid.uuid4(), leg, tenant.id],
+                )
 
         victim = p1 if first == "m1" else p2
         victim.kill()
@@ -82,6 +105,8 @@ def test_rooms_follow_placement_and_survive_a_dead_mixer(db: Any, two_mixers: An
         assert second not in (None, first)
         assert str(room.id) in MixerClient(urls[second]).rooms()
         assert sorted(c for c in node_esl.commands if c.startswith("uuid_transfer")) == [
-            "uuid_transfer leg-a 3000 XML acme.example", "uuid_transfer leg-b 3000 XML acme.example"]
+            "uuid_transfer leg-a 3000 XML acme.example",
+            "uuid_transfer leg-b 3000 XML acme.example",
+        ]
     finally:
         node_esl.crash()

@@ -75,14 +75,29 @@ def patroni_cluster():  # type: ignore[no-untyped-def]
     shutil.chown(workdir, "postgres", "postgres")
     etcd_port, peer_port = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
-    procs.append(subprocess.Popen(
-        ["etcd", "--name", "e1", "--data-dir", str(workdir / "etcd"),
-         "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
-         "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
-         "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-         "--initial-cluster", f"e1=http://127.0.0.1:{peer_port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    procs.append(
+        subprocess.Popen(
+            [
+                "etcd",
+                "--name",
+                "e1",
+                "--data-dir",
+                str(workdir / "etcd"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-cluster",
+                f"e1=http://127.0.0.1:{peer_port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
     members = {}
     for name in ("pg1", "pg2"):
         pg_port, api_port = free_port(), free_port()
@@ -100,8 +115,14 @@ def patroni_cluster():  # type: ignore[no-untyped-def]
             time.sleep(0.1)
     for name in members:
         log = (workdir / f"{name}.log").open("wb")
-        procs.append(subprocess.Popen(["runuser", "-u", "postgres", "--", "patroni", str(workdir / f"{name}.yml")],
-                                      stdout=log, stderr=subprocess.STDOUT, cwd=str(workdir)))
+        procs.append(
+            subprocess.Popen(
+                ["runuser", "-u", "postgres", "--", "patroni", str(workdir / f"{name}.yml")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=str(workdir),
+            )
+        )
         if name == "pg1":  # let pg1 bootstrap first, so the roles are predictable
             _wait_role(members[name]["api"], "primary", 60)
     _wait_role(members["pg2"]["api"], "replica", 60)
@@ -148,8 +169,7 @@ def test_controller_rides_through_a_leader_kill_without_losing_acknowledged_writ
     members, _workdir = patroni_cluster
     hosts = ",".join("127.0.0.1" for _ in members)
     ports = ",".join(str(m["pg"]) for m in members.values())
-    dsn = (f"host={hosts} port={ports} user=postgres dbname=postgres target_session_attrs=read-write "
-           "connect_timeout=2")
+    dsn = f"host={hosts} port={ports} user=postgres dbname=postgres target_session_attrs=read-write connect_timeout=2"
     migrate(dsn)
     db = Database(dsn, max_size=4)
     acknowledged: list[str] = []
@@ -185,8 +205,10 @@ def test_controller_rides_through_a_leader_kill_without_losing_acknowledged_writ
     finally:
         stop.set()
         writer.join(timeout=30)
-    print(f"leader killed -> writes resumed through the same pool in {resumed:.1f} s "
-          f"({len(errors)} failed attempts meanwhile)")
+    print(
+        f"leader killed -> writes resumed through the same pool in {resumed:.1f} s "
+        f"({len(errors)} failed attempts meanwhile)"
+    )
     assert _role(members["pg2"]["api"]) in ("primary", "master")
     with psycopg.connect(dsn) as conn:
         stored = {row[0] for row in conn.execute("SELECT domain FROM tenants")}

@@ -15,9 +15,16 @@ def test_room_members_are_called_back_on_the_spare(db, monkeypatch):
     monkeypatch.setenv("FSFARM_SIP_PROXIES", "127.0.0.1:5060")
     esl = {name: EslNode(name) for name in ("fs1", "spare1")}
     for name, node in esl.items():
-        provisioning.add_node(db, {"name": name, "sip_address": f"127.0.0.1:{5070 + len(name)}",
-                                   "esl_address": node.address, "esl_password": "ClueCon",
-                                   "spare": name == "spare1"})
+        provisioning.add_node(
+            db,
+            {
+                "name": name,
+                "sip_address": f"127.0.0.1:{5070 + len(name)}",
+                "esl_address": node.address,
+                "esl_password": "ClueCon",
+                "spare": name == "spare1",
+            },
+        )
     provisioning.add_tenant(db, {"domain": "acme.example"})
     provisioning.add_child(db, "conferences", "acme.example", {"number": "3000", "profile": "hd"})
     with db.transaction() as conn:
@@ -29,12 +36,14 @@ def test_room_members_are_called_back_on_the_spare(db, monkeypatch):
             conn.execute(
                 """INSERT INTO esl_conference_members (id, node_id, conference_name, member_id, tenant_id,
                        caller_number, can_speak) VALUES (%s, %s, '3000-acme.example', %s, %s, %s, %s)""",
-                [uuid.uuid4(), fs1.id, member_id, tenant_id, number, speak])
+                [uuid.uuid4(), fs1.id, member_id, tenant_id, number, speak],
+            )
         for user in ("1001", "1002"):
             conn.execute(
                 """INSERT INTO esl_registrations (id, node_id, tenant_id, realm, username, call_id, contact,
                        expires_at) VALUES (%s, %s, %s, 'acme.example', %s, %s, %s, now() + interval '1 hour')""",
-                [uuid.uuid4(), fs1.id, tenant_id, user, uuid.uuid4().hex, f"<sip:{user}@192.0.2.10:5062>"])
+                [uuid.uuid4(), fs1.id, tenant_id, user, uuid.uuid4().hex, f"<sip:{user}@192.0.2.10:5062>"],
+            )
         nodes.set_health(conn, fs1.id, "down", "ESL closed, reconnect refused")
 
     loop = FailoverLoop(db, after_move=AFTER_MOVE)
@@ -60,14 +69,16 @@ def test_room_members_are_called_back_on_the_spare(db, monkeypatch):
 
 
 def test_rejoin_command_carries_flags():
-    member = {"contact": "<sip:2001@198.51.100.7:5060;transport=udp>", "can_speak": True, "can_hear": False,
-              "is_moderator": True}
+    member = {
+        "contact": "<sip:2001@198.51.100.7:5060;transport=udp>",
+        "can_speak": True,
+        "can_hear": False,
+        "is_moderator": True,
+    }
     cmd = rejoin_command("7000-beta.example", "wideband", member, "beta.example", None)
     assert "sofia/internal/2001@198.51.100.7:5060;transport=udp &conference(" in cmd
     assert cmd.endswith("@wideband+flags{deaf|moderator})")
     assert "fsfarm_tenant=beta.example" in cmd
-
-
 
 
 def test_push_config_asks_the_node_to_refetch(db, monkeypatch):
@@ -75,8 +86,15 @@ def test_push_config_asks_the_node_to_refetch(db, monkeypatch):
 
     node_esl = EslNode("fs1")
     try:
-        provisioning.add_node(db, {"name": "fs1", "sip_address": "127.0.0.1:5080", "esl_address": node_esl.address,
-                                   "esl_password": "ClueCon"})
+        provisioning.add_node(
+            db,
+            {
+                "name": "fs1",
+                "sip_address": "127.0.0.1:5080",
+                "esl_address": node_esl.address,
+                "esl_password": "ClueCon",
+            },
+        )
         monkeypatch.setattr(tasks, "_db", db)
         tasks.configure(None)
         sentence = in_thread(lambda: tasks.push_config.delay("fs1").get())

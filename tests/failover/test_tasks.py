@@ -29,8 +29,10 @@ def redis_url() -> Iterator[str]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (Debian package redis-server)")
     port = free_port()
-    proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -52,12 +54,36 @@ def broker(redis_url: str) -> Iterator[str]:
 
 
 def start_worker(dsn: str, broker_url: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "FSFARM_DATABASE_URL": dsn, "FSFARM_CELERY_BROKER": broker_url,
-           "FSFARM_TASK_VISIBILITY": "5", **(extra_env or {})}
+    env = {
+        **os.environ,
+        "FSFARM_DATABASE_URL": dsn,
+        "FSFARM_CELERY_BROKER": broker_url,
+        "FSFARM_TASK_VISIBILITY": "5",
+        **(extra_env or {}),
+    }
     log = Path(tempfile.mkdtemp()) / "worker.log"
-    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "controller.tasks", "worker", "-c", "1",
-                             "--pool", "prefork", "-l", "info", "--without-gossip", "--without-mingle",
-                             "--without-heartbeat"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "controller.tasks",
+            "worker",
+            "-c",
+            "1",
+            "--pool",
+            "prefork",
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_state(db, state: str, timeout: float = 30.0) -> failovers.Failover:  # type: ignore[no-untyped-def]

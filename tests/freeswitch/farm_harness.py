@@ -154,8 +154,13 @@ class Controller:
     def start(self) -> Controller:
         log = self.log_path.open("ab")
         STARTED.append(self)  # stopped at the end of the module even if its set-up failed half way
-        self.process = subprocess.Popen([FSFARM, "up", "--host", "127.0.0.1", "--port", str(self.port)],
-                                        env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [FSFARM, "up", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         wait_for(self._healthy, 60, f"fsfarm up to answer /healthz (log: {self.log_path})")
         token = (self.state_dir / "admin-token").read_text().strip()
         self.http.headers["Authorization"] = f"Bearer {token}"
@@ -268,8 +273,14 @@ class Esl:
 class FreeSwitch:
     """One FreeSWITCH node started from ``fsfarm freeswitch bootstrap`` files only."""
 
-    def __init__(self, controller: Controller, name: str, workdir: Path, sip_host: str | None = None,
-                 esl_password: str = "ClueCon") -> None:
+    def __init__(
+        self,
+        controller: Controller,
+        name: str,
+        workdir: Path,
+        sip_host: str | None = None,
+        esl_password: str = "ClueCon",
+    ) -> None:
         self.controller = controller
         self.name = name
         self.workdir = workdir
@@ -288,9 +299,24 @@ class FreeSwitch:
         """``fsfarm node add`` arguments for this node (each test node gets its own RTP range)."""
         # 200 ports below the kernel's ephemeral range (32768+), where no client socket can be holding one.
         base = 10000 + (os.getpid() * 7 + next(_rtp_ranges)) % 110 * 200
-        return ["node", "add", self.name, "--sip", self.sip_address, "--esl", f"127.0.0.1:{self.esl_port}",
-                "--esl-password", self.esl_password, "--switchname", f"fsfarm-{self.name}-{self.sip_port}",
-                "--rtp-min", str(base), "--rtp-max", str(base + 199), *extra]
+        return [
+            "node",
+            "add",
+            self.name,
+            "--sip",
+            self.sip_address,
+            "--esl",
+            f"127.0.0.1:{self.esl_port}",
+            "--esl-password",
+            self.esl_password,
+            "--switchname",
+            f"fsfarm-{self.name}-{self.sip_port}",
+            "--rtp-min",
+            str(base),
+            "--rtp-max",
+            str(base + 199),
+            *extra,
+        ]
 
     def start(self, wait: bool = True) -> FreeSwitch:
         binary = freeswitch_binary()
@@ -304,8 +330,9 @@ class FreeSwitch:
             (self.workdir / name).mkdir(parents=True, exist_ok=True)
             args += [f"-{name}", str(self.workdir / name)]
         STARTED.append(self)  # stopped at the end of the module even if its set-up failed half way
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        )
         if wait:
             self.wait_ready()
         return self
@@ -375,8 +402,18 @@ class Phone:
     ctrl_tcp (REGISTER_OK, CALL_ESTABLISHED, MWI_NOTIFY, ...) collect in ``events``.
     """
 
-    def __init__(self, workdir: Path, user: str, domain: str, password: str, registrar: str | None, tone: int,
-                 regint: int = 60, answer: bool = True, extra_account: str = "") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        user: str,
+        domain: str,
+        password: str,
+        registrar: str | None,
+        tone: int,
+        regint: int = 60,
+        answer: bool = True,
+        extra_account: str = "",
+    ) -> None:
         self.user, self.domain, self.password, self.tone = user, domain, password, tone
         self.host = loopback_host()
         self.home = workdir / f"phone-{user}-{self.host}"
@@ -390,26 +427,52 @@ class Phone:
             self.domain = f"{self.host}:{self.sip_port}"
             account = f"<sip:{user}@{self.domain}>;regint=0;answermode={answermode}{extra_account}"
         else:
-            account = (f"<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:{registrar};transport=udp\";"
-                       f"regint={regint};answermode={answermode}{extra_account}")
+            account = (
+                f'<sip:{user}@{domain}>;auth_pass={password};outbound="sip:{registrar};transport=udp";'
+                f"regint={regint};answermode={answermode}{extra_account}"
+            )
         (self.home / "accounts").write_text(account + "\n")
-        (self.home / "config").write_text("\n".join([
-            "poll_method epoll", f"sip_listen {self.host}:{self.sip_port}", f"net_interface {self.host}",
-            # aubridge paces playback on its own clock; ALSA's null device never blocks and spins a core.
-            "audio_player aubridge,fsfarm", "audio_alert aubridge,fsfarm", f"audio_source ausine,{tone}",
-            "ausrc_srate 48000", "ausrc_channels 2", f"module_path {BARESIP_MODULES}",
-            "module account.so", "module menu.so", "module g711.so", "module g722.so", "module l16.so",
-            "module ausine.so", "module aubridge.so", "module sndfile.so", "module mwi.so",
-            "module_app ctrl_tcp.so", f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
-            f"snd_path {self.home / 'rec'}", "rtp_ports 40000-59999", "",
-        ]))
+        (self.home / "config").write_text(
+            "\n".join(
+                [
+                    "poll_method epoll",
+                    f"sip_listen {self.host}:{self.sip_port}",
+                    f"net_interface {self.host}",
+                    # aubridge paces playback on its own clock; ALSA's null device never blocks and spins a core.
+                    "audio_player aubridge,fsfarm",
+                    "audio_alert aubridge,fsfarm",
+                    f"audio_source ausine,{tone}",
+                    "ausrc_srate 48000",
+                    "ausrc_channels 2",
+                    f"module_path {BARESIP_MODULES}",
+                    "module account.so",
+                    "module menu.so",
+                    "module g711.so",
+                    "module g722.so",
+                    "module l16.so",
+                    "module ausine.so",
+                    "module aubridge.so",
+                    "module sndfile.so",
+                    "module mwi.so",
+                    "module_app ctrl_tcp.so",
+                    f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
+                    f"snd_path {self.home / 'rec'}",
+                    "rtp_ports 40000-59999",
+                    "",
+                ]
+            )
+        )
         self.log_path = self.home / "baresip.log"
         self.events: list[dict[str, Any]] = []
         self.responses: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         STARTED.append(self)  # stopped at the end of the module even if its set-up failed half way
-        self.process = subprocess.Popen(["baresip", "-f", str(self.home)], stdout=self.log_path.open("wb"),
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            ["baresip", "-f", str(self.home)],
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         self.ctrl = wait_for(self._connect, 15, f"baresip {user}'s ctrl_tcp")
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -436,7 +499,7 @@ class Phone:
                 size, _, rest = buf.partition(b":")
                 if not size.isdigit() or len(rest) < int(size) + 1:
                     break
-                body, buf = rest[: int(size)], rest[int(size) + 1:]
+                body, buf = rest[: int(size)], rest[int(size) + 1 :]
                 try:
                     message = json.loads(body)
                 except ValueError:
@@ -516,7 +579,7 @@ class Phone:
         with wave.open(files[index]) as w:
             pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)[:: w.getnchannels()]
             rate = w.getframerate()
-        return pcm[int(rate * skip):], rate
+        return pcm[int(rate * skip) :], rate
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -567,13 +630,37 @@ class Kamailio:
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_udp_pair("127.0.0.1")
         self.ctl = str(workdir / "ctl")
-        controller.cli("kamailio", "config", "--out", str(workdir / "kamailio.cfg"),
-                       "--listen", f"udp:127.0.0.1:{self.port}", "--ctl-socket", self.ctl)
+        controller.cli(
+            "kamailio",
+            "config",
+            "--out",
+            str(workdir / "kamailio.cfg"),
+            "--listen",
+            f"udp:127.0.0.1:{self.port}",
+            "--ctl-socket",
+            self.ctl,
+        )
         self.log_path = workdir / "kamailio.log"
         STARTED.append(self)  # stopped at the end of the module even if its set-up failed half way
         self.process = subprocess.Popen(
-            ["kamailio", "-f", str(workdir / "kamailio.cfg"), "-P", str(workdir / "pid"), "-w", str(workdir),
-             "-DD", "-E", "-m", "64", "-M", "8"], stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT)
+            [
+                "kamailio",
+                "-f",
+                str(workdir / "kamailio.cfg"),
+                "-P",
+                str(workdir / "pid"),
+                "-w",
+                str(workdir),
+                "-DD",
+                "-E",
+                "-m",
+                "64",
+                "-M",
+                "8",
+            ],
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         wait_for(lambda: Path(self.ctl).exists() or self.process.poll() is not None, 15, "kamailio's ctl socket")
         if self.process.poll() is not None:
             raise AssertionError(f"kamailio exited:\n{self.log_path.read_text()[-3000:]}")

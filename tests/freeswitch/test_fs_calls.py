@@ -73,8 +73,9 @@ def tenant_nodes(controller: Controller) -> dict[str, Any]:
 def test_first_start_in_readme_order_leaves_every_tenant_on_a_live_node(farm: Farm) -> None:
     ctl = farm.controller
     wait_for(lambda: all(n["health"] == "up" for n in ctl.api("GET", "/nodes")), 30, "both nodes up")
-    placed = wait_for(lambda: (lambda m: m if all(m.values()) else None)(tenant_nodes(ctl)), 20,
-                      "every tenant placed on a node")
+    placed = wait_for(
+        lambda: (lambda m: m if all(m.values()) else None)(tenant_nodes(ctl)), 20, "every tenant placed on a node"
+    )
     assert set(placed.values()) == {"fs1"}  # the spare is held back
     nodes = {n["name"]: n for n in ctl.api("GET", "/nodes")}
     assert nodes["fs1"]["spare"] is False and nodes["spare1"]["spare"] is True
@@ -82,8 +83,11 @@ def test_first_start_in_readme_order_leaves_every_tenant_on_a_live_node(farm: Fa
 
 def test_phones_register_with_their_a1_hash_and_bad_credentials_are_refused(farm: Farm) -> None:
     a, b = farm.phone("1001"), farm.phone("1002")
-    regs = wait_for(lambda: (lambda r: r if len(r) >= 2 else None)(
-        farm.controller.api("GET", "/tenants/acme.test/registrations")), 20, "both registrations in the API")
+    regs = wait_for(
+        lambda: (lambda r: r if len(r) >= 2 else None)(farm.controller.api("GET", "/tenants/acme.test/registrations")),
+        20,
+        "both registrations in the API",
+    )
     assert {r["username"] for r in regs} >= {"1001", "1002"}, regs
     assert a.registration() == b.registration() == "OK"
     node = farm.node_of("acme.test")
@@ -113,9 +117,13 @@ def test_call_between_two_phones_carries_audio_both_ways_and_shows_live_then_one
     assert hears(callee, TONES["1001"]) and not hears(callee, TONES["1002"], threshold=-30)
     assert hears(caller, TONES["1002"]) and not hears(caller, TONES["1001"], threshold=-30)
     wait_for(lambda: not farm.controller.api("GET", "/tenants/acme.test/calls"), 15, "no live call after hangup")
-    cdrs = wait_for(lambda: (lambda rows: rows if len(rows) >= 2 else None)(
-        [r for r in farm.controller.api("GET", "/tenants/acme.test/cdrs") if r["destination"] == "1002"]), 20,
-        "a CDR for each leg")
+    cdrs = wait_for(
+        lambda: (lambda rows: rows if len(rows) >= 2 else None)(
+            [r for r in farm.controller.api("GET", "/tenants/acme.test/cdrs") if r["destination"] == "1002"]
+        ),
+        20,
+        "a CDR for each leg",
+    )
     assert len(cdrs) == 2 and len({r["channel_uuid"] for r in cdrs}) == 2, cdrs
     assert all(r["billsec"] >= 2 for r in cdrs), cdrs
 
@@ -137,8 +145,10 @@ def test_a_did_from_the_public_context_reaches_its_user(farm: Farm) -> None:
     established = len(callee.saw("CALL_ESTABLISHED"))
     # The carrier side: another farm member (trusted by the node's ACL) sends the DID to acme's node.
     node = farm.node_of("acme.test")
-    farm.spare.esl.bgapi(f"originate {{origination_caller_id_number=15559990000}}"
-                         f"sofia/internal/+15551230002@{node.sip_address} &playback(tone_stream://%(10000,0,900))")
+    farm.spare.esl.bgapi(
+        f"originate {{origination_caller_id_number=15559990000}}"
+        f"sofia/internal/+15551230002@{node.sip_address} &playback(tone_stream://%(10000,0,900))"
+    )
     answered = callee.wait_event("CALL_ESTABLISHED", after=established)
     assert "15559990000" in json.dumps(answered), answered  # the carrier's caller id reached the phone
     time.sleep(2.5)
@@ -156,8 +166,9 @@ def test_an_outbound_call_leaves_through_the_tenant_gateway_to_the_carrier(farm:
     # The carrier: a SIP endpoint taking calls for the number dialled (baresip answers only its own user).
     carrier = Phone(farm.workdir, "15557770000", "", "", None, 1500)
     try:
-        ctl.cli("gateway", "add", "-t", "acme.test", "carrier", "--proxy", carrier.address,
-                "--caller-id", "15551230001")
+        ctl.cli(
+            "gateway", "add", "-t", "acme.test", "carrier", "--proxy", carrier.address, "--caller-id", "15551230001"
+        )
         ctl.api("PATCH", "/tenants/acme.test/users/1001", {"toll_allow": ["local", "domestic"]})
         established = len(caller.saw("CALL_ESTABLISHED"))
         caller.dial("15557770000")
@@ -192,5 +203,8 @@ def test_controller_restart_loses_nothing_and_calls_keep_working(farm: Farm) -> 
     closed = len(caller.saw("CALL_CLOSED"))
     caller.hangup()
     caller.wait_event("CALL_CLOSED", after=closed)
-    wait_for(lambda: len(ctl.api("GET", "/tenants/acme.test/cdrs")) >= cdrs_before + 2, 20,
-             "both legs' CDRs written by the restarted controller")
+    wait_for(
+        lambda: len(ctl.api("GET", "/tenants/acme.test/cdrs")) >= cdrs_before + 2,
+        20,
+        "both legs' CDRs written by the restarted controller",
+    )

@@ -32,7 +32,7 @@ def level_db(pcm: np.ndarray, rate: int, freq: float) -> float:
     window = np.hanning(x.size)
     spectrum = np.abs(np.fft.rfft(x * window)) * 2 / window.sum()
     b = round(freq * x.size / rate)
-    peak = spectrum[max(b - 2, 0): b + 3].max()
+    peak = spectrum[max(b - 2, 0) : b + 3].max()
     return float(20 * np.log10(peak / 32768 + 1e-12))
 
 
@@ -95,12 +95,14 @@ class Phone:
         formats = [OFFERS[c] for c in self.codecs] + ([event] if self.dtmf else [])
         body = build_offer(formats, LOCAL, self.rtp_addr[1])
         port = self.sip.getsockname()[1]
-        msg = (f"INVITE sip:room-{room}@{mixer_sip[0]}:{mixer_sip[1]} SIP/2.0\r\n"
-               f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
-               f"Max-Forwards: 70\r\nFrom: <sip:tester@{LOCAL}>;tag={self.tag}\r\n"
-               f"To: <sip:room-{room}@{mixer_sip[0]}>\r\nCall-ID: {self.call_id}\r\nCSeq: 1 INVITE\r\n"
-               f"Contact: <sip:tester@{LOCAL}:{port}>\r\nContent-Type: application/sdp\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n{body}")
+        msg = (
+            f"INVITE sip:room-{room}@{mixer_sip[0]}:{mixer_sip[1]} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:tester@{LOCAL}>;tag={self.tag}\r\n"
+            f"To: <sip:room-{room}@{mixer_sip[0]}>\r\nCall-ID: {self.call_id}\r\nCSeq: 1 INVITE\r\n"
+            f"Contact: <sip:tester@{LOCAL}:{port}>\r\nContent-Type: application/sdp\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}"
+        )
         self.sip.sendto(msg.encode(), mixer_sip)
         resp = parse_sip(self.sip.recvfrom(65535)[0])
         if resp.status == 200:
@@ -109,10 +111,12 @@ class Phone:
             self.payload_type = fmt.payload_type
             self.codec = f"{fmt.name}/{fmt.clock_rate}"
             self.target = (answer.address, answer.port)
-            ack = (f"ACK sip:room-{room}@{mixer_sip[0]}:{mixer_sip[1]} SIP/2.0\r\n"
-                   f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
-                   f"From: <sip:tester@{LOCAL}>;tag={self.tag}\r\nTo: {resp.get('to')}\r\n"
-                   f"Call-ID: {self.call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")
+            ack = (
+                f"ACK sip:room-{room}@{mixer_sip[0]}:{mixer_sip[1]} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
+                f"From: <sip:tester@{LOCAL}>;tag={self.tag}\r\nTo: {resp.get('to')}\r\n"
+                f"Call-ID: {self.call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+            )
             self.sip.sendto(ack.encode(), mixer_sip)
             spec = get_spec(self.codec)
             self.encoder = get_encoder(self.codec)
@@ -158,7 +162,7 @@ class Phone:
         frames = sorted(unwrap([(s, pl) for pt, s, _, pl in self.received if pt == self.payload_type]))
         pcm = np.concatenate([dec.decode(pl) for _, pl in frames]) if frames else np.zeros(0, np.int16)
         # Skip the warm-up and the last 100 ms (the stream stops mid-frame when the test does).
-        return pcm[int(skip_s * self.rate): max(pcm.size - self.rate // 10, 0)]
+        return pcm[int(skip_s * self.rate) : max(pcm.size - self.rate // 10, 0)]
 
     def clear(self) -> None:
         self.received.clear()
@@ -199,8 +203,7 @@ class Swarm:
         i = 0
         # Keep talking past ``seconds`` while a starved machine has delivered too little to judge
         # (up to three times as long): what is heard is checked as strictly as ever.
-        while i < frames or (i < 3 * frames and any(len(p.received) - before[id(p)] < frames * 3 // 4
-                                                    for p in active)):
+        while i < frames or (i < 3 * frames and any(len(p.received) - before[id(p)] < frames * 3 // 4 for p in active)):
             for p in active:
                 p.send_frame()
                 p.drain()

@@ -25,17 +25,22 @@ def call_in(mixer: Mixer, swarm: Swarm, room: str, n: int) -> None:
 def test_room_lifecycle(client: FlaskClient) -> None:
     r = client.post("/rooms", json={"room": "r1", "rate": 48000, "loudest_k": 8})
     assert r.status_code == 201 and r.json == {"room": "r1", "rate": 48000, "loudest_k": 8}
-    assert client.get("/rooms").json == {"rooms": [{"room": "r1", "rate": 48000, "loudest_k": 8,
-                                                    "participants": 0}]}
+    assert client.get("/rooms").json == {"rooms": [{"room": "r1", "rate": 48000, "loudest_k": 8, "participants": 0}]}
     assert client.get("/rooms/r1").json["participants"] == []
     assert client.delete("/rooms/r1").status_code == 204
     assert client.get("/rooms").json == {"rooms": []}
 
 
-@pytest.mark.parametrize("body", [
-    {"room": "x", "rate": 44100}, {"room": "x", "rate": "16000"}, {"room": "bad id!", "rate": 8000},
-    {"room": "x", "rate": 8000, "loudest_k": -1}, {"rate": 8000},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"room": "x", "rate": 44100},
+        {"room": "x", "rate": "16000"},
+        {"room": "bad id!", "rate": 8000},
+        {"room": "x", "rate": 8000, "loudest_k": -1},
+        {"rate": 8000},
+    ],
+)
 def test_bad_room_definitions_are_400_json(client: FlaskClient, body: dict) -> None:
     r = client.post("/rooms", json=body)
     assert r.status_code == 400 and set(r.json) == {"error", "detail"}
@@ -51,10 +56,16 @@ def test_duplicate_room_is_409(client: FlaskClient) -> None:
     assert client.post("/rooms", json={"room": "dup", "rate": 8000}).status_code == 409
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("get", "/rooms/ghost"), ("delete", "/rooms/ghost"), ("get", "/rooms/ghost/state"),
-    ("get", "/rooms/ghost/participants"), ("delete", "/rooms/ghost/participants/p1"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/rooms/ghost"),
+        ("delete", "/rooms/ghost"),
+        ("get", "/rooms/ghost/state"),
+        ("get", "/rooms/ghost/participants"),
+        ("delete", "/rooms/ghost/participants/p1"),
+    ],
+)
 def test_unknown_room_is_404_json(client: FlaskClient, method: str, path: str) -> None:
     r = getattr(client, method)(path)
     assert r.status_code == 404
@@ -88,9 +99,7 @@ def test_participants_mute_deaf_gain_and_kick(client: FlaskClient, mixer: Mixer,
     assert len(client.get("/rooms/p/participants").json["participants"]) == 2
 
 
-def test_state_export_import_between_two_mixers(
-    mixer_factory: Callable[[], Mixer], swarm: Swarm
-) -> None:
+def test_state_export_import_between_two_mixers(mixer_factory: Callable[[], Mixer], swarm: Swarm) -> None:
     a, b = mixer_factory(), mixer_factory()
     ca, cb = create_app(a).test_client(), create_app(b).test_client()
     ca.post("/rooms", json={"room": "hot", "rate": 32000, "loudest_k": 3})
@@ -102,8 +111,10 @@ def test_state_export_import_between_two_mixers(
     r = cb.post("/rooms/import", json=state)
     assert r.status_code == 201
     before = {p["id"]: (p["call_id"], p["codec"], p["muted"], p["gain"]) for p in state["participants"]}
-    after = {p["id"]: (p["call_id"], p["codec"], p["muted"], p["gain"])
-             for p in cb.get("/rooms/hot/participants").json["participants"]}
+    after = {
+        p["id"]: (p["call_id"], p["codec"], p["muted"], p["gain"])
+        for p in cb.get("/rooms/hot/participants").json["participants"]
+    }
     assert after == before
     assert cb.get("/rooms/hot").json["loudest_k"] == 3
     # Importing again is a conflict (the room is live there), and bad state is a 400.
@@ -142,10 +153,14 @@ def test_healthz_and_metrics(client: FlaskClient, mixer: Mixer, swarm: Swarm) ->
     h = client.get("/healthz")
     assert h.status_code == 200 and h.json["ok"] is True and h.json["participants"] == 2
     text = client.get("/metrics").get_data(as_text=True)
-    for name in ("fsfarm_mixer_frame_seconds_bucket", "fsfarm_mixer_overruns_total",
-                 "fsfarm_mixer_participants 2.0",
-                 "fsfarm_mixer_packets_lost_total", "fsfarm_mixer_packets_received_total",
-                 'fsfarm_mixer_sip_messages_total{kind="invite"} 2.0'):
+    for name in (
+        "fsfarm_mixer_frame_seconds_bucket",
+        "fsfarm_mixer_overruns_total",
+        "fsfarm_mixer_participants 2.0",
+        "fsfarm_mixer_packets_lost_total",
+        "fsfarm_mixer_packets_received_total",
+        'fsfarm_mixer_sip_messages_total{kind="invite"} 2.0',
+    ):
         assert name in text
 
 
@@ -157,12 +172,15 @@ def test_healthz_reports_a_stopped_mixer() -> None:
         m.stop()
 
 
-@pytest.mark.parametrize(("header", "caller"), [
-    ('"1001" <sip:1001@127.0.0.1:5080>;tag=Qx9', "1001"),  # how FreeSWITCH's bridge leg presents the caller
-    ("<sip:+15551230000@carrier.example;user=phone>;tag=a", "+15551230000"),
-    ("sip:anonymous@anonymous.invalid", "anonymous"),
-    ("<sip:example.com>", ""),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("header", "caller"),
+    [
+        ('"1001" <sip:1001@127.0.0.1:5080>;tag=Qx9', "1001"),  # how FreeSWITCH's bridge leg presents the caller
+        ("<sip:+15551230000@carrier.example;user=phone>;tag=a", "+15551230000"),
+        ("sip:anonymous@anonymous.invalid", "anonymous"),
+        ("<sip:example.com>", ""),
+        ("", ""),
+    ],
+)
 def test_caller_is_the_user_part_of_the_from(header: str, caller: str) -> None:
     assert caller_of(header) == caller

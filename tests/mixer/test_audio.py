@@ -117,15 +117,16 @@ def test_loss_and_reordering_do_not_break_the_stream(mixer: Mixer, swarm: Swarm)
     pcm = listener.heard()
     # The tone is there in every 100 ms stretch: concealment bridged every gap.
     window = 1600
-    levels = [level_db(pcm[i:i + window], 16000, 600) for i in range(0, pcm.size - window, window)]
+    levels = [level_db(pcm[i : i + window], 16000, 600) for i in range(0, pcm.size - window, window)]
     assert len(levels) >= 12 and min(levels) > HEARD - 10
     stats = next(p for p in mixer.describe_room("lossy")["participants"] if p["call_id"] == talker.call_id)
     assert stats["packets"]["lost"] > 0  # losses were seen and concealed, not ignored
     assert stats["packets"]["late"] <= 2  # swapped neighbours were reordered, not dropped
 
 
-def test_bad_rtp_is_counted_and_other_rooms_carry_on(mixer: Mixer, swarm: Swarm,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_rtp_is_counted_and_other_rooms_carry_on(
+    mixer: Mixer, swarm: Swarm, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="mixer_ext")
     mixer.create_room("victim", 8000)
     mixer.create_room("bystander", 8000)
@@ -148,8 +149,12 @@ def test_bad_rtp_is_counted_and_other_rooms_carry_on(mixer: Mixer, swarm: Swarm,
         stranger.close()
     assert_hears_others_not_self(good)
     assert level_db(bad[1].heard(), 8000, 500) > HEARD  # even the victim room still works
-    bad_counts = {s.labels["reason"]: s.value for m in mixer.metrics.bad_packets.collect() for s in m.samples
-                  if s.name.endswith("_total")}
+    bad_counts = {
+        s.labels["reason"]: s.value
+        for m in mixer.metrics.bad_packets.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
     assert bad_counts["not_rtp"] >= 20
     assert bad_counts["unknown_payload_type"] >= 20
     assert bad_counts["absurd_sequence_or_timestamp"] >= 1
@@ -183,8 +188,9 @@ def test_dtmf_duration_is_rescaled_between_event_clocks(mixer: Mixer, swarm: Swa
     (wide,) = join(mixer, swarm, "dtmf48", [(700, "opus")], dtmf=True, dtmf_rate=48000)
     swarm.run(0.2)
     ev = build_event(TelephoneEvent(3, True, 10, 800))  # 100 ms on the 8 kHz clock
-    narrow.rtp.sendto(build_rtp(DTMF.payload_type, narrow.seq + 1, narrow.ts, narrow.ssrc, ev, marker=True),
-                      narrow.target)
+    narrow.rtp.sendto(
+        build_rtp(DTMF.payload_type, narrow.seq + 1, narrow.ts, narrow.ssrc, ev, marker=True), narrow.target
+    )
     time.sleep(0.1)
     swarm.run(0.1)
     (got,) = [parse_event(pl) for pt, _, _, pl in wide.received if pt == DTMF.payload_type]
@@ -208,18 +214,18 @@ def test_bye_from_the_phone_removes_it(mixer: Mixer, swarm: Swarm) -> None:
     (a,) = join(mixer, swarm, "b", [(400, "PCMU")])
     to_tag = mixer.uas.legs[a.call_id].local_tag
     port = a.sip.getsockname()[1]
-    bye = (f"BYE sip:room-b@{LOCAL}:{mixer.sip_port} SIP/2.0\r\n"
-           f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bKb\r\n"
-           f"From: <sip:tester@{LOCAL}>;tag={a.tag}\r\nTo: <sip:room-b@{LOCAL}>;tag={to_tag}\r\n"
-           f"Call-ID: {a.call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
+    bye = (
+        f"BYE sip:room-b@{LOCAL}:{mixer.sip_port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bKb\r\n"
+        f"From: <sip:tester@{LOCAL}>;tag={a.tag}\r\nTo: <sip:room-b@{LOCAL}>;tag={to_tag}\r\n"
+        f"Call-ID: {a.call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    )
     a.sip.sendto(bye.encode(), (LOCAL, mixer.sip_port))
     assert parse_sip(a.sip.recvfrom(65535)[0]).status == 200
     assert mixer.describe_room("b")["participants"] == []
 
 
-def test_room_moves_to_another_mixer_with_every_participant(
-    mixer_factory: Callable[[], Mixer], swarm: Swarm
-) -> None:
+def test_room_moves_to_another_mixer_with_every_participant(mixer_factory: Callable[[], Mixer], swarm: Swarm) -> None:
     first: Mixer = mixer_factory()
     second: Mixer = mixer_factory()
     first.create_room("move", 16000, loudest_k=5)
@@ -252,8 +258,10 @@ def test_room_moves_to_another_mixer_with_every_participant(
     assert phones[0].call_id in second.uas.legs
 
 
-@pytest.mark.parametrize(("codec", "rate"), [("PCMU", 48000), ("G722", 48000), ("opus", 48000),
-                                             ("G722", 32000), ("L16/48000", 32000), ("opus", 8000)])
+@pytest.mark.parametrize(
+    ("codec", "rate"),
+    [("PCMU", 48000), ("G722", 48000), ("opus", 48000), ("G722", 32000), ("L16/48000", 32000), ("opus", 8000)],
+)
 def test_two_party_codec_path_keeps_the_tone(mixer: Mixer, swarm: Swarm, codec: str, rate: int) -> None:
     mixer.create_room("pair", rate)
     a, b = join(mixer, swarm, "pair", [(440, codec), (1000, codec)])
@@ -280,10 +288,15 @@ def test_bad_sip_over_the_wire_gets_its_answer_and_the_room_carries_on(mixer: Mi
     assert gsm_only.invite((LOCAL, mixer.sip_port), "sip")[0] == 488
     assert swarm.add(1200, "PCMU").invite((LOCAL, mixer.sip_port), "no-such-room")[0] == 404
     port = a.sip.getsockname()[1]
-    a.sip.sendto((f"INVITE sip:room-sip@{LOCAL} SIP/2.0\r\n"
-                  f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bKx\r\n"
-                  "From: <sip:x@y>;tag=1\r\nTo: <sip:room-sip@y>\r\nCSeq: 1 INVITE\r\n"
-                  "Content-Length: 0\r\n\r\n").encode(), (LOCAL, mixer.sip_port))
+    a.sip.sendto(
+        (
+            f"INVITE sip:room-sip@{LOCAL} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bKx\r\n"
+            "From: <sip:x@y>;tag=1\r\nTo: <sip:room-sip@y>\r\nCSeq: 1 INVITE\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode(),
+        (LOCAL, mixer.sip_port),
+    )
     assert parse_sip(a.sip.recvfrom(65535)[0]).status == 400  # no Call-ID
     swarm.run(1.2)
     assert len(mixer.describe_room("sip")["participants"]) == 2

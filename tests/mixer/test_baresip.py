@@ -18,8 +18,9 @@ from mixer_testkit import DTMF, LOCAL, Swarm, level_db
 from mixer_ext.engine import Mixer
 from mixer_ext.rtp import parse_event
 
-pytestmark = pytest.mark.skipif(shutil.which("baresip") is None,
-                                reason="baresip is not on PATH (Debian package baresip-core)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("baresip") is None, reason="baresip is not on PATH (Debian package baresip-core)"
+)
 BARESIP_TONE = 440.0
 MODULES = "/usr/lib/baresip/modules"
 
@@ -89,8 +90,9 @@ ctrl_tcp_listen {LOCAL}:{ctrl_port}
 snd_path {tmp_path / "rec"}
 """)
     log = (tmp_path / "baresip.log").open("w")
-    proc = subprocess.Popen(["baresip", "-f", str(tmp_path)], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["baresip", "-f", str(tmp_path)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -122,7 +124,7 @@ snd_path {tmp_path / "rec"}
         # baresip decoded the Python phone's tone (G.722, 16 kHz) and not its own.
         (dec,) = glob.glob(str(tmp_path / "rec" / "*-dec.wav"))
         pcm, rate = read_wav(dec)
-        pcm = pcm[rate // 2:]
+        pcm = pcm[rate // 2 :]
         assert rate == 16000
         assert level_db(pcm, rate, 1000) > -35
         assert level_db(pcm, rate, BARESIP_TONE) < level_db(pcm, rate, 1000) - 40

@@ -59,9 +59,20 @@ def test_busy_ports_are_a_clear_error_not_a_traceback() -> None:
 def test_sidecar_process_serves_sip_and_control_and_stops_on_sigterm() -> None:
     sip_port, api_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from controller.cli import main; main()", "mixer",
-         "--listen", f"{LOCAL}:{sip_port}", "--control", f"{LOCAL}:{api_port}"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-c",
+            "from controller.cli import main; main()",
+            "mixer",
+            "--listen",
+            f"{LOCAL}:{sip_port}",
+            "--control",
+            f"{LOCAL}:{api_port}",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://{LOCAL}:{api_port}"
     try:
         deadline = time.monotonic() + 15
@@ -80,10 +91,15 @@ def test_sidecar_process_serves_sip_and_control_and_stops_on_sigterm() -> None:
             s.bind((LOCAL, 0))
             s.settimeout(5)
             port = s.getsockname()[1]
-            s.sendto((f"OPTIONS sip:room-7@{LOCAL}:{sip_port} SIP/2.0\r\n"
-                      f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bKo\r\nFrom: <sip:p@{LOCAL}>;tag=1\r\n"
-                      f"To: <sip:room-7@{LOCAL}>\r\nCall-ID: opt1\r\nCSeq: 1 OPTIONS\r\n"
-                      "Content-Length: 0\r\n\r\n").encode(), (LOCAL, sip_port))
+            s.sendto(
+                (
+                    f"OPTIONS sip:room-7@{LOCAL}:{sip_port} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bKo\r\nFrom: <sip:p@{LOCAL}>;tag=1\r\n"
+                    f"To: <sip:room-7@{LOCAL}>\r\nCall-ID: opt1\r\nCSeq: 1 OPTIONS\r\n"
+                    "Content-Length: 0\r\n\r\n"
+                ).encode(),
+                (LOCAL, sip_port),
+            )
             assert parse_sip(s.recvfrom(65535)[0]).status == 200
     finally:
         proc.send_signal(signal.SIGTERM)

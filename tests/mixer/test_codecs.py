@@ -22,16 +22,16 @@ def roundtrip(name: str, freq: float, seconds: float = 1.0) -> tuple[np.ndarray,
     enc, dec = get_encoder(name), get_decoder(name)
     n = spec.samples()
     x = tone(freq, spec.sample_rate, int(seconds * spec.sample_rate), amplitude=8000)
-    y = np.concatenate([dec.decode(enc.encode(x[i:i + n])) for i in range(0, x.size, n)])
+    y = np.concatenate([dec.decode(enc.encode(x[i : i + n])) for i in range(0, x.size, n)])
     return x, y, spec.sample_rate
 
 
 def aligned_snr(x: np.ndarray, y: np.ndarray, max_delay: int = 600) -> float:
     """Waveform SNR after removing the codec's delay (found by cross-correlation)."""
     a = x[2000:-max_delay].astype(np.float64)
-    best = max(range(max_delay), key=lambda d: float(np.dot(a, y[2000 + d: 2000 + d + a.size])))
-    err = a - y[2000 + best: 2000 + best + a.size]
-    return float(10 * np.log10((a ** 2).sum() / max((err ** 2).sum(), 1e-9)))
+    best = max(range(max_delay), key=lambda d: float(np.dot(a, y[2000 + d : 2000 + d + a.size])))
+    err = a - y[2000 + best : 2000 + best + a.size]
+    return float(10 * np.log10((a**2).sum() / max((err**2).sum(), 1e-9)))
 
 
 def test_g711_tables_match_the_stdlib_reference_for_every_sample() -> None:
@@ -61,8 +61,8 @@ def test_opus_keeps_the_tone_and_adds_little_else() -> None:
     # Opus is perceptual: judge by spectrum, not waveform. The tone must be within 1 dB and
     # a neighbouring frequency 30 dB below it.
     x, y, rate = roundtrip("opus/48000", 1000)
-    tail = y[rate // 2:]
-    assert abs(level_db(tail, rate, 1000) - level_db(x[rate // 2:], rate, 1000)) < 1.0
+    tail = y[rate // 2 :]
+    assert abs(level_db(tail, rate, 1000) - level_db(x[rate // 2 :], rate, 1000)) < 1.0
     assert level_db(tail, rate, 1000) - level_db(tail, rate, 1700) > 30
 
 
@@ -98,15 +98,15 @@ def test_lost_frames_are_concealed_then_faded_to_silence() -> None:
 def test_frame_resampler_keeps_frame_size_and_tone(src: int, dst: int) -> None:
     r = FrameResampler(src, dst)
     x = tone(1000, src, src)
-    out = np.concatenate([r.process(x[i:i + src // 50]) for i in range(0, src, src // 50)])
+    out = np.concatenate([r.process(x[i : i + src // 50]) for i in range(0, src, src // 50)])
     assert out.size == dst
-    assert level_db(out[dst // 4:], dst, 1000) == pytest.approx(level_db(x, src, 1000), abs=0.5)
+    assert level_db(out[dst // 4 :], dst, 1000) == pytest.approx(level_db(x, src, 1000), abs=0.5)
 
 
 def test_resampling_to_8khz_removes_a_7khz_tone() -> None:
     r = FrameResampler(16000, 8000)
     x = tone(7000, 16000, 16000)
-    out = np.concatenate([r.process(x[i:i + 320]) for i in range(0, 16000, 320)])
+    out = np.concatenate([r.process(x[i : i + 320]) for i in range(0, 16000, 320)])
     # 7 kHz cannot exist at 8 kHz; its alias would land on 1 kHz.
     assert level_db(out[2000:], 8000, 1000) < -70
 
@@ -115,6 +115,6 @@ def test_opus_conceals_a_lost_frame_with_its_own_plc() -> None:
     enc, dec = get_encoder("opus"), get_decoder("opus")
     x = tone(440, 48000, 960 * 10)
     for i in range(10):
-        dec.decode(enc.encode(x[i * 960:(i + 1) * 960]))
+        dec.decode(enc.encode(x[i * 960 : (i + 1) * 960]))
     concealed = dec.decode(None)
     assert concealed.size == 960 and level_db(concealed, 48000, 440) > -40

@@ -37,12 +37,18 @@ def test_parse_skips_csrcs_extension_and_padding() -> None:
     assert (packet.payload_type, packet.sequence, packet.payload) == (8, 7, b"abc")
 
 
-@pytest.mark.parametrize("garbage", [
-    b"", b"\x80\x00", b"hello world, not rtp", bytes(range(40)),
-    struct.pack("!BBHII", 0x80, 200, 1, 1, 1),  # RTCP sender report on the RTP port
-    struct.pack("!BBHII", 0x8F, 0, 1, 1, 1),  # claims 15 CSRCs it does not have
-    struct.pack("!BBHII", 0xA0, 0, 1, 1, 1) + b"\x09",  # padding longer than the packet
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"",
+        b"\x80\x00",
+        b"hello world, not rtp",
+        bytes(range(40)),
+        struct.pack("!BBHII", 0x80, 200, 1, 1, 1),  # RTCP sender report on the RTP port
+        struct.pack("!BBHII", 0x8F, 0, 1, 1, 1),  # claims 15 CSRCs it does not have
+        struct.pack("!BBHII", 0xA0, 0, 1, 1, 1) + b"\x09",  # padding longer than the packet
+    ],
+)
 def test_garbage_is_rejected_not_crashed_on(garbage: bytes) -> None:
     with pytest.raises(RtpError):
         parse_rtp(garbage)
@@ -61,17 +67,18 @@ def test_sequence_distance_wraps() -> None:
     assert seq_distance(100, 90) == -10
 
 
-def packets(first_seq: int, count: int, ssrc: int = 1, step: int = 160,
-            first_ts: int = 1000) -> list[RtpPacket]:
-    return [RtpPacket(0, (first_seq + i) & 0xFFFF, (first_ts + i * step) & 0xFFFFFFFF, ssrc, bytes([i % 256]))
-            for i in range(count)]
+def packets(first_seq: int, count: int, ssrc: int = 1, step: int = 160, first_ts: int = 1000) -> list[RtpPacket]:
+    return [
+        RtpPacket(0, (first_seq + i) & 0xFFFF, (first_ts + i * step) & 0xFFFFFFFF, ssrc, bytes([i % 256]))
+        for i in range(count)
+    ]
 
 
 def play(jb: JitterBuffer, stream: list[RtpPacket], per_tick: int = 1) -> list[object]:
     """Push packets in the given order, one per tick, popping one frame per tick; then drain."""
     out: list[object] = []
     for i in range(0, len(stream), per_tick):
-        for p in stream[i:i + per_tick]:
+        for p in stream[i : i + per_tick]:
             jb.push(p)
         out.append(jb.pop())
     while True:
@@ -104,7 +111,7 @@ def test_jitter_buffer_reports_losses_as_none_and_counts_them() -> None:
     played += play(jb, [])
     played = [o for o in played if o is not JitterBuffer.EMPTY]
     first, last = stream.index(kept[0]), stream.index(kept[-1])
-    assert played == [p.payload if p in kept else None for p in stream[first:last + 1]]
+    assert played == [p.payload if p in kept else None for p in stream[first : last + 1]]
     assert jb.lost == played.count(None) > 0
 
 
@@ -208,8 +215,7 @@ def test_random_datagrams_parse_or_raise_rtp_error(data: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(seqs=st.lists(st.integers(0, 65535), max_size=60),
-       tss=st.lists(st.integers(0, 2**32 - 1), max_size=60))
+@given(seqs=st.lists(st.integers(0, 65535), max_size=60), tss=st.lists(st.integers(0, 2**32 - 1), max_size=60))
 def test_jitter_buffer_survives_any_packet_sequence(seqs: list[int], tss: list[int]) -> None:
     jb = JitterBuffer(160)
     for seq, ts in zip(seqs, tss, strict=False):

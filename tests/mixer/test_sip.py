@@ -38,11 +38,17 @@ FS_REAL_OFFER = (
 )
 
 
-@pytest.mark.parametrize(("rate", "codec", "dtmf"), [
-    (8000, "PCMU", (101, 8000)), (16000, "opus", (103, 48000)), (48000, "opus", (103, 48000)),
-])
-def test_real_freeswitch_offer_gets_codec_and_matching_event_clock(rate: int, codec: str,
-                                                                   dtmf: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("rate", "codec", "dtmf"),
+    [
+        (8000, "PCMU", (101, 8000)),
+        (16000, "opus", (103, 48000)),
+        (48000, "opus", (103, 48000)),
+    ],
+)
+def test_real_freeswitch_offer_gets_codec_and_matching_event_clock(
+    rate: int, codec: str, dtmf: tuple[int, int]
+) -> None:
     choice = choose(parse_offer(FS_REAL_OFFER), rate)
     assert choice.codec.name == codec
     assert (choice.dtmf_payload_type, choice.dtmf_clock_rate) == dtmf
@@ -58,11 +64,14 @@ def test_parse_freeswitch_offer() -> None:
     assert offer.session_version == 1700000001
 
 
-@pytest.mark.parametrize(("rate", "codec", "pt"), [
-    (8000, "PCMU", 0),  # nothing above 4 kHz in the room: the offerer's first choice wins
-    (16000, "opus", 102),  # the first offered codec that carries 16 kHz
-    (48000, "opus", 102),
-])
+@pytest.mark.parametrize(
+    ("rate", "codec", "pt"),
+    [
+        (8000, "PCMU", 0),  # nothing above 4 kHz in the room: the offerer's first choice wins
+        (16000, "opus", 102),  # the first offered codec that carries 16 kHz
+        (48000, "opus", 102),
+    ],
+)
 def test_best_common_codec_for_the_room_rate(rate: int, codec: str, pt: int) -> None:
     choice = choose(parse_offer(FS_OFFER), rate)
     assert (choice.codec.name, choice.payload_type, choice.dtmf_payload_type) == (codec, pt, 101)
@@ -85,9 +94,16 @@ def test_no_common_codec() -> None:
         choose(offer, 16000)
 
 
-@pytest.mark.parametrize("body", ["", "v=0\r\n", "v=0\r\nm=video 5000 RTP/AVP 96\r\nc=IN IP4 1.2.3.4\r\n",
-                                  "v=0\r\nm=audio x RTP/AVP 0\r\nc=IN IP4 1.2.3.4\r\n",
-                                  "v=0\r\nm=audio 4000 RTP/AVP 0\r\n"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "",
+        "v=0\r\n",
+        "v=0\r\nm=video 5000 RTP/AVP 96\r\nc=IN IP4 1.2.3.4\r\n",
+        "v=0\r\nm=audio x RTP/AVP 0\r\nc=IN IP4 1.2.3.4\r\n",
+        "v=0\r\nm=audio 4000 RTP/AVP 0\r\n",
+    ],
+)
 def test_unusable_sdp_is_an_error(body: str) -> None:
     with pytest.raises(SdpError):
         parse_offer(body)
@@ -126,8 +142,9 @@ class FakeConference:
 SRC = ("127.0.0.1", 5062)
 
 
-def invite(room: str = "42", body: str = FS_OFFER, call_id: str = "abc@host", to_tag: str = "",
-           cseq: int = 1, drop: str = "") -> bytes:
+def invite(
+    room: str = "42", body: str = FS_OFFER, call_id: str = "abc@host", to_tag: str = "", cseq: int = 1, drop: str = ""
+) -> bytes:
     headers = {
         "Via": "SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1",
         "From": "<sip:fs@127.0.0.1>;tag=fs1",
@@ -139,16 +156,19 @@ def invite(room: str = "42", body: str = FS_OFFER, call_id: str = "abc@host", to
     }
     headers.pop(drop, None)
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    return (f"INVITE sip:room-{room}@127.0.0.1:5090 SIP/2.0\r\n{head}"
-            f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+    return (
+        f"INVITE sip:room-{room}@127.0.0.1:5090 SIP/2.0\r\n{head}Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
 
 
 def simple(method: str, call_id: str = "abc@host", cseq: int = 2, to_tag: str = "") -> bytes:
     to = "<sip:room-42@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
-    return (f"{method} sip:room-42@127.0.0.1:5090 SIP/2.0\r\n"
-            "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK2\r\n"
-            f"From: <sip:fs@127.0.0.1>;tag=fs1\r\nTo: {to}\r\nCall-ID: {call_id}\r\n"
-            f"CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n").encode()
+    return (
+        f"{method} sip:room-42@127.0.0.1:5090 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK2\r\n"
+        f"From: <sip:fs@127.0.0.1>;tag=fs1\r\nTo: {to}\r\nCall-ID: {call_id}\r\n"
+        f"CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
 
 
 @pytest.fixture
@@ -202,8 +222,7 @@ def test_no_via_means_no_reply_but_no_crash(uas: SipUas) -> None:
     assert uas.counters["bad_request"] == 1
 
 
-@pytest.mark.parametrize("garbage", [b"", b"\xff\xfe\x00garbage", b"HELLO",
-                                     b"INVITE sip:x SIP/2.0\r\nnocolon\r\n\r\n"])
+@pytest.mark.parametrize("garbage", [b"", b"\xff\xfe\x00garbage", b"HELLO", b"INVITE sip:x SIP/2.0\r\nnocolon\r\n\r\n"])
 def test_garbage_on_the_sip_port_is_counted_and_ignored(uas: SipUas, garbage: bytes) -> None:
     assert uas.handle(garbage, SRC) == []
     assert uas.counters["garbage"] == 1

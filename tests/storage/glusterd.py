@@ -145,11 +145,15 @@ def _running_gluster() -> Iterator[GlusterVolume]:
     brick.mkdir()
     config = Path("/etc/glusterfs/glusterd.vol").read_text()
     config = config.replace("/var/lib/glusterd", str(workdir)).replace(
-        "end-volume", "    option transport.socket.bind-address 127.0.0.1\nend-volume")
+        "end-volume", "    option transport.socket.bind-address 127.0.0.1\nend-volume"
+    )
     (tmp / "glusterd.vol").write_text(config)
     host, added_host = _loopback_name()
-    subprocess.run(["glusterd", "-f", str(tmp / "glusterd.vol"), "-p", str(tmp / "glusterd.pid"),
-                    "-l", str(tmp / "glusterd.log")], check=True, timeout=60)
+    subprocess.run(
+        ["glusterd", "-f", str(tmp / "glusterd.vol"), "-p", str(tmp / "glusterd.pid"), "-l", str(tmp / "glusterd.log")],
+        check=True,
+        timeout=60,
+    )
     try:
         deadline = time.monotonic() + 30
         while _gluster("volume", "list").returncode != 0:

@@ -42,8 +42,9 @@ WAV = make_wav(1.5, 16000)
 
 
 def test_prompt_upload_raw_list_download_delete(admin: Any, farm: dict[str, Any], stored: Any) -> None:
-    r = admin.put("/api/v1/tenants/acme.example/prompts/ivr/welcome.wav", data=WAV,
-                  headers={"Content-Type": "audio/wav"})
+    r = admin.put(
+        "/api/v1/tenants/acme.example/prompts/ivr/welcome.wav", data=WAV, headers={"Content-Type": "audio/wav"}
+    )
     assert r.status_code == 201, r.json
     assert r.json["name"] == "ivr/welcome.wav" and r.json["rate"] == 16000 and r.json["duration_ms"] == 1500
     # What a FreeSWITCH node reads from its mount of the same volume.
@@ -58,15 +59,23 @@ def test_prompt_upload_raw_list_download_delete(admin: Any, farm: dict[str, Any]
 
 def test_prompt_upload_multipart_by_a_tenant_admin(client: Any, farm: dict[str, Any], stored: Any) -> None:
     acme = tenant_client(client, farm, "acme.example")
-    r = acme.post("/api/v1/tenants/acme.example/prompts", content_type="multipart/form-data",
-                  data={"file": (io.BytesIO(WAV), "hold-music.wav")})
+    r = acme.post(
+        "/api/v1/tenants/acme.example/prompts",
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(WAV), "hold-music.wav")},
+    )
     assert r.status_code == 201, r.json
     assert r.json["name"] == "hold-music.wav"
-    r = acme.post("/api/v1/tenants/acme.example/prompts", content_type="multipart/form-data",
-                  data={"file": (io.BytesIO(WAV), "x.wav"), "name": "menus/main"})
+    r = acme.post(
+        "/api/v1/tenants/acme.example/prompts",
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(WAV), "x.wav"), "name": "menus/main"},
+    )
     assert r.json["name"] == "menus/main.wav"
     assert [p["name"] for p in acme.get("/api/v1/tenants/acme.example/prompts").json] == [
-        "hold-music.wav", "menus/main.wav"]
+        "hold-music.wav",
+        "menus/main.wav",
+    ]
 
 
 BAD_PROMPTS = [
@@ -90,8 +99,15 @@ def test_bad_prompts_are_refused_and_nothing_is_stored(admin: Any, farm: dict[st
 
 
 def test_prompt_names_with_path_tricks_are_refused(admin: Any, farm: dict[str, Any]) -> None:
-    for name in ("..%2F..%2Fetc%2Fpasswd", "a%5Cb.wav", "%2Fetc%2Fpasswd", "a%00b.wav", "x/..%2F..%2Fy.wav",
-                 "menu.mp3", "ok/./x.wav"):
+    for name in (
+        "..%2F..%2Fetc%2Fpasswd",
+        "a%5Cb.wav",
+        "%2Fetc%2Fpasswd",
+        "a%00b.wav",
+        "x/..%2F..%2Fy.wav",
+        "menu.mp3",
+        "ok/./x.wav",
+    ):
         # A leading slash never matches the route at all; everything else is refused by the path check.
         expected = 404 if name.startswith("%2F") else 400
         r = admin.put(f"/api/v1/tenants/acme.example/prompts/{name}", data=WAV)
@@ -102,8 +118,9 @@ def test_prompt_names_with_path_tricks_are_refused(admin: Any, farm: dict[str, A
     assert admin.get("/api/v1/tenants/acme.example/prompts").json == []
 
 
-def test_prompts_of_another_tenant_do_not_exist_for_a_tenant_admin(client: Any, admin: Any, farm: dict[str, Any],
-                                                                   stored: Any) -> None:
+def test_prompts_of_another_tenant_do_not_exist_for_a_tenant_admin(
+    client: Any, admin: Any, farm: dict[str, Any], stored: Any
+) -> None:
     admin.put("/api/v1/tenants/acme.example/prompts/secret.wav", data=WAV)
     beta = tenant_client(client, farm, "beta.example")
     assert beta.get("/api/v1/tenants/acme.example/prompts").status_code == 404
@@ -113,12 +130,16 @@ def test_prompts_of_another_tenant_do_not_exist_for_a_tenant_admin(client: Any, 
 
 
 def deposit(api: Any, domain: str = "acme.example", ext: str = "1001", audio: bytes = WAV) -> Any:
-    return api.post(f"/api/v1/tenants/{domain}/users/{ext}/voicemail?caller_id_number=%2B15551230000"
-                    "&caller_id_name=Bob", data=audio, headers={"Content-Type": "audio/wav"})
+    return api.post(
+        f"/api/v1/tenants/{domain}/users/{ext}/voicemail?caller_id_number=%2B15551230000&caller_id_name=Bob",
+        data=audio,
+        headers={"Content-Type": "audio/wav"},
+    )
 
 
-def test_voicemail_deposit_list_download_mark_read_delete(admin: Any, client: Any, farm: dict[str, Any],
-                                                         stored: Any) -> None:
+def test_voicemail_deposit_list_download_mark_read_delete(
+    admin: Any, client: Any, farm: dict[str, Any], stored: Any
+) -> None:
     r = deposit(admin)
     assert r.status_code == 201, r.json
     message = r.json
@@ -138,14 +159,17 @@ def test_voicemail_deposit_list_download_mark_read_delete(admin: Any, client: An
     assert acme.get(f"{base}/{message['id']}/audio").status_code == 404
 
 
-def test_a_tenant_asking_for_another_tenants_voicemail_gets_404(client: Any, admin: Any, farm: dict[str, Any],
-                                                                stored: Any) -> None:
+def test_a_tenant_asking_for_another_tenants_voicemail_gets_404(
+    client: Any, admin: Any, farm: dict[str, Any], stored: Any
+) -> None:
     message = deposit(admin).json
     beta = tenant_client(client, farm, "beta.example")
-    for path in ("/api/v1/tenants/acme.example/users/1001/voicemail",
-                 f"/api/v1/tenants/acme.example/users/1001/voicemail/{message['id']}/audio",
-                 f"/api/v1/tenants/beta.example/users/1001/voicemail/{message['id']}/audio",
-                 f"/api/v1/tenants/beta.example/users/1001/voicemail/{message['id']}"):
+    for path in (
+        "/api/v1/tenants/acme.example/users/1001/voicemail",
+        f"/api/v1/tenants/acme.example/users/1001/voicemail/{message['id']}/audio",
+        f"/api/v1/tenants/beta.example/users/1001/voicemail/{message['id']}/audio",
+        f"/api/v1/tenants/beta.example/users/1001/voicemail/{message['id']}",
+    ):
         assert beta.get(path).status_code == 404, path
     assert beta.delete(f"/api/v1/tenants/beta.example/users/1001/voicemail/{message['id']}").status_code == 404
     assert beta.get("/api/v1/tenants/beta.example/users/1001/voicemail").json == []
@@ -159,18 +183,23 @@ def test_voicemail_for_an_unknown_user_or_bad_audio_is_refused(admin: Any, farm:
     assert admin.get("/api/v1/tenants/acme.example/users/1001/voicemail/not-a-uuid").status_code == 404
 
 
-def test_unreachable_storage_answers_503_and_stores_no_metadata(app: Any, admin: Any, farm: dict[str, Any],
-                                                                unreachable: Any) -> None:
+def test_unreachable_storage_answers_503_and_stores_no_metadata(
+    app: Any, admin: Any, farm: dict[str, Any], unreachable: Any
+) -> None:
     app.extensions["fsfarm.storage"] = unreachable
-    for r in (deposit(admin), admin.put("/api/v1/tenants/acme.example/prompts/a.wav", data=WAV),
-              admin.get("/api/v1/tenants/acme.example/prompts")):
+    for r in (
+        deposit(admin),
+        admin.put("/api/v1/tenants/acme.example/prompts/a.wav", data=WAV),
+        admin.get("/api/v1/tenants/acme.example/prompts"),
+    ):
         assert r.status_code == 503
         assert r.is_json and "storage" in r.json["error"]
     assert admin.get("/api/v1/tenants/acme.example/users/1001/voicemail").json == []
 
 
-def test_a_failed_metadata_write_removes_the_stored_audio(admin: Any, farm: dict[str, Any], stored: Any,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_metadata_write_removes_the_stored_audio(
+    admin: Any, farm: dict[str, Any], stored: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken_insert(conn: Any, message: VoicemailMessage) -> VoicemailMessage:
         raise RuntimeError("database went away mid-write")
 
@@ -179,8 +208,9 @@ def test_a_failed_metadata_write_removes_the_stored_audio(admin: Any, farm: dict
     assert TenantFiles(stored.storage, farm["acme.example"].id).list("voicemail") == []
 
 
-def test_deleting_while_storage_is_down_keeps_the_message(app: Any, admin: Any, farm: dict[str, Any],
-                                                          stored: Any, unreachable: Any) -> None:
+def test_deleting_while_storage_is_down_keeps_the_message(
+    app: Any, admin: Any, farm: dict[str, Any], stored: Any, unreachable: Any
+) -> None:
     message = deposit(admin).json
     app.extensions["fsfarm.storage"] = unreachable
     assert admin.delete(f"/api/v1/tenants/acme.example/users/1001/voicemail/{message['id']}").status_code == 503
@@ -188,8 +218,7 @@ def test_deleting_while_storage_is_down_keeps_the_message(app: Any, admin: Any, 
     assert admin.get(f"/api/v1/tenants/acme.example/users/1001/voicemail/{message['id']}/audio").data == WAV
 
 
-def test_recordings_written_by_a_node_are_listed_and_downloaded(client: Any, farm: dict[str, Any],
-                                                                stored: Any) -> None:
+def test_recordings_written_by_a_node_are_listed_and_downloaded(client: Any, farm: dict[str, Any], stored: Any) -> None:
     # A node writes recordings through its FUSE mount; here straight into the backend.
     TenantFiles(stored.storage, farm["acme.example"].id).put("recordings", "conf-3000/2024-05-01.wav", WAV)
     acme = tenant_client(client, farm, "acme.example")

@@ -13,8 +13,19 @@ from controller.storage.gluster import GlusterStorage
 from controller.storage.local import LocalStorage
 from controller.storage.paths import check_relative
 
-BAD_PATHS = ["../other-tenant/prompts/x.wav", "a/../../b.wav", "/etc/passwd", "a\\..\\b.wav", "a\x00.wav",
-             "", "a//b.wav", "./a.wav", "C:/x.wav", ".hidden.wav", "a/.fsfarm-tmp-1"]
+BAD_PATHS = [
+    "../other-tenant/prompts/x.wav",
+    "a/../../b.wav",
+    "/etc/passwd",
+    "a\\..\\b.wav",
+    "a\x00.wav",
+    "",
+    "a//b.wav",
+    "./a.wav",
+    "C:/x.wav",
+    ".hidden.wav",
+    "a/.fsfarm-tmp-1",
+]
 
 
 def test_put_is_read_back_by_another_client(backend: Any) -> None:
@@ -93,8 +104,12 @@ class Spy:
 def test_path_tricks_are_refused_before_the_backend(path: str) -> None:
     spy = Spy()
     files = TenantFiles(spy, uuid.uuid4())  # type: ignore[arg-type]
-    for call in (lambda: files.put("prompts", path, b"x"), lambda: files.get("prompts", path),
-                 lambda: files.delete("prompts", path), lambda: files.list("prompts", path or "..")):
+    for call in (
+        lambda: files.put("prompts", path, b"x"),
+        lambda: files.get("prompts", path),
+        lambda: files.delete("prompts", path),
+        lambda: files.list("prompts", path or ".."),
+    ):
         with pytest.raises(Invalid):
             call()
     assert spy.calls == []

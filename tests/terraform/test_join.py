@@ -37,10 +37,18 @@ def controller_url(app: Any) -> Iterator[str]:
 
 
 def python_rendered(controller: str, token: str, name: str, spare: bool = False) -> str:
-    return render((MODULE / "templates" / "join.sh.tftpl").read_text(), {
-        "controller_url": controller, "join_token": token, "node_name": name, "advertise_address": "127.0.0.1",
-        "capacity": "500", "spare": "true" if spare else "false", "conf_dir": "/etc/freeswitch",
-    })
+    return render(
+        (MODULE / "templates" / "join.sh.tftpl").read_text(),
+        {
+            "controller_url": controller,
+            "join_token": token,
+            "node_name": name,
+            "advertise_address": "127.0.0.1",
+            "capacity": "500",
+            "spare": "true" if spare else "false",
+            "conf_dir": "/etc/freeswitch",
+        },
+    )
 
 
 def terraform_rendered(controller: str, token: str, name: str) -> str:
@@ -65,8 +73,15 @@ output "join_script" {{
         for cmd in (["init", "-input=false"], ["apply", "-auto-approve", "-input=false"]):
             done = subprocess.run(["terraform", *cmd], cwd=root, capture_output=True, text=True, env=env, timeout=120)
             assert done.returncode == 0, done.stderr
-        out = subprocess.run(["terraform", "output", "-raw", "join_script"], cwd=root, capture_output=True,
-                             text=True, env=env, timeout=60, check=True)
+        out = subprocess.run(
+            ["terraform", "output", "-raw", "join_script"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=True,
+        )
         return out.stdout
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -75,12 +90,18 @@ output "join_script" {{
 def run_script(script: str, conf_dir: Path) -> subprocess.CompletedProcess[str]:
     path = conf_dir.parent / "fsfarm-join.sh"
     path.write_text(script)
-    return subprocess.run(["sh", str(path)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "FSFARM_CONF_DIR": str(conf_dir)})
+    return subprocess.run(
+        ["sh", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FSFARM_CONF_DIR": str(conf_dir)},
+    )
 
 
 def test_rendered_join_script_registers_a_node_unplaced_until_its_first_heartbeat(
-        db: Any, controller_url: str, tmp_path: Path) -> None:
+    db: Any, controller_url: str, tmp_path: Path
+) -> None:
     tenant = provisioning.add_tenant(db, {"domain": "acme.example"})
     token, _ = provisioning.create_token(db, "node-join", label="fs9")
     if shutil.which("terraform"):
@@ -100,7 +121,11 @@ def test_rendered_join_script_registers_a_node_unplaced_until_its_first_heartbea
         node = nodes.get(conn, "fs9")
         assert node is not None and str(node.id) == answer["node_id"]
         assert (node.admin_state, node.sip_address, node.esl_address, node.capacity) == (
-            "pending", "127.0.0.1:5060", "127.0.0.1:8021", 500)
+            "pending",
+            "127.0.0.1:5060",
+            "127.0.0.1:8021",
+            500,
+        )
         assert node.esl_password == answer["esl_password"]
         assert not node.placeable
         assert placements.tenants_on_node(conn, node.id) == []
@@ -119,7 +144,8 @@ def test_rendered_join_script_registers_a_node_unplaced_until_its_first_heartbea
 
 
 def test_a_spent_or_wrong_token_makes_the_script_fail_and_registers_nothing(
-        db: Any, controller_url: str, tmp_path: Path) -> None:
+    db: Any, controller_url: str, tmp_path: Path
+) -> None:
     token, _ = provisioning.create_token(db, "node-join")
     assert run_script(python_rendered(controller_url, token, "fs1"), tmp_path / "a").returncode == 0
     reused = run_script(python_rendered(controller_url, token, "fs2"), tmp_path / "b")

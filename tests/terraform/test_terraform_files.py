@@ -65,8 +65,12 @@ def test_references_resolve(directory: Path) -> None:
     assert set(re.findall(r"\blocal\.([A-Za-z0-9_]+)", code)) <= local_names
     modules = names(tree.get("module", []))
     assert set(re.findall(r"\bmodule\.([A-Za-z0-9_]+)", code)) <= modules
-    resources = {f"{unquote(kind)}.{unquote(name)}" for block in tree.get("resource", [])
-                 for kind, named in block.items() for name in named}
+    resources = {
+        f"{unquote(kind)}.{unquote(name)}"
+        for block in tree.get("resource", [])
+        for kind, named in block.items()
+        for name in named
+    }
     referenced = set(re.findall(r"\b(hcloud_[a-z_]+\.[a-z_]+)\b", code))
     assert referenced <= resources
     for block in tree.get("module", []):
@@ -110,6 +114,7 @@ def test_templates_use_only_what_main_tf_passes(template: str) -> None:
 def test_terraform_fmt_is_clean() -> None:
     if shutil.which("terraform") is None:
         pytest.skip("terraform binary not installed: fmt check skipped (parsing above still ran)")
-    done = subprocess.run(["terraform", "fmt", "-check", "-recursive", str(TERRAFORM)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["terraform", "fmt", "-check", "-recursive", str(TERRAFORM)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout

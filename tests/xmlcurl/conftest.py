@@ -21,18 +21,36 @@ def recorded() -> list[Recorded]:
 @pytest.fixture
 def farm(db: Database) -> dict[str, Any]:
     """Node `vm` (the recording box) running acme.test and beta.test, a second node `fs2` for nothing yet."""
-    vm = provisioning.add_node(db, {"name": "vm", "sip_address": "127.0.0.1:5060",
-                                    "esl_address": "127.0.0.1:8021", "esl_password": "ClueCon",
-                                    "rtp_port_min": 20000, "rtp_port_max": 20999})
+    vm = provisioning.add_node(
+        db,
+        {
+            "name": "vm",
+            "sip_address": "127.0.0.1:5060",
+            "esl_address": "127.0.0.1:8021",
+            "esl_password": "ClueCon",
+            "rtp_port_min": 20000,
+            "rtp_port_max": 20999,
+        },
+    )
     acme = provisioning.add_tenant(db, {"domain": "acme.test", "name": "Acme"})
     beta = provisioning.add_tenant(db, {"domain": "beta.test", "name": "Beta"})
     made = {}
     for ext in ("1001", "1002", "1003"):
-        made[ext] = provisioning.add_child(db, "users", "acme.test", {
-            "extension": ext, "password": f"secret-{ext}-x", "display_name": f"User {ext}",
-            "vm_pin": "1234", "toll_allow": ["local", "domestic"]})
-    made["2001"] = provisioning.add_child(db, "users", "beta.test", {
-        "extension": "2001", "password": "secret-2001-x", "display_name": "Beta 2001"})
+        made[ext] = provisioning.add_child(
+            db,
+            "users",
+            "acme.test",
+            {
+                "extension": ext,
+                "password": f"secret-{ext}-x",
+                "display_name": f"User {ext}",
+                "vm_pin": "1234",
+                "toll_allow": ["local", "domestic"],
+            },
+        )
+    made["2001"] = provisioning.add_child(
+        db, "users", "beta.test", {"extension": "2001", "password": "secret-2001-x", "display_name": "Beta 2001"}
+    )
     # The recorded phones authenticated with short passwords the API refuses; store their a1-hash directly.
     with db.transaction() as conn:
         for ext, password in RECORDED_PASSWORDS.items():

@@ -28,8 +28,14 @@ def test_empty_configured_password_admits_no_one(db: Any, farm: Any, recorded: A
     from controller.api import create_app
     from controller.config import Settings
 
-    settings = Settings(database_url=None, state_dir=Path(tempfile.mkdtemp()), embedded_pg_port=0,
-                        xmlcurl_user="freeswitch", xmlcurl_password="", controller_address="127.0.0.1")
+    settings = Settings(
+        database_url=None,
+        state_dir=Path(tempfile.mkdtemp()),
+        embedded_pg_port=0,
+        xmlcurl_user="freeswitch",
+        xmlcurl_password="",
+        controller_address="127.0.0.1",
+    )
     client = create_app(db, settings).test_client()
     empty = "Basic " + base64.b64encode(b"freeswitch:").decode()
     assert post(client, pick(recorded, "directory sip_auth").body, auth=empty).status_code == 401
@@ -38,9 +44,16 @@ def test_empty_configured_password_admits_no_one(db: Any, farm: Any, recorded: A
 def test_missing_unknown_or_garbage_sections(client: Any, farm: Any, recorded: Any) -> None:
     auth = pick(recorded, "directory sip_auth")
     bodies: list[str | bytes] = [
-        "", "garbage", "section=", "section=phrases&hostname=vm", "section=chatplan&hostname=vm",
-        auth.with_fields(section=None), auth.with_fields(section="languages"),
-        b"\xff\xfe\x00section=directory", "=&&&==&section&&", "a=" + "%" * 500,
+        "",
+        "garbage",
+        "section=",
+        "section=phrases&hostname=vm",
+        "section=chatplan&hostname=vm",
+        auth.with_fields(section=None),
+        auth.with_fields(section="languages"),
+        b"\xff\xfe\x00section=directory",
+        "=&&&==&section&&",
+        "a=" + "%" * 500,
         "&".join(f"f{i}=v" for i in range(5000)),
     ]
     for body in bodies:
@@ -57,10 +70,16 @@ def test_huge_body_is_refused(client: Any, farm: Any, recorded: Any) -> None:
 def test_odd_users_and_domains_are_not_found(client: Any, farm: Any, recorded: Any) -> None:
     auth = pick(recorded, "directory sip_auth")
     odd = [
-        {"user": "1001' OR '1'='1"}, {"user": "<1001>"}, {"user": "1001@beta.test"}, {"user": ""},
-        {"user": "../1001"}, {"user": str(farm["users"]["1001"].id)},
-        {"domain": "acme.test\"><x", "key_value": "acme.test\"><x"}, {"domain": "ACME.test%00", "key_value": "x"},
-        {"domain": "beta.test&user=1001"}, {"domain": "*", "key_value": "*"},
+        {"user": "1001' OR '1'='1"},
+        {"user": "<1001>"},
+        {"user": "1001@beta.test"},
+        {"user": ""},
+        {"user": "../1001"},
+        {"user": str(farm["users"]["1001"].id)},
+        {"domain": 'acme.test"><x', "key_value": 'acme.test"><x'},
+        {"domain": "ACME.test%00", "key_value": "x"},
+        {"domain": "beta.test&user=1001"},
+        {"domain": "*", "key_value": "*"},
     ]
     for change in odd:
         root = parse_answer(post(client, auth.with_fields(**change)))
@@ -78,7 +97,7 @@ def test_odd_destinations_are_not_found(client: Any, farm: Any, recorded: Any) -
 
 
 def test_names_with_markup_characters_are_escaped(client: Any, db: Any, farm: Any, recorded: Any) -> None:
-    name = 'Ann & <Bob> "the" \'boss\''
+    name = "Ann & <Bob> \"the\" 'boss'"
     provisioning.update_child(db, "users", "acme.test", "1001", {"caller_id_name": name})
     root = parse_answer(post(client, pick(recorded, "directory sip_auth").body))
     variables = {v.get("name"): v.get("value") for v in root.iter("variable")}

@@ -10,14 +10,31 @@ from lxml import etree
 
 from controller.cli import main
 
-REQUIRED = {"mod_sofia", "mod_event_socket", "mod_xml_curl", "mod_conference", "mod_dptools", "mod_commands",
-            "mod_dialplan_xml", "mod_voicemail", "mod_say_en", "mod_sndfile", "mod_native_file", "mod_tone_stream",
-            "mod_opus", "mod_spandsp"}
+REQUIRED = {
+    "mod_sofia",
+    "mod_event_socket",
+    "mod_xml_curl",
+    "mod_conference",
+    "mod_dptools",
+    "mod_commands",
+    "mod_dialplan_xml",
+    "mod_voicemail",
+    "mod_say_en",
+    "mod_sndfile",
+    "mod_native_file",
+    "mod_tone_stream",
+    "mod_opus",
+    "mod_spandsp",
+}
 
 
 def run(dsn: str, *args: str, password: str = "s3cret", state_dir: Path | None = None) -> Any:
-    env = {"FSFARM_XMLCURL_PASSWORD": password, "FSFARM_CONTROLLER_ADDRESS": "192.0.2.10",
-           "FSFARM_XMLCURL_TIMEOUT": "4", "FSFARM_STATE_DIR": str(state_dir) if state_dir else None}
+    env = {
+        "FSFARM_XMLCURL_PASSWORD": password,
+        "FSFARM_CONTROLLER_ADDRESS": "192.0.2.10",
+        "FSFARM_XMLCURL_TIMEOUT": "4",
+        "FSFARM_STATE_DIR": str(state_dir) if state_dir else None,
+    }
     return CliRunner().invoke(main, ["freeswitch", "bootstrap", "--dsn", dsn, *args], env=env)
 
 
@@ -34,13 +51,19 @@ def test_bootstrap_writes_a_config_pointing_at_the_controller(dsn: str, farm: An
     params = {p.get("name"): p for p in curl.iter("param")}
     assert params["gateway-url"].get("value") == "http://192.0.2.10:8080/xmlcurl"
     # "languages" is the section phrase macros are fetched as (FreeSWITCH never sends "phrases" to a binding).
-    assert set(params["gateway-url"].get("bindings").split("|")) == {"directory", "dialplan", "configuration",
-                                                                     "languages"}
+    assert set(params["gateway-url"].get("bindings").split("|")) == {
+        "directory",
+        "dialplan",
+        "configuration",
+        "languages",
+    }
     assert params["gateway-credentials"].get("value") == "freeswitch:s3cret"
     assert params["auth-scheme"].get("value") == "basic"
     assert params["timeout"].get("value") == "4"
-    switch = {p.get("name"): p.get("value") for p in
-              etree.parse(str(tmp_path / "autoload_configs/switch.conf.xml")).iter("param")}
+    switch = {
+        p.get("name"): p.get("value")
+        for p in etree.parse(str(tmp_path / "autoload_configs/switch.conf.xml")).iter("param")
+    }
     assert switch["switchname"] == "vm" and switch["rtp-start-port"] == "20000"
     assert switch["event-heartbeat-interval"] == "1"
     assert (tmp_path / "autoload_configs/xml_curl.conf.xml").stat().st_mode & 0o077 == 0
@@ -52,8 +75,7 @@ def test_unknown_node_is_a_clear_error(dsn: str, farm: Any, tmp_path: Path) -> N
     assert not (tmp_path / "freeswitch.xml").exists()
 
 
-def test_without_the_variable_bootstrap_uses_the_password_fsfarm_up_keeps(dsn: str, farm: Any,
-                                                                           tmp_path: Path) -> None:
+def test_without_the_variable_bootstrap_uses_the_password_fsfarm_up_keeps(dsn: str, farm: Any, tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / "xmlcurl-password").write_text("kept-by-fsfarm-up\n")
@@ -64,20 +86,32 @@ def test_without_the_variable_bootstrap_uses_the_password_fsfarm_up_keeps(dsn: s
     assert params["gateway-credentials"] == "freeswitch:kept-by-fsfarm-up"
 
 
-def test_bootstrap_points_at_where_fsfarm_up_listens_and_prints_the_command_line(dsn: str, farm: Any,
-                                                                                  tmp_path: Path) -> None:
+def test_bootstrap_points_at_where_fsfarm_up_listens_and_prints_the_command_line(
+    dsn: str, farm: Any, tmp_path: Path
+) -> None:
     from controller import runtime
     from controller.config import Settings
 
     state = tmp_path / "state"
-    up = Settings(database_url=dsn, state_dir=state, embedded_pg_port=0, xmlcurl_user="freeswitch",
-                  xmlcurl_password="", controller_address="192.0.2.20")
+    up = Settings(
+        database_url=dsn,
+        state_dir=state,
+        embedded_pg_port=0,
+        xmlcurl_user="freeswitch",
+        xmlcurl_password="",
+        controller_address="192.0.2.20",
+    )
     runtime.record_listen(up, "0.0.0.0", 18080)  # what `fsfarm up --host 0.0.0.0 --port 18080` writes
-    env = {"FSFARM_XMLCURL_PASSWORD": "s3cret", "FSFARM_CONTROLLER_ADDRESS": None, "FSFARM_HTTP_PORT": None,
-           "FSFARM_STATE_DIR": str(state)}
+    env = {
+        "FSFARM_XMLCURL_PASSWORD": "s3cret",
+        "FSFARM_CONTROLLER_ADDRESS": None,
+        "FSFARM_HTTP_PORT": None,
+        "FSFARM_STATE_DIR": str(state),
+    }
     conf = tmp_path / "fs1"
-    result = CliRunner().invoke(main, ["freeswitch", "bootstrap", "--dsn", dsn, "--node", "vm", "--out", str(conf)],
-                                env=env)
+    result = CliRunner().invoke(
+        main, ["freeswitch", "bootstrap", "--dsn", dsn, "--node", "vm", "--out", str(conf)], env=env
+    )
     assert result.exit_code == 0, result.output
     curl = etree.parse(str(conf / "autoload_configs/xml_curl.conf.xml"))
     params = {p.get("name"): p.get("value") for p in curl.iter("param")}
@@ -87,8 +121,22 @@ def test_bootstrap_points_at_where_fsfarm_up_listens_and_prints_the_command_line
     command = lines[-1].split()
     assert command[1:5] == ["-nonat", "-nc", "-conf", str(conf.resolve())]
     assert command[command.index("-run") + 1] == str(conf.resolve() / "run") and (conf / "run").is_dir()
-    given = CliRunner().invoke(main, ["freeswitch", "bootstrap", "--dsn", dsn, "--node", "vm", "--out", str(conf),
-                                      "--url", "http://10.1.2.3:9000/xmlcurl"], env=env)
+    given = CliRunner().invoke(
+        main,
+        [
+            "freeswitch",
+            "bootstrap",
+            "--dsn",
+            dsn,
+            "--node",
+            "vm",
+            "--out",
+            str(conf),
+            "--url",
+            "http://10.1.2.3:9000/xmlcurl",
+        ],
+        env=env,
+    )
     assert given.exit_code == 0 and "xml_curl: http://10.1.2.3:9000/xmlcurl" in given.output
 
 

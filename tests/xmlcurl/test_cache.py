@@ -65,8 +65,9 @@ def _display(client: Any, body: str) -> str:
     return {v.get("name"): v.get("value") for v in root.iter("variable")}["effective_caller_id_name"]
 
 
-def test_write_through_the_api_reaches_the_next_answer(app: Any, client: Any, db: Any, farm: Any,
-                                                       recorded: Any) -> None:
+def test_write_through_the_api_reaches_the_next_answer(
+    app: Any, client: Any, db: Any, farm: Any, recorded: Any
+) -> None:
     """A provisioning write NOTIFYs; the listener drops the cached answer; FreeSWITCH sees the change."""
     from xmlcurl.web import service
 
@@ -102,8 +103,9 @@ def test_other_tenants_answers_survive_a_change(app: Any, client: Any, db: Any, 
 
 
 def test_flush_orders_name_the_nodes_running_the_tenant(db: Any, farm: Any) -> None:
-    provisioning.add_node(db, {"name": "fs2", "sip_address": "10.0.0.2:5060", "esl_address": "10.0.0.2:8021",
-                               "esl_password": "x"})
+    provisioning.add_node(
+        db, {"name": "fs2", "sip_address": "10.0.0.2:5060", "esl_address": "10.0.0.2:8021", "esl_password": "x"}
+    )
     provisioning.update_tenant(db, "acme.test", {"pinned_node": "vm"})
     with db.transaction() as conn:
         orders = flush_orders(conn, {"what": "user", "tenant": str(farm["acme"].id)})

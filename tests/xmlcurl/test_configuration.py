@@ -80,7 +80,8 @@ VOICEMAIL_PARAMS = set(
     "storage-dir-shared callback-dialplan callback-context notify-email-body notify-email-headers "
     "play-date-announcement convert-cmd convert-ext digit-timeout max-login-attempts min-record-len max-record-len "
     "max-retries record-silence-threshold record-silence-hits record-sample-rate odbc-dsn dbname web-template-file "
-    "db-password-override allow-empty-password-auth auto-playback-recordings send-full-vm-header".split())
+    "db-password-override allow-empty-password-auth auto-playback-recordings send-full-vm-header".split()
+)
 
 
 def test_voicemail_profile_has_only_params_mod_voicemail_knows(client: Any, farm: Any, recorded: Any) -> None:
@@ -91,8 +92,9 @@ def test_voicemail_profile_has_only_params_mod_voicemail_knows(client: Any, farm
     assert served["min-record-len"] == "3" and served["file-extension"] == "wav"
 
 
-def test_sofia_profile_has_no_deprecated_rtp_timeouts_and_takes_mwi_subscriptions(client: Any, farm: Any,
-                                                                                   recorded: Any) -> None:
+def test_sofia_profile_has_no_deprecated_rtp_timeouts_and_takes_mwi_subscriptions(
+    client: Any, farm: Any, recorded: Any
+) -> None:
     s = settings(config(client, recorded, "sofia.conf").find("profiles/profile"))
     assert "rtp-timeout-sec" not in s and "rtp-hold-timeout-sec" not in s  # 1.10.12 warns they are deprecated
     assert s["manage-presence"] == "passive"  # SUBSCRIBE message-summary allowed: voicemail MWI reaches phones

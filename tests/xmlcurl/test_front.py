@@ -34,9 +34,15 @@ def test_front_answers_like_the_view(app: Any, farm: Any, recorded: Any) -> None
     sip_auth = pick(recorded, "directory sip_auth")
     wrong = "Basic " + base64.b64encode(b"freeswitch:guess").decode()
     cases: list[tuple[str | bytes, str | None]] = [
-        (sip_auth.body, AUTH), (sip_auth.body, AUTH), (sip_auth.body, None), (sip_auth.body, wrong),
-        (sip_auth.body, "Basic !!!"), (sip_auth.body, "Basic " + base64.b64encode(b"freeswitch:s3cret").decode()),
-        ("garbage", AUTH), (b"\xff\xfe", AUTH), (sip_auth.body + "&pad=" + "x" * (300 * 1024), AUTH),
+        (sip_auth.body, AUTH),
+        (sip_auth.body, AUTH),
+        (sip_auth.body, None),
+        (sip_auth.body, wrong),
+        (sip_auth.body, "Basic !!!"),
+        (sip_auth.body, "Basic " + base64.b64encode(b"freeswitch:s3cret").decode()),
+        ("garbage", AUTH),
+        (b"\xff\xfe", AUTH),
+        (sip_auth.body + "&pad=" + "x" * (300 * 1024), AUTH),
         (sip_auth.with_fields(user="2001", domain="beta.test", key_value="beta.test"), AUTH),
     ]
     cases += [(r.body, AUTH) for r in recorded]
@@ -69,12 +75,15 @@ def test_database_down_and_unexpected_errors(app: Any, farm: Any, recorded: Any,
     monkeypatch.setattr(svc, "respond", broken)
     a, b = post(through_front, body), post(through_flask, body)
     _same(a, b)
-    assert a.status_code == 500 and a.json == {"error": "internal error; the controller log has the details",
-                                               "detail": None}
+    assert a.status_code == 500 and a.json == {
+        "error": "internal error; the controller log has the details",
+        "detail": None,
+    }
 
 
-def test_placement_cache_follows_a_tenant_disabled_and_enabled(app: Any, client: FlaskClient, db: Any, farm: Any,
-                                                               recorded: Any) -> None:
+def test_placement_cache_follows_a_tenant_disabled_and_enabled(
+    app: Any, client: FlaskClient, db: Any, farm: Any, recorded: Any
+) -> None:
     """The placement cached per node is dropped by the change notice, like the answers."""
     import time
 

@@ -11,8 +11,9 @@ from controller import provisioning
 
 
 def _second_node(db: Any) -> Any:
-    return provisioning.add_node(db, {"name": "fs2", "sip_address": "10.0.0.2:5060",
-                                      "esl_address": "10.0.0.2:8021", "esl_password": "other"})
+    return provisioning.add_node(
+        db, {"name": "fs2", "sip_address": "10.0.0.2:5060", "esl_address": "10.0.0.2:8021", "esl_password": "other"}
+    )
 
 
 def test_node_gets_only_its_own_tenants(client: Any, db: Any, farm: Any, recorded: Any) -> None:
@@ -24,16 +25,27 @@ def test_node_gets_only_its_own_tenants(client: Any, db: Any, farm: Any, recorde
     as_beta = auth.with_fields(user="2001", domain="beta.test", key_value="beta.test", sip_auth_username="2001")
     assert is_not_found(parse_answer(post(client, as_beta)))
     # the same question from fs2 is answered
-    from_fs2 = auth.with_fields(**{"user": "2001", "domain": "beta.test", "key_value": "beta.test",
-                                   "hostname": "fs2", "FreeSWITCH-Switchname": "fs2",
-                                   "FreeSWITCH-Hostname": "fs2"})
+    from_fs2 = auth.with_fields(
+        **{
+            "user": "2001",
+            "domain": "beta.test",
+            "key_value": "beta.test",
+            "hostname": "fs2",
+            "FreeSWITCH-Switchname": "fs2",
+            "FreeSWITCH-Hostname": "fs2",
+        }
+    )
     root = parse_answer(post(client, from_fs2))
     assert root.find(".//user").get("id") == "2001"
     # and fs2 cannot read acme's users
     acme_from_fs2 = auth.with_fields(**{"hostname": "fs2", "FreeSWITCH-Switchname": "fs2"})
     assert is_not_found(parse_answer(post(client, acme_from_fs2)))
-    listing = parse_answer(post(client, pick(recorded, "directory gateways").with_fields(
-        **{"hostname": "fs2", "FreeSWITCH-Switchname": "fs2"})))
+    listing = parse_answer(
+        post(
+            client,
+            pick(recorded, "directory gateways").with_fields(**{"hostname": "fs2", "FreeSWITCH-Switchname": "fs2"}),
+        )
+    )
     assert [d.get("name") for d in listing.iterfind("section/domain")] == ["beta.test"]
 
 
@@ -56,14 +68,19 @@ def test_switchname_wins_over_hostname(client: Any, db: Any, farm: Any, recorded
     assert sip_ip == "10.0.0.2"
 
 
-def test_context_of_a_tenant_placed_elsewhere_is_not_served(client: Any, db: Any, farm: Any,
-                                                            recorded: Any) -> None:
+def test_context_of_a_tenant_placed_elsewhere_is_not_served(client: Any, db: Any, farm: Any, recorded: Any) -> None:
     _second_node(db)
     provisioning.update_tenant(db, "acme.test", {"pinned_node": "vm"})
     provisioning.update_tenant(db, "beta.test", {"pinned_node": "fs2"})
     call = pick(recorded, "dialplan acme.test 1002")
-    into_beta = call.with_fields(**{"Caller-Context": "beta.test", "Hunt-Context": "beta.test",
-                                    "Caller-Destination-Number": "2001", "Hunt-Destination-Number": "2001"})
+    into_beta = call.with_fields(
+        **{
+            "Caller-Context": "beta.test",
+            "Hunt-Context": "beta.test",
+            "Caller-Destination-Number": "2001",
+            "Hunt-Destination-Number": "2001",
+        }
+    )
     assert is_not_found(parse_answer(post(client, into_beta)))
 
 
@@ -72,8 +89,14 @@ def test_acme_cannot_dial_beta_extensions(client: Any, farm: Any, recorded: Any)
     body = call.with_fields(**{"Caller-Destination-Number": "2001", "Hunt-Destination-Number": "2001"})
     assert is_not_found(parse_answer(post(client, body)))
     # beta's own context (same node) reaches 2001, and only inside beta
-    own = call.with_fields(**{"Caller-Context": "beta.test", "Hunt-Context": "beta.test",
-                              "Caller-Destination-Number": "2001", "Hunt-Destination-Number": "2001"})
+    own = call.with_fields(
+        **{
+            "Caller-Context": "beta.test",
+            "Hunt-Context": "beta.test",
+            "Caller-Destination-Number": "2001",
+            "Hunt-Destination-Number": "2001",
+        }
+    )
     root = parse_answer(post(client, own))
     assert ("bridge", "user/2001@beta.test") in actions(root)
     assert all("acme" not in (data or "") for _, data in actions(root))

@@ -25,8 +25,14 @@ def test_every_recorded_request_gets_a_well_formed_answer(client: Any, farm: Any
 
 
 def test_configurations_we_serve_and_those_left_to_freeswitch(client: Any, farm: Any, recorded: Any) -> None:
-    served = {"sofia.conf", "conference.conf", "event_socket.conf", "acl.conf", "post_load_switch.conf",
-              "voicemail.conf"}
+    served = {
+        "sofia.conf",
+        "conference.conf",
+        "event_socket.conf",
+        "acl.conf",
+        "post_load_switch.conf",
+        "voicemail.conf",
+    }
     for request in recorded:
         if request.fields["section"] != "configuration":
             continue
@@ -47,8 +53,10 @@ def test_sip_auth_answer_verifies_the_recorded_digest(client: Any, farm: Any, re
         params = {p.get("name"): p.get("value") for p in user.iterfind("params/param")}
         assert "password" not in params and "vm-password" not in params
         ha2 = md5(f"{f['sip_auth_method']}:{f['sip_auth_uri']}")
-        expected = md5(f"{params['a1-hash']}:{f['sip_auth_nonce']}:{f['sip_auth_nc']}:{f['sip_auth_cnonce']}:"
-                       f"{f['sip_auth_qop']}:{ha2}")
+        expected = md5(
+            f"{params['a1-hash']}:{f['sip_auth_nonce']}:{f['sip_auth_nc']}:{f['sip_auth_cnonce']}:"
+            f"{f['sip_auth_qop']}:{ha2}"
+        )
         assert expected == f["sip_auth_response"], request.label
         variables = {v.get("name"): v.get("value") for v in user.iterfind("variables/variable")}
         assert variables["user_context"] == "acme.test"

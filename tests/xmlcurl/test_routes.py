@@ -12,15 +12,23 @@ from controller.stores import placements
 
 def dial(client: Any, recorded: Any, dest: str, context: str = "acme.test", node: str = "vm") -> Any:
     call = pick(recorded, "dialplan acme.test 1002")
-    body = call.with_fields(**{"Caller-Destination-Number": dest, "Hunt-Destination-Number": dest,
-                               "Caller-Context": context, "Hunt-Context": context,
-                               "hostname": node, "FreeSWITCH-Switchname": node})
+    body = call.with_fields(
+        **{
+            "Caller-Destination-Number": dest,
+            "Hunt-Destination-Number": dest,
+            "Caller-Context": context,
+            "Hunt-Context": context,
+            "hostname": node,
+            "FreeSWITCH-Switchname": node,
+        }
+    )
     return parse_answer(post(client, body))
 
 
 def test_room_on_another_node_is_bridged_there(client: Any, db: Any, farm: Any, recorded: Any) -> None:
-    provisioning.add_node(db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021",
-                               "esl_password": "x"})
+    provisioning.add_node(
+        db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021", "esl_password": "x"}
+    )
     provisioning.update_tenant(db, "acme.test", {"pinned_node": "vm"})
     provisioning.update_child(db, "conferences", "acme.test", "3000", {"pinned_node": "fs2"})
     room = farm["room"]
@@ -36,14 +44,15 @@ def test_room_on_another_node_is_bridged_there(client: Any, db: Any, farm: Any, 
 
 
 def test_hd_room_goes_to_its_mixer(client: Any, db: Any, farm: Any, recorded: Any) -> None:
-    provisioning.add_mixer(db, {"name": "mix1", "sip_address": "10.0.0.9:5090",
-                                "control_url": "http://10.0.0.9:8090"})
+    provisioning.add_mixer(db, {"name": "mix1", "sip_address": "10.0.0.9:5090", "control_url": "http://10.0.0.9:8090"})
     room = provisioning.add_child(db, "conferences", "acme.test", {"number": "3100", "profile": "hd"})
     with db.transaction() as conn:
         assert any(p.conference_id == room.id and p.mixer_id for p in placements.conference_placements(conn))
     root = dial(client, recorded, "3100")
-    assert actions(root)[-1] == ("bridge", "{absolute_codec_string='${rtp_use_codec_name},PCMU,PCMA'}"
-                                           f"sofia/internal/room-{room.id}@10.0.0.9:5090")
+    assert actions(root)[-1] == (
+        "bridge",
+        f"{{absolute_codec_string='${{rtp_use_codec_name}},PCMU,PCMA'}}sofia/internal/room-{room.id}@10.0.0.9:5090",
+    )
     # the caller's codec is negotiated (early media) in the farm's wideband-first order before the mixer leg
     assert ("set", "rtp_codec_negotiation=greedy") in actions(root) and ("pre_answer", "") in actions(root)
 
@@ -54,12 +63,15 @@ def test_room_pin_is_passed_to_the_conference_app(client: Any, db: Any, farm: An
 
 
 def test_did_from_carrier_lands_in_its_tenant(client: Any, db: Any, farm: Any, recorded: Any) -> None:
-    provisioning.add_child(db, "numbers", "acme.test", {"number": "+15550001001", "target_type": "user",
-                                                        "target": "1001"})
-    provisioning.add_child(db, "numbers", "acme.test", {"number": "+15550005000", "target_type": "ivr",
-                                                        "target": "menu"})
-    provisioning.add_child(db, "numbers", "beta.test", {"number": "+15550002001", "target_type": "voicemail",
-                                                        "target": "2001"})
+    provisioning.add_child(
+        db, "numbers", "acme.test", {"number": "+15550001001", "target_type": "user", "target": "1001"}
+    )
+    provisioning.add_child(
+        db, "numbers", "acme.test", {"number": "+15550005000", "target_type": "ivr", "target": "menu"}
+    )
+    provisioning.add_child(
+        db, "numbers", "beta.test", {"number": "+15550002001", "target_type": "voicemail", "target": "2001"}
+    )
     user = dial(client, recorded, "15550001001", context="public")
     assert ("bridge", "user/1001@acme.test") in actions(user)
     assert ("set", "fsfarm_tenant=acme.test") in actions(user)
@@ -81,11 +93,20 @@ def test_voicemail_feature_codes(client: Any, farm: Any, recorded: Any) -> None:
     assert is_not_found(dial(client, recorded, "*992001"))  # beta's box is not reachable from acme
 
 
-def test_outbound_through_the_tenants_gateway_with_toll_check(client: Any, db: Any, farm: Any,
-                                                              recorded: Any) -> None:
-    provisioning.add_child(db, "gateways", "acme.test", {
-        "name": "carrier", "proxy": "203.0.113.5:5060", "username": "acme", "password": "gw-secret",
-        "caller_id_number": "+15550000000", "strip_plus": True})
+def test_outbound_through_the_tenants_gateway_with_toll_check(client: Any, db: Any, farm: Any, recorded: Any) -> None:
+    provisioning.add_child(
+        db,
+        "gateways",
+        "acme.test",
+        {
+            "name": "carrier",
+            "proxy": "203.0.113.5:5060",
+            "username": "acme",
+            "password": "gw-secret",
+            "caller_id_number": "+15550000000",
+            "strip_plus": True,
+        },
+    )
     root = dial(client, recorded, "+441234567890")
     assert actions(root)[-1] == ("bridge", "sofia/gateway/acme.test--carrier/441234567890")
     assert ("set", "effective_caller_id_number=+15550000000") in actions(root)

@@ -29,8 +29,9 @@ def _until(check: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
 def _rich_farm(db: Database, farm: dict[str, Any]) -> dict[str, Any]:
     """The recording's farm plus what the recording does not show: a second node, a mixer, rooms elsewhere,
     gateways, DIDs of every kind, a disabled user and a disabled tenant."""
-    fs2 = provisioning.add_node(db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021",
-                                     "esl_password": "x"})
+    fs2 = provisioning.add_node(
+        db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021", "esl_password": "x"}
+    )
     provisioning.add_mixer(db, {"name": "mix1", "sip_address": "10.0.0.9:5090", "control_url": "http://10.0.0.9:8090"})
     provisioning.update_tenant(db, "acme.test", {"pinned_node": "vm"})
     provisioning.update_tenant(db, "beta.test", {"pinned_node": "fs2"})
@@ -42,20 +43,43 @@ def _rich_farm(db: Database, farm: dict[str, Any]) -> dict[str, Any]:
     provisioning.add_child(db, "conferences", "acme.test", {"number": "3200", "profile": "wideband", "pin": "4321"})
     provisioning.add_child(db, "conferences", "acme.test", {"number": "3300", "pinned_node": "fs2"})
     provisioning.add_child(db, "conferences", "beta.test", {"number": "3000"})
-    for tenant, name, proxy in (("acme.test", "carrier", "203.0.113.5:5060"), ("acme.test", "backup", "203.0.113.6"),
-                                ("beta.test", "carrier", "198.51.100.1:5060")):
-        provisioning.add_child(db, "gateways", tenant, {"name": name, "proxy": proxy, "username": "u",
-                                                        "password": "p", "caller_id_number": "+15550000000",
-                                                        "strip_plus": name == "carrier"})
-    for number, target_type, target in (("+15550001001", "user", "1001"), ("15550001002", "voicemail", "1002"),
-                                        ("+15550003000", "conference", "3000"), ("+15550005000", "ivr", "menu"),
-                                        ("+15550009999", "user", "1003")):
-        provisioning.add_child(db, "numbers", "acme.test", {"number": number, "target_type": target_type,
-                                                            "target": target})
-    provisioning.add_child(db, "numbers", "beta.test", {"number": "+15550002001", "target_type": "user",
-                                                        "target": "2001"})
-    provisioning.add_child(db, "users", "acme.test", {"extension": "1009", "password": "secret-1009-x",
-                                                      "caller_id_name": 'Ann & <Bob> "x"', "voicemail": False})
+    for tenant, name, proxy in (
+        ("acme.test", "carrier", "203.0.113.5:5060"),
+        ("acme.test", "backup", "203.0.113.6"),
+        ("beta.test", "carrier", "198.51.100.1:5060"),
+    ):
+        provisioning.add_child(
+            db,
+            "gateways",
+            tenant,
+            {
+                "name": name,
+                "proxy": proxy,
+                "username": "u",
+                "password": "p",
+                "caller_id_number": "+15550000000",
+                "strip_plus": name == "carrier",
+            },
+        )
+    for number, target_type, target in (
+        ("+15550001001", "user", "1001"),
+        ("15550001002", "voicemail", "1002"),
+        ("+15550003000", "conference", "3000"),
+        ("+15550005000", "ivr", "menu"),
+        ("+15550009999", "user", "1003"),
+    ):
+        provisioning.add_child(
+            db, "numbers", "acme.test", {"number": number, "target_type": target_type, "target": target}
+        )
+    provisioning.add_child(
+        db, "numbers", "beta.test", {"number": "+15550002001", "target_type": "user", "target": "2001"}
+    )
+    provisioning.add_child(
+        db,
+        "users",
+        "acme.test",
+        {"extension": "1009", "password": "secret-1009-x", "caller_id_name": 'Ann & <Bob> "x"', "voicemail": False},
+    )
     provisioning.update_child(db, "users", "acme.test", "1003", {"enabled": False})
     return {**farm, "fs2": fs2, "gamma": gamma}
 
@@ -68,19 +92,58 @@ def _questions(recorded: Any, rooms: list[Any]) -> list[str]:
     for switch in ("vm", "fs2", "intruder"):
         host = {"hostname": switch, "FreeSWITCH-Switchname": switch}
         bodies += [r.with_fields(**host) for r in recorded]
-        for user, domain in (("1001", "acme.test"), ("1003", "acme.test"), ("1009", "acme.test"),
-                             ("2001", "beta.test"), ("4001", "gamma.test"), ("1001", "beta.test")):
+        for user, domain in (
+            ("1001", "acme.test"),
+            ("1003", "acme.test"),
+            ("1009", "acme.test"),
+            ("2001", "beta.test"),
+            ("4001", "gamma.test"),
+            ("1001", "beta.test"),
+        ):
             bodies.append(auth.with_fields(**host, user=user, domain=domain, key_value=domain))
         for context in ("acme.test", "beta.test", "gamma.test", "public", "nowhere.test"):
-            dests = ["1001", "1002", "1003", "1009", "2001", "4001", "3000", "3100", "3200", "3300", "5000", "*98",
-                     "*991002", "*991009", "*992001", "+441234567890", "02012345678", "5551234", "9999",
-                     "+15550001001", "15550001001", "15550001002", "+15550003000", "15550005000", "+15550009999",
-                     "+15550002001", "15550002001"]
+            dests = [
+                "1001",
+                "1002",
+                "1003",
+                "1009",
+                "2001",
+                "4001",
+                "3000",
+                "3100",
+                "3200",
+                "3300",
+                "5000",
+                "*98",
+                "*991002",
+                "*991009",
+                "*992001",
+                "+441234567890",
+                "02012345678",
+                "5551234",
+                "9999",
+                "+15550001001",
+                "15550001001",
+                "15550001002",
+                "+15550003000",
+                "15550005000",
+                "+15550009999",
+                "+15550002001",
+                "15550002001",
+            ]
             dests += [f"conf-{room.id}" for room in rooms]
             for dest in dests:
-                bodies.append(call.with_fields(**host, **{"Caller-Context": context, "Hunt-Context": context,
-                                                          "Caller-Destination-Number": dest,
-                                                          "Hunt-Destination-Number": dest}))
+                bodies.append(
+                    call.with_fields(
+                        **host,
+                        **{
+                            "Caller-Context": context,
+                            "Hunt-Context": context,
+                            "Caller-Destination-Number": dest,
+                            "Hunt-Destination-Number": dest,
+                        },
+                    )
+                )
     return bodies
 
 
@@ -110,8 +173,7 @@ def test_snapshot_gives_the_sql_answer_to_every_question(db: Database, farm: Any
     assert compared > 300 and found > 80, (compared, found)
 
 
-def test_snapshot_answers_over_http_once_loaded(app: Any, client: Any, db: Database, farm: Any,
-                                                recorded: Any) -> None:
+def test_snapshot_answers_over_http_once_loaded(app: Any, client: Any, db: Database, farm: Any, recorded: Any) -> None:
     """The endpoint answers from the snapshot (no query) once the listener has loaded it."""
     svc = service(app)
     svc.ensure_listening()
@@ -133,8 +195,9 @@ def test_snapshot_answers_over_http_once_loaded(app: Any, client: Any, db: Datab
     assert queries == []
 
 
-def test_a_tenants_change_reloads_only_that_tenant(app: Any, client: Any, db: Database, farm: Any,
-                                                   recorded: Any) -> None:
+def test_a_tenants_change_reloads_only_that_tenant(
+    app: Any, client: Any, db: Database, farm: Any, recorded: Any
+) -> None:
     svc = service(app)
     svc.ensure_listening()
     assert svc.listener is not None and svc.listener.listening.wait(10)
@@ -153,8 +216,9 @@ def test_a_tenants_change_reloads_only_that_tenant(app: Any, client: Any, db: Da
     assert variables["effective_caller_id_name"] == "Renamed"
 
 
-def test_a_missed_notice_is_caught_by_the_full_reload_on_reconnect(app: Any, client: Any, db: Database, farm: Any,
-                                                                   recorded: Any) -> None:
+def test_a_missed_notice_is_caught_by_the_full_reload_on_reconnect(
+    app: Any, client: Any, db: Database, farm: Any, recorded: Any
+) -> None:
     svc = service(app)
     svc.ensure_listening()
     listener = svc.listener
@@ -170,8 +234,10 @@ def test_a_missed_notice_is_caught_by_the_full_reload_on_reconnect(app: Any, cli
     assert snapshot.full_loads == 1
     # ... is in the snapshot once the listener has reconnected (it cannot know what it missed).
     with db.reads() as conn:
-        killed = conn.execute("SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity "
-                              "WHERE query LIKE 'LISTEN%%' AND datname = current_database()").fetchall()
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity "
+            "WHERE query LIKE 'LISTEN%%' AND datname = current_database()"
+        ).fetchall()
     assert killed and all(row["ok"] for row in killed)
     _until(lambda: snapshot.full_loads == 2 and snapshot.ready, "no full reload after the reconnect")
     svc.cache.clear()  # the cached answer is dropped by the reconnect too; make the point about the snapshot
@@ -179,8 +245,9 @@ def test_a_missed_notice_is_caught_by_the_full_reload_on_reconnect(app: Any, cli
     assert {v.get("name"): v.get("value") for v in root.iter("variable")}["effective_caller_id_name"] == "Unannounced"
 
 
-def test_a_node_never_sees_a_tenant_not_placed_on_it(app: Any, client: Any, db: Database, farm: Any,
-                                                     recorded: Any) -> None:
+def test_a_node_never_sees_a_tenant_not_placed_on_it(
+    app: Any, client: Any, db: Database, farm: Any, recorded: Any
+) -> None:
     rich = _rich_farm(db, farm)
     svc = service(app)
     svc.ensure_listening()
@@ -198,7 +265,8 @@ def test_a_node_never_sees_a_tenant_not_placed_on_it(app: Any, client: Any, db: 
             else:
                 assert seen is None and snapshot.tenant_on_node(tenant.id, node.id) is None
         assert {t.id for t in snapshot.tenants_on_node(node.id)} == {
-            tid for tid in enabled if placed.get(tid) == node.id}
+            tid for tid in enabled if placed.get(tid) == node.id
+        }
     # Over HTTP, from the snapshot: fs2 gets beta, not acme; and after beta moves to vm, fs2 loses it.
     auth = pick(recorded, "directory sip_auth")
     from_fs2 = {"hostname": "fs2", "FreeSWITCH-Switchname": "fs2"}
@@ -212,8 +280,9 @@ def test_a_node_never_sees_a_tenant_not_placed_on_it(app: Any, client: Any, db: 
     assert parse_answer(post(client, from_vm)).find(".//user").get("id") == "2001"
 
 
-def test_database_down_at_start_answers_503_then_loads_when_it_returns(app: Any, db: Database, farm: Any,
-                                                                       recorded: Any) -> None:
+def test_database_down_at_start_answers_503_then_loads_when_it_returns(
+    app: Any, db: Database, farm: Any, recorded: Any
+) -> None:
     down = Database("host=127.0.0.1 port=1 dbname=none connect_timeout=1", max_size=1)
     down.pool.timeout = 0.5
     settings = service(app).settings

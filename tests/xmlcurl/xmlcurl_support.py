@@ -55,7 +55,6 @@ def load_recorded() -> list[Recorded]:
     return out
 
 
-
 AUTH = "Basic " + base64.b64encode(b"freeswitch:s3cret").decode()
 
 
