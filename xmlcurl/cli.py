@@ -51,7 +51,9 @@ def freeswitch() -> None:
 )
 @click.option("--dsn", default=None, help="PostgreSQL DSN (default FSFARM_DATABASE_URL or the embedded server).")
 def bootstrap_command(node_ref: str, out: Path | None, url: str | None, dsn: str | None) -> None:
-    """Write the local files NODE needs and print how to start FreeSWITCH on them.
+    """Write a node's local files; print how to start it.
+
+    The files NODE needs, and the FreeSWITCH command line that starts it on them.
 
     freeswitch.xml and five autoload_configs; everything else the node fetches from the controller over xml_curl.
     """

@@ -162,24 +162,23 @@ def node_list(database: Database, as_json: bool) -> None:
 @click.argument("name")
 @with_db
 def node_drain(database: Database, name: str) -> None:
-    """Place nothing more on a node; its tenants move now, and it is disabled once its last call ends."""
+    """Move a node's tenants off and retire it.
+
+    Its tenants move now; fsfarm up disables it once its last call ends."""
     with database.transaction() as conn:
         hosted = placements.tenants_on_node(conn, provisioning.get_node(conn, name).id)
     provisioning.drain_node(database, name)
     with database.transaction() as conn:
         stranded = sum(1 for t in hosted if placements.tenant_node(conn, t) is None)
     if not hosted:
-        click.echo(f"node {name} is draining; it hosted no tenants; fsfarm up disables it once its last call ends")
+        click.echo(f"node {name} is draining; it hosted no tenants")
     elif stranded:
         click.echo(
             f"node {name} is draining; {len(hosted) - stranded} of its {len(hosted)} tenant(s) moved to "
             f"other nodes, {stranded} are on no node (no other node can take them)"
         )
     else:
-        click.echo(
-            f"node {name} is draining; its {len(hosted)} tenant(s) were moved to other nodes; "
-            "fsfarm up disables it once its last call ends"
-        )
+        click.echo(f"node {name} is draining; its {len(hosted)} tenant(s) were moved to other nodes")
 
 
 @node.command("rm")
@@ -210,7 +209,9 @@ def mixers() -> None:
 def mixers_add(
     database: Database, name: str, sip_address: str, control_url: str, capacity: int | None, as_json: bool
 ) -> None:
-    """Register a mixer; HD rooms are placed on mixers like tenants on nodes."""
+    """Register an HD conference mixer.
+
+    HD rooms are placed on mixers like tenants on nodes."""
     data = {"name": name, "sip_address": sip_address, "control_url": control_url, "capacity": capacity}
     created = provisioning.add_mixer(database, {k: v for k, v in data.items() if v is not None})
     emit(created.public(), ("name", "sip_address", "control_url", "capacity"), as_json)
@@ -252,7 +253,9 @@ def tenant() -> None:
 @json_option
 @with_db
 def tenant_add(database: Database, domain: str, name: str | None, pinned_node: str | None, as_json: bool) -> None:
-    """Create a tenant; it is placed on a node at once (a warning on stderr when that node is not up)."""
+    """Create a tenant and place it on a node.
+
+    It is placed at once; a warning on stderr says when that node is not up."""
     data = {"domain": domain, "name": name, "pinned_node": pinned_node}
     created = provisioning.add_tenant(database, {k: v for k, v in data.items() if v})
     with database.transaction() as conn:
@@ -418,7 +421,9 @@ def placement() -> None:
 @json_option
 @with_db
 def placement_show(database: Database, as_json: bool) -> None:
-    """Each tenant's node and each room's node or mixer, with the generation."""
+    """Where each tenant and room runs now.
+
+    Each tenant's node and each room's node or mixer, with the generation."""
     overview = provisioning.placement_overview(database)
     if as_json:
         emit(overview, (), True)

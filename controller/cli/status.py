@@ -35,7 +35,9 @@ def _ask_controller(url: str, settings: Settings) -> tuple[dict[str, Any] | None
 @click.option("--url", default=None, help="The controller's URL (default: where `fsfarm up` last listened).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def status_command(url: str | None, as_json: bool) -> None:
-    """Say what is wrong with the farm and what to do, in sentences; "All is well" when nothing is.
+    """What is wrong with the farm and what to do.
+
+    One sentence per thing wrong; "All is well" when nothing is.
 
     Asks the running controller (it alone knows its xml_curl snapshot, CDR spools and Kamailio sync);
     when it does not answer, reads the database and says that the controller is not running."""
