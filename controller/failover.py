@@ -31,6 +31,7 @@ from controller.stores import changes, failovers, nodes, placements
 log = logging.getLogger(__name__)
 
 FAILOVER_LOCK = 0x6661696C  # "fail"
+REDISPATCH_AFTER = 60.0  # seconds a queued failover may stay unfinished before it is queued again
 
 Dispatch = Callable[[UUID], None]
 AfterMove = Callable[[Database, failovers.Failover], dict[str, Any]]
@@ -102,6 +103,8 @@ class FailoverLoop:
             got = conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS got", [FAILOVER_LOCK]).fetchone()
             if not got or not got["got"]:
                 return "another controller holds the failover lock; watching only"
+            # Work a crash or a database blip left half done goes first: its unique key would block a new decision.
+            unfinished = failovers.unfinished(conn)
             all_nodes = nodes.list_all(conn)
             rejoined = self._rejoin_as_spares(conn, all_nodes)
             rejoined += self._place_the_unplaced(conn)
@@ -126,6 +129,21 @@ class FailoverLoop:
                     target = f"spare {spare.name}" if spare else "the surviving nodes (no spare is free)"
                     decided.append((row, f"node {node.name}: {verdict.reason}; moving its work to {target}"))
         sentences = [*rejoined]
+        names = {n.id: n.name for n in all_nodes}
+        for row in unfinished:
+            name = names.get(row.node_id, row.node_name or str(row.node_id))
+            if self.dispatch is not None:
+                # A queued task may still be on its way: hand it to the workers again only once it is overdue.
+                stamp = row.updated_at or row.created_at
+                if stamp is None or (datetime.now(UTC) - stamp).total_seconds() > REDISPATCH_AFTER:
+                    self.dispatch(row.id)
+                    sentences.append(f"queued again the failover of node {name}, left {row.state}")
+                continue
+            done = execute(self.db, row.id, self.kamailio, self.after_move)
+            sentences.append(
+                f"resumed the unfinished failover of node {name} (it was left {row.state}): "
+                f"{done.tenants_moved} tenant(s) moved, generation {done.generation}"
+            )
         for row, sentence in decided:
             if self.dispatch is not None:
                 self.dispatch(row.id)

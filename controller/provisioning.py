@@ -182,6 +182,7 @@ def add_mixer(db: Database, data: Any) -> Mixer:
     values = v.parse(MIXER_FIELDS, data)
     with db.transaction() as conn:
         mixer = mixers.insert(conn, Mixer(id=uuid.uuid4(), **values))
+        changes.announce(conn, "mixer")  # nodes' acl.conf lists mixers: the snapshot and the nodes must hear of it
         reassign(conn, f"mixer {mixer.name} added", joined=[mixer.id])
     return mixer
 
@@ -192,6 +193,7 @@ def remove_mixer(db: Database, ref: str) -> Mixer:
         if mixer is None:
             raise NotFound(f"no mixer {ref!r}")
         mixers.delete(conn, mixer.id)
+        changes.announce(conn, "mixer")
         reassign(conn, f"mixer {mixer.name} removed")
     return mixer
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import uuid
 
 from controller import provisioning
-from controller.failover import FailoverLoop, choose_spare, dead_nodes, execute
-from controller.stores import failovers, nodes, placements
+from controller.failover import FailoverLoop, choose_spare, dead_nodes, execute, incident_of
+from controller.stores import changes, failovers, nodes, placements
 
 
 def farm(db, *, spares: int = 1) -> None:  # type: ignore[no-untyped-def]
@@ -219,3 +221,33 @@ def test_tenants_left_on_no_node_are_placed_when_a_node_comes_back_and_it_stays_
     assert where(db) == {"acme.example": "fs1", "beta.example": "fs1"}
     with db.transaction() as conn:
         assert not nodes.get(conn, "fs1").spare  # the farm's only node did not become a spare
+
+
+def test_a_failover_left_decided_by_a_crash_or_database_blip_is_finished_by_the_next_cycle(db):
+    farm(db)
+    mark(db, "fs1", "down")
+    with db.transaction() as conn:
+        fs1, spare = nodes.get(conn, "fs1"), nodes.get(conn, "spare1")
+        # What a controller that died between deciding and moving leaves behind.
+        failovers.decide(
+            conn, uuid.uuid4(), fs1.id, incident_of(fs1), spare.id, "test", "dead-controller", fs1.health_at
+        )
+    sentence = FailoverLoop(db).run_cycle()
+    assert "resumed the unfinished failover of node fs1 (it was left decided)" in sentence, sentence
+    assert where(db)["acme.example"] == "spare1"
+    with db.transaction() as conn:
+        assert [f.state for f in failovers.for_node(conn, fs1.id)] == ["done"]
+        assert failovers.unfinished(conn) == []
+
+
+def test_adding_or_removing_a_mixer_is_announced(db):
+    import psycopg
+
+    with psycopg.connect(db.conninfo, autocommit=True) as listener:
+        listener.execute(f"LISTEN {changes.CHANNEL}")
+        provisioning.add_mixer(
+            db, {"name": "m1", "sip_address": "127.0.0.1:5090", "control_url": "http://127.0.0.1:5091"}
+        )
+        provisioning.remove_mixer(db, "m1")
+        heard = [json.loads(n.payload)["what"] for n in listener.notifies(timeout=2, stop_after=2)]
+    assert heard.count("mixer") == 2, heard
