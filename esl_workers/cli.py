@@ -25,18 +25,14 @@ def _green() -> None:
 
 
 def _database() -> tuple[Any, Any]:
+    from controller import runtime
     from controller.config import Settings
     from controller.database import Database
 
     settings = Settings.from_env()
-    if settings.database_url:
-        return Database(settings.database_url), settings
-    from controller.database.embedded import EmbeddedPostgres, borrow
-
-    server = EmbeddedPostgres(settings.state_dir / "postgres", port=settings.embedded_pg_port)
-    borrow(server)  # stopped again at exit, unless `fsfarm up` had it running
-    db = Database(server.conninfo)
-    atexit.register(db.close)  # registered after borrow's stop, so it runs before it
+    # runtime.conninfo borrows the embedded server (stopped again at exit unless `fsfarm up` runs it).
+    db = Database(runtime.conninfo(settings))
+    atexit.register(db.close)  # registered after the embedded server's stop, so it runs before it
     return db, settings
 
 

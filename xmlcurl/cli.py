@@ -20,13 +20,8 @@ from xmlcurl.web import PATH
 
 
 def _database(settings: Settings, dsn: str | None) -> Database:
-    if dsn or settings.database_url:
-        return Database(dsn or settings.database_url or "", max_size=2)
-    from controller.database.embedded import EmbeddedPostgres, borrow
-
-    server = EmbeddedPostgres(settings.state_dir / "postgres", port=settings.embedded_pg_port)
-    borrow(server)  # stopped again when the command ends, unless `fsfarm up` had it running
-    return Database(server.conninfo, max_size=2)
+    # runtime.conninfo borrows the embedded server: stopped again when the command ends, unless `fsfarm up` runs it.
+    return Database(dsn or runtime.conninfo(settings), max_size=2)
 
 
 @click.group("freeswitch")
