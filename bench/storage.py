@@ -101,7 +101,7 @@ def bench_join() -> None:
     from werkzeug.serving import make_server
 
     from controller import provisioning
-    from controller.api import create_app
+    from controller.app.web import create_app
     from controller.config import Settings
     from controller.database import Database
     from controller.database.embedded import EmbeddedPostgres

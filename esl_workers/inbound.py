@@ -46,7 +46,7 @@ SUBSCRIBED_EVENTS = (
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Timings of the watchers; ``from_env`` reads FSFARM_ESL_* overrides."""
+    """Timings of the watchers; ``from_settings`` takes the FSFARM_ESL_* overrides."""
 
     spool_dir: Path
     heartbeat_interval: float = 20.0  # FreeSWITCH's default; the observed gap replaces it after two beats

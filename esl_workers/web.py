@@ -15,7 +15,6 @@ from controller.bearer import body, database, farm_admin, requires_token, visibl
 from controller.errors import Invalid, NotFound
 from controller.stores import nodes
 from esl_workers import calls, cdr, commands, conferences, liveness, registrations
-from esl_workers.inbound import WorkerConfig
 
 blueprint = Blueprint("esl", __name__, url_prefix="/api/v1")
 
@@ -195,6 +194,7 @@ def spool_facts(spool_dir: Path) -> list[dict[str, Any]]:
 
 
 def register(app: Flask) -> None:
-    spool_dir = WorkerConfig.from_env(app.extensions["fsfarm.settings"]).spool_dir
+    """Plug the calls, CDRs, registrations and conference routes into the app (``controller.app.web``)."""
+    spool_dir = app.extensions["fsfarm.settings"].esl_spool
     app.extensions.setdefault("fsfarm.status", {})["cdr_spool"] = lambda: spool_facts(spool_dir)
     app.register_blueprint(blueprint)

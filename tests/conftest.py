@@ -51,7 +51,7 @@ def db(dsn: str) -> Iterator[Database]:
 
 @pytest.fixture
 def app(db: Database):  # type: ignore[no-untyped-def]
-    from controller.api import create_app
+    from controller.app.web import create_app
     from controller.config import Settings
 
     settings = Settings(

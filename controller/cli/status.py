@@ -68,7 +68,7 @@ def status_command(url: str | None, as_json: bool) -> None:
 @click.command("config")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def config_command(as_json: bool) -> None:
-    """Every environment variable fsfarm reads, with the value in effect.
+    """Every environment variable fsfarm reads, and its value.
 
     Values come from the environment, else the default; passwords show as (set).
     """

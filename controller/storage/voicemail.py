@@ -6,7 +6,6 @@ import uuid
 from dataclasses import dataclass
 from uuid import UUID
 
-from controller import provisioning
 from controller.database import Database
 from controller.domain import Tenant, User
 from controller.errors import NotFound
@@ -14,7 +13,7 @@ from controller.storage import audio, messages
 from controller.storage.base import Storage
 from controller.storage.messages import VoicemailMessage
 from controller.storage.paths import TenantFiles
-from controller.stores import users
+from controller.stores import tenants, users
 
 
 @dataclass(frozen=True)
@@ -142,5 +141,9 @@ def delete_message(db: Database, storage: Storage, box: Mailbox, message_id: str
 
 
 def tenant_of(db: Database, ref: str) -> Tenant:
+    """The tenant ``ref`` names (domain or id), or NotFound."""
     with db.transaction() as conn:
-        return provisioning.get_tenant(conn, ref)
+        tenant = tenants.get(conn, ref)
+    if tenant is None:
+        raise NotFound(f"no tenant {ref!r}")
+    return tenant

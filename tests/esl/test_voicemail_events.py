@@ -53,7 +53,6 @@ def test_only_deposits_inside_the_shared_tree_count():
 
 def test_recorded_message_is_registered_once(db: Any, tmp_path: Path, monkeypatch: Any):
     mount = tmp_path / "shared"
-    monkeypatch.setenv("FSFARM_SHARED_MOUNT", str(mount))
     node = provisioning.add_node(
         db, {"name": "fs1", "sip_address": "127.0.0.1", "esl_address": "127.0.0.1", "esl_password": "x"}
     )
@@ -65,7 +64,7 @@ def test_recorded_message_is_registered_once(db: Any, tmp_path: Path, monkeypatc
     recording.write_bytes(make_wav(2.0, rate=16000))
 
     storage = LocalStorage(str(mount))
-    ingest = Ingest(db, node, WorkerConfig(spool_dir=tmp_path / "spool"))
+    ingest = Ingest(db, node, WorkerConfig(spool_dir=tmp_path / "spool", shared_mount=str(mount)))
     ingest.storage = storage
     event = leave_message(str(recording))
     box = vm_store.mailbox(db, tenant, "1001")

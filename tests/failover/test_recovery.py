@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
+
+import gevent
 
 from controller import provisioning
 from controller.app.farm import Farm
 from controller.config import Settings
-from controller.failover import FailoverLoop
 from controller.stores import conferences, failovers, nodes
-from esl_workers.recovery import after_move_steps, rejoin_command
+from esl_workers.recovery import rejoin_command
 from tests.failover.chain import EslNode, in_thread
 
 
-def test_room_members_are_called_back_on_the_spare(db, monkeypatch):
-    monkeypatch.setenv("FSFARM_SIP_PROXIES", "127.0.0.1:5060")
+def a_room_on_a_dead_node(db):  # type: ignore[no-untyped-def]
+    """fs1 (down) hosted acme's room 3000 with three members, two of them registered phones; spare1 is up."""
     esl = {name: EslNode(name) for name in ("fs1", "spare1")}
     for name, node in esl.items():
         provisioning.add_node(
@@ -48,7 +53,13 @@ def test_room_members_are_called_back_on_the_spare(db, monkeypatch):
             )
         nodes.set_health(conn, fs1.id, "down", "ESL closed, reconnect refused")
 
-    loop = FailoverLoop(db, after_move=after_move_steps())
+    return esl, fs1, tenant_id
+
+
+def test_room_members_are_called_back_on_the_spare(db, monkeypatch):
+    monkeypatch.setenv("FSFARM_SIP_PROXIES", "127.0.0.1:5060")
+    esl, fs1, tenant_id = a_room_on_a_dead_node(db)
+    loop = Farm(Settings.from_env(), db).failover_loop()  # as `fsfarm up` and `failover watch` build it
     sentence = in_thread(loop.run_cycle)
     try:
         assert "spare spare1" in sentence
@@ -68,6 +79,44 @@ def test_room_members_are_called_back_on_the_spare(db, monkeypatch):
     finally:
         for node in esl.values():
             node.crash()
+
+
+def test_failover_watch_flushes_the_spare_and_calls_room_members_back(db, tmp_path):
+    """`fsfarm failover watch` runs the loop `fsfarm up` runs: after the move, the spare is told to
+    refetch its config and the room's members are called back (before, it only moved the rows)."""
+    esl, fs1, _ = a_room_on_a_dead_node(db)
+    env = {
+        **os.environ,
+        "FSFARM_DATABASE_URL": db.conninfo,
+        "FSFARM_STATE_DIR": str(tmp_path),
+        "FSFARM_SIP_PROXIES": "127.0.0.1:5060",
+    }
+    env.pop("FSFARM_CELERY_BROKER", None)
+    fsfarm = Path(sys.executable).with_name("fsfarm")
+    watch = subprocess.Popen(
+        [str(fsfarm), "failover", "watch", "--interval", "0.2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(300):  # the node fakes answer from this process's hub: wait cooperatively
+            if sum(c.startswith("originate") for c in esl["spare1"].commands) == 2:
+                break
+            gevent.sleep(0.1)
+        sent = esl["spare1"].commands
+        assert sent[:2] == ["xml_flush_cache", "sofia profile internal rescan"], sent
+        assert sum(c.startswith("originate") for c in sent) == 2
+        with db.transaction() as conn:
+            [row] = failovers.for_node(conn, fs1.id)
+        assert (row.rooms_recreated, row.legs_recovered) == (1, 2)
+    finally:
+        watch.terminate()
+        _, err = watch.communicate(timeout=30)
+        for node in esl.values():
+            node.crash()
+    assert watch.returncode == 0 and "Traceback" not in err, err
 
 
 def test_rejoin_command_carries_flags():

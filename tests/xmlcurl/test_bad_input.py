@@ -25,7 +25,7 @@ def test_empty_configured_password_admits_no_one(db: Any, farm: Any, recorded: A
     import tempfile
     from pathlib import Path
 
-    from controller.api import create_app
+    from controller.app.web import create_app
     from controller.config import Settings
 
     settings = Settings(
