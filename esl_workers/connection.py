@@ -1,9 +1,10 @@
-"""greenswitch's ESL connections, reading the wire through ``protocol`` and never hanging.
+"""ESL connections that read the wire through ``protocol`` and never hang.
 
-greenswitch 0.0.19 stays the ESL library (``InboundESL``, ``OutboundSession``, its handler
-registry and outbound helpers), but its read loop is replaced: frames come from
-``protocol.FrameReader`` (correct plain/JSON/body parsing), every wait has a timeout, and when
-the socket dies every pending command fails at once instead of blocking its greenlet forever.
+Of greenswitch 0.0.19 only the class shapes are kept (``ESLEvent``, ``InboundESL``,
+``OutboundSession``, ``NotConnectedError``, its handler registry); what touches the socket is
+ours: the read loop (frames from ``protocol.FrameReader``, correct plain/JSON/body parsing),
+``connect``, ``send``, ``api``, event dispatch in batches, and ``stop``. Every wait has a timeout,
+and when the socket dies every pending command fails at once instead of blocking its greenlet.
 """
 
 from __future__ import annotations
