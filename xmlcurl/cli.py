@@ -20,7 +20,7 @@ from xmlcurl.web import PATH
 
 def _database(settings: Settings, dsn: str | None) -> Database:
     # runtime.conninfo borrows the embedded server: stopped again when the command ends, unless `fsfarm up` runs it.
-    return Database(dsn or runtime.conninfo(settings), max_size=2)
+    return runtime.open_database(settings, apply_migrations=False, dsn=dsn, max_size=2)
 
 
 @click.group("freeswitch")
