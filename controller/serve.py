@@ -115,8 +115,9 @@ def _push_config(db: Database) -> Any:
 
     Runs after this process' xml_curl snapshot took the change, so what the node fetches next is current.
     """
+    from controller.stores.changes import Change
     from esl_workers.commands import run_api
-    from xmlcurl.cache import Change, flush_orders
+    from xmlcurl.cache import flush_orders
 
     def send(node: Any, commands: tuple[str, ...]) -> None:
         for command in commands:
