@@ -16,6 +16,7 @@ import psycopg
 from controller import placement
 from controller.domain import PlacementGeneration
 from controller.stores import changes, conferences, mixers, nodes, placements, tenants
+from controller.stores.changes import Notice
 
 
 def reassign(conn: psycopg.Connection[Any], reason: str, joined: Collection[UUID] = ()) -> PlacementGeneration | None:
@@ -65,7 +66,7 @@ def reassign(conn: psycopg.Connection[Any], reason: str, joined: Collection[UUID
     if not tenant_changes and not room_changes:
         return None
     moved = placement.moved(previous_tenants, tenant_map)
-    changes.announce(conn, "placement")
+    changes.announce(conn, Notice.PLACEMENT)
     return placements.record(conn, reason, tenant_changes, room_changes, moved)
 
 

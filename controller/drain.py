@@ -18,6 +18,7 @@ import psycopg
 from controller.database import Database
 from controller.errors import FarmError
 from controller.stores import changes, nodes
+from controller.stores.changes import Notice
 
 LiveCalls = Callable[[psycopg.Connection[Any], UUID], int]
 
@@ -47,7 +48,7 @@ class DrainLoop:
                     sentences.append(f"node {node.name} is draining: {left} call leg(s) still up on it")
                     continue
                 nodes.update(conn, node.id, {"admin_state": "disabled"})
-                changes.announce(conn, "node")
+                changes.announce(conn, Notice.NODE)
                 why = "it is down" if node.health == "down" else "its last call ended"
                 sentences.append(f"node {node.name} is drained ({why}); disabled")
         return "; ".join(sentences) if sentences else "no node is draining"

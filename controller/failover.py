@@ -27,6 +27,7 @@ from controller.domain import Node
 from controller.errors import FarmError
 from controller.kamailio.control import KamailioControl
 from controller.stores import changes, failovers, nodes, placements
+from controller.stores.changes import Notice
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class FailoverLoop:
                 and node.health_at > history[-1].updated_at
             ):
                 nodes.update(conn, node.id, {"spare": True})
-                changes.announce(conn, "node")
+                changes.announce(conn, Notice.NODE)
                 out.append(
                     f"node {node.name} is healthy again after its failover; it rejoins as a spare "
                     "so its tenants do not move back and forth"
@@ -248,7 +249,7 @@ def execute(
                 generation = placements.record(
                     conn, f"failover of {dead.name if dead else row.node_id}", {}, {}, len(moved_tenants)
                 )
-                changes.announce(conn, "placement")
+                changes.announce(conn, Notice.PLACEMENT)
             row = failovers.update(
                 conn,
                 row.id,

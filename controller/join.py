@@ -20,6 +20,7 @@ from controller.database import Database
 from controller.domain import Node
 from controller.errors import Conflict, Unauthorized
 from controller.stores import changes, nodes, tokens
+from controller.stores.changes import Notice
 
 Conn = psycopg.Connection[Any]
 
@@ -57,7 +58,7 @@ def join(db: Database, token: str, data: Any) -> tuple[Node, str]:
         except psycopg.errors.UniqueViolation as exc:  # a concurrent join spent it first
             raise Conflict("this join token was already used") from exc
         tokens.revoke(conn, found.id)
-        changes.announce(conn, "node")
+        changes.announce(conn, Notice.NODE)
     return node, password
 
 
@@ -70,6 +71,6 @@ def activate_on_first_heartbeat(conn: Conn, node_id: UUID) -> bool:
     if row is None or row["admin_state"] != "pending":
         return False
     nodes.update(conn, node_id, {"admin_state": "active"})
-    changes.announce(conn, "node")
+    changes.announce(conn, Notice.NODE)
     reassign(conn, f"node {row['name']} joined and sent its first heartbeat", joined=[node_id])
     return True

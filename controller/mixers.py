@@ -27,6 +27,7 @@ from controller.database import Database
 from controller.domain import CONFERENCE_RATES, Mixer
 from controller.errors import FarmError, Unavailable
 from controller.stores import changes, mixers
+from controller.stores.changes import Notice
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class MixerLoop:
             conn.execute(
                 "UPDATE mixers SET health = %s, updated_at = clock_timestamp() WHERE id = %s", [health, mixer.id]
             )
-            changes.announce(conn, "mixer")
+            changes.announce(conn, Notice.MIXER)
             if health == "up":
                 reassign(conn, f"mixer {mixer.name} is healthy", joined=[mixer.id] if mixer.health == "down" else [])
 
@@ -145,7 +146,7 @@ class MixerLoop:
                 ).fetchall()
             ]
             conn.execute("UPDATE mixers SET health = 'down', updated_at = clock_timestamp() WHERE id = %s", [mixer.id])
-            changes.announce(conn, "mixer")
+            changes.announce(conn, Notice.MIXER)
             reassign(conn, f"mixer {mixer.name} stopped answering")
         self._sync()  # the rooms must exist on their new mixer before the legs come back
         if self.rebridge is not None:

@@ -50,6 +50,7 @@ from controller.stores import (
     tokens,
     users,
 )
+from controller.stores.changes import Notice
 from controller.stores.children import TenantChildStore
 
 Conn = psycopg.Connection[Any]
@@ -94,7 +95,7 @@ def add_node(db: Database, data: Any) -> Node:
     values = node_values(NODE_FIELDS, data)
     with db.transaction() as conn:
         node = nodes.insert(conn, Node(id=uuid.uuid4(), **values))
-        changes.announce(conn, "node")
+        changes.announce(conn, Notice.NODE)
         reassign(conn, f"node {node.name} added", joined=[node.id])
     return node
 
@@ -114,7 +115,7 @@ def update_node(db: Database, ref: str, data: Any) -> Node:
         _check_rtp(merged)
         updated = nodes.update(conn, node.id, updates)
         assert updated is not None
-        changes.announce(conn, "node")
+        changes.announce(conn, Notice.NODE)
         became_placeable = updated.placeable and not node.placeable
         reassign(
             conn,
@@ -140,7 +141,7 @@ def drain_node(db: Database, ref: str) -> Node:
                 nodes.update(conn, spare.id, {"spare": False})
         updated = nodes.update(conn, node.id, {"admin_state": "draining"})
         assert updated is not None
-        changes.announce(conn, "node")
+        changes.announce(conn, Notice.NODE)
         taker = f"; spare {spare.name} takes its tenants" if spare else ""
         reassign(conn, f"node {node.name} draining{taker}", joined=[spare.id] if spare else [])
     return updated
@@ -161,7 +162,7 @@ def remove_node(db: Database, ref: str, force: bool = False) -> Node:
             )
         failovers.keep_names(conn, node.id, node.name)
         nodes.delete(conn, node.id)
-        changes.announce(conn, "node")
+        changes.announce(conn, Notice.NODE)
         reassign(conn, f"node {node.name} removed")
     return node
 
@@ -180,7 +181,7 @@ def add_mixer(db: Database, data: Any) -> Mixer:
     values = v.parse(MIXER_FIELDS, data)
     with db.transaction() as conn:
         mixer = mixers.insert(conn, Mixer(id=uuid.uuid4(), **values))
-        changes.announce(conn, "mixer")  # nodes' acl.conf lists mixers: the snapshot and the nodes must hear of it
+        changes.announce(conn, Notice.MIXER)  # nodes' acl.conf lists mixers: the snapshot and the nodes must hear of it
         reassign(conn, f"mixer {mixer.name} added", joined=[mixer.id])
     return mixer
 
@@ -191,7 +192,7 @@ def remove_mixer(db: Database, ref: str) -> Mixer:
         if mixer is None:
             raise NotFound(f"no mixer {ref!r}")
         mixers.delete(conn, mixer.id)
-        changes.announce(conn, "mixer")
+        changes.announce(conn, Notice.MIXER)
         reassign(conn, f"mixer {mixer.name} removed")
     return mixer
 
@@ -219,7 +220,7 @@ def add_tenant(db: Database, data: Any) -> Tenant:
     with db.transaction() as conn:
         _pin(conn, values)
         tenant = tenants.insert(conn, Tenant(id=uuid.uuid4(), **values))
-        changes.announce(conn, "tenant", tenant.id)
+        changes.announce(conn, Notice.TENANT, tenant.id)
         reassign(conn, f"tenant {tenant.domain} added")
     return tenant
 
@@ -241,7 +242,7 @@ def update_tenant(db: Database, ref: str, data: Any) -> Tenant:
         _pin(conn, updates)
         updated = tenants.update(conn, tenant.id, updates)
         assert updated is not None
-        changes.announce(conn, "tenant", tenant.id)
+        changes.announce(conn, Notice.TENANT, tenant.id)
         reassign(conn, f"tenant {tenant.domain} changed ({', '.join(sorted(updates))})")
     return updated
 
@@ -262,7 +263,7 @@ def remove_tenant(db: Database, ref: str, force: bool = False) -> Tenant:
             )
         tenants.delete(conn, tenant.id)
         _bury(conn, f"{tenant.id}/", f"tenant {tenant.domain} deleted")
-        changes.announce(conn, "tenant", tenant.id)
+        changes.announce(conn, Notice.TENANT, tenant.id)
         reassign(conn, f"tenant {tenant.domain} removed")
     return tenant
 
@@ -275,6 +276,7 @@ class Kind:
     """One kind of tenant-owned object: its store, its input fields and how input becomes a row."""
 
     name: str
+    notice: Notice  # what its writes announce
     store: TenantChildStore[Any]
     fields: dict[str, v.Field]
     build: Callable[[Conn, Tenant, dict[str, Any], Any], dict[str, Any]]
@@ -344,6 +346,7 @@ def _build_number(conn: Conn, tenant: Tenant, values: dict[str, Any], current: A
 KINDS: dict[str, Kind] = {
     "users": Kind(
         "user",
+        Notice.USER,
         users.store,
         {
             "extension": v.Field(v.extension, required=True),
@@ -365,6 +368,7 @@ KINDS: dict[str, Kind] = {
     ),
     "conferences": Kind(
         "conference",
+        Notice.CONFERENCE,
         conferences.store,
         {
             "number": v.Field(v.extension, required=True),
@@ -381,6 +385,7 @@ KINDS: dict[str, Kind] = {
     ),
     "ivrs": Kind(
         "IVR",
+        Notice.IVR,
         ivrs.store,
         {
             "name": v.Field(v.slug, required=True),
@@ -394,6 +399,7 @@ KINDS: dict[str, Kind] = {
     ),
     "gateways": Kind(
         "gateway",
+        Notice.GATEWAY,
         gateways.store,
         {
             "name": v.Field(v.slug, required=True),
@@ -410,6 +416,7 @@ KINDS: dict[str, Kind] = {
     ),
     "numbers": Kind(
         "number",
+        Notice.NUMBER,
         numbers.store,
         {
             "number": v.Field(v.did, required=True),
@@ -460,7 +467,7 @@ def add_child(db: Database, kind_name: str, tenant_ref: str, data: Any) -> Any:
         values = k.build(conn, tenant, values, None)
         record = _RECORD_TYPES[kind_name](id=uuid.uuid4(), tenant_id=tenant.id, **values)
         stored = k.store.insert(conn, record)
-        changes.announce(conn, k.name, tenant.id)
+        changes.announce(conn, k.notice, tenant.id)
         if k.places:
             reassign(conn, f"{k.name} {_label(stored)} added to {tenant.domain}")
     return stored
@@ -477,7 +484,7 @@ def update_child(db: Database, kind_name: str, tenant_ref: str, ref: str, data: 
         current = _get_child(conn, k, tenant, ref)
         updates = k.build(conn, tenant, updates, current)
         updated = k.store.update(conn, current.id, updates) if updates else current
-        changes.announce(conn, k.name, tenant.id)
+        changes.announce(conn, k.notice, tenant.id)
         if k.places:
             reassign(conn, f"{k.name} {_label(updated)} changed in {tenant.domain}")
     return updated
@@ -505,7 +512,7 @@ def remove_child(db: Database, kind_name: str, tenant_ref: str, ref: str) -> Any
         k.store.delete(conn, current.id)
         if kind_name == "users":
             _bury(conn, f"{tenant.id}/voicemail/{current.extension}/", f"user {key}@{tenant.domain} deleted")
-        changes.announce(conn, k.name, tenant.id)
+        changes.announce(conn, k.notice, tenant.id)
         if k.places:
             reassign(conn, f"{k.name} {key} removed from {tenant.domain}")
     return current

@@ -1,15 +1,13 @@
 """Answers cached per (node, section, key), dropped when the database says what changed.
 
 Every controller process keeps its own cache and its own LISTEN connection on ``fsfarm_config``
-(a background thread that reconnects, and clears everything after a gap since notices may have
-been missed). A short TTL is the safety net. ``flush_orders`` tells the ESL room which nodes must
-drop FreeSWITCH's own caches after a change.
+(``controller.stores.changes.ChangeListener``: a background thread that reconnects; the cache is
+cleared after a gap since notices may have been missed). A short TTL is the safety net.
+``flush_orders`` tells the ESL room which nodes must drop FreeSWITCH's own caches after a change.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
 import time
 from collections import OrderedDict
@@ -22,28 +20,12 @@ import psycopg
 
 from controller.domain import Node, Tenant
 from controller.stores import changes, placements
+from controller.stores.changes import Change, Notice
 from xmlcurl import lookups
 from xmlcurl.answers import Answer
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Change:
-    """One ``fsfarm_config`` notice: what kind of thing changed, and in which tenant (None: farm-wide)."""
-
-    what: str
-    tenant: UUID | None
-
-    @classmethod
-    def parse(cls, payload: str | Mapping[str, Any]) -> Change:
-        """Parse a notice; anything unreadable counts as a farm-wide change (the safe reading)."""
-        try:
-            data = json.loads(payload) if isinstance(payload, str) else dict(payload)
-            tenant = data.get("tenant")
-            return cls(str(data.get("what") or "unknown"), UUID(tenant) if tenant else None)
-        except (ValueError, TypeError, AttributeError):
-            return cls("unknown", None)
+RESCAN_NOTICES = frozenset({Notice.GATEWAY, Notice.PLACEMENT, Notice.TENANT, Notice.UNKNOWN})
+ACL_NOTICES = frozenset({Notice.NODE, Notice.MIXER, Notice.UNKNOWN})  # acl.conf lists the nodes and mixers
 
 
 class AnswerCache:
@@ -146,7 +128,7 @@ class AnswerCache:
             return len(keys)
 
     def clear(self) -> None:
-        self.invalidate(Change("resync", None))
+        self.invalidate(Change(Notice.UNKNOWN, None))
 
     def _drop(self, key: Hashable) -> None:
         entry = self._entries.pop(key, None)
@@ -164,16 +146,16 @@ class Keeper(Protocol):
     """What the listener keeps current besides the cache (``xmlcurl.snapshot.SnapshotKeeper``)."""
 
     def reload_all(self) -> None: ...
-    def apply(self, what: str, tenant: UUID | None) -> None: ...
+    def apply(self, what: Notice, tenant: UUID | None) -> None: ...
     def lost(self) -> None: ...
 
 
-class ChangeListener:
-    """LISTEN on ``fsfarm_config`` in a daemon thread and invalidate the cache on every notice.
+class ChangeListener(changes.ChangeListener):
+    """The shared ``fsfarm_config`` listener, invalidating the answer cache on every notice.
 
     With a ``keeper`` (the snapshot): after LISTEN it reloads everything (notices may have been
     missed while away), and each notice is applied to it *before* the cache drops the answers, so
-    an answer stored after the drop was built from the new rows.
+    an answer stored after the drop was built from the new rows. ``on_change`` runs last.
     """
 
     def __init__(
@@ -184,56 +166,38 @@ class ChangeListener:
         retry_seconds: float = 1.0,
         keeper: Keeper | None = None,
     ) -> None:
-        self.conninfo = conninfo
+        super().__init__(
+            conninfo,
+            self._changed,
+            on_connected=self._connected,
+            on_lost=self._lost,
+            retry_seconds=retry_seconds,
+            name="xmlcurl-listen",
+        )
         self.cache = cache
         self.on_change = on_change
-        self.retry_seconds = retry_seconds
         self.keeper = keeper
-        self.listening = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="xmlcurl-listen", daemon=True)
-            self._thread.start()
+    def _connected(self) -> None:
+        # Start from an empty cache and a full reload; notices committed from now on wait for us.
+        self.cache.clear()
+        if self.keeper is not None:
+            self.keeper.reload_all()
+            self.cache.clear()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def _changed(self, change: Change) -> None:
+        if self.keeper is not None:
+            self.keeper.apply(change.what, change.tenant)
+        self.cache.invalidate(change)
+        if self.on_change is not None:
+            self.on_change(change)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {changes.CHANNEL}")
-                    # Notices sent while we were away are lost: start from an empty cache and a full
-                    # reload; notices committed from now on wait on this connection until we read them.
-                    self.cache.clear()
-                    if self.keeper is not None:
-                        self.keeper.reload_all()
-                        self.cache.clear()
-                    self.listening.set()
-                    while not self._stop.is_set():
-                        for notice in conn.notifies(timeout=0.5):
-                            change = Change.parse(notice.payload)
-                            if self.keeper is not None:
-                                self.keeper.apply(change.what, change.tenant)
-                            self.cache.invalidate(change)
-                            if self.on_change is not None:
-                                self.on_change(change)
-            except Exception as exc:  # the database went away: keep serving from a cleared cache, retry
-                self.listening.clear()
-                if self.keeper is not None:
-                    self.keeper.lost()
-                self.cache.clear()
-                if not self._stop.is_set():
-                    log.warning("xml_curl change listener lost PostgreSQL (%s); retrying", exc)
-                    self._stop.wait(self.retry_seconds)
-        self.listening.clear()
+    def _lost(self, exc: Exception | None) -> None:
+        # Keep serving from a cleared cache (and SQL) until the next connect reloads everything.
         if self.keeper is not None:
             self.keeper.lost()
+        if exc is not None:
+            self.cache.clear()
 
 
 @dataclass(frozen=True)
@@ -250,19 +214,20 @@ def flush_orders(
     """Which nodes need ``xml_flush_cache`` (and what else) after a change; the ESL room sends them.
 
     A tenant's change concerns only the node it is placed on; a farm-wide one (nodes, placement,
-    mixers, an unreadable notice) concerns every node.
+    mixers, an unreadable notice), or one of a tenant placed nowhere (just deleted: its node still
+    holds what it fetched), concerns every node.
     """
     if not isinstance(change, Change):
         change = Change.parse(change)
     commands: list[str] = ["xml_flush_cache"]
-    if change.what in ("gateway", "placement", "tenant", "unknown"):
+    if change.what in RESCAN_NOTICES:
         commands.append(f"sofia profile {sip_profile} rescan")  # gateways are loaded at (re)scan
-    if change.what in ("node", "mixer", "unknown"):
+    if change.what in ACL_NOTICES:
         commands.append("reloadacl")
     every = lookups.all_nodes(conn)
     if change.tenant is None:
         targets = every
     else:
         node_id = placements.tenant_node(conn, change.tenant)
-        targets = [n for n in every if n.id == node_id]
+        targets = [n for n in every if n.id == node_id] if node_id is not None else every
     return [FlushOrder(node, tuple(commands)) for node in targets]

@@ -36,6 +36,7 @@ from psycopg.rows import dict_row, tuple_row
 from controller.database import Database
 from controller.domain import Conference, Gateway, Ivr, Mixer, Node, Number, Tenant
 from controller.stores import rows
+from controller.stores.changes import Notice
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +366,7 @@ class Snapshot:
         return self._by_domain.keys()
 
 
-FARM_KINDS = frozenset({"placement", "node", "mixer"})  # farm-wide notices that touch only the farm-level rows
+FARM_KINDS = frozenset({Notice.PLACEMENT, Notice.NODE, Notice.MIXER})  # farm-wide notices touching only farm rows
 
 
 def _trim_heap() -> None:
@@ -393,7 +394,7 @@ class SnapshotKeeper:
             gc.freeze()
         _trim_heap()
 
-    def apply(self, what: str, tenant: UUID | None) -> None:
+    def apply(self, what: Notice, tenant: UUID | None) -> None:
         """Bring the snapshot up to date with one notice (before the answer cache drops anything)."""
         if tenant is not None:
             with self.db.reads() as conn:

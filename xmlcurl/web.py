@@ -24,8 +24,9 @@ from controller.database import Database
 from controller.domain import Tenant
 from controller.errors import Unavailable
 from controller.stores import nodes
+from controller.stores.changes import Change
 from xmlcurl import answers, fetch, lookups
-from xmlcurl.cache import AnswerCache, Change, ChangeListener
+from xmlcurl.cache import AnswerCache, ChangeListener
 from xmlcurl.documents import NOT_FOUND
 from xmlcurl.lookups import Conn, SqlReads
 from xmlcurl.options import XmlCurlOptions

@@ -34,13 +34,14 @@ from controller.storage.base import Storage
 from controller.storage.selection import open_storage
 from controller.storage.sounds import PromptsOnce
 from controller.storage.sweep import SweepLoop
+from controller.stores.changes import Change
 from esl_workers.calls import count_on_node
 from esl_workers.commands import run_api
 from esl_workers.inbound import WorkerConfig, Workers, start_workers
 from esl_workers.ivr import serve_ivr
 from esl_workers.ivr.server import IvrServer
 from esl_workers.recovery import after_move_steps, rebridge_room
-from xmlcurl.cache import Change, flush_orders
+from xmlcurl.cache import flush_orders
 
 log = logging.getLogger(__name__)
 

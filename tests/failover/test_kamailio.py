@@ -193,3 +193,43 @@ def test_a_call_in_flight_to_a_node_that_dies_is_sent_to_the_spare_once_its_tena
         for peer in peers.values():
             if peer.running:
                 peer.stop()
+
+
+def test_kamailio_is_synced_again_after_its_listener_reconnects(db, dsn, kamailio_factory):
+    """Notices sent while the sync was away are lost: it reloads once it listens again, without any new notice."""
+    import psycopg
+
+    from controller.kamailio.sync import KamailioSync
+
+    provisioning.add_tenant(db, {"domain": "acme.example"})
+    kam = kamailio_factory()
+    sync = KamailioSync(f"{dsn} application_name=kamailio-sync-test", kam.control).start()
+    try:
+        assert green_wait(lambda: sync.reloads == 1), sync.status
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            [(cut,)] = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'kamailio-sync-test' AND query LIKE 'LISTEN%'"
+            ).fetchall()
+        assert cut
+        assert green_wait(lambda: sync.reloads >= 2, timeout=20), sync.status
+    finally:
+        sync.stop()
+
+
+def test_an_unreadable_notice_makes_kamailio_reload(db, dsn, kamailio_factory):
+    """It may have been a routing change: the safe reading is to reload."""
+    import psycopg
+
+    from controller.kamailio.sync import KamailioSync
+    from controller.stores.changes import CHANNEL
+
+    kam = kamailio_factory()
+    sync = KamailioSync(dsn, kam.control).start()
+    try:
+        assert green_wait(lambda: sync.reloads == 1), sync.status
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, "{garbled"))
+        assert green_wait(lambda: sync.reloads >= 2), sync.status
+    finally:
+        sync.stop()

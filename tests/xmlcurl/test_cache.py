@@ -9,8 +9,9 @@ from typing import Any
 from xmlcurl_support import parse_answer, pick, post
 
 from controller import provisioning
+from controller.stores.changes import Change, Notice
 from xmlcurl.answers import Answer
-from xmlcurl.cache import AnswerCache, Change, flush_orders
+from xmlcurl.cache import AnswerCache, flush_orders
 
 
 class Clock:
@@ -29,16 +30,16 @@ def test_change_drops_only_that_tenants_answers_and_farm_wide_ones() -> None:
     cache.put("b", Answer(b"B", frozenset([b])), g)
     cache.put("wide", Answer(b"W", None), g)
     cache.put("static", Answer(b"S", frozenset()), g)
-    cache.invalidate(Change("user", a))
+    cache.invalidate(Change(Notice.USER, a))
     assert (cache.get("a"), cache.get("b"), cache.get("wide"), cache.get("static")) == (None, b"B", None, b"S")
-    cache.invalidate(Change("node", None))
+    cache.invalidate(Change(Notice.NODE, None))
     assert len(cache) == 0
 
 
 def test_answer_built_before_a_change_is_not_stored() -> None:
     cache = AnswerCache(ttl=60)
     before = cache.generation
-    cache.invalidate(Change("user", uuid.uuid4()))
+    cache.invalidate(Change(Notice.USER, uuid.uuid4()))
     cache.put("k", Answer(b"stale", None), before)
     assert cache.get("k") is None
 
@@ -54,10 +55,13 @@ def test_ttl_and_size_bound() -> None:
 
 
 def test_unreadable_notice_counts_as_farm_wide() -> None:
-    assert Change.parse("not json").tenant is None
-    assert Change.parse('{"what": "user", "tenant": "nope"}').tenant is None
+    assert Change.parse("not json") == Change(Notice.UNKNOWN, None)
+    assert Change.parse('{"what": "user", "tenant": "nope"}') == Change(Notice.UNKNOWN, None)
     tenant = uuid.uuid4()
-    assert Change.parse(f'{{"what": "user", "tenant": "{tenant}"}}') == Change("user", tenant)
+    # A kind this version does not know may concern anything: it must not be read as one tenant's change.
+    assert Change.parse(f'{{"what": "frobnicator", "tenant": "{tenant}"}}') == Change(Notice.UNKNOWN, None)
+    assert Change.parse(f'{{"what": "user", "tenant": "{tenant}"}}') == Change(Notice.USER, tenant)
+    assert Change.parse({"what": "IVR", "tenant": None}) == Change(Notice.IVR, None)
 
 
 def _display(client: Any, body: str) -> str:
@@ -111,7 +115,19 @@ def test_flush_orders_name_the_nodes_running_the_tenant(db: Any, farm: Any) -> N
         orders = flush_orders(conn, {"what": "user", "tenant": str(farm["acme"].id)})
         assert [o.node.name for o in orders] == ["vm"]
         assert orders[0].commands == ("xml_flush_cache",)
-        gateway = flush_orders(conn, Change("gateway", farm["acme"].id))
+        gateway = flush_orders(conn, Change(Notice.GATEWAY, farm["acme"].id))
         assert "sofia profile internal rescan" in gateway[0].commands
         everywhere = flush_orders(conn, '{"what": "placement", "tenant": null}')
         assert sorted(o.node.name for o in everywhere) == ["fs2", "vm"]
+
+
+def test_a_deleted_tenants_notice_reaches_the_node_it_was_on(db: Any, farm: Any) -> None:
+    """Its node still holds the directory and dialplan it fetched; a tenant placed nowhere is told to every node."""
+    provisioning.add_node(
+        db, {"name": "fs2", "sip_address": "10.0.0.2:5060", "esl_address": "10.0.0.2:8021", "esl_password": "x"}
+    )
+    provisioning.remove_tenant(db, "acme.test", force=True)
+    with db.transaction() as conn:
+        orders = flush_orders(conn, Change(Notice.TENANT, farm["acme"].id))
+    assert sorted(o.node.name for o in orders) == ["fs2", "vm"]
+    assert "xml_flush_cache" in orders[0].commands
