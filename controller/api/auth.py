@@ -13,13 +13,22 @@ from typing import Any, TypeVar, cast
 from flask import Blueprint, current_app, g, jsonify, request
 
 from controller import provisioning
+from controller import validation as v
+from controller.api.documented import documented
 from controller.database import Database
-from controller.domain import ApiToken, Tenant
+from controller.domain import TOKEN_SCOPES, ApiToken, Tenant
 from controller.errors import NotFound, Unauthorized
 from controller.stores import tenants
 
 blueprint = Blueprint("auth", __name__, url_prefix="/api/v1")
 F = TypeVar("F", bound=Callable[..., Any])
+# Which token scopes each guarded view admits, for the OpenAPI document's security.
+_SCOPES: dict[Callable[..., Any], tuple[str, ...]] = {}
+
+
+def scopes_of(view: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The token scopes ``requires_token`` or ``farm_admin`` admit to ``view``; None for an unguarded view."""
+    return _SCOPES.get(view)
 
 
 def database() -> Database:
@@ -49,6 +58,7 @@ def requires_token(view: F) -> F:
             raise NotFound("not found")
         return view(*args, **kwargs)
 
+    _SCOPES[wrapper] = ("farm-admin", "tenant-admin")
     return cast(F, wrapper)
 
 
@@ -62,6 +72,7 @@ def farm_admin(view: F) -> F:
             raise NotFound("not found")
         return view(*args, **kwargs)
 
+    _SCOPES[wrapper] = ("farm-admin",)
     return cast(F, wrapper)
 
 
@@ -75,9 +86,19 @@ def visible_tenant(ref: str) -> Tenant:
     return tenant
 
 
+# What ``create_token`` reads from the body; ``provisioning.create_token`` checks each.
+TOKEN_FIELDS = {
+    "scope": v.Field(v.one_of(*TOKEN_SCOPES), required=True),
+    "tenant": v.Field(v.reference),
+    "label": v.Field(v.text),
+}
+
+
 @blueprint.post("/tokens")
+@documented(TOKEN_FIELDS, loose=True, status=201)
 @farm_admin
 def create_token() -> Any:
+    """Issue a bearer token (a tenant-admin token names its tenant); the token is shown only here."""
     data = body()
     if not isinstance(data, dict):
         data = {}
