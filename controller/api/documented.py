@@ -35,7 +35,7 @@ class Doc:
     expand: Expansion | None = None
     # Query parameters: name -> what it does.
     query: Mapping[str, str] = field(default_factory=dict)
-    # The values a path parameter may take (others answer 400 or 404).
+    # The values a path parameter may take (others answer 400).
     choices: Mapping[str, Collection[str]] = field(default_factory=dict)
     # The request body is an audio upload (raw ``audio/wav`` or multipart with a ``file`` part).
     upload: bool = False

@@ -134,7 +134,11 @@ def _operation(
     rule: Rule, method: str, view: Callable[..., Any], doc: Doc, fill: tuple[str, str] | None
 ) -> dict[str, Any]:
     text = inspect.getdoc(view) or rule.endpoint
-    summary, _, description = text.partition("\n")
+    if fill is not None:
+        text = text.replace("{" + fill[0] + "}", fill[1])
+    # The first paragraph is the summary (joined if it wraps), the rest the description.
+    first, _, description = text.partition("\n\n")
+    summary = " ".join(first.split())
     parameters = [
         _parameter(m["name"], m["converter"], doc)
         for m in _VARIABLE.finditer(rule.rule)
@@ -154,7 +158,7 @@ def _operation(
     )
     op: dict[str, Any] = {
         "operationId": rule.endpoint if fill is None else f"{rule.endpoint}.{fill[1]}",
-        "summary": summary.strip().format(**{fill[0]: fill[1]}) if fill else summary.strip(),
+        "summary": summary,
         "tags": [rule.endpoint.partition(".")[0]],
         "security": security,
         "responses": {
@@ -225,6 +229,6 @@ def document(app: Flask) -> dict[str, Any]:
 
 @blueprint.get("/openapi.json")
 @documented(scopes=())
-def openapi() -> object:
+def openapi() -> Any:
     """This document: every route under /api/, generated from the routes themselves."""
     return jsonify(document(current_app))

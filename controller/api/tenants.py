@@ -93,7 +93,7 @@ def list_children(ref: str, kind: str) -> Any:
 @documented(expand=_EACH_KIND, status=201, errors=(403,))
 @requires_token
 def add_child(ref: str, kind: str) -> Any:
-    """Create one of a tenant's {kind} (only a farm admin may pin it to a node)."""
+    """Create one of a tenant's {kind}."""
     provisioning.kind(kind)
     visible_tenant(ref)
     data = body()
@@ -115,7 +115,7 @@ def get_child(ref: str, kind: str, child: str) -> Any:
 @documented(expand=_EACH_KIND, partial=True, errors=(403,))
 @requires_token
 def update_child(ref: str, kind: str, child: str) -> Any:
-    """Change one of a tenant's {kind} (only a farm admin may pin it to a node)."""
+    """Change one of a tenant's {kind}."""
     provisioning.kind(kind)
     visible_tenant(ref)
     data = body()
