@@ -114,9 +114,11 @@ def _security(view: Callable[..., Any], doc: Doc) -> list[dict[str, list[str]]]:
     return [{"bearer": [scope]} for scope in scopes or ()]
 
 
-def _errors(method: str, doc: Doc, guarded: bool, has_input: bool, has_params: bool) -> list[int]:
+def _errors(view: Callable[..., Any], method: str, doc: Doc, has_input: bool, has_params: bool) -> list[int]:
     codes = set(doc.errors)
-    if guarded:
+    if doc.scopes:  # the view checks its own token against the database
+        codes |= {401, 503}
+    if doc.scopes is None and scopes_of(view) is not None:
         # A token of the wrong scope gets the same 404 as a missing object; the database may be away.
         codes |= {401, 404, 503}
     if has_params:
@@ -166,7 +168,7 @@ def _operation(
             **{
                 str(code): {"$ref": f"#/components/responses/E{code}"}
                 for code in _errors(
-                    method, doc, bool(security), bool(body or doc.query), any(p["in"] == "path" for p in parameters)
+                    view, method, doc, bool(body or doc.query), any(p["in"] == "path" for p in parameters)
                 )
             },
         },
