@@ -14,21 +14,14 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from controller import provisioning
 from controller import validation as v
-from controller.api.documented import documented
 from controller.database import Database
+from controller.documented import documented, guarded
 from controller.domain import TOKEN_SCOPES, ApiToken, Tenant
 from controller.errors import NotFound, Unauthorized
 from controller.stores import tenants
 
 blueprint = Blueprint("auth", __name__, url_prefix="/api/v1")
 F = TypeVar("F", bound=Callable[..., Any])
-# Which token scopes each guarded view admits, for the OpenAPI document's security.
-_SCOPES: dict[Callable[..., Any], tuple[str, ...]] = {}
-
-
-def scopes_of(view: Callable[..., Any]) -> tuple[str, ...] | None:
-    """The token scopes ``requires_token`` or ``farm_admin`` admit to ``view``; None for an unguarded view."""
-    return _SCOPES.get(view)
 
 
 def database() -> Database:
@@ -58,8 +51,7 @@ def requires_token(view: F) -> F:
             raise NotFound("not found")
         return view(*args, **kwargs)
 
-    _SCOPES[wrapper] = ("farm-admin", "tenant-admin")
-    return cast(F, wrapper)
+    return cast(F, guarded(wrapper, ("farm-admin", "tenant-admin")))
 
 
 def farm_admin(view: F) -> F:
@@ -72,8 +64,7 @@ def farm_admin(view: F) -> F:
             raise NotFound("not found")
         return view(*args, **kwargs)
 
-    _SCOPES[wrapper] = ("farm-admin",)
-    return cast(F, wrapper)
+    return cast(F, guarded(wrapper, ("farm-admin",)))
 
 
 def visible_tenant(ref: str) -> Tenant:

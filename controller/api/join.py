@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify, request
 
 from controller import join as joining
 from controller.api.auth import body, database
-from controller.api.documented import documented
+from controller.documented import documented
 from controller.errors import Unauthorized
 
 blueprint = Blueprint("join", __name__, url_prefix="/api/v1")

@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, request
 
 from controller import provisioning
 from controller.api.auth import body, database, farm_admin
-from controller.api.documented import documented
+from controller.documented import documented
 from controller.stores import mixers, nodes
 
 blueprint = Blueprint("nodes", __name__, url_prefix="/api/v1")

@@ -16,8 +16,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify
 from werkzeug.routing import Rule
 
-from controller.api.auth import scopes_of
-from controller.api.documented import Doc, Fields, doc_of, documented
+from controller.documented import Doc, Fields, doc_of, documented, scopes_of
 from controller.validation import Field
 
 blueprint = Blueprint("openapi", __name__, url_prefix="/api/v1")

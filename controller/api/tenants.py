@@ -8,7 +8,7 @@ from flask import Blueprint, g, jsonify, request
 
 from controller import provisioning, status
 from controller.api.auth import body, database, farm_admin, requires_token, visible_tenant
-from controller.api.documented import documented
+from controller.documented import documented
 from controller.errors import Forbidden
 from controller.stores import tenants
 

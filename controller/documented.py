@@ -1,8 +1,9 @@
-"""What a view tells the OpenAPI document beyond its route: body fields, query, answers.
+"""What a view tells the OpenAPI document beyond its route: body fields, query, answers, scopes.
 
 A view is documented by its route (path, methods, path parameters, from ``app.url_map``), its
-docstring (the summary), its guard (the token scopes) and, with ``@documented``, the field spec
-its body is checked against; ``controller.api.openapi`` puts them together on each request.
+docstring (the summary), its guard (the token scopes, recorded by the guard with ``guarded``) and,
+with ``@documented``, the field spec its body is checked against; ``controller.api.openapi`` puts
+them together on each request. Every room's blueprints use it, so it imports only the core.
 """
 
 from __future__ import annotations
@@ -50,6 +51,18 @@ class Doc:
 
 
 _DOCS: dict[Callable[..., Any], Doc] = {}
+_SCOPES: dict[Callable[..., Any], tuple[str, ...]] = {}
+
+
+def guarded(wrapper: F, scopes: tuple[str, ...]) -> F:
+    """Record that a guard's ``wrapper`` admits tokens of these scopes; return it."""
+    _SCOPES[wrapper] = scopes
+    return wrapper
+
+
+def scopes_of(view: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The token scopes the guard on ``view`` admits; None for a view no guard recorded."""
+    return _SCOPES.get(view)
 
 
 def documented(
