@@ -192,7 +192,7 @@ def run_ours(
         config = WorkerConfig(
             spool_dir=Path(tempfile.mkdtemp()), reconcile_interval=3600, event_format=fmt, node_refresh_interval=3600
         )
-        handle = start_workers(db, settings, config)  # type: ignore[arg-type]
+        handle = start_workers(db, config)  # type: ignore[arg-type]
         watcher = next(iter(handle.watchers.values()))
         while not watcher.link.connected:
             gevent.sleep(0.001)

@@ -46,13 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "freeswitch"))  # real FreeSWITCH farm
 
 from controller import provisioning
-from controller.config import Settings
 from controller.database import Database
 from controller.database.embedded import EmbeddedPostgres
 from controller.failover import FailoverLoop
 from controller.stores import failovers, nodes
 from esl_workers.inbound import WorkerConfig, start_workers
-from esl_workers.recovery import AFTER_MOVE
+from esl_workers.recovery import after_move_steps
 from sql.migrate import migrate
 from tests.failover.chain import EslNode, green_wait, in_thread
 from tests.failover.conftest import start_kamailio
@@ -105,20 +104,12 @@ def one_run(server: EmbeddedPostgres, how: str, workdir: Path) -> tuple[float, i
                                     now() + interval '1 hour')""",
                     [uuid.uuid4(), fs1.id, tenant_id, user, uuid.uuid4().hex, f"<sip:{user}@127.0.0.1:9>"],
                 )
-        settings = Settings(
-            database_url=dsn,
-            state_dir=workdir,
-            embedded_pg_port=0,
-            xmlcurl_user="fs",
-            xmlcurl_password="x",
-            controller_address="127.0.0.1",
-        )
         workers = start_workers(
-            db, settings, WorkerConfig(spool_dir=workdir / f"spool-{name}", heartbeat_interval=1.0, backoff_max=1.0)
+            db, WorkerConfig(spool_dir=workdir / f"spool-{name}", heartbeat_interval=1.0, backoff_max=1.0)
         )
         kam = start_kamailio(dsn)
         kam.control.reload()
-        loop = FailoverLoop(db, kamailio=kam.control, after_move=AFTER_MOVE, interval=0.2)
+        loop = FailoverLoop(db, kamailio=kam.control, after_move=after_move_steps(), interval=0.2)
 
         def run_loop() -> None:
             while True:

@@ -258,7 +258,7 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 WSGI = """\
 import json, os
-from controller.api import create_app
+from controller.app.web import create_app
 from controller.config import Settings
 from controller.database import Database
 from xmlcurl.web import service, start

@@ -33,11 +33,11 @@ def join(db: Database, token: str, data: Any) -> tuple[Node, str]:
     A wrong, revoked or non-join token is Unauthorized; a token already spent is a Conflict.
     """
     values = provisioning.node_values(JOIN_FIELDS, data)
-    if not token.startswith(provisioning.TOKEN_PREFIX) or len(token) > 200:
+    if not token.startswith(tokens.TOKEN_PREFIX) or len(token) > 200:
         raise Unauthorized("invalid join token")
     password = secrets.token_urlsafe(24)
     with db.transaction() as conn:
-        found = tokens.by_hash(conn, provisioning.hash_token(token))
+        found = tokens.by_hash(conn, tokens.hash_token(token))
         if found is None or found.scope != "node-join":
             raise Unauthorized("invalid join token")
         spent = conn.execute("SELECT node_name FROM node_joins WHERE token_id = %s FOR UPDATE", [found.id]).fetchone()

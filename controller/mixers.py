@@ -26,7 +26,7 @@ from controller.assignment import reassign
 from controller.database import Database
 from controller.domain import CONFERENCE_RATES, Mixer
 from controller.errors import FarmError, Unavailable
-from controller.stores import changes, mixers, nodes, tenants
+from controller.stores import changes, mixers
 
 log = logging.getLogger(__name__)
 
@@ -184,32 +184,3 @@ class MixerLoop:
             if created:
                 said.append(f"created {len(created)} room(s) on mixer {mixer.name}")
         return said
-
-
-def rebridge_over_esl(db: Database, conference_id: UUID, old_mixer: UUID) -> int:
-    """Send every FreeSWITCH leg bridged to a room's old mixer through the room's dialplan again."""
-    from esl_workers import commands
-
-    with db.transaction() as conn:
-        room = conn.execute("SELECT * FROM conferences WHERE id = %s", [conference_id]).fetchone()
-        if room is None:
-            return 0
-        tenant = tenants.get(conn, room["tenant_id"])
-        legs = conn.execute(
-            """SELECT c.channel_uuid, c.node_id FROM esl_live_calls c
-               WHERE c.tenant_id = %s AND c.destination = %s""",
-            [room["tenant_id"], room["number"]],
-        ).fetchall()
-        by_id = {n.id: n for n in nodes.list_all(conn)}
-    if tenant is None:
-        return 0
-    sent = 0
-    for leg in legs:
-        try:
-            commands.run_api(
-                by_id[leg["node_id"]], f"uuid_transfer {leg['channel_uuid']} {room['number']} XML {tenant.domain}"
-            )
-            sent += 1
-        except FarmError as exc:
-            log.warning("leg %s of room %s stays: %s", leg["channel_uuid"], room["number"], exc.message)
-    return sent

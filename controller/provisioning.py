@@ -6,12 +6,10 @@ that can change where tenants or rooms run end by recomputing placement in the s
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -36,7 +34,7 @@ from controller.domain import (
     User,
     a1_hash,
 )
-from controller.errors import Conflict, Invalid, NotFound, Unauthorized
+from controller.errors import Conflict, Invalid, NotFound
 from controller.failover import choose_spare
 from controller.stores import (
     changes,
@@ -579,12 +577,6 @@ def placement_overview(db: Database, tenant_id: UUID | None = None) -> dict[str,
 
 # ---------------------------------------------------------------- tokens
 
-TOKEN_PREFIX = "fsf_"
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
 
 def create_token(db: Database, scope: str, tenant_ref: str | None = None, label: str = "") -> tuple[str, ApiToken]:
     """Issue a bearer token; the token itself is returned once and only its hash is stored."""
@@ -592,31 +584,17 @@ def create_token(db: Database, scope: str, tenant_ref: str | None = None, label:
         raise Invalid(f"scope: must be one of {', '.join(TOKEN_SCOPES)}", {"field": "scope"})
     if (scope == "tenant-admin") != bool(tenant_ref):
         raise Invalid("a tenant-admin token needs a tenant, and only it does", {"field": "tenant"})
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = tokens.TOKEN_PREFIX + secrets.token_urlsafe(32)
     with db.transaction() as conn:
         tenant_id = get_tenant(conn, tenant_ref).id if tenant_ref else None
         stored = tokens.insert(
             conn,
             ApiToken(
                 id=uuid.uuid4(),
-                token_hash=hash_token(token),
+                token_hash=tokens.hash_token(token),
                 scope=scope,
                 tenant_id=tenant_id,
                 label=v.text("label", label),
             ),
         )
     return token, stored
-
-
-def authenticate(db: Database, token: str) -> ApiToken:
-    """The stored token for a presented bearer token, or Unauthorized."""
-    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
-        raise Unauthorized("invalid token")
-    with db.transaction() as conn:
-        found = tokens.by_hash(conn, hash_token(token))
-        if found is None or found.revoked:
-            raise Unauthorized("invalid token")
-        if found.expires_at and found.expires_at < datetime.now(UTC):
-            raise Unauthorized("token expired")
-        tokens.touch(conn, found.id)
-    return found

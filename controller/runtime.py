@@ -1,4 +1,9 @@
-"""Bringing the controller's database up: the configured DSN, or the embedded PostgreSQL."""
+"""Bringing a process up: its settings (read once), the farm database (the configured DSN, or the
+embedded PostgreSQL) and the small files ``fsfarm up`` keeps in the state dir.
+
+Every command opens the database through ``open_database``; the wiring (``controller.app``) and
+every room's CLI take their settings from ``settings()``.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,20 @@ from controller.database.embedded import EmbeddedPostgres, borrow
 from sql.migrate import migrate
 
 log = logging.getLogger(__name__)
+
+_current: Settings | None = None
+
+
+def load_settings() -> Settings:
+    """Read the environment now and keep what it says for this process (the CLI does it once per command)."""
+    global _current
+    _current = Settings.from_env()
+    return _current
+
+
+def settings() -> Settings:
+    """The settings this process read (read now if nothing did yet)."""
+    return _current if _current is not None else load_settings()
 
 
 def embedded(settings: Settings) -> EmbeddedPostgres:
@@ -32,12 +51,14 @@ def conninfo(settings: Settings) -> str:
     return server.conninfo
 
 
-def open_database(settings: Settings, *, apply_migrations: bool = True) -> Database:
-    """A pool on the farm database, migrated to the current schema."""
-    dsn = conninfo(settings)
+def open_database(
+    settings: Settings, *, apply_migrations: bool = True, dsn: str | None = None, max_size: int = 10
+) -> Database:
+    """A pool on the farm database (``dsn``, else ``conninfo(settings)``), migrated to the current schema."""
+    dsn = dsn or conninfo(settings)
     if apply_migrations:
         migrate(dsn)
-    return Database(dsn)
+    return Database(dsn, max_size=max_size)
 
 
 def xmlcurl_password(settings: Settings) -> str:

@@ -1,11 +1,12 @@
-"""``fsfarm workers``, ``fsfarm ivr serve``, ``fsfarm call ...``, ``fsfarm conference-cmd``, ``fsfarm node-cmd``."""
+"""``fsfarm ivr check``, ``fsfarm call ...``, ``fsfarm conference-cmd``, ``fsfarm node-cmd``.
+
+The long-running ``fsfarm workers`` and ``fsfarm ivr serve`` are built by the wiring (``controller.cli.services``).
+"""
 
 from __future__ import annotations
 
 import atexit
 import json
-import logging
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -14,24 +15,12 @@ import click
 from controller.errors import NotFound
 
 
-def _green() -> None:
-    from gevent import monkey
-
-    if not monkey.is_module_patched("socket"):
-        monkey.patch_all()
-    from esl_workers.cooperative import ensure_green_psycopg
-
-    ensure_green_psycopg()
-
-
 def _database() -> tuple[Any, Any]:
     from controller import runtime
-    from controller.config import Settings
-    from controller.database import Database
 
-    settings = Settings.from_env()
-    # runtime.conninfo borrows the embedded server (stopped again at exit unless `fsfarm up` runs it).
-    db = Database(runtime.conninfo(settings))
+    settings = runtime.settings()
+    # open_database borrows the embedded server (stopped again at exit unless `fsfarm up` runs it).
+    db = runtime.open_database(settings, apply_migrations=False)
     atexit.register(db.close)  # registered after the embedded server's stop, so it runs before it
     return db, settings
 
@@ -50,64 +39,9 @@ def _print(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def _run_until_signal(handle: Any) -> None:
-    import gevent
-    import gevent.event
-
-    done = gevent.event.Event()
-    gevent.signal_handler(signal.SIGTERM, done.set)
-    gevent.signal_handler(signal.SIGINT, done.set)
-    done.wait()
-    handle.stop()
-
-
-@click.command("workers")
-@click.option("--verbose", "-v", is_flag=True, help="Log every connection change and replay.")
-def workers_command(verbose: bool) -> None:
-    """Watch every node over inbound ESL until Ctrl-C.
-
-    Health, live calls, CDRs, registrations and conference rooms (`fsfarm up` runs this too).
-    """
-    _green()
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from esl_workers.inbound import start_workers
-
-    db, settings = _database()
-    handle = start_workers(db, settings)
-    click.echo(f"watching {len(handle.watchers)} node(s); Ctrl-C to stop")
-    _run_until_signal(handle)
-
-
 @click.group("ivr")
 def ivr_group() -> None:
     """The outbound-ESL IVR server and its scripts."""
-
-
-@ivr_group.command("serve")
-@click.option(
-    "--scripts",
-    "scripts_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Directory of IVR scripts (*.py with @ivr).",
-)
-@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8084, show_default=True, type=int, help="Port nodes' `socket` applications dial.")
-def ivr_serve(scripts_dir: Path, host: str, port: int) -> None:
-    """Run the outbound-ESL IVR server until Ctrl-C.
-
-    FreeSWITCH's `socket <controller>:8084 async full` connects to it (`fsfarm up` runs one too).
-    """
-    _green()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from esl_workers.ivr import serve_ivr
-
-    db, settings = _database()
-    server = serve_ivr(db, settings, scripts_dir, host, port)
-    click.echo(f"IVR server on {host}:{server.port}; scripts: {', '.join(server.library.names()) or 'none yet'}")
-    _run_until_signal(server)
 
 
 @ivr_group.command("check")
@@ -212,4 +146,4 @@ def node_cmd(node: str, name: str, arg: str) -> None:
     _print(commands.node_command(db, node, name, arg).public())
 
 
-commands = [workers_command, ivr_group, call_group, conference_cmd, node_cmd]
+commands = [ivr_group, call_group, conference_cmd, node_cmd]

@@ -7,7 +7,6 @@ current process; it needs a gevent hub and works in a monkey-patched process (``
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -26,17 +25,18 @@ from controller.config import Settings
 from controller.database import Database
 from controller.domain import Node
 from controller.errors import Unavailable
-from controller.join import activate_on_first_heartbeat
 from controller.storage.base import Storage
 from controller.stores import nodes
 from esl_workers import calls, cdr, commands, conferences, liveness, registrations, voicemail
 from esl_workers.connection import FarmEvent, FarmInboundESL
-from esl_workers.cooperative import ensure_green_psycopg
 from esl_workers.protocol import Event
 from esl_workers.spool import CdrSpool
 from esl_workers.tenancy import TenantCache
 
 log = logging.getLogger(__name__)
+
+# Runs in the transaction that records a node as up (the wiring passes controller.join's activation).
+NodeUpHook = Callable[[psycopg.Connection[Any], UUID], object]
 
 SUBSCRIBED_EVENTS = (
     "CHANNEL_CREATE CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_HANGUP CHANNEL_HANGUP_COMPLETE HEARTBEAT "
@@ -59,17 +59,17 @@ class WorkerConfig:
     db_retry_interval: float = 2.0
     node_refresh_interval: float = 5.0
     event_format: str = "json"
+    shared_mount: str = ""  # where nodes mount shared storage: recorded voicemail under it is registered
 
     @classmethod
-    def from_env(cls, settings: Settings) -> WorkerConfig:
-        def num(name: str, default: float) -> float:
-            return float(os.environ.get(name, default))
-
+    def from_settings(cls, settings: Settings) -> WorkerConfig:
+        """The watchers' view of the farm's settings (FSFARM_ESL_*, FSFARM_SHARED_MOUNT)."""
         return cls(
-            spool_dir=Path(os.environ.get("FSFARM_ESL_SPOOL_DIR", settings.state_dir / "esl-spool")),
-            heartbeat_interval=num("FSFARM_ESL_HEARTBEAT_INTERVAL", 20.0),
-            reconcile_interval=num("FSFARM_ESL_RECONCILE_INTERVAL", 60.0),
-            backoff_max=num("FSFARM_ESL_BACKOFF_MAX", 10.0),
+            spool_dir=settings.esl_spool,
+            heartbeat_interval=settings.esl.heartbeat_interval,
+            reconcile_interval=settings.esl.reconcile_interval,
+            backoff_max=settings.esl.backoff_max,
+            shared_mount=settings.storage.shared_mount,
         )
 
 
@@ -105,7 +105,7 @@ class Ingest:
         self.counters = Counters()
         self.on_db_back: Callable[[], None] | None = None
         self.storage: Storage | None = None  # set by the caller: where recorded voicemail lands
-        self.shared_mount = os.environ.get("FSFARM_SHARED_MOUNT", "")
+        self.shared_mount = config.shared_mount
         self._warned_foreign = 0.0
         self._lock = gevent.lock.RLock()  # the spool replay tick and the event batches write in turn
 
@@ -270,6 +270,7 @@ class NodeWatcher:
         self.node = node
         self.config = config
         self.ingest = Ingest(db, node, config)
+        self.on_node_up: NodeUpHook | None = None  # set by Workers: what the wiring runs when a node comes up
         self.ingest.on_db_back = self.request_reconcile
         self.link = liveness.Link(
             connected=False, heartbeat_interval=config.heartbeat_interval, seen_alive=node.seen_alive_at is not None
@@ -414,9 +415,9 @@ class NodeWatcher:
             try:
                 with self.db.transaction() as tx:
                     nodes.set_health(tx, self.node.id, verdict.health, verdict.reason)
-                    if verdict.health == "up":
+                    if verdict.health == "up" and self.on_node_up is not None:
                         # A node that joined by itself takes tenants only once it is heard from.
-                        activate_on_first_heartbeat(tx, self.node.id)
+                        self.on_node_up(tx, self.node.id)
                 log.info("node %s is %s: %s", self.node.name, verdict.health, verdict.reason)
                 self.written_health = verdict.health
                 if verdict.health == "up":
@@ -429,11 +430,18 @@ class NodeWatcher:
 class Workers:
     """The handle ``start_workers`` returns: one watcher per node, kept in step with the nodes table."""
 
-    def __init__(self, db: Database, config: WorkerConfig) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: WorkerConfig,
+        storage: Storage | None = None,
+        on_node_up: NodeUpHook | None = None,
+    ) -> None:
         self.db = db
         self.config = config
         self.watchers: dict[UUID, NodeWatcher] = {}
-        self.storage: Storage | None = None
+        self.storage = storage
+        self.on_node_up = on_node_up
         self._stopping = gevent.event.Event()
         self._refresher: gevent.Greenlet | None = None
 
@@ -455,6 +463,7 @@ class Workers:
             if node_id not in self.watchers:
                 watcher = NodeWatcher(self.db, node, self.config)
                 watcher.ingest.storage = self.storage
+                watcher.on_node_up = self.on_node_up
                 self.watchers[node_id] = watcher.start()
 
     def _refresh_loop(self) -> None:
@@ -487,15 +496,19 @@ class Workers:
         ]
 
 
-def start_workers(db: Database, settings: Settings, config: WorkerConfig | None = None) -> Workers:
-    """Watch every node from this process (gevent); call ``.stop()`` on the result to shut down."""
-    ensure_green_psycopg()
-    workers = Workers(db, config or WorkerConfig.from_env(settings))
-    if os.environ.get("FSFARM_SHARED_MOUNT"):
-        from controller.storage.selection import open_storage
+def start_workers(
+    db: Database,
+    config: WorkerConfig,
+    *,
+    storage: Storage | None = None,
+    on_node_up: NodeUpHook | None = None,
+) -> Workers:
+    """Watch every node from this (gevent) process; call ``.stop()`` on the result to shut down.
 
-        # Recorded voicemail is registered from the same storage the API serves it from.
-        workers.storage = open_storage(os.environ.get("FSFARM_STORAGE"), settings.state_dir)
+    ``storage`` is where recorded voicemail is registered (the storage the API serves it from);
+    ``on_node_up(conn, node_id)`` runs in the transaction that records a node as up.
+    """
+    workers = Workers(db, config, storage, on_node_up)
     try:
         workers.refresh()
     except Unavailable as exc:

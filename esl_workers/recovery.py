@@ -10,8 +10,9 @@ registration) cannot be called back; the failover record counts them as not reco
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -69,9 +70,11 @@ def rejoin_command(room: str, profile: str, member: dict[str, Any], domain: str,
     return f"originate {variables}{target} &conference({room}@{profile}{flag_text})"
 
 
-def recover_rooms(db: Database, row: failovers.Failover) -> dict[str, Any]:
-    """Recreate the dead node's rooms on their new node; returns the counts for the failover record."""
-    proxy = next(iter(p for p in os.environ.get("FSFARM_SIP_PROXIES", "").split(",") if p.strip()), None)
+def recover_rooms(db: Database, row: failovers.Failover, proxy: str | None = None) -> dict[str, Any]:
+    """Recreate the dead node's rooms on their new node; returns the counts for the failover record.
+
+    ``proxy`` (the first of FSFARM_SIP_PROXIES) is where call-backs are routed so NAT bindings hold.
+    """
     with db.transaction() as conn:
         members = conn.execute(
             """SELECT m.*, r.contact FROM esl_conference_members m
@@ -131,4 +134,34 @@ def recover_rooms(db: Database, row: failovers.Failover) -> dict[str, Any]:
     return {"rooms_recreated": recreated, "legs_total": legs_total, "legs_recovered": recovered}
 
 
-AFTER_MOVE = (flush_caches, recover_rooms)
+def after_move_steps(proxies: tuple[str, ...] = ()) -> tuple[Callable[[Database, failovers.Failover], Any], ...]:
+    """What runs once a failover's move is committed: flush the new node's caches, then recover its rooms."""
+    proxy = proxies[0] if proxies else None
+    return (flush_caches, functools.partial(recover_rooms, proxy=proxy))
+
+
+def rebridge_room(db: Database, conference_id: UUID, old_mixer: UUID) -> int:
+    """Send every FreeSWITCH leg bridged to a room's old mixer through the room's dialplan again."""
+    with db.transaction() as conn:
+        room = conn.execute("SELECT * FROM conferences WHERE id = %s", [conference_id]).fetchone()
+        if room is None:
+            return 0
+        tenant = tenants.get(conn, room["tenant_id"])
+        legs = conn.execute(
+            """SELECT c.channel_uuid, c.node_id FROM esl_live_calls c
+               WHERE c.tenant_id = %s AND c.destination = %s""",
+            [room["tenant_id"], room["number"]],
+        ).fetchall()
+        by_id = {n.id: n for n in nodes.list_all(conn)}
+    if tenant is None:
+        return 0
+    sent = 0
+    for leg in legs:
+        try:
+            commands.run_api(
+                by_id[leg["node_id"]], f"uuid_transfer {leg['channel_uuid']} {room['number']} XML {tenant.domain}"
+            )
+            sent += 1
+        except FarmError as exc:
+            log.warning("leg %s of room %s stays: %s", leg["channel_uuid"], room["number"], exc.message)
+    return sent

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
 
-from controller.api.auth import body, database, farm_admin, requires_token, visible_tenant
+from controller.bearer import body, database, farm_admin, requires_token, visible_tenant
 from controller.documented import documented
 from controller.errors import Invalid, NotFound
 from controller.stores import nodes

@@ -9,8 +9,8 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
-from controller.errors import FarmError, Invalid
 from mixer_ext.engine import Mixer
+from mixer_ext.errors import Invalid, MixerError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("mixer", __name__)
@@ -112,8 +112,8 @@ def kick(room_id: str, pid: str) -> Any:
     return "", 204
 
 
-@bp.app_errorhandler(FarmError)
-def farm_error(exc: FarmError) -> Any:
+@bp.app_errorhandler(MixerError)
+def mixer_error(exc: MixerError) -> Any:
     log.info("control API %s %s -> %d %s", request.method, request.path, exc.status, exc.message)
     return jsonify(exc.as_json()), exc.status
 

@@ -9,9 +9,9 @@ import threading
 import click
 from werkzeug.serving import make_server
 
-from controller.errors import Invalid, Unavailable
 from mixer_ext.api import create_app
 from mixer_ext.engine import Mixer
+from mixer_ext.errors import Invalid, MixerError, Unavailable
 
 
 def _host_port(value: str, option: str) -> tuple[str, int]:
@@ -35,6 +35,15 @@ def mixer(
 
     The dumb mixer: SIP for room-<id>, numpy mixing, HTTP JSON control.
     """
+    try:
+        _serve(listen, control, rtp_port, advertise, log_level, per_leg_codecs)
+    except MixerError as exc:  # one line and a non-zero exit, as every fsfarm command reports
+        raise click.ClickException(exc.message) from None
+
+
+def _serve(
+    listen: str, control: str, rtp_port: int, advertise: str | None, log_level: str, per_leg_codecs: bool
+) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sip_host, sip_port = _host_port(listen, "listen")
     api_host, api_port = _host_port(control, "control")

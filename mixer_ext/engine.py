@@ -22,13 +22,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from controller.errors import Conflict, Invalid, NotFound
 from mixer_ext import mix
 from mixer_ext.clock import MediaClock
 from mixer_ext.codecs import ROOM_RATES, get_decoder, get_encoder, get_spec
 from mixer_ext.codecs.base import Decoder, Encoder
 from mixer_ext.codecs.g711 import TableDecoder, TableEncoder
 from mixer_ext.codecs.resample import FrameResampler
+from mixer_ext.errors import Conflict, Invalid, NotFound
 from mixer_ext.jitter import JitterBuffer, Verdict
 from mixer_ext.rtp import RtpError, RtpPacket, build_event, build_rtp, parse_event, parse_rtp
 from mixer_ext.sdp import Choice

@@ -17,7 +17,8 @@ class Block:
         return None
 sys.meta_path.insert(0, Block())
 sys.argv = ['fsfarm', '--help']
-import controller.cli, controller.serve, controller.tasks, xmlcurl.web, esl_workers.inbound, mixer_ext.engine
+import controller.cli, controller.app.up, controller.app.tasks, controller.app.web
+import xmlcurl.web, esl_workers.inbound, mixer_ext.engine
 from controller.cli.launcher import main
 try:
     main()

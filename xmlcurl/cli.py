@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 from pathlib import Path
 
@@ -52,7 +51,7 @@ def bootstrap_command(node_ref: str, out: Path | None, url: str | None, dsn: str
 
     freeswitch.xml and five autoload_configs; everything else the node fetches from the controller over xml_curl.
     """
-    settings = Settings.from_env()
+    settings = runtime.settings()
     # The same password `fsfarm up` serves: FSFARM_XMLCURL_PASSWORD, else the one it keeps in the state dir.
     settings = dataclasses.replace(settings, xmlcurl_password=runtime.xmlcurl_password(settings))
     db = _database(settings, dsn)
@@ -65,7 +64,7 @@ def bootstrap_command(node_ref: str, out: Path | None, url: str | None, dsn: str
         raise NotFound(f"no node {node_ref!r}: register it first (fsfarm node add)")
     target = url or _xmlcurl_url(settings)
     contents = bootstrap.files(
-        node, target, settings.xmlcurl_user, settings.xmlcurl_password, XmlCurlOptions.from_env()
+        node, target, settings.xmlcurl_user, settings.xmlcurl_password, XmlCurlOptions.from_settings(settings)
     )
     if out is None:
         for rel, data in contents.items():
@@ -76,22 +75,25 @@ def bootstrap_command(node_ref: str, out: Path | None, url: str | None, dsn: str
         click.echo(f"wrote {path}")
     click.echo(f"xml_curl: {target}")
     click.echo("start FreeSWITCH with:")
-    click.echo("  " + " ".join(start_command(out.resolve())))
+    click.echo("  " + " ".join(start_command(out.resolve(), settings.freeswitch_bin)))
 
 
 def _xmlcurl_url(settings: Settings) -> str:
     """Where the node reaches xml_curl: the address and port `fsfarm up` recorded, else the environment's."""
     recorded = runtime.recorded_listen(settings) or {}
-    address = os.environ.get("FSFARM_CONTROLLER_ADDRESS") or recorded.get("controller_address")
-    port = recorded.get("port") or os.environ.get("FSFARM_HTTP_PORT", "8080")
+    given = settings.given
+    address = (
+        settings.controller_address if "FSFARM_CONTROLLER_ADDRESS" in given else recorded.get("controller_address")
+    )
+    port = recorded.get("port") or settings.http_port
     return f"http://{address or settings.controller_address}:{port}{PATH}"
 
 
-def start_command(conf: Path) -> list[str]:
+def start_command(conf: Path, binary: str | None = None) -> list[str]:
     """``freeswitch -nonat -nc -conf CONF ...`` with its runtime dirs (created here) under CONF."""
     for name in RUNTIME_DIRS:
         (conf / name).mkdir(parents=True, exist_ok=True)
-    binary = "freeswitch" if shutil.which("freeswitch") else os.environ.get("FREESWITCH_BIN") or "freeswitch"
+    binary = "freeswitch" if shutil.which("freeswitch") else binary or "freeswitch"
     args = [binary, "-nonat", "-nc", "-conf", str(conf)]
     for name in RUNTIME_DIRS:
         args += [f"-{name}", str(conf / name)]

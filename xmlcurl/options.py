@@ -1,9 +1,10 @@
-"""Settings only the xml_curl room reads, from the environment (the controller's Settings stay untouched)."""
+"""The options the xml_curl room reads: its view of the farm's ``Settings`` (``controller.config``)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+
+from controller.config import Settings
 
 
 @dataclass(frozen=True)
@@ -23,18 +24,18 @@ class XmlCurlOptions:
     gc_freeze: bool = True  # gc.freeze() after the snapshot loads: the collector stops walking it
 
     @classmethod
-    def from_env(cls) -> XmlCurlOptions:
-        env = os.environ
-        proxies = tuple(p.strip() for p in env.get("FSFARM_SIP_PROXIES", "").split(",") if p.strip())
+    def from_settings(cls, settings: Settings) -> XmlCurlOptions:
+        """The xml_curl room's view of the farm's settings."""
         return cls(
-            ivr_port=int(env.get("FSFARM_IVR_PORT", "8084")),
-            sip_proxies=proxies,
-            cache_ttl=float(env.get("FSFARM_XMLCURL_CACHE_TTL", "30")),
-            cache_entries=int(env.get("FSFARM_XMLCURL_CACHE_ENTRIES", "200000")),
-            fetch_timeout=int(env.get("FSFARM_XMLCURL_TIMEOUT", "5")),
-            voicemail_dir=env.get("FSFARM_VOICEMAIL_DIR", ""),
-            sip_codecs=env.get("FSFARM_SIP_CODECS", "").strip() or cls.sip_codecs,
-            shared_mount=env.get("FSFARM_SHARED_MOUNT", "").rstrip("/"),
-            snapshot=env.get("FSFARM_XMLCURL_SNAPSHOT", "1") not in ("0", "false", "no"),
-            gc_freeze=env.get("FSFARM_XMLCURL_GC_FREEZE", "1") not in ("0", "false", "no"),
+            ivr_port=settings.ivr.port,
+            sip_proxies=settings.sip.proxies,
+            cache_ttl=settings.xmlcurl.cache_ttl,
+            cache_entries=settings.xmlcurl.cache_entries,
+            fetch_timeout=settings.xmlcurl.fetch_timeout,
+            voicemail_dir=settings.storage.voicemail_dir,
+            sip_profile=settings.sip.profile,
+            sip_codecs=settings.sip.codecs,
+            shared_mount=settings.storage.shared_mount,
+            snapshot=settings.xmlcurl.snapshot,
+            gc_freeze=settings.xmlcurl.gc_freeze,
         )

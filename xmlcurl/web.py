@@ -56,7 +56,6 @@ class XmlCurlService:
     def ensure_listening(self) -> None:
         # Started on first use (or by ``start``) so each gunicorn worker, forked after import, runs its own.
         if self.listener is None:
-            _green_psycopg()  # the listener's wait must yield to the gevent hub, not block it
             keeper = (
                 SnapshotKeeper(self.db, self.snapshot, freeze_gc=self.options.gc_freeze)
                 if self.options.snapshot
@@ -129,15 +128,6 @@ class XmlCurlService:
             tenant = lookups.placed_tenant(conn, domain, node_id)
             self.cache.put_placed(node_id, domain, tenant, generation)
         return tenant
-
-
-def _green_psycopg() -> None:
-    """Under gevent, make sure psycopg waits cooperatively even if it was imported before patching."""
-    try:
-        from esl_workers.cooperative import ensure_green_psycopg
-    except ImportError:  # the ESL room is not installed: nothing patched psycopg's wait either
-        return
-    ensure_green_psycopg()
 
 
 def service(app: Flask | None = None) -> XmlCurlService:
@@ -264,7 +254,7 @@ def stop(app: Flask) -> None:
 
 def register(app: Flask) -> None:
     """Plug the endpoint into the controller's app (called by ``controller.api.create_app``)."""
-    options = XmlCurlOptions.from_env()
+    options = XmlCurlOptions.from_settings(app.extensions["fsfarm.settings"])
     app.extensions[EXTENSION_KEY] = XmlCurlService(
         db=app.extensions["fsfarm.db"],
         settings=app.extensions["fsfarm.settings"],

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
-from controller.api.auth import database
+from controller.bearer import database
 from controller.errors import Unavailable
 
 blueprint = Blueprint("health", __name__)

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from controller import join as joining
-from controller.api.auth import body, database
+from controller.bearer import body, database
 from controller.documented import documented
 from controller.errors import Unauthorized
 

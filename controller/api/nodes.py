@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from controller import provisioning
-from controller.api.auth import body, database, farm_admin
+from controller.bearer import body, database, farm_admin
 from controller.documented import documented
 from controller.stores import mixers, nodes
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, g, jsonify
 
 from controller import provisioning
-from controller.api.auth import database, requires_token
+from controller.bearer import database, requires_token
 
 blueprint = Blueprint("placement", __name__, url_prefix="/api/v1")
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 
 from controller import status
-from controller.api.auth import database, farm_admin
+from controller.bearer import database, farm_admin
 
 blueprint = Blueprint("status", __name__, url_prefix="/api/v1")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from controller.api.auth import database, requires_token, visible_tenant
+from controller.bearer import database, requires_token, visible_tenant
 from controller.documented import documented
 from controller.errors import Invalid
 from controller.storage import FileInfo, Storage, audio, prompts, recordings, storage_for_app, voicemail

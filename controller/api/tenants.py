@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 
 from controller import provisioning, status
-from controller.api.auth import body, database, farm_admin, requires_token, visible_tenant
+from controller.bearer import body, database, farm_admin, requires_token, visible_tenant
 from controller.documented import documented
 from controller.errors import Forbidden
 from controller.stores import tenants

@@ -19,6 +19,7 @@ ROOM_CLI_MODULES = (
     "controller.cli.farm",
     "controller.cli.storage",
     "controller.cli.status",
+    "controller.cli.services",
     "xmlcurl.cli",
     "esl_workers.cli",
     "mixer_ext.cli",

@@ -15,7 +15,6 @@ import click
 from controller import provisioning, runtime, status
 from controller.cli.base import in_cli_terms
 from controller.cli.output import emit
-from controller.config import Settings
 from controller.database import Database
 from controller.errors import Invalid
 from controller.stores import nodes as node_store
@@ -34,7 +33,7 @@ def with_db(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        db = runtime.open_database(Settings.from_env())
+        db = runtime.open_database(runtime.settings())
         try:
             return fn(db, *args, **kwargs)
         except Invalid as exc:
@@ -80,9 +79,11 @@ def up(host: str, port: int) -> None:
     The database (embedded unless FSFARM_DATABASE_URL), the REST API and xml_curl on --port,
     one ESL watcher per node, the IVR server, the failover and mixer loops.
     """
-    from controller.serve import serve  # gevent patching happens there, only for `up`
+    from controller.app import green
+    from controller.app.up import serve
 
-    serve(host, port)
+    green.patch()  # the launcher did it already; this covers `python -m` and in-process callers
+    serve(host, port, runtime.settings())
 
 
 @click.group()
@@ -93,7 +94,7 @@ def db() -> None:
 @db.command("migrate")
 def db_migrate() -> None:
     """Apply missing schema migrations (safe to run again)."""
-    applied = migrate(runtime.conninfo(Settings.from_env()))
+    applied = migrate(runtime.conninfo(runtime.settings()))
     click.echo(f"applied {', '.join(applied)}" if applied else "schema is up to date")
 
 
@@ -109,7 +110,7 @@ def db_replicate(peer_dsn: str, self_dsn: str | None, site_name: str, peer_name:
     """
     from controller.replication import Site, replicate
 
-    local = Site(site_name, self_dsn or runtime.conninfo(Settings.from_env()))
+    local = Site(site_name, self_dsn or runtime.conninfo(runtime.settings()))
     for sentence in replicate(local, Site(peer_name, peer_dsn)):
         click.echo(sentence)
 

@@ -13,6 +13,7 @@ from typing import Any
 import click
 import psycopg
 
+from controller import runtime
 from controller.errors import FarmError, Invalid
 
 # click >= 8.2 signals "a group run without a command" with this usage error: it shows the help, as it should.
@@ -103,13 +104,10 @@ def main() -> None:
     errors are one line on stderr and a non-zero exit. `fsfarm COMMAND --help` says more.
 
     \b
-    Environment:
+    Environment (`fsfarm config` lists every variable and its value):
       FSFARM_DATABASE_URL        farm database DSN (default: embedded PostgreSQL)
       FSFARM_STATE_DIR           /var/lib/fsfarm (root) or ~/.local/state/fsfarm
-      FSFARM_EMBEDDED_PG_PORT    the embedded PostgreSQL's port (54329)
       FSFARM_CONTROLLER_ADDRESS  where nodes reach the controller (127.0.0.1)
-      FSFARM_XMLCURL_PASSWORD    default: <state dir>/xmlcurl-password
-      FSFARM_IVR_HOST/_PORT      where `fsfarm up` serves IVRs (127.0.0.1:8084)
       FSFARM_KAMAILIO_CTL        Kamailio ctl socket to reload on placement
       FSFARM_STORAGE             prompts, voicemail and recordings storage
 
@@ -117,3 +115,4 @@ def main() -> None:
     Shell completion (zsh, fish: zsh_source, fish_source):
       eval "$(_FSFARM_COMPLETE=bash_source fsfarm)"
     """
+    runtime.load_settings()  # the environment is read once, here, for whichever command runs

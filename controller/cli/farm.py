@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import time
 from pathlib import Path
 
 import click
@@ -11,9 +11,7 @@ import click
 from controller import runtime
 from controller.cli.admin import json_option, with_db
 from controller.cli.output import emit
-from controller.config import Settings
 from controller.database import Database
-from controller.failover import FailoverLoop
 from controller.kamailio.config import KamailioSettings, db_url_from_conninfo, render
 from controller.kamailio.control import KamailioControl
 from controller.stores import failovers
@@ -35,7 +33,7 @@ CTL_HELP = "Kamailio's ctl (JSON-RPC) socket."
 @click.option("--ping-interval", default=1, show_default=True, type=int, help="Seconds between OPTIONS pings.")
 def kamailio_config(out: Path | None, listen: str, db_url: str | None, ctl_socket: str, ping_interval: int) -> None:
     """Write a kamailio.cfg that routes each tenant's domain to its node."""
-    url = db_url or db_url_from_conninfo(runtime.conninfo(Settings.from_env()))
+    url = db_url or db_url_from_conninfo(runtime.conninfo(runtime.settings()))
     text = render(KamailioSettings(db_url=url, listen=listen, ctl_socket=ctl_socket, ping_interval=ping_interval))
     if out:
         out.write_text(text)
@@ -63,21 +61,29 @@ def failover() -> None:
 @failover.command("watch")
 @click.option("--interval", default=0.5, show_default=True, type=float, help="Seconds between cycles.")
 @click.option("--kamailio-ctl", help="Kamailio ctl socket, for reloads and as a second witness.")
-@with_db
-def failover_watch(database: Database, interval: float, kamailio_ctl: str | None) -> None:
+def failover_watch(interval: float, kamailio_ctl: str | None) -> None:
     """Run the failover loop on its own (`fsfarm up` runs it too).
 
-    It logs one sentence per cycle when something changes.
+    The same loop `fsfarm up` runs (Kamailio witness, cache flush and room recovery after a move,
+    Celery dispatch with a broker); it logs one sentence per cycle when something changes.
     """
+    from controller.app import green
+    from controller.app.cycles import run_cycles, wait_for_signal
+    from controller.app.farm import Farm
+
+    green.patch()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    loop = FailoverLoop(database, kamailio=KamailioControl(kamailio_ctl) if kamailio_ctl else None, interval=interval)
-    last = ""
-    while True:
-        sentence = loop.run_cycle()
-        if sentence != last:
-            logging.getLogger("fsfarm.failover").info("%s", sentence)
-            last = sentence
-        time.sleep(interval)
+    settings = runtime.settings()
+    if kamailio_ctl:
+        settings = dataclasses.replace(settings, kamailio_ctl=kamailio_ctl)
+    farm = Farm.open(settings)
+    running = run_cycles(farm.failover_loop(interval=interval), "fsfarm.failover")
+    click.echo("failover loop running; Ctrl-C to stop", err=True)
+    try:
+        wait_for_signal()
+    finally:
+        running.stop()
+        farm.close()
 
 
 @failover.command("list")

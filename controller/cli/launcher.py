@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import sys
 
-GREEN_COMMANDS = {"up", "workers", "ivr"}
+GREEN_COMMANDS = {"up", "workers", "ivr", "failover"}
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in GREEN_COMMANDS:
-        from gevent import monkey
+        from controller.app import green
 
-        monkey.patch_all()
+        green.patch()
     from controller.cli import main as cli
 
     cli()

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from controller import runtime, status
-from controller.config import Settings
+from controller.config import Settings, describe
 
 
 def _ask_controller(url: str, settings: Settings) -> tuple[dict[str, Any] | None, str, str]:
@@ -41,7 +41,7 @@ def status_command(url: str | None, as_json: bool) -> None:
 
     Asks the running controller (it alone knows its xml_curl snapshot, CDR spools and Kamailio sync);
     when it does not answer, reads the database and says that the controller is not running."""
-    settings = Settings.from_env()
+    settings = runtime.settings()
     recorded = runtime.recorded_listen(settings) or {}
     base = (url or str(recorded.get("url") or "http://127.0.0.1:8080")).rstrip("/")
     answer, not_running, refused = _ask_controller(base, settings)
@@ -65,4 +65,22 @@ def status_command(url: str | None, as_json: bool) -> None:
         click.echo(f"{finding['level'].upper()}: {finding['text']}")
 
 
-commands = [status_command]
+@click.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def config_command(as_json: bool) -> None:
+    """Every environment variable fsfarm reads, with the value in effect.
+
+    Values come from the environment, else the default; passwords show as (set).
+    """
+    settings = runtime.settings()
+    rows = describe(settings)
+    if as_json:
+        click.echo(json.dumps({name: value for name, value, _ in rows}, indent=2))
+        return
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, help_text in rows:
+        mark = "" if name in settings.given or name == "FSFARM_STATE_DIR" else "  (default)"
+        click.echo(f"{name:<{width}}  {value or '-'}{mark}  # {help_text}")
+
+
+commands = [status_command, config_command]

@@ -5,15 +5,14 @@ They use the same backend as the controller (``FSFARM_STORAGE``, else ``<state d
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
+from controller import runtime
 from controller.cli.admin import json_option, with_db
 from controller.cli.output import emit
-from controller.config import Settings
 from controller.database import Database
 from controller.errors import Invalid
 from controller.storage import FileInfo, Storage, open_storage, prompts, recordings, voicemail
@@ -24,7 +23,8 @@ tenant_option = click.option("--tenant", "-t", "tenant_ref", required=True, help
 
 
 def _storage() -> Storage:
-    return open_storage(os.environ.get("FSFARM_STORAGE"), Settings.from_env().state_dir)
+    settings = runtime.settings()
+    return open_storage(settings.storage.url, settings.state_dir)
 
 
 def _files(found: list[FileInfo]) -> list[dict[str, Any]]:

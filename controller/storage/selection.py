@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,9 +53,9 @@ def open_storage(spec: str | None, state_dir: Path) -> Storage:
 
 
 def storage_for_app(extensions: dict[str, Any]) -> Storage:
-    """The Flask app's storage, opened from ``FSFARM_STORAGE`` on first use (tests may set it first)."""
+    """The Flask app's storage, opened from the app's settings (FSFARM_STORAGE) on first use."""
     if "fsfarm.storage" not in extensions:
         settings = extensions["fsfarm.settings"]
-        extensions["fsfarm.storage"] = open_storage(os.environ.get("FSFARM_STORAGE"), settings.state_dir)
+        extensions["fsfarm.storage"] = open_storage(settings.storage.url, settings.state_dir)
     storage: Storage = extensions["fsfarm.storage"]
     return storage

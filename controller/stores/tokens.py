@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import psycopg
 
+from controller.database import Database
 from controller.domain import ApiToken
+from controller.errors import Unauthorized
 from controller.stores import rows
+
+TOKEN_PREFIX = "fsf_"
+
+
+def hash_token(token: str) -> str:
+    """What is stored for a token: its SHA-256 (the token itself is shown once, never kept)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def authenticate(db: Database, token: str) -> ApiToken:
+    """The stored token for a presented bearer token, or Unauthorized."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        raise Unauthorized("invalid token")
+    with db.transaction() as conn:
+        found = by_hash(conn, hash_token(token))
+        if found is None or found.revoked:
+            raise Unauthorized("invalid token")
+        if found.expires_at and found.expires_at < datetime.now(UTC):
+            raise Unauthorized("token expired")
+        touch(conn, found.id)
+    return found
 
 
 def insert(conn: psycopg.Connection[Any], token: ApiToken) -> ApiToken:

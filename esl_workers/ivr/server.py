@@ -14,7 +14,6 @@ channel until the socket closes, and a transferred one would stay controlled by 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from controller.database import Database
 from controller.errors import Unavailable
 from controller.stores import ivrs, numbers, tenants
 from esl_workers.connection import FarmOutboundSession
-from esl_workers.cooperative import ensure_green_psycopg
 from esl_workers.ivr.loader import ScriptLibrary
 from esl_workers.ivr.session import CallEnded, Session
 from esl_workers.tenancy import domain_of
@@ -45,11 +43,9 @@ class IvrConfig:
     max_calls: int = 1000
 
     @classmethod
-    def from_env(cls) -> IvrConfig:
-        return cls(
-            call_timeout=float(os.environ.get("FSFARM_IVR_CALL_TIMEOUT", 3600)),
-            error_prompt=os.environ.get("FSFARM_IVR_ERROR_PROMPT", cls.error_prompt),
-        )
+    def from_settings(cls, settings: Settings) -> IvrConfig:
+        """The IVR server's view of the farm's settings (FSFARM_IVR_*)."""
+        return cls(call_timeout=settings.ivr.call_timeout, error_prompt=settings.ivr.error_prompt)
 
 
 @dataclass(frozen=True)
@@ -207,5 +203,6 @@ def serve_ivr(
     config: IvrConfig | None = None,
 ) -> IvrServer:
     """Start the outbound ESL server in this (gevent) process; returns a handle with ``stop()``."""
-    ensure_green_psycopg()
-    return IvrServer(db, ScriptLibrary(scripts_dir), host, port, config or IvrConfig.from_env()).start()
+    if config is None:
+        config = IvrConfig.from_settings(settings) if settings is not None else IvrConfig()
+    return IvrServer(db, ScriptLibrary(scripts_dir), host, port, config).start()

@@ -55,7 +55,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @contextmanager
 def watching(db: Any, tmp_path: Path, **overrides: Any) -> Iterator[Any]:
-    handle = start_workers(db, settings(tmp_path), config(tmp_path, **overrides))
+    handle = start_workers(db, config(tmp_path, **overrides))
     try:
         yield handle
     finally:
@@ -181,7 +181,7 @@ def test_cdrs_spool_while_postgres_is_away_and_replay_once(
     fs.per_connection = [[], JSON_EVENTS]  # the calls happen on the second connection, during the outage
     farm(fs.address)
     flaky = FlakyDatabase(db)
-    handle = start_workers(flaky, settings(tmp_path), config(tmp_path))  # type: ignore[arg-type]
+    handle = start_workers(flaky, config(tmp_path))  # type: ignore[arg-type]
     try:
         watcher = next(iter(handle.watchers.values()))
         wait_until(lambda: watcher.link.connected)

@@ -34,20 +34,10 @@ def build_farm(db):  # type: ignore[no-untyped-def]
 
 
 def run_failover(db, tmp_path, kamailio_factory, how: str) -> float:  # type: ignore[no-untyped-def]
-    from controller.config import Settings
 
     sip, esl = build_farm(db)
-    settings = Settings(
-        database_url=None,
-        state_dir=tmp_path,
-        embedded_pg_port=0,
-        xmlcurl_user="fs",
-        xmlcurl_password="x",
-        controller_address="127.0.0.1",
-    )
     workers = start_workers(
         db,
-        settings,
         WorkerConfig(spool_dir=tmp_path / "spool", heartbeat_interval=1.0, backoff_max=1.0, node_refresh_interval=1.0),
     )
     kam = kamailio_factory()
@@ -112,7 +102,8 @@ def test_silent_failure_new_calls_reach_the_spare(db, tmp_path, kamailio_factory
 
 
 def test_joined_node_takes_tenants_after_its_first_heartbeat(db, tmp_path):
-    from controller.config import Settings
+    from controller.app.farm import Farm
+    from controller.config import EslSettings, Settings
     from controller.join import join
 
     provisioning.add_tenant(db, {"domain": "waiting.example"})
@@ -126,15 +117,8 @@ def test_joined_node_takes_tenants_after_its_first_heartbeat(db, tmp_path):
     )
     assert joined.admin_state == "pending"
     node_esl.password = password  # the node writes the password it was given into event_socket.conf
-    settings = Settings(
-        database_url=None,
-        state_dir=tmp_path,
-        embedded_pg_port=0,
-        xmlcurl_user="fs",
-        xmlcurl_password="x",
-        controller_address="127.0.0.1",
-    )
-    workers = start_workers(db, settings, WorkerConfig(spool_dir=tmp_path / "spool", heartbeat_interval=1.0))
+    settings = Settings(state_dir=tmp_path, esl=EslSettings(spool_dir=tmp_path / "spool", heartbeat_interval=1.0))
+    workers = Farm(settings, db).esl_workers()  # as `fsfarm up` and `fsfarm workers` build them
     try:
         assert green_wait(lambda: provisioning.placement_overview(db)["tenants"][0]["node"] == "fs9", 15)
         with db.transaction() as conn:

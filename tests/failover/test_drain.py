@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 
-from controller import provisioning, tasks
+from controller import provisioning
+from controller.app import tasks
+from controller.app.farm import Farm
+from controller.config import Settings
 from controller.database import Database
 from controller.drain import DrainLoop
 from controller.stores import nodes
@@ -61,7 +64,7 @@ def test_a_draining_node_that_died_is_disabled_whatever_calls_it_had(db: Databas
 
 def test_drain_task_waits_for_the_calls_counted_in_esl_live_calls(db: Database, monkeypatch: Any) -> None:
     farm(db)
-    monkeypatch.setattr(tasks, "_db", db)
+    monkeypatch.setattr(tasks, "_farm", Farm(Settings.from_env(), db))
     call_on(db, "fs1", "leg-a")
     done = tasks.drain("fs1", deadline_seconds=1.0)
     assert done == "node fs1 drained and disabled (1 call(s) still up at the deadline)"

@@ -14,7 +14,8 @@ import pytest
 from testsupport import free_port
 
 from controller import provisioning
-from controller.mixers import MixerClient, MixerLoop, rebridge_over_esl
+from controller.mixers import MixerClient, MixerLoop
+from esl_workers.recovery import rebridge_room
 from tests.failover.chain import EslNode, in_thread
 
 
@@ -78,7 +79,7 @@ def test_rooms_follow_placement_and_survive_a_dead_mixer(db: Any, two_mixers: An
             provisioning.add_mixer(db, {"name": name, "sip_address": sip, "control_url": url})
         tenant = provisioning.add_tenant(db, {"domain": "acme.example"})
         room = provisioning.add_child(db, "conferences", "acme.example", {"number": "3000", "profile": "hd"})
-        loop = MixerLoop(db, rebridge=rebridge_over_esl, failures_to_down=2)
+        loop = MixerLoop(db, rebridge=rebridge_room, failures_to_down=2)
 
         assert "created 1 room(s) on mixer" in loop.run_cycle()
         first = placed_mixer(db)

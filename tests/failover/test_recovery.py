@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 
 from controller import provisioning
+from controller.app.farm import Farm
+from controller.config import Settings
 from controller.failover import FailoverLoop
 from controller.stores import conferences, failovers, nodes
-from esl_workers.recovery import AFTER_MOVE, rejoin_command
+from esl_workers.recovery import after_move_steps, rejoin_command
 from tests.failover.chain import EslNode, in_thread
 
 
@@ -46,7 +48,7 @@ def test_room_members_are_called_back_on_the_spare(db, monkeypatch):
             )
         nodes.set_health(conn, fs1.id, "down", "ESL closed, reconnect refused")
 
-    loop = FailoverLoop(db, after_move=AFTER_MOVE)
+    loop = FailoverLoop(db, after_move=after_move_steps())
     sentence = in_thread(loop.run_cycle)
     try:
         assert "spare spare1" in sentence
@@ -82,7 +84,7 @@ def test_rejoin_command_carries_flags():
 
 
 def test_push_config_asks_the_node_to_refetch(db, monkeypatch):
-    from controller import tasks
+    from controller.app import tasks
 
     node_esl = EslNode("fs1")
     try:
@@ -95,7 +97,7 @@ def test_push_config_asks_the_node_to_refetch(db, monkeypatch):
                 "esl_password": "ClueCon",
             },
         )
-        monkeypatch.setattr(tasks, "_db", db)
+        monkeypatch.setattr(tasks, "_farm", Farm(Settings.from_env(), db))
         tasks.configure(None)
         sentence = in_thread(lambda: tasks.push_config.delay("fs1").get())
         assert sentence.startswith("node fs1: ")

@@ -18,7 +18,9 @@ import psutil
 import pytest
 from testsupport import free_port
 
-from controller import tasks
+from controller.app import tasks
+from controller.app.farm import Farm
+from controller.config import Settings
 from controller.failover import FailoverLoop
 from controller.stores import failovers, nodes
 from tests.failover.test_failover import farm, mark, where
@@ -68,7 +70,7 @@ def start_worker(dsn: str, broker_url: str, extra_env: dict[str, str] | None = N
             "-m",
             "celery",
             "-A",
-            "controller.tasks",
+            "controller.app.tasks",
             "worker",
             "-c",
             "1",
@@ -100,7 +102,7 @@ def wait_state(db, state: str, timeout: float = 30.0) -> failovers.Failover:  # 
 
 
 def test_without_a_broker_tasks_run_inline(db, monkeypatch):
-    monkeypatch.setattr(tasks, "_db", db)
+    monkeypatch.setattr(tasks, "_farm", Farm(Settings.from_env(), db))
     tasks.configure(None)
     farm(db)
     mark(db, "fs1", "down")
@@ -182,7 +184,7 @@ def test_worker_killed_mid_failover_the_retry_finishes_without_moving_twice(db, 
 def test_broker_down_the_failover_runs_inline(db, dsn, monkeypatch):
     """Redis unreachable: the controller does the failover itself instead of losing it."""
     monkeypatch.setenv("FSFARM_DATABASE_URL", dsn)
-    monkeypatch.setattr(tasks, "_db", db)
+    monkeypatch.setattr(tasks, "_farm", Farm(Settings.from_env(), db))
     tasks.configure(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     try:
         farm(db)

@@ -127,6 +127,7 @@ def test_conference_profiles_have_their_rates(client: Any, farm: Any, recorded: 
 def test_sip_codecs_come_from_fsfarm_sip_codecs(monkeypatch: Any) -> None:
     from uuid import uuid4
 
+    from controller.config import Settings
     from controller.domain import Node
     from xmlcurl.configuration import sofia
     from xmlcurl.options import XmlCurlOptions
@@ -144,8 +145,8 @@ def test_sip_codecs_come_from_fsfarm_sip_codecs(monkeypatch: Any) -> None:
     )
     keys = ("codec-prefs", "inbound-codec-prefs", "outbound-codec-prefs")
     monkeypatch.delenv("FSFARM_SIP_CODECS", raising=False)
-    default = settings(sofia(node, [], XmlCurlOptions.from_env()).find(".//profile"))
+    default = settings(sofia(node, [], XmlCurlOptions.from_settings(Settings.from_env())).find(".//profile"))
     assert [default[k] for k in keys] == ["OPUS,G722,PCMU,PCMA"] * 3
     monkeypatch.setenv("FSFARM_SIP_CODECS", "PCMU,L16@16000h")
-    chosen = settings(sofia(node, [], XmlCurlOptions.from_env()).find(".//profile"))
+    chosen = settings(sofia(node, [], XmlCurlOptions.from_settings(Settings.from_env())).find(".//profile"))
     assert [chosen[k] for k in keys] == ["PCMU,L16@16000h"] * 3

@@ -1,7 +1,8 @@
-"""Make psycopg wait through gevent when the process is monkey-patched.
+"""gevent for the long-running commands: patched here, once, before anything imports psycopg.
 
 psycopg 3.3 picks its wait function once, when ``psycopg.waiting`` is imported: if gevent had not
 patched ``select`` yet, it keeps the C ``wait_c``, which blocks the whole hub during every query.
+``patch()`` patches the process and then makes sure psycopg waits cooperatively either way.
 """
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ import sys
 log = logging.getLogger(__name__)
 
 
+def patch() -> None:
+    """Monkey-patch this process for gevent (idempotent) and switch psycopg to the cooperative wait."""
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        monkey.patch_all()
+    ensure_green_psycopg()
+
+
 def gevent_patched() -> bool:
+    """True once gevent has patched ``select`` and ``socket`` in this process."""
     monkey = sys.modules.get("gevent.monkey")
     return bool(monkey and monkey.is_module_patched("select") and monkey.is_module_patched("socket"))
 

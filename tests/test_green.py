@@ -11,12 +11,12 @@ from pathlib import Path
 PROBE = textwrap.dedent("""
     import sys
     import psycopg  # imported before patching, as `fsfarm` does through controller imports
-    from gevent import monkey
-    monkey.patch_all()
-    import gevent
-    from esl_workers.cooperative import ensure_green_psycopg
+    from controller.app import green
 
-    assert ensure_green_psycopg()
+    green.patch()  # what every long-running fsfarm command does first
+    import gevent
+
+    assert green.ensure_green_psycopg()
     ticks = []
 
     def ticker():
@@ -36,7 +36,7 @@ PROBE = textwrap.dedent("""
 
 
 def test_queries_yield_to_other_greenlets(dsn: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     out = subprocess.run([sys.executable, "-c", PROBE, dsn], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) > 0  # with the blocking C wait the ticker would not run at all

@@ -1,7 +1,7 @@
 """Background work as Celery tasks: failover, drain, config pushes, rebalancing, health sweeps.
 
 Production sets ``FSFARM_CELERY_BROKER`` (e.g. ``redis://10.0.0.5:6379/0``) and runs
-``celery -A controller.tasks worker`` (plus ``beat`` for the sweeps). Every task is idempotent
+``celery -A controller.app.tasks worker`` (plus ``beat`` for the sweeps). Every task is idempotent
 and acknowledged late, so a worker killed mid-task leaves the message to another worker, which
 finishes the job without redoing what was committed. Without a broker (the embedded default)
 tasks run inline in the caller: same code, no extra process.
@@ -19,11 +19,13 @@ import kombu.exceptions
 from celery import Celery
 
 from controller import provisioning, runtime
+from controller.app.farm import Farm
 from controller.assignment import reassign
-from controller.config import Settings
 from controller.database import Database
-from controller.failover import FailoverLoop, execute
-from controller.kamailio.control import KamailioControl
+from controller.failover import execute
+from controller.storage.sweep import sweep
+from esl_workers import commands
+from esl_workers.calls import count_on_node
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ def configure(broker: str | None) -> None:
             # A worker process that dies mid-task hands the message back at once.
             task_reject_on_worker_lost=True,
             worker_prefetch_multiplier=1,
-            broker_transport_options={"visibility_timeout": int(os.environ.get("FSFARM_TASK_VISIBILITY", "60"))},
+            broker_transport_options={"visibility_timeout": runtime.settings().tasks.visibility_timeout},
             broker_connection_retry_on_startup=True,
             # Publishing gives up quickly: a dead broker must not delay a failover.
             task_publish_retry=False,
@@ -58,36 +60,30 @@ def configure(broker: str | None) -> None:
         app.conf.update(task_always_eager=True, task_eager_propagates=True, task_ignore_result=True)
 
 
-configure(os.environ.get("FSFARM_CELERY_BROKER"))
+configure(runtime.settings().tasks.broker)
 
-_db: Database | None = None
+_farm: Farm | None = None
+
+
+def farm() -> Farm:
+    """The worker's farm, opened on first use (workers fork: never share a pool across a fork)."""
+    global _farm
+    if _farm is None:
+        _farm = Farm.open(runtime.settings(), apply_migrations=False)
+        _farm.controller_id = f"worker-{os.getpid()}"
+    return _farm
 
 
 def database() -> Database:
-    """The worker's pool, opened on first use (workers fork: never share a pool across a fork)."""
-    global _db
-    if _db is None:
-        _db = runtime.open_database(Settings.from_env(), apply_migrations=False)
-    return _db
-
-
-def after_move() -> tuple[Any, ...]:
-    """What runs once a failover's move is committed: flush the new node's caches, recover rooms."""
-    from esl_workers.recovery import AFTER_MOVE
-
-    return AFTER_MOVE
-
-
-def kamailio() -> KamailioControl | None:
-    ctl = os.environ.get("FSFARM_KAMAILIO_CTL")
-    return KamailioControl(ctl) if ctl else None
+    """The worker's pool."""
+    return farm().db
 
 
 @app.task(name="fsfarm.failover", bind=True, acks_late=True, max_retries=20, default_retry_delay=1)
 def failover(self: Any, failover_id: str) -> str:
     """Carry out a decided failover (idempotent: safe after a crash at any point)."""
     try:
-        row = execute(database(), UUID(failover_id), kamailio(), after_move())
+        row = execute(database(), UUID(failover_id), farm().kamailio_control(), farm().after_move())
     except Exception as exc:
         # PostgreSQL away mid-failover: the decision waits, nothing is half written; try again.
         raise self.retry(exc=exc) from exc
@@ -113,8 +109,6 @@ def drain(node: str, deadline_seconds: float = 600.0) -> str:
 
 def _live_calls(db: Database, node: str) -> int:
     """Calls still up on a node, counted by the ESL watcher's live-call store (none once it is down)."""
-    from esl_workers.calls import count_on_node
-
     with db.transaction() as conn:
         target = provisioning.get_node(conn, node)
         return 0 if target.health == "down" else count_on_node(conn, target.id)
@@ -123,14 +117,12 @@ def _live_calls(db: Database, node: str) -> int:
 @app.task(name="fsfarm.push_config", acks_late=True, bind=True, max_retries=10, default_retry_delay=2)
 def push_config(self: Any, node: str) -> str:
     """Make a node fetch its configuration again: flush xml_curl's cache, reload XML, rescan SIP."""
-    from esl_workers import commands
-
     db = database()
     with db.transaction() as conn:
         target = provisioning.get_node(conn, node)
     results = []
     try:
-        for command in ("xml_flush_cache", "reloadxml", "sofia profile internal rescan"):
+        for command in ("xml_flush_cache", "reloadxml", f"sofia profile {farm().settings.sip.profile} rescan"):
             results.append(commands.run_api(target, command, timeout=5.0, check=False).result.strip())
     except Exception as exc:
         raise self.retry(exc=exc) from exc
@@ -140,10 +132,7 @@ def push_config(self: Any, node: str) -> str:
 @app.task(name="fsfarm.storage_sweep", acks_late=True)
 def storage_sweep() -> str:
     """Remove shared-storage files of deleted tenants and users (idempotent)."""
-    from controller.storage.selection import open_storage
-    from controller.storage.sweep import sweep
-
-    return sweep(database(), open_storage(os.environ.get("FSFARM_STORAGE"), Settings.from_env().state_dir))
+    return sweep(database(), farm().storage)
 
 
 @app.task(name="fsfarm.rebalance", acks_late=True)
@@ -157,12 +146,7 @@ def rebalance() -> str:
 @app.task(name="fsfarm.health_sweep", acks_late=True)
 def health_sweep() -> str:
     """One failover cycle; the sentence it returns says what it did and why."""
-    sentence = FailoverLoop(
-        database(),
-        controller_id=f"worker-{os.getpid()}",
-        kamailio=kamailio(),
-        dispatch=lambda fid: failover.delay(str(fid)),
-    ).run_cycle()
+    sentence = farm().failover_loop(dispatch=lambda fid: failover.delay(str(fid))).run_cycle()
     log.info("%s", sentence)
     return sentence
 
@@ -177,4 +161,4 @@ def dispatch_failover(failover_id: UUID) -> None:
         failover.delay(str(failover_id))
     except kombu.exceptions.OperationalError as exc:
         log.warning("broker unreachable (%s); running failover %s inline", exc, failover_id)
-        execute(database(), failover_id, kamailio(), after_move())
+        execute(database(), failover_id, farm().kamailio_control(), farm().after_move())

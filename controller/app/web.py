@@ -1,0 +1,25 @@
+"""The WSGI app: the controller's blueprints and every room's, on one database (Flask app factory)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+import esl_workers.web
+import xmlcurl.web
+from controller import api
+from controller.config import Settings
+from controller.database import Database
+
+
+def create_app(db: Database, settings: Settings | None = None) -> Flask:
+    """Build the WSGI app for a database; ``settings`` default to the environment's."""
+    app = Flask("fsfarm")
+    app.config["MAX_CONTENT_LENGTH"] = api.MAX_BODY
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["fsfarm.db"] = db
+    app.extensions["fsfarm.settings"] = settings or Settings.from_env()
+    api.register(app)
+    xmlcurl.web.register(app)
+    esl_workers.web.register(app)
+    api.handle_errors(app)
+    return app
