@@ -3,7 +3,9 @@
 Every rule of the app's ``url_map`` under ``/api/`` becomes an operation: its path (``<name>`` as
 ``{name}``), methods and path parameters come from the rule; its summary from the view's docstring;
 its security from the guard (``requires_token``, ``farm_admin``); its request body from the field
-spec the view checks (``@documented``). Nothing is listed by hand, so the document cannot drift.
+spec the view checks (``@documented``). No route is listed by hand, so none can be left out; what
+a route cannot say itself (success status, query parameters, a body read key by key) is declared
+with ``@documented`` on the view.
 """
 
 from __future__ import annotations
