@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 from flask import current_app, g, request
 
 from controller.database import Database
+from controller.documented import guarded
 from controller.domain import ApiToken, Tenant
 from controller.errors import NotFound, Unauthorized
 from controller.stores import tenants, tokens
@@ -48,7 +49,7 @@ def requires_token(view: F) -> F:
             raise NotFound("not found")
         return view(*args, **kwargs)
 
-    return cast(F, wrapper)
+    return cast(F, guarded(wrapper, ("farm-admin", "tenant-admin")))
 
 
 def farm_admin(view: F) -> F:
@@ -61,7 +62,7 @@ def farm_admin(view: F) -> F:
             raise NotFound("not found")
         return view(*args, **kwargs)
 
-    return cast(F, wrapper)
+    return cast(F, guarded(wrapper, ("farm-admin",)))
 
 
 def visible_tenant(ref: str) -> Tenant:

@@ -1,6 +1,8 @@
 """Parsing of what users send (JSON bodies, CLI options) into checked values.
 
 Every check raises ``Invalid`` naming the field, so the API and the CLI report the same sentence.
+Each parser also carries the JSON Schema of what it accepts (``schema_of``), which the OpenAPI
+document shows, so the document and the checks come from the same place.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from controller.errors import Invalid
 
@@ -23,6 +25,24 @@ _DOTTED_NUMBERS = re.compile(r"^[0-9.]+$")
 _PIN = re.compile(r"^[0-9]{4,12}$")
 _EMAIL = re.compile(r"^[^@\s<>\"']+@[^@\s<>\"']+$")
 _TEXT_MAX = 200
+_SCHEMAS: dict[Callable[[str, Any], Any], dict[str, Any]] = {}
+
+P = TypeVar("P", bound=Callable[[str, Any], Any])
+
+
+def _schema(schema: dict[str, Any]) -> Callable[[P], P]:
+    """Record the JSON Schema of what a parser accepts (its canonical form; input is normalised first)."""
+
+    def record(parser: P) -> P:
+        _SCHEMAS[parser] = schema
+        return parser
+
+    return record
+
+
+def schema_of(parser: Callable[[str, Any], Any]) -> dict[str, Any]:
+    """The JSON Schema recorded for ``parser`` (``{}``, anything, for a parser that recorded none)."""
+    return dict(_SCHEMAS.get(parser, {}))
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,10 @@ class Field:
 
     parse: Callable[[str, Any], Any]
     required: bool = False
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON Schema of the values this field accepts."""
+        return schema_of(self.parse)
 
 
 def parse(spec: Mapping[str, Field], data: Any, *, partial: bool = False) -> dict[str, Any]:
@@ -56,6 +80,7 @@ def _fail(name: str, message: str, value: Any) -> Invalid:
     return Invalid(f"{name}: {message}", {"field": name, "value": shown})
 
 
+@_schema({"type": "string", "maxLength": _TEXT_MAX, "pattern": "^[^\\u0000-\\u001f]*$"})
 def text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise _fail(name, "must be a string", value)
@@ -64,6 +89,7 @@ def text(name: str, value: Any) -> str:
     return value.strip()
 
 
+@_schema({"type": "boolean"})
 def boolean(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -84,9 +110,17 @@ def integer(low: int, high: int) -> Callable[[str, Any], int]:
             raise _fail(name, f"must be between {low} and {high}", value)
         return number
 
-    return check
+    return _schema({"type": "integer", "minimum": low, "maximum": high})(check)
 
 
+@_schema(
+    {
+        "type": "string",
+        "maxLength": 253,
+        "pattern": _DOMAIN.pattern,
+        "description": "a DNS name such as acme.example (stored lower-case)",
+    }
+)
 def sip_domain(name: str, value: Any) -> str:
     domain = text(name, value).lower().rstrip(".")
     if len(domain) > 253 or not _DOMAIN.match(domain):
@@ -94,6 +128,7 @@ def sip_domain(name: str, value: Any) -> str:
     return domain
 
 
+@_schema({"type": "string", "pattern": _EXTENSION.pattern, "description": "2 to 10 digits"})
 def extension(name: str, value: Any) -> str:
     ext = text(name, str(value) if isinstance(value, int) and not isinstance(value, bool) else value)
     if not _EXTENSION.match(ext):
@@ -101,6 +136,13 @@ def extension(name: str, value: Any) -> str:
     return ext
 
 
+@_schema(
+    {
+        "type": "string",
+        "pattern": _DID.pattern,
+        "description": "4 to 15 digits, optionally starting with + (spaces and hyphens are dropped)",
+    }
+)
 def did(name: str, value: Any) -> str:
     number = text(name, value).replace(" ", "").replace("-", "")
     if not _DID.match(number):
@@ -108,6 +150,13 @@ def did(name: str, value: Any) -> str:
     return number
 
 
+@_schema(
+    {
+        "type": "string",
+        "pattern": _NAME.pattern,
+        "description": "lower-case letters, digits, '.', '_' or '-' (at most 63)",
+    }
+)
 def slug(name: str, value: Any) -> str:
     s = text(name, value).lower()
     if not _NAME.match(s):
@@ -180,9 +229,11 @@ def host_port(default_port: int | None = None) -> Callable[[str, Any], str]:
         except ValueError as exc:
             raise _fail(name, str(exc), value) from None
 
-    return check
+    port = "" if default_port is None else f"; the port defaults to {default_port}"
+    return _schema({"type": "string", "description": f"host:port (IPv6 as [address]:port){port}"})(check)
 
 
+@_schema({"type": "string", "format": "uri", "pattern": "^https?://", "description": "an http(s) URL"})
 def http_url(name: str, value: Any) -> str:
     """An ``http(s)://host[:port][/path]`` URL whose host is checked like every other address."""
     s = text(name, value)
@@ -197,6 +248,7 @@ def http_url(name: str, value: Any) -> str:
     return s
 
 
+@_schema({"type": "string", "minLength": 8, "maxLength": _TEXT_MAX, "writeOnly": True})
 def sip_password(name: str, value: Any) -> str:
     pw = text(name, value)
     # Weak SIP secrets are how toll fraud starts: refuse short ones outright.
@@ -205,6 +257,7 @@ def sip_password(name: str, value: Any) -> str:
     return pw
 
 
+@_schema({"type": "string", "minLength": 1, "maxLength": _TEXT_MAX, "writeOnly": True})
 def secret(name: str, value: Any) -> str:
     s = text(name, value)
     if not s:
@@ -212,6 +265,7 @@ def secret(name: str, value: Any) -> str:
     return s
 
 
+@_schema({"type": "string", "pattern": _PIN.pattern, "description": "4 to 12 digits", "writeOnly": True})
 def pin(name: str, value: Any) -> str:
     p = text(name, str(value) if isinstance(value, int) and not isinstance(value, bool) else value)
     if not _PIN.match(p):
@@ -219,6 +273,7 @@ def pin(name: str, value: Any) -> str:
     return p
 
 
+@_schema({"type": "string", "maxLength": _TEXT_MAX, "description": "an e-mail address, or empty"})
 def email(name: str, value: Any) -> str:
     e = text(name, value)
     if e and not _EMAIL.match(e):
@@ -226,6 +281,7 @@ def email(name: str, value: Any) -> str:
     return e
 
 
+@_schema({"type": "string", "pattern": "^(\\+?[0-9]{2,15})?$", "description": "digits, optionally starting with +"})
 def caller_number(name: str, value: Any) -> str:
     s = text(name, str(value) if isinstance(value, int) and not isinstance(value, bool) else value)
     if s and not re.match(r"^\+?[0-9]{2,15}$", s):
@@ -240,7 +296,7 @@ def one_of(*choices: str) -> Callable[[str, Any], str]:
             raise _fail(name, f"must be one of {', '.join(choices)}", value)
         return s
 
-    return check
+    return _schema({"type": "string", "enum": list(choices)})(check)
 
 
 def list_of(*choices: str) -> Callable[[str, Any], tuple[str, ...]]:
@@ -250,9 +306,16 @@ def list_of(*choices: str) -> Callable[[str, Any], tuple[str, ...]]:
             raise _fail(name, f"must be a list of {', '.join(choices)}", value)
         return tuple(dict.fromkeys(items))
 
-    return check
+    return _schema(
+        {
+            "type": "array",
+            "items": {"type": "string", "enum": list(choices)},
+            "description": "a list (or a comma-separated string) of these",
+        }
+    )(check)
 
 
+@_schema({"type": "string", "format": "regex", "maxLength": _TEXT_MAX})
 def regex(name: str, value: Any) -> str:
     s = text(name, value)
     try:
@@ -262,12 +325,14 @@ def regex(name: str, value: Any) -> str:
     return s
 
 
+@_schema({"type": "object"})
 def json_object(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _fail(name, "must be a JSON object", value)
     return value
 
 
+@_schema({"type": "string", "maxLength": _TEXT_MAX, "description": "the name or id of another object"})
 def reference(name: str, value: Any) -> str:
     """A name or id of another object, resolved later by the caller."""
     return text(name, value)

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 
 from controller.bearer import body, database, farm_admin, requires_token, visible_tenant
+from controller.documented import documented
 from controller.errors import Invalid, NotFound
 from controller.stores import nodes
 from esl_workers import calls, cdr, commands, conferences, liveness, registrations
@@ -44,12 +45,23 @@ def _rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @blueprint.get("/tenants/<tenant_ref>/calls")
 @requires_token
 def tenant_calls(tenant_ref: str) -> Any:
+    """List a tenant's live calls."""
     tenant = visible_tenant(tenant_ref)
     with database().transaction() as conn:
         return jsonify(_rows(calls.list_for(conn, tenant_id=tenant.id)))
 
 
 @blueprint.post("/tenants/<tenant_ref>/calls")
+@documented(
+    {
+        "from": {"type": "string", "description": "the extension that rings first"},
+        "to": {"type": "string", "description": "what it then dials, in the tenant's dialplan"},
+        "caller_id": {"type": "string", "description": "the caller id number shown (default: from)"},
+        "wait": {"type": "number", "maximum": 60, "description": "seconds to wait for the job's outcome"},
+    },
+    loose=True,
+    status=(202, 200),
+)
 @requires_token
 def click_to_call(tenant_ref: str) -> Any:
     """Click-to-call: ``{"from": "1001", "to": "1002", "wait": 0}``; answers 202 with the bgapi job."""
@@ -68,16 +80,26 @@ def click_to_call(tenant_ref: str) -> Any:
 
 
 @blueprint.delete("/tenants/<tenant_ref>/calls/<call>")
+@documented(query={"cause": "the hangup cause (default NORMAL_CLEARING)"})
 @requires_token
 def hangup_call(tenant_ref: str, call: str) -> Any:
+    """Hang up a live call (``call`` is its channel uuid)."""
     tenant = visible_tenant(tenant_ref)
     cause = request.args.get("cause", "NORMAL_CLEARING")
     return jsonify(commands.hangup(database(), tenant, call, cause).public())
 
 
 @blueprint.post("/tenants/<tenant_ref>/calls/<call>/transfer")
+@documented(
+    {
+        "to": {"type": "string", "description": "where to, in the tenant's dialplan"},
+        "leg": {"type": "string", "enum": ["", "-bleg", "-both"], "description": "-bleg moves the other party"},
+    },
+    loose=True,
+)
 @requires_token
 def transfer_call(tenant_ref: str, call: str) -> Any:
+    """Transfer a live call to another destination in the tenant's dialplan."""
     tenant = visible_tenant(tenant_ref)
     data = _data()
     return jsonify(
@@ -86,8 +108,10 @@ def transfer_call(tenant_ref: str, call: str) -> Any:
 
 
 @blueprint.get("/tenants/<tenant_ref>/cdrs")
+@documented(query={"limit": "at most this many, newest first (1 to 1000, default 100)"})
 @requires_token
 def tenant_cdrs(tenant_ref: str) -> Any:
+    """List a tenant's call detail records."""
     tenant = visible_tenant(tenant_ref)
     limit = max(1, min(int(request.args.get("limit", 100)), 1000))
     with database().transaction() as conn:
@@ -97,6 +121,7 @@ def tenant_cdrs(tenant_ref: str) -> Any:
 @blueprint.get("/tenants/<tenant_ref>/registrations")
 @requires_token
 def tenant_registrations(tenant_ref: str) -> Any:
+    """List the SIP registrations of a tenant's phones."""
     tenant = visible_tenant(tenant_ref)
     with database().transaction() as conn:
         return jsonify(_rows(registrations.list_for_tenant(conn, tenant.id)))
@@ -115,6 +140,14 @@ def room_members(tenant_ref: str, number: str) -> Any:
 
 
 @blueprint.post("/tenants/<tenant_ref>/conferences/<number>/<action>")
+@documented(
+    {
+        "member": {"type": "string", "description": "the member id (default all) for mute, deaf, kick and their undo"},
+        "path": {"type": "string", "description": "the recording's path for record and norecord"},
+    },
+    loose=True,
+    choices={"action": commands.CONFERENCE_ACTIONS},
+)
 @requires_token
 def room_command(tenant_ref: str, number: str, action: str) -> Any:
     """mute/unmute/deaf/undeaf/kick (``{"member": "2"}``, default all), lock/unlock, record/norecord, list."""
@@ -129,6 +162,7 @@ def room_command(tenant_ref: str, number: str, action: str) -> Any:
 @blueprint.get("/tenants/<tenant_ref>/jobs/<job_id>")
 @requires_token
 def tenant_job(tenant_ref: str, job_id: str) -> Any:
+    """Show a background job (a click-to-call) of the tenant's."""
     tenant = visible_tenant(tenant_ref)
     return jsonify(_rows([commands.get_job(database(), job_id, tenant.id)])[0])
 
@@ -136,6 +170,7 @@ def tenant_job(tenant_ref: str, job_id: str) -> Any:
 @blueprint.get("/nodes/<ref>/calls")
 @farm_admin
 def node_calls(ref: str) -> Any:
+    """List the live calls on a node."""
     with database().transaction() as conn:
         node = nodes.get(conn, ref)
         if node is None:
@@ -146,6 +181,7 @@ def node_calls(ref: str) -> Any:
 @blueprint.get("/nodes/<ref>/stats")
 @farm_admin
 def node_stats(ref: str) -> Any:
+    """Show a node's health and its latest FreeSWITCH statistics."""
     with database().transaction() as conn:
         node = nodes.get(conn, ref)
         if node is None:
@@ -163,6 +199,11 @@ def node_stats(ref: str) -> Any:
 
 
 @blueprint.post("/nodes/<ref>/commands/<name>")
+@documented(
+    {"arg": {"type": "string", "description": "the command's argument"}},
+    loose=True,
+    choices={"name": commands.NODE_COMMANDS},
+)
 @farm_admin
 def node_command(ref: str, name: str) -> Any:
     """reloadxml, xml_flush_cache (``{"arg": "directory"}``), sofia_rescan (``{"arg": "internal"}``)."""
@@ -172,6 +213,7 @@ def node_command(ref: str, name: str) -> Any:
 @blueprint.get("/jobs/<job_id>")
 @farm_admin
 def job(job_id: str) -> Any:
+    """Show a background job."""
     return jsonify(_rows([commands.get_job(database(), job_id)])[0])
 
 

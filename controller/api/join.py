@@ -12,13 +12,16 @@ from flask import Blueprint, jsonify, request
 
 from controller import join as joining
 from controller.bearer import body, database
+from controller.documented import documented
 from controller.errors import Unauthorized
 
 blueprint = Blueprint("join", __name__, url_prefix="/api/v1")
 
 
 @blueprint.post("/join")
+@documented(joining.JOIN_FIELDS, status=201, scopes=("node-join",))
 def join() -> Any:
+    """A node registers itself with a single-use node-join token; the answer has its ESL password."""
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthorized("missing join token", {"hint": "send 'Authorization: Bearer <node-join token>'"})

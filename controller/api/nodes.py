@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify, request
 
 from controller import provisioning
 from controller.bearer import body, database, farm_admin
+from controller.documented import documented
 from controller.stores import mixers, nodes
 
 blueprint = Blueprint("nodes", __name__, url_prefix="/api/v1")
@@ -16,38 +17,47 @@ blueprint = Blueprint("nodes", __name__, url_prefix="/api/v1")
 @blueprint.get("/nodes")
 @farm_admin
 def list_nodes() -> Any:
+    """List FreeSWITCH nodes."""
     with database().transaction() as conn:
         return jsonify([n.public() for n in nodes.list_all(conn)])
 
 
 @blueprint.post("/nodes")
+@documented(provisioning.NODE_FIELDS, status=201)
 @farm_admin
 def add_node() -> Any:
+    """Register a node."""
     return jsonify(provisioning.add_node(database(), body()).public()), 201
 
 
 @blueprint.get("/nodes/<ref>")
 @farm_admin
 def get_node(ref: str) -> Any:
+    """Show a node by name or id."""
     with database().transaction() as conn:
         return jsonify(provisioning.get_node(conn, ref).public())
 
 
 @blueprint.patch("/nodes/<ref>")
+@documented(provisioning.NODE_FIELDS, partial=True)
 @farm_admin
 def update_node(ref: str) -> Any:
+    """Change a node."""
     return jsonify(provisioning.update_node(database(), ref, body()).public())
 
 
 @blueprint.post("/nodes/<ref>/drain")
 @farm_admin
 def drain_node(ref: str) -> Any:
+    """Stop placing tenants on a node; its tenants move."""
     return jsonify(provisioning.drain_node(database(), ref).public())
 
 
 @blueprint.delete("/nodes/<ref>")
+@documented(query={"force": "true: remove it even while it hosts tenants, moving them"})
 @farm_admin
 def remove_node(ref: str) -> Any:
+    """Remove a node."""
     force = request.args.get("force", "").lower() in ("1", "true", "yes")
     return jsonify(provisioning.remove_node(database(), ref, force=force).public())
 
@@ -55,17 +65,21 @@ def remove_node(ref: str) -> Any:
 @blueprint.get("/mixers")
 @farm_admin
 def list_mixers() -> Any:
+    """List HD mixers."""
     with database().transaction() as conn:
         return jsonify([m.public() for m in mixers.list_all(conn)])
 
 
 @blueprint.post("/mixers")
+@documented(provisioning.MIXER_FIELDS, status=201)
 @farm_admin
 def add_mixer() -> Any:
+    """Register an HD mixer."""
     return jsonify(provisioning.add_mixer(database(), body()).public()), 201
 
 
 @blueprint.delete("/mixers/<ref>")
 @farm_admin
 def remove_mixer(ref: str) -> Any:
+    """Remove an HD mixer."""
     return jsonify(provisioning.remove_mixer(database(), ref).public())

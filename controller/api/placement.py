@@ -15,6 +15,7 @@ blueprint = Blueprint("placement", __name__, url_prefix="/api/v1")
 @blueprint.get("/placement")
 @requires_token
 def placement() -> Any:
+    """Where each tenant and conference runs (a tenant admin sees its own)."""
     # A tenant admin sees where its own tenant and rooms run, nothing of the others.
     scope = None if g.token.scope == "farm-admin" else g.token.tenant_id
     return jsonify(provisioning.placement_overview(database(), tenant_id=scope))

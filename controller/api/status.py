@@ -15,6 +15,7 @@ blueprint = Blueprint("status", __name__, url_prefix="/api/v1")
 @blueprint.get("/status")
 @farm_admin
 def farm_status() -> Any:
+    """What is wrong with the farm and what to do, in sentences."""
     live = status.ask_probes(current_app.extensions.get(status.PROBES_KEY, {}))
     with database().transaction() as conn:
         reading = status.read_farm(conn, live)

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from controller.bearer import database, requires_token, visible_tenant
+from controller.documented import documented
 from controller.errors import Invalid
 from controller.storage import FileInfo, Storage, audio, prompts, recordings, storage_for_app, voicemail
 from controller.storage.errors import TooLarge
@@ -59,6 +60,7 @@ def _wav(data: bytes, filename: str) -> Response:
 @blueprint.get("/tenants/<ref>/prompts")
 @requires_token
 def list_prompts(ref: str) -> Any:
+    """List a tenant's prompts."""
     tenant = visible_tenant(ref)
     return jsonify([_file_json(i) for i in prompts.list_prompts(_storage(), tenant.id)])
 
@@ -71,14 +73,18 @@ def _store_prompt(ref: str, name: str) -> Any:
 
 
 @blueprint.put("/tenants/<ref>/prompts/<path:name>", merge_slashes=False)
+@documented(upload=True, status=201)
 @requires_token
 def put_prompt(ref: str, name: str) -> Any:
+    """Upload (or replace) a prompt under this name."""
     return _store_prompt(ref, name)
 
 
 @blueprint.post("/tenants/<ref>/prompts")
+@documented(upload=True, status=201, query={"name": "the prompt's name (or the multipart 'name' field or file name)"})
 @requires_token
 def post_prompt(ref: str) -> Any:
+    """Upload a prompt named by ?name=, the multipart 'name' field or the uploaded file's name."""
     visible_tenant(ref)
     data_name = request.form.get("name") if request.mimetype == "multipart/form-data" else request.args.get("name")
     if not data_name and request.mimetype == "multipart/form-data":
@@ -90,8 +96,10 @@ def post_prompt(ref: str) -> Any:
 
 
 @blueprint.get("/tenants/<ref>/prompts/<path:name>", merge_slashes=False)
+@documented(download=True)
 @requires_token
 def get_prompt(ref: str, name: str) -> Any:
+    """Download a prompt as WAV."""
     tenant = visible_tenant(ref)
     return _wav(prompts.download(_storage(), tenant.id, name), prompts.prompt_name(name))
 
@@ -99,6 +107,7 @@ def get_prompt(ref: str, name: str) -> Any:
 @blueprint.delete("/tenants/<ref>/prompts/<path:name>", merge_slashes=False)
 @requires_token
 def delete_prompt(ref: str, name: str) -> Any:
+    """Delete a prompt."""
     tenant = visible_tenant(ref)
     prompts.delete(_storage(), tenant.id, name)
     return jsonify({"deleted": prompts.prompt_name(name)})
@@ -114,13 +123,23 @@ def _box(ref: str, ext: str) -> voicemail.Mailbox:
 @blueprint.get("/tenants/<ref>/users/<ext>/voicemail")
 @requires_token
 def list_voicemail(ref: str, ext: str) -> Any:
+    """List the voicemail messages of a user's mailbox."""
     found = voicemail.list_messages(database(), _box(ref, ext))
     return jsonify([m.public() for m in found])
 
 
 @blueprint.post("/tenants/<ref>/users/<ext>/voicemail")
+@documented(
+    upload=True,
+    status=201,
+    query={
+        "caller_id_number": "who left it (or the multipart field of that name)",
+        "caller_id_name": "who left it, by name (or the multipart field of that name)",
+    },
+)
 @requires_token
 def deposit_voicemail(ref: str, ext: str) -> Any:
+    """Leave a voicemail message in a user's mailbox."""
     box = _box(ref, ext)
     data = _upload(audio.VOICEMAIL_MAX_BYTES)
     fields = request.form if request.mimetype == "multipart/form-data" else request.args
@@ -138,12 +157,15 @@ def deposit_voicemail(ref: str, ext: str) -> Any:
 @blueprint.get("/tenants/<ref>/users/<ext>/voicemail/<message_id>")
 @requires_token
 def get_voicemail(ref: str, ext: str, message_id: str) -> Any:
+    """Show a voicemail message."""
     return jsonify(voicemail.get_message(database(), _box(ref, ext), message_id).public())
 
 
 @blueprint.get("/tenants/<ref>/users/<ext>/voicemail/<message_id>/audio")
+@documented(download=True)
 @requires_token
 def download_voicemail(ref: str, ext: str, message_id: str) -> Any:
+    """Download a voicemail message's audio as WAV."""
     message, data = voicemail.message_audio(database(), _storage(), _box(ref, ext), message_id)
     return _wav(data, f"{message.id}.wav")
 
@@ -151,12 +173,14 @@ def download_voicemail(ref: str, ext: str, message_id: str) -> Any:
 @blueprint.post("/tenants/<ref>/users/<ext>/voicemail/<message_id>/read")
 @requires_token
 def mark_voicemail_read(ref: str, ext: str, message_id: str) -> Any:
+    """Mark a voicemail message read."""
     return jsonify(voicemail.mark_read(database(), _box(ref, ext), message_id).public())
 
 
 @blueprint.delete("/tenants/<ref>/users/<ext>/voicemail/<message_id>")
 @requires_token
 def delete_voicemail(ref: str, ext: str, message_id: str) -> Any:
+    """Delete a voicemail message and its audio."""
     return jsonify(voicemail.delete_message(database(), _storage(), _box(ref, ext), message_id).public())
 
 
@@ -164,15 +188,19 @@ def delete_voicemail(ref: str, ext: str, message_id: str) -> Any:
 
 
 @blueprint.get("/tenants/<ref>/recordings")
+@documented(query={"folder": "only the recordings in this folder"})
 @requires_token
 def list_recordings(ref: str) -> Any:
+    """List a tenant's recordings."""
     tenant = visible_tenant(ref)
     folder = request.args.get("folder", "")
     return jsonify([_file_json(i) for i in recordings.list_recordings(_storage(), tenant.id, folder)])
 
 
 @blueprint.get("/tenants/<ref>/recordings/<path:name>", merge_slashes=False)
+@documented(download=True)
 @requires_token
 def get_recording(ref: str, name: str) -> Any:
+    """Download a recording as WAV."""
     tenant = visible_tenant(ref)
     return _wav(recordings.download(_storage(), tenant.id, name), name)

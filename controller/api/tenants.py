@@ -8,6 +8,7 @@ from flask import Blueprint, g, jsonify, request
 
 from controller import provisioning, status
 from controller.bearer import body, database, farm_admin, requires_token, visible_tenant
+from controller.documented import documented
 from controller.errors import Forbidden
 from controller.stores import tenants
 
@@ -15,6 +16,9 @@ blueprint = Blueprint("tenants", __name__, url_prefix="/api/v1")
 
 # What a tenant admin may change on its own tenant; the rest is the farm's business.
 TENANT_ADMIN_FIELDS = {"name"}
+# Each collection inside a tenant, documented as its own paths with its own fields.
+_EACH_KIND = ("kind", {name: k.fields for name, k in provisioning.KINDS.items()})
+_EACH_KIND_LISTED = ("kind", dict.fromkeys(provisioning.KINDS))
 
 
 def _only_farm_may_pin(data: Any) -> None:
@@ -25,6 +29,7 @@ def _only_farm_may_pin(data: Any) -> None:
 @blueprint.get("/tenants")
 @requires_token
 def list_tenants() -> Any:
+    """List tenants (a tenant admin sees its own)."""
     with database().transaction() as conn:
         found = tenants.list_all(conn)
     if g.token.scope != "farm-admin":
@@ -33,8 +38,10 @@ def list_tenants() -> Any:
 
 
 @blueprint.post("/tenants")
+@documented(provisioning.TENANT_FIELDS, status=201)
 @farm_admin
 def add_tenant() -> Any:
+    """Create a tenant; the answer says where it runs, and why not on a live node if it is not."""
     created = provisioning.add_tenant(database(), body())
     with database().transaction() as conn:
         node, warnings = status.tenant_warnings(conn, created.id, created.domain)
@@ -45,14 +52,17 @@ def add_tenant() -> Any:
 @blueprint.get("/tenants/<ref>")
 @requires_token
 def get_tenant(ref: str) -> Any:
+    """Show a tenant by domain or id."""
     visible_tenant(ref)
     with database().transaction() as conn:
         return jsonify(provisioning.get_tenant(conn, ref).public())
 
 
 @blueprint.patch("/tenants/<ref>")
+@documented(provisioning.TENANT_FIELDS, partial=True, errors=(403,))
 @requires_token
 def update_tenant(ref: str) -> Any:
+    """Change a tenant (a tenant admin may change only its name)."""
     visible_tenant(ref)
     data = body()
     if g.token.scope != "farm-admin" and isinstance(data, dict) and set(data) - TENANT_ADMIN_FIELDS:
@@ -61,23 +71,29 @@ def update_tenant(ref: str) -> Any:
 
 
 @blueprint.delete("/tenants/<ref>")
+@documented(query={"force": "true: delete it even with users or numbers, and them with it"})
 @farm_admin
 def remove_tenant(ref: str) -> Any:
+    """Delete a tenant and everything in it."""
     force = request.args.get("force", "").lower() in ("1", "true", "yes")
     return jsonify(provisioning.remove_tenant(database(), ref, force=force).public())
 
 
 @blueprint.get("/tenants/<ref>/<kind>")
+@documented(expand=_EACH_KIND_LISTED)
 @requires_token
 def list_children(ref: str, kind: str) -> Any:
+    """List a tenant's {kind}."""
     provisioning.kind(kind)
     visible_tenant(ref)
     return jsonify([c.public() for c in provisioning.list_children(database(), kind, ref)])
 
 
 @blueprint.post("/tenants/<ref>/<kind>")
+@documented(expand=_EACH_KIND, status=201, errors=(403,))
 @requires_token
 def add_child(ref: str, kind: str) -> Any:
+    """Create one of a tenant's {kind}."""
     provisioning.kind(kind)
     visible_tenant(ref)
     data = body()
@@ -86,16 +102,20 @@ def add_child(ref: str, kind: str) -> Any:
 
 
 @blueprint.get("/tenants/<ref>/<kind>/<child>")
+@documented(expand=_EACH_KIND_LISTED)
 @requires_token
 def get_child(ref: str, kind: str, child: str) -> Any:
+    """Show one of a tenant's {kind}."""
     provisioning.kind(kind)
     visible_tenant(ref)
     return jsonify(provisioning.get_child(database(), kind, ref, child).public())
 
 
 @blueprint.patch("/tenants/<ref>/<kind>/<child>")
+@documented(expand=_EACH_KIND, partial=True, errors=(403,))
 @requires_token
 def update_child(ref: str, kind: str, child: str) -> Any:
+    """Change one of a tenant's {kind}."""
     provisioning.kind(kind)
     visible_tenant(ref)
     data = body()
@@ -104,8 +124,10 @@ def update_child(ref: str, kind: str, child: str) -> Any:
 
 
 @blueprint.delete("/tenants/<ref>/<kind>/<child>")
+@documented(expand=_EACH_KIND_LISTED)
 @requires_token
 def remove_child(ref: str, kind: str, child: str) -> Any:
+    """Delete one of a tenant's {kind}."""
     provisioning.kind(kind)
     visible_tenant(ref)
     return jsonify(provisioning.remove_child(database(), kind, ref, child).public())
