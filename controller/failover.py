@@ -157,7 +157,7 @@ class FailoverLoop:
         down = [n.name for n in all_nodes if n.health == "down" and not n.spare]
         if down:
             # Only what is true now: whether a failover ever ran for them is in `fsfarm failover list`.
-            return f"node(s) {', '.join(down)} are down and host no tenant or room; nothing to move"
+            return f"node(s) {', '.join(down)} are down and host no tenant or room; nothing to do"
         return f"all {len(all_nodes)} node(s) are alive or spare; nothing to do"
 
     def _rejoin_as_spares(self, conn: psycopg.Connection[Any], all_nodes: Sequence[Node]) -> list[str]:

@@ -251,3 +251,18 @@ def test_adding_or_removing_a_mixer_is_announced(db):
         provisioning.remove_mixer(db, "m1")
         heard = [json.loads(n.payload)["what"] for n in listener.notifies(timeout=2, stop_after=2)]
     assert heard.count("mixer") == 2, heard
+
+
+def test_a_dead_node_that_hosts_nothing_is_not_said_to_have_been_handled(db):
+    provisioning.add_node(
+        db, {"name": "fs1", "sip_address": "fs1.farm", "esl_address": "fs1.farm", "esl_password": "x"}
+    )
+    provisioning.add_node(
+        db, {"name": "fs2", "sip_address": "fs2.farm", "esl_address": "fs2.farm", "esl_password": "x"}
+    )
+    mark(db, "fs1", "up")
+    mark(db, "fs2", "down")  # no tenant was ever placed: nothing was failed over, nothing to claim
+    sentence = FailoverLoop(db).run_cycle()
+    assert sentence == "node(s) fs2 are down and host no tenant or room; nothing to do"
+    with db.transaction() as conn:
+        assert failovers.recent(conn) == []
