@@ -17,7 +17,7 @@ import psycopg
 from controller import provisioning
 from controller.assignment import reassign
 from controller.database import Database
-from controller.domain import Node
+from controller.domain import AdminState, Node
 from controller.errors import Conflict, Unauthorized
 from controller.stores import changes, nodes, tokens
 from controller.stores.changes import Notice
@@ -48,7 +48,9 @@ def join(db: Database, token: str, data: Any) -> tuple[Node, str]:
             )
         if found.revoked:
             raise Unauthorized("invalid join token")
-        node = nodes.insert(conn, Node(id=uuid.uuid4(), esl_password=password, admin_state="pending", **values))
+        node = nodes.insert(
+            conn, Node(id=uuid.uuid4(), esl_password=password, admin_state=AdminState.PENDING, **values)
+        )
         try:
             with conn.transaction():
                 conn.execute(
@@ -68,9 +70,9 @@ def activate_on_first_heartbeat(conn: Conn, node_id: UUID) -> bool:
     Call it in the transaction that records a node's health as ``up``; it is idempotent.
     """
     row = conn.execute("SELECT admin_state, name FROM nodes WHERE id = %s FOR UPDATE", [node_id]).fetchone()
-    if row is None or row["admin_state"] != "pending":
+    if row is None or row["admin_state"] != AdminState.PENDING:
         return False
-    nodes.update(conn, node_id, {"admin_state": "active"})
+    nodes.update(conn, node_id, {"admin_state": AdminState.ACTIVE})
     changes.announce(conn, Notice.NODE)
     reassign(conn, f"node {row['name']} joined and sent its first heartbeat", joined=[node_id])
     return True

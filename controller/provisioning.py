@@ -19,9 +19,12 @@ from controller import validation as v
 from controller.assignment import reassign
 from controller.database import Database
 from controller.domain import (
+    ESL_PORT,
     NUMBER_TARGETS,
+    SIP_PORT,
     TOKEN_SCOPES,
     TOLL_CLASSES,
+    AdminState,
     ApiToken,
     Conference,
     Gateway,
@@ -60,14 +63,16 @@ Conn = psycopg.Connection[Any]
 NODE_FIELDS = {
     "name": v.Field(v.slug, required=True),
     "switchname": v.Field(v.text),
-    "sip_address": v.Field(v.host_port(5060), required=True),
-    "esl_address": v.Field(v.host_port(8021), required=True),
+    "sip_address": v.Field(v.host_port(SIP_PORT), required=True),
+    "esl_address": v.Field(v.host_port(ESL_PORT), required=True),
     "esl_password": v.Field(v.secret, required=True),
     "rtp_port_min": v.Field(v.integer(1024, 65534)),
     "rtp_port_max": v.Field(v.integer(1025, 65535)),
     "capacity": v.Field(v.integer(1, 100_000)),
     "spare": v.Field(v.boolean),
-    "admin_state": v.Field(v.one_of("active", "draining", "disabled")),
+    "admin_state": v.Field(
+        v.one_of(AdminState.ACTIVE, AdminState.DRAINING, AdminState.DISABLED)
+    ),  # pending: only a join sets it
 }
 
 
@@ -139,7 +144,7 @@ def drain_node(db: Database, ref: str) -> Node:
             spare = choose_spare(others)
             if spare is not None:
                 nodes.update(conn, spare.id, {"spare": False})
-        updated = nodes.update(conn, node.id, {"admin_state": "draining"})
+        updated = nodes.update(conn, node.id, {"admin_state": AdminState.DRAINING})
         assert updated is not None
         changes.announce(conn, Notice.NODE)
         taker = f"; spare {spare.name} takes its tenants" if spare else ""
@@ -403,7 +408,7 @@ KINDS: dict[str, Kind] = {
         gateways.store,
         {
             "name": v.Field(v.slug, required=True),
-            "proxy": v.Field(v.host_port(5060), required=True),
+            "proxy": v.Field(v.host_port(SIP_PORT), required=True),
             "username": v.Field(v.text),
             "password": v.Field(v.text),
             "register": v.Field(v.boolean),

@@ -23,7 +23,7 @@ import psycopg
 from greenswitch.esl import NotConnectedError
 
 from controller.database import Database
-from controller.domain import Mixer, Node, Tenant
+from controller.domain import ESL_PORT, CommandStatus, HostPort, Mixer, Node, Tenant
 from controller.errors import Conflict, Invalid, NotFound, Unavailable
 from controller.stores import conferences as conference_store
 from controller.stores import mixers, nodes, placements
@@ -157,10 +157,8 @@ class Answer:
 
 
 def _connect(node: Node, timeout: float) -> FarmInboundESL:
-    from esl_workers.inbound import split_address
-
-    host, port = split_address(node.esl_address)
-    conn = FarmInboundESL(host, port, node.esl_password, timeout=timeout, label=f"command {node.name}")
+    esl = HostPort.parse(node.esl_address, ESL_PORT)
+    conn = FarmInboundESL(esl.host, esl.port, node.esl_password, timeout=timeout, label=f"command {node.name}")
     conn.command_timeout = timeout
     try:
         conn.connect()
@@ -233,11 +231,11 @@ def finish_job(conn: psycopg.Connection[Any], job_id: str, body: str) -> bool:
         jid = UUID(job_id)
     except (TypeError, ValueError):
         return False
-    status = "failed" if body.startswith("-ERR") else "done"
+    status = CommandStatus.FAILED if body.startswith("-ERR") else CommandStatus.DONE
     cur = conn.execute(
         """UPDATE esl_command_jobs SET status = %s, result = %s, finished_at = now(), updated_at = now()
-           WHERE id = %s AND status = 'pending'""",
-        (status, body, jid),
+           WHERE id = %s AND status = %s""",
+        (status, body, jid, CommandStatus.PENDING),
     )
     return cur.rowcount > 0
 
@@ -256,6 +254,7 @@ def get_job(db: Database, job_id: UUID | str, tenant_id: UUID | None = None) -> 
     if row is None or (tenant_id is not None and row["tenant_id"] != tenant_id):
         raise NotFound(f"no job {job_id!r}")
     row.pop("tenant_id")
+    row["status"] = CommandStatus(row["status"])
     return row
 
 

@@ -14,6 +14,7 @@ from uuid import UUID
 
 import psycopg
 
+from controller.domain import NodeHealth
 from esl_workers.protocol import Event
 from esl_workers.timefmt import from_usec, to_int
 
@@ -36,7 +37,7 @@ class Link:
 
 @dataclass(frozen=True)
 class Verdict:
-    health: str
+    health: NodeHealth
     reason: str
 
 
@@ -46,21 +47,21 @@ def assess(link: Link, now: float) -> Verdict:
     if not link.connected:
         if not link.seen_alive:
             # Refused before it ever ran: not started yet (first start), not a death to fail over.
-            return Verdict("unknown", f"never seen alive yet: ESL {link.last_error or 'not connected'}")
+            return Verdict(NodeHealth.UNKNOWN, f"never seen alive yet: ESL {link.last_error or 'not connected'}")
         if link.failures >= 1:
-            return Verdict("down", f"ESL connection refused or failed ({link.last_error or 'no answer'})")
-        return Verdict("suspect", f"ESL connection lost ({link.last_error or 'closed'}); reconnecting")
+            return Verdict(NodeHealth.DOWN, f"ESL connection refused or failed ({link.last_error or 'no answer'})")
+        return Verdict(NodeHealth.SUSPECT, f"ESL connection lost ({link.last_error or 'closed'}); reconnecting")
     since = link.last_heartbeat_at if link.last_heartbeat_at is not None else link.connected_at
     if since is None:
-        return Verdict("suspect", "ESL connected, no heartbeat yet")
+        return Verdict(NodeHealth.SUSPECT, "ESL connected, no heartbeat yet")
     silence = now - since
     if silence > DOWN_AFTER_BEATS * interval:
-        return Verdict("down", f"no HEARTBEAT for {silence:.1f}s (3 missed at {interval:g}s)")
+        return Verdict(NodeHealth.DOWN, f"no HEARTBEAT for {silence:.1f}s (3 missed at {interval:g}s)")
     if silence > SUSPECT_AFTER_BEATS * interval:
-        return Verdict("suspect", f"HEARTBEAT late by {silence - interval:.1f}s")
+        return Verdict(NodeHealth.SUSPECT, f"HEARTBEAT late by {silence - interval:.1f}s")
     if link.last_heartbeat_at is None:
-        return Verdict("up", "ESL connected and authenticated")
-    return Verdict("up", "HEARTBEAT on time")
+        return Verdict(NodeHealth.UP, "ESL connected and authenticated")
+    return Verdict(NodeHealth.UP, "HEARTBEAT on time")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from controller.database import Database
+from controller.domain import CommandStatus
 from controller.errors import FarmError
 from controller.stores import conferences, failovers, nodes, tenants
 from esl_workers import commands
@@ -127,7 +128,7 @@ def recover_rooms(db: Database, row: failovers.Failover, proxy: str | None = Non
             except FarmError as exc:
                 log.warning("could not call %s back into %s: %s", member["caller_number"], name, exc.message)
                 continue
-            if job.get("status") != "failed":
+            if job.get("status") != CommandStatus.FAILED:
                 started += 1
         recovered += started
         recreated += 1 if started else 0

@@ -13,6 +13,7 @@ from flask import Blueprint, Flask, jsonify, request
 
 from controller.bearer import body, database, farm_admin, requires_token, visible_tenant
 from controller.documented import documented
+from controller.domain import CommandStatus
 from controller.errors import Invalid, NotFound
 from controller.stores import nodes
 from esl_workers import calls, cdr, commands, conferences, liveness, registrations
@@ -76,7 +77,7 @@ def click_to_call(tenant_ref: str) -> Any:
         str(data.get("caller_id", "")),
         wait=wait,
     )
-    return jsonify(_rows([job])[0]), 202 if job["status"] == "pending" else 200
+    return jsonify(_rows([job])[0]), 202 if job["status"] == CommandStatus.PENDING else 200
 
 
 @blueprint.delete("/tenants/<tenant_ref>/calls/<call>")

@@ -24,6 +24,7 @@ from controller.app.web import create_app
 from controller.config import Settings
 from controller.database import Database
 from controller.database.embedded import EmbeddedPostgres
+from controller.domain import AdminState, NodeHealth
 from controller.drain import DrainLoop
 from controller.failover import AfterMove, FailoverLoop
 from controller.join import activate_on_first_heartbeat
@@ -179,7 +180,7 @@ class Farm:
             with self.db.transaction() as conn:
                 orders = flush_orders(conn, change, sip_profile=profile)
             for order in orders:
-                if order.node.health == "up" and order.node.admin_state != "disabled":
+                if order.node.health == NodeHealth.UP and order.node.admin_state != AdminState.DISABLED:
                     gevent.spawn(send, order.node, order.commands)
 
         return on_change
