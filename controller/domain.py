@@ -25,8 +25,7 @@ SIP_PORT = 5060  # taken when a node's or a carrier's SIP address gives no port
 ESL_PORT = 8021  # mod_event_socket's own default, taken when an ESL address gives no port
 
 
-# Each set below equals a CHECK constraint in sql/ (tests/test_domain_types.py compares them);
-# being StrEnums, members compare equal to, print as and are stored as their plain text.
+# Each enum equals a CHECK in sql/ (tests/test_domain_types.py); StrEnum: JSON, SQL and print see plain text.
 
 
 class NodeHealth(StrEnum):
