@@ -24,8 +24,8 @@ from controller.assignment import reassign
 from controller.database import Database
 from controller.failover import execute
 from controller.storage.sweep import sweep
+from controller.stores.live_calls import count_on_node
 from esl_workers import commands
-from esl_workers.calls import count_on_node
 
 log = logging.getLogger(__name__)
 
