@@ -130,3 +130,25 @@ def test_reads_across_stores_are_between_stores() -> None:
     for module, names in READS.items():
         assert module in OWNERS.values(), module
         assert all(OWNERS[name] != module for name in names), module
+
+
+_STATEMENT = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b")
+_NOT_TABLES = {"SET", "LATERAL"}  # ON CONFLICT ... DO UPDATE SET, LEFT JOIN LATERAL (...)
+_CATALOGS = ("pg_", "pglogical", "information_schema")
+
+
+def test_sql_names_only_tables_that_exist() -> None:
+    """A misspelt table (``live_calls`` for ``esl_live_calls``) is a query that finds nothing, not an error."""
+    tables = created_tables()
+    unknown = []
+    for room in ROOMS:
+        for path in sorted((ROOT / room).rglob("*.py")):
+            for line, text in _texts(ast.parse(path.read_text())):
+                if not _STATEMENT.match(text):
+                    continue
+                for match in _NAMED.finditer(text):
+                    name = match.group(2)
+                    if name in ("{", *_NOT_TABLES) or name.lower() in tables or name.startswith(_CATALOGS):
+                        continue
+                    unknown.append(f"{path.relative_to(ROOT)}:{line} {match.group(1)} {name}")
+    assert not unknown, "\n".join(unknown)
