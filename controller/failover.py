@@ -26,7 +26,7 @@ from controller.database import Database
 from controller.domain import AdminState, FailoverState, Node, NodeHealth
 from controller.errors import FarmError
 from controller.kamailio.control import KamailioControl
-from controller.stores import changes, failovers, nodes, placements
+from controller.stores import changes, conferences, failovers, nodes, placements, tenants
 from controller.stores.changes import Notice
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class FailoverLoop:
             verdicts = dead_nodes(all_nodes, unreachable)
             for verdict in verdicts:
                 node = verdict.node
-                if not placements.tenants_on_node(conn, node.id) and not _rooms_on(conn, node.id):
+                if not placements.tenants_on_node(conn, node.id) and not placements.count_rooms_on(conn, node.id):
                     continue
                 taken = {f.spare_id for f, _ in decided}  # two deaths in one cycle need two spares
                 spare = choose_spare([n for n in all_nodes if n.id not in taken])
@@ -200,11 +200,6 @@ class FailoverLoop:
         return [f"{len(unplaced)} tenant(s) were on no node; placed them (generation {generation.generation})"]
 
 
-def _rooms_on(conn: psycopg.Connection[Any], node_id: UUID) -> int:
-    row = conn.execute("SELECT count(*) AS n FROM conference_placements WHERE node_id = %s", [node_id]).fetchone()
-    return int(row["n"]) if row else 0
-
-
 def execute(
     db: Database, failover_id: UUID, kamailio: KamailioControl | None = None, after_move: Sequence[AfterMove] = ()
 ) -> failovers.Failover:
@@ -221,26 +216,15 @@ def execute(
         if row.state == FailoverState.DECIDED:
             placements.lock(conn)
             moved_tenants = placements.tenants_on_node(conn, row.node_id)
-            rooms = _rooms_on(conn, row.node_id)
+            rooms = placements.count_rooms_on(conn, row.node_id)
             dead = nodes.get(conn, row.node_id)
             if row.spare_id:
                 # The spare takes the dead node's place wholesale: same tenants, same rooms.
                 nodes.update(conn, row.spare_id, {"spare": False, "admin_state": AdminState.ACTIVE})
-                conn.execute(
-                    "UPDATE tenant_placements SET node_id = %s, updated_at = clock_timestamp() WHERE node_id = %s",
-                    [row.spare_id, row.node_id],
-                )
-                conn.execute(
-                    "UPDATE conference_placements SET node_id = %s, updated_at = clock_timestamp() WHERE node_id = %s",
-                    [row.spare_id, row.node_id],
-                )
+                placements.move_node(conn, row.node_id, row.spare_id)
                 # Pins follow too: the spare stands in for the dead node, so what was kept together stays so.
-                for table in ("tenants", "conferences"):
-                    conn.execute(
-                        f"UPDATE {table} SET pinned_node_id = %s, updated_at = clock_timestamp() "
-                        "WHERE pinned_node_id = %s",
-                        [row.spare_id, row.node_id],
-                    )
+                tenants.repin(conn, row.node_id, row.spare_id)
+                conferences.repin(conn, row.node_id, row.spare_id)
             if dead and dead.health != NodeHealth.DOWN:
                 # Declared dead on a witness: make placement see it as dead too.
                 nodes.set_health(conn, dead.id, NodeHealth.DOWN, row.reason)

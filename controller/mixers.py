@@ -26,7 +26,7 @@ from controller.assignment import reassign
 from controller.database import Database
 from controller.domain import CONFERENCE_RATES, Mixer, MixerAdminState, MixerHealth
 from controller.errors import FarmError, Unavailable
-from controller.stores import changes, mixers
+from controller.stores import changes, mixers, placements
 from controller.stores.changes import Notice
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,7 @@ class MixerLoop:
 
     def _set_health(self, mixer: Mixer, health: MixerHealth) -> None:
         with self.db.transaction() as conn:
-            conn.execute(
-                "UPDATE mixers SET health = %s, updated_at = clock_timestamp() WHERE id = %s", [health, mixer.id]
-            )
+            mixers.set_health(conn, mixer.id, health)
             changes.announce(conn, Notice.MIXER)
             if health == MixerHealth.UP:
                 joined = [mixer.id] if mixer.health == MixerHealth.DOWN else []
@@ -140,16 +138,8 @@ class MixerLoop:
 
     def _fail(self, mixer: Mixer) -> list[UUID]:
         with self.db.transaction() as conn:
-            rooms = [
-                r["conference_id"]
-                for r in conn.execute(
-                    "SELECT conference_id FROM conference_placements WHERE mixer_id = %s", [mixer.id]
-                ).fetchall()
-            ]
-            conn.execute(
-                "UPDATE mixers SET health = %s, updated_at = clock_timestamp() WHERE id = %s",
-                [MixerHealth.DOWN, mixer.id],
-            )
+            rooms = placements.rooms_on_mixer(conn, mixer.id)
+            mixers.set_health(conn, mixer.id, MixerHealth.DOWN)
             changes.announce(conn, Notice.MIXER)
             reassign(conn, f"mixer {mixer.name} stopped answering")
         self._sync()  # the rooms must exist on their new mixer before the legs come back
@@ -163,10 +153,7 @@ class MixerLoop:
 
     def _sync(self) -> list[str]:
         with self.db.transaction() as conn:
-            rows = conn.execute(
-                """SELECT p.conference_id, p.mixer_id, c.profile FROM conference_placements p
-                   JOIN conferences c ON c.id = p.conference_id WHERE p.mixer_id IS NOT NULL"""
-            ).fetchall()
+            rows = placements.mixer_rooms(conn)
             all_mixers = {m.id: m for m in mixers.list_all(conn)}
         wanted = wanted_rooms(rows)
         said = []

@@ -51,6 +51,7 @@ from controller.stores import (
     placements,
     tenants,
     tokens,
+    tombstones,
     users,
 )
 from controller.stores.changes import Notice
@@ -525,9 +526,7 @@ def remove_child(db: Database, kind_name: str, tenant_ref: str, ref: str) -> Any
 
 def _bury(conn: Conn, prefix: str, reason: str) -> None:
     """Ask the storage sweep to remove files whose owner this transaction deletes."""
-    conn.execute(
-        "INSERT INTO storage_tombstones (id, prefix, reason) VALUES (%s, %s, %s)", [uuid.uuid4(), prefix, reason]
-    )
+    tombstones.bury(conn, prefix, reason)
 
 
 def _label(record: Any) -> str:

@@ -26,7 +26,7 @@ from controller.database import Database
 from controller.domain import ESL_PORT, AdminState, HostPort, Node, NodeHealth
 from controller.errors import Unavailable
 from controller.storage.base import Storage
-from controller.stores import nodes
+from controller.stores import live_calls, nodes
 from esl_workers import calls, cdr, commands, conferences, liveness, registrations, voicemail
 from esl_workers.connection import FarmEvent, FarmInboundESL
 from esl_workers.protocol import Event
@@ -129,9 +129,9 @@ class Ingest:
         change = calls.from_event(event)
         if change is not None:
             if change.call is None:
-                calls.remove(conn, node_id, change.channel_uuid)
+                live_calls.remove(conn, node_id, change.channel_uuid)
             else:
-                calls.upsert(conn, node_id, change.call, self.tenants.resolve(conn, change.call.tenant_domain))
+                live_calls.upsert(conn, node_id, change.call, self.tenants.resolve(conn, change.call.tenant_domain))
         reg = registrations.from_event(event)
         if reg is not None:
             registrations.apply(conn, node_id, reg, self.tenants.resolve(conn, reg.realm))
@@ -373,7 +373,7 @@ class NodeWatcher:
             present = calls.from_show_channels(body)
             with self.db.transaction() as tx:
                 ids = {c.tenant_domain: self.ingest.tenants.resolve(tx, c.tenant_domain) for c in present}
-                added, removed = calls.reconcile(tx, self.node.id, present, ids)
+                added, removed = live_calls.reconcile(tx, self.node.id, present, ids)
             if added or removed:
                 log.info(
                     "node %s: reconcile added %d missed call(s), removed %d zombie(s)", self.node.name, added, removed

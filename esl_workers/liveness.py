@@ -6,7 +6,6 @@ so a node is declared down once, with the time and the reason.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +14,7 @@ from uuid import UUID
 import psycopg
 
 from controller.domain import NodeHealth
+from controller.stores import node_stats
 from esl_workers.protocol import Event
 from esl_workers.timefmt import from_usec, to_int
 
@@ -98,29 +98,15 @@ def stats_from_event(event: Event) -> HeartbeatStats | None:
 
 
 def store_stats(conn: psycopg.Connection[Any], node_id: UUID, s: HeartbeatStats) -> None:
-    conn.execute(
-        """INSERT INTO esl_node_stats (id, node_id, session_count, max_sessions, sessions_per_sec, session_peak_5min,
-               idle_cpu, uptime_ms, version, heartbeat_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (node_id) DO UPDATE SET session_count = EXCLUDED.session_count,
-               max_sessions = EXCLUDED.max_sessions, sessions_per_sec = EXCLUDED.sessions_per_sec,
-               session_peak_5min = EXCLUDED.session_peak_5min, idle_cpu = EXCLUDED.idle_cpu,
-               uptime_ms = EXCLUDED.uptime_ms, version = EXCLUDED.version, heartbeat_at = EXCLUDED.heartbeat_at,
-               updated_at = now()""",
-        (
-            uuid.uuid4(),
-            node_id,
-            s.session_count,
-            s.max_sessions,
-            s.sessions_per_sec,
-            s.session_peak_5min,
-            s.idle_cpu,
-            s.uptime_ms,
-            s.version,
-            s.at,
-        ),
+    node_stats.save(
+        conn,
+        node_id,
+        session_count=s.session_count,
+        max_sessions=s.max_sessions,
+        sessions_per_sec=s.sessions_per_sec,
+        session_peak_5min=s.session_peak_5min,
+        idle_cpu=s.idle_cpu,
+        uptime_ms=s.uptime_ms,
+        version=s.version,
+        heartbeat_at=s.at,
     )
-
-
-def stats_for(conn: psycopg.Connection[Any], node_id: UUID) -> dict[str, Any] | None:
-    return conn.execute("SELECT * FROM esl_node_stats WHERE node_id = %s", (node_id,)).fetchone()

@@ -36,7 +36,7 @@ from controller.storage.selection import open_storage
 from controller.storage.sounds import PromptsOnce
 from controller.storage.sweep import SweepLoop
 from controller.stores.changes import Change
-from esl_workers.calls import count_on_node
+from controller.stores.live_calls import count_on_node
 from esl_workers.commands import run_api
 from esl_workers.inbound import WorkerConfig, Workers, start_workers
 from esl_workers.ivr import serve_ivr

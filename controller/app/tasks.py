@@ -25,8 +25,8 @@ from controller.database import Database
 from controller.domain import AdminState, NodeHealth
 from controller.failover import execute
 from controller.storage.sweep import sweep
+from controller.stores.live_calls import count_on_node
 from esl_workers import commands
-from esl_workers.calls import count_on_node
 
 log = logging.getLogger(__name__)
 

@@ -51,3 +51,9 @@ def _now(conn: psycopg.Connection[Any]) -> Any:
     row = conn.execute("SELECT clock_timestamp() AS now").fetchone()
     assert row is not None
     return row["now"]
+
+
+def get_for_update(conn: psycopg.Connection[Any], id: UUID) -> Node | None:
+    """The node, locked until the transaction ends."""
+    found = rows.select(conn, Node, "SELECT * FROM nodes WHERE id = %s FOR UPDATE", [id])
+    return found[0] if found else None
