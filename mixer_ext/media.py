@@ -13,6 +13,7 @@ import errno
 import logging
 import secrets
 import socket
+import struct
 import threading
 import time
 from collections.abc import Hashable
@@ -27,6 +28,7 @@ from mixer_ext.codecs.base import Encoder, Pcm, fit
 from mixer_ext.jitter import JitterBuffer, Verdict
 from mixer_ext.metrics import Metrics
 from mixer_ext.rooms import PTIME_MS, Participant, Room, RoomConfig, Trusted
+from mixer_ext.rtp import HEADER as _HEADER
 from mixer_ext.rtp import RtpError, RtpPacket, build_event, build_rtp, parse_event, parse_rtp
 from mixer_ext.sip import Address, Leg
 
@@ -37,6 +39,7 @@ MAX_PACKETS_PER_TICK = 50_000
 # A media loop that has not finished a tick for this long is stuck (healthz says 503).
 STUCK_AFTER_S = 1.0
 _SEND_ERRORS_QUIET = (errno.EAGAIN, errno.ECONNREFUSED, errno.ENOBUFS)
+_SEQ_TS_SSRC = struct.Struct("!HII")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,9 @@ class _Plan:
     muted: np.ndarray
     deaf: np.ndarray
     k: np.ndarray
+    shareable: np.ndarray  # rows whose leg may be sent a shared encode (not resampled)
+    decode_groups: tuple[list[int], ...]  # rows whose decoders share a block key
+    encode_groups: tuple[list[int], ...]  # rows whose encoders share a block key (and resampling)
 
 
 class MediaLoop:
@@ -216,6 +222,7 @@ class MediaLoop:
         recv = self.sock.recvfrom
         by_addr = self.by_addr
         bad = self._bad
+        unpack = _SEQ_TS_SSRC.unpack_from
         accepted = 0
         for _ in range(MAX_PACKETS_PER_TICK):
             try:
@@ -225,6 +232,22 @@ class MediaLoop:
             except OSError:
                 break  # e.g. ICMP port unreachable reported on the socket; nothing to read
             part = by_addr.get(source)
+            # Most packets are plain RTP (version 2, no padding, extension or CSRC): read them in place.
+            if part is not None and len(data) >= 12 and data[0] == 0x80:
+                payload_type = data[1] & 0x7F
+                if payload_type == part.leg.choice.payload_type:
+                    sequence, timestamp, ssrc = unpack(data, 2)
+                    verdict = part.jitter.push_fields(sequence, timestamp, ssrc, data[12:])
+                    if verdict is Verdict.ABSURD:
+                        bad("absurd_sequence_or_timestamp", source)
+                        continue
+                    if verdict is Verdict.LATE:
+                        bad("late", source)
+                        continue
+                    accepted += 1
+                    if part.send_to != source:
+                        part.send_to = source  # latching: answer where the leg's own RTP comes from
+                    continue
             try:
                 packet = parse_rtp(data)
             except RtpError:
@@ -252,7 +275,7 @@ class MediaLoop:
                 bad("unknown_payload_type", source)
                 continue
             if part.send_to != source:
-                part.send_to = source  # latching: answer where the leg's own RTP comes from
+                part.send_to = source
         self.metrics.packets_in.inc(accepted)
 
     def _bad(self, reason: str, source: Address) -> None:
@@ -325,7 +348,7 @@ class MediaLoop:
             groups: dict[int, list[Room]] = {}
             for room in self.rooms.values():
                 groups.setdefault(room.config.rate, []).append(room)
-            self._plans = {rate: _plan_of(rate, rooms) for rate, rooms in groups.items()}
+            self._plans = {rate: self._plan_of(rate, rooms) for rate, rooms in groups.items()}
         return self._plans
 
     def _mix_contained(self, plan: _Plan) -> list[tuple[bytes, Address]]:
@@ -341,7 +364,7 @@ class MediaLoop:
             if room is None or not room.members:
                 continue
             try:
-                sends.extend(self._mix_plan(_plan_of(plan.rate, [room])))
+                sends.extend(self._mix_plan(self._plan_of(plan.rate, [room])))
             except Exception:
                 self.metrics.media_errors.labels("room").inc()
                 log.exception("room %s failed to mix this frame", room_id)
@@ -351,36 +374,37 @@ class MediaLoop:
         """The block of what every leg said this frame, at the plan's rate (silence for the quiet)."""
         parts = plan.parts
         block = np.zeros((len(parts), samples), dtype=np.int16)
-        groups: dict[Hashable, list[int]] = {}
-        payloads: list[bytes | None] = [None] * len(parts)
         lost = 0
         empty = JitterBuffer.EMPTY
-        for row, part in enumerate(parts):
-            popped = part.jitter.pop()
-            if popped is empty:
-                if part.resample_in is not None:
-                    part.resample_in.reset()  # no stale audio when the leg starts talking again
+        for rows in plan.decode_groups:
+            present: list[int] = []
+            wanted: list[bytes | None] = []
+            for r in rows:
+                popped = parts[r].jitter.pop()
+                if popped is empty:
+                    resampler = parts[r].resample_in
+                    if resampler is not None:
+                        resampler.reset()  # no stale audio when the leg starts talking again
+                    continue
+                if popped is None:
+                    lost += 1
+                present.append(r)
+                wanted.append(popped)  # type: ignore[arg-type]
+            if not present:
                 continue
-            if popped is None:
-                lost += 1
-            else:
-                payloads[row] = popped  # type: ignore[assignment]
-            groups.setdefault(part.decoder.block_key if self.batch_codecs else row, []).append(row)
-        if lost:
-            self.metrics.packets_lost.inc(lost)
-        for rows in groups.values():
-            decoders = [parts[r].decoder for r in rows]
-            wanted = [payloads[r] for r in rows]
+            decoders = [parts[r].decoder for r in present]
             try:
                 pcm = decoders[0].decode_many(decoders, wanted)
             except Exception:
-                pcm = self._decode_one_by_one(plan, rows, wanted)
-            if parts[rows[0]].resample_in is None and pcm.shape[1] == samples:
-                block[rows] = pcm
+                pcm = self._decode_one_by_one(plan, present, wanted)
+            if parts[present[0]].resample_in is None and pcm.shape[1] == samples:
+                block[present] = pcm
                 continue
-            for i, r in enumerate(rows):
+            for i, r in enumerate(present):
                 resampler = parts[r].resample_in
                 block[r] = fit(resampler.process(pcm[i]) if resampler is not None else pcm[i], samples)
+        if lost:
+            self.metrics.packets_lost.inc(lost)
         return block
 
     def _decode_one_by_one(self, plan: _Plan, rows: list[int], payloads: list[bytes | None]) -> Pcm:
@@ -405,100 +429,104 @@ class MediaLoop:
         result = mix.mix_frame(block, plan.room_of, plan.gain, plan.muted, plan.deaf, plan.k, prev)
         energies = result.energy.tolist()  # plain floats: numpy scalars are slow to handle one by one
         talking = result.talking.tolist()
-        for row, part in enumerate(parts):
-            part.energy = energies[row]
-            part.talking = talking[row]
         payloads = self._encode(plan, result, block)
 
         sends = []
-        for part, payload in zip(parts, payloads, strict=True):
-            part.sequence = (part.sequence + 1) & 0xFFFF
-            part.timestamp = (part.timestamp + part.ts_step) & 0xFFFFFFFF
+        append = sends.append
+        pack = _HEADER.pack
+        for part, payload, energy, talks in zip(parts, payloads, energies, talking, strict=True):
+            part.energy = energy
+            part.talking = talks
+            part.sequence = sequence = (part.sequence + 1) & 0xFFFF
+            part.timestamp = timestamp = (part.timestamp + part.ts_step) & 0xFFFFFFFF
             if part.send_to is None:
                 continue  # no RTP from it yet and its SDP address is not trusted
-            data = build_rtp(
-                part.leg.choice.payload_type, part.sequence, part.timestamp, part.ssrc, payload, part.marker
-            )
+            marker = 0x80 if part.marker else 0
             part.marker = False
-            sends.append((data, part.send_to))
+            header = pack(0x80, marker | part.leg.choice.payload_type, sequence, timestamp, part.ssrc)
+            append((header + payload, part.send_to))
         return sends
 
     def _encode(self, plan: _Plan, result: mix.MixResult, block: np.ndarray) -> list[bytes]:
         """One payload per row; rows that hear their room's whole mix share one encode per codec."""
         parts = plan.parts
         out = result.out
-        # A row that put nothing into its room's sum (outside the loudest K, muted, silent) hears the sum.
-        hears_sum = (~result.mixed | ~block.any(axis=1) | (plan.gain == 0)) & ~plan.deaf
-        shared: dict[tuple[int, Hashable], list[int]] = {}
-        for row in np.flatnonzero(hears_sum).tolist():
-            key = parts[row].share_key
-            if key is not None:
-                shared.setdefault((int(plan.room_of[row]), key), []).append(row)
-        # Per codec block key: the encoders, and for each either a row of ``out`` or resampled PCM.
-        jobs: dict[Hashable, tuple[list[Encoder], list[int | Pcm], list[list[int]]]] = {}
-
-        def job(encoder: Encoder, source: int | Pcm, rows: list[int]) -> None:
-            key = encoder.block_key if self.batch_codecs else rows[0]
-            encoders, sources, targets = jobs.setdefault(key, ([], [], []))
-            encoders.append(encoder)
-            sources.append(source)
-            targets.append(rows)
-
-        own = np.ones(len(parts), dtype=bool)
-        saved = 0
-        for (room_index, key), rows in shared.items():
-            if len(rows) < 2 or not self.batch_codecs:
-                continue
-            room_id = plan.room_ids[room_index]
-            encoder = self._shared.get((room_id, key))
-            if encoder is None:
-                room = self.rooms[room_id]
-                encoder = get_encoder(str(key), complexity=room.config.opus_complexity)
-                self._shared[(room_id, key)] = encoder
-            job(encoder, rows[0], rows)
-            own[rows] = False
-            saved += len(rows) - 1
-        for row in np.flatnonzero(own).tolist():
-            part = parts[row]
-            if part.resample_out is None:
-                job(part.encoder, row, [row])
-            else:
-                job(part.encoder, part.resample_out.process(out[row]), [row])
-
         payloads: list[bytes] = [b""] * len(parts)
-        encodes = 0
-        for encoders, sources, targets in jobs.values():
-            if all(isinstance(s, int) for s in sources):
-                pcm = out[sources]  # the common case: one fancy-index, no per-row copies
+        own: np.ndarray | None = None
+        saved = encodes = 0
+        if self.batch_codecs:
+            # A row that put nothing into its room's sum (outside the loudest K, muted, silent) hears the sum.
+            hears_sum = (~result.mixed | ~block.any(axis=1) | (plan.gain == 0)) & ~plan.deaf & plan.shareable
+            if hears_sum.any():
+                shared: dict[tuple[int, Hashable], list[int]] = {}
+                for row in np.flatnonzero(hears_sum).tolist():
+                    shared.setdefault((int(plan.room_of[row]), parts[row].share_key), []).append(row)
+                own = np.ones(len(parts), dtype=bool)
+                for (room_index, key), rows in shared.items():
+                    if len(rows) < 2:
+                        continue
+                    encoder = self._shared_encoder(plan.room_ids[room_index], key)
+                    payload = encoder.encode_many([encoder], out[rows[:1]])[0]
+                    encodes += 1
+                    for r in rows:
+                        payloads[r] = payload
+                    own[rows] = False
+                    saved += len(rows) - 1
+        for rows in plan.encode_groups:
+            if own is not None:
+                rows = [r for r in rows if own[r]]
+                if not rows:
+                    continue
+            encoders = [parts[r].encoder for r in rows]
+            first = parts[rows[0]]
+            if first.resample_out is None:
+                pcm = out[rows]  # one fancy-index for the whole group, no per-row copies
             else:
-                pcm = np.stack([out[s] if isinstance(s, int) else s for s in sources])
+                pcm = np.stack([parts[r].resample_out.process(out[r]) for r in rows])  # type: ignore[union-attr]
             coded = encoders[0].encode_many(encoders, pcm)
             encodes += len(coded)
-            for payload, rows in zip(coded, targets, strict=True):
-                for r in rows:
-                    payloads[r] = payload
+            for r, payload in zip(rows, coded, strict=True):
+                payloads[r] = payload
         self.metrics.encodes.inc(encodes)
         if saved:
             self.metrics.encodes_saved.inc(saved)
         return payloads
 
+    def _shared_encoder(self, room_id: str, key: Hashable) -> Encoder:
+        """The encoder of a room's shared mix for one codec (made on first use, dropped with the room)."""
+        encoder = self._shared.get((room_id, key))
+        if encoder is None:
+            room = self.rooms[room_id]
+            encoder = get_encoder(str(key), complexity=room.config.opus_complexity)
+            self._shared[(room_id, key)] = encoder
+        return encoder
 
-def _plan_of(rate: int, rooms: list[Room]) -> _Plan:
-    parts: list[Participant] = []
-    room_of: list[int] = []
-    k: list[int] = []
-    for index, room in enumerate(rooms):
-        for part in room.members.values():
-            parts.append(part)
-            room_of.append(index)
-            k.append(room.config.loudest_k)
-    return _Plan(
-        rate,
-        tuple(parts),
-        tuple(r.config.room_id for r in rooms),
-        np.array(room_of, dtype=np.intp),
-        np.array([p.gain for p in parts], dtype=np.float32),
-        np.array([p.muted for p in parts], dtype=bool),
-        np.array([p.deaf for p in parts], dtype=bool),
-        np.array(k, dtype=np.intp),
-    )
+    def _plan_of(self, rate: int, rooms: list[Room]) -> _Plan:
+        parts: list[Participant] = []
+        room_of: list[int] = []
+        k: list[int] = []
+        for index, room in enumerate(rooms):
+            for part in room.members.values():
+                parts.append(part)
+                room_of.append(index)
+                k.append(room.config.loudest_k)
+        decode_groups: dict[Hashable, list[int]] = {}
+        encode_groups: dict[Hashable, list[int]] = {}
+        for row, part in enumerate(parts):
+            # Per-leg reference mode: every row its own group, so every leg is coded on its own.
+            decode_groups.setdefault(part.decoder.block_key if self.batch_codecs else row, []).append(row)
+            key = (part.encoder.block_key, part.resample_out is None) if self.batch_codecs else row
+            encode_groups.setdefault(key, []).append(row)
+        return _Plan(
+            rate,
+            tuple(parts),
+            tuple(r.config.room_id for r in rooms),
+            np.array(room_of, dtype=np.intp),
+            np.array([p.gain for p in parts], dtype=np.float32),
+            np.array([p.muted for p in parts], dtype=bool),
+            np.array([p.deaf for p in parts], dtype=bool),
+            np.array(k, dtype=np.intp),
+            np.array([p.share_key is not None for p in parts], dtype=bool),
+            tuple(decode_groups.values()),
+            tuple(encode_groups.values()),
+        )
