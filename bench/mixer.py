@@ -599,8 +599,10 @@ def run_case(
     print_side("fsfarm mixer", mx)
     for r in range(rooms):
         http("DELETE", f"{mixer.api}/rooms/{prefix}-{r}")
-    ratio = mx.window.per_core / fs.window.per_core
-    print(f"    mixer / mod_conference: {ratio:.2f}")
+    if fs.window.per_core:
+        print(f"    mixer / mod_conference: {mx.window.per_core / fs.window.per_core:.2f}")
+    else:  # FreeSWITCH delivered nothing (a starved generator or server): no ratio to give
+        print("    mixer / mod_conference: n/a (FreeSWITCH delivered no frames)")
     # Rooms of 10 keep the figure's old name, so earlier runs compare line for line.
     name = f"conf_{case.name}_mixer_vs_freeswitch" if size == 10 else f"conf_{case.name}_room{size}_mixer_vs_freeswitch"
     return CaseFigure(

@@ -231,15 +231,21 @@ class Mixer:
     def import_room(self, state: dict[str, Any]) -> dict[str, Any]:
         """Recreate a room exported by another mixer, every participant and dialog included."""
         config, exported_at, members = parse_state(state)
-        self.create_room(config.room_id, config.rate, config.loudest_k, config.opus_complexity)
-        for member in members:
-            if member.leg.call_id in self.media.by_call:
-                continue  # already here (an import retried): keep the live one
-            part = self.media.add(member.leg, pid=member.pid)
-            part.muted, part.deaf, part.gain = member.muted, member.deaf, member.gain
-            resume_rtp(part, member, exported_at)
-            self.sip.adopt(member.leg)
-        self.media.changed()
+        adopted = []
+        # One lock span: no tick mixes a member before its mute, deaf and gain are set.
+        with self.media.lock:
+            self.create_room(config.room_id, config.rate, config.loudest_k, config.opus_complexity)
+            for member in members:
+                if member.leg.call_id in self.media.by_call:
+                    continue  # already here (an import retried): keep the live one
+                part = self.media.add(member.leg, pid=member.pid)
+                part.muted, part.deaf, part.gain = member.muted, member.deaf, member.gain
+                resume_rtp(part, member, exported_at)
+                adopted.append(member.leg)
+            self.media.changed()
+        # After the media lock is released: the SIP side takes its own lock, then the media lock.
+        for leg in adopted:
+            self.sip.adopt(leg)
         log.info("room %s imported with %d participants", config.room_id, len(members))
         return self.describe_room(config.room_id)
 
