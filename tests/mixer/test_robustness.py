@@ -226,3 +226,34 @@ def test_deaf_listener_outside_the_k_hears_nothing(mixer: Mixer, swarm: Swarm) -
     swarm.run(1.0)
     assert level_db(a.heard(), 8000, 440) < SILENT
     assert level_db(b.heard(), 8000, 440) > HEARD
+
+
+def test_sip_is_answered_while_the_media_loop_holds_its_lock(mixer: Mixer) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, mixer.media.lock:
+        sock.bind((LOCAL, 0))
+        sock.settimeout(2)
+        port = sock.getsockname()[1]
+        options = (
+            f"OPTIONS sip:room-x@{LOCAL}:{mixer.sip_port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {LOCAL}:{port};branch=z9hG4bKping\r\n"
+            f"From: <sip:fs@{LOCAL}>;tag=p1\r\nTo: <sip:room-x@{LOCAL}>\r\n"
+            "Call-ID: ping-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        sock.sendto(options.encode(), (LOCAL, mixer.sip_port))
+        assert parse_sip(sock.recvfrom(65535)[0]).status == 200  # keepalives never wait for a frame
+
+
+def test_opus_complexity_is_per_room_and_travels_with_the_room(
+    mixer_factory: Callable[[], Mixer], swarm: Swarm
+) -> None:
+    a, b = mixer_factory(), mixer_factory()
+    client = create_app(a).test_client()
+    r = client.post("/rooms", json={"room": "cheap", "rate": 48000, "opus_complexity": 0})
+    assert r.status_code == 201 and r.json["opus_complexity"] == 0
+    phones = join(a, swarm, "cheap", [(440, "opus"), (1000, "opus")])
+    swarm.run(1.0)
+    assert_hears_others_not_self(phones)
+    state = a.export_room("cheap")
+    a.delete_room("cheap")
+    b.import_room(state)
+    assert b.describe_room("cheap")["opus_complexity"] == 0
