@@ -401,5 +401,10 @@ class SnapshotKeeper:
             self.reload_all()
 
     def lost(self) -> None:
-        """Notices may be missed from now on: stop answering from memory until the next full load."""
-        self.snapshot.ready = False
+        """PostgreSQL went away: keep answering from memory, so a database outage does not stop the nodes.
+
+        While the database is away nothing can be written to it; whatever a notice missed meanwhile is
+        caught by the full reload the listener runs as soon as it is back (``load_all``).
+        """
+        if self.snapshot.ready:
+            log.warning("xml_curl keeps answering from its snapshot until PostgreSQL is back")
