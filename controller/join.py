@@ -28,8 +28,9 @@ Conn = psycopg.Connection[Any]
 JOIN_FIELDS = {k: f for k, f in provisioning.NODE_FIELDS.items() if k not in ("esl_password", "admin_state")}
 
 
-def join(db: Database, token: str, data: Any) -> tuple[Node, str]:
-    """Spend a node-join token on registering a node; return the node and its new ESL password.
+def join(db: Database, token: str, data: Any) -> tuple[Node, str, str]:
+    """Spend a node-join token on registering a node; return the node, its new ESL password and its
+    new xml_curl password (user: ``node.xmlcurl_user``).
 
     A wrong, revoked or non-join token is Unauthorized; a token already spent is a Conflict.
     """
@@ -49,6 +50,7 @@ def join(db: Database, token: str, data: Any) -> tuple[Node, str]:
         if found.revoked:
             raise Unauthorized("invalid join token")
         node = nodes.insert(conn, Node(id=uuid.uuid4(), esl_password=password, admin_state="pending", **values))
+        node, xmlcurl_password = nodes.issue_xmlcurl_credentials(conn, node)
         try:
             with conn.transaction():
                 conn.execute(
@@ -59,7 +61,7 @@ def join(db: Database, token: str, data: Any) -> tuple[Node, str]:
             raise Conflict("this join token was already used") from exc
         tokens.revoke(conn, found.id)
         changes.announce(conn, Notice.NODE)
-    return node, password
+    return node, password, xmlcurl_password
 
 
 def activate_on_first_heartbeat(conn: Conn, node_id: UUID) -> bool:

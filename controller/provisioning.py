@@ -91,13 +91,29 @@ def node_values(fields: dict[str, v.Field], data: Any) -> dict[str, Any]:
 
 
 def add_node(db: Database, data: Any) -> Node:
-    """Register a FreeSWITCH node; spares take no tenants until a failover."""
+    """Register a FreeSWITCH node; spares take no tenants until a failover.
+
+    Its xml_curl password is issued but not returned: ``register_node`` returns it too.
+    """
+    return register_node(db, data)[0]
+
+
+def register_node(db: Database, data: Any) -> tuple[Node, str]:
+    """Register a FreeSWITCH node with its own xml_curl credentials; return it and its password (shown once)."""
     values = node_values(NODE_FIELDS, data)
     with db.transaction() as conn:
-        node = nodes.insert(conn, Node(id=uuid.uuid4(), **values))
+        node, password = nodes.issue_xmlcurl_credentials(conn, nodes.insert(conn, Node(id=uuid.uuid4(), **values)))
         changes.announce(conn, Notice.NODE)
         reassign(conn, f"node {node.name} added", joined=[node.id])
-    return node
+    return node, password
+
+
+def rotate_xmlcurl_credentials(db: Database, ref: str) -> tuple[Node, str]:
+    """A new xml_curl password for a node (``fsfarm node rotate-xmlcurl``); the node needs it in its xml_curl.conf."""
+    with db.transaction() as conn:
+        node, password = nodes.issue_xmlcurl_credentials(conn, get_node(conn, ref))
+        changes.announce(conn, Notice.NODE)
+    return node, password
 
 
 def get_node(conn: Conn, ref: str) -> Node:

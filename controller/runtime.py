@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 from pathlib import Path
 
 from controller.config import Settings
@@ -59,18 +58,6 @@ def open_database(
     if apply_migrations:
         migrate(dsn)
     return Database(dsn, max_size=max_size)
-
-
-def xmlcurl_password(settings: Settings) -> str:
-    """The HTTP basic-auth password FreeSWITCH nodes use; made once and kept in the state dir."""
-    if settings.xmlcurl_password:
-        return settings.xmlcurl_password
-    path = Path(settings.state_dir) / "xmlcurl-password"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(18) + "\n")
-        os.chmod(path, 0o600)
-    return path.read_text().strip()
 
 
 def record_listen(settings: Settings, host: str, port: int) -> Path:

@@ -138,10 +138,34 @@ def node() -> None:
 @json_option
 @with_db
 def node_add(database: Database, name: str, as_json: bool, **options: Any) -> None:
-    """Register a node."""
+    """Register a node, with its own xml_curl credentials (the password is shown once)."""
     data = {k: v for k, v in options.items() if v not in (None, False)}
-    created = provisioning.add_node(database, {"name": name, **data})
-    emit(created.public(), ("name", "switchname", "sip_address", "esl_address", "spare"), as_json)
+    created, password = provisioning.register_node(database, {"name": name, **data})
+    if as_json:
+        emit({**created.public(), "xmlcurl_password": password}, (), True)
+        return
+    emit(created.public(), ("name", "switchname", "sip_address", "esl_address", "spare"), False)
+    _say_xmlcurl_credentials(created.xmlcurl_user, password)
+
+
+def _say_xmlcurl_credentials(user: str, password: str) -> None:
+    click.echo(f"xml_curl credentials (shown once): {user}:{password}")
+    click.echo("  (`fsfarm freeswitch bootstrap` writes them: pass --xmlcurl-password, or it issues new ones)")
+
+
+@node.command("rotate-xmlcurl")
+@click.argument("name")
+@json_option
+@with_db
+def node_rotate_xmlcurl(database: Database, name: str, as_json: bool) -> None:
+    """Issue a node new xml_curl credentials; the old password stops working now.
+
+    Write the new one into the node's xml_curl.conf (`fsfarm freeswitch bootstrap --xmlcurl-password`)."""
+    rotated, password = provisioning.rotate_xmlcurl_credentials(database, name)
+    if as_json:
+        emit({"node": rotated.name, "xmlcurl_user": rotated.xmlcurl_user, "xmlcurl_password": password}, (), True)
+        return
+    _say_xmlcurl_credentials(rotated.xmlcurl_user, password)
 
 
 @node.command("list")
