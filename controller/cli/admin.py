@@ -490,15 +490,38 @@ def token() -> None:
 )
 @click.option("--tenant", "tenant_ref", help="The tenant a tenant-admin token is for.")
 @click.option("--label", default="", help="A note saying who holds it.")
+@click.option("--expires-in", "expires_in", type=int, help="Seconds until it stops working (default: never).")
 @json_option
 @with_db
-def token_create(database: Database, scope: str, tenant_ref: str | None, label: str, as_json: bool) -> None:
+def token_create(
+    database: Database, scope: str, tenant_ref: str | None, label: str, expires_in: int | None, as_json: bool
+) -> None:
     """Issue a token; it is shown once and only its hash is stored."""
-    value, stored = provisioning.create_token(database, scope, tenant_ref, label)
+    value, stored = provisioning.create_token(database, scope, tenant_ref, label, expires_in)
     if as_json:
         emit({"token": value, **stored.public()}, (), True)
     else:
         click.echo(value)
+
+
+TOKEN_COLUMNS = ("id", "scope", "tenant", "label", "expires_at", "revoked", "last_used_at")
+
+
+@token.command("list")
+@json_option
+@with_db
+def token_list(database: Database, as_json: bool) -> None:
+    """Every token with its scope, tenant, expiry and last use (never the token itself)."""
+    emit(provisioning.list_tokens(database), TOKEN_COLUMNS, as_json)
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID")
+@with_db
+def token_revoke(database: Database, token_id: str) -> None:
+    """Revoke a token by its id (from `fsfarm token list`); it stops working at once."""
+    revoked = provisioning.revoke_token(database, token_id)
+    click.echo(f"token {revoked.id} ({revoked.scope}{', ' + revoked.label if revoked.label else ''}) revoked")
 
 
 commands: list[click.Command] = [

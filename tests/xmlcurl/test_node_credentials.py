@@ -121,3 +121,47 @@ def test_guessing_is_limited_per_client_address(app: Any, client: Any, own: dict
     assert fetch(basic(own["vm"])).status_code == 200  # the node itself, from its own address
     now[0] += FAILURE_WINDOW
     assert fetch(basic(own["vm"]), attacker).status_code == 200
+
+
+def test_node_add_join_and_rotation_show_the_password_once(admin: Any, client: Any, db: Database, farm: Any) -> None:
+    node = {"name": "fs3", "sip_address": "127.0.0.3", "esl_address": "127.0.0.3", "esl_password": "ClueCon1"}
+    added = admin.post("/api/v1/nodes", json=node | {"spare": True})
+    assert added.status_code == 201 and added.json["xmlcurl_user"] == "fs3" and added.json["xmlcurl_secret_hash_set"]
+    shown = admin.get("/api/v1/nodes/fs3").json
+    assert "xmlcurl_password" not in shown and "xmlcurl_secret_hash" not in shown
+    first = f"fs3:{added.json['xmlcurl_password']}"
+    assert post(client, directory_fetch("fs3"), auth=basic(first)).status_code == 200
+    rotated = admin.post("/api/v1/nodes/fs3/xmlcurl-credentials")
+    assert rotated.status_code == 200 and rotated.json["xmlcurl_user"] == "fs3"
+    assert rotated.json["xmlcurl_password"] != added.json["xmlcurl_password"]
+    second = f"fs3:{rotated.json['xmlcurl_password']}"
+    assert post(client, directory_fetch("fs3"), auth=basic(second)).status_code == 200
+    assert admin.post("/api/v1/nodes/nope/xmlcurl-credentials").status_code == 404
+
+    token, _ = provisioning.create_token(db, "node-join")
+    joined = client.post(
+        "/api/v1/join",
+        json={"name": "fs4", "sip_address": "127.0.0.4", "esl_address": "127.0.0.4"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert joined.status_code == 201 and joined.json["xmlcurl_user"] == "fs4"
+    assert post(client, directory_fetch("fs4"), auth=basic(f"fs4:{joined.json['xmlcurl_password']}")).status_code == 200
+
+
+def test_rotate_command(dsn: str, farm: Any) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def fsfarm(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "FSFARM_DATABASE_URL": dsn}
+        command = [sys.executable, "-m", "controller.cli.entry", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    rotated = fsfarm("node", "rotate-xmlcurl", "vm")
+    assert rotated.returncode == 0 and rotated.stdout.startswith("xml_curl credentials (shown once): vm:")
+    again = json.loads(fsfarm("node", "rotate-xmlcurl", "vm", "--json").stdout)
+    assert again["xmlcurl_user"] == "vm" and again["xmlcurl_password"] not in rotated.stdout
+    missing = fsfarm("node", "rotate-xmlcurl", "nope")
+    assert missing.returncode == 1 and missing.stderr == "error: no node 'nope'\n"
