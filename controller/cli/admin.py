@@ -138,7 +138,9 @@ def node() -> None:
 @json_option
 @with_db
 def node_add(database: Database, name: str, as_json: bool, **options: Any) -> None:
-    """Register a node, with its own xml_curl credentials (the password is shown once)."""
+    """Register a node and issue its xml_curl credentials.
+
+    The xml_curl password is shown once, here."""
     data = {k: v for k, v in options.items() if v not in (None, False)}
     created, password = provisioning.register_node(database, {"name": name, **data})
     if as_json:
@@ -158,9 +160,10 @@ def _say_xmlcurl_credentials(user: str, password: str) -> None:
 @json_option
 @with_db
 def node_rotate_xmlcurl(database: Database, name: str, as_json: bool) -> None:
-    """Issue a node new xml_curl credentials; the old password stops working now.
+    """Issue a node new xml_curl credentials.
 
-    Write the new one into the node's xml_curl.conf (`fsfarm freeswitch bootstrap --xmlcurl-password`)."""
+    The old password stops working now: write the new one into the node's xml_curl.conf
+    (`fsfarm freeswitch bootstrap --xmlcurl-password`)."""
     rotated, password = provisioning.rotate_xmlcurl_credentials(database, name)
     if as_json:
         emit({"node": rotated.name, "xmlcurl_user": rotated.xmlcurl_user, "xmlcurl_password": password}, (), True)
@@ -511,7 +514,9 @@ TOKEN_COLUMNS = ("id", "scope", "tenant", "label", "expires_at", "revoked", "las
 @json_option
 @with_db
 def token_list(database: Database, as_json: bool) -> None:
-    """Every token with its scope, tenant, expiry and last use (never the token itself)."""
+    """List tokens: scope, tenant, expiry, last use.
+
+    Never the tokens themselves: only their hashes are stored."""
     emit(provisioning.list_tokens(database), TOKEN_COLUMNS, as_json)
 
 
@@ -519,7 +524,9 @@ def token_list(database: Database, as_json: bool) -> None:
 @click.argument("token_id", metavar="ID")
 @with_db
 def token_revoke(database: Database, token_id: str) -> None:
-    """Revoke a token by its id (from `fsfarm token list`); it stops working at once."""
+    """Revoke a token by its id; it stops working at once.
+
+    The id is the first column of `fsfarm token list`."""
     revoked = provisioning.revoke_token(database, token_id)
     click.echo(f"token {revoked.id} ({revoked.scope}{', ' + revoked.label if revoked.label else ''}) revoked")
 
