@@ -118,6 +118,7 @@ class XmlCurlService:
         if not header:
             return None
         seen = self.credentials.get(header)
+        remembered = seen is not None
         if seen is None:
             if authorised(header, self.settings):
                 self._remember(header, SHARED)
@@ -133,7 +134,8 @@ class XmlCurlService:
             node = self._node_by_secret(digest)
         if node is None or not hmac.compare_digest(node.xmlcurl_user.encode(), user.encode()):
             return None
-        self._remember(header, seen)
+        if not remembered:
+            self._remember(header, seen)
         return node
 
     def _remember(self, header: str, decoded: str | tuple[str, str]) -> None:

@@ -165,3 +165,27 @@ def test_rotate_command(dsn: str, farm: Any) -> None:
     assert again["xmlcurl_user"] == "vm" and again["xmlcurl_password"] not in rotated.stdout
     missing = fsfarm("node", "rotate-xmlcurl", "nope")
     assert missing.returncode == 1 and missing.stderr == "error: no node 'nope'\n"
+
+
+@pytest.mark.parametrize("snapshot", [True, False], ids=["from the snapshot", "from SQL"])
+def test_both_answer_paths_check_the_caller(db: Database, own: dict[str, str], snapshot: bool) -> None:
+    from controller.app.web import create_app
+    from controller.config import Settings, XmlCurlSettings
+    from xmlcurl.web import service, start, stop
+
+    app = create_app(db, Settings(state_dir=Path("/nonexistent"), xmlcurl=XmlCurlSettings(snapshot=snapshot)))
+    start(app)
+    try:
+        if snapshot:
+            deadline = time.monotonic() + 10
+            while not service(app).snapshot.ready:
+                assert time.monotonic() < deadline, "the snapshot never loaded"
+                time.sleep(0.05)
+        client = app.test_client()
+        assert post(client, directory_fetch("vm"), auth=basic(own["vm"])).status_code == 200
+        assert post(client, directory_fetch("vm"), auth=basic(own["fs2"])).status_code == 403
+        assert post(client, directory_fetch("fs2"), auth=basic(own["vm"])).status_code == 403
+        assert post(client, directory_fetch("vm"), auth=basic("vm:guess")).status_code == 401
+        assert service(app).snapshot.ready is snapshot
+    finally:
+        stop(app)
