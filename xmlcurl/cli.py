@@ -61,34 +61,43 @@ def bootstrap_command(
     xml_curl, with the node's own credentials.
     """
     settings = runtime.settings()
+    target = url or _xmlcurl_url(settings)
     db = _database(settings, dsn)
     try:
         with db.transaction() as conn:
             node = nodes.get(conn, node_ref)
             if node is None:
                 raise NotFound(f"no node {node_ref!r}: register it first (fsfarm node add)")
+            issued = xmlcurl_password is None
             if xmlcurl_password is None:
                 # Only the hash is stored: the password can be written only when it is issued.
                 node, xmlcurl_password = nodes.issue_xmlcurl_credentials(conn, node)
                 changes.announce(conn, Notice.NODE)
             else:
-                nodes.check_xmlcurl_password(node, xmlcurl_password)
-    except Invalid as exc:
-        raise Invalid(f"--xmlcurl-password: {exc.message.partition(': ')[2]}", exc.detail) from None
+                try:
+                    nodes.check_xmlcurl_password(node, xmlcurl_password)
+                except Invalid as exc:
+                    raise Invalid(f"--xmlcurl-password: {exc.message.partition(': ')[2]}", exc.detail) from None
+            contents = bootstrap.files(
+                node, target, node.xmlcurl_user, xmlcurl_password, XmlCurlOptions.from_settings(settings)
+            )
+            # Written before the commit: files that cannot be written leave the node's current password valid.
+            try:
+                written = bootstrap.write(out, contents) if out is not None else []
+            except OSError as exc:
+                raise Invalid(f"--out: cannot write {out}: {exc.strerror or exc}", {"field": "out"}) from None
     finally:
         db.close()
-    target = url or _xmlcurl_url(settings)
-    contents = bootstrap.files(
-        node, target, node.xmlcurl_user, xmlcurl_password, XmlCurlOptions.from_settings(settings)
-    )
     if out is None:
         for rel, data in contents.items():
             click.echo(f"<!-- {rel} -->")
             click.echo(data.decode())
         return
-    for path in bootstrap.write(out, contents):
+    for path in written:
         click.echo(f"wrote {path}")
     click.echo(f"xml_curl: {target}")
+    how = "new credentials: its previous password no longer works" if issued else "the password given"
+    click.echo(f"xml_curl user: {node.xmlcurl_user} ({how})")
     click.echo("start FreeSWITCH with:")
     click.echo("  " + " ".join(start_command(out.resolve(), settings.freeswitch_bin)))
 

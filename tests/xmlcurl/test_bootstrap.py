@@ -101,7 +101,13 @@ def test_bootstrap_issues_new_credentials_unless_given_the_current_password(
     again = run(dsn, "--node", "vm", "--out", str(tmp_path / "d"), password="")
     new = credentials(tmp_path / "d")
     assert again.exit_code == 0 and new != old
-    assert post(client, directory_fetch(), auth=basic(new)).status_code == 200
+    assert "xml_curl user: vm (new credentials: its previous password no longer works)" in again.output
+    assert "xml_curl user: vm (the password given)" in kept.output
+    (tmp_path / "a-file").write_text("")
+    unwritable = run(dsn, "--node", "vm", "--out", str(tmp_path / "a-file" / "conf"), password="")
+    assert unwritable.exit_code == 1 and "error: --out: cannot write" in unwritable.output
+    assert unwritable.output.count("\n") == 1
+    assert post(client, directory_fetch(), auth=basic(new)).status_code == 200  # not rotated by the failed run
     assert post(client, directory_fetch(), auth=basic(old)).status_code == 401  # the previous one stopped working
 
 
