@@ -123,6 +123,14 @@ def _serve(listener: socket.socket, host: str, port: int, settings: Settings) ->
     click.echo(f"fsfarm controller on http://{host}:{port} (database: {where})")
     shared = f", or the shared FSFARM_XMLCURL_PASSWORD as {settings.xmlcurl_user}" if settings.xmlcurl_password else ""
     click.echo(f"farm-admin token: {token_path}   xml_curl basic auth: each node's own credentials{shared}")
+    old_password = settings.state_dir / "xmlcurl-password"
+    if old_password.exists() and not settings.xmlcurl_password:
+        # Written by fsfarm before per-node credentials: nodes bootstrapped then still send it.
+        click.echo(
+            f"warning: nodes bootstrapped before per-node credentials send the password in {old_password}, "
+            "no longer accepted: run `fsfarm freeswitch bootstrap` for each, or set FSFARM_XMLCURL_PASSWORD to it",
+            err=True,
+        )
     runtime.record_listen(settings, host, port)
     if host.startswith("127.") or host in ("localhost", "::1"):
         click.echo(
