@@ -31,15 +31,18 @@ def _body() -> dict[str, Any]:
 def healthz() -> Any:
     m = _mixer()
     alive = m.alive()
+    stuck = alive and m.media.stuck()
+    ok = alive and not stuck
     body = {
-        "ok": alive,
+        "ok": ok,
+        "media_stuck": stuck,
         "rooms": len(m.rooms),
         "participants": len(m.by_call),
         "sip": f"{m.advertise}:{m.sip_port}",
         "rtp": f"{m.advertise}:{m.rtp_port}",
         "frames": m.frames,
     }
-    return jsonify(body), 200 if alive else 503
+    return jsonify(body), 200 if ok else 503
 
 
 @bp.get("/metrics")
@@ -59,8 +62,11 @@ def create_room() -> Any:
     k = data.get("loudest_k", 0)
     if isinstance(rate, bool) or not isinstance(rate, int):
         raise Invalid("rate must be an integer", {"rate": rate})
-    config = _mixer().create_room(data.get("room"), rate, k)  # type: ignore[arg-type]
-    return jsonify({"room": config.room_id, "rate": config.rate, "loudest_k": config.loudest_k}), 201
+    config = _mixer().create_room(data.get("room"), rate, k, data.get("opus_complexity"))  # type: ignore[arg-type]
+    body = {"room": config.room_id, "rate": config.rate, "loudest_k": config.loudest_k}
+    if config.opus_complexity is not None:
+        body["opus_complexity"] = config.opus_complexity
+    return jsonify(body), 201
 
 
 @bp.get("/state")

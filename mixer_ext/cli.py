@@ -27,28 +27,47 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
 @click.option("--rtp-port", default=0, show_default=True, help="RTP port for every leg (0 picks a free one).")
 @click.option("--advertise", default=None, help="Address written in SDP and Contact (default: the listen host).")
 @click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
-@click.option("--per-leg-codecs", is_flag=True, hidden=True, help="Bench reference: no batched G.711.")
+@click.option(
+    "--trusted",
+    default="127.0.0.0/8",
+    show_default=True,
+    help="Comma-separated CIDRs of the FreeSWITCH nodes: their SDP addresses get RTP before any arrives.",
+)
+@click.option("--per-leg-codecs", is_flag=True, hidden=True, help="Bench reference: no block coding, no sharing.")
 def mixer(
-    listen: str, control: str, rtp_port: int, advertise: str | None, log_level: str, per_leg_codecs: bool
+    listen: str,
+    control: str,
+    rtp_port: int,
+    advertise: str | None,
+    log_level: str,
+    trusted: str,
+    per_leg_codecs: bool,
 ) -> None:
     """Run the HD conference mixer sidecar.
 
     The dumb mixer: SIP for room-<id>, numpy mixing, HTTP JSON control.
     """
     try:
-        _serve(listen, control, rtp_port, advertise, log_level, per_leg_codecs)
+        _serve(listen, control, rtp_port, advertise, log_level, trusted, per_leg_codecs)
     except MixerError as exc:  # one line and a non-zero exit, as every fsfarm command reports
         raise click.ClickException(exc.message) from None
 
 
 def _serve(
-    listen: str, control: str, rtp_port: int, advertise: str | None, log_level: str, per_leg_codecs: bool
+    listen: str,
+    control: str,
+    rtp_port: int,
+    advertise: str | None,
+    log_level: str,
+    trusted: str,
+    per_leg_codecs: bool,
 ) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sip_host, sip_port = _host_port(listen, "listen")
     api_host, api_port = _host_port(control, "control")
     try:
-        engine = Mixer(sip_host, sip_port, rtp_port, advertise, batch_codecs=not per_leg_codecs)
+        networks = [c.strip() for c in trusted.split(",") if c.strip()]
+        engine = Mixer(sip_host, sip_port, rtp_port, advertise, trusted=networks, batch_codecs=not per_leg_codecs)
     except OSError as exc:
         raise Unavailable(f"cannot listen for SIP/RTP on {listen}: {exc.strerror}", {"listen": listen}) from exc
     try:

@@ -77,6 +77,30 @@ class JitterBuffer:
     def _extend(self, sequence: int) -> int:
         return self._highest + seq_distance((self._base_seq + self._highest) & 0xFFFF, sequence)
 
+    def push_fields(self, sequence: int, timestamp: int, ssrc: int, payload: bytes) -> Verdict:
+        """``push`` for a packet not yet built: the next packet of the stream, as most are, is filed
+        without the reordering and sanity checks (it passes them by construction)."""
+        if ssrc == self._ssrc and self._next is not None:
+            ext = self._highest + 1
+            expected_ts = (self._base_ts + (ext - self._ref_ext) * self.timestamp_step) & 0xFFFFFFFF
+            if sequence == (self._base_seq + ext) & 0xFFFF and timestamp == expected_ts:
+                self.received += 1
+                self._absurd_run = 0
+                self._ref_ext, self._base_ts = ext, timestamp
+                self._frames[ext] = payload
+                self._highest = ext
+                if len(self._frames) > self.max_depth:
+                    self._trim()
+                return Verdict.QUEUED
+        return self.push(RtpPacket(0, sequence, timestamp, ssrc, payload))
+
+    def _trim(self) -> None:
+        # A sender running ahead (or a burst) would add delay for good: drop the oldest frames.
+        while len(self._frames) > self.max_depth:
+            oldest = min(self._frames)
+            del self._frames[oldest]
+            self._next = min(self._frames)
+
     def push(self, packet: RtpPacket) -> Verdict:
         """File one packet; the verdict says what happened to it."""
         self.received += 1
@@ -115,11 +139,7 @@ class JitterBuffer:
             self._next = ext
         elif ext < self._next:
             self._next = ext
-        # A sender running ahead (or a burst) would add delay for good: drop the oldest frames.
-        while len(self._frames) > self.max_depth:
-            oldest = min(self._frames)
-            del self._frames[oldest]
-            self._next = min(self._frames)
+        self._trim()
         return verdict
 
     def pop(self) -> bytes | _Empty | None:

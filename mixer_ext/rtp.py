@@ -5,7 +5,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-_HEADER = struct.Struct("!BBHII")
+# The fixed 12-byte header: V/P/X/CC, M/PT, sequence, timestamp, SSRC.
+HEADER = _HEADER = struct.Struct("!BBHII")
 _EVENT = struct.Struct("!BBH")
 RTP_VERSION = 2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -88,6 +89,9 @@ def parse_offer(text: str) -> AudioOffer:
                 if not parts[1].isdigit():
                     raise SdpError("audio port is not a number")
                 port = int(parts[1])
+                if not 1 <= port <= 65535:
+                    # Refused here, at the edge: a port no socket can send to must never reach the media loop.
+                    raise SdpError("audio port must be 1-65535")
                 pts = [int(p) for p in parts[3:] if p.isdigit() and int(p) < 128]
         elif kind == "c":
             parts = value.split()
@@ -116,6 +120,11 @@ def parse_offer(text: str) -> AudioOffer:
     address = media_addr or session_addr
     if not address:
         raise SdpError("no connection address for audio")
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError:
+        # A host name would be resolved (blocking) on every RTP send; FreeSWITCH always writes an address.
+        raise SdpError("audio connection address must be an IPv4 address") from None
     formats = []
     for pt in pts:
         if pt in rtpmap:

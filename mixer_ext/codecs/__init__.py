@@ -1,7 +1,8 @@
 """Codec registry: one small module per codec, looked up by SDP name and clock rate.
 
 ``get_encoder("PCMU")`` / ``get_decoder("opus/48000")`` return fresh stateful objects with
-``encode(frame) -> bytes`` and ``decode(payload) -> int16 PCM`` (see ``codecs.base``).
+``encode(frame) -> bytes`` and ``decode(payload) -> int16 PCM``, and ``encode_many`` /
+``decode_many`` for a block of legs at once (see ``codecs.base``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 ROOM_RATES = (8000, 16000, 32000, 48000)
 
-_ENCODERS: dict[str, Callable[[], Encoder]] = {pcmu.PCMU.key: pcmu.encoder, pcma.PCMA.key: pcma.encoder}
+_ENCODERS: dict[str, Callable[..., Encoder]] = {pcmu.PCMU.key: pcmu.encoder, pcma.PCMA.key: pcma.encoder}
 _DECODERS: dict[str, Callable[[], Decoder]] = {pcmu.PCMU.key: pcmu.decoder, pcma.PCMA.key: pcma.decoder}
 SPECS: dict[str, CodecSpec] = {pcmu.PCMU.key: pcmu.PCMU, pcma.PCMA.key: pcma.PCMA}
 
@@ -65,9 +66,9 @@ def get_spec(name: str) -> CodecSpec:
     return SPECS[key]
 
 
-def get_encoder(name: str) -> Encoder:
-    """A fresh encoder for ``name``."""
-    return _ENCODERS[get_spec(name).key]()
+def get_encoder(name: str, complexity: int | None = None) -> Encoder:
+    """A fresh encoder for ``name`` (``complexity`` 0-10 matters only to codecs that have one: Opus)."""
+    return _ENCODERS[get_spec(name).key](complexity=complexity)
 
 
 def get_decoder(name: str) -> Decoder:

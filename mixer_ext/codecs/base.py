@@ -2,10 +2,16 @@
 
 An Encoder turns one frame of int16 PCM at the codec's sample rate into an RTP payload; a
 Decoder turns a payload back into int16 PCM (``None`` asks it to conceal a lost frame).
+
+The media loop codes whole blocks of legs at once: codec objects with the same ``block_key``
+are handed together to ``decode_many`` / ``encode_many`` of the first of them. ``PerFrameDecoder``
+and ``PerFrameEncoder`` give the plain one-frame-at-a-time loop; table codecs (G.711, L16)
+override it with one numpy operation for the whole block.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,17 +49,80 @@ class CodecSpec:
 class Encoder(Protocol):
     spec: CodecSpec
 
+    @property
+    def block_key(self) -> Hashable:
+        """Encoders with equal keys can be driven by one ``encode_many`` call."""
+        ...
+
     def encode(self, frame: Pcm) -> bytes:
         """Encode one frame of int16 PCM at ``spec.sample_rate``."""
+        ...
+
+    def encode_many(self, group: Sequence[Encoder], block: Pcm) -> list[bytes]:
+        """Encode row i of ``block`` [len(group) x samples] with ``group[i]``; one payload per row."""
         ...
 
 
 class Decoder(Protocol):
     spec: CodecSpec
 
+    @property
+    def block_key(self) -> Hashable:
+        """Decoders with equal keys can be driven by one ``decode_many`` call."""
+        ...
+
     def decode(self, payload: bytes | None) -> Pcm:
         """Decode one payload to int16 PCM at ``spec.sample_rate``; ``None`` conceals a lost frame."""
         ...
+
+    def decode_many(self, group: Sequence[Decoder], payloads: Sequence[bytes | None]) -> Pcm:
+        """Decode ``payloads[i]`` with ``group[i]`` into row i of a [len(group) x spec.samples()] block."""
+        ...
+
+
+def fit(pcm: Pcm, samples: int) -> Pcm:
+    """``pcm`` cut or zero-padded to exactly ``samples`` (a sender's odd-sized frame must not break a block)."""
+    if pcm.size == samples:
+        return pcm
+    out = np.zeros(samples, dtype=np.int16)
+    out[: min(samples, pcm.size)] = pcm[:samples]
+    return out
+
+
+class PerFrameEncoder:
+    """The block interface for codecs with per-stream state: one ``encode`` per row."""
+
+    spec: CodecSpec
+
+    @property
+    def block_key(self) -> Hashable:
+        return self.spec.key
+
+    def encode(self, frame: Pcm) -> bytes:
+        raise NotImplementedError
+
+    def encode_many(self, group: Sequence[Encoder], block: Pcm) -> list[bytes]:
+        return [encoder.encode(row) for encoder, row in zip(group, block, strict=True)]
+
+
+class PerFrameDecoder:
+    """The block interface for codecs with per-stream state: one ``decode`` per row."""
+
+    spec: CodecSpec
+
+    @property
+    def block_key(self) -> Hashable:
+        return self.spec.key
+
+    def decode(self, payload: bytes | None) -> Pcm:
+        raise NotImplementedError
+
+    def decode_many(self, group: Sequence[Decoder], payloads: Sequence[bytes | None]) -> Pcm:
+        samples = self.spec.samples()
+        out = np.empty((len(group), samples), dtype=np.int16)
+        for row, (decoder, payload) in enumerate(zip(group, payloads, strict=True)):
+            out[row] = fit(decoder.decode(payload), samples)
+        return out
 
 
 class ConcealingDecoder:

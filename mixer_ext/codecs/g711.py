@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
+
 import numpy as np
 
-from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, Pcm
+from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, Decoder, Encoder, Pcm, fit
 
 _BIAS = 0x84
 _CLIP = 32635
@@ -94,14 +96,23 @@ def alaw_decode(codes: np.ndarray) -> Pcm:
 
 
 class TableEncoder:
-    """Encodes by table lookup; the mixer batches all G.711 legs of a block into one lookup."""
+    """Encodes by table lookup; a whole block of legs on the same table is one lookup."""
 
     def __init__(self, spec: CodecSpec, table: np.ndarray) -> None:
         self.spec = spec
         self.table = table
 
+    @property
+    def block_key(self) -> Hashable:
+        return ("table", id(self.table))
+
     def encode(self, frame: Pcm) -> bytes:
         return self.table[np.asarray(frame, dtype=np.int16).view(np.uint16)].tobytes()
+
+    def encode_many(self, group: Sequence[Encoder], block: Pcm) -> list[bytes]:
+        samples = block.shape[1]
+        coded = self.table[np.ascontiguousarray(block, dtype=np.int16).view(np.uint16)].tobytes()
+        return [coded[i : i + samples] for i in range(0, len(coded), samples)]
 
 
 class TableDecoder:
@@ -112,7 +123,30 @@ class TableDecoder:
         self.table = table
         self.plc = ConcealingDecoder(spec.samples())
 
+    @property
+    def block_key(self) -> Hashable:
+        return ("table", id(self.table))
+
     def decode(self, payload: bytes | None) -> Pcm:
         if payload is None:
             return self.plc.conceal()
         return self.plc.remember(self.table[np.frombuffer(payload, dtype=np.uint8)])
+
+    def decode_many(self, group: Sequence[Decoder], payloads: Sequence[bytes | None]) -> Pcm:
+        samples = self.spec.samples()
+        whole = [i for i, p in enumerate(payloads) if p is not None and len(p) == samples]
+        out = np.empty((len(group), samples), dtype=np.int16)
+        if whole:
+            codes = np.frombuffer(b"".join(payloads[i] for i in whole), dtype=np.uint8)  # type: ignore[misc]
+            out[whole] = self.table[codes.reshape(len(whole), samples)]
+            for i in whole:
+                decoder = group[i]
+                assert isinstance(decoder, TableDecoder)  # same block_key, same class
+                decoder.plc.remember(out[i])
+        if len(whole) < len(group):
+            done = set(whole)
+            # Lost frames and odd-sized payloads: the one-frame path conceals and fits them.
+            for i, payload in enumerate(payloads):
+                if i not in done:
+                    out[i] = fit(group[i].decode(payload), samples)
+        return out

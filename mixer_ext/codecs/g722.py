@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 from G722 import G722 as _G722
 
-from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, Pcm
+from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, Pcm, PerFrameDecoder, PerFrameEncoder
 
 G722 = CodecSpec("G722", 8000, 16000, static_pt=9)
 _BITRATE = 64000
 
 
-class G722Encoder:
-    def __init__(self) -> None:
+class G722Encoder(PerFrameEncoder):
+    def __init__(self, complexity: int | None = None) -> None:
+        # complexity: G.722 has none to choose, accepted and ignored
         self.spec = G722
         self._state = _G722(G722.sample_rate, _BITRATE)
 
@@ -20,7 +21,7 @@ class G722Encoder:
         return bytes(self._state.encode(np.asarray(frame, dtype=np.int16)))
 
 
-class G722Decoder:
+class G722Decoder(PerFrameDecoder):
     def __init__(self) -> None:
         self.spec = G722
         self._state = _G722(G722.sample_rate, _BITRATE)

@@ -8,7 +8,8 @@ from mixer_ext.codecs.g711 import ULAW_DECODE, ULAW_ENCODE, TableDecoder, TableE
 PCMU = CodecSpec("PCMU", 8000, 8000, static_pt=0)
 
 
-def encoder() -> TableEncoder:
+def encoder(complexity: int | None = None) -> TableEncoder:
+    # A table lookup has no complexity to choose: the option is accepted and ignored.
     return TableEncoder(PCMU, ULAW_ENCODE)
 
 

@@ -42,6 +42,11 @@ def test_bad_listen_address_is_a_user_error() -> None:
     assert result.exit_code == 1 and "HOST:PORT" in result.output
 
 
+def test_bad_trusted_network_is_a_user_error() -> None:
+    result = CliRunner().invoke(main, ["mixer", "--listen", f"{LOCAL}:0", "--trusted", "10.0.0.0/8,fs-nodes"])
+    assert result.exit_code == 1 and "trusted networks must be CIDRs" in result.output
+
+
 def test_busy_ports_are_a_clear_error_not_a_traceback() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
         busy.bind((LOCAL, 0))
