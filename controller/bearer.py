@@ -6,19 +6,122 @@ anything else answers 404 exactly as a missing object would, so tenants cannot p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import current_app, g, request
+from flask import Flask, current_app, g, request
 
 from controller.database import Database
 from controller.documented import guarded
 from controller.domain import ApiToken, Tenant
-from controller.errors import NotFound, Unauthorized
+from controller.errors import NotFound, TooManyFailures, Unauthorized
 from controller.stores import tenants, tokens
 
+log = logging.getLogger(__name__)
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+FAILURES_ALLOWED = 10  # failed authentications one client address may make within FAILURE_WINDOW
+FAILURE_WINDOW = 60.0  # seconds
+LIMITER_KEY = "fsfarm.auth_limiter"
+
+
+class AuthLimiter:
+    """Failed authentications per client address (bearer tokens and xml_curl alike), counted in this process.
+
+    After ``allowed`` failures within ``window`` seconds an address is refused (429) until the oldest of
+    them is ``window`` old, whatever it sends; other addresses are unaffected. Counts are per process
+    (not shared between workers or controllers): N processes let at most N x ``allowed`` guesses through.
+    """
+
+    def __init__(
+        self,
+        allowed: int = FAILURES_ALLOWED,
+        window: float = FAILURE_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+        max_addresses: int = 100_000,
+    ) -> None:
+        self.allowed = allowed
+        self.window = window
+        self.clock = clock
+        self.max_addresses = max_addresses
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, address: str) -> int:
+        """Whole seconds until ``address`` may try again; 0 when it may now."""
+        if address not in self._failures:  # the usual case: one dict lookup, no lock
+            return 0
+        with self._lock:
+            failures = self._failures.get(address)
+            if failures is None:
+                return 0
+            now = self.clock()
+            while failures and failures[0] <= now - self.window:
+                failures.popleft()
+            if not failures:
+                del self._failures[address]
+                return 0
+            if len(failures) < self.allowed:
+                return 0
+            return max(1, math.ceil(failures[0] + self.window - now))
+
+    def failed(self, address: str, what: str) -> None:
+        """Count one failed authentication from ``address`` (``what`` names the surface, for the log)."""
+        with self._lock:
+            now = self.clock()
+            failures = self._failures.get(address)
+            if failures is None:
+                if len(self._failures) >= self.max_addresses:
+                    self._forget(now)
+                failures = self._failures[address] = deque(maxlen=self.allowed)
+            failures.append(now)
+            if len(failures) == self.allowed and failures[0] > now - self.window:
+                log.warning(
+                    "%s: %d failed authentications from %s within %g s: refusing it (429) for now",
+                    what,
+                    self.allowed,
+                    address,
+                    self.window,
+                )
+
+    def _forget(self, now: float) -> None:
+        """Make room: drop addresses whose failures are all old, else the oldest half."""
+        stale = [a for a, f in self._failures.items() if not f or f[-1] <= now - self.window]
+        for address in stale or sorted(self._failures, key=lambda a: self._failures[a][-1])[: len(self._failures) // 2]:
+            del self._failures[address]
+
+
+def limiter(app: Flask | None = None) -> AuthLimiter:
+    """The app's authentication limiter (one per process, shared by the API and xml_curl)."""
+    target = app or current_app
+    found = target.extensions.get(LIMITER_KEY)
+    if found is None:
+        found = target.extensions[LIMITER_KEY] = AuthLimiter()
+    return cast(AuthLimiter, found)
+
+
+@contextmanager
+def counting_failures(what: str = "API") -> Iterator[None]:
+    """Refuse a client address that failed too often (TooManyFailures, 429); count an Unauthorized raised
+    inside as one more failure of that address."""
+    guard = limiter()
+    address = request.remote_addr or ""
+    wait = guard.retry_after(address)
+    if wait:
+        raise TooManyFailures("too many failed authentications from this address: retry later", wait)
+    try:
+        yield
+    except Unauthorized:
+        guard.failed(address, what)
+        raise
 
 
 def database() -> Database:
@@ -34,9 +137,10 @@ def body() -> Any:
 def _token() -> ApiToken:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    if scheme.lower() != "bearer" or not value.strip():  # not a guess: not counted
         raise Unauthorized("missing bearer token", {"hint": "send 'Authorization: Bearer <token>'"})
-    return tokens.authenticate(database(), value.strip())
+    with counting_failures():
+        return tokens.authenticate(database(), value.strip())
 
 
 def requires_token(view: F) -> F:

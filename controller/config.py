@@ -98,7 +98,7 @@ class Settings:
     state_dir: Path = field(default_factory=state_dir)
     embedded_pg_port: int = 54329
     xmlcurl_user: str = "freeswitch"
-    xmlcurl_password: str = ""  # empty: generated once into <state dir>/xmlcurl-password
+    xmlcurl_password: str = ""  # a shared password any node may use; empty: only each node's own credentials
     controller_address: str = "127.0.0.1"  # host FreeSWITCH nodes reach the controller at (xml_curl, IVR sockets)
     http_port: int = 8080  # where `fsfarm up` listens unless --port says otherwise
     log_level: str = "INFO"
@@ -189,8 +189,14 @@ def _csv(text: str) -> tuple[str, ...]:
 OPTIONS: tuple[Option, ...] = (
     Option("FSFARM_DATABASE_URL", "database_url", str, "PostgreSQL DSN; unset: the embedded server"),
     Option("FSFARM_EMBEDDED_PG_PORT", "embedded_pg_port", _port("FSFARM_EMBEDDED_PG_PORT"), "embedded server port"),
-    Option("FSFARM_XMLCURL_USER", "xmlcurl_user", str, "xml_curl basic-auth user"),
-    Option("FSFARM_XMLCURL_PASSWORD", "xmlcurl_password", str, "xml_curl basic-auth password", strip=False),
+    Option("FSFARM_XMLCURL_USER", "xmlcurl_user", str, "xml_curl basic-auth user of the shared password"),
+    Option(
+        "FSFARM_XMLCURL_PASSWORD",
+        "xmlcurl_password",
+        str,
+        "shared xml_curl password any node may use; unset: only each node's own",
+        strip=False,
+    ),
     Option("FSFARM_CONTROLLER_ADDRESS", "controller_address", str, "address nodes reach the controller at"),
     Option("FSFARM_HTTP_PORT", "http_port", _port("FSFARM_HTTP_PORT"), "API and xml_curl port"),
     Option("FSFARM_LOG_LEVEL", "log_level", str.upper, "DEBUG, INFO, WARNING or ERROR"),

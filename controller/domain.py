@@ -150,6 +150,11 @@ def a1_hash(user: str, domain: str, password: str) -> str:
     return hashlib.md5(f"{user}:{domain}:{password}".encode()).hexdigest()
 
 
+def secret_hash(secret: str) -> str:
+    """What is stored for a random machine secret (a node's xml_curl password): its SHA-256."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Record:
     """Columns shared by every row: app-made UUID key and the last-writer-wins timestamps."""
@@ -194,8 +199,10 @@ class Node(Record):
     health_reason: str = ""
     health_at: datetime | None = None
     seen_alive_at: datetime | None = None  # last time its watcher judged it up; None: never seen alive
+    xmlcurl_user: str = ""  # the basic-auth user of its own xml_curl credentials; empty: none issued
+    xmlcurl_secret_hash: str = ""  # secret_hash of its xml_curl password (shown once, when issued)
 
-    secret_fields: ClassVar[tuple[str, ...]] = ("esl_password",)
+    secret_fields: ClassVar[tuple[str, ...]] = ("esl_password", "xmlcurl_secret_hash")
 
     @property
     def placeable(self) -> bool:

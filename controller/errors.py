@@ -57,3 +57,13 @@ class Unavailable(FarmError):
     """A dependency (database, storage, a node) cannot be reached right now; retry later."""
 
     status = 503
+
+
+class TooManyFailures(FarmError):
+    """Too many failed authentications from one client address; retry after ``retry_after`` seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, {"retry_after": retry_after})
+        self.retry_after = retry_after

@@ -28,8 +28,9 @@ Conn = psycopg.Connection[Any]
 JOIN_FIELDS = {k: f for k, f in provisioning.NODE_FIELDS.items() if k not in ("esl_password", "admin_state")}
 
 
-def join(db: Database, token: str, data: Any) -> tuple[Node, str]:
-    """Spend a node-join token on registering a node; return the node and its new ESL password.
+def join(db: Database, token: str, data: Any) -> tuple[Node, str, str]:
+    """Spend a node-join token on registering a node; return the node, its new ESL password and its
+    new xml_curl password (user: ``node.xmlcurl_user``).
 
     A wrong, revoked or non-join token is Unauthorized; a token already spent is a Conflict.
     """
@@ -49,13 +50,14 @@ def join(db: Database, token: str, data: Any) -> tuple[Node, str]:
         node = nodes.insert(
             conn, Node(id=uuid.uuid4(), esl_password=password, admin_state=AdminState.PENDING, **values)
         )
+        node, xmlcurl_password = nodes.issue_xmlcurl_credentials(conn, node)
         try:
             node_joins.record(conn, found.id, node.id, node.name)
         except psycopg.errors.UniqueViolation as exc:  # a concurrent join spent it first
             raise Conflict("this join token was already used") from exc
         tokens.revoke(conn, found.id)
         changes.announce(conn, Notice.NODE)
-    return node, password
+    return node, password, xmlcurl_password
 
 
 def activate_on_first_heartbeat(conn: Conn, node_id: UUID) -> bool:

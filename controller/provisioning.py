@@ -10,6 +10,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -97,13 +98,29 @@ def node_values(fields: dict[str, v.Field], data: Any) -> dict[str, Any]:
 
 
 def add_node(db: Database, data: Any) -> Node:
-    """Register a FreeSWITCH node; spares take no tenants until a failover."""
+    """Register a FreeSWITCH node; spares take no tenants until a failover.
+
+    Its xml_curl password is issued but not returned: ``register_node`` returns it too.
+    """
+    return register_node(db, data)[0]
+
+
+def register_node(db: Database, data: Any) -> tuple[Node, str]:
+    """Register a FreeSWITCH node with its own xml_curl credentials; return it and its password (shown once)."""
     values = node_values(NODE_FIELDS, data)
     with db.transaction() as conn:
-        node = nodes.insert(conn, Node(id=uuid.uuid4(), **values))
+        node, password = nodes.issue_xmlcurl_credentials(conn, nodes.insert(conn, Node(id=uuid.uuid4(), **values)))
         changes.announce(conn, Notice.NODE)
         reassign(conn, f"node {node.name} added", joined=[node.id])
-    return node
+    return node, password
+
+
+def rotate_xmlcurl_credentials(db: Database, ref: str) -> tuple[Node, str]:
+    """A new xml_curl password for a node (``fsfarm node rotate-xmlcurl``); the node needs it in its xml_curl.conf."""
+    with db.transaction() as conn:
+        node, password = nodes.issue_xmlcurl_credentials(conn, get_node(conn, ref))
+        changes.announce(conn, Notice.NODE)
+    return node, password
 
 
 def get_node(conn: Conn, ref: str) -> Node:
@@ -589,15 +606,24 @@ def placement_overview(db: Database, tenant_id: UUID | None = None) -> dict[str,
 # ---------------------------------------------------------------- tokens
 
 
-def create_token(db: Database, scope: str, tenant_ref: str | None = None, label: str = "") -> tuple[str, ApiToken]:
-    """Issue a bearer token; the token itself is returned once and only its hash is stored."""
+TOKEN_LIFETIME = v.integer(60, 10 * 365 * 86400)  # expires_in: a minute to ten years, in seconds
+
+
+def create_token(
+    db: Database, scope: str, tenant_ref: str | None = None, label: str = "", expires_in: Any = None
+) -> tuple[str, ApiToken]:
+    """Issue a bearer token (expiring ``expires_in`` seconds from now, or never); the token itself is
+    returned once and only its hash is stored."""
     if scope not in TOKEN_SCOPES:
         raise Invalid(f"scope: must be one of {', '.join(TOKEN_SCOPES)}", {"field": "scope"})
     if (scope == "tenant-admin") != bool(tenant_ref):
         raise Invalid("a tenant-admin token needs a tenant, and only it does", {"field": "tenant"})
+    lifetime = None if expires_in is None else TOKEN_LIFETIME("expires_in", expires_in)
     token = tokens.TOKEN_PREFIX + secrets.token_urlsafe(32)
     with db.transaction() as conn:
         tenant_id = get_tenant(conn, tenant_ref).id if tenant_ref else None
+        now = conn.execute("SELECT now()").fetchone()  # the created_at the row gets
+        assert now is not None
         stored = tokens.insert(
             conn,
             ApiToken(
@@ -606,6 +632,32 @@ def create_token(db: Database, scope: str, tenant_ref: str | None = None, label:
                 scope=scope,
                 tenant_id=tenant_id,
                 label=v.text("label", label),
+                expires_at=now["now"] + timedelta(seconds=lifetime) if lifetime is not None else None,
             ),
         )
     return token, stored
+
+
+def list_tokens(db: Database, tenant_id: UUID | None = None) -> list[dict[str, Any]]:
+    """Every token (or only those of one tenant), oldest first, with its tenant's domain; never the token itself."""
+    with db.transaction() as conn:
+        found = tokens.list_all(conn)
+        domains = {t.id: t.domain for t in tenants.list_all(conn)}
+    return [
+        {**t.public(), "tenant": domains.get(t.tenant_id) if t.tenant_id else None}
+        for t in found
+        if tenant_id is None or t.tenant_id == tenant_id
+    ]
+
+
+def revoke_token(db: Database, ref: str) -> ApiToken:
+    """Revoke a token by its id (revoking it again changes nothing); it stops working at once."""
+    try:
+        token_id = UUID(ref)
+    except ValueError:
+        raise Invalid(f"id: not a token id: {ref[:60]!r}", {"field": "id"}) from None
+    with db.transaction() as conn:
+        revoked = tokens.revoke(conn, token_id)
+    if revoked is None:
+        raise NotFound(f"no token {ref!r}")
+    return revoked

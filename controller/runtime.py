@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 from pathlib import Path
 
 from controller.config import Settings
@@ -35,6 +34,18 @@ def settings() -> Settings:
     return _current if _current is not None else load_settings()
 
 
+def private_state_dir(settings: Settings) -> Path:
+    """The state dir, created if needed and kept to its owner (0700; 0710 when the embedded server's
+    user traverses it through its group): the database password, tokens and spools live there."""
+    path = Path(settings.state_dir)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = path.stat().st_mode & 0o777
+    wanted = 0o700 | (mode & 0o010 if os.geteuid() == 0 else 0)  # as root the server's user may traverse it
+    if mode != wanted:
+        path.chmod(wanted)
+    return path
+
+
 def embedded(settings: Settings) -> EmbeddedPostgres:
     """The embedded server's handle (whether or not it is running)."""
     return EmbeddedPostgres(settings.state_dir / "postgres", port=settings.embedded_pg_port)
@@ -42,6 +53,7 @@ def embedded(settings: Settings) -> EmbeddedPostgres:
 
 def conninfo(settings: Settings) -> str:
     """The DSN to use: FSFARM_DATABASE_URL, else the embedded server (started if needed, and then stopped at exit)."""
+    private_state_dir(settings)
     if settings.database_url:
         return settings.database_url
     server = embedded(settings)
@@ -61,22 +73,9 @@ def open_database(
     return Database(dsn, max_size=max_size)
 
 
-def xmlcurl_password(settings: Settings) -> str:
-    """The HTTP basic-auth password FreeSWITCH nodes use; made once and kept in the state dir."""
-    if settings.xmlcurl_password:
-        return settings.xmlcurl_password
-    path = Path(settings.state_dir) / "xmlcurl-password"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(18) + "\n")
-        os.chmod(path, 0o600)
-    return path.read_text().strip()
-
-
 def record_listen(settings: Settings, host: str, port: int) -> Path:
     """Write ``<state dir>/controller.json``: where ``fsfarm up`` listens, for bootstrap and ``fsfarm status``."""
-    path = Path(settings.state_dir) / "controller.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = private_state_dir(settings) / "controller.json"
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
     path.write_text(
         json.dumps(

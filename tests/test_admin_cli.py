@@ -92,6 +92,8 @@ def test_fsfarm_up_runs_on_the_embedded_database():
         "FSFARM_IVR_PORT": str(free_port()),
     }
     env.pop("FSFARM_DATABASE_URL", None)
+    env.pop("FSFARM_XMLCURL_PASSWORD", None)
+    (state / "xmlcurl-password").write_text("kept-by-an-older-fsfarm\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "controller.cli.entry", "up", "--port", str(port)],
         env=env,
@@ -117,7 +119,9 @@ def test_fsfarm_up_runs_on_the_embedded_database():
         assert requests.get(f"{base}/tenants", headers={"Authorization": "Bearer fsf_x"}, timeout=5).status_code == 401
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        said, _ = proc.communicate(timeout=30)
+    # The shared password an older fsfarm generated is no longer accepted: up says what to do.
+    assert f"send the password in {state / 'xmlcurl-password'}, no longer accepted" in said
     assert (state / "postgres" / "PG_VERSION").exists()
     # up stopped the database it started; the data is still there for the next start.
     server = EmbeddedPostgres(state / "postgres", port=int(env["FSFARM_EMBEDDED_PG_PORT"]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -11,8 +10,9 @@ import click
 from controller import runtime
 from controller.config import Settings
 from controller.database import Database
-from controller.errors import NotFound
-from controller.stores import nodes
+from controller.errors import Invalid, NotFound
+from controller.stores import changes, nodes
+from controller.stores.changes import Notice
 from xmlcurl import bootstrap
 from xmlcurl.options import XmlCurlOptions
 from xmlcurl.web import PATH
@@ -44,36 +44,60 @@ def freeswitch() -> None:
     "<state dir>/controller.json, else http://FSFARM_CONTROLLER_ADDRESS:8080/xmlcurl).",
 )
 @click.option("--dsn", default=None, help="PostgreSQL DSN (default FSFARM_DATABASE_URL or the embedded server).")
-def bootstrap_command(node_ref: str, out: Path | None, url: str | None, dsn: str | None) -> None:
+@click.option(
+    "--xmlcurl-password",
+    default=None,
+    help="The node's current xml_curl password (as `node add` or `node rotate-xmlcurl` printed it); "
+    "without it new credentials are issued and the node's previous password stops working.",
+)
+def bootstrap_command(
+    node_ref: str, out: Path | None, url: str | None, dsn: str | None, xmlcurl_password: str | None
+) -> None:
     """Write a node's local files; print how to start it.
 
     The files NODE needs, and the FreeSWITCH command line that starts it on them.
 
-    freeswitch.xml and five autoload_configs; everything else the node fetches from the controller over xml_curl.
+    freeswitch.xml and five autoload_configs; everything else the node fetches from the controller over
+    xml_curl, with the node's own credentials.
     """
     settings = runtime.settings()
-    # The same password `fsfarm up` serves: FSFARM_XMLCURL_PASSWORD, else the one it keeps in the state dir.
-    settings = dataclasses.replace(settings, xmlcurl_password=runtime.xmlcurl_password(settings))
+    target = url or _xmlcurl_url(settings)
     db = _database(settings, dsn)
     try:
         with db.transaction() as conn:
             node = nodes.get(conn, node_ref)
+            if node is None:
+                raise NotFound(f"no node {node_ref!r}: register it first (fsfarm node add)")
+            issued = xmlcurl_password is None
+            if xmlcurl_password is None:
+                # Only the hash is stored: the password can be written only when it is issued.
+                node, xmlcurl_password = nodes.issue_xmlcurl_credentials(conn, node)
+                changes.announce(conn, Notice.NODE)
+            else:
+                try:
+                    nodes.check_xmlcurl_password(node, xmlcurl_password)
+                except Invalid as exc:
+                    raise Invalid(f"--xmlcurl-password: {exc.message.partition(': ')[2]}", exc.detail) from None
+            contents = bootstrap.files(
+                node, target, node.xmlcurl_user, xmlcurl_password, XmlCurlOptions.from_settings(settings)
+            )
+            # Written before the commit: files that cannot be written leave the node's current password valid.
+            try:
+                written = bootstrap.write(out, contents) if out is not None else []
+            except OSError as exc:
+                raise Invalid(f"--out: cannot write {out}: {exc.strerror or exc}", {"field": "out"}) from None
     finally:
         db.close()
-    if node is None:
-        raise NotFound(f"no node {node_ref!r}: register it first (fsfarm node add)")
-    target = url or _xmlcurl_url(settings)
-    contents = bootstrap.files(
-        node, target, settings.xmlcurl_user, settings.xmlcurl_password, XmlCurlOptions.from_settings(settings)
-    )
     if out is None:
         for rel, data in contents.items():
             click.echo(f"<!-- {rel} -->")
             click.echo(data.decode())
         return
-    for path in bootstrap.write(out, contents):
+    for path in written:
         click.echo(f"wrote {path}")
     click.echo(f"xml_curl: {target}")
+    how = "new credentials: its previous password no longer works" if issued else "the password given"
+    click.echo(f"xml_curl user: {node.xmlcurl_user} ({how})")
     click.echo("start FreeSWITCH with:")
     click.echo("  " + " ".join(start_command(out.resolve(), settings.freeswitch_bin)))
 

@@ -94,6 +94,7 @@ class FarmRows:
     mixers: dict[UUID, Mixer] = field(default_factory=dict)
     tenant_node: dict[UUID, UUID | None] = field(default_factory=dict)
     room_place: dict[UUID, tuple[UUID | None, UUID | None]] = field(default_factory=dict)
+    by_secret: dict[str, Node] = field(default_factory=dict)  # xml_curl secret hash -> its node
 
 
 def _yield() -> None:
@@ -207,7 +208,7 @@ class Snapshot:
         if new is not None and placed is not None:
             tenant_node[tenant_id] = placed.node_id
         room_place.update(rooms)
-        self._farm = FarmRows(farm.nodes, farm.by_switchname, farm.mixers, tenant_node, room_place)
+        self._farm = FarmRows(farm.nodes, farm.by_switchname, farm.mixers, tenant_node, room_place, farm.by_secret)
         if new is not None:
             self._tenants[tenant_id] = new
             for room in new.conferences.values():
@@ -247,6 +248,7 @@ class Snapshot:
             {m.id: m for m in mixers},
             tenant_node,
             room_place,
+            {n.xmlcurl_secret_hash: n for n in nodes if n.xmlcurl_secret_hash},
         )
 
     @staticmethod
@@ -292,6 +294,10 @@ class Snapshot:
 
     def node(self, switchname: str) -> Node | None:
         return self._farm.by_switchname.get(switchname)
+
+    def node_by_secret(self, digest: str) -> Node | None:
+        """The node whose xml_curl password hashes to ``digest``."""
+        return self._farm.by_secret.get(digest)
 
     def placed_tenant(self, domain: str, node_id: UUID) -> Tenant | None:
         tenant_id = self._by_domain.get(domain.lower())

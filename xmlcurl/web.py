@@ -1,8 +1,11 @@
 """The HTTP side: ``POST /xmlcurl``, the form mod_xml_curl sends, answered as ``text/xml``.
 
-Order of checks: basic auth (401), body size (400), then the question; a question we cannot
-answer, an unknown node or a tenant placed elsewhere get the "not found" document, never a 500
-and never another node's data.
+Order of checks: a client address that failed authentication too often (429, ``Retry-After``),
+basic auth (401), body size (400), then the question; a question we cannot answer, an unknown node
+or a tenant placed elsewhere get the "not found" document, never a 500 and never another node's
+data. Each node authenticates with its own credentials (``nodes.xmlcurl_user`` and the hash of its
+password) and is answered only as itself: credentials of one node asking as another get 403. The
+operator's shared ``FSFARM_XMLCURL_PASSWORD``, when set, may still ask as any node.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from uuid import UUID
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.wsgi import get_content_length, get_input_stream
 
+from controller.bearer import AuthLimiter, limiter
 from controller.config import Settings
 from controller.database import Database
-from controller.domain import Tenant
+from controller.domain import Node, Tenant, secret_hash
 from controller.errors import Unavailable
 from controller.stores import nodes
 from controller.stores.changes import Change
@@ -38,7 +42,19 @@ PATH = "/xmlcurl"
 MAX_BODY = 256 * 1024  # a real dialplan fetch is about 6 kB
 EXTENSION_KEY = "fsfarm.xmlcurl"
 
+SHARED = "shared"  # the caller sent the operator's shared FSFARM_XMLCURL_PASSWORD: it may ask as any node
+_SECRET_KEY = "\x00xmlcurl-secret:"  # AnswerCache.node keys for credentials read from SQL (no switchname has a NUL)
+MAX_REMEMBERED = 10_000  # Authorization headers whose decoding is kept per process (only ones that authenticated)
+
 blueprint = Blueprint("xmlcurl", __name__)
+
+
+class WrongNode(Exception):
+    """A node's credentials asking as another node (another FreeSWITCH-Switchname or hostname)."""
+
+
+# status, body, extra headers
+Reply = tuple[int, bytes, list[tuple[str, str]]]
 
 
 @dataclass
@@ -53,6 +69,10 @@ class XmlCurlService:
     on_change: Callable[[Change], None] | None = None  # told of each notice after the snapshot applied it
     unknown_nodes: set[str] = field(default_factory=set)
     snapshot: Snapshot = field(default_factory=Snapshot)
+    limiter: AuthLimiter = field(default_factory=AuthLimiter)
+    # Authorization header -> SHARED or (user, secret hash): what it decoded to when it last authenticated.
+    credentials: dict[str, str | tuple[str, str]] = field(default_factory=dict)
+    wrong_nodes: set[tuple[UUID, str]] = field(default_factory=set)  # (caller, switchname) already logged
 
     def ensure_listening(self) -> None:
         # Started on first use (or by ``start``) so each gunicorn worker, forked after import, runs its own.
@@ -65,8 +85,86 @@ class XmlCurlService:
             self.listener = ChangeListener(self.db.conninfo, self.cache, keeper=keeper, on_change=self.on_change)
             self.listener.start()
 
-    def respond(self, body: bytes) -> bytes:
-        """The answer bytes for one raw form body (authentication already checked)."""
+    def handle(self, header: str | None, address: str, content_length: int, read: Callable[[int], bytes]) -> Reply:
+        """One ``POST /xmlcurl``: the limiter, authentication, the body size, then the answer."""
+        wait = self.limiter.retry_after(address)
+        if wait:
+            return 429, NOT_FOUND, [("Retry-After", str(wait))]
+        caller = self.caller(header)
+        if caller is None:
+            if header:  # no header at all is not a guess
+                self.limiter.failed(address, "xml_curl")
+            return 401, NOT_FOUND, [_CHALLENGE]
+        if content_length > MAX_BODY:
+            return 400, NOT_FOUND, []
+        body = read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            return 400, NOT_FOUND, []
+        try:
+            return 200, self.respond(body, caller), []
+        except WrongNode:
+            return 403, NOT_FOUND, []
+        except Unavailable:
+            # FreeSWITCH falls back to its local files on an HTTP error; a 503 tells the operator why.
+            log.warning("xml_curl: database unavailable, answering 503")
+            return 503, NOT_FOUND, []
+
+    def caller(self, header: str | None) -> Node | str | None:
+        """Who the basic-auth header says asks: a node, ``SHARED``, or None (not authenticated).
+
+        A node is found by its password's hash in the snapshot, else (not loaded yet, or rotated a
+        moment ago) in SQL; the user must be the node's ``xmlcurl_user``.
+        """
+        if not header:
+            return None
+        seen = self.credentials.get(header)
+        remembered = seen is not None
+        if seen is None:
+            if authorised(header, self.settings):
+                self._remember(header, SHARED)
+                return SHARED
+            seen = _decode(header)
+            if seen is None:
+                return None
+        if seen == SHARED:
+            return SHARED
+        user, digest = seen
+        node = self.snapshot.node_by_secret(digest) if self.snapshot.ready else None
+        if node is None or node.xmlcurl_user != user:
+            node = self._node_by_secret(digest)
+        if node is None or not hmac.compare_digest(node.xmlcurl_user.encode(), user.encode()):
+            return None
+        if not remembered:
+            self._remember(header, seen)
+        return node
+
+    def _remember(self, header: str, decoded: str | tuple[str, str]) -> None:
+        if len(self.credentials) < MAX_REMEMBERED:
+            self.credentials[header] = decoded
+
+    def _node_by_secret(self, digest: str) -> Node | None:
+        """The node with this xml_curl secret hash from SQL; only found nodes are cached (guesses are not)."""
+        cache = self.cache
+        generation = cache.generation
+        known, node = cache.node(_SECRET_KEY + digest)
+        if known:
+            return node
+        try:
+            with self.db.reads() as conn:
+                node = nodes.by_xmlcurl_secret(conn, digest)
+        except Unavailable:
+            if self.snapshot.ready:  # answering from memory: what it does not know is refused, not a 503
+                return None
+            raise
+        if node is not None:
+            cache.put_node(_SECRET_KEY + digest, node, generation)
+        return node
+
+    def respond(self, body: bytes, caller: Node | str = SHARED) -> bytes:
+        """The answer bytes for one raw form body from ``caller`` (authentication already checked).
+
+        WrongNode when ``caller`` is a node and the body names another one.
+        """
         parsed = fetch.parse(body)
         question = answers.question(parsed)
         if question is None:
@@ -78,10 +176,11 @@ class XmlCurlService:
         generation = cache.generation
         snapshot = self.snapshot
         if not snapshot.ready:  # not loaded yet, or the listener lost PostgreSQL: ask the database
-            return self._respond_sql(parsed, question, generation)
+            return self._respond_sql(parsed, question, generation, caller)
         node = snapshot.node(parsed.switchname)
         if node is None:
             return self._unknown(parsed)
+        self._check_caller(caller, node, parsed)
         key = (node.id, *question)
         cached = cache.get(key)
         if cached is not None:
@@ -100,7 +199,23 @@ class XmlCurlService:
             )
         return NOT_FOUND
 
-    def _respond_sql(self, parsed: fetch.Fetch, question: answers.Question, generation: int) -> bytes:
+    def _check_caller(self, caller: Node | str, node: Node, parsed: fetch.Fetch) -> None:
+        if isinstance(caller, str) or caller.id == node.id:  # str: SHARED
+            return
+        if (caller.id, parsed.switchname) not in self.wrong_nodes and len(self.wrong_nodes) < 1000:
+            self.wrong_nodes.add((caller.id, parsed.switchname))
+            log.warning(
+                "xml_curl: the credentials of node %s asked as switch %r (node %s, section %s): refused (403)",
+                caller.name,
+                parsed.switchname,
+                node.name,
+                parsed.section,
+            )
+        raise WrongNode(parsed.switchname)
+
+    def _respond_sql(
+        self, parsed: fetch.Fetch, question: answers.Question, generation: int, caller: Node | str = SHARED
+    ) -> bytes:
         """The answer from PostgreSQL: one query per read, node and placement cached."""
         cache = self.cache
         known, node = cache.node(parsed.switchname)
@@ -111,6 +226,7 @@ class XmlCurlService:
             cache.put_node(parsed.switchname, node, generation)
         if node is None:
             return self._unknown(parsed)
+        self._check_caller(caller, node, parsed)
         key = (node.id, *question)
         cached = cache.get(key)
         if cached is not None:
@@ -137,7 +253,8 @@ def service(app: Flask | None = None) -> XmlCurlService:
 
 
 def authorised(header: str | None, settings: Settings) -> bool:
-    """HTTP basic auth against the configured xml_curl user; an empty configured password admits no one."""
+    """HTTP basic auth against the operator's shared xml_curl user and password (FSFARM_XMLCURL_USER and
+    FSFARM_XMLCURL_PASSWORD); when no shared password is set it admits no one."""
     if not header or not settings.xmlcurl_password or not header.startswith("Basic "):
         return False
     try:
@@ -149,6 +266,17 @@ def authorised(header: str | None, settings: Settings) -> bool:
     )
 
 
+def _decode(header: str) -> tuple[str, str] | None:
+    """(user, secret_hash(password)) of a basic-auth header; None when it is not one or has no password."""
+    if not header.startswith("Basic ") or len(header) > 1024:
+        return None
+    try:
+        user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, secret_hash(password)) if user and password else None
+
+
 def _xml(body: bytes, status: int = 200) -> Response:
     return Response(body, status=status, mimetype="text/xml")
 
@@ -156,26 +284,28 @@ def _xml(body: bytes, status: int = 200) -> Response:
 @blueprint.post(PATH)
 def xmlcurl() -> Any:
     svc = service()
-    if not authorised(request.headers.get("Authorization"), svc.settings):
-        response = _xml(NOT_FOUND, 401)
-        response.headers["WWW-Authenticate"] = 'Basic realm="fsfarm xml_curl"'
-        return response
-    if (request.content_length or 0) > MAX_BODY:
-        return _xml(NOT_FOUND, 400)
-    body = request.stream.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        return _xml(NOT_FOUND, 400)
-    try:
-        return _xml(svc.respond(body))
-    except Unavailable:
-        # FreeSWITCH falls back to its local files on an HTTP error; a 503 tells the operator why.
-        log.warning("xml_curl: database unavailable, answering 503")
-        return _xml(NOT_FOUND, 503)
+    status, body, headers = svc.handle(
+        request.headers.get("Authorization"),
+        request.remote_addr or "",
+        request.content_length or 0,
+        request.stream.read,
+    )
+    response = _xml(body, status)
+    for name, value in headers:
+        response.headers[name] = value
+    return response
 
 
 _XML_TYPE = ("Content-Type", "text/xml; charset=utf-8")  # what Flask sends for mimetype="text/xml"
 _CHALLENGE = ("WWW-Authenticate", 'Basic realm="fsfarm xml_curl"')
-_STATUS = {200: "200 OK", 400: "400 BAD REQUEST", 401: "401 UNAUTHORIZED", 503: "503 SERVICE UNAVAILABLE"}
+_STATUS = {
+    200: "200 OK",
+    400: "400 BAD REQUEST",
+    401: "401 UNAUTHORIZED",
+    403: "403 FORBIDDEN",
+    429: "429 TOO MANY REQUESTS",
+    503: "503 SERVICE UNAVAILABLE",
+}
 
 
 class XmlCurlFront:
@@ -189,44 +319,25 @@ class XmlCurlFront:
         self.app = app
         self.inner = inner
         self.svc = service(app)
-        settings = self.svc.settings
-        # The header a correctly configured FreeSWITCH sends; anything else takes the full check.
-        self.expected = (
-            "Basic " + base64.b64encode(f"{settings.xmlcurl_user}:{settings.xmlcurl_password}".encode()).decode()
-        )
         self.max_content_length = app.config.get("MAX_CONTENT_LENGTH")
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.inner(environ, start_response)
         try:
-            status, body, challenge = self.handle(environ)
+            status, body, extra = self.handle(environ)
         except Exception as exc:  # answered by the app's own error handlers, exactly as for its views
             return self.error(environ, start_response, exc)
-        headers = [_XML_TYPE, ("Content-Length", str(len(body)))]
-        if challenge:
-            headers.append(_CHALLENGE)
-        start_response(_STATUS[status], headers)
+        start_response(_STATUS[status], [_XML_TYPE, ("Content-Length", str(len(body))), *extra])
         return [body]
 
-    def handle(self, environ: dict[str, Any]) -> tuple[int, bytes, bool]:
-        svc = self.svc
-        header = environ.get("HTTP_AUTHORIZATION")
-        password = svc.settings.xmlcurl_password
-        if not (
-            password and header and hmac.compare_digest(header.encode(), self.expected.encode())
-        ) and not authorised(header, svc.settings):
-            return 401, NOT_FOUND, True
-        if (get_content_length(environ) or 0) > MAX_BODY:
-            return 400, NOT_FOUND, False
-        body = get_input_stream(environ, max_content_length=self.max_content_length).read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            return 400, NOT_FOUND, False
-        try:
-            return 200, svc.respond(body), False
-        except Unavailable:
-            log.warning("xml_curl: database unavailable, answering 503")
-            return 503, NOT_FOUND, False
+    def handle(self, environ: dict[str, Any]) -> Reply:
+        return self.svc.handle(
+            environ.get("HTTP_AUTHORIZATION"),
+            environ.get("REMOTE_ADDR") or "",
+            get_content_length(environ) or 0,
+            lambda size: get_input_stream(environ, max_content_length=self.max_content_length).read(size),
+        )
 
     def error(self, environ: dict[str, Any], start_response: Any, exc: Exception) -> Any:
         with self.app.request_context(environ):
@@ -261,6 +372,7 @@ def register(app: Flask) -> None:
         settings=app.extensions["fsfarm.settings"],
         options=options,
         cache=AnswerCache(ttl=options.cache_ttl, max_entries=options.cache_entries),
+        limiter=limiter(app),  # failures here and on the API count together per client address
     )
     # For `fsfarm status`: None when answers never come from the snapshot (FSFARM_XMLCURL_SNAPSHOT=0).
     app.extensions.setdefault("fsfarm.status", {})["snapshot"] = lambda: (

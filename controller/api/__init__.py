@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from controller.errors import FarmError
+from controller.errors import FarmError, TooManyFailures
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ def handle_errors(app: Flask) -> None:
 
     @app.errorhandler(FarmError)
     def farm_error(exc: FarmError) -> Any:
+        if isinstance(exc, TooManyFailures):
+            return jsonify(exc.as_json()), exc.status, {"Retry-After": str(exc.retry_after)}
         return jsonify(exc.as_json()), exc.status
 
     @app.errorhandler(HTTPException)

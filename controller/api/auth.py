@@ -1,14 +1,14 @@
-"""The token-issuing endpoint (the checks themselves are in ``controller.bearer``)."""
+"""Token endpoints: issue, list and revoke (the checks themselves are in ``controller.bearer``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, g, jsonify
 
 from controller import provisioning
 from controller import validation as v
-from controller.bearer import body, database, farm_admin
+from controller.bearer import body, database, farm_admin, requires_token
 from controller.documented import documented
 from controller.domain import TOKEN_SCOPES
 
@@ -20,6 +20,7 @@ TOKEN_FIELDS = {
     "scope": v.Field(v.one_of(*TOKEN_SCOPES), required=True),
     "tenant": v.Field(v.reference),
     "label": v.Field(v.text),
+    "expires_in": v.Field(provisioning.TOKEN_LIFETIME),
 }
 
 
@@ -32,6 +33,21 @@ def create_token() -> Any:
     if not isinstance(data, dict):
         data = {}
     token, stored = provisioning.create_token(
-        database(), str(data.get("scope", "")), data.get("tenant"), str(data.get("label", ""))
+        database(), str(data.get("scope", "")), data.get("tenant"), str(data.get("label", "")), data.get("expires_in")
     )
     return jsonify({"token": token, **stored.public()}), 201
+
+
+@blueprint.get("/tokens")
+@requires_token
+def list_tokens() -> Any:
+    """List tokens (never their values): a farm admin sees every one, a tenant admin its own tenant's."""
+    tenant_id = None if g.token.scope == "farm-admin" else g.token.tenant_id
+    return jsonify(provisioning.list_tokens(database(), tenant_id))
+
+
+@blueprint.delete("/tokens/<token_id>")
+@farm_admin
+def revoke_token(token_id: str) -> Any:
+    """Revoke a token by id; it stops working at once."""
+    return jsonify(provisioning.revoke_token(database(), token_id).public())

@@ -26,8 +26,9 @@ def list_nodes() -> Any:
 @documented(provisioning.NODE_FIELDS, status=201)
 @farm_admin
 def add_node() -> Any:
-    """Register a node."""
-    return jsonify(provisioning.add_node(database(), body()).public()), 201
+    """Register a node; the answer carries its own xml_curl password, shown only here."""
+    node, password = provisioning.register_node(database(), body())
+    return jsonify({**node.public(), "xmlcurl_password": password}), 201
 
 
 @blueprint.get("/nodes/<ref>")
@@ -44,6 +45,14 @@ def get_node(ref: str) -> Any:
 def update_node(ref: str) -> Any:
     """Change a node."""
     return jsonify(provisioning.update_node(database(), ref, body()).public())
+
+
+@blueprint.post("/nodes/<ref>/xmlcurl-credentials")
+@farm_admin
+def rotate_xmlcurl(ref: str) -> Any:
+    """Issue a node new xml_curl credentials (the old password stops working); the password is shown only here."""
+    node, password = provisioning.rotate_xmlcurl_credentials(database(), ref)
+    return jsonify({"node": node.name, "xmlcurl_user": node.xmlcurl_user, "xmlcurl_password": password})
 
 
 @blueprint.post("/nodes/<ref>/drain")

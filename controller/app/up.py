@@ -6,7 +6,6 @@ module is imported; everything it runs is built by ``Farm``, the same way the ot
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import os
@@ -113,7 +112,6 @@ def serve(host: str, port: int, settings: Settings | None = None) -> None:
 
 def _serve(listener: socket.socket, host: str, port: int, settings: Settings) -> None:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    settings = dataclasses.replace(settings, xmlcurl_password=runtime.xmlcurl_password(settings))
     farm = Farm.open(settings)  # the embedded server is stopped at the end only if this process started it
     token_path = ensure_admin_token(farm.db, settings.state_dir)
     app = farm.web_app()
@@ -123,10 +121,16 @@ def _serve(listener: socket.socket, host: str, port: int, settings: Settings) ->
     server = WSGIServer(listener, app, log=None, error_log=log)
     where = "FSFARM_DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.state_dir}"
     click.echo(f"fsfarm controller on http://{host}:{port} (database: {where})")
-    click.echo(
-        f"farm-admin token: {token_path}   xml_curl basic auth: {settings.xmlcurl_user} / "
-        f"{settings.state_dir / 'xmlcurl-password'}"
-    )
+    shared = f", or the shared FSFARM_XMLCURL_PASSWORD as {settings.xmlcurl_user}" if settings.xmlcurl_password else ""
+    click.echo(f"farm-admin token: {token_path}   xml_curl basic auth: each node's own credentials{shared}")
+    old_password = settings.state_dir / "xmlcurl-password"
+    if old_password.exists() and not settings.xmlcurl_password:
+        # Written by fsfarm before per-node credentials: nodes bootstrapped then still send it.
+        click.echo(
+            f"warning: nodes bootstrapped before per-node credentials send the password in {old_password}, "
+            "no longer accepted: run `fsfarm freeswitch bootstrap` for each, or set FSFARM_XMLCURL_PASSWORD to it",
+            err=True,
+        )
     runtime.record_listen(settings, host, port)
     if host.startswith("127.") or host in ("localhost", "::1"):
         click.echo(

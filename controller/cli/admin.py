@@ -138,10 +138,37 @@ def node() -> None:
 @json_option
 @with_db
 def node_add(database: Database, name: str, as_json: bool, **options: Any) -> None:
-    """Register a node."""
+    """Register a node and issue its xml_curl credentials.
+
+    The xml_curl password is shown once, here."""
     data = {k: v for k, v in options.items() if v not in (None, False)}
-    created = provisioning.add_node(database, {"name": name, **data})
-    emit(created.public(), ("name", "switchname", "sip_address", "esl_address", "spare"), as_json)
+    created, password = provisioning.register_node(database, {"name": name, **data})
+    if as_json:
+        emit({**created.public(), "xmlcurl_password": password}, (), True)
+        return
+    emit(created.public(), ("name", "switchname", "sip_address", "esl_address", "spare"), False)
+    _say_xmlcurl_credentials(created.xmlcurl_user, password)
+
+
+def _say_xmlcurl_credentials(user: str, password: str) -> None:
+    click.echo(f"xml_curl credentials (shown once): {user}:{password}")
+    click.echo("  (`fsfarm freeswitch bootstrap` writes them: pass --xmlcurl-password, or it issues new ones)")
+
+
+@node.command("rotate-xmlcurl")
+@click.argument("name")
+@json_option
+@with_db
+def node_rotate_xmlcurl(database: Database, name: str, as_json: bool) -> None:
+    """Issue a node new xml_curl credentials.
+
+    The old password stops working now: write the new one into the node's xml_curl.conf
+    (`fsfarm freeswitch bootstrap --xmlcurl-password`)."""
+    rotated, password = provisioning.rotate_xmlcurl_credentials(database, name)
+    if as_json:
+        emit({"node": rotated.name, "xmlcurl_user": rotated.xmlcurl_user, "xmlcurl_password": password}, (), True)
+        return
+    _say_xmlcurl_credentials(rotated.xmlcurl_user, password)
 
 
 @node.command("list")
@@ -466,15 +493,42 @@ def token() -> None:
 )
 @click.option("--tenant", "tenant_ref", help="The tenant a tenant-admin token is for.")
 @click.option("--label", default="", help="A note saying who holds it.")
+@click.option("--expires-in", "expires_in", type=int, help="Seconds until it stops working (default: never).")
 @json_option
 @with_db
-def token_create(database: Database, scope: str, tenant_ref: str | None, label: str, as_json: bool) -> None:
+def token_create(
+    database: Database, scope: str, tenant_ref: str | None, label: str, expires_in: int | None, as_json: bool
+) -> None:
     """Issue a token; it is shown once and only its hash is stored."""
-    value, stored = provisioning.create_token(database, scope, tenant_ref, label)
+    value, stored = provisioning.create_token(database, scope, tenant_ref, label, expires_in)
     if as_json:
         emit({"token": value, **stored.public()}, (), True)
     else:
         click.echo(value)
+
+
+TOKEN_COLUMNS = ("id", "scope", "tenant", "label", "expires_at", "revoked", "last_used_at")
+
+
+@token.command("list")
+@json_option
+@with_db
+def token_list(database: Database, as_json: bool) -> None:
+    """List tokens: scope, tenant, expiry, last use.
+
+    Never the tokens themselves: only their hashes are stored."""
+    emit(provisioning.list_tokens(database), TOKEN_COLUMNS, as_json)
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID")
+@with_db
+def token_revoke(database: Database, token_id: str) -> None:
+    """Revoke a token by its id; it stops working at once.
+
+    The id is the first column of `fsfarm token list`."""
+    revoked = provisioning.revoke_token(database, token_id)
+    click.echo(f"token {revoked.id} ({revoked.scope}{', ' + revoked.label if revoked.label else ''}) revoked")
 
 
 commands: list[click.Command] = [

@@ -3,6 +3,12 @@
 Binaries come from Debian's ``postgresql`` package when present (newest major), else from the
 ``pgserver`` wheel. PostgreSQL refuses to run as root, so as root the cluster belongs to the
 ``postgres`` system user (or an ``fsfarm`` system user created for it).
+
+Every connection authenticates with a password (scram-sha-256): the superuser's is generated once
+into ``postgres-password`` beside the data dir (the state dir; mode 0600), and the server listens
+on loopback and on a unix socket inside the data dir (0700) only. A cluster an older fsfarm
+initialised with ``trust`` is switched over when it starts: the password is set, pg_hba.conf
+rewritten and the configuration reloaded.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import importlib.util
 import logging
 import os
 import pwd
+import re
+import secrets
 import shutil
 import subprocess
 import time
@@ -20,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +74,33 @@ def _service_user() -> str | None:
     return "fsfarm"
 
 
-def _make_reachable(path: Path) -> None:
-    """Let the service user traverse every parent of ``path`` (a root-owned tmp dir is 0700)."""
-    for parent in [path, *path.parents]:
+def _make_reachable(path: Path, user: str) -> None:
+    """Let the service user traverse ``path`` (through its group: 0710) and every parent of it (a
+    root-owned tmp dir is 0700)."""
+    shutil.chown(path, group=pwd.getpwnam(user).pw_gid)
+    path.chmod(path.stat().st_mode & 0o700 | 0o010)
+    for parent in path.parents:
         mode = parent.stat().st_mode
         if mode & 0o011 != 0o011:
             parent.chmod(mode | 0o011)
 
 
+# What pg_hba.conf says once fsfarm manages it: a password for everyone, on the socket and loopback only.
+HBA = """# Written by fsfarm: password (scram-sha-256) authentication only, on the unix socket and loopback.
+local   all             all                                     scram-sha-256
+host    all             all             127.0.0.1/32            scram-sha-256
+host    all             all             ::1/128                 scram-sha-256
+local   replication     all                                     scram-sha-256
+host    replication     all             127.0.0.1/32            scram-sha-256
+host    replication     all             ::1/128                 scram-sha-256
+"""
+_TRUST = re.compile(r"^\s*(local|host\w*)\s.*\btrust\s*$", re.MULTILINE)
+
+
 @dataclass
 class EmbeddedPostgres:
-    """A PostgreSQL cluster in ``datadir``, listening on loopback ``port`` and a socket in datadir."""
+    """A PostgreSQL cluster in ``datadir``, listening on loopback ``port`` and a socket in datadir,
+    with the superuser's password in ``password_file`` (default: ``postgres-password`` beside datadir)."""
 
     datadir: Path
     port: int = 5432
@@ -83,9 +108,12 @@ class EmbeddedPostgres:
     dbname: str = "fsfarm"
     settings: tuple[str, ...] = ()  # extra postgresql.conf lines, e.g. for logical replication
     bindir: Path | None = None  # default: find_bindir()
+    password_file: Path | None = None
 
     def __post_init__(self) -> None:
         self.datadir = Path(self.datadir).absolute()
+        self.password_file = Path(self.password_file or self.datadir.parent / "postgres-password").absolute()
+        self._password: str | None = None
         self.user = _service_user()
         self.bindir = self._usable(Path(self.bindir) if self.bindir else find_bindir())
 
@@ -108,8 +136,27 @@ class EmbeddedPostgres:
         return target / "bin"
 
     @property
+    def password(self) -> str:
+        """The superuser's password, generated into ``password_file`` (mode 0600) the first time."""
+        if self._password is None:
+            path = self.password_file
+            assert path is not None
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError:  # another process made it first: use theirs
+                    pass
+                else:
+                    with os.fdopen(fd, "w") as f:
+                        f.write(secrets.token_urlsafe(32) + "\n")
+            path.chmod(0o600)
+            self._password = path.read_text().strip()
+        return self._password
+
+    @property
     def conninfo(self) -> str:
-        return f"host={self.host} port={self.port} user=postgres dbname={self.dbname}"
+        return f"host={self.host} port={self.port} user=postgres password={self.password} dbname={self.dbname}"
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bindir / args[0]), *args[1:]]
@@ -124,21 +171,23 @@ class EmbeddedPostgres:
         try:
             with psycopg.connect(self.conninfo.replace(f"dbname={self.dbname}", "dbname=postgres"), connect_timeout=2):
                 return True
-        except psycopg.OperationalError:
+        except psycopg.OperationalError as exc:
+            if "password authentication failed" in str(exc):
+                raise RuntimeError(
+                    f"the embedded PostgreSQL in {self.datadir} refuses the password in {self.password_file}"
+                ) from exc
             return False
 
     def start(self, timeout: float = 30.0) -> None:
         """Create the cluster if needed, start it, and create the fsfarm database; idempotent."""
         self.datadir.mkdir(parents=True, exist_ok=True)
         if self.user:
-            _make_reachable(self.datadir.parent)
+            _make_reachable(self.datadir.parent, self.user)
             shutil.chown(self.datadir, self.user, self.user)
         self.datadir.chmod(0o700)
         if not self.initialised():
             log.info("creating a PostgreSQL cluster in %s", self.datadir)
-            self._run(
-                "initdb", "-D", str(self.datadir), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-instructions"
-            )
+            self._initdb()
         conf = self.datadir / "postgresql.conf"
         if self.settings and "# fsfarm settings" not in conf.read_text():
             conf.write_text(conf.read_text() + "\n# fsfarm settings\n" + "\n".join(self.settings) + "\n")
@@ -163,10 +212,48 @@ class EmbeddedPostgres:
                 raise RuntimeError(f"PostgreSQL did not accept connections; see {self.datadir}/server.log")
             time.sleep(0.1)
         admin = self.conninfo.replace(f"dbname={self.dbname}", "dbname=postgres")
+        self._require_passwords(admin)
         with psycopg.connect(admin, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{self.dbname}"')
+
+    def _initdb(self) -> None:
+        """initdb with password authentication; the password goes through a file only the service user reads."""
+        pwfile = self.datadir.parent / f".postgres-pwfile-{os.getpid()}"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.password + "\n")
+        try:
+            if self.user:
+                shutil.chown(pwfile, self.user, self.user)
+            self._run(
+                "initdb",
+                "-D",
+                str(self.datadir),
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _require_passwords(self, admin: str) -> None:
+        """Switch a cluster an older fsfarm made with ``trust`` to passwords: set the superuser's, rewrite
+        pg_hba.conf, reload. (Under trust the password in ``admin`` is ignored, so the connection works.)"""
+        hba = self.datadir / "pg_hba.conf"
+        if not _TRUST.search(hba.read_text()):
+            return
+        log.warning("the embedded PostgreSQL in %s trusted every local user: switching it to passwords", self.datadir)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(self.password)))
+            hba.write_text(HBA)  # keeps its owner (the service user) and mode
+            conn.execute("SELECT pg_reload_conf()")
 
     def stop(self) -> None:
         if self.initialised() and (self.datadir / "postmaster.pid").exists():

@@ -12,9 +12,16 @@ from controller.errors import NotFound, Unavailable
 from controller.storage.base import FileInfo
 from controller.storage.paths import TEMP_MARK, check_key
 
+FILE_MODE = 0o640  # never world-readable: recordings and voicemail are the tenants' own
+DIR_MODE = 0o750
+
 
 class LocalStorage:
-    """Files under ``root``; a put is a write to a temp name in the same folder, fsync, rename."""
+    """Files under ``root``; a put is a write to a temp name in the same folder, fsync, rename.
+
+    Files are written 0640 and folders 0750 (less if the umask says so): the owner and its group
+    (give the root the FreeSWITCH nodes' group, with ``g+s`` so folders inherit it), nobody else.
+    """
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
@@ -30,6 +37,15 @@ class LocalStorage:
             raise NotFound(f"no file {key!r}")
         return path
 
+    def _folders(self, folder: Path) -> None:
+        """Create ``folder`` and its missing parents up to the root, each DIR_MODE (``mkdir -p`` would not)."""
+        missing = []
+        while not folder.is_dir() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        for each in reversed(missing):
+            each.mkdir(mode=DIR_MODE, exist_ok=True)
+
     def _fail(self, exc: OSError, key: str) -> Exception:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             return NotFound(f"no file {key!r}")
@@ -39,8 +55,8 @@ class LocalStorage:
         path = self._path(key)
         temp = path.with_name(f"{TEMP_MARK}{uuid.uuid4().hex}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(temp, "wb") as f:
+            self._folders(path.parent)
+            with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from typing import Any
 from uuid import UUID
 
 import psycopg
 
-from controller.domain import Node, NodeHealth
+from controller.domain import Node, NodeHealth, secret_hash
+from controller.errors import Invalid
 from controller.stores import rows
 
 
@@ -24,6 +27,33 @@ def by_switchname(conn: psycopg.Connection[Any], switchname: str) -> Node | None
     """The node that reports this FreeSWITCH-Switchname/hostname in its requests and events."""
     found = rows.select(conn, Node, "SELECT * FROM nodes WHERE switchname = %s", [switchname])
     return found[0] if found else None
+
+
+def by_xmlcurl_secret(conn: psycopg.Connection[Any], digest: str) -> Node | None:
+    """The node whose xml_curl password hashes to ``digest`` (``domain.secret_hash``)."""
+    if not digest:
+        return None
+    found = rows.select(conn, Node, "SELECT * FROM nodes WHERE xmlcurl_secret_hash = %s", [digest])
+    return found[0] if found else None
+
+
+def issue_xmlcurl_credentials(conn: psycopg.Connection[Any], node: Node) -> tuple[Node, str]:
+    """Give ``node`` a new xml_curl password (user: its name); only its hash is stored, the old one stops working.
+
+    The caller announces the node change (the xml_curl snapshot holds the hashes).
+    """
+    password = secrets.token_urlsafe(32)
+    updated = update(conn, node.id, {"xmlcurl_user": node.name, "xmlcurl_secret_hash": secret_hash(password)})
+    assert updated is not None
+    return updated, password
+
+
+def check_xmlcurl_password(node: Node, password: str) -> None:
+    """Invalid unless ``password`` is the node's current xml_curl password."""
+    if not node.xmlcurl_secret_hash or not hmac.compare_digest(secret_hash(password), node.xmlcurl_secret_hash):
+        raise Invalid(
+            f"xmlcurl_password: not node {node.name}'s current xml_curl password", {"field": "xmlcurl_password"}
+        )
 
 
 def insert(conn: psycopg.Connection[Any], node: Node) -> Node:

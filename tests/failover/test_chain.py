@@ -110,7 +110,7 @@ def test_joined_node_takes_tenants_after_its_first_heartbeat(db, tmp_path):
     assert provisioning.placement_overview(db)["tenants"][0]["node"] is None
     token, _ = provisioning.create_token(db, "node-join")
     node_esl = EslNode("fs9")
-    joined, password = join(
+    joined, password, _ = join(
         db,
         token,
         {"name": "fs9", "switchname": "fs9", "sip_address": "127.0.0.1:5099", "esl_address": node_esl.address},

@@ -148,3 +148,13 @@ def test_configuration_picks_the_backend(tmp_path: Any) -> None:
 def test_relative_paths_that_are_fine() -> None:
     for ok in ("a.wav", "ivr/main-menu.wav", "1001/2c4e.wav", "room-3000/2024-05-01T10-00-00.wav"):
         assert check_relative(ok) == ok
+
+
+def test_local_files_and_folders_are_not_world_readable(tmp_path: Any) -> None:
+    root = tmp_path / "storage"
+    files = TenantFiles(LocalStorage(root), uuid.uuid4())
+    files.put("recordings", "room-3000/2026/r1.wav", b"private")
+    made = [root, *root.rglob("*")]
+    assert len(made) == 6  # the root, four folders, the file
+    for path in made:
+        assert path.stat().st_mode & 0o007 == 0, (path, oct(path.stat().st_mode))

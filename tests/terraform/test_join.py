@@ -16,6 +16,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from controller import provisioning
+from controller.domain import secret_hash
 from controller.join import activate_on_first_heartbeat
 from controller.stores import nodes, placements
 from tests.conftest import free_port
@@ -110,12 +111,19 @@ def test_rendered_join_script_registers_a_node_unplaced_until_its_first_heartbea
     else:
         script = python_rendered(controller_url, token, "fs9")
     conf = tmp_path / "freeswitch"
+    (conf / "autoload_configs").mkdir(parents=True)
+    (conf / "autoload_configs" / "xml_curl.conf.xml").write_text(  # what cloud-init installs before the join
+        '<configuration name="xml_curl.conf"><bindings><binding name="fsfarm">'
+        '<param name="gateway-credentials" value="freeswitch:shared"/></binding></bindings></configuration>'
+    )
     done = run_script(script, conf)
     assert done.returncode == 0, done.stderr
     answer = json.loads((conf / "fsfarm-join.json").read_text())
     esl_conf = (conf / "autoload_configs" / "event_socket.conf.xml").read_text()
     assert f'value="{answer["esl_password"]}"' in esl_conf and 'value="127.0.0.1"' in esl_conf
     assert oct((conf / "fsfarm-join.json").stat().st_mode & 0o777) == "0o600"
+    curl_conf = (conf / "autoload_configs" / "xml_curl.conf.xml").read_text()
+    assert f'value="fs9:{answer["xmlcurl_password"]}"' in curl_conf  # the node's own credentials
 
     with db.transaction() as conn:
         node = nodes.get(conn, "fs9")
@@ -127,6 +135,7 @@ def test_rendered_join_script_registers_a_node_unplaced_until_its_first_heartbea
             500,
         )
         assert node.esl_password == answer["esl_password"]
+        assert node.xmlcurl_secret_hash == secret_hash(answer["xmlcurl_password"])
         assert not node.placeable
         assert placements.tenants_on_node(conn, node.id) == []
 

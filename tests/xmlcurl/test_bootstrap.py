@@ -57,7 +57,8 @@ def test_bootstrap_writes_a_config_pointing_at_the_controller(dsn: str, farm: An
         "configuration",
         "languages",
     }
-    assert params["gateway-credentials"].get("value") == "freeswitch:s3cret"
+    user, _, password = params["gateway-credentials"].get("value").partition(":")
+    assert user == "vm" and len(password) >= 40  # the node's own credentials, not the shared password
     assert params["auth-scheme"].get("value") == "basic"
     assert params["timeout"].get("value") == "4"
     switch = {
@@ -75,15 +76,39 @@ def test_unknown_node_is_a_clear_error(dsn: str, farm: Any, tmp_path: Path) -> N
     assert not (tmp_path / "freeswitch.xml").exists()
 
 
-def test_without_the_variable_bootstrap_uses_the_password_fsfarm_up_keeps(dsn: str, farm: Any, tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "xmlcurl-password").write_text("kept-by-fsfarm-up\n")
-    result = run(dsn, "--node", "vm", "--out", str(tmp_path / "conf"), password="", state_dir=state)
-    assert result.exit_code == 0, result.output
-    curl = etree.parse(str(tmp_path / "conf/autoload_configs/xml_curl.conf.xml"))
-    params = {p.get("name"): p.get("value") for p in curl.iter("param")}
-    assert params["gateway-credentials"] == "freeswitch:kept-by-fsfarm-up"
+def credentials(conf: Path) -> str:
+    curl = etree.parse(str(conf / "autoload_configs/xml_curl.conf.xml"))
+    return {p.get("name"): p.get("value") for p in curl.iter("param")}["gateway-credentials"]
+
+
+def test_bootstrap_issues_new_credentials_unless_given_the_current_password(
+    dsn: str, farm: Any, client: Any, tmp_path: Path
+) -> None:
+    """Only a hash is stored, so bootstrap writes a password it issues, or the one the operator was shown."""
+    from test_node_credentials import basic, directory_fetch
+    from xmlcurl_support import post
+
+    first = run(dsn, "--node", "vm", "--out", str(tmp_path / "a"), password="")
+    assert first.exit_code == 0, first.output
+    old = credentials(tmp_path / "a")
+    kept = run(dsn, "--node", "vm", "--out", str(tmp_path / "b"), "--xmlcurl-password", old.partition(":")[2])
+    assert kept.exit_code == 0, kept.output
+    assert credentials(tmp_path / "b") == old
+    wrong = run(dsn, "--node", "vm", "--out", str(tmp_path / "c"), "--xmlcurl-password", "guess")
+    assert wrong.exit_code == 1 and wrong.output.count("\n") == 1
+    assert "--xmlcurl-password: not node vm's current xml_curl password" in wrong.output
+    assert not (tmp_path / "c").exists()
+    again = run(dsn, "--node", "vm", "--out", str(tmp_path / "d"), password="")
+    new = credentials(tmp_path / "d")
+    assert again.exit_code == 0 and new != old
+    assert "xml_curl user: vm (new credentials: its previous password no longer works)" in again.output
+    assert "xml_curl user: vm (the password given)" in kept.output
+    (tmp_path / "a-file").write_text("")
+    unwritable = run(dsn, "--node", "vm", "--out", str(tmp_path / "a-file" / "conf"), password="")
+    assert unwritable.exit_code == 1 and "error: --out: cannot write" in unwritable.output
+    assert unwritable.output.count("\n") == 1
+    assert post(client, directory_fetch(), auth=basic(new)).status_code == 200  # not rotated by the failed run
+    assert post(client, directory_fetch(), auth=basic(old)).status_code == 401  # the previous one stopped working
 
 
 def test_bootstrap_points_at_where_fsfarm_up_listens_and_prints_the_command_line(

@@ -61,7 +61,7 @@ def test_database_down_and_unexpected_errors(app: Any, farm: Any, recorded: Any,
     body = pick(recorded, "dialplan acme.test 1002").body
     svc = service(app)
 
-    def down(_: bytes) -> bytes:
+    def down(*_: Any) -> bytes:
         raise Unavailable("the database cannot be reached", "test")
 
     monkeypatch.setattr(svc, "respond", down)
@@ -69,7 +69,7 @@ def test_database_down_and_unexpected_errors(app: Any, farm: Any, recorded: Any,
     _same(a, b)
     assert a.status_code == 503
 
-    def broken(_: bytes) -> bytes:
+    def broken(*_: Any) -> bytes:
         raise RuntimeError("bug")
 
     monkeypatch.setattr(svc, "respond", broken)

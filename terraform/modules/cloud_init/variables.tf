@@ -74,7 +74,7 @@ variable "xml_curl_url" {
 }
 
 variable "xml_curl_credentials" {
-  description = "user:password for xml_curl basic auth (the controller's FSFARM_XMLCURL_USER / PASSWORD)."
+  description = "user:password written into xml_curl.conf before the join replaces it with the node's own credentials; only the controller's shared FSFARM_XMLCURL_USER / PASSWORD, if set, is accepted."
   type        = string
   default     = ""
   sensitive   = true
