@@ -20,10 +20,12 @@ from controller.documented import guarded
 from controller.domain import ApiToken, Tenant
 from controller.errors import FarmError, Invalid, NotFound, Unauthorized
 from controller.stores import tenants, tokens
+from controller.validation import xml_safe
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 MAX_DEPTH = 32  # deeper JSON is refused before Python's recursion limit can turn it into a 500
+MAX_PATH_PART = 1024
 
 
 class BodyTooLarge(FarmError):
@@ -48,9 +50,9 @@ def body() -> Any:
     try:
         raw = request.get_data(cache=True)
     except RequestEntityTooLarge:
-        raise BodyTooLarge(f"body: over the {limit} byte limit", {"limit": limit}) from None
+        raise BodyTooLarge(f"body: over the {limit} byte limit", {"field": "body", "limit": limit}) from None
     if limit is not None and request.content_length is None and len(raw) >= limit:
-        raise BodyTooLarge(f"body: over the {limit} byte limit", {"limit": limit})
+        raise BodyTooLarge(f"body: over the {limit} byte limit", {"field": "body", "limit": limit})
     if not raw.strip():
         return None
     try:
@@ -102,6 +104,13 @@ def _token() -> ApiToken:
     return tokens.authenticate(database(), value.strip())
 
 
+def _check_path(parts: dict[str, Any]) -> None:
+    # PostgreSQL refuses NUL in text and lxml refuses non-XML characters: stop them at the door.
+    for name, value in parts.items():
+        if isinstance(value, str) and (len(value) > MAX_PATH_PART or not xml_safe(value)):
+            raise Invalid(f"{name}: not a valid name or id", {"field": name})
+
+
 def requires_token(view: F) -> F:
     """A farm-admin or tenant-admin token; the view narrows what it shows with ``visible_tenant``."""
 
@@ -110,6 +119,7 @@ def requires_token(view: F) -> F:
         g.token = _token()
         if g.token.scope not in ("farm-admin", "tenant-admin"):
             raise NotFound("not found")
+        _check_path(kwargs)
         return view(*args, **kwargs)
 
     return cast(F, guarded(wrapper, ("farm-admin", "tenant-admin")))
@@ -123,6 +133,7 @@ def farm_admin(view: F) -> F:
         g.token = _token()
         if g.token.scope != "farm-admin":
             raise NotFound("not found")
+        _check_path(kwargs)
         return view(*args, **kwargs)
 
     return cast(F, guarded(wrapper, ("farm-admin",)))
