@@ -74,11 +74,9 @@ def test_bad_field_values(db: Database, acme: AuthedClient, path: str, body: dic
 
 @pytest.mark.parametrize("number", ["Infinity", "-Infinity", "NaN", "1e400", "-1e400"])
 def test_special_floats_in_an_integer_field(db: Database, acme: AuthedClient, number: str) -> None:
-    raw = '{"ring_timeout": %s}' % number
-    send = lambda: acme.patch(  # noqa: E731
-        "/api/v1/tenants/acme.example/users/1001", data=raw, content_type="application/json"
-    )
-    refused(db, send, "body")
+    raw = f'{{"ring_timeout": {number}}}'
+    patch = "/api/v1/tenants/acme.example/users/1001"
+    refused(db, lambda: acme.patch(patch, data=raw, content_type="application/json"), "body")
 
 
 @pytest.mark.parametrize(
@@ -86,10 +84,8 @@ def test_special_floats_in_an_integer_field(db: Database, acme: AuthedClient, nu
     [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 40 + b"1" + b"}" * 40, b"{", b"\xff\xfe", b"ring_timeout=30"],
 )
 def test_malformed_or_deep_bodies(db: Database, acme: AuthedClient, raw: bytes) -> None:
-    send = lambda: acme.patch(  # noqa: E731
-        "/api/v1/tenants/acme.example/users/1001", data=raw, content_type="application/json"
-    )
-    refused(db, send, "body")
+    patch = "/api/v1/tenants/acme.example/users/1001"
+    refused(db, lambda: acme.patch(patch, data=raw, content_type="application/json"), "body")
 
 
 def test_a_dial_pattern_that_could_run_away_is_harmless_or_refused(db: Database, acme: AuthedClient) -> None:
@@ -122,24 +118,22 @@ def test_non_numeric_query_parameters(db: Database, acme: AuthedClient) -> None:
 
 
 def test_voicemail_caller_id_with_nul_is_refused(db: Database, acme: AuthedClient) -> None:
-    send = lambda: acme.post(  # noqa: E731
-        "/api/v1/tenants/acme.example/users/1001/voicemail?caller_id_number=%00&caller_id_name=x",
-        data=make_wav(0.5),
-        content_type="audio/wav",
-    )
-    refused(db, send, "caller_id_number")
+    deposit = "/api/v1/tenants/acme.example/users/1001/voicemail?caller_id_number=%00&caller_id_name=x"
+    refused(db, lambda: acme.post(deposit, data=make_wav(0.5), content_type="audio/wav"), "caller_id_number")
 
 
 def test_an_oversized_chunked_body_is_413_not_dropped(db: Database, acme: AuthedClient) -> None:
     big = json.dumps({"display_name": "x" * (2 * 1024 * 1024)}).encode()
 
     # What gevent's server hands over for a chunked body: no length, the stream ends where the body does.
-    send = lambda: acme.patch(  # noqa: E731
-        "/api/v1/tenants/acme.example/users/1001",
-        input_stream=io.BytesIO(big),
-        headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
-        environ_overrides={"wsgi.input_terminated": True},
-    )
+    def send() -> Any:
+        return acme.patch(
+            "/api/v1/tenants/acme.example/users/1001",
+            input_stream=io.BytesIO(big),
+            headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+
     refused(db, send, "body", status=413)
 
 

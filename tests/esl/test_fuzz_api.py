@@ -10,8 +10,8 @@ be what it was before.
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import urllib.parse
 from collections import Counter
 from typing import Any
