@@ -1,4 +1,5 @@
-"""The farm's domain: frozen dataclasses mirroring the tables in ``sql/``, and their public views.
+"""The farm's domain: frozen dataclasses mirroring the tables in ``sql/``, their public views, the
+state sets their columns allow (as ``StrEnum``s equal to the CHECK constraints), and ``HostPort``.
 
 Secrets never leave through ``public()``: users carry only the FreeSWITCH a1-hash, and ESL,
 gateway and conference passwords are write-only.
@@ -8,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -17,6 +21,128 @@ CONFERENCE_RATES = {"narrowband": 8000, "wideband": 16000, "hd": 48000}
 TOLL_CLASSES = ("local", "domestic", "international")
 NUMBER_TARGETS = ("user", "conference", "ivr", "voicemail")
 TOKEN_SCOPES = ("farm-admin", "tenant-admin", "node-join")
+SIP_PORT = 5060  # taken when a node's or a carrier's SIP address gives no port
+ESL_PORT = 8021  # mod_event_socket's own default, taken when an ESL address gives no port
+
+
+# Each enum equals a CHECK in sql/ (tests/test_domain_types.py); StrEnum: JSON, SQL and print see plain text.
+
+
+class NodeHealth(StrEnum):
+    """``nodes.health``: what the node's ESL watcher last concluded."""
+
+    UNKNOWN = "unknown"  # never judged, or never seen alive yet
+    UP = "up"
+    SUSPECT = "suspect"  # heartbeats late or the connection lost: not yet a death
+    DOWN = "down"
+
+
+class AdminState(StrEnum):
+    """``nodes.admin_state``: what the operator wants of a node."""
+
+    ACTIVE = "active"
+    DRAINING = "draining"  # takes no new tenants; disabled once its last call ends
+    DISABLED = "disabled"
+    PENDING = "pending"  # joined by itself; becomes active on its first heartbeat
+
+
+class MixerHealth(StrEnum):
+    """``mixers.health``: what the mixer loop's health checks last concluded."""
+
+    UNKNOWN = "unknown"
+    UP = "up"
+    SUSPECT = "suspect"
+    DOWN = "down"
+
+
+class MixerAdminState(StrEnum):
+    """``mixers.admin_state``: what the operator wants of a mixer (no self-joining, so no ``pending``)."""
+
+    ACTIVE = "active"
+    DRAINING = "draining"
+    DISABLED = "disabled"
+
+
+class FailoverState(StrEnum):
+    """``failovers.state``: how far one decided failover got."""
+
+    DECIDED = "decided"  # recorded, nothing moved yet
+    MOVED = "moved"  # tenants and rooms moved in one transaction; the after-move steps remain
+    DONE = "done"
+    FAILED = "failed"
+
+
+class CommandStatus(StrEnum):
+    """``esl_command_jobs.status``: a bgapi job until its BACKGROUND_JOB answer arrives."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+_HOSTNAME_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_DOTTED_NUMBERS = re.compile(r"^[0-9.]+$")
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """A checked ``host:port``: an IPv4 address, an IPv6 address (written ``[addr]:port``) or an RFC 1123 name."""
+
+    host: str  # IPv6 without its brackets
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.uri_host}:{self.port}"
+
+    @property
+    def uri_host(self) -> str:
+        """The host as written in a URI or before ``:port``: an IPv6 address in brackets."""
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @classmethod
+    def parse(cls, value: str, default_port: int | None = None) -> HostPort:
+        """Parse ``host[:port]``; raise ValueError saying what is wrong (the port may be left out with a default)."""
+        if value.startswith("["):
+            inner, sep, rest = value[1:].partition("]")
+            if not sep or (rest and not rest.startswith(":")):
+                raise ValueError("an IPv6 address is written [address]:port")
+            host, port = inner, rest[1:] if rest else ""
+            try:
+                host = str(ipaddress.IPv6Address(host))
+            except ValueError:
+                raise ValueError(f"{host!r} is not an IPv6 address") from None
+        elif value.count(":") > 1:
+            raise ValueError("an IPv6 address goes in brackets: [address]:port")
+        else:
+            host, _, port = value.partition(":")
+            host = _check_host(host)
+        return cls(host, _check_port(port, default_port))
+
+
+def _check_host(host: str) -> str:
+    if not host:
+        raise ValueError("the host is missing")
+    if _DOTTED_NUMBERS.match(host):  # all digits and dots: only an IPv4 address reads that way
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise ValueError(f"{host} is not an IPv4 address (four numbers from 0 to 255)") from None
+    labels = host.rstrip(".").split(".") if host != "." else [""]
+    if len(host) > 253 or not all(_HOSTNAME_LABEL.match(label) for label in labels):
+        raise ValueError(
+            f"{host!r} is not a host name (letters, digits and inner hyphens, dot-separated labels of at most 63)"
+        )
+    return host.lower()
+
+
+def _check_port(port: str, default_port: int | None) -> int:
+    if not port:
+        if default_port is None:
+            raise ValueError("the port is missing (host:port)")
+        return default_port
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:  # "²".isdigit() but int() refuses it
+        raise ValueError(f"the port must be a number from 1 to 65535, not {port!r}")
+    return int(port)
 
 
 def a1_hash(user: str, domain: str, password: str) -> str:
@@ -63,8 +189,8 @@ class Node(Record):
     rtp_port_max: int
     capacity: int
     spare: bool = False
-    admin_state: str = "active"
-    health: str = "unknown"
+    admin_state: AdminState = AdminState.ACTIVE
+    health: NodeHealth = NodeHealth.UNKNOWN
     health_reason: str = ""
     health_at: datetime | None = None
     seen_alive_at: datetime | None = None  # last time its watcher judged it up; None: never seen alive
@@ -74,7 +200,7 @@ class Node(Record):
     @property
     def placeable(self) -> bool:
         """Can take tenants now: active, not a spare, not known dead."""
-        return self.admin_state == "active" and not self.spare and self.health != "down"
+        return self.admin_state == AdminState.ACTIVE and not self.spare and self.health != NodeHealth.DOWN
 
 
 @dataclass(frozen=True)
@@ -163,12 +289,12 @@ class Mixer(Record):
     sip_address: str
     control_url: str
     capacity: int = 500
-    admin_state: str = "active"
-    health: str = "unknown"
+    admin_state: MixerAdminState = MixerAdminState.ACTIVE
+    health: MixerHealth = MixerHealth.UNKNOWN
 
     @property
     def placeable(self) -> bool:
-        return self.admin_state == "active" and self.health != "down"
+        return self.admin_state == MixerAdminState.ACTIVE and self.health != MixerHealth.DOWN
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from uuid import UUID
 import psycopg
 
 from controller.database import Database
+from controller.domain import AdminState, NodeHealth
 from controller.errors import FarmError
 from controller.stores import changes, nodes
 from controller.stores.changes import Notice
@@ -41,14 +42,14 @@ class DrainLoop:
         sentences = []
         with self.db.transaction() as conn:
             for node in nodes.list_all(conn):
-                if node.admin_state != "draining":
+                if node.admin_state != AdminState.DRAINING:
                     continue
-                left = 0 if node.health == "down" else self.live_calls(conn, node.id)
+                left = 0 if node.health == NodeHealth.DOWN else self.live_calls(conn, node.id)
                 if left:
                     sentences.append(f"node {node.name} is draining: {left} call leg(s) still up on it")
                     continue
-                nodes.update(conn, node.id, {"admin_state": "disabled"})
+                nodes.update(conn, node.id, {"admin_state": AdminState.DISABLED})
                 changes.announce(conn, Notice.NODE)
-                why = "it is down" if node.health == "down" else "its last call ended"
+                why = "it is down" if node.health == NodeHealth.DOWN else "its last call ended"
                 sentences.append(f"node {node.name} is drained ({why}); disabled")
         return "; ".join(sentences) if sentences else "no node is draining"

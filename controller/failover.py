@@ -23,10 +23,10 @@ import psycopg
 
 from controller.assignment import reassign
 from controller.database import Database
-from controller.domain import Node
+from controller.domain import AdminState, FailoverState, Node, NodeHealth
 from controller.errors import FarmError
 from controller.kamailio.control import KamailioControl
-from controller.stores import changes, failovers, nodes, placements
+from controller.stores import changes, conferences, failovers, nodes, placements, tenants
 from controller.stores.changes import Notice
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,11 @@ def dead_nodes(all_nodes: Sequence[Node], unreachable_sip: set[str]) -> list[Ver
     """Pure: which non-spare nodes count as dead given ESL health and Kamailio's witness."""
     verdicts = []
     for node in all_nodes:
-        if node.spare or node.admin_state == "disabled":
+        if node.spare or node.admin_state == AdminState.DISABLED:
             continue
-        if node.health == "down":
+        if node.health == NodeHealth.DOWN:
             verdicts.append(Verdict(node, f"the ESL watcher declared it down ({node.health_reason or 'no reason'})"))
-        elif node.health == "suspect" and node.sip_address in unreachable_sip:
+        elif node.health == NodeHealth.SUSPECT and node.sip_address in unreachable_sip:
             verdicts.append(
                 Verdict(
                     node,
@@ -66,8 +66,10 @@ def dead_nodes(all_nodes: Sequence[Node], unreachable_sip: set[str]) -> list[Ver
 
 def choose_spare(all_nodes: Sequence[Node]) -> Node | None:
     """Pure: the spare to take over: healthy first, then the biggest, then by name."""
-    candidates = [n for n in all_nodes if n.spare and n.admin_state == "active" and n.health != "down"]
-    order = {"up": 0, "unknown": 1, "suspect": 2}
+    candidates = [
+        n for n in all_nodes if n.spare and n.admin_state == AdminState.ACTIVE and n.health != NodeHealth.DOWN
+    ]
+    order = {NodeHealth.UP: 0, NodeHealth.UNKNOWN: 1, NodeHealth.SUSPECT: 2}
     candidates.sort(key=lambda n: (order.get(n.health, 3), -n.capacity, n.name))
     return candidates[0] if candidates else None
 
@@ -112,7 +114,7 @@ class FailoverLoop:
             verdicts = dead_nodes(all_nodes, unreachable)
             for verdict in verdicts:
                 node = verdict.node
-                if not placements.tenants_on_node(conn, node.id) and not _rooms_on(conn, node.id):
+                if not placements.tenants_on_node(conn, node.id) and not placements.count_rooms_on(conn, node.id):
                     continue
                 taken = {f.spare_id for f, _ in decided}  # two deaths in one cycle need two spares
                 spare = choose_spare([n for n in all_nodes if n.id not in taken])
@@ -154,7 +156,7 @@ class FailoverLoop:
                 sentences.append(sentence + f": {done.tenants_moved} tenant(s) moved, generation {done.generation}")
         if sentences:
             return "; ".join(sentences)
-        down = [n.name for n in all_nodes if n.health == "down" and not n.spare]
+        down = [n.name for n in all_nodes if n.health == NodeHealth.DOWN and not n.spare]
         if down:
             # Only what is true now: whether a failover ever ran for them is in `fsfarm failover list`.
             return f"node(s) {', '.join(down)} are down and host no tenant or room; nothing to do"
@@ -167,14 +169,14 @@ class FailoverLoop:
         """
         out = []
         for node in all_nodes:
-            if node.spare or node.health != "up" or placements.tenants_on_node(conn, node.id):
+            if node.spare or node.health != NodeHealth.UP or placements.tenants_on_node(conn, node.id):
                 continue
             if not any(n.id != node.id and n.placeable for n in all_nodes):
                 continue
             history = failovers.for_node(conn, node.id)
             if (
                 history
-                and history[-1].state == "done"
+                and history[-1].state == FailoverState.DONE
                 and history[-1].updated_at
                 and node.health_at
                 and node.health_at > history[-1].updated_at
@@ -198,11 +200,6 @@ class FailoverLoop:
         return [f"{len(unplaced)} tenant(s) were on no node; placed them (generation {generation.generation})"]
 
 
-def _rooms_on(conn: psycopg.Connection[Any], node_id: UUID) -> int:
-    row = conn.execute("SELECT count(*) AS n FROM conference_placements WHERE node_id = %s", [node_id]).fetchone()
-    return int(row["n"]) if row else 0
-
-
 def execute(
     db: Database, failover_id: UUID, kamailio: KamailioControl | None = None, after_move: Sequence[AfterMove] = ()
 ) -> failovers.Failover:
@@ -216,32 +213,21 @@ def execute(
         row = failovers.get(conn, failover_id, lock=True)
         if row is None:
             raise FarmError(f"no failover {failover_id}")
-        if row.state == "decided":
+        if row.state == FailoverState.DECIDED:
             placements.lock(conn)
             moved_tenants = placements.tenants_on_node(conn, row.node_id)
-            rooms = _rooms_on(conn, row.node_id)
+            rooms = placements.count_rooms_on(conn, row.node_id)
             dead = nodes.get(conn, row.node_id)
             if row.spare_id:
                 # The spare takes the dead node's place wholesale: same tenants, same rooms.
-                nodes.update(conn, row.spare_id, {"spare": False, "admin_state": "active"})
-                conn.execute(
-                    "UPDATE tenant_placements SET node_id = %s, updated_at = clock_timestamp() WHERE node_id = %s",
-                    [row.spare_id, row.node_id],
-                )
-                conn.execute(
-                    "UPDATE conference_placements SET node_id = %s, updated_at = clock_timestamp() WHERE node_id = %s",
-                    [row.spare_id, row.node_id],
-                )
+                nodes.update(conn, row.spare_id, {"spare": False, "admin_state": AdminState.ACTIVE})
+                placements.move_node(conn, row.node_id, row.spare_id)
                 # Pins follow too: the spare stands in for the dead node, so what was kept together stays so.
-                for table in ("tenants", "conferences"):
-                    conn.execute(
-                        f"UPDATE {table} SET pinned_node_id = %s, updated_at = clock_timestamp() "
-                        "WHERE pinned_node_id = %s",
-                        [row.spare_id, row.node_id],
-                    )
-            if dead and dead.health != "down":
+                tenants.repin(conn, row.node_id, row.spare_id)
+                conferences.repin(conn, row.node_id, row.spare_id)
+            if dead and dead.health != NodeHealth.DOWN:
                 # Declared dead on a witness: make placement see it as dead too.
-                nodes.set_health(conn, dead.id, "down", row.reason)
+                nodes.set_health(conn, dead.id, NodeHealth.DOWN, row.reason)
             generation = reassign(conn, f"failover of node {dead.name if dead else row.node_id}: {row.reason}")
             if generation is None:
                 # Placement rows were rewritten above; stamp them with a generation anyway
@@ -254,14 +240,14 @@ def execute(
                 conn,
                 row.id,
                 {
-                    "state": "moved",
+                    "state": FailoverState.MOVED,
                     "tenants_moved": len(moved_tenants),
                     "rooms_total": rooms,
                     "generation": generation.generation,
                 },
             )
             assert row is not None
-    if row.state == "done":
+    if row.state == FailoverState.DONE:
         return row
     outcome: dict[str, Any] = {}
     if kamailio is not None:
@@ -273,7 +259,9 @@ def execute(
             log.exception("failover step %s failed", getattr(step, "__name__", step))
             outcome["error"] = f"{getattr(step, '__name__', 'step')}: {exc}"
     with db.transaction() as conn:
-        done = failovers.update(conn, row.id, {**outcome, "state": "done", "completed_at": datetime.now(UTC)})
+        done = failovers.update(
+            conn, row.id, {**outcome, "state": FailoverState.DONE, "completed_at": datetime.now(UTC)}
+        )
         assert done is not None
     return done
 

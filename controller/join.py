@@ -17,9 +17,9 @@ import psycopg
 from controller import provisioning
 from controller.assignment import reassign
 from controller.database import Database
-from controller.domain import Node
+from controller.domain import AdminState, Node
 from controller.errors import Conflict, Unauthorized
-from controller.stores import changes, nodes, tokens
+from controller.stores import changes, node_joins, nodes, tokens
 from controller.stores.changes import Notice
 
 Conn = psycopg.Connection[Any]
@@ -41,20 +41,16 @@ def join(db: Database, token: str, data: Any) -> tuple[Node, str]:
         found = tokens.by_hash(conn, tokens.hash_token(token))
         if found is None or found.scope != "node-join":
             raise Unauthorized("invalid join token")
-        spent = conn.execute("SELECT node_name FROM node_joins WHERE token_id = %s FOR UPDATE", [found.id]).fetchone()
+        spent = node_joins.spent_by(conn, found.id)
         if spent is not None:
-            raise Conflict(
-                f"this join token was already used by node {spent['node_name']}", {"node": spent["node_name"]}
-            )
+            raise Conflict(f"this join token was already used by node {spent}", {"node": spent})
         if found.revoked:
             raise Unauthorized("invalid join token")
-        node = nodes.insert(conn, Node(id=uuid.uuid4(), esl_password=password, admin_state="pending", **values))
+        node = nodes.insert(
+            conn, Node(id=uuid.uuid4(), esl_password=password, admin_state=AdminState.PENDING, **values)
+        )
         try:
-            with conn.transaction():
-                conn.execute(
-                    "INSERT INTO node_joins (token_id, node_id, node_name) VALUES (%s, %s, %s)",
-                    [found.id, node.id, node.name],
-                )
+            node_joins.record(conn, found.id, node.id, node.name)
         except psycopg.errors.UniqueViolation as exc:  # a concurrent join spent it first
             raise Conflict("this join token was already used") from exc
         tokens.revoke(conn, found.id)
@@ -67,10 +63,10 @@ def activate_on_first_heartbeat(conn: Conn, node_id: UUID) -> bool:
 
     Call it in the transaction that records a node's health as ``up``; it is idempotent.
     """
-    row = conn.execute("SELECT admin_state, name FROM nodes WHERE id = %s FOR UPDATE", [node_id]).fetchone()
-    if row is None or row["admin_state"] != "pending":
+    node = nodes.get_for_update(conn, node_id)
+    if node is None or node.admin_state != AdminState.PENDING:
         return False
-    nodes.update(conn, node_id, {"admin_state": "active"})
+    nodes.update(conn, node_id, {"admin_state": AdminState.ACTIVE})
     changes.announce(conn, Notice.NODE)
-    reassign(conn, f"node {row['name']} joined and sent its first heartbeat", joined=[node_id])
+    reassign(conn, f"node {node.name} joined and sent its first heartbeat", joined=[node_id])
     return True

@@ -24,9 +24,9 @@ from uuid import UUID
 
 from controller.assignment import reassign
 from controller.database import Database
-from controller.domain import CONFERENCE_RATES, Mixer
+from controller.domain import CONFERENCE_RATES, Mixer, MixerAdminState, MixerHealth
 from controller.errors import FarmError, Unavailable
-from controller.stores import changes, mixers
+from controller.stores import changes, mixers, placements
 from controller.stores.changes import Notice
 
 log = logging.getLogger(__name__)
@@ -110,16 +110,16 @@ class MixerLoop:
             all_mixers = mixers.list_all(conn)
         said: list[str] = []
         for mixer in all_mixers:
-            if mixer.admin_state == "disabled":
+            if mixer.admin_state == MixerAdminState.DISABLED:
                 continue
             if self.client_for(mixer).healthy():
                 self._failures[mixer.id] = 0
-                if mixer.health != "up":
-                    self._set_health(mixer, "up")
+                if mixer.health != MixerHealth.UP:
+                    self._set_health(mixer, MixerHealth.UP)
                     said.append(f"mixer {mixer.name} answers its health check")
                 continue
             self._failures[mixer.id] = self._failures.get(mixer.id, 0) + 1
-            if mixer.health != "down" and self._failures[mixer.id] >= self.failures_to_down:
+            if mixer.health != MixerHealth.DOWN and self._failures[mixer.id] >= self.failures_to_down:
                 moved = self._fail(mixer)
                 said.append(
                     f"mixer {mixer.name} failed {self._failures[mixer.id]} health checks in a row; "
@@ -128,24 +128,18 @@ class MixerLoop:
         said.extend(self._sync())
         return "; ".join(said) if said else f"all {len(all_mixers)} mixer(s) hold their rooms; nothing to do"
 
-    def _set_health(self, mixer: Mixer, health: str) -> None:
+    def _set_health(self, mixer: Mixer, health: MixerHealth) -> None:
         with self.db.transaction() as conn:
-            conn.execute(
-                "UPDATE mixers SET health = %s, updated_at = clock_timestamp() WHERE id = %s", [health, mixer.id]
-            )
+            mixers.set_health(conn, mixer.id, health)
             changes.announce(conn, Notice.MIXER)
-            if health == "up":
-                reassign(conn, f"mixer {mixer.name} is healthy", joined=[mixer.id] if mixer.health == "down" else [])
+            if health == MixerHealth.UP:
+                joined = [mixer.id] if mixer.health == MixerHealth.DOWN else []
+                reassign(conn, f"mixer {mixer.name} is healthy", joined=joined)
 
     def _fail(self, mixer: Mixer) -> list[UUID]:
         with self.db.transaction() as conn:
-            rooms = [
-                r["conference_id"]
-                for r in conn.execute(
-                    "SELECT conference_id FROM conference_placements WHERE mixer_id = %s", [mixer.id]
-                ).fetchall()
-            ]
-            conn.execute("UPDATE mixers SET health = 'down', updated_at = clock_timestamp() WHERE id = %s", [mixer.id])
+            rooms = placements.rooms_on_mixer(conn, mixer.id)
+            mixers.set_health(conn, mixer.id, MixerHealth.DOWN)
             changes.announce(conn, Notice.MIXER)
             reassign(conn, f"mixer {mixer.name} stopped answering")
         self._sync()  # the rooms must exist on their new mixer before the legs come back
@@ -159,15 +153,12 @@ class MixerLoop:
 
     def _sync(self) -> list[str]:
         with self.db.transaction() as conn:
-            rows = conn.execute(
-                """SELECT p.conference_id, p.mixer_id, c.profile FROM conference_placements p
-                   JOIN conferences c ON c.id = p.conference_id WHERE p.mixer_id IS NOT NULL"""
-            ).fetchall()
+            rows = placements.mixer_rooms(conn)
             all_mixers = {m.id: m for m in mixers.list_all(conn)}
         wanted = wanted_rooms(rows)
         said = []
         for mixer_id, mixer in all_mixers.items():
-            if mixer.health == "down" or mixer.admin_state == "disabled":
+            if mixer.health == MixerHealth.DOWN or mixer.admin_state == MixerAdminState.DISABLED:
                 continue
             client = self.client_for(mixer)
             try:

@@ -20,9 +20,12 @@ from controller import validation as v
 from controller.assignment import reassign
 from controller.database import Database
 from controller.domain import (
+    ESL_PORT,
     NUMBER_TARGETS,
+    SIP_PORT,
     TOKEN_SCOPES,
     TOLL_CLASSES,
+    AdminState,
     ApiToken,
     Conference,
     Gateway,
@@ -49,6 +52,7 @@ from controller.stores import (
     placements,
     tenants,
     tokens,
+    tombstones,
     users,
 )
 from controller.stores.changes import Notice
@@ -61,14 +65,16 @@ Conn = psycopg.Connection[Any]
 NODE_FIELDS = {
     "name": v.Field(v.slug, required=True),
     "switchname": v.Field(v.text),
-    "sip_address": v.Field(v.host_port(5060), required=True),
-    "esl_address": v.Field(v.host_port(8021), required=True),
+    "sip_address": v.Field(v.host_port(SIP_PORT), required=True),
+    "esl_address": v.Field(v.host_port(ESL_PORT), required=True),
     "esl_password": v.Field(v.secret, required=True),
     "rtp_port_min": v.Field(v.integer(1024, 65534)),
     "rtp_port_max": v.Field(v.integer(1025, 65535)),
     "capacity": v.Field(v.integer(1, 100_000)),
     "spare": v.Field(v.boolean),
-    "admin_state": v.Field(v.one_of("active", "draining", "disabled")),
+    "admin_state": v.Field(
+        v.one_of(AdminState.ACTIVE, AdminState.DRAINING, AdminState.DISABLED)
+    ),  # pending: only a join sets it
 }
 
 
@@ -140,7 +146,7 @@ def drain_node(db: Database, ref: str) -> Node:
             spare = choose_spare(others)
             if spare is not None:
                 nodes.update(conn, spare.id, {"spare": False})
-        updated = nodes.update(conn, node.id, {"admin_state": "draining"})
+        updated = nodes.update(conn, node.id, {"admin_state": AdminState.DRAINING})
         assert updated is not None
         changes.announce(conn, Notice.NODE)
         taker = f"; spare {spare.name} takes its tenants" if spare else ""
@@ -404,7 +410,7 @@ KINDS: dict[str, Kind] = {
         gateways.store,
         {
             "name": v.Field(v.slug, required=True),
-            "proxy": v.Field(v.host_port(5060), required=True),
+            "proxy": v.Field(v.host_port(SIP_PORT), required=True),
             "username": v.Field(v.text),
             "password": v.Field(v.text),
             "register": v.Field(v.boolean),
@@ -521,9 +527,7 @@ def remove_child(db: Database, kind_name: str, tenant_ref: str, ref: str) -> Any
 
 def _bury(conn: Conn, prefix: str, reason: str) -> None:
     """Ask the storage sweep to remove files whose owner this transaction deletes."""
-    conn.execute(
-        "INSERT INTO storage_tombstones (id, prefix, reason) VALUES (%s, %s, %s)", [uuid.uuid4(), prefix, reason]
-    )
+    tombstones.bury(conn, prefix, reason)
 
 
 def _label(record: Any) -> str:

@@ -16,6 +16,7 @@ from uuid import UUID
 
 import psycopg
 
+from controller.domain import AdminState, MixerAdminState, MixerHealth, NodeHealth
 from controller.stores import mixers as mixer_store
 from controller.stores import nodes as node_store
 from controller.stores import placements
@@ -32,8 +33,8 @@ class NodeFact:
     name: str
     esl_address: str
     spare: bool
-    admin_state: str
-    health: str
+    admin_state: AdminState
+    health: NodeHealth
     health_reason: str
     seen_alive: bool
     tenants: int
@@ -42,8 +43,8 @@ class NodeFact:
 @dataclass(frozen=True)
 class MixerFact:
     name: str
-    admin_state: str
-    health: str
+    admin_state: MixerAdminState
+    health: MixerHealth
 
 
 @dataclass(frozen=True)
@@ -114,9 +115,9 @@ def findings(reading: FarmReading) -> list[Finding]:
             )
         )
     for node in reading.nodes:
-        if node.admin_state == "disabled":
+        if node.admin_state == AdminState.DISABLED:
             continue
-        if node.health == "down" and node.seen_alive:
+        if node.health == NodeHealth.DOWN and node.seen_alive:
             said = f" Its watcher said: {node.health_reason}." if node.health_reason else ""
             out.append(
                 Finding(
@@ -125,7 +126,7 @@ def findings(reading: FarmReading) -> list[Finding]:
                     f"{node.name}` prints the command line); the controller watches it again at once.{said}",
                 )
             )
-        elif node.health == "suspect" and node.seen_alive:
+        elif node.health == NodeHealth.SUSPECT and node.seen_alive:
             out.append(
                 Finding(
                     "warning",
@@ -133,7 +134,7 @@ def findings(reading: FarmReading) -> list[Finding]:
                     "if it stays silent, or at once when Kamailio's pings to it fail too; check its load and network.",
                 )
             )
-        elif not node.seen_alive and node.health != "up":
+        elif not node.seen_alive and node.health != NodeHealth.UP:
             out.append(
                 Finding(
                     "warning",
@@ -153,9 +154,11 @@ def findings(reading: FarmReading) -> list[Finding]:
                 "cannot register; add a node or bring one back up and they are placed at once.",
             )
         )
-    workers = [n for n in reading.nodes if n.admin_state == "active" and not n.spare]
+    workers = [n for n in reading.nodes if n.admin_state == AdminState.ACTIVE and not n.spare]
     free_spares = [
-        n for n in reading.nodes if n.spare and n.admin_state == "active" and n.health == "up" and n.tenants == 0
+        n
+        for n in reading.nodes
+        if n.spare and n.admin_state == AdminState.ACTIVE and n.health == NodeHealth.UP and n.tenants == 0
     ]
     if workers and not free_spares:
         out.append(
@@ -194,7 +197,7 @@ def findings(reading: FarmReading) -> list[Finding]:
             )
         )
     for mixer in reading.mixers:
-        if mixer.admin_state == "active" and mixer.health == "down":
+        if mixer.admin_state == MixerAdminState.ACTIVE and mixer.health == MixerHealth.DOWN:
             out.append(
                 Finding(
                     "error",
@@ -203,7 +206,7 @@ def findings(reading: FarmReading) -> list[Finding]:
                 )
             )
     if not out:
-        up = [n for n in reading.nodes if n.health == "up"]
+        up = [n for n in reading.nodes if n.health == NodeHealth.UP]
         spares = f", {len(free_spares)} free spare{'s' if len(free_spares) > 1 else ''}" if free_spares else ""
         out.append(
             Finding(
@@ -250,7 +253,7 @@ def read_farm(
                 n.admin_state,
                 n.health,
                 n.health_reason,
-                n.seen_alive_at is not None or n.health == "up",
+                n.seen_alive_at is not None or n.health == NodeHealth.UP,
                 counts.get(n.name, 0),
             )
             for n in nodes
@@ -274,14 +277,14 @@ def read_farm(
     )
 
 
-def placement_warning(domain: str, node: str | None, health: str | None, seen_alive: bool) -> str | None:
+def placement_warning(domain: str, node: str | None, health: NodeHealth | None, seen_alive: bool) -> str | None:
     """What ``tenant add`` warns when the new tenant is not on a live node (None when it is)."""
     if node is None:
         return (
             f"tenant {domain} is on no node: no node can take it (none registered, all down, or only "
             "spares); its phones cannot register until one is added or comes back"
         )
-    if health == "up":
+    if health == NodeHealth.UP:
         return None
     if not seen_alive:
         return (

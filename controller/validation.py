@@ -7,7 +7,6 @@ document shows, so the document and the checks come from the same place.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 
 import re2
 
+from controller.domain import HostPort as HostPort  # re-exported: callers of v.HostPort keep working
 from controller.errors import Invalid
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -23,8 +23,6 @@ _DOMAIN = re.compile(rf"^(?:{_LABEL}\.)+{_LABEL}$")
 _EXTENSION = re.compile(r"^[0-9]{2,10}$")
 _DID = re.compile(r"^\+?[0-9]{4,15}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-_HOSTNAME_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_DOTTED_NUMBERS = re.compile(r"^[0-9.]+$")
 _PIN = re.compile(r"^[0-9]{4,12}$")
 _EMAIL = re.compile(r"^[^@\s<>\"']+@[^@\s<>\"']+$")
 _TEXT_MAX = 200
@@ -205,62 +203,6 @@ def slug(name: str, value: Any) -> str:
     if not _NAME.match(s):
         raise _fail(name, "must be lower-case letters, digits, '.', '_' or '-' (at most 63)", value)
     return s
-
-
-@dataclass(frozen=True)
-class HostPort:
-    """A checked ``host:port``: an IPv4 address, an IPv6 address (written ``[addr]:port``) or an RFC 1123 name."""
-
-    host: str  # IPv6 without its brackets
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @classmethod
-    def parse(cls, value: str, default_port: int | None = None) -> HostPort:
-        """Parse ``host[:port]``; raise ValueError saying what is wrong (the port may be left out with a default)."""
-        if value.startswith("["):
-            inner, sep, rest = value[1:].partition("]")
-            if not sep or (rest and not rest.startswith(":")):
-                raise ValueError("an IPv6 address is written [address]:port")
-            host, port = inner, rest[1:] if rest else ""
-            try:
-                host = str(ipaddress.IPv6Address(host))
-            except ValueError:
-                raise ValueError(f"{host!r} is not an IPv6 address") from None
-        elif value.count(":") > 1:
-            raise ValueError("an IPv6 address goes in brackets: [address]:port")
-        else:
-            host, _, port = value.partition(":")
-            host = _check_host(host)
-        return cls(host, _check_port(port, default_port))
-
-
-def _check_host(host: str) -> str:
-    if not host:
-        raise ValueError("the host is missing")
-    if _DOTTED_NUMBERS.match(host):  # all digits and dots: only an IPv4 address reads that way
-        try:
-            return str(ipaddress.IPv4Address(host))
-        except ValueError:
-            raise ValueError(f"{host} is not an IPv4 address (four numbers from 0 to 255)") from None
-    labels = host.rstrip(".").split(".") if host != "." else [""]
-    if len(host) > 253 or not all(_HOSTNAME_LABEL.match(label) for label in labels):
-        raise ValueError(
-            f"{host!r} is not a host name (letters, digits and inner hyphens, dot-separated labels of at most 63)"
-        )
-    return host.lower()
-
-
-def _check_port(port: str, default_port: int | None) -> int:
-    if not port:
-        if default_port is None:
-            raise ValueError("the port is missing (host:port)")
-        return default_port
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"the port must be a number from 1 to 65535, not {port!r}")
-    return int(port)
 
 
 def host_port(default_port: int | None = None) -> Callable[[str, Any], str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -11,6 +10,7 @@ from uuid import UUID
 
 import psycopg
 
+from controller.stores import cdrs as cdrs_store
 from esl_workers.calls import leg_fields
 from esl_workers.protocol import Event
 from esl_workers.timefmt import from_usec, to_int
@@ -71,41 +71,24 @@ def insert_many(
     """Insert in order; a CDR already stored for (node, channel) is skipped. Returns rows written."""
     written = 0
     for c in cdrs:
-        cur = conn.execute(
-            """INSERT INTO esl_cdrs (id, node_id, channel_uuid, call_uuid, tenant_id, direction, caller_number,
-                   caller_name, destination, other_leg_uuid, sip_call_id, started_at, answered_at, ended_at,
-                   duration, billsec, hangup_cause, variables)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT (node_id, channel_uuid) DO NOTHING""",
-            (
-                uuid.uuid4(),
-                node_id,
-                c.channel_uuid,
-                c.call_uuid,
-                tenant_ids.get(c.tenant_domain),
-                c.direction,
-                c.caller_number,
-                c.caller_name,
-                c.destination,
-                c.other_leg_uuid,
-                c.sip_call_id,
-                from_usec(c.start_usec),
-                from_usec(c.answer_usec),
-                from_usec(c.end_usec),
-                c.duration,
-                c.billsec,
-                c.hangup_cause,
-                json.dumps(c.variables),
-            ),
+        written += cdrs_store.insert(
+            conn,
+            node_id,
+            c.channel_uuid,
+            call_uuid=c.call_uuid,
+            tenant_id=tenant_ids.get(c.tenant_domain),
+            direction=c.direction,
+            caller_number=c.caller_number,
+            caller_name=c.caller_name,
+            destination=c.destination,
+            other_leg_uuid=c.other_leg_uuid,
+            sip_call_id=c.sip_call_id,
+            started_at=from_usec(c.start_usec),
+            answered_at=from_usec(c.answer_usec),
+            ended_at=from_usec(c.end_usec),
+            duration=c.duration,
+            billsec=c.billsec,
+            hangup_cause=c.hangup_cause,
+            variables=c.variables,
         )
-        written += cur.rowcount
     return written
-
-
-def list_for_tenant(conn: psycopg.Connection[Any], tenant_id: UUID, limit: int = 100) -> list[dict[str, Any]]:
-    """A tenant's newest CDRs first."""
-    cur = conn.execute(
-        "SELECT * FROM esl_cdrs WHERE tenant_id = %s ORDER BY started_at DESC NULLS LAST, id LIMIT %s",
-        (tenant_id, limit),
-    )
-    return cur.fetchall()

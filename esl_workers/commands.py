@@ -24,12 +24,11 @@ import psycopg
 from greenswitch.esl import NotConnectedError
 
 from controller.database import Database
-from controller.domain import Mixer, Node, Tenant
+from controller.domain import ESL_PORT, CommandStatus, HostPort, Mixer, Node, Tenant
 from controller.errors import Conflict, Invalid, NotFound, Unavailable
+from controller.stores import command_jobs, conference_members, live_calls, mixers, nodes, placements
 from controller.stores import conferences as conference_store
-from controller.stores import mixers, nodes, placements
-from esl_workers import calls
-from esl_workers.conferences import node_of_room, room_name
+from esl_workers.conferences import room_name
 from esl_workers.connection import FarmEvent, FarmInboundESL
 
 _UUID = re.compile(r"^[0-9a-fA-F-]{36}$")
@@ -138,7 +137,7 @@ def node_for_tenant(conn: psycopg.Connection[Any], tenant: Tenant) -> Node:
 
 
 def node_for_call(conn: psycopg.Connection[Any], tenant: Tenant | None, call: str) -> tuple[Node, dict[str, Any]]:
-    row = calls.owner(conn, channel_uuid(call), tenant.id if tenant else None)
+    row = live_calls.owner(conn, channel_uuid(call), tenant.id if tenant else None)
     node = nodes.get(conn, row["node_id"]) if row else None
     if row is None or node is None:
         raise NotFound(f"no live call {call!r}")
@@ -151,7 +150,7 @@ def node_for_room(conn: psycopg.Connection[Any], tenant: Tenant, number: str) ->
     if room is None:
         raise NotFound(f"no conference {number!r} in {tenant.domain}")
     name = room_name(room.number, tenant.domain)
-    node_id = node_of_room(conn, name)
+    node_id = conference_members.node_of_room(conn, name)
     if node_id is None:
         placed = {p.conference_id: p.node_id for p in placements.conference_placements(conn)}
         node_id = placed.get(room.id)
@@ -179,10 +178,8 @@ class Answer:
 
 
 def _connect(node: Node, timeout: float) -> FarmInboundESL:
-    from esl_workers.inbound import split_address
-
-    host, port = split_address(node.esl_address)
-    conn = FarmInboundESL(host, port, node.esl_password, timeout=timeout, label=f"command {node.name}")
+    esl = HostPort.parse(node.esl_address, ESL_PORT)
+    conn = FarmInboundESL(esl.host, esl.port, node.esl_password, timeout=timeout, label=f"command {node.name}")
     conn.command_timeout = timeout
     try:
         conn.connect()
@@ -212,10 +209,7 @@ def run_bgapi(
     """Start ``bgapi`` with a job row; wait up to ``wait`` seconds for its result. Returns the job."""
     job_id = uuid.uuid4()
     with db.transaction() as tx:
-        tx.execute(
-            "INSERT INTO esl_command_jobs (id, node_id, tenant_id, command) VALUES (%s, %s, %s, %s)",
-            (job_id, node.id, tenant_id, command),
-        )
+        command_jobs.create(tx, job_id, node.id, tenant_id, command)
     conn = _connect(node, timeout)
     done: gevent.event.AsyncResult = gevent.event.AsyncResult()
 
@@ -255,13 +249,7 @@ def finish_job(conn: psycopg.Connection[Any], job_id: str, body: str) -> bool:
         jid = UUID(job_id)
     except (TypeError, ValueError):
         return False
-    status = "failed" if body.startswith("-ERR") else "done"
-    cur = conn.execute(
-        """UPDATE esl_command_jobs SET status = %s, result = %s, finished_at = now(), updated_at = now()
-           WHERE id = %s AND status = 'pending'""",
-        (status, body, jid),
-    )
-    return cur.rowcount > 0
+    return command_jobs.finish(conn, jid, CommandStatus.FAILED if body.startswith("-ERR") else CommandStatus.DONE, body)
 
 
 def get_job(db: Database, job_id: UUID | str, tenant_id: UUID | None = None) -> dict[str, Any]:
@@ -270,14 +258,11 @@ def get_job(db: Database, job_id: UUID | str, tenant_id: UUID | None = None) -> 
     except ValueError:
         raise NotFound(f"no job {job_id!r}") from None
     with db.transaction() as tx:
-        row = tx.execute(
-            """SELECT j.id, n.name AS node, j.command, j.status, j.result, j.created_at, j.finished_at, j.tenant_id
-               FROM esl_command_jobs j LEFT JOIN nodes n ON n.id = j.node_id WHERE j.id = %s""",
-            (jid,),
-        ).fetchone()
+        row = command_jobs.get(tx, jid)
     if row is None or (tenant_id is not None and row["tenant_id"] != tenant_id):
         raise NotFound(f"no job {job_id!r}")
     row.pop("tenant_id")
+    row["status"] = CommandStatus(row["status"])
     return row
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import psycopg
 
+from controller.stores import conference_members
 from esl_workers.protocol import Event
 
 SUBCLASS = "conference::maintenance"
@@ -84,56 +84,22 @@ def from_event(event: Event) -> MemberChange | None:
 
 
 def apply(conn: psycopg.Connection[Any], node_id: UUID, change: MemberChange, tenant_id: UUID | None) -> None:
+    """Store what ``change`` says about the room's membership on this node."""
     if change.action == "destroy":
-        conn.execute(
-            "DELETE FROM esl_conference_members WHERE node_id = %s AND conference_name = %s",
-            (node_id, change.conference_name),
-        )
+        conference_members.clear_room(conn, node_id, change.conference_name)
     elif change.action == "remove":
-        conn.execute(
-            """DELETE FROM esl_conference_members WHERE node_id = %s AND conference_name = %s
-                        AND member_id = %s""",
-            (node_id, change.conference_name, change.member_id),
-        )
+        conference_members.remove(conn, node_id, change.conference_name, change.member_id)
     else:
-        conn.execute(
-            """INSERT INTO esl_conference_members (id, node_id, conference_name, member_id, tenant_id, channel_uuid,
-                   caller_number, caller_name, can_hear, can_speak, is_moderator)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT (node_id, conference_name, member_id) DO UPDATE SET
-                   can_hear = EXCLUDED.can_hear, can_speak = EXCLUDED.can_speak,
-                   is_moderator = EXCLUDED.is_moderator, updated_at = now()""",
-            (
-                uuid.uuid4(),
-                node_id,
-                change.conference_name,
-                change.member_id,
-                tenant_id,
-                change.channel_uuid,
-                change.caller_number,
-                change.caller_name,
-                change.can_hear,
-                change.can_speak,
-                change.is_moderator,
-            ),
+        conference_members.save(
+            conn,
+            node_id,
+            change.conference_name,
+            change.member_id,
+            tenant_id,
+            channel_uuid=change.channel_uuid,
+            caller_number=change.caller_number,
+            caller_name=change.caller_name,
+            can_hear=change.can_hear,
+            can_speak=change.can_speak,
+            is_moderator=change.is_moderator,
         )
-
-
-def members(conn: psycopg.Connection[Any], tenant_id: UUID, conference_name: str) -> list[dict[str, Any]]:
-    """Members of one of a tenant's rooms, by member id."""
-    cur = conn.execute(
-        """SELECT m.member_id, m.channel_uuid, m.caller_number, m.caller_name, m.can_hear, m.can_speak,
-                  m.is_moderator, n.name AS node, m.created_at AS joined_at
-           FROM esl_conference_members m JOIN nodes n ON n.id = m.node_id
-           WHERE m.tenant_id = %s AND m.conference_name = %s ORDER BY m.member_id""",
-        (tenant_id, conference_name),
-    )
-    return cur.fetchall()
-
-
-def node_of_room(conn: psycopg.Connection[Any], conference_name: str) -> UUID | None:
-    """The node where the room has members right now, if any."""
-    row = conn.execute(
-        "SELECT node_id FROM esl_conference_members WHERE conference_name = %s LIMIT 1", (conference_name,)
-    ).fetchone()
-    return row["node_id"] if row else None

@@ -23,10 +23,10 @@ from greenswitch.esl import NotConnectedError
 
 from controller.config import Settings
 from controller.database import Database
-from controller.domain import Node
+from controller.domain import ESL_PORT, AdminState, HostPort, Node, NodeHealth
 from controller.errors import Unavailable
 from controller.storage.base import Storage
-from controller.stores import nodes
+from controller.stores import live_calls, nodes
 from esl_workers import calls, cdr, commands, conferences, liveness, registrations, voicemail
 from esl_workers.connection import FarmEvent, FarmInboundESL
 from esl_workers.protocol import Event
@@ -71,13 +71,6 @@ class WorkerConfig:
             backoff_max=settings.esl.backoff_max,
             shared_mount=settings.storage.shared_mount,
         )
-
-
-def split_address(address: str, default_port: int = 8021) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep:
-        return address, default_port
-    return host.strip("[]"), int(port)
 
 
 @dataclass
@@ -136,9 +129,9 @@ class Ingest:
         change = calls.from_event(event)
         if change is not None:
             if change.call is None:
-                calls.remove(conn, node_id, change.channel_uuid)
+                live_calls.remove(conn, node_id, change.channel_uuid)
             else:
-                calls.upsert(conn, node_id, change.call, self.tenants.resolve(conn, change.call.tenant_domain))
+                live_calls.upsert(conn, node_id, change.call, self.tenants.resolve(conn, change.call.tenant_domain))
         reg = registrations.from_event(event)
         if reg is not None:
             registrations.apply(conn, node_id, reg, self.tenants.resolve(conn, reg.realm))
@@ -275,8 +268,8 @@ class NodeWatcher:
         self.link = liveness.Link(
             connected=False, heartbeat_interval=config.heartbeat_interval, seen_alive=node.seen_alive_at is not None
         )
-        self.written_health: str | None = None
-        self.verdict = liveness.Verdict("unknown", "not started")
+        self.written_health: NodeHealth | None = None
+        self.verdict = liveness.Verdict(NodeHealth.UNKNOWN, "not started")
         self.conn: FarmInboundESL | None = None
         self._stopping = gevent.event.Event()
         self._reconcile_now = gevent.event.Event()
@@ -312,10 +305,14 @@ class NodeWatcher:
 
     def _supervise(self) -> None:
         backoff = self.config.backoff_min
-        host, port = split_address(self.node.esl_address)
+        esl = HostPort.parse(self.node.esl_address, ESL_PORT)
         while not self._stopping.is_set():
             conn = FarmInboundESL(
-                host, port, self.node.esl_password, timeout=self.config.connect_timeout, label=f"node {self.node.name}"
+                esl.host,
+                esl.port,
+                self.node.esl_password,
+                timeout=self.config.connect_timeout,
+                label=f"node {self.node.name}",
             )
             conn.command_timeout = self.config.command_timeout
             conn.batch_handler = self._on_batch
@@ -330,7 +327,7 @@ class NodeWatcher:
                 )
                 self._last_beat_stamp = None
                 backoff = self.config.backoff_min
-                log.info("node %s: ESL connected to %s:%d", self.node.name, host, port)
+                log.info("node %s: ESL connected to %s", self.node.name, esl)
                 self._serve(conn)
                 reason = conn.close_reason or "closed"
                 self.link = replace(self.link, connected=False, last_error=reason)
@@ -376,7 +373,7 @@ class NodeWatcher:
             present = calls.from_show_channels(body)
             with self.db.transaction() as tx:
                 ids = {c.tenant_domain: self.ingest.tenants.resolve(tx, c.tenant_domain) for c in present}
-                added, removed = calls.reconcile(tx, self.node.id, present, ids)
+                added, removed = live_calls.reconcile(tx, self.node.id, present, ids)
             if added or removed:
                 log.info(
                     "node %s: reconcile added %d missed call(s), removed %d zombie(s)", self.node.name, added, removed
@@ -408,19 +405,19 @@ class NodeWatcher:
     def judge_once(self) -> liveness.Verdict:
         verdict = liveness.assess(self.link, time.monotonic())
         self.verdict = verdict
-        if verdict.health == "down" and self.link.connected and self.conn is not None:
+        if verdict.health == NodeHealth.DOWN and self.link.connected and self.conn is not None:
             log.warning("node %s: %s; dropping the silent connection", self.node.name, verdict.reason)
             self.conn.stop(timeout=1.0)
         if verdict.health != self.written_health:
             try:
                 with self.db.transaction() as tx:
                     nodes.set_health(tx, self.node.id, verdict.health, verdict.reason)
-                    if verdict.health == "up" and self.on_node_up is not None:
+                    if verdict.health == NodeHealth.UP and self.on_node_up is not None:
                         # A node that joined by itself takes tenants only once it is heard from.
                         self.on_node_up(tx, self.node.id)
                 log.info("node %s is %s: %s", self.node.name, verdict.health, verdict.reason)
                 self.written_health = verdict.health
-                if verdict.health == "up":
+                if verdict.health == NodeHealth.UP:
                     self.link = replace(self.link, seen_alive=True)
             except Unavailable:
                 pass  # written on a later tick, once the database is back
@@ -448,7 +445,7 @@ class Workers:
     def refresh(self) -> None:
         """Start watchers for new nodes, restart changed ones, stop removed or disabled ones."""
         with self.db.transaction() as conn:
-            wanted = {n.id: n for n in nodes.list_all(conn) if n.admin_state != "disabled"}
+            wanted = {n.id: n for n in nodes.list_all(conn) if n.admin_state != AdminState.DISABLED}
         for node_id, watcher in list(self.watchers.items()):
             node = wanted.get(node_id)
             same = node is not None and (node.esl_address, node.esl_password, node.switchname) == (

@@ -6,7 +6,6 @@ so a node is declared down once, with the time and the reason.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +13,8 @@ from uuid import UUID
 
 import psycopg
 
+from controller.domain import NodeHealth
+from controller.stores import node_stats
 from esl_workers.protocol import Event
 from esl_workers.timefmt import from_usec, to_int
 
@@ -36,7 +37,7 @@ class Link:
 
 @dataclass(frozen=True)
 class Verdict:
-    health: str
+    health: NodeHealth
     reason: str
 
 
@@ -46,21 +47,21 @@ def assess(link: Link, now: float) -> Verdict:
     if not link.connected:
         if not link.seen_alive:
             # Refused before it ever ran: not started yet (first start), not a death to fail over.
-            return Verdict("unknown", f"never seen alive yet: ESL {link.last_error or 'not connected'}")
+            return Verdict(NodeHealth.UNKNOWN, f"never seen alive yet: ESL {link.last_error or 'not connected'}")
         if link.failures >= 1:
-            return Verdict("down", f"ESL connection refused or failed ({link.last_error or 'no answer'})")
-        return Verdict("suspect", f"ESL connection lost ({link.last_error or 'closed'}); reconnecting")
+            return Verdict(NodeHealth.DOWN, f"ESL connection refused or failed ({link.last_error or 'no answer'})")
+        return Verdict(NodeHealth.SUSPECT, f"ESL connection lost ({link.last_error or 'closed'}); reconnecting")
     since = link.last_heartbeat_at if link.last_heartbeat_at is not None else link.connected_at
     if since is None:
-        return Verdict("suspect", "ESL connected, no heartbeat yet")
+        return Verdict(NodeHealth.SUSPECT, "ESL connected, no heartbeat yet")
     silence = now - since
     if silence > DOWN_AFTER_BEATS * interval:
-        return Verdict("down", f"no HEARTBEAT for {silence:.1f}s (3 missed at {interval:g}s)")
+        return Verdict(NodeHealth.DOWN, f"no HEARTBEAT for {silence:.1f}s (3 missed at {interval:g}s)")
     if silence > SUSPECT_AFTER_BEATS * interval:
-        return Verdict("suspect", f"HEARTBEAT late by {silence - interval:.1f}s")
+        return Verdict(NodeHealth.SUSPECT, f"HEARTBEAT late by {silence - interval:.1f}s")
     if link.last_heartbeat_at is None:
-        return Verdict("up", "ESL connected and authenticated")
-    return Verdict("up", "HEARTBEAT on time")
+        return Verdict(NodeHealth.UP, "ESL connected and authenticated")
+    return Verdict(NodeHealth.UP, "HEARTBEAT on time")
 
 
 @dataclass(frozen=True)
@@ -97,29 +98,15 @@ def stats_from_event(event: Event) -> HeartbeatStats | None:
 
 
 def store_stats(conn: psycopg.Connection[Any], node_id: UUID, s: HeartbeatStats) -> None:
-    conn.execute(
-        """INSERT INTO esl_node_stats (id, node_id, session_count, max_sessions, sessions_per_sec, session_peak_5min,
-               idle_cpu, uptime_ms, version, heartbeat_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (node_id) DO UPDATE SET session_count = EXCLUDED.session_count,
-               max_sessions = EXCLUDED.max_sessions, sessions_per_sec = EXCLUDED.sessions_per_sec,
-               session_peak_5min = EXCLUDED.session_peak_5min, idle_cpu = EXCLUDED.idle_cpu,
-               uptime_ms = EXCLUDED.uptime_ms, version = EXCLUDED.version, heartbeat_at = EXCLUDED.heartbeat_at,
-               updated_at = now()""",
-        (
-            uuid.uuid4(),
-            node_id,
-            s.session_count,
-            s.max_sessions,
-            s.sessions_per_sec,
-            s.session_peak_5min,
-            s.idle_cpu,
-            s.uptime_ms,
-            s.version,
-            s.at,
-        ),
+    node_stats.save(
+        conn,
+        node_id,
+        session_count=s.session_count,
+        max_sessions=s.max_sessions,
+        sessions_per_sec=s.sessions_per_sec,
+        session_peak_5min=s.session_peak_5min,
+        idle_cpu=s.idle_cpu,
+        uptime_ms=s.uptime_ms,
+        version=s.version,
+        heartbeat_at=s.at,
     )
-
-
-def stats_for(conn: psycopg.Connection[Any], node_id: UUID) -> dict[str, Any] | None:
-    return conn.execute("SELECT * FROM esl_node_stats WHERE node_id = %s", (node_id,)).fetchone()

@@ -17,8 +17,9 @@ from typing import Any
 from uuid import UUID
 
 from controller.database import Database
+from controller.domain import CommandStatus
 from controller.errors import FarmError
-from controller.stores import conferences, failovers, nodes, tenants
+from controller.stores import conference_members, conferences, failovers, live_calls, nodes, placements, tenants
 from esl_workers import commands
 from esl_workers.conferences import room_name
 
@@ -76,16 +77,7 @@ def recover_rooms(db: Database, row: failovers.Failover, proxy: str | None = Non
     ``proxy`` (the first of FSFARM_SIP_PROXIES) is where call-backs are routed so NAT bindings hold.
     """
     with db.transaction() as conn:
-        members = conn.execute(
-            """SELECT m.*, r.contact FROM esl_conference_members m
-               LEFT JOIN LATERAL (
-                   SELECT contact FROM esl_registrations g
-                   WHERE g.tenant_id = m.tenant_id AND g.username = m.caller_number
-                     AND (g.expires_at IS NULL OR g.expires_at > now())
-                   ORDER BY g.updated_at DESC LIMIT 1) r ON true
-               WHERE m.node_id = %s ORDER BY m.conference_name, m.member_id""",
-            [row.node_id],
-        ).fetchall()
+        members = conference_members.on_node_with_contacts(conn, row.node_id)
         rooms: dict[str, list[dict[str, Any]]] = {}
         for member in members:
             rooms.setdefault(member["conference_name"], []).append(member)
@@ -94,12 +86,8 @@ def recover_rooms(db: Database, row: failovers.Failover, proxy: str | None = Non
             tenant_id: UUID | None = people[0]["tenant_id"]
             tenant = tenants.get(conn, tenant_id) if tenant_id else None
             room = conferences.store.get(conn, tenant.id, name.split("-", 1)[0]) if tenant else None
-            where = (
-                conn.execute("SELECT node_id FROM conference_placements WHERE conference_id = %s", [room.id]).fetchone()
-                if room
-                else None
-            )
-            node = nodes.get(conn, where["node_id"]) if where and where["node_id"] else None
+            where = placements.room_place(conn, room.id) if room else None
+            node = nodes.get(conn, where[0]) if where and where[0] else None
             if tenant is None or room is None or node is None:
                 continue
             state = {
@@ -112,7 +100,7 @@ def recover_rooms(db: Database, row: failovers.Failover, proxy: str | None = Non
             conferences.save_state(conn, room.id, {**room.state, **state})
             plans.append((tenant, room, node, people))
         # The dead node's membership is history now; the new node reports the members that rejoin.
-        conn.execute("DELETE FROM esl_conference_members WHERE node_id = %s", [row.node_id])
+        conference_members.clear_node(conn, row.node_id)
     legs_total = len(members)
     recovered, recreated = 0, 0
     for tenant, room, node, people in plans:
@@ -127,7 +115,7 @@ def recover_rooms(db: Database, row: failovers.Failover, proxy: str | None = Non
             except FarmError as exc:
                 log.warning("could not call %s back into %s: %s", member["caller_number"], name, exc.message)
                 continue
-            if job.get("status") != "failed":
+            if job.get("status") != CommandStatus.FAILED:
                 started += 1
         recovered += started
         recreated += 1 if started else 0
@@ -143,15 +131,11 @@ def after_move_steps(proxies: tuple[str, ...] = ()) -> tuple[Callable[[Database,
 def rebridge_room(db: Database, conference_id: UUID, old_mixer: UUID) -> int:
     """Send every FreeSWITCH leg bridged to a room's old mixer through the room's dialplan again."""
     with db.transaction() as conn:
-        room = conn.execute("SELECT * FROM conferences WHERE id = %s", [conference_id]).fetchone()
+        room = conferences.by_id(conn, conference_id)
         if room is None:
             return 0
-        tenant = tenants.get(conn, room["tenant_id"])
-        legs = conn.execute(
-            """SELECT c.channel_uuid, c.node_id FROM esl_live_calls c
-               WHERE c.tenant_id = %s AND c.destination = %s""",
-            [room["tenant_id"], room["number"]],
-        ).fetchall()
+        tenant = tenants.get(conn, room.tenant_id)
+        legs = live_calls.legs_to(conn, room.tenant_id, room.number)
         by_id = {n.id: n for n in nodes.list_all(conn)}
     if tenant is None:
         return 0
@@ -159,9 +143,9 @@ def rebridge_room(db: Database, conference_id: UUID, old_mixer: UUID) -> int:
     for leg in legs:
         try:
             commands.run_api(
-                by_id[leg["node_id"]], f"uuid_transfer {leg['channel_uuid']} {room['number']} XML {tenant.domain}"
+                by_id[leg["node_id"]], f"uuid_transfer {leg['channel_uuid']} {room.number} XML {tenant.domain}"
             )
             sent += 1
         except FarmError as exc:
-            log.warning("leg %s of room %s stays: %s", leg["channel_uuid"], room["number"], exc.message)
+            log.warning("leg %s of room %s stays: %s", leg["channel_uuid"], room.number, exc.message)
     return sent

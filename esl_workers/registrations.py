@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,6 +9,7 @@ from uuid import UUID
 
 import psycopg
 
+from controller.stores import registrations as registrations_store
 from esl_workers.protocol import Event
 from esl_workers.timefmt import from_usec, to_int
 
@@ -59,52 +59,21 @@ def from_event(event: Event) -> Registration | None:
 
 
 def apply(conn: psycopg.Connection[Any], node_id: UUID, reg: Registration, tenant_id: UUID | None) -> None:
+    """Store the registration, or forget it when ``reg`` says it is gone."""
     if not reg.active:
-        if reg.call_id:
-            conn.execute(
-                """DELETE FROM esl_registrations WHERE node_id = %s AND realm = %s AND username = %s
-                            AND call_id = %s""",
-                (node_id, reg.realm, reg.username, reg.call_id),
-            )
-        else:
-            conn.execute(
-                "DELETE FROM esl_registrations WHERE node_id = %s AND realm = %s AND username = %s",
-                (node_id, reg.realm, reg.username),
-            )
+        registrations_store.forget(conn, node_id, reg.realm, reg.username, reg.call_id)
         return
-    conn.execute(
-        """INSERT INTO esl_registrations (id, node_id, tenant_id, realm, username, call_id, contact, network_ip,
-               network_port, user_agent, status, expires_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (node_id, realm, username, call_id) DO UPDATE SET
-               tenant_id = EXCLUDED.tenant_id, contact = EXCLUDED.contact, network_ip = EXCLUDED.network_ip,
-               network_port = EXCLUDED.network_port, user_agent = EXCLUDED.user_agent,
-               status = EXCLUDED.status, expires_at = EXCLUDED.expires_at, updated_at = now()""",
-        (
-            uuid.uuid4(),
-            node_id,
-            tenant_id,
-            reg.realm,
-            reg.username,
-            reg.call_id,
-            reg.contact,
-            reg.network_ip,
-            reg.network_port,
-            reg.user_agent,
-            reg.status,
-            reg.expires_at,
-        ),
+    registrations_store.save(
+        conn,
+        node_id,
+        tenant_id,
+        reg.realm,
+        reg.username,
+        reg.call_id,
+        contact=reg.contact,
+        network_ip=reg.network_ip,
+        network_port=reg.network_port,
+        user_agent=reg.user_agent,
+        status=reg.status,
+        expires_at=reg.expires_at,
     )
-
-
-def list_for_tenant(conn: psycopg.Connection[Any], tenant_id: UUID) -> list[dict[str, Any]]:
-    """A tenant's current registrations (expired ones are left out even before sofia::expire arrives)."""
-    cur = conn.execute(
-        """SELECT r.username, r.realm, r.contact, r.network_ip, r.network_port, r.user_agent, r.status,
-                  r.expires_at, r.call_id, n.name AS node, r.updated_at
-           FROM esl_registrations r JOIN nodes n ON n.id = r.node_id
-           WHERE r.tenant_id = %s AND (r.expires_at IS NULL OR r.expires_at > now())
-           ORDER BY r.username, r.call_id""",
-        (tenant_id,),
-    )
-    return cur.fetchall()

@@ -14,9 +14,11 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from controller import validation
 from controller.bearer import body_object, database, farm_admin, requires_token, visible_tenant
 from controller.documented import documented
+from controller.domain import CommandStatus
 from controller.errors import NotFound
-from controller.stores import nodes
-from esl_workers import calls, cdr, commands, conferences, liveness, registrations
+from controller.stores import cdrs, conference_members, live_calls, nodes, registrations
+from controller.stores import node_stats as stats_store
+from esl_workers import commands, conferences
 
 blueprint = Blueprint("esl", __name__, url_prefix="/api/v1")
 _WAIT = validation.number(0, 60)
@@ -45,7 +47,7 @@ def tenant_calls(tenant_ref: str) -> Any:
     """List a tenant's live calls."""
     tenant = visible_tenant(tenant_ref)
     with database().transaction() as conn:
-        return jsonify(_rows(calls.list_for(conn, tenant_id=tenant.id)))
+        return jsonify(_rows(live_calls.list_for(conn, tenant_id=tenant.id)))
 
 
 @blueprint.post("/tenants/<tenant_ref>/calls")
@@ -73,7 +75,7 @@ def click_to_call(tenant_ref: str) -> Any:
         str(data.get("caller_id", "")),
         wait=wait,
     )
-    return jsonify(_rows([job])[0]), 202 if job["status"] == "pending" else 200
+    return jsonify(_rows([job])[0]), 202 if job["status"] == CommandStatus.PENDING else 200
 
 
 @blueprint.delete("/tenants/<tenant_ref>/calls/<call>")
@@ -112,7 +114,7 @@ def tenant_cdrs(tenant_ref: str) -> Any:
     tenant = visible_tenant(tenant_ref)
     limit = max(1, min(_LIMIT("limit", request.args.get("limit", "100")), 1000))
     with database().transaction() as conn:
-        return jsonify(_rows(cdr.list_for_tenant(conn, tenant.id, limit)))
+        return jsonify(_rows(cdrs.list_for_tenant(conn, tenant.id, limit)))
 
 
 @blueprint.get("/tenants/<tenant_ref>/registrations")
@@ -132,7 +134,8 @@ def room_members(tenant_ref: str, number: str) -> Any:
     with database().transaction() as conn:
         on_mixer = commands.mixer_of_room(conn, tenant, number)
         if on_mixer is None:
-            return jsonify(_rows(conferences.members(conn, tenant.id, conferences.room_name(number, tenant.domain))))
+            room = conferences.room_name(number, tenant.domain)
+            return jsonify(_rows(conference_members.members(conn, tenant.id, room)))
     return jsonify(commands.mixer_members(*on_mixer))
 
 
@@ -192,7 +195,7 @@ def node_calls(ref: str) -> Any:
         node = nodes.get(conn, ref)
         if node is None:
             raise NotFound(f"no node {ref!r}")
-        return jsonify(_rows(calls.list_for(conn, node_id=node.id)))
+        return jsonify(_rows(live_calls.list_for(conn, node_id=node.id)))
 
 
 @blueprint.get("/nodes/<ref>/stats")
@@ -203,7 +206,7 @@ def node_stats(ref: str) -> Any:
         node = nodes.get(conn, ref)
         if node is None:
             raise NotFound(f"no node {ref!r}")
-        stats = liveness.stats_for(conn, node.id) or {}
+        stats = stats_store.for_node(conn, node.id) or {}
     return jsonify(
         {
             "node": node.name,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from controller.domain import Gateway, Mixer, Node, Tenant
+from controller.domain import ESL_PORT, SIP_PORT, Gateway, HostPort, Mixer, Node, Tenant
 from xmlcurl.dialplan import FARM_ACL, gateway_name
 from xmlcurl.documents import Element, document, params
 from xmlcurl.options import XmlCurlOptions
@@ -36,12 +36,6 @@ CALLER_CONTROLS = [
 ]
 
 
-def split_host_port(address: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` into its parts."""
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 def ip_cidr(host: str) -> str | None:
     """A host/32 (or /128) CIDR for an IP literal; None for a DNS name, which ACLs cannot hold."""
     try:
@@ -64,13 +58,13 @@ def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options
     # alias: each tenant domain names this profile. Without it sofia 1.10.12 finds the profile for a voicemail
     # MWI by a registrations query that leaks a profile read lock, and the node then hangs on shutdown.
     etree.SubElement(etree.SubElement(profile, "domains"), "domain", name="all", alias="true", parse="true")
-    host, port = split_host_port(node.sip_address)
+    sip = HostPort.parse(node.sip_address, SIP_PORT)
     settings: list[tuple[str, str]] = [
-        ("sip-ip", host),
-        ("sip-port", str(port)),
-        ("rtp-ip", host),
-        ("ext-sip-ip", host),
-        ("ext-rtp-ip", host),
+        ("sip-ip", sip.host),
+        ("sip-port", str(sip.port)),
+        ("rtp-ip", sip.host),
+        ("ext-sip-ip", sip.host),
+        ("ext-rtp-ip", sip.host),
         ("context", "public"),
         ("dialplan", "XML"),
         ("auth-calls", "true"),
@@ -94,7 +88,7 @@ def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options
         entry = etree.SubElement(gateways, "gateway", name=gateway_name(tenant, gw))
         values = [
             ("proxy", gw.proxy),
-            ("realm", gw.proxy.rpartition(":")[0] or gw.proxy),
+            ("realm", HostPort.parse(gw.proxy, SIP_PORT).uri_host),
             ("username", gw.username or "fsfarm"),
             ("register", "true" if gw.register else "false"),
         ]
@@ -133,8 +127,13 @@ def conference() -> Element:
 def event_socket(node: Node, controller_address: str) -> Element:
     """ESL on the node's own address and password, open only to the controller."""
     root, conf = _config("event_socket.conf")
-    host, port = split_host_port(node.esl_address)
-    settings = [("nat-map", "false"), ("listen-ip", host), ("listen-port", str(port)), ("password", node.esl_password)]
+    esl = HostPort.parse(node.esl_address, ESL_PORT)
+    settings = [
+        ("nat-map", "false"),
+        ("listen-ip", esl.host),
+        ("listen-port", str(esl.port)),
+        ("password", node.esl_password),
+    ]
     if ip_cidr(controller_address):
         settings.append(("apply-inbound-acl", ESL_ACL))
     params(conf, "settings", settings)
@@ -170,7 +169,7 @@ def acl(nodes: Iterable[Node], mixers: Iterable[Mixer], controller_address: str,
         for cidr in sorted({c for c in (ip_cidr(h) if "/" not in h else h for h in hosts) if c}):
             etree.SubElement(entry, "node", type="allow", cidr=cidr)
 
-    farm = [split_host_port(n.sip_address)[0] for n in nodes] + [split_host_port(m.sip_address)[0] for m in mixers]
+    farm = [HostPort.parse(member.sip_address, SIP_PORT).host for member in [*nodes, *mixers]]
     network_list(FARM_ACL, farm)
     network_list(PROXY_ACL, options.sip_proxies)
     network_list(ESL_ACL, [controller_address, "127.0.0.1"])

@@ -31,12 +31,20 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import dict_row, tuple_row
 
 from controller.database import Database
 from controller.domain import Conference, Gateway, Ivr, Mixer, Node, Number, Tenant
-from controller.stores import rows
+from controller.stores import conferences as conference_store
+from controller.stores import gateways as gateway_store
+from controller.stores import ivrs as ivr_store
+from controller.stores import mixers as mixer_store
+from controller.stores import nodes as node_store
+from controller.stores import numbers as number_store
+from controller.stores import placements
+from controller.stores import tenants as tenant_store
+from controller.stores import users as users_store
 from controller.stores.changes import Notice
+from controller.stores.children import TenantChildStore
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +69,7 @@ class SnapUser(NamedTuple):
     vm_email: str
 
 
-USER_COLUMNS = (
-    "extension, a1_hash, display_name, caller_id_name, caller_id_number, toll_allow, accountcode, "
-    "ring_timeout, voicemail, vm_a1_hash, vm_email"
-)
+USER_COLUMNS = users_store.ANSWER_COLUMNS  # the store reads these columns, in SnapUser's order
 
 
 @dataclass(frozen=True)
@@ -148,18 +153,15 @@ class Snapshot:
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             farm = self._read_farm(conn)
-            tenants = rows.select(conn, Tenant, "SELECT * FROM tenants")
+            tenants = tenant_store.list_all(conn)
             users: dict[UUID, dict[str, SnapUser]] = {t.id: {} for t in tenants}
-            # A server-side cursor: FETCH_CHUNK rows in memory at a time, not the whole result (a lower peak RSS).
-            with conn.cursor(name="xmlcurl_snapshot_users", row_factory=tuple_row) as cur:
-                cur.itersize = FETCH_CHUNK
-                cur.execute(f"SELECT tenant_id, {USER_COLUMNS} FROM users WHERE enabled")
-                while chunk := cur.fetchmany(FETCH_CHUNK):
-                    for row in chunk:
-                        box = users.get(row[0])
-                        if box is not None:
-                            box[row[1]] = _user(row[1:], intern)
-                    _yield()
+            # FETCH_CHUNK rows in memory at a time, not the whole result (a lower peak RSS).
+            for chunk in users_store.answer_rows_all(conn, FETCH_CHUNK):
+                for row in chunk:
+                    box = users.get(row[0])
+                    if box is not None:
+                        box[row[1]] = _user(row[1:], intern)
+                _yield()
             children = self._read_children(conn, None)
         built = {t.id: self._rows(t, users[t.id], children, t.id) for t in tenants}
         self._tenants = built
@@ -186,20 +188,14 @@ class Snapshot:
         """Reload one tenant's rows and placement (a notice naming it); a deleted tenant disappears."""
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            found = rows.select(conn, Tenant, "SELECT * FROM tenants WHERE id = %s", [tenant_id])
-            with conn.cursor(row_factory=tuple_row) as cur:
-                cur.execute(f"SELECT {USER_COLUMNS} FROM users WHERE tenant_id = %s AND enabled", [tenant_id])
-                intern = _Interner()
-                users = {row[0]: _user(row, intern) for row in cur.fetchall()}
+            found = tenant_store.get(conn, tenant_id)
+            intern = _Interner()
+            users = {row[0]: _user(row, intern) for row in users_store.answer_rows(conn, tenant_id)}
             children = self._read_children(conn, tenant_id)
-            placed = conn.execute("SELECT node_id FROM tenant_placements WHERE tenant_id = %s", [tenant_id]).fetchone()
-            rooms = conn.execute(
-                """SELECT p.conference_id, p.node_id, p.mixer_id FROM conference_placements p
-                   JOIN conferences c ON c.id = p.conference_id WHERE c.tenant_id = %s""",
-                [tenant_id],
-            ).fetchall()
+            placed = placements.tenant_placement(conn, tenant_id)
+            rooms = placements.room_places(conn, tenant_id)
         old = self._tenants.get(tenant_id)
-        new = self._rows(found[0], users, children, tenant_id) if found else None
+        new = self._rows(found, users, children, tenant_id) if found else None
         # Placement first (a copy, swapped whole), then the rows, then the indexes.
         farm = self._farm
         tenant_node = dict(farm.tenant_node)
@@ -209,9 +205,8 @@ class Snapshot:
                 room_place.pop(room.id, None)
         tenant_node.pop(tenant_id, None)
         if new is not None and placed is not None:
-            tenant_node[tenant_id] = placed["node_id"]
-        for r in rooms:
-            room_place[r["conference_id"]] = (r["node_id"], r["mixer_id"])
+            tenant_node[tenant_id] = placed.node_id
+        room_place.update(rooms)
         self._farm = FarmRows(farm.nodes, farm.by_switchname, farm.mixers, tenant_node, room_place)
         if new is not None:
             self._tenants[tenant_id] = new
@@ -242,14 +237,10 @@ class Snapshot:
 
     @staticmethod
     def _read_farm(conn: Conn) -> FarmRows:
-        nodes = rows.select(conn, Node, "SELECT * FROM nodes")
-        mixers = rows.select(conn, Mixer, "SELECT * FROM mixers")
-        with conn.cursor(row_factory=tuple_row) as cur:
-            tenant_node = dict(cur.execute("SELECT tenant_id, node_id FROM tenant_placements").fetchall())
-            room_place = {
-                r[0]: (r[1], r[2])
-                for r in cur.execute("SELECT conference_id, node_id, mixer_id FROM conference_placements").fetchall()
-            }
+        nodes = node_store.list_all(conn)
+        mixers = mixer_store.list_all(conn)
+        tenant_node = placements.tenant_nodes(conn)
+        room_place = placements.room_places(conn)
         return FarmRows(
             {n.id: n for n in nodes},
             {n.switchname: n for n in nodes},
@@ -262,13 +253,17 @@ class Snapshot:
     def _read_children(conn: Conn, tenant_id: UUID | None) -> dict[str, dict[UUID, list[Any]]]:
         """Rooms, IVRs, gateways and numbers grouped by tenant (of one tenant, or of all)."""
         out: dict[str, dict[UUID, list[Any]]] = {}
-        where, params = ("WHERE tenant_id = %s", [tenant_id]) if tenant_id else ("", [])
-        for table, cls in (("conferences", Conference), ("ivrs", Ivr), ("gateways", Gateway), ("numbers", Number)):
+        kinds: tuple[tuple[str, TenantChildStore[Any]], ...] = (
+            ("conferences", conference_store.store),
+            ("ivrs", ivr_store.store),
+            ("gateways", gateway_store.store),
+            ("numbers", number_store.store),
+        )
+        for kind, store in kinds:
             grouped: dict[UUID, list[Any]] = {}
-            with conn.cursor(row_factory=dict_row) as cur:
-                for row in cur.execute(f"SELECT * FROM {table} {where}", params).fetchall():
-                    grouped.setdefault(row["tenant_id"], []).append(rows.from_row(cls, row))
-            out[table] = grouped
+            for record in store.rows_of(conn, tenant_id):
+                grouped.setdefault(record.tenant_id, []).append(record)
+            out[kind] = grouped
         return out
 
     @staticmethod

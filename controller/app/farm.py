@@ -24,6 +24,7 @@ from controller.app.web import create_app
 from controller.config import Settings
 from controller.database import Database
 from controller.database.embedded import EmbeddedPostgres
+from controller.domain import AdminState, NodeHealth
 from controller.drain import DrainLoop
 from controller.failover import AfterMove, FailoverLoop
 from controller.join import activate_on_first_heartbeat
@@ -35,7 +36,7 @@ from controller.storage.selection import open_storage
 from controller.storage.sounds import PromptsOnce
 from controller.storage.sweep import SweepLoop
 from controller.stores.changes import Change
-from esl_workers.calls import count_on_node
+from controller.stores.live_calls import count_on_node
 from esl_workers.commands import run_api
 from esl_workers.inbound import WorkerConfig, Workers, start_workers
 from esl_workers.ivr import serve_ivr
@@ -179,7 +180,7 @@ class Farm:
             with self.db.transaction() as conn:
                 orders = flush_orders(conn, change, sip_profile=profile)
             for order in orders:
-                if order.node.health == "up" and order.node.admin_state != "disabled":
+                if order.node.health == NodeHealth.UP and order.node.admin_state != AdminState.DISABLED:
                     gevent.spawn(send, order.node, order.commands)
 
         return on_change

@@ -22,10 +22,11 @@ from controller import provisioning, runtime
 from controller.app.farm import Farm
 from controller.assignment import reassign
 from controller.database import Database
+from controller.domain import AdminState, NodeHealth
 from controller.failover import execute
 from controller.storage.sweep import sweep
+from controller.stores.live_calls import count_on_node
 from esl_workers import commands
-from esl_workers.calls import count_on_node
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def drain(node: str, deadline_seconds: float = 600.0) -> str:
     while time.monotonic() < deadline and _live_calls(db, node) > 0:
         time.sleep(1.0)
     left = _live_calls(db, node)
-    provisioning.update_node(db, node, {"admin_state": "disabled"})
+    provisioning.update_node(db, node, {"admin_state": AdminState.DISABLED})
     return f"node {node} drained and disabled ({left} call(s) still up at the deadline)"
 
 
@@ -111,7 +112,7 @@ def _live_calls(db: Database, node: str) -> int:
     """Calls still up on a node, counted by the ESL watcher's live-call store (none once it is down)."""
     with db.transaction() as conn:
         target = provisioning.get_node(conn, node)
-        return 0 if target.health == "down" else count_on_node(conn, target.id)
+        return 0 if target.health == NodeHealth.DOWN else count_on_node(conn, target.id)
 
 
 @app.task(name="fsfarm.push_config", acks_late=True, bind=True, max_retries=10, default_retry_delay=2)

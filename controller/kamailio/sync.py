@@ -17,17 +17,13 @@ import psycopg
 
 from controller.errors import FarmError
 from controller.kamailio.control import KamailioControl
+from controller.stores import kamailio
 from controller.stores.changes import Change, ChangeListener, Notice
 
 log = logging.getLogger(__name__)
 
 ROUTING_CHANGES = frozenset({Notice.PLACEMENT, Notice.NODE, Notice.TENANT, Notice.NUMBER, Notice.UNKNOWN})
 FOLD_SECONDS = 0.05  # how long a burst of notices (one provisioning call sends several) is gathered
-
-
-def expected_domains(conn: psycopg.Connection[object]) -> dict[str, str]:
-    rows = conn.execute("SELECT key_name, key_value FROM kamailio_domains").fetchall()
-    return {str(r[0]): str(r[1]) for r in rows}  # type: ignore[index]
 
 
 @dataclass
@@ -67,8 +63,8 @@ class KamailioSync:
         except FarmError as exc:
             return f"reload failed: {exc.message}"
         with psycopg.connect(self.conninfo) as conn:
-            want = expected_domains(conn)
-            want_nodes = {str(r[0]) for r in conn.execute("SELECT destination FROM kamailio_dispatcher")}
+            want = kamailio.domains(conn)
+            want_nodes = kamailio.dispatcher_destinations(conn)
         self.reloads += 1
         try:
             held_nodes = set(self.control.destinations())

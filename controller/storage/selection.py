@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.domain import HostPort
 from controller.errors import Invalid
 from controller.storage.base import Storage
 
-_GLUSTER = re.compile(r"^gluster://(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?/(?P<volume>[A-Za-z0-9_.-]+)/?$")
+_GLUSTER_VOLUME = re.compile(r"^[A-Za-z0-9_.-]+$")
+GLUSTER_PORT = 24007  # glusterd's management port, taken when the setting gives none
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class StorageSpec:
     kind: str
     path: str = ""
     host: str = ""
-    port: int = 24007
+    port: int = GLUSTER_PORT
     volume: str = ""
 
 
@@ -31,12 +33,14 @@ def parse_spec(spec: str) -> StorageSpec:
         if not path.startswith("/"):
             raise Invalid("FSFARM_STORAGE: local: needs an absolute path, e.g. local:/var/lib/fsfarm/storage")
         return StorageSpec("local", path=path)
-    match = _GLUSTER.match(spec)
-    if match:
-        port = int(match["port"] or 24007)
-        if not 0 < port < 65536:
-            raise Invalid("FSFARM_STORAGE: gluster port out of range")
-        return StorageSpec("gluster", host=match["host"], port=port, volume=match["volume"])
+    authority, sep, volume = spec.removeprefix("gluster://").partition("/")
+    volume = volume.removesuffix("/")
+    if spec.startswith("gluster://") and sep and _GLUSTER_VOLUME.match(volume):
+        try:
+            address = HostPort.parse(authority, GLUSTER_PORT)
+        except ValueError as exc:
+            raise Invalid(f"FSFARM_STORAGE: {exc}", {"value": spec}) from None
+        return StorageSpec("gluster", host=address.host, port=address.port, volume=volume)
     raise Invalid("FSFARM_STORAGE: expected local:/path or gluster://host[:port]/volume", {"value": spec})
 
 

@@ -12,6 +12,7 @@ import logging
 from controller.database import Database
 from controller.errors import FarmError
 from controller.storage.base import Storage
+from controller.stores import tombstones
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +20,7 @@ log = logging.getLogger(__name__)
 def sweep(db: Database, storage: Storage, limit: int = 100) -> str:
     """One pass; returns a sentence saying what it removed."""
     with db.transaction() as conn:
-        rows = conn.execute(
-            "SELECT id, prefix, reason, created_at FROM storage_tombstones ORDER BY created_at LIMIT %s", [limit]
-        ).fetchall()
+        rows = tombstones.oldest(conn, limit)
     removed, failed = 0, 0
     for row in rows:
         try:
@@ -35,7 +34,7 @@ def sweep(db: Database, storage: Storage, limit: int = 100) -> str:
             log.warning("storage sweep of %s failed (%s); kept for the next pass", row["prefix"], exc.message)
             continue
         with db.transaction() as conn:
-            conn.execute("DELETE FROM storage_tombstones WHERE id = %s", [row["id"]])
+            tombstones.remove(conn, row["id"])
     if not rows:
         return "no deleted owners left files behind"
     return f"removed {removed} file(s) of {len(rows) - failed} deleted owner(s)" + (

@@ -9,11 +9,12 @@ from uuid import UUID
 from controller.database import Database
 from controller.domain import Tenant, User
 from controller.errors import NotFound
-from controller.storage import audio, messages
+from controller.storage import audio
 from controller.storage.base import Storage
-from controller.storage.messages import VoicemailMessage
 from controller.storage.paths import TenantFiles
 from controller.stores import tenants, users
+from controller.stores import voicemail_messages as messages
+from controller.stores.voicemail_messages import VoicemailMessage
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,9 @@ def register_recorded(
     data = TenantFiles(storage, box.tenant.id).get("voicemail", relative)
     info = audio.check_wav(data, max_seconds=audio.VOICEMAIL_MAX_SECONDS, max_bytes=audio.VOICEMAIL_MAX_BYTES)
     with db.transaction() as conn:
-        existing = conn.execute(
-            "SELECT id FROM voicemail_messages WHERE tenant_id = %s AND path = %s", [box.tenant.id, relative]
-        ).fetchone()
+        existing = messages.id_by_path(conn, box.tenant.id, relative)
         if existing:
-            found = messages.get(conn, box.tenant.id, box.user.id, existing["id"])
+            found = messages.get(conn, box.tenant.id, box.user.id, existing)
             assert found is not None
             return found
         return messages.insert(

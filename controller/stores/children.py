@@ -50,6 +50,14 @@ class TenantChildStore(Generic[T]):
         found = rows.select(conn, self.cls, query.as_string(conn), [tenant_id, uid or str(ref)])
         return found[0] if found else None
 
+    def rows_of(self, conn: psycopg.Connection[Any], tenant_id: UUID | None) -> list[T]:
+        """Every row of one tenant, or of all tenants when ``tenant_id`` is None, in no particular order."""
+        query = sql.SQL("SELECT * FROM {}").format(sql.Identifier(self.table))
+        if tenant_id is None:
+            return rows.select(conn, self.cls, query.as_string(conn))
+        query = sql.SQL("{} WHERE tenant_id = %s").format(query)
+        return rows.select(conn, self.cls, query.as_string(conn), [tenant_id])
+
     def insert(self, conn: psycopg.Connection[Any], record: T) -> T:
         return rows.insert(conn, self.table, record)
 

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import psycopg
 
+from controller.domain import FailoverState
 from controller.stores import rows
 
 
@@ -18,7 +19,7 @@ class Failover:
     node_id: UUID | None  # None once the node was deleted; node_name still says which it was
     incident: str
     spare_id: UUID | None
-    state: str
+    state: FailoverState
     reason: str
     decided_by: str
     tenants_moved: int
@@ -95,5 +96,8 @@ def recent(conn: psycopg.Connection[Any], limit: int = 50) -> list[Failover]:
 
 def unfinished(conn: psycopg.Connection[Any]) -> list[Failover]:
     return rows.select(
-        conn, Failover, "SELECT * FROM failovers WHERE state IN ('decided', 'moved') ORDER BY created_at"
+        conn,
+        Failover,
+        "SELECT * FROM failovers WHERE state = ANY(%s) ORDER BY created_at",
+        [[FailoverState.DECIDED, FailoverState.MOVED]],
     )

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import psycopg
 
-from controller.domain import Mixer
+from controller.domain import Mixer, MixerHealth
 from controller.stores import rows
 
 
@@ -26,3 +26,7 @@ def insert(conn: psycopg.Connection[Any], mixer: Mixer) -> Mixer:
 
 def delete(conn: psycopg.Connection[Any], id: UUID) -> bool:
     return rows.delete(conn, "mixers", id)
+
+
+def set_health(conn: psycopg.Connection[Any], id: UUID, health: MixerHealth) -> None:
+    conn.execute("UPDATE mixers SET health = %s, updated_at = clock_timestamp() WHERE id = %s", [health, id])

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import psycopg
 
-from controller.domain import Node
+from controller.domain import Node, NodeHealth
 from controller.stores import rows
 
 
@@ -38,11 +38,11 @@ def delete(conn: psycopg.Connection[Any], id: UUID) -> bool:
     return rows.delete(conn, "nodes", id)
 
 
-def set_health(conn: psycopg.Connection[Any], id: UUID, health: str, reason: str) -> Node | None:
+def set_health(conn: psycopg.Connection[Any], id: UUID, health: NodeHealth, reason: str) -> Node | None:
     """Record what the watcher concluded about a node, with when and why (``up`` also stamps ``seen_alive_at``)."""
     now = _now(conn)
     changes: dict[str, Any] = {"health": health, "health_reason": reason, "health_at": now}
-    if health == "up":
+    if health == NodeHealth.UP:
         changes["seen_alive_at"] = now
     return rows.update(conn, "nodes", Node, id, changes)
 
@@ -51,3 +51,9 @@ def _now(conn: psycopg.Connection[Any]) -> Any:
     row = conn.execute("SELECT clock_timestamp() AS now").fetchone()
     assert row is not None
     return row["now"]
+
+
+def get_for_update(conn: psycopg.Connection[Any], id: UUID) -> Node | None:
+    """The node, locked until the transaction ends."""
+    found = rows.select(conn, Node, "SELECT * FROM nodes WHERE id = %s FOR UPDATE", [id])
+    return found[0] if found else None

@@ -7,6 +7,9 @@ are written once here; the aggregate stores keep their own queries.
 from __future__ import annotations
 
 import dataclasses
+import enum
+import functools
+import typing
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -37,13 +40,24 @@ def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
+@functools.cache
+def _enum_fields(cls: type) -> dict[str, type[enum.Enum]]:
+    """The fields of ``cls`` typed as an enum (a state column), by name."""
+    hints = typing.get_type_hints(cls)
+    return {name: hint for name, hint in hints.items() if isinstance(hint, type) and issubclass(hint, enum.Enum)}
+
+
 def from_row(cls: type[T], row: dict[str, Any]) -> T:
-    """Build ``cls`` from a dict row; SQL arrays become tuples so the record stays hashable."""
+    """Build ``cls`` from a dict row; SQL arrays become tuples so the record stays hashable, and the text
+    of a state column becomes its enum member (a value its CHECK allows and the enum lacks raises ValueError)."""
+    enums = _enum_fields(cls)
     values = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         value = row[f.name]
         if isinstance(value, list):
             value = tuple(value)
+        elif value is not None and f.name in enums:
+            value = enums[f.name](value)
         values[f.name] = value
     return cls(**values)
 

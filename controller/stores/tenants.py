@@ -52,3 +52,10 @@ def extension_in_use(conn: psycopg.Connection[Any], tenant_id: UUID, number: str
         {"t": tenant_id, "n": number},
     ).fetchone()
     return next(iter(row.values())) if row else None
+
+
+def repin(conn: psycopg.Connection[Any], old: UUID, new: UUID) -> None:
+    """Tenants pinned to node ``old`` are pinned to ``new`` (the spare that took its place)."""
+    conn.execute(
+        "UPDATE tenants SET pinned_node_id = %s, updated_at = clock_timestamp() WHERE pinned_node_id = %s", [new, old]
+    )

@@ -1,6 +1,49 @@
 """Users (SIP extensions) of a tenant."""
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import tuple_row
+
 from controller.domain import User
+from controller.stores import rows
 from controller.stores.children import TenantChildStore
 
 store = TenantChildStore("users", User, "extension")
+
+# The fields of an enabled user that xml_curl answers render, in the order of ``xmlcurl.snapshot.SnapUser``.
+ANSWER_COLUMNS = (
+    "extension, a1_hash, display_name, caller_id_name, caller_id_number, toll_allow, accountcode, "
+    "ring_timeout, voicemail, vm_a1_hash, vm_email"
+)
+
+
+def enabled(conn: psycopg.Connection[Any], tenant_id: UUID, extension: str) -> User | None:
+    """The tenant's user with this extension, if it is enabled."""
+    found = rows.select(
+        conn, User, "SELECT * FROM users WHERE tenant_id = %s AND extension = %s AND enabled", [tenant_id, extension]
+    )
+    return found[0] if found else None
+
+
+def answer_rows_all(conn: psycopg.Connection[Any], chunk: int) -> Iterator[list[tuple[Any, ...]]]:
+    """(tenant_id, *ANSWER_COLUMNS) of every enabled user, ``chunk`` rows at a time.
+
+    A server-side cursor: only one chunk is in memory at a time, not the whole result.
+    """
+    with conn.cursor(name="xmlcurl_snapshot_users", row_factory=tuple_row) as cur:
+        cur.itersize = chunk
+        cur.execute(f"SELECT tenant_id, {ANSWER_COLUMNS} FROM users WHERE enabled")
+        while batch := cur.fetchmany(chunk):
+            yield batch
+
+
+def answer_rows(conn: psycopg.Connection[Any], tenant_id: UUID) -> list[tuple[Any, ...]]:
+    """ANSWER_COLUMNS of one tenant's enabled users."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute(f"SELECT {ANSWER_COLUMNS} FROM users WHERE tenant_id = %s AND enabled", [tenant_id])
+        return cur.fetchall()

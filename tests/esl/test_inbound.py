@@ -16,7 +16,7 @@ from testsupport import free_port
 from controller.config import Settings
 from controller.database import Database
 from controller.errors import Unavailable
-from esl_workers import registrations
+from controller.stores import registrations
 from esl_workers.inbound import WorkerConfig, start_workers
 
 JSON_EVENTS = event_stream("inbound-json-events.jsonl")

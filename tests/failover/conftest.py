@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from testsupport import free_port
 
+from controller.errors import Unavailable
 from controller.kamailio.config import KamailioSettings, db_url_from_conninfo, render
 from controller.kamailio.control import KamailioControl
 
@@ -60,10 +61,17 @@ def start_kamailio(dsn: str, ping_interval: int = 1) -> RunningKamailio:
     )
     control = KamailioControl(str(workdir / "ctl"))
     deadline = time.monotonic() + 15
-    while not (workdir / "ctl").exists():
+    # The ctl socket file appears before Kamailio answers on it (children still forking on a loaded machine).
+    while True:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError(f"kamailio did not start:\n{log.read_text()[-3000:]}")
+        if (workdir / "ctl").exists():
+            try:
+                control.destinations()
+                break
+            except Unavailable:
+                pass
         time.sleep(0.05)
     return RunningKamailio(("127.0.0.1", port), control, proc, log)
 

@@ -12,8 +12,7 @@ from controller.app.farm import Farm
 from controller.config import Settings
 from controller.database import Database
 from controller.drain import DrainLoop
-from controller.stores import nodes
-from esl_workers import calls
+from controller.stores import live_calls, nodes
 from tests.failover.test_failover import farm, mark, where
 
 
@@ -21,14 +20,14 @@ def call_on(db: Database, node: str, channel: str) -> None:
     with db.transaction() as conn:
         found = nodes.get(conn, node)
         assert found is not None
-        calls.upsert(conn, found.id, calls.LiveCall(channel_uuid=channel, state="answered"), None)
+        live_calls.upsert(conn, found.id, live_calls.LiveCall(channel_uuid=channel, state="answered"), None)
 
 
 def hang_up(db: Database, node: str, channel: str) -> None:
     with db.transaction() as conn:
         found = nodes.get(conn, node)
         assert found is not None
-        calls.remove(conn, found.id, channel)
+        live_calls.remove(conn, found.id, channel)
 
 
 def admin_state(db: Database, node: str) -> str:
@@ -45,7 +44,7 @@ def test_drain_loop_disables_the_node_only_after_its_last_call(db: Database) -> 
     call_on(db, "fs1", "leg-b")
     provisioning.drain_node(db, "fs1")
     assert "fs1" not in where(db).values()  # its tenants moved at once
-    loop = DrainLoop(db, live_calls=calls.count_on_node)
+    loop = DrainLoop(db, live_calls=live_calls.count_on_node)
     assert loop.run_cycle() == "node fs1 is draining: 2 call leg(s) still up on it"
     hang_up(db, "fs1", "leg-a")
     hang_up(db, "fs1", "leg-b")
@@ -59,7 +58,8 @@ def test_a_draining_node_that_died_is_disabled_whatever_calls_it_had(db: Databas
     call_on(db, "fs1", "leg-a")
     provisioning.drain_node(db, "fs1")
     mark(db, "fs1", "down")
-    assert DrainLoop(db, live_calls=calls.count_on_node).run_cycle() == "node fs1 is drained (it is down); disabled"
+    loop = DrainLoop(db, live_calls=live_calls.count_on_node)
+    assert loop.run_cycle() == "node fs1 is drained (it is down); disabled"
 
 
 def test_drain_task_waits_for_the_calls_counted_in_esl_live_calls(db: Database, monkeypatch: Any) -> None:

@@ -10,7 +10,7 @@ import pytest
 from controller import provisioning
 from controller.storage import TenantFiles
 from controller.storage.audio import make_wav
-from controller.storage.messages import VoicemailMessage
+from controller.stores.voicemail_messages import VoicemailMessage
 from tests.conftest import AuthedClient
 
 
@@ -203,7 +203,7 @@ def test_a_failed_metadata_write_removes_the_stored_audio(
     def broken_insert(conn: Any, message: VoicemailMessage) -> VoicemailMessage:
         raise RuntimeError("database went away mid-write")
 
-    monkeypatch.setattr("controller.storage.messages.insert", broken_insert)
+    monkeypatch.setattr("controller.stores.voicemail_messages.insert", broken_insert)
     assert deposit(admin).status_code == 500
     assert TenantFiles(stored.storage, farm["acme.example"].id).list("voicemail") == []
 

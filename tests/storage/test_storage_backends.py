@@ -139,6 +139,10 @@ def test_configuration_picks_the_backend(tmp_path: Any) -> None:
     for bad in ("local:relative/path", "nfs://x/y", "gluster://host", "gluster://h:99999/v", "s3://b"):
         with pytest.raises(Invalid):
             parse_spec(bad)
+    v6 = parse_spec("gluster://[2001:db8::5]:24010/v")
+    assert (v6.host, v6.port, parse_spec("gluster://[2001:db8::5]/v").port) == ("2001:db8::5", 24010, 24007)
+    with pytest.raises(Invalid, match="FSFARM_STORAGE: the port must be a number from 1 to 65535"):
+        parse_spec("gluster://h:99999/v")
 
 
 def test_relative_paths_that_are_fine() -> None:

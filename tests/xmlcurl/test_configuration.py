@@ -113,6 +113,27 @@ def test_acl_holds_only_farm_members(client: Any, db: Any, farm: Any, recorded: 
     assert all(n.get("type") == "allow" for n in nodes)
 
 
+def test_ipv6_addresses_reach_sofia_event_socket_and_acl_without_brackets(
+    client: Any, db: Any, farm: Any, recorded: Any
+) -> None:
+    provisioning.add_node(
+        db,
+        {"name": "fs6", "sip_address": "[2001:db8::2]", "esl_address": "[2001:db8::2]", "esl_password": "x"},
+    )
+    provisioning.update_tenant(db, "beta.test", {"pinned_node": "fs6"})
+    provisioning.add_child(db, "gateways", "beta.test", {"name": "carrier", "proxy": "[2001:db8::9]"})
+    profile = config(client, recorded, "sofia.conf", node="fs6").find("profiles/profile")
+    s = settings(profile)
+    assert (s["sip-ip"], s["sip-port"], s["ext-rtp-ip"]) == ("2001:db8::2", "5060", "2001:db8::2")
+    gw = settings(profile.find("gateways/gateway"), "params/param")
+    assert (gw["proxy"], gw["realm"]) == ("[2001:db8::9]:5060", "[2001:db8::9]")  # a realm is URI text: brackets
+    esl = settings(config(client, recorded, "event_socket.conf", node="fs6"))
+    assert (esl["listen-ip"], esl["listen-port"]) == ("2001:db8::2", "8021")
+    acl = config(client, recorded, "acl.conf")
+    farm_list = next(lst for lst in acl.iterfind("network-lists/list") if lst.get("name") == "fsfarm-nodes")
+    assert "2001:db8::2/128" in {n.get("cidr") for n in farm_list}
+
+
 def test_conference_profiles_have_their_rates(client: Any, farm: Any, recorded: Any) -> None:
     conf = config(client, recorded, "conference.conf")
     rates = {p.get("name"): settings(p, "param")["rate"] for p in conf.iterfind("profiles/profile")}

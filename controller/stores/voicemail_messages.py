@@ -50,6 +50,14 @@ def get(conn: psycopg.Connection[Any], tenant_id: UUID, user_id: UUID, id: UUID)
     return found[0] if found else None
 
 
+def id_by_path(conn: psycopg.Connection[Any], tenant_id: UUID, path: str) -> UUID | None:
+    """The message already registered for this file of the tenant, if any."""
+    row = conn.execute(
+        "SELECT id FROM voicemail_messages WHERE tenant_id = %s AND path = %s", [tenant_id, path]
+    ).fetchone()
+    return row["id"] if row else None
+
+
 def mark_read(conn: psycopg.Connection[Any], id: UUID) -> VoicemailMessage | None:
     row = conn.execute(
         "UPDATE voicemail_messages SET read_at = coalesce(read_at, clock_timestamp()), "
