@@ -81,7 +81,7 @@ def recording_path(shared_mount: str, tenant: Tenant, number: str, name: str) ->
     """Where a node writes a room's recording: inside the tenant's recordings folder on the shared mount."""
     if not shared_mount:
         raise Conflict("record: the farm has no shared storage mount (FSFARM_SHARED_MOUNT) to record into")
-    return f"{shared_mount}/{tenant.id}/recordings/conferences/{token(number, 'conference')}/{name}"
+    return f"{shared_mount}/{tenant.id}/recordings/conf-{token(number, 'conference')}/{name}"
 
 
 # ---------------------------------------------------------------- command text (pure)

@@ -161,7 +161,7 @@ def room_command(tenant_ref: str, number: str, action: str) -> Any:
     """mute/unmute/deaf/undeaf/kick (``{"member": "2"}``, ``{}`` for all), lock/unlock, record/norecord, list.
 
     ``record`` takes an optional file ``name``; the recording goes to the tenant's own recordings
-    folder on the shared mount (``conferences/<number>/<name>``), never to a path the caller chose.
+    folder on the shared mount (``conf-<number>/<name>``), never to a path the caller chose.
     """
     tenant = visible_tenant(tenant_ref)
     data = body_object(required=action in _SWEEPING_ROOM_ACTIONS)

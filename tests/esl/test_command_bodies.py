@@ -87,7 +87,7 @@ def test_a_recording_goes_to_the_tenants_own_folder(app: Any, db: Database, admi
     with db.transaction() as conn:
         acme = tenants.by_domain(conn, "acme.test")
         assert acme is not None
-    folder = f"/mnt/fsfarm/{acme.id}/recordings/conferences/3000"
+    folder = f"/mnt/fsfarm/{acme.id}/recordings/conf-3000"
     room.api[f"conference 3000-acme.test record {folder}/standup.wav"] = "+OK\n"
     resp = admin.post(f"{ROOM}/record", json={"name": "standup.wav"})
     assert resp.status_code == 200, resp.json
