@@ -6,6 +6,7 @@ anything else answers 404 exactly as a missing object would, so tenants cannot p
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -17,12 +18,14 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 
 from flask import Flask, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from controller.database import Database
 from controller.documented import guarded
 from controller.domain import ApiToken, Tenant
-from controller.errors import NotFound, TooManyFailures, Unauthorized
+from controller.errors import FarmError, Invalid, NotFound, TooManyFailures, Unauthorized
 from controller.stores import tenants, tokens
+from controller.validation import xml_safe
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +127,76 @@ def counting_failures(what: str = "API") -> Iterator[None]:
         raise
 
 
+MAX_DEPTH = 32  # deeper JSON is refused before Python's recursion limit can turn it into a 500
+MAX_PATH_PART = 1024
+
+
+class BodyTooLarge(FarmError):
+    """A request body over the size limit, with or without a Content-Length (HTTP 413)."""
+
+    status = 413
+
+
 def database() -> Database:
     """The farm database the app was built with."""
     return cast(Database, current_app.extensions["fsfarm.db"])
 
 
 def body() -> Any:
-    """The request's JSON body (None when absent or malformed; validation reports it)."""
-    return request.get_json(silent=True, force=True)
+    """The request's JSON body: None when there is none; Invalid (400) when it is not strict JSON.
+
+    Strict: UTF-8, no ``NaN``/``Infinity``, no number too big for a float (``1e400``), nested at
+    most ``MAX_DEPTH`` deep (the field parsers refuse what is not XML-safe text). A body over the
+    size limit is a 413 even when it came chunked (the server hands it over cut at the limit).
+    """
+    limit = request.max_content_length
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise BodyTooLarge(f"body: over the {limit} byte limit", {"field": "body", "limit": limit}) from None
+    if limit is not None and request.content_length is None and len(raw) >= limit:
+        raise BodyTooLarge(f"body: over the {limit} byte limit", {"field": "body", "limit": limit})
+    if not raw.strip():
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0][:120] if not isinstance(exc, RecursionError) else "nested too deep"
+        raise Invalid(f"body: not valid JSON ({reason})", {"field": "body"}) from None
+    _check_json(data, 0)
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:40]} is too large a number")
+    return number
+
+
+def _check_json(value: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise Invalid(f"body: nested deeper than {MAX_DEPTH}", {"field": "body"})
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+
+
+def body_object(*, required: bool = True) -> dict[str, Any]:
+    """The body as a JSON object; with ``required`` a missing body is a 400 too (commands never guess)."""
+    data = body()
+    if data is None and not required:
+        return {}
+    if not isinstance(data, dict):
+        raise Invalid("body: must be a JSON object, e.g. {}", {"field": "body"})
+    return data
 
 
 def _token() -> ApiToken:
@@ -143,6 +208,13 @@ def _token() -> ApiToken:
         return tokens.authenticate(database(), value.strip())
 
 
+def _check_path(parts: dict[str, Any]) -> None:
+    # PostgreSQL refuses NUL in text and lxml refuses non-XML characters: stop them at the door.
+    for name, value in parts.items():
+        if isinstance(value, str) and (len(value) > MAX_PATH_PART or not xml_safe(value)):
+            raise Invalid(f"{name}: not a valid name or id", {"field": name})
+
+
 def requires_token(view: F) -> F:
     """A farm-admin or tenant-admin token; the view narrows what it shows with ``visible_tenant``."""
 
@@ -151,6 +223,7 @@ def requires_token(view: F) -> F:
         g.token = _token()
         if g.token.scope not in ("farm-admin", "tenant-admin"):
             raise NotFound("not found")
+        _check_path(kwargs)
         return view(*args, **kwargs)
 
     return cast(F, guarded(wrapper, ("farm-admin", "tenant-admin")))
@@ -164,6 +237,7 @@ def farm_admin(view: F) -> F:
         g.token = _token()
         if g.token.scope != "farm-admin":
             raise NotFound("not found")
+        _check_path(kwargs)
         return view(*args, **kwargs)
 
     return cast(F, guarded(wrapper, ("farm-admin",)))

@@ -6,6 +6,7 @@ that can change where tenants or rooms run end by recomputing placement in the s
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from collections.abc import Callable
@@ -557,6 +558,14 @@ def _label(record: Any) -> str:
 # ---------------------------------------------------------------- placement view
 
 
+def _without_other_tenants(reason: str, domains: list[str]) -> str:
+    """``reason`` with every other tenant's domain replaced, for a tenant admin's eyes."""
+    if not domains:
+        return reason
+    names = "|".join(re.escape(d) for d in sorted(domains, key=len, reverse=True))
+    return re.sub(rf"(?<![a-z0-9.-])(?:{names})(?![a-z0-9-]|\.[a-z0-9])", "another tenant", reason)
+
+
 def placement_overview(db: Database, tenant_id: UUID | None = None) -> dict[str, Any]:
     """Where every tenant and room runs now, with the generation that decided it."""
     with db.transaction() as conn:
@@ -594,9 +603,12 @@ def placement_overview(db: Database, tenant_id: UUID | None = None) -> dict[str,
                 "mixer": mixer_names.get(p.mixer_id) if p and p.mixer_id else None,
             }
         )
+    reason = latest.reason if latest else None
+    if reason and tenant_id:
+        reason = _without_other_tenants(reason, [t.domain for tid, t in tenant_rows.items() if tid != tenant_id])
     return {
         "generation": latest.generation if latest else 0,
-        "reason": latest.reason if latest else None,
+        "reason": reason,
         "decided_at": latest.created_at.isoformat() if latest and latest.created_at else None,
         "tenants": sorted(out_tenants, key=lambda r: r["tenant"]),
         "conferences": sorted(out_rooms, key=lambda r: (r["tenant"], r["conference"])),

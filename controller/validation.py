@@ -7,10 +7,13 @@ document shows, so the document and the checks come from the same place.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+import re2
 
 from controller.domain import HostPort as HostPort  # re-exported: callers of v.HostPort keep working
 from controller.errors import Invalid
@@ -23,6 +26,14 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _PIN = re.compile(r"^[0-9]{4,12}$")
 _EMAIL = re.compile(r"^[^@\s<>\"']+@[^@\s<>\"']+$")
 _TEXT_MAX = 200
+# What lxml refuses in text (XML 1.0 Char): C0 controls, lone surrogates, U+FFFE and U+FFFF.
+_NOT_XML = re.compile("[\x00-\x1f\ud800-\udfff\ufffe\uffff]")
+_WHOLE = re.compile(r"^[+-]?[0-9]{1,18}$")
+_OBJECT_DEPTH = 8
+_OBJECT_ITEMS = 500
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is the user's 400, not a line on stderr
+_RE2_OPTIONS.max_mem = 1 << 20
 _SCHEMAS: dict[Callable[[str, Any], Any], dict[str, Any]] = {}
 
 P = TypeVar("P", bound=Callable[[str, Any], Any])
@@ -74,15 +85,25 @@ def parse(spec: Mapping[str, Field], data: Any, *, partial: bool = False) -> dic
 
 
 def _fail(name: str, message: str, value: Any) -> Invalid:
-    shown = value if isinstance(value, int | float | bool) else str(value)[:80]
+    if isinstance(value, bool | int):
+        shown: Any = value if abs(value) < 10**18 else str(value)[:80]
+    elif isinstance(value, float):
+        shown = value if math.isfinite(value) else str(value)  # JSON has no Infinity or NaN
+    else:
+        shown = str(value)[:80].encode("utf-8", "backslashreplace").decode()  # no lone surrogates in the answer
     return Invalid(f"{name}: {message}", {"field": name, "value": shown})
 
 
-@_schema({"type": "string", "maxLength": _TEXT_MAX, "pattern": "^[^\\u0000-\\u001f]*$"})
+def xml_safe(value: str) -> bool:
+    """Whether every character of ``value`` may appear in XML text (what lxml and FreeSWITCH accept)."""
+    return _NOT_XML.search(value) is None
+
+
+@_schema({"type": "string", "maxLength": _TEXT_MAX, "pattern": "^[^\\u0000-\\u001f\\ufffe\\uffff]*$"})
 def text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise _fail(name, "must be a string", value)
-    if len(value) > _TEXT_MAX or any(ord(c) < 32 for c in value):
+    if len(value) > _TEXT_MAX or not xml_safe(value):
         raise _fail(name, f"must be at most {_TEXT_MAX} printable characters", value)
     return value.strip()
 
@@ -98,17 +119,39 @@ def boolean(name: str, value: Any) -> bool:
 
 def integer(low: int, high: int) -> Callable[[str, Any], int]:
     def check(name: str, value: Any) -> int:
-        if isinstance(value, bool):
-            raise _fail(name, "must be a whole number", value)
-        try:
+        # Only ints, integral finite floats and plain digit strings: int() would take "1_0", inf raises.
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
             number = int(value)
-        except (TypeError, ValueError):
-            raise _fail(name, "must be a whole number", value) from None
+        elif isinstance(value, str) and _WHOLE.match(value.strip()):
+            number = int(value)
+        else:
+            raise _fail(name, "must be a whole number", value)
         if not low <= number <= high:
             raise _fail(name, f"must be between {low} and {high}", value)
         return number
 
     return _schema({"type": "integer", "minimum": low, "maximum": high})(check)
+
+
+def number(low: float, high: float) -> Callable[[str, Any], float]:
+    """A finite number (a JSON number or a numeric string) from ``low`` to ``high``."""
+
+    def check(name: str, value: Any) -> float:
+        if isinstance(value, bool):
+            raise _fail(name, "must be a number", value)
+        try:
+            parsed = float(value) if isinstance(value, int | float | str) else math.nan
+        except (ValueError, OverflowError):
+            parsed = math.nan
+        if not math.isfinite(parsed):
+            raise _fail(name, "must be a number", value)
+        if not low <= parsed <= high:
+            raise _fail(name, f"must be between {low:g} and {high:g}", value)
+        return parsed
+
+    return _schema({"type": "number", "minimum": low, "maximum": high})(check)
 
 
 @_schema(
@@ -257,20 +300,55 @@ def list_of(*choices: str) -> Callable[[str, Any], tuple[str, ...]]:
     )(check)
 
 
-@_schema({"type": "string", "format": "regex", "maxLength": _TEXT_MAX})
+def compile_pattern(pattern: str) -> Any:
+    """A user's pattern compiled with RE2 (linear time: no pattern can stall a dialplan fetch).
+
+    Raises ``re2.error`` for what RE2 refuses (backreferences, lookaround, huge repetitions).
+    """
+    return re2.compile(pattern, options=_RE2_OPTIONS)
+
+
+@_schema(
+    {
+        "type": "string",
+        "format": "regex",
+        "maxLength": _TEXT_MAX,
+        "description": "an RE2 regular expression (no backreferences or lookaround)",
+    }
+)
 def regex(name: str, value: Any) -> str:
     s = text(name, value)
     try:
-        re.compile(s)
-    except re.error as exc:
-        raise _fail(name, f"is not a valid regular expression ({exc})", value) from None
+        compile_pattern(s)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise _fail(name, f"is not a regular expression RE2 accepts ({reason})", value) from None
     return s
 
 
-@_schema({"type": "object"})
+def _check_nested(name: str, value: Any, depth: int, budget: list[int]) -> None:
+    budget[0] -= 1
+    if depth > _OBJECT_DEPTH or budget[0] < 0:
+        raise _fail(name, f"is nested deeper than {_OBJECT_DEPTH} or has more than {_OBJECT_ITEMS} items", "...")
+    if isinstance(value, str):
+        if len(value) > 4 * _TEXT_MAX or not xml_safe(value):
+            raise _fail(name, f"holds a string that is not at most {4 * _TEXT_MAX} printable characters", value)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise _fail(name, "holds a number that is not finite", value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_nested(name, key, depth + 1, budget)
+            _check_nested(name, item, depth + 1, budget)
+    elif isinstance(value, list):
+        for item in value:
+            _check_nested(name, item, depth + 1, budget)
+
+
+@_schema({"type": "object", "description": f"a JSON object, nested at most {_OBJECT_DEPTH} deep"})
 def json_object(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _fail(name, "must be a JSON object", value)
+    _check_nested(name, value, 0, [_OBJECT_ITEMS])
     return value
 
 

@@ -119,7 +119,9 @@ def call_transfer(tenant: str, call_uuid: str, to: str, bleg: bool) -> None:
     ),
 )
 @click.option("--member", default="", help="Member id (default: all) for mute/unmute/deaf/undeaf/kick.")
-@click.option("--path", default="", help="Recording file for record/norecord.")
+@click.option(
+    "--path", default="", help="Recording file name for record/norecord (it goes in the tenant's recordings folder)."
+)
 def conference_cmd(tenant: str, room: str, action: str, member: str, path: str) -> None:
     """Run a conference command on a room's node.
 
@@ -127,8 +129,18 @@ def conference_cmd(tenant: str, room: str, action: str, member: str, path: str) 
     """
     from esl_workers import commands
 
-    db, _ = _database()
-    _print(commands.conference(db, _tenant(db, tenant), room, action, member, path).public())
+    db, settings = _database()
+    answer = commands.conference(
+        db,
+        _tenant(db, tenant),
+        room,
+        action,
+        member,
+        path,
+        shared_mount=settings.storage.shared_mount,
+        name_field="path",
+    )
+    _print(answer.public())
 
 
 @click.command("node-cmd")

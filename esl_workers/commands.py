@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -45,6 +46,8 @@ CONFERENCE_ACTIONS = {
     "norecord": "norecord",
 }
 MEMBER_ACTIONS = frozenset({"mute", "unmute", "deaf", "undeaf", "kick"})
+# A recording's file name: no slash, and a letter or digit first (so never "." or "..").
+RECORDING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def token(value: Any, field: str) -> str:
@@ -60,6 +63,25 @@ def channel_uuid(value: Any) -> str:
     if not _UUID.match(text):
         raise Invalid("call: not a channel uuid", {"field": "call"})
     return text.lower()
+
+
+def recording_name(value: Any, field: str = "name") -> str:
+    """A recording's file name as a tenant may give it; paths (``/``, ``..``) are refused."""
+    if not isinstance(value, str) or not RECORDING_NAME.match(value):
+        shown = str(value)[:80].encode("utf-8", "backslashreplace").decode()
+        raise Invalid(
+            f"{field}: must be a file name of 1 to 64 letters, digits, '.', '_' or '-' (no folders: "
+            "the controller puts recordings in the tenant's own folder)",
+            {"field": field, "value": shown},
+        )
+    return value
+
+
+def recording_path(shared_mount: str, tenant: Tenant, number: str, name: str) -> str:
+    """Where a node writes a room's recording: inside the tenant's recordings folder on the shared mount."""
+    if not shared_mount:
+        raise Conflict("record: the farm has no shared storage mount (FSFARM_SHARED_MOUNT) to record into")
+    return f"{shared_mount}/{tenant.id}/recordings/conf-{token(number, 'conference')}/{name}"
 
 
 # ---------------------------------------------------------------- command text (pure)
@@ -277,8 +299,22 @@ def transfer(db: Database, tenant: Tenant | None, call: str, to: str, leg: str =
     return run_api(node, transfer_command(call, to, context, leg))
 
 
-def conference(db: Database, tenant: Tenant, number: str, action: str, member: str = "", path: str = "") -> Answer:
+def conference(
+    db: Database,
+    tenant: Tenant,
+    number: str,
+    action: str,
+    member: str = "",
+    name: str = "",
+    *,
+    shared_mount: str = "",
+    name_field: str = "name",
+) -> Answer:
     """Run a conference command (mute, kick, ...) where the tenant's room ``number`` runs.
+
+    ``record`` and ``norecord`` take a file ``name`` (``record`` picks a dated one when empty;
+    ``norecord`` stops every recording); the path the node writes is built here, inside the
+    tenant's recordings folder on ``shared_mount``.
 
     On a node: FreeSWITCH's "no such member" and "no such conference" answers are NotFound (404),
     other refusals Conflict (409), both in its words. An HD room on a mixer takes list, mute,
@@ -287,10 +323,14 @@ def conference(db: Database, tenant: Tenant, number: str, action: str, member: s
     with db.transaction() as tx:
         on_mixer = mixer_of_room(tx, tenant, number)
         if on_mixer is None:
-            node, name = node_for_room(tx, tenant, number)
+            node, room = node_for_room(tx, tenant, number)
     if on_mixer is not None:
         return mixer_room_command(on_mixer[0], on_mixer[1], number, action, member)
-    answer = run_api(node, conference_command(name, action, member, path), check=False)
+    path = ""
+    if action == "record" or (action == "norecord" and name):
+        file_name = recording_name(name or time.strftime("%Y%m%d-%H%M%S.wav", time.gmtime()), name_field)
+        path = recording_path(shared_mount, tenant, number, file_name)
+    answer = run_api(node, conference_command(room, action, member, path), check=False)
     missing = conference_refusal(answer.result)
     if missing == "member":
         raise NotFound(f"no member {member!r} in conference {number}", {"field": "member", **answer.public()})

@@ -9,26 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, request
 
-from controller.bearer import body, database, farm_admin, requires_token, visible_tenant
+from controller import validation
+from controller.bearer import body_object, database, farm_admin, requires_token, visible_tenant
 from controller.documented import documented
 from controller.domain import CommandStatus
-from controller.errors import Invalid, NotFound
+from controller.errors import NotFound
 from controller.stores import cdrs, conference_members, live_calls, nodes, registrations
 from controller.stores import node_stats as stats_store
 from esl_workers import commands, conferences
 
 blueprint = Blueprint("esl", __name__, url_prefix="/api/v1")
-
-
-def _data() -> dict[str, Any]:
-    data = body()
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise Invalid("the body must be a JSON object")
-    return data
+_WAIT = validation.number(0, 60)
+_LIMIT = validation.integer(-(10**9), 10**9)
+# Commands whose missing argument means "all" or "everything": they need a body that says so.
+_SWEEPING_ROOM_ACTIONS = commands.MEMBER_ACTIONS | {"norecord"}
+_SWEEPING_NODE_COMMANDS = frozenset({"xml_flush_cache"})
 
 
 def _rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -59,7 +56,7 @@ def tenant_calls(tenant_ref: str) -> Any:
         "from": {"type": "string", "description": "the extension that rings first"},
         "to": {"type": "string", "description": "what it then dials, in the tenant's dialplan"},
         "caller_id": {"type": "string", "description": "the caller id number shown (default: from)"},
-        "wait": {"type": "number", "maximum": 60, "description": "seconds to wait for the job's outcome"},
+        "wait": {"type": "number", "minimum": 0, "maximum": 60, "description": "seconds to wait for the job's outcome"},
     },
     loose=True,
     status=(202, 200),
@@ -68,8 +65,8 @@ def tenant_calls(tenant_ref: str) -> Any:
 def click_to_call(tenant_ref: str) -> Any:
     """Click-to-call: ``{"from": "1001", "to": "1002", "wait": 0}``; answers 202 with the bgapi job."""
     tenant = visible_tenant(tenant_ref)
-    data = _data()
-    wait = min(float(data.get("wait") or 0), 60.0)
+    data = body_object()
+    wait = _WAIT("wait", data["wait"]) if data.get("wait") is not None else 0.0
     job = commands.originate(
         database(),
         tenant,
@@ -103,7 +100,7 @@ def hangup_call(tenant_ref: str, call: str) -> Any:
 def transfer_call(tenant_ref: str, call: str) -> Any:
     """Transfer a live call to another destination in the tenant's dialplan."""
     tenant = visible_tenant(tenant_ref)
-    data = _data()
+    data = body_object()
     return jsonify(
         commands.transfer(database(), tenant, call, str(data.get("to", "")), str(data.get("leg", ""))).public()
     )
@@ -115,7 +112,7 @@ def transfer_call(tenant_ref: str, call: str) -> Any:
 def tenant_cdrs(tenant_ref: str) -> Any:
     """List a tenant's call detail records."""
     tenant = visible_tenant(tenant_ref)
-    limit = max(1, min(int(request.args.get("limit", 100)), 1000))
+    limit = max(1, min(_LIMIT("limit", request.args.get("limit", "100")), 1000))
     with database().transaction() as conn:
         return jsonify(_rows(cdrs.list_for_tenant(conn, tenant.id, limit)))
 
@@ -145,19 +142,39 @@ def room_members(tenant_ref: str, number: str) -> Any:
 @blueprint.post("/tenants/<tenant_ref>/conferences/<number>/<action>")
 @documented(
     {
-        "member": {"type": "string", "description": "the member id (default all) for mute, deaf, kick and their undo"},
-        "path": {"type": "string", "description": "the recording's path for record and norecord"},
+        "member": {
+            "type": "string",
+            "description": "the member id or all (an empty body {} means all) for mute, deaf, kick and their undo",
+        },
+        "name": {
+            "type": "string",
+            "pattern": commands.RECORDING_NAME.pattern,
+            "description": "the recording's file name for record and norecord (the controller picks the folder)",
+        },
+        "path": {"type": "string", "description": "deprecated spelling of name: a bare file name, never a path"},
     },
     loose=True,
     choices={"action": commands.CONFERENCE_ACTIONS},
 )
 @requires_token
 def room_command(tenant_ref: str, number: str, action: str) -> Any:
-    """mute/unmute/deaf/undeaf/kick (``{"member": "2"}``, default all), lock/unlock, record/norecord, list."""
+    """mute/unmute/deaf/undeaf/kick (``{"member": "2"}``, ``{}`` for all), lock/unlock, record/norecord, list.
+
+    ``record`` takes an optional file ``name``; the recording goes to the tenant's own recordings
+    folder on the shared mount (``conf-<number>/<name>``), never to a path the caller chose.
+    """
     tenant = visible_tenant(tenant_ref)
-    data = _data()
+    data = body_object(required=action in _SWEEPING_ROOM_ACTIONS)
+    named = "name" if "name" in data else "path"
     answer = commands.conference(
-        database(), tenant, number, action, str(data.get("member", "")), str(data.get("path", ""))
+        database(),
+        tenant,
+        number,
+        action,
+        str(data.get("member", "")),
+        data.get(named, "") or "",
+        shared_mount=current_app.extensions["fsfarm.settings"].storage.shared_mount,
+        name_field=named,
     )
     return jsonify(answer.public())
 
@@ -209,8 +226,12 @@ def node_stats(ref: str) -> Any:
 )
 @farm_admin
 def node_command(ref: str, name: str) -> Any:
-    """reloadxml, xml_flush_cache (``{"arg": "directory"}``), sofia_rescan (``{"arg": "internal"}``)."""
-    return jsonify(commands.node_command(database(), ref, name, str(_data().get("arg", ""))).public())
+    """reloadxml, xml_flush_cache (``{"arg": "directory"}``), sofia_rescan (``{"arg": "internal"}``).
+
+    xml_flush_cache needs a body: ``{}`` flushes every section, so a lost or malformed body never does.
+    """
+    data = body_object(required=name in _SWEEPING_NODE_COMMANDS)
+    return jsonify(commands.node_command(database(), ref, name, str(data.get("arg", ""))).public())
 
 
 @blueprint.get("/jobs/<job_id>")

@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from controller import validation
 from controller.bearer import database, requires_token, visible_tenant
 from controller.documented import documented
 from controller.errors import Invalid
@@ -148,8 +149,8 @@ def deposit_voicemail(ref: str, ext: str) -> Any:
         _storage(),
         box,
         data,
-        caller_id_number=fields.get("caller_id_number", ""),
-        caller_id_name=fields.get("caller_id_name", ""),
+        caller_id_number=validation.text("caller_id_number", fields.get("caller_id_number", "")),
+        caller_id_name=validation.text("caller_id_name", fields.get("caller_id_name", "")),
     )
     return jsonify(message.public()), 201
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import wave
 from dataclasses import dataclass
 
@@ -40,6 +41,10 @@ def check_wav(data: bytes, *, max_seconds: int = PROMPT_MAX_SECONDS, max_bytes: 
         with wave.open(io.BytesIO(data), "rb") as w:
             info = WavInfo(w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes())
             frames = w.readframes(info.frames)
+    except (RuntimeError, struct.error, OverflowError, ValueError) as exc:
+        # A chunk size past the end of the file: the stdlib chunk reader raises these, not wave.Error.
+        reason = str(exc) or type(exc).__name__
+        raise Invalid(f"audio: a chunk of the WAV runs past its end ({reason})", {"expected": "audio/wav"}) from exc
     except (wave.Error, EOFError) as exc:
         # wave refuses anything but integer PCM (format 1): a-law, mu-law, float, ADPCM, extensible.
         raise Invalid(f"audio: not a PCM WAV file ({exc})", {"expected": "16-bit PCM"}) from exc

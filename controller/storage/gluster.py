@@ -11,12 +11,13 @@ import collections
 import collections.abc
 import errno
 import os
+import stat
 import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.errors import NotFound, Unavailable
+from controller.errors import Conflict, NotFound, Unavailable
 from controller.storage.base import FileInfo
 from controller.storage.paths import TEMP_MARK, check_key
 
@@ -76,17 +77,37 @@ class GlusterStorage:
     def _vol(self) -> Any:
         return volume_handle(self.host, self.port, self.volume)
 
+    def _checked(self, key: str) -> Any:
+        """The volume handle once ``key`` is safe: no symlink on its path (a node's mount may plant one)."""
+        check_key(key)
+        vol = self._vol()
+        self._refuse_links(vol, key)
+        return vol
+
+    def _refuse_links(self, vol: Any, key: str) -> None:
+        parts = key.strip("/").split("/")
+        for depth in range(1, len(parts) + 1):
+            try:
+                mode = vol.lstat("/".join(parts[:depth])).st_mode
+            except OSError as exc:
+                if exc.errno in _MISSING:
+                    break  # nothing below a missing folder can be a link
+                raise self._fail(exc, key) from exc
+            if stat.S_ISLNK(mode):
+                raise NotFound(f"no file {key!r}")
+
     def _fail(self, exc: OSError, key: str) -> Exception:
         if exc.errno in _MISSING:
             return NotFound(f"no file {key!r}")
         return Unavailable(f"shared storage {self.description} failed", os.strerror(exc.errno or errno.EIO))
 
     def put(self, key: str, data: bytes) -> FileInfo:
-        check_key(key)
-        vol = self._vol()
+        vol = self._checked(key)
         folder, _, _ = key.rpartition("/")
         temp = f"{folder}/{TEMP_MARK}{uuid.uuid4().hex}"
         try:
+            if vol.isdir(key):
+                raise Conflict(f"{key!r} is a folder; a file cannot replace it", {"field": "name"})
             if not vol.isdir(folder):
                 vol.makedirs(folder, 0o755)
             with vol.fopen(temp, "wb") as f:
@@ -103,11 +124,12 @@ class GlusterStorage:
                 vol.unlink(temp)
             except OSError:
                 pass
+            if exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):  # the caller's key collides, not a fault
+                raise Conflict(f"{key!r}: a file and a folder would share a name", {"field": "name"}) from exc
             raise Unavailable(f"shared storage {self.description} failed", os.strerror(exc.errno or errno.EIO)) from exc
 
     def get(self, key: str) -> bytes:
-        check_key(key)
-        vol = self._vol()
+        vol = self._checked(key)
         parts = []
         try:
             if vol.isdir(key):
@@ -123,8 +145,7 @@ class GlusterStorage:
         return b"".join(parts)
 
     def stat(self, key: str) -> FileInfo:
-        check_key(key)
-        vol = self._vol()
+        vol = self._checked(key)
         try:
             if not vol.isfile(key):
                 raise NotFound(f"no file {key!r}")
@@ -133,16 +154,22 @@ class GlusterStorage:
             raise self._fail(exc, key) from exc
 
     def exists(self, key: str) -> bool:
-        check_key(key)
         try:
-            return bool(self._vol().isfile(key))
+            vol = self._checked(key)
+        except NotFound:
+            return False
+        try:
+            return bool(vol.isfile(key))
         except OSError as exc:
             raise self._fail(exc, key) from exc
 
     def delete(self, key: str) -> bool:
-        check_key(key)
         try:
-            self._vol().unlink(key)
+            vol = self._checked(key)
+        except NotFound:
+            return False
+        try:
+            vol.unlink(key)
             return True
         except OSError as exc:
             if exc.errno in _MISSING:
@@ -153,13 +180,17 @@ class GlusterStorage:
         vol = self._vol()
         out = []
         try:
+            try:
+                self._refuse_links(vol, prefix)
+            except NotFound:
+                return []  # the folder itself is (or is under) a symlink: it is not this key's folder
             if not vol.isdir(prefix):
                 return []
             for folder, _dirs, files in vol.walk(prefix):
                 for name in files:
-                    if TEMP_MARK in name:
-                        continue
                     key = f"{folder}/{name}"
+                    if TEMP_MARK in name or stat.S_ISLNK(vol.lstat(key).st_mode):
+                        continue
                     out.append(self._info(key, vol.stat(key)))
         except OSError as exc:
             raise self._fail(exc, prefix) from exc

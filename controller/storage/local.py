@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controller.errors import NotFound, Unavailable
+from controller.errors import Conflict, NotFound, Unavailable
 from controller.storage.base import FileInfo
 from controller.storage.paths import TEMP_MARK, check_key
 
@@ -31,9 +31,10 @@ class LocalStorage:
         path = self.root / check_key(key)
         if self.root.exists() and not self.root.is_dir():
             raise Unavailable(f"shared storage {self.description} failed", "the storage root is not a directory")
-        # A symlink planted below the root (by a node's FUSE mount, say) must not lead out of it.
+        # A symlink planted below the root (by a node's FUSE mount, say) must lead nowhere, not even
+        # into another tenant's folder: the key's own path must be the real one.
         real_root = os.path.realpath(self.root)
-        if not os.path.realpath(path).startswith(real_root + os.sep):
+        if os.path.realpath(path) != os.path.join(real_root, *key.split("/")):
             raise NotFound(f"no file {key!r}")
         return path
 
@@ -53,6 +54,8 @@ class LocalStorage:
 
     def put(self, key: str, data: bytes) -> FileInfo:
         path = self._path(key)
+        if path.is_dir():
+            raise Conflict(f"{key!r} is a folder; a file cannot replace it", {"field": "name"})
         temp = path.with_name(f"{TEMP_MARK}{uuid.uuid4().hex}")
         try:
             self._folders(path.parent)
@@ -67,6 +70,8 @@ class LocalStorage:
                 temp.unlink(missing_ok=True)
             except OSError:
                 pass
+            if exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):  # the caller's key collides, not a fault
+                raise Conflict(f"{key!r}: a file and a folder would share a name", {"field": "name"}) from exc
             raise Unavailable(f"shared storage {self.description} failed", f"{exc.strerror or exc}") from exc
 
     def get(self, key: str) -> bytes:
@@ -110,14 +115,16 @@ class LocalStorage:
             return []  # nothing stored yet
         if not self.root.is_dir():
             raise Unavailable(f"shared storage {self.description} failed", "the storage root is not a directory")
+        if os.path.realpath(base) != os.path.join(os.path.realpath(self.root), *prefix.strip("/").split("/")):
+            return []  # the folder itself is (or is under) a symlink: it is not this key's folder
         out = []
         try:
             for folder, dirs, files in os.walk(base):
                 dirs.sort()
                 for name in files:
-                    if TEMP_MARK in name:
-                        continue
                     full = Path(folder) / name
+                    if TEMP_MARK in name or full.is_symlink():
+                        continue
                     key = full.relative_to(self.root).as_posix()
                     out.append(self._info(key, full.stat()))
         except OSError as exc:

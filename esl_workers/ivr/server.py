@@ -5,6 +5,10 @@ it, else the tenant's number (target_type ``ivr``) or IVR extension matching the
 A script that raises, or outlives the per-call timeout, only ends its own call: the caller
 hears the error prompt, the call is hung up and the traceback is logged with the call uuid.
 
+The IVR a channel names must be one its tenant owns (and the ids the dialplan set must agree):
+forged channel data naming another tenant's IVR is refused and logged. A connection that does
+not answer ``connect`` within ``connect_timeout`` is closed (nothing waits on a silent socket).
+
 When the script returns the call is hung up, unless it went back to the dialplan (a transfer):
 then it is left alone. Either way the server then sends ``exit`` and closes the socket, so
 FreeSWITCH's listener lets go of the channel at once (with ``linger`` it would hold a hung-up
@@ -41,6 +45,7 @@ class IvrConfig:
     error_prompt: str = "ivr/ivr-call_cannot_be_completed_as_dialed.wav"
     linger_wait: float = 5.0  # seconds FreeSWITCH gets to close the socket after our "exit"
     max_calls: int = 1000
+    connect_timeout: float = 10.0  # a connection silent this long after accept is closed
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IvrConfig:
@@ -55,8 +60,22 @@ class Route:
     options: dict[str, Any]
 
 
+def _refused(channel: dict[str, str], why: str) -> None:
+    log.warning(
+        "IVR call %s refused: %s (tenant %r, fsfarm_ivr %r)",
+        channel.get("Unique-ID", "unknown"),
+        why,
+        domain_of(channel),
+        channel.get("variable_fsfarm_ivr", ""),
+    )
+
+
 def resolve(db: Database | None, channel: dict[str, str]) -> Route | None:
-    """Which IVR this call is for, and its options from the tenant's Ivr row."""
+    """Which IVR this call is for, and its options from the tenant's Ivr row.
+
+    None when there is none, or when the channel names an IVR its tenant does not own (refused,
+    logged). Without a database (or while it is unreachable) the call is routed on ``fsfarm_ivr``.
+    """
     wanted = channel.get("variable_fsfarm_ivr", "")
     domain = domain_of(channel)
     dest = channel.get("Caller-Destination-Number", "")
@@ -69,15 +88,28 @@ def resolve(db: Database | None, channel: dict[str, str]) -> Route | None:
                 number = numbers.by_number(conn, dest) if dest else None
                 tenant = tenants.get(conn, number.tenant_id) if number else None
             if tenant is None:
-                return Route(wanted, domain, {}) if wanted else None
+                if wanted:
+                    _refused(channel, "the channel's tenant is unknown")
+                return None
+            if channel.get("variable_fsfarm_tenant_id", str(tenant.id)) != str(tenant.id):
+                _refused(channel, "fsfarm_tenant_id is not the channel's tenant")
+                return None
             if not wanted and dest:
                 number = numbers.store.get(conn, tenant.id, dest)
                 if number is not None and number.target_type == "ivr":
                     wanted = number.target
                 else:
                     wanted = next((i.name for i in ivrs.store.list(conn, tenant.id) if i.extension == dest), "")
-            row = ivrs.store.get(conn, tenant.id, wanted) if wanted else None
-            return Route(wanted, tenant.domain, dict(row.options) if row else {}) if wanted else None
+            if not wanted:
+                return None
+            row = ivrs.store.get(conn, tenant.id, wanted)
+            if row is None:
+                _refused(channel, f"tenant {tenant.domain} has no IVR {wanted!r}")
+                return None
+            if channel.get("variable_fsfarm_ivr_id", str(row.id)) != str(row.id):
+                _refused(channel, f"fsfarm_ivr_id is not the id of {tenant.domain}'s IVR {wanted!r}")
+                return None
+            return Route(wanted, tenant.domain, dict(row.options))
     except Unavailable:
         log.warning("database unreachable: routing on fsfarm_ivr only")
         return Route(wanted, domain, {}) if wanted else None
@@ -114,10 +146,12 @@ class IvrServer:
 
     def _accept(self, sock: Any, address: Any) -> None:
         conn = FarmOutboundSession(address, sock)
+        conn.command_timeout = self.config.connect_timeout
         conn.goodbye = False  # in outbound mode FreeSWITCH closes after linger; "exit" is not ours to send
         call = "unknown"
         try:
             channel = conn.connect()
+            conn.command_timeout = FarmOutboundSession.command_timeout  # the call's own steps have their timeouts
             call = channel.get("Unique-ID", "unknown")
             conn.label = f"ivr call {call}"
             conn.send("myevents")
@@ -127,6 +161,7 @@ class IvrServer:
             log.exception("IVR call %s: outbound socket failed", call)
         finally:
             self._release(conn)
+            sock.close()  # ours once accepted: never left for the garbage collector to close
 
     def _release(self, conn: FarmOutboundSession) -> None:
         """Let go of the channel: "exit" ends FreeSWITCH's listener, which then closes the socket."""
