@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 
@@ -10,14 +11,26 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from mixer_ext.engine import Mixer
-from mixer_ext.errors import Invalid, MixerError
+from mixer_ext.errors import Invalid, MixerError, Unauthorized
 
 log = logging.getLogger(__name__)
 bp = Blueprint("mixer", __name__)
+OPEN_PATHS = frozenset({"/healthz", "/metrics"})  # probes and scrapers carry no token
 
 
 def _mixer() -> Mixer:
     return current_app.config["MIXER"]
+
+
+@bp.before_app_request
+def _authenticate() -> None:
+    """Every control request but the open probes carries ``Authorization: Bearer <the mixer's token>``."""
+    if request.path in OPEN_PATHS:
+        return
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    expected: bytes = current_app.config["CONTROL_TOKEN"]
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        raise Unauthorized("the control API needs Authorization: Bearer <the mixer's control token>")
 
 
 def _body() -> dict[str, Any]:
@@ -121,7 +134,8 @@ def kick(room_id: str, pid: str) -> Any:
 @bp.app_errorhandler(MixerError)
 def mixer_error(exc: MixerError) -> Any:
     log.info("control API %s %s -> %d %s", request.method, request.path, exc.status, exc.message)
-    return jsonify(exc.as_json()), exc.status
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else {}
+    return jsonify(exc.as_json()), exc.status, headers
 
 
 @bp.app_errorhandler(HTTPException)
@@ -129,9 +143,12 @@ def http_error(exc: HTTPException) -> Any:
     return jsonify({"error": exc.description or exc.name, "detail": None}), exc.code or 500
 
 
-def create_app(mixer: Mixer) -> Flask:
-    """The control API app for one running mixer."""
+def create_app(mixer: Mixer, token: str) -> Flask:
+    """The control API app for one running mixer, answering only requests that carry ``token``."""
+    if not token:
+        raise Invalid("the control API needs a token")
     app = Flask("fsfarm-mixer")
     app.config["MIXER"] = mixer
+    app.config["CONTROL_TOKEN"] = token.encode()
     app.register_blueprint(bp)
     return app

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import secrets
 import signal
 import threading
+from pathlib import Path
 
 import click
 from werkzeug.serving import make_server
@@ -13,12 +17,40 @@ from mixer_ext.api import create_app
 from mixer_ext.engine import Mixer
 from mixer_ext.errors import Invalid, MixerError, Unavailable
 
+log = logging.getLogger(__name__)
+TOKEN = re.compile(r"[\x21-\x7e]{16,512}")  # printable ASCII without spaces: it travels in an HTTP header
+
 
 def _host_port(value: str, option: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise Invalid(f"{option} must be HOST:PORT", {option: value})
     return host, int(port)
+
+
+def control_token(path: Path | None) -> str:
+    """The control API's token from ``path``; a missing file is created (mode 600) with a new random token."""
+    if path is None:
+        raise Invalid("the control API needs a token: --token-file PATH (created with a new token if missing)")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise Unavailable(f"cannot create the token file {path}: {exc.strerror}", {"token_file": str(path)}) from exc
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+        log.warning("wrote a new control token to %s (give it to fsfarm mixers add --token-file)", path)
+    try:
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Unavailable(f"cannot read the token file {path}: {exc}", {"token_file": str(path)}) from exc
+    if not TOKEN.fullmatch(token):
+        raise Invalid(
+            f"the token in {path} must be 16 to 512 printable characters without spaces", {"token_file": str(path)}
+        )
+    return token
 
 
 @click.command("mixer")
@@ -33,6 +65,11 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
     show_default=True,
     help="Comma-separated CIDRs of the FreeSWITCH nodes: their SDP addresses get RTP before any arrives.",
 )
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the control API's bearer token (created with a new random one, mode 600, if missing).",
+)
 @click.option("--per-leg-codecs", is_flag=True, hidden=True, help="Bench reference: no block coding, no sharing.")
 def mixer(
     listen: str,
@@ -41,14 +78,16 @@ def mixer(
     advertise: str | None,
     log_level: str,
     trusted: str,
+    token_file: Path | None,
     per_leg_codecs: bool,
 ) -> None:
     """Run the HD conference mixer sidecar.
 
-    The dumb mixer: SIP for room-<id>, numpy mixing, HTTP JSON control.
+    The dumb mixer: SIP for room-<id>, numpy mixing, HTTP JSON control. Control requests need
+    `Authorization: Bearer <token>` (the token in --token-file); /healthz and /metrics are open.
     """
     try:
-        _serve(listen, control, rtp_port, advertise, log_level, trusted, per_leg_codecs)
+        _serve(listen, control, rtp_port, advertise, log_level, trusted, token_file, per_leg_codecs)
     except MixerError as exc:  # one line and a non-zero exit, as every fsfarm command reports
         raise click.ClickException(exc.message) from None
 
@@ -60,18 +99,20 @@ def _serve(
     advertise: str | None,
     log_level: str,
     trusted: str,
+    token_file: Path | None,
     per_leg_codecs: bool,
 ) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sip_host, sip_port = _host_port(listen, "listen")
     api_host, api_port = _host_port(control, "control")
+    token = control_token(token_file)
     try:
         networks = [c.strip() for c in trusted.split(",") if c.strip()]
         engine = Mixer(sip_host, sip_port, rtp_port, advertise, trusted=networks, batch_codecs=not per_leg_codecs)
     except OSError as exc:
         raise Unavailable(f"cannot listen for SIP/RTP on {listen}: {exc.strerror}", {"listen": listen}) from exc
     try:
-        server = make_server(api_host, api_port, create_app(engine), threaded=True)
+        server = make_server(api_host, api_port, create_app(engine, token), threaded=True)
     except (OSError, SystemExit) as exc:
         # werkzeug reports a port in use by printing and exiting; turn both into one user error.
         engine.stop()

@@ -29,6 +29,12 @@ class Invalid(MixerError):
     status = 400
 
 
+class Unauthorized(MixerError):
+    """A control request without the mixer's token."""
+
+    status = 401
+
+
 class NotFound(MixerError):
     """No such room or participant on this mixer."""
 

@@ -9,14 +9,25 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from flask.testing import FlaskClient
 
+from mixer_ext.api import create_app
 from mixer_ext.codecs import get_decoder, get_encoder, get_spec
+from mixer_ext.engine import Mixer
 from mixer_ext.rtp import build_rtp, parse_rtp, seq_distance
 from mixer_ext.sdp import RtpMap, build_offer, parse_offer
 from mixer_ext.sip import parse_sip
 
 LOCAL = "127.0.0.1"
 TONE_AMPLITUDE = 6000
+TOKEN = "mixer-test-token-" + secrets.token_hex(8)
+
+
+def control_client(mixer: Mixer, token: str = TOKEN) -> FlaskClient:
+    """A test client of the mixer's control API that sends its bearer token with every request."""
+    client = create_app(mixer, TOKEN).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client
 
 
 def tone(freq: float, rate: int, n: int, start: int = 0, amplitude: float = TONE_AMPLITUDE) -> np.ndarray:

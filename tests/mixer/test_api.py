@@ -6,15 +6,14 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from flask.testing import FlaskClient
-from mixer_testkit import LOCAL, Swarm
+from mixer_testkit import LOCAL, TOKEN, Swarm, control_client
 
-from mixer_ext.api import create_app
 from mixer_ext.engine import Mixer, caller_of
 
 
 @pytest.fixture
 def client(mixer: Mixer) -> Iterator[FlaskClient]:
-    yield create_app(mixer).test_client()
+    yield control_client(mixer)
 
 
 def call_in(mixer: Mixer, swarm: Swarm, room: str, n: int) -> None:
@@ -101,7 +100,7 @@ def test_participants_mute_deaf_gain_and_kick(client: FlaskClient, mixer: Mixer,
 
 def test_state_export_import_between_two_mixers(mixer_factory: Callable[[], Mixer], swarm: Swarm) -> None:
     a, b = mixer_factory(), mixer_factory()
-    ca, cb = create_app(a).test_client(), create_app(b).test_client()
+    ca, cb = control_client(a), control_client(b)
     ca.post("/rooms", json={"room": "hot", "rate": 32000, "loudest_k": 3})
     call_in(a, swarm, "hot", 4)
     pid = ca.get("/rooms/hot/participants").json["participants"][2]["id"]
@@ -129,7 +128,7 @@ def test_whole_mixer_snapshot_and_stale_state_moves_streams_on(
     mixer_factory: Callable[[], Mixer], swarm: Swarm
 ) -> None:
     a, b = mixer_factory(), mixer_factory()
-    ca, cb = create_app(a).test_client(), create_app(b).test_client()
+    ca, cb = control_client(a), control_client(b)
     for room in ("s1", "s2"):
         ca.post("/rooms", json={"room": room, "rate": 8000})
     call_in(a, swarm, "s1", 2)
@@ -167,7 +166,7 @@ def test_healthz_and_metrics(client: FlaskClient, mixer: Mixer, swarm: Swarm) ->
 def test_healthz_reports_a_stopped_mixer() -> None:
     m = Mixer(LOCAL)  # never started: no media thread
     try:
-        assert create_app(m).test_client().get("/healthz").status_code == 503
+        assert control_client(m).get("/healthz").status_code == 503
     finally:
         m.stop()
 
@@ -184,3 +183,41 @@ def test_healthz_reports_a_stopped_mixer() -> None:
 )
 def test_caller_is_the_user_part_of_the_from(header: str, caller: str) -> None:
     assert caller_of(header) == caller
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer wrong-token-0123456789", f"Basic {TOKEN}", f"Bearer {TOKEN}x", TOKEN],
+)
+def test_control_requests_without_the_token_are_refused_and_change_nothing(
+    mixer: Mixer, authorization: str | None
+) -> None:
+    client = control_client(mixer)
+    if authorization is None:
+        del client.environ_base["HTTP_AUTHORIZATION"]
+    else:
+        client.environ_base["HTTP_AUTHORIZATION"] = authorization
+    for method, path, body in [
+        ("POST", "/rooms", {"room": "r1", "rate": 8000}),
+        ("GET", "/rooms", None),
+        ("GET", "/state", None),
+        ("POST", "/rooms/import", {"room": "r2", "rate": 8000, "participants": []}),
+        ("DELETE", "/rooms/r0", None),
+        ("PATCH", "/rooms/r0/participants/p1", {"muted": True}),
+        ("GET", "/no/such/route", None),  # unknown routes too: nothing to learn without the token
+    ]:
+        r = client.open(path, method=method, json=body)
+        assert r.status_code == 401, (method, path, r.status_code)
+        assert r.json["error"].startswith("the control API needs Authorization: Bearer")
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+    assert mixer.rooms.keys() == set()
+
+
+def test_with_the_token_control_works_and_probes_need_none(mixer: Mixer) -> None:
+    client = control_client(mixer)
+    assert client.post("/rooms", json={"room": "r0", "rate": 8000}).status_code == 201
+    assert client.get("/rooms").json["rooms"][0]["room"] == "r0"
+    del client.environ_base["HTTP_AUTHORIZATION"]
+    assert client.get("/healthz").status_code == 200  # load balancers and the controller's health check
+    assert client.get("/metrics").status_code == 200  # Prometheus scrapes without a token
+    assert client.get("/rooms").status_code == 401

@@ -13,10 +13,9 @@ import time
 from collections.abc import Callable
 
 import pytest
-from mixer_testkit import LOCAL, OFFERS, Swarm, level_db
+from mixer_testkit import LOCAL, OFFERS, Swarm, control_client, level_db
 from test_audio import HEARD, SILENT, assert_hears_others_not_self, join
 
-from mixer_ext.api import create_app
 from mixer_ext.engine import Mixer
 from mixer_ext.rtp import build_rtp
 from mixer_ext.sdp import build_offer
@@ -73,7 +72,7 @@ def test_unsendable_sdp_address_is_488_and_the_room_carries_on(
 
 
 def test_absurd_loudest_k_is_400_and_nothing_is_created(mixer: Mixer, swarm: Swarm) -> None:
-    client = create_app(mixer).test_client()
+    client = control_client(mixer)
     r = client.post("/rooms", json={"room": "huge", "rate": 8000, "loudest_k": 10**22})
     assert r.status_code == 400 and "loudest_k" in r.json["error"]
     assert client.get("/rooms/huge").status_code == 404
@@ -102,7 +101,7 @@ def test_imported_participant_with_unusable_values_is_400_and_leaves_nothing(
     join(a, swarm, "mv", [(400, "PCMU"), (900, "PCMU")])
     state = a.export_room("mv")
     state["participants"][1].update(change)
-    r = create_app(b).test_client().post("/rooms/import", json=state)
+    r = control_client(b).post("/rooms/import", json=state)
     assert r.status_code == 400 and set(r.json) == {"error", "detail"}
     assert "mv" not in b.rooms
     # The mixer that refused it still mixes: a room of its own is heard.
@@ -131,7 +130,7 @@ def test_a_leg_sending_undecodable_payloads_does_not_silence_anyone(mixer: Mixer
 
 
 def test_healthz_is_503_while_the_media_loop_is_stuck_and_counts_the_late_tick(mixer: Mixer, swarm: Swarm) -> None:
-    client = create_app(mixer).test_client()
+    client = control_client(mixer)
     assert wait_until(lambda: client.get("/healthz").status_code == 200)
     late_before = metric(mixer, "fsfarm_mixer_overruns_total")
     with mixer.media.lock:  # what a tick that never returns looks like from outside
@@ -247,7 +246,7 @@ def test_opus_complexity_is_per_room_and_travels_with_the_room(
     mixer_factory: Callable[[], Mixer], swarm: Swarm
 ) -> None:
     a, b = mixer_factory(), mixer_factory()
-    client = create_app(a).test_client()
+    client = control_client(a)
     r = client.post("/rooms", json={"room": "cheap", "rate": 48000, "opus_complexity": 0})
     assert r.status_code == 201 and r.json["opus_complexity"] == 0
     phones = join(a, swarm, "cheap", [(440, "opus"), (1000, "opus")])
