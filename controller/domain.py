@@ -298,6 +298,9 @@ class Mixer(Record):
     capacity: int = 500
     admin_state: MixerAdminState = MixerAdminState.ACTIVE
     health: MixerHealth = MixerHealth.UNKNOWN
+    control_token: str = ""  # the bearer token its control API wants
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("control_token",)
 
     @property
     def placeable(self) -> bool:

@@ -34,22 +34,27 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MixerClient:
-    """The mixer sidecar's control API (``mixer_ext.api``) over plain HTTP JSON."""
+    """The mixer sidecar's control API (``mixer_ext.api``) over HTTP JSON, with the mixer's bearer token."""
 
     base_url: str
+    token: str = ""
     timeout: float = 1.0
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self.base_url.rstrip("/") + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.base_url.rstrip("/") + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             if exc.code == 409:
                 return None  # already there: creating is idempotent for us
+            if exc.code == 401:
+                said = "refused the control token registered for it (not the one in its --token-file)"
+                raise Unavailable(f"mixer {self.base_url} {said}") from exc
             detail = exc.read()[:300].decode(errors="replace")
             raise Unavailable(f"mixer {self.base_url} answered {exc.code}", detail) from exc
         except (OSError, ValueError) as exc:
@@ -93,7 +98,7 @@ Rebridge = Callable[[Database, UUID, UUID], int]  # (db, conference id, old mixe
 @dataclass
 class MixerLoop:
     db: Database
-    client_for: Callable[[Mixer], MixerClient] = field(default=lambda m: MixerClient(m.control_url))
+    client_for: Callable[[Mixer], MixerClient] = field(default=lambda m: MixerClient(m.control_url, m.control_token))
     failures_to_down: int = 2
     rebridge: Rebridge | None = None
     interval: float = 0.3

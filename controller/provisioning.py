@@ -197,6 +197,7 @@ MIXER_FIELDS = {
     "name": v.Field(v.slug, required=True),
     "sip_address": v.Field(v.host_port(5090), required=True),
     "control_url": v.Field(v.http_url, required=True),
+    "control_token": v.Field(v.bearer_token, required=True),  # what the mixer's --token-file holds
     "capacity": v.Field(v.integer(1, 100_000)),
 }
 
@@ -208,6 +209,20 @@ def add_mixer(db: Database, data: Any) -> Mixer:
         changes.announce(conn, Notice.MIXER)  # nodes' acl.conf lists mixers: the snapshot and the nodes must hear of it
         reassign(conn, f"mixer {mixer.name} added", joined=[mixer.id])
     return mixer
+
+
+MIXER_TOKEN_FIELDS = {"control_token": MIXER_FIELDS["control_token"]}
+
+
+def set_mixer_token(db: Database, ref: str, data: Any) -> Mixer:
+    """Replace the control token the controller sends to a mixer (after its --token-file changed)."""
+    token = v.parse(MIXER_TOKEN_FIELDS, data)["control_token"]
+    with db.transaction() as conn:
+        mixer = mixers.get(conn, ref)
+        changed = mixers.set_control_token(conn, mixer.id, token) if mixer is not None else None
+        if changed is None:
+            raise NotFound(f"no mixer {ref!r}")
+    return changed
 
 
 def remove_mixer(db: Database, ref: str) -> Mixer:

@@ -24,6 +24,7 @@ _EXTENSION = re.compile(r"^[0-9]{2,10}$")
 _DID = re.compile(r"^\+?[0-9]{4,15}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _PIN = re.compile(r"^[0-9]{4,12}$")
+_BEARER = re.compile(r"^[\x21-\x7e]{16,200}$")
 _EMAIL = re.compile(r"^[^@\s<>\"']+@[^@\s<>\"']+$")
 _TEXT_MAX = 200
 # What lxml refuses in text (XML 1.0 Char): C0 controls, lone surrogates, U+FFFE and U+FFFF.
@@ -247,6 +248,22 @@ def secret(name: str, value: Any) -> str:
     s = text(name, value)
     if not s:
         raise _fail(name, "must not be empty", "")
+    return s
+
+
+@_schema(
+    {
+        "type": "string",
+        "pattern": _BEARER.pattern,
+        "description": "16 to 200 printable ASCII characters without spaces",
+        "writeOnly": True,
+    }
+)
+def bearer_token(name: str, value: Any) -> str:
+    """A token sent in an ``Authorization: Bearer`` header: only characters a header carries as they are."""
+    s = text(name, value)
+    if not _BEARER.match(s):
+        raise _fail(name, "must be 16 to 200 printable ASCII characters without spaces", "***")
     return s
 
 

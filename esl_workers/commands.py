@@ -363,11 +363,14 @@ def mixer_of_room(conn: psycopg.Connection[Any], tenant: Tenant, number: str) ->
 
 def _mixer_http(mixer: Mixer, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 5.0) -> Any:
     """One call to the mixer's control API; its 404 is NotFound, other refusals Conflict, no answer 503."""
+    headers = {"Content-Type": "application/json"}
+    if mixer.control_token:
+        headers["Authorization"] = f"Bearer {mixer.control_token}"
     request = urllib.request.Request(
         mixer.control_url.rstrip("/") + path,
         method=method,
         data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
+        headers=headers,
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -18,7 +18,7 @@ from mixer_ext.engine import Mixer
 from mixer_ext.errors import Invalid, MixerError, Unavailable
 
 log = logging.getLogger(__name__)
-TOKEN = re.compile(r"[\x21-\x7e]{16,512}")  # printable ASCII without spaces: it travels in an HTTP header
+TOKEN = re.compile(r"[\x21-\x7e]{16,200}")  # printable ASCII without spaces: it travels in an HTTP header
 
 
 def _host_port(value: str, option: str) -> tuple[str, int]:
@@ -48,7 +48,7 @@ def control_token(path: Path | None) -> str:
         raise Unavailable(f"cannot read the token file {path}: {exc}", {"token_file": str(path)}) from exc
     if not TOKEN.fullmatch(token):
         raise Invalid(
-            f"the token in {path} must be 16 to 512 printable characters without spaces", {"token_file": str(path)}
+            f"the token in {path} must be 16 to 200 printable characters without spaces", {"token_file": str(path)}
         )
     return token
 

@@ -138,7 +138,12 @@ def test_every_provisioning_write_announces_what_it_changed(db: Database, heard:
     assert farm_wide <= heard.after(lambda: provisioning.add_node(db, {"name": "fs1", **NODE}))
     assert farm_wide <= heard.after(lambda: provisioning.add_node(db, {"name": "fs2", **NODE, "spare": True}))
     assert farm_wide <= heard.after(lambda: provisioning.update_node(db, "fs1", {"capacity": 500}))
-    mixer = {"name": "m1", "sip_address": "127.0.0.1:5090", "control_url": "http://127.0.0.1:5091"}
+    mixer = {
+        "name": "m1",
+        "sip_address": "127.0.0.1:5090",
+        "control_url": "http://127.0.0.1:5091",
+        "control_token": "mixer-token-0123456789",
+    }
     assert {(Notice.MIXER, None)} <= heard.after(lambda: provisioning.add_mixer(db, mixer))
     assert {(Notice.MIXER, None)} <= heard.after(lambda: provisioning.remove_mixer(db, "m1"))
 

@@ -68,7 +68,15 @@ def test_stores_hand_out_enum_members_and_keep_the_plain_text(db: Any) -> None:
     node = provisioning.add_node(
         db, {"name": "fs1", "sip_address": "10.0.0.1", "esl_address": "10.0.0.1", "esl_password": "x"}
     )
-    mixer = provisioning.add_mixer(db, {"name": "mix1", "sip_address": "10.0.0.9", "control_url": "http://10.0.0.9"})
+    mixer = provisioning.add_mixer(
+        db,
+        {
+            "name": "mix1",
+            "sip_address": "10.0.0.9",
+            "control_url": "http://10.0.0.9",
+            "control_token": "mixer-token-0123456789",
+        },
+    )
     with db.transaction() as conn:
         nodes.set_health(conn, node.id, NodeHealth.DOWN, "gone")
         down = nodes.get(conn, node.id)

@@ -113,13 +113,23 @@ def test_every_api_entry_point_refuses_a_bad_address_naming_the_field(admin, cli
         (
             admin.post,
             "/api/v1/mixers",
-            {"name": "m1", "sip_address": "10.0.0.256:5090", "control_url": "http://10.0.0.5:5091"},
+            {
+                "name": "m1",
+                "sip_address": "10.0.0.256:5090",
+                "control_url": "http://10.0.0.5:5091",
+                "control_token": "mixer-token-0123456789",
+            },
             "sip_address",
         ),
         (
             admin.post,
             "/api/v1/mixers",
-            {"name": "m1", "sip_address": "10.0.0.5:5090", "control_url": "http://10.0.0.300:5091"},
+            {
+                "name": "m1",
+                "sip_address": "10.0.0.5:5090",
+                "control_url": "http://10.0.0.300:5091",
+                "control_token": "mixer-token-0123456789",
+            },
             "control_url",
         ),
         (
@@ -171,8 +181,12 @@ def test_cli_errors_are_one_line_and_name_the_flag(dsn):
         ),
         (("user", "add", "-t", "acme.example", "1001"), "error: missing --password"),
         (
-            ("mixers", "add", "m1", "--sip", "10.0.0.9:5090", "--control", "ftp://10.0.0.9"),
+            ("mixers", "add", "m1", "--sip", "10.0.0.9:5090", "--control", "ftp://10.0.0.9", "--token-file", __file__),
             "error: --control: must be an http(s) URL",
+        ),
+        (
+            ("mixers", "add", "m1", "--sip", "10.0.0.9:5090", "--control", "http://10.0.0.9"),
+            "error: missing --token-file",
         ),
         (
             ("gateway", "add", "-t", "acme.example", "carrier", "--proxy", "[::1"),

@@ -87,6 +87,14 @@ def add_mixer() -> Any:
     return jsonify(provisioning.add_mixer(database(), body()).public()), 201
 
 
+@blueprint.put("/mixers/<ref>/control-token")
+@documented(provisioning.MIXER_TOKEN_FIELDS)
+@farm_admin
+def set_mixer_token(ref: str) -> Any:
+    """Replace the bearer token the controller sends to a mixer's control API (never shown again)."""
+    return jsonify(provisioning.set_mixer_token(database(), ref, body()).public())
+
+
 @blueprint.delete("/mixers/<ref>")
 @farm_admin
 def remove_mixer(ref: str) -> Any:

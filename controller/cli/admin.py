@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -227,20 +228,52 @@ def mixers() -> None:
     """
 
 
+def _read_token(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The token in the file an option names (a copy of the mixer's --token-file), stripped."""
+    if value is None:
+        return None
+    try:
+        return Path(value).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {value}: {exc}") from None
+
+
+token_file_option = click.option(
+    "--token-file",
+    "control_token",
+    type=click.Path(dir_okay=False),
+    callback=_read_token,
+    help="A copy of the file the mixer's own --token-file names: its control API's bearer token.",
+)
+
+
 @mixers.command("add")
 @click.argument("name")
 @click.option("--sip", "sip_address", required=True, help="host:port FreeSWITCH bridges room legs to.")
-@click.option("--control", "control_url", required=True, help="http://host:port of its control API.")
+@click.option("--control", "control_url", required=True, help="http(s)://host:port of its control API.")
+@token_file_option
 @click.option("--capacity", type=int, help="Relative placement weight (500).")
 @json_option
 @with_db
 def mixers_add(
-    database: Database, name: str, sip_address: str, control_url: str, capacity: int | None, as_json: bool
+    database: Database,
+    name: str,
+    sip_address: str,
+    control_url: str,
+    control_token: str | None,
+    capacity: int | None,
+    as_json: bool,
 ) -> None:
     """Register an HD conference mixer.
 
     HD rooms are placed on mixers like tenants on nodes."""
-    data = {"name": name, "sip_address": sip_address, "control_url": control_url, "capacity": capacity}
+    data = {
+        "name": name,
+        "sip_address": sip_address,
+        "control_url": control_url,
+        "control_token": control_token,
+        "capacity": capacity,
+    }
     created = provisioning.add_mixer(database, {k: v for k, v in data.items() if v is not None})
     emit(created.public(), ("name", "sip_address", "control_url", "capacity"), as_json)
 
@@ -255,6 +288,16 @@ def mixers_list(database: Database, as_json: bool) -> None:
     with database.transaction() as conn:
         rows = [m.public() for m in mixer_store.list_all(conn)]
     emit(rows, ("name", "sip_address", "control_url", "admin_state", "health"), as_json)
+
+
+@mixers.command("token")
+@click.argument("name")
+@token_file_option
+@with_db
+def mixers_token(database: Database, name: str, control_token: str | None) -> None:
+    """Replace the token sent to a mixer's control API."""
+    provisioning.set_mixer_token(database, name, {} if control_token is None else {"control_token": control_token})
+    click.echo(f"mixer {name}: control token replaced")
 
 
 @mixers.command("rm")

@@ -30,3 +30,7 @@ def delete(conn: psycopg.Connection[Any], id: UUID) -> bool:
 
 def set_health(conn: psycopg.Connection[Any], id: UUID, health: MixerHealth) -> None:
     conn.execute("UPDATE mixers SET health = %s, updated_at = clock_timestamp() WHERE id = %s", [health, id])
+
+
+def set_control_token(conn: psycopg.Connection[Any], id: UUID, token: str) -> Mixer | None:
+    return rows.update(conn, "mixers", Mixer, id, {"control_token": token})

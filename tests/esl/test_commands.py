@@ -101,11 +101,14 @@ def test_unknown_member_or_idle_room_is_404_in_freeswitchs_words(
     assert idle.status_code == 404 and "nobody" in idle.json["error"], idle.json
 
 
+MIXER_TOKEN = "mixer-token-0123456789"
+
+
 @pytest.fixture
 def mixer_api() -> Iterator[str]:
     """A real mixer sidecar (engine and control API) on loopback; yields its control URL."""
     engine = Mixer("127.0.0.1").start()
-    server = make_server("127.0.0.1", 0, create_app(engine), threaded=True)
+    server = make_server("127.0.0.1", 0, create_app(engine, MIXER_TOKEN), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -120,12 +123,14 @@ def test_hd_room_commands_go_to_its_mixer_not_to_mod_conference(
 ) -> None:
     fs = fake_fs()
     farm(fs.address)
-    provisioning.add_mixer(db, {"name": "m1", "sip_address": "127.0.0.1:5090", "control_url": mixer_api})
+    mixer = {"name": "m1", "sip_address": "127.0.0.1:5090", "control_url": mixer_api, "control_token": MIXER_TOKEN}
+    provisioning.add_mixer(db, mixer)
     room = provisioning.add_child(db, "conferences", "acme.test", {"number": "3100", "profile": "hd"})
     base = "/api/v1/tenants/acme.test/conferences/3100"
     # not created on the mixer yet: nobody in it
     assert admin.get(f"{base}/members").json == []
-    requests.post(f"{mixer_api}/rooms", json={"room": str(room.id), "rate": 48000}, timeout=5)
+    bearer = {"Authorization": f"Bearer {MIXER_TOKEN}"}
+    requests.post(f"{mixer_api}/rooms", json={"room": str(room.id), "rate": 48000}, headers=bearer, timeout=5)
     listed = admin.post(f"{base}/list", json={})
     assert listed.status_code == 200 and listed.json["mixer"] == "m1" and listed.json["result"] == "[]", listed.json
     gone = admin.post(f"{base}/mute", json={"member": "p0000000"})
@@ -140,7 +145,13 @@ def test_hd_room_on_an_unreachable_mixer_is_503(db: Database, admin: Any, fake_f
     fs = fake_fs()
     farm(fs.address)
     provisioning.add_mixer(
-        db, {"name": "m1", "sip_address": "127.0.0.1:5090", "control_url": f"http://127.0.0.1:{free_port()}"}
+        db,
+        {
+            "name": "m1",
+            "sip_address": "127.0.0.1:5090",
+            "control_url": f"http://127.0.0.1:{free_port()}",
+            "control_token": MIXER_TOKEN,
+        },
     )
     provisioning.add_child(db, "conferences", "acme.test", {"number": "3100", "profile": "hd"})
     resp = admin.post("/api/v1/tenants/acme.test/conferences/3100/kick", json={"member": "p1"})

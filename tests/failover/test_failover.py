@@ -246,7 +246,13 @@ def test_adding_or_removing_a_mixer_is_announced(db):
     with psycopg.connect(db.conninfo, autocommit=True) as listener:
         listener.execute(f"LISTEN {changes.CHANNEL}")
         provisioning.add_mixer(
-            db, {"name": "m1", "sip_address": "127.0.0.1:5090", "control_url": "http://127.0.0.1:5091"}
+            db,
+            {
+                "name": "m1",
+                "sip_address": "127.0.0.1:5090",
+                "control_url": "http://127.0.0.1:5091",
+                "control_token": "mixer-token-0123456789",
+            },
         )
         provisioning.remove_mixer(db, "m1")
         heard = [json.loads(n.payload)["what"] for n in listener.notifies(timeout=2, stop_after=2)]

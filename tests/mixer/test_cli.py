@@ -70,7 +70,7 @@ def test_the_control_api_cannot_run_without_a_good_token(tmp_path: Path) -> None
     short = tmp_path / "short"
     short.write_text("secret\n")
     result = CliRunner().invoke(main, ["mixer", "--listen", f"{LOCAL}:0", "--token-file", str(short)])
-    assert result.exit_code == 1 and "must be 16 to 512 printable characters" in result.output
+    assert result.exit_code == 1 and "must be 16 to 200 printable characters" in result.output
 
 
 def test_sidecar_process_serves_sip_and_control_and_stops_on_sigterm(tmp_path: Path) -> None:

@@ -104,7 +104,15 @@ def test_acl_holds_only_farm_members(client: Any, db: Any, farm: Any, recorded: 
     provisioning.add_node(
         db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021", "esl_password": "x"}
     )
-    provisioning.add_mixer(db, {"name": "mix1", "sip_address": "10.0.0.9:5090", "control_url": "http://10.0.0.9"})
+    provisioning.add_mixer(
+        db,
+        {
+            "name": "mix1",
+            "sip_address": "10.0.0.9:5090",
+            "control_url": "http://10.0.0.9",
+            "control_token": "mixer-token-0123456789",
+        },
+    )
     acl = config(client, recorded, "acl.conf")
     lists = {lst.get("name"): lst for lst in acl.iterfind("network-lists/list")}
     nodes = lists["fsfarm-nodes"]

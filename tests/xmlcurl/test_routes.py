@@ -44,7 +44,15 @@ def test_room_on_another_node_is_bridged_there(client: Any, db: Any, farm: Any, 
 
 
 def test_hd_room_goes_to_its_mixer(client: Any, db: Any, farm: Any, recorded: Any) -> None:
-    provisioning.add_mixer(db, {"name": "mix1", "sip_address": "10.0.0.9:5090", "control_url": "http://10.0.0.9:8090"})
+    provisioning.add_mixer(
+        db,
+        {
+            "name": "mix1",
+            "sip_address": "10.0.0.9:5090",
+            "control_url": "http://10.0.0.9:8090",
+            "control_token": "mixer-token-0123456789",
+        },
+    )
     room = provisioning.add_child(db, "conferences", "acme.test", {"number": "3100", "profile": "hd"})
     with db.transaction() as conn:
         assert any(p.conference_id == room.id and p.mixer_id for p in placements.conference_placements(conn))

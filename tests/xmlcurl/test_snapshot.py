@@ -32,7 +32,15 @@ def _rich_farm(db: Database, farm: dict[str, Any]) -> dict[str, Any]:
     fs2 = provisioning.add_node(
         db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021", "esl_password": "x"}
     )
-    provisioning.add_mixer(db, {"name": "mix1", "sip_address": "10.0.0.9:5090", "control_url": "http://10.0.0.9:8090"})
+    provisioning.add_mixer(
+        db,
+        {
+            "name": "mix1",
+            "sip_address": "10.0.0.9:5090",
+            "control_url": "http://10.0.0.9:8090",
+            "control_token": "mixer-token-0123456789",
+        },
+    )
     provisioning.update_tenant(db, "acme.test", {"pinned_node": "vm"})
     provisioning.update_tenant(db, "beta.test", {"pinned_node": "fs2"})
     gamma = provisioning.add_tenant(db, {"domain": "gamma.test", "name": "Gamma"})
