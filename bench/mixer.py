@@ -175,9 +175,13 @@ def free_port(kind: int) -> int:
         return s.getsockname()[1]
 
 
+CONTROL_TOKEN = secrets.token_urlsafe(24)  # every sidecar this bench starts wants it on control requests
+
+
 def http(method: str, url: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {CONTROL_TOKEN}"}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=10) as resp:
         raw = resp.read()
         return json.loads(raw) if raw and resp.headers.get_content_type() == "application/json" else {}
@@ -205,6 +209,8 @@ class Sidecar:
             self.api.removeprefix("http://"),
             "--log-level",
             "WARNING",
+            "--token-file",
+            str(token_file := self._token_file()),
         ] + (["--per-leg-codecs"] if per_leg else [])
         cpus = sorted(os.sched_getaffinity(0))
         # "One core" literally: the mixer (all its threads) is pinned to one CPU, the phones to the others.
@@ -223,11 +229,19 @@ class Sidecar:
         while True:
             try:
                 http("GET", f"{self.api}/healthz")
+                token_file.unlink()  # read once at start: nothing to keep in /tmp
                 return
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError("mixer sidecar did not start") from None
                 time.sleep(0.1)
+
+    @staticmethod
+    def _token_file() -> Path:
+        fd, name = tempfile.mkstemp(prefix="fsfarm-bench-mixer-token-")
+        with os.fdopen(fd, "w") as out:
+            out.write(CONTROL_TOKEN)
+        return Path(name)
 
     def _pin(self, realtime: bool) -> None:
         load.die_with_parent()

@@ -266,22 +266,30 @@ class Sidecar:
     sip: str
     control: str
     log_path: Path
+    token_file: Path
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token_file.read_text().strip()}"}
 
     def room(self, room_id: str) -> dict[str, Any]:
-        return dict(requests.get(f"{self.control}/rooms/{room_id}", timeout=5).json())
+        return dict(requests.get(f"{self.control}/rooms/{room_id}", headers=self.bearer, timeout=5).json())
 
 
 @pytest.fixture(scope="module")
 def mixer(farm: Farm) -> Iterator[Sidecar]:
     sip_port, control_port = free_port(socket.SOCK_DGRAM), free_port()
-    log_path = farm.workdir / "mixer.log"
+    log_path, token_file = farm.workdir / "mixer.log", farm.workdir / "mixer.token"  # the mixer writes the token
     process = subprocess.Popen(
-        [FSFARM, "mixer", "--listen", f"127.0.0.1:{sip_port}", "--control", f"127.0.0.1:{control_port}"],
+        [
+            *(FSFARM, "mixer", "--listen", f"127.0.0.1:{sip_port}", "--control", f"127.0.0.1:{control_port}"),
+            *("--token-file", str(token_file)),
+        ],
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
-    side = Sidecar(process, f"127.0.0.1:{sip_port}", f"http://127.0.0.1:{control_port}", log_path)
+    side = Sidecar(process, f"127.0.0.1:{sip_port}", f"http://127.0.0.1:{control_port}", log_path, token_file)
 
     def healthy() -> bool:
         if process.poll() is not None:
@@ -293,7 +301,9 @@ def mixer(farm: Farm) -> Iterator[Sidecar]:
 
     try:
         wait_for(healthy, 20, "the mixer's control API")
-        farm.controller.cli("mixers", "add", "m1", "--sip", side.sip, "--control", side.control)
+        farm.controller.cli(
+            "mixers", "add", "m1", "--sip", side.sip, "--control", side.control, "--token-file", str(token_file)
+        )
         yield side
     finally:
         process.terminate()
@@ -319,7 +329,7 @@ def test_hd_room_on_the_mixer_is_wideband_each_hears_only_the_other_and_the_api_
     )
     assert placed["mixer"] == "m1"
     rooms = wait_for(
-        lambda: requests.get(mixer.control + "/rooms", timeout=5).json()["rooms"],
+        lambda: requests.get(mixer.control + "/rooms", headers=mixer.bearer, timeout=5).json()["rooms"],
         20,
         "the controller to create the room on the mixer",
     )
