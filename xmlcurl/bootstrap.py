@@ -72,16 +72,23 @@ def modules_conf() -> Element:
     return conf
 
 
-def xml_curl_conf(url: str, user: str, password: str, timeout: int) -> Element:
+def xml_curl_conf(url: str, user: str, password: str, timeout: int, ca_file: str | None = None) -> Element:
+    """mod_xml_curl's one binding; an https URL is verified (certificate chain and host name, against ``ca_file``)."""
     conf = _configuration("xml_curl.conf")
     binding = etree.SubElement(etree.SubElement(conf, "bindings"), "binding", name="fsfarm")
     etree.SubElement(binding, "param", name="gateway-url", value=url, bindings=BINDINGS)
-    for name, value in [
+    settings = [
         ("gateway-credentials", f"{user}:{password}"),
         ("auth-scheme", "basic"),
         ("timeout", str(timeout)),  # the default is none: a stuck controller would stall calls
         ("enable-post-data", "true"),
-    ]:
+    ]
+    if url.lower().startswith("https://"):
+        # mod_xml_curl verifies neither the chain nor the host name unless told to.
+        settings += [("enable-cacert-check", "true"), ("enable-ssl-verifyhost", "true")]
+        if ca_file:
+            settings.append(("ssl-cacert-file", ca_file))
+    for name, value in settings:
         etree.SubElement(binding, "param", name=name, value=value)
     return conf
 
@@ -112,13 +119,16 @@ FREESWITCH_XML = b"""<?xml version="1.0"?>
 """
 
 
-def files(node: Node, url: str, user: str, password: str, options: XmlCurlOptions) -> dict[str, bytes]:
+def files(
+    node: Node, url: str, user: str, password: str, options: XmlCurlOptions, ca_file: str | None = None
+) -> dict[str, bytes]:
     """Relative path -> contents of every local file, for FreeSWITCH's conf dir (``-conf``)."""
+    curl = xml_curl_conf(url, user, password, options.fetch_timeout, ca_file)
     return {
         "freeswitch.xml": FREESWITCH_XML,
         "autoload_configs/switch.conf.xml": _include(switch_conf(node)),
         "autoload_configs/modules.conf.xml": _include(modules_conf()),
-        "autoload_configs/xml_curl.conf.xml": _include(xml_curl_conf(url, user, password, options.fetch_timeout)),
+        "autoload_configs/xml_curl.conf.xml": _include(curl),
         "autoload_configs/console.conf.xml": _include(console_conf()),
         "autoload_configs/logfile.conf.xml": _include(logfile_conf()),
     }

@@ -43,6 +43,11 @@ def freeswitch() -> None:
     help="xml_curl URL the node reaches (default: where `fsfarm up` last listened, from "
     "<state dir>/controller.json, else http://FSFARM_CONTROLLER_ADDRESS:8080/xmlcurl).",
 )
+@click.option(
+    "--ca-file",
+    default=None,
+    help="For an https --url: the CA certificate (path on the node) FreeSWITCH verifies the controller with.",
+)
 @click.option("--dsn", default=None, help="PostgreSQL DSN (default FSFARM_DATABASE_URL or the embedded server).")
 @click.option(
     "--xmlcurl-password",
@@ -51,7 +56,7 @@ def freeswitch() -> None:
     "without it new credentials are issued and the node's previous password stops working.",
 )
 def bootstrap_command(
-    node_ref: str, out: Path | None, url: str | None, dsn: str | None, xmlcurl_password: str | None
+    node_ref: str, out: Path | None, url: str | None, ca_file: str | None, dsn: str | None, xmlcurl_password: str | None
 ) -> None:
     """Write a node's local files; print how to start it.
 
@@ -62,6 +67,8 @@ def bootstrap_command(
     """
     settings = runtime.settings()
     target = url or _xmlcurl_url(settings)
+    if ca_file and not target.lower().startswith("https://"):
+        raise Invalid(f"--ca-file is for an https xml_curl URL, not {target}", {"field": "ca_file"})
     db = _database(settings, dsn)
     try:
         with db.transaction() as conn:
@@ -79,7 +86,7 @@ def bootstrap_command(
                 except Invalid as exc:
                     raise Invalid(f"--xmlcurl-password: {exc.message.partition(': ')[2]}", exc.detail) from None
             contents = bootstrap.files(
-                node, target, node.xmlcurl_user, xmlcurl_password, XmlCurlOptions.from_settings(settings)
+                node, target, node.xmlcurl_user, xmlcurl_password, XmlCurlOptions.from_settings(settings), ca_file
             )
             # Written before the commit: files that cannot be written leave the node's current password valid.
             try:

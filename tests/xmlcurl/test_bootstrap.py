@@ -171,3 +171,18 @@ def test_the_readme_tour_names_every_module_a_node_loads() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     tour = readme[readme.index("## A short tour") : readme.index("### More of the CLI")]
     assert [m for m in MODULES if m not in tour] == []
+
+
+def test_an_https_url_is_verified_by_freeswitch_against_the_given_ca(dsn: str, farm: Any, tmp_path: Path) -> None:
+    url, ca = "https://ctl.example:8443/xmlcurl", "/etc/freeswitch/tls/fsfarm-ca.pem"
+    result = run(dsn, "--node", "vm", "--out", str(tmp_path), "--url", url, "--ca-file", ca)
+    assert result.exit_code == 0, result.output
+    curl = etree.parse(str(tmp_path / "autoload_configs/xml_curl.conf.xml"))
+    params = {p.get("name"): p.get("value") for p in curl.iter("param")}
+    # mod_xml_curl's own names (it checks neither the chain nor the host unless these are true)
+    assert params["gateway-url"] == url
+    assert params["enable-cacert-check"] == "true" and params["enable-ssl-verifyhost"] == "true"
+    assert params["ssl-cacert-file"] == ca
+    plain = run(dsn, "--node", "vm", "--out", str(tmp_path / "plain"), "--ca-file", ca)
+    assert plain.exit_code == 1 and "--ca-file is for an https xml_curl URL" in plain.output, plain.output
+    assert not (tmp_path / "plain").exists()
