@@ -23,10 +23,10 @@ TONE_AMPLITUDE = 6000
 TOKEN = "mixer-test-token-" + secrets.token_hex(8)
 
 
-def control_client(mixer: Mixer, token: str = TOKEN) -> FlaskClient:
-    """A test client of the mixer's control API that sends its bearer token with every request."""
+def control_client(mixer: Mixer) -> FlaskClient:
+    """A test client of the mixer's control API (token ``TOKEN``) that sends that token with every request."""
     client = create_app(mixer, TOKEN).test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
     return client
 
 
