@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from testsupport import free_port
+from tls_support import gunicorn_tls
 
 from controller import provisioning
 from controller.database import Database
@@ -21,61 +18,11 @@ from controller.database import Database
 NODE = {"name": "fs1", "sip_address": "127.0.0.1:5060", "esl_address": "127.0.0.1:8021", "esl_password": "ClueCon1"}
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (its own CA) and its key, as an operator would make one with openssl."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
-
-
 @pytest.fixture
 def https_farm(dsn: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """``gunicorn -k gevent --certfile --keyfile controller.app.wsgi:application`` on a free loopback port."""
-    cert, key = self_signed(tmp_path)
-    port = free_port()
-    gunicorn = Path(sys.executable).with_name("gunicorn")
     env = {**os.environ, "FSFARM_DATABASE_URL": dsn, "FSFARM_STATE_DIR": str(tmp_path / "state")}
-    log = (tmp_path / "gunicorn.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            *(str(gunicorn), "-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}"),
-            *("--certfile", str(cert), "--keyfile", str(key), "controller.app.wsgi:application"),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    base = f"https://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()[-3000:]
-            try:
-                requests.get(f"{base}/healthz", verify=str(cert), timeout=2)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()[-3000:]
-                time.sleep(0.2)
-        yield base, cert
-        assert "Using worker: gevent" in (tmp_path / "gunicorn.log").read_text()  # the worker the docs name
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with gunicorn_tls(env, tmp_path) as served:
+        yield served
 
 
 def test_api_and_xml_curl_answer_over_https_and_plain_http_is_refused(

@@ -318,13 +318,13 @@ class FreeSwitch:
             *extra,
         ]
 
-    def start(self, wait: bool = True) -> FreeSwitch:
+    def start(self, wait: bool = True, bootstrap_args: tuple[str, ...] = ()) -> FreeSwitch:
         binary = freeswitch_binary()
         assert binary, "no FreeSWITCH binary"
         conf = self.workdir / "conf"
         if conf.exists():
             shutil.rmtree(conf)
-        self.controller.cli("freeswitch", "bootstrap", "--node", self.name, "--out", str(conf))
+        self.controller.cli("freeswitch", "bootstrap", "--node", self.name, "--out", str(conf), *bootstrap_args)
         args = [binary, "-nc", "-nf", "-nonat", "-conf", str(conf)]
         for name in ("log", "db", "run", "storage", "cache", "recordings", "sounds", "certs"):
             (self.workdir / name).mkdir(parents=True, exist_ok=True)
