@@ -88,15 +88,15 @@ def test_secrets_are_stored_as_hashes(admin, db):
     admin.post("/api/v1/nodes", json=NODE)
     admin.post("/api/v1/tenants", json={"domain": "acme.example"})
     admin.post(
-        "/api/v1/tenants/acme.example/users", json={"extension": "1001", "password": "pw1001pw", "vm_pin": "9876"}
+        "/api/v1/tenants/acme.example/users", json={"extension": "1001", "password": "pw1001pw", "vm_pin": "98765432"}
     )
     with db.transaction() as conn:
         row = conn.execute("SELECT * FROM users").fetchone()
         node_row = conn.execute("SELECT * FROM nodes").fetchone()
         dump = str(conn.execute("SELECT row_to_json(u) FROM users u").fetchall())
     assert row["a1_hash"] == hashlib.md5(b"1001:acme.example:pw1001pw").hexdigest()
-    assert row["vm_a1_hash"] == hashlib.md5(b"1001:acme.example:9876").hexdigest()
-    assert "pw1001pw" not in dump and "9876" not in dump
+    assert row["vm_a1_hash"] == hashlib.md5(b"1001:acme.example:98765432").hexdigest()
+    assert "pw1001pw" not in dump and "98765432" not in dump  # 8 digits: no uuid or hash holds them by chance
     # The ESL password is kept (the workers need it) but the API never shows it.
     assert node_row["esl_password"] == "ClueCon"
     assert "ClueCon" not in admin.get("/api/v1/nodes").get_data(as_text=True)
