@@ -69,19 +69,32 @@ def seal_stored(conn: psycopg.Connection[Any]) -> int:
     ``updated_at`` is left alone: the value did not change, so this never wins over a newer write at another site.
     """
     cipher = secrets.active()
+    sealed_like = secrets.PREFIX + "%"
     count = 0
     for table, columns in SEALED.values():
         for column in columns:
-            names = {"table": sql.Identifier(table), "column": sql.Identifier(column)}
-            probe = sql.SQL("SELECT id, {column} AS value FROM {table} WHERE {column} LIKE %s LIMIT 1")
-            for row in conn.execute(probe.format(**names), [secrets.PREFIX + "%"]).fetchall():
+            probe = sql.SQL("SELECT id, {c} AS value FROM {t} WHERE {c} LIKE %s LIMIT 1").format(
+                c=sql.Identifier(column), t=sql.Identifier(table)
+            )
+            for row in conn.execute(probe, [sealed_like]).fetchall():
                 cipher.open(row["value"], where(table, column, row["id"]))
-            clear = sql.SQL("SELECT id, {column} AS value FROM {table} WHERE {column} <> '' AND {column} NOT LIKE %s")
-            # Compare-and-set: a row changed meanwhile is already sealed by the write that changed it.
-            update = sql.SQL("UPDATE {table} SET {column} = %s WHERE id = %s AND {column} = %s").format(**names)
-            for row in conn.execute(clear.format(**names), [secrets.PREFIX + "%"]).fetchall():
-                sealed = cipher.seal(row["value"], where(table, column, row["id"]))
-                count += conn.execute(update, [sealed, row["id"], row["value"]]).rowcount
+        in_clear = sql.SQL(" OR ").join(
+            sql.SQL("({c} <> '' AND {c} NOT LIKE %s)").format(c=sql.Identifier(c)) for c in columns
+        )
+        query = sql.SQL("SELECT id, {} FROM {} WHERE {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table), in_clear
+        )
+        for row in conn.execute(query, [sealed_like] * len(columns)).fetchall():
+            for column in columns:
+                value = row[column]
+                if not value or value.startswith(secrets.PREFIX):
+                    continue
+                # Compare-and-set: a row changed meanwhile was sealed by the write that changed it.
+                update = sql.SQL("UPDATE {t} SET {c} = %s WHERE id = %s AND {c} = %s").format(
+                    t=sql.Identifier(table), c=sql.Identifier(column)
+                )
+                sealed = cipher.seal(value, where(table, column, row["id"]))
+                count += conn.execute(update, [sealed, row["id"], value]).rowcount
     return count
 
 
