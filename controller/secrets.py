@@ -49,11 +49,15 @@ def load_key(configured: str, state_dir: Path) -> bytes:
     if configured:
         return decode_key(configured, "FSFARM_SECRET_KEY")
     path = state_dir / KEY_FILE
-    if not path.exists():
-        _create_key_file(path)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o600)
-    return decode_key(path.read_text(), str(path))
+    try:
+        if not path.exists():
+            _create_key_file(path)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        text = path.read_text()
+    except OSError as exc:
+        raise SecretKeyError(f"{path}: cannot read or create the secret key: {exc.strerror}") from None
+    return decode_key(text, str(path))
 
 
 def _create_key_file(path: Path) -> None:
@@ -85,7 +89,8 @@ class Cipher:
         return PREFIX + base64.b64encode(nonce + sealed).decode()
 
     def open(self, stored: str, where: str) -> str:
-        """The plaintext of a stored value; a value written before sealing (no prefix) is returned as is."""
+        """The plaintext of a stored value (one written before sealing, without the prefix, as is); SecretKeyError
+        when it does not decrypt for ``where`` (another key, or a value moved or altered)."""
         if not stored.startswith(PREFIX):
             return stored
         try:
