@@ -94,7 +94,7 @@ class Cipher:
         if not stored.startswith(PREFIX):
             return stored
         try:
-            raw = base64.b64decode(stored[len(PREFIX) :], validate=True)
+            raw = binascii.a2b_base64(stored[len(PREFIX) :], strict_mode=True)
             return self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], where.encode()).decode()
         except (InvalidTag, binascii.Error, ValueError):
             raise SecretKeyError(

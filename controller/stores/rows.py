@@ -48,7 +48,7 @@ SEALED: dict[type, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def where(table: str, column: str, id: UUID) -> str:
+def where(table: str, column: str, id: UUID | str) -> str:
     """What a sealed value is bound to: a ciphertext copied to another row or column does not open."""
     return f"{table}.{column}:{id}"
 

@@ -48,7 +48,7 @@ def answer_rows_all(conn: psycopg.Connection[Any], chunk: int) -> Iterator[list[
     cipher = secrets.active()
     with conn.cursor(name="xmlcurl_snapshot_users", row_factory=tuple_row) as cur:
         cur.itersize = chunk
-        cur.execute(f"SELECT id, tenant_id, {ANSWER_COLUMNS} FROM users WHERE enabled")
+        cur.execute(f"SELECT id::text, tenant_id, {ANSWER_COLUMNS} FROM users WHERE enabled")  # text: no UUID made
         while batch := cur.fetchmany(chunk):
             yield [_opened(row, cipher, 1) for row in batch]
 
@@ -57,5 +57,5 @@ def answer_rows(conn: psycopg.Connection[Any], tenant_id: UUID) -> list[tuple[An
     """ANSWER_COLUMNS of one tenant's enabled users, hashes decrypted."""
     cipher = secrets.active()
     with conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute(f"SELECT id, {ANSWER_COLUMNS} FROM users WHERE tenant_id = %s AND enabled", [tenant_id])
+        cur.execute(f"SELECT id::text, {ANSWER_COLUMNS} FROM users WHERE tenant_id = %s AND enabled", [tenant_id])
         return [_opened(row, cipher, 0) for row in cur.fetchall()]
