@@ -21,7 +21,8 @@ ANSWER_COLUMNS = (
     "extension, a1_hash, display_name, caller_id_name, caller_id_number, toll_allow, accountcode, "
     "ring_timeout, voicemail, vm_a1_hash, vm_email"
 )
-_A1, _VM_A1 = 1, 9  # where the two sealed hashes sit in ANSWER_COLUMNS
+_NAMES = [name.strip() for name in ANSWER_COLUMNS.split(",")]
+_A1, _VM_A1 = _NAMES.index("a1_hash"), _NAMES.index("vm_a1_hash")  # the two sealed columns among them
 
 
 def _opened(row: tuple[Any, ...], cipher: secrets.Cipher, at: int) -> tuple[Any, ...]:
