@@ -23,14 +23,14 @@ from controller.database.embedded import EmbeddedPostgres
 from sql.migrate import migrate
 
 # One secret key for the session: the stores in this process and every fsfarm subprocess (inheriting it) agree.
-SECRET_KEY = base64.b64encode(os.urandom(secrets.KEY_BYTES)).decode()
-os.environ["FSFARM_SECRET_KEY"] = SECRET_KEY
+# setdefault: this module is imported twice (as conftest and as tests.conftest), the key must not change.
+os.environ.setdefault("FSFARM_SECRET_KEY", base64.b64encode(os.urandom(secrets.KEY_BYTES)).decode())
 
 
 @pytest.fixture(autouse=True)
 def secret_key() -> bytes:
     """The session's key, made this process's key again before every test (a test may load another)."""
-    key = base64.b64decode(SECRET_KEY)
+    key = base64.b64decode(os.environ["FSFARM_SECRET_KEY"])
     secrets.use(key)
     return key
 
