@@ -24,6 +24,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import multiprocessing  # noqa: E402
+import os  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
 import socket  # noqa: E402
@@ -224,6 +225,7 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     reps = 20 if args.quick else 200
 
+    from controller import secrets
     from controller.config import Settings
     from controller.database import Database
     from controller.database.embedded import EmbeddedPostgres
@@ -240,6 +242,7 @@ def main() -> None:
     try:
         migrate(pg.conninfo)
         db = Database(pg.conninfo, max_size=4)
+        secrets.use(os.urandom(secrets.KEY_BYTES))  # the bench's own database: any key this process holds
         settings = Settings(
             database_url=None,
             state_dir=tmp,

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the tests' loopback harness
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "freeswitch"))  # real FreeSWITCH farm
 
-from controller import provisioning
+from controller import provisioning, secrets
 from controller.database import Database
 from controller.database.embedded import EmbeddedPostgres
 from controller.failover import FailoverLoop
@@ -69,6 +69,7 @@ def one_run(server: EmbeddedPostgres, how: str, workdir: Path) -> tuple[float, i
     dsn = server.conninfo.replace("dbname=postgres", f"dbname={name}")
     migrate(dsn)
     db = Database(dsn, max_size=6)
+    secrets.use(os.urandom(secrets.KEY_BYTES))  # the bench's own database: any key this process holds
     sip = {n: SipNode(n) for n in ("fs1", "fs2", "spare1")}
     esl = {n: EslNode(n) for n in sip}
     kam = None

@@ -100,7 +100,7 @@ def bench_storage(quick: bool) -> None:
 def bench_join() -> None:
     from werkzeug.serving import make_server
 
-    from controller import provisioning
+    from controller import provisioning, secrets
     from controller.app.web import create_app
     from controller.config import Settings
     from controller.database import Database
@@ -115,6 +115,7 @@ def bench_join() -> None:
     pg = EmbeddedPostgres(tmp / "pg", port=free_port(), dbname="postgres")
     pg.start()
     db = Database(pg.conninfo, max_size=4)
+    secrets.use(os.urandom(secrets.KEY_BYTES))  # the bench's own database: any key this process holds
     server = None
     try:
         migrate(pg.conninfo)

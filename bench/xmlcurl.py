@@ -41,8 +41,10 @@ from urllib.parse import parse_qsl, urlencode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from controller import secrets  # noqa: E402
 from controller.database.embedded import EmbeddedPostgres  # noqa: E402
 from controller.domain import a1_hash  # noqa: E402
+from controller.stores.rows import where  # noqa: E402
 from sql.migrate import migrate  # noqa: E402
 
 SHARED = Path(os.environ.get("FSFARM_SHARED_DIR", REPO.parent / "shared"))
@@ -50,6 +52,9 @@ FIXTURE = SHARED / "fixtures/freeswitch/xml_curl/requests.jsonl"
 AUTH = "Basic " + base64.b64encode(b"freeswitch:s3cret").decode()
 TARGET_P99_MS = 10.0
 TARGET_RPS = 2000.0
+# The farm's key for this run: the loader seals what it COPYs with it, the workers get it as FSFARM_SECRET_KEY.
+SECRET_KEY = base64.b64encode(os.urandom(secrets.KEY_BYTES)).decode()
+CIPHER = secrets.Cipher(base64.b64decode(SECRET_KEY))
 
 
 def free_port() -> int:
@@ -59,7 +64,7 @@ def free_port() -> int:
 
 
 def load(conninfo: str, n_nodes: int, n_tenants: int, users_per_tenant: int) -> tuple[list, list]:
-    """COPY the farm straight into the tables: nodes, tenants, their placement, users, one room each."""
+    """COPY the farm into the tables (secrets sealed): nodes, tenants, their placement, users, one room each."""
     import psycopg
 
     nodes = [(uuid.uuid4(), f"node{i}", f"10.1.0.{i + 1}") for i in range(n_nodes)]
@@ -70,7 +75,8 @@ def load(conninfo: str, n_nodes: int, n_tenants: int, users_per_tenant: int) -> 
             " rtp_port_max, capacity) FROM STDIN"
         ) as copy:
             for nid, name, ip in nodes:
-                copy.write_row((nid, name, name, f"{ip}:5060", f"{ip}:8021", "ClueCon", 16384, 32768, 1000))
+                password = CIPHER.seal("ClueCon", where("nodes", "esl_password", nid))
+                copy.write_row((nid, name, name, f"{ip}:5060", f"{ip}:8021", password, 16384, 32768, 1000))
         with cur.copy("COPY tenants (id, domain, name) FROM STDIN") as copy:
             for tid, domain, _ in tenants:
                 copy.write_row((tid, domain, domain))
@@ -84,15 +90,15 @@ def load(conninfo: str, n_nodes: int, n_tenants: int, users_per_tenant: int) -> 
         with cur.copy("COPY users (id, tenant_id, extension, display_name, a1_hash, vm_a1_hash) FROM STDIN") as copy:
             for tid, domain, _ in tenants:
                 for u in range(users_per_tenant):
-                    ext = str(1000 + u)
+                    ext, uid = str(1000 + u), uuid.uuid4()
                     copy.write_row(
                         (
-                            uuid.uuid4(),
+                            uid,
                             tid,
                             ext,
                             f"User {ext}",
-                            a1_hash(ext, domain, "pw"),
-                            a1_hash(ext, domain, "1234"),
+                            CIPHER.seal(a1_hash(ext, domain, "pw"), where("users", "a1_hash", uid)),
+                            CIPHER.seal(a1_hash(ext, domain, "1234"), where("users", "vm_a1_hash", uid)),
                         )
                     )
         with cur.copy("COPY conferences (id, tenant_id, number, name, profile) FROM STDIN") as copy:
@@ -258,6 +264,7 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 WSGI = """\
 import json, os
+from controller import secrets
 from controller.app.web import create_app
 from controller.config import Settings
 from controller.database import Database
@@ -270,7 +277,9 @@ def _rss_mb():
 
 
 def app():
-    application = create_app(Database(os.environ['BENCH_DSN'], max_size=8), Settings.from_env())
+    settings = Settings.from_env()
+    secrets.use(secrets.decode_key(settings.secret_key, "FSFARM_SECRET_KEY"))
+    application = create_app(Database(os.environ['BENCH_DSN'], max_size=8), settings)
     before = _rss_mb()
     start(application)  # in the worker, after the fork: the listener loads the snapshot now
 
@@ -306,6 +315,7 @@ def start_gunicorn(
         "FSFARM_XMLCURL_PASSWORD": "s3cret",
         "BENCH_READY": str(ready),
         "FSFARM_XMLCURL_USER": "freeswitch",
+        "FSFARM_SECRET_KEY": SECRET_KEY,
         "FSFARM_XMLCURL_CACHE_TTL": str(ttl),
         "FSFARM_XMLCURL_CACHE_ENTRIES": str(entries),
         "PYTHONPATH": f"{tmp}:{REPO}",

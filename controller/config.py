@@ -8,6 +8,8 @@ value that does not parse is one ``Invalid`` naming the variable, never a traceb
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -99,6 +101,9 @@ class Settings:
     embedded_pg_port: int = 54329
     xmlcurl_user: str = "freeswitch"
     xmlcurl_password: str = ""  # a shared password any node may use; empty: only each node's own credentials
+    secret_key: str = field(
+        default="", repr=False
+    )  # base64 of the 32-byte key sealing secrets at rest; empty: <state dir>/secret-key
     controller_address: str = "127.0.0.1"  # host FreeSWITCH nodes reach the controller at (xml_curl, IVR sockets)
     http_port: int = 8080  # where `fsfarm up` listens unless --port says otherwise
     log_level: str = "INFO"
@@ -178,6 +183,18 @@ def _port(env: str) -> Callable[[str], int]:
     return read
 
 
+def _secret_key(text: str) -> str:
+    try:
+        size = len(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError):
+        size = -1
+    if size != 32:
+        raise Invalid(
+            "FSFARM_SECRET_KEY: must be 32 bytes in base64 (`openssl rand -base64 32`)", {"field": "FSFARM_SECRET_KEY"}
+        )
+    return text
+
+
 def _flag(text: str) -> bool:
     return text.lower() not in ("0", "false", "no", "off")
 
@@ -196,6 +213,12 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "shared xml_curl password any node may use; unset: only each node's own",
         strip=False,
+    ),
+    Option(
+        "FSFARM_SECRET_KEY",
+        "secret_key",
+        _secret_key,
+        "base64 key sealing stored secrets; unset: <state dir>/secret-key (the same at every site)",
     ),
     Option("FSFARM_CONTROLLER_ADDRESS", "controller_address", str, "address nodes reach the controller at"),
     Option("FSFARM_HTTP_PORT", "http_port", _port("FSFARM_HTTP_PORT"), "API and xml_curl port"),
@@ -277,7 +300,7 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
         value: Any = settings
         for part in option.path.split("."):
             value = getattr(value, part)
-        if "PASSWORD" in option.env and value:
+        if ("PASSWORD" in option.env or "SECRET" in option.env) and value:
             value = "(set)"
         elif isinstance(value, tuple):
             value = ",".join(value)

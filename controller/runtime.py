@@ -12,9 +12,11 @@ import logging
 import os
 from pathlib import Path
 
+from controller import secrets
 from controller.config import Settings
 from controller.database import Database
 from controller.database.embedded import EmbeddedPostgres, borrow
+from controller.stores import rows
 from sql.migrate import migrate
 
 log = logging.getLogger(__name__)
@@ -66,11 +68,23 @@ def conninfo(settings: Settings) -> str:
 def open_database(
     settings: Settings, *, apply_migrations: bool = True, dsn: str | None = None, max_size: int = 10
 ) -> Database:
-    """A pool on the farm database (``dsn``, else ``conninfo(settings)``), migrated to the current schema."""
+    """A pool on the farm database (``dsn``, else ``conninfo(settings)``), migrated to the current schema, with
+    this process's secret key loaded; migrating also seals secrets still stored in clear (and checks the key)."""
     dsn = dsn or conninfo(settings)
+    secrets.use(secrets.load_key(settings.secret_key, private_state_dir(settings)))
     if apply_migrations:
         migrate(dsn)
-    return Database(dsn, max_size=max_size)
+    db = Database(dsn, max_size=max_size)
+    if apply_migrations:
+        try:
+            with db.transaction() as conn:
+                sealed = rows.seal_stored(conn)
+        except BaseException:
+            db.close()
+            raise
+        if sealed:
+            log.info("sealed %d secrets that were stored in clear", sealed)
+    return db
 
 
 def record_listen(settings: Settings, host: str, port: int) -> Path:

@@ -6,6 +6,8 @@ free loopback port in a temporary directory, stopped when the session ends.
 
 from __future__ import annotations
 
+import base64
+import os
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -15,9 +17,22 @@ import psycopg
 import pytest
 from testsupport import AuthedClient, free_port
 
+from controller import secrets
 from controller.database import Database
 from controller.database.embedded import EmbeddedPostgres
 from sql.migrate import migrate
+
+# One secret key for the session: the stores in this process and every fsfarm subprocess (inheriting it) agree.
+# setdefault: this module is imported twice (as conftest and as tests.conftest), the key must not change.
+os.environ.setdefault("FSFARM_SECRET_KEY", base64.b64encode(os.urandom(secrets.KEY_BYTES)).decode())
+
+
+@pytest.fixture(autouse=True)
+def secret_key() -> bytes:
+    """The session's key, made this process's key again before every test (a test may load another)."""
+    key = base64.b64decode(os.environ["FSFARM_SECRET_KEY"])
+    secrets.use(key)
+    return key
 
 
 @pytest.fixture(scope="session")

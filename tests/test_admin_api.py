@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
+from controller.stores import nodes as node_store
+from controller.stores import tenants as tenant_store
+from controller.stores import users as user_store
+
 NODE = {"name": "fs1", "sip_address": "10.0.0.1", "esl_address": "10.0.0.1", "esl_password": "ClueCon"}
 
 
@@ -84,21 +88,26 @@ def test_full_crud_cycle_and_placement(admin):
     assert admin.get("/api/v1/tenants/acme.example/ivrs/main-menu").status_code == 404
 
 
-def test_secrets_are_stored_as_hashes(admin, db):
+def test_secrets_are_stored_as_hashes_sealed_at_rest(admin, db):
     admin.post("/api/v1/nodes", json=NODE)
     admin.post("/api/v1/tenants", json={"domain": "acme.example"})
     admin.post(
         "/api/v1/tenants/acme.example/users", json={"extension": "1001", "password": "pw1001pw", "vm_pin": "98765432"}
     )
     with db.transaction() as conn:
-        row = conn.execute("SELECT * FROM users").fetchone()
-        node_row = conn.execute("SELECT * FROM nodes").fetchone()
+        user = user_store.store.get(conn, tenant_store.by_domain(conn, "acme.example").id, "1001")
+        node = node_store.get(conn, "fs1")
         dump = str(conn.execute("SELECT row_to_json(u) FROM users u").fetchall())
-    assert row["a1_hash"] == hashlib.md5(b"1001:acme.example:pw1001pw").hexdigest()
-    assert row["vm_a1_hash"] == hashlib.md5(b"1001:acme.example:98765432").hexdigest()
-    assert "pw1001pw" not in dump and "98765432" not in dump  # 8 digits: no uuid or hash holds them by chance
+        dump += str(conn.execute("SELECT row_to_json(n) FROM nodes n").fetchall())
+    a1, vm_a1 = (
+        hashlib.md5(b"1001:acme.example:pw1001pw").hexdigest(),
+        hashlib.md5(b"1001:acme.example:98765432").hexdigest(),
+    )
+    assert (user.a1_hash, user.vm_a1_hash) == (a1, vm_a1)  # what FreeSWITCH is given
+    for secret in ("pw1001pw", "98765432", a1, vm_a1, "ClueCon"):
+        assert secret not in dump  # the rows hold only their sealed form
     # The ESL password is kept (the workers need it) but the API never shows it.
-    assert node_row["esl_password"] == "ClueCon"
+    assert node.esl_password == "ClueCon"
     assert "ClueCon" not in admin.get("/api/v1/nodes").get_data(as_text=True)
 
 

@@ -12,7 +12,19 @@ from controller import config
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ("controller", "xmlcurl", "esl_workers", "mixer_ext")
-CORE = {"bearer", "config", "database", "documented", "domain", "errors", "runtime", "storage", "stores", "validation"}
+CORE = {
+    "bearer",
+    "config",
+    "database",
+    "documented",
+    "domain",
+    "errors",
+    "runtime",
+    "secrets",
+    "storage",
+    "stores",
+    "validation",
+}
 
 
 def _contracts() -> dict[str, dict[str, object]]:
