@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 import secrets
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from werkzeug.serving import make_server
@@ -19,6 +22,19 @@ from mixer_ext.errors import Invalid, MixerError, Unavailable
 
 log = logging.getLogger(__name__)
 TOKEN = re.compile(r"[\x21-\x7e]{16,200}")  # printable ASCII without spaces: it travels in an HTTP header
+
+
+def _one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """A MixerError ends the command with one line and a non-zero exit, as every fsfarm command reports."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except MixerError as exc:
+            raise click.ClickException(exc.message) from None
+
+    return run
 
 
 def _host_port(value: str, option: str) -> tuple[str, int]:
@@ -71,6 +87,7 @@ def control_token(path: Path | None) -> str:
     help="File holding the control API's bearer token (created with a new random one, mode 600, if missing).",
 )
 @click.option("--per-leg-codecs", is_flag=True, hidden=True, help="Bench reference: no block coding, no sharing.")
+@_one_line_errors
 def mixer(
     listen: str,
     control: str,
@@ -86,22 +103,6 @@ def mixer(
     The dumb mixer: SIP for room-<id>, numpy mixing, HTTP JSON control. Control requests need
     `Authorization: Bearer <token>` (the token in --token-file); /healthz and /metrics are open.
     """
-    try:
-        _serve(listen, control, rtp_port, advertise, log_level, trusted, token_file, per_leg_codecs)
-    except MixerError as exc:  # one line and a non-zero exit, as every fsfarm command reports
-        raise click.ClickException(exc.message) from None
-
-
-def _serve(
-    listen: str,
-    control: str,
-    rtp_port: int,
-    advertise: str | None,
-    log_level: str,
-    trusted: str,
-    token_file: Path | None,
-    per_leg_codecs: bool,
-) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sip_host, sip_port = _host_port(listen, "listen")
     api_host, api_port = _host_port(control, "control")

@@ -5,42 +5,28 @@ from __future__ import annotations
 
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from testsupport import free_port
 from xmlcurl_support import pick, post
 
 from controller.database import Database
 from controller.database.embedded import EmbeddedPostgres
-from sql.migrate import migrate
 from xmlcurl.web import service
 
 
 @pytest.fixture(scope="module")
 def pg_server() -> Iterator[EmbeddedPostgres]:
-    """This module's own server: the tests stop it, which the session's shared one must never be."""
+    """This module's own server (the shared `dsn` fixture makes its databases here): the test stops it,
+    which the session's shared one must never be."""
     tmp = Path(tempfile.mkdtemp(prefix="fsfarm-outage-pg-"))
     server = EmbeddedPostgres(tmp / "data", port=free_port(), dbname="postgres")
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def dsn(pg_server: EmbeddedPostgres) -> Iterator[str]:
-    if not pg_server.running():
-        pg_server.start()
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    conninfo = pg_server.conninfo.replace("dbname=postgres", f"dbname={name}")
-    migrate(conninfo)
-    yield conninfo
 
 
 def _until(check: Any, what: str, seconds: float = 30.0) -> None:
