@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
+from pathlib import Path
+
+from controller.errors import Unavailable
+from controller.kamailio.control import KamailioControl
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -10,6 +16,34 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def run_kamailio(workdir: Path, log: Path, timeout: float = 15.0) -> subprocess.Popen[bytes]:
+    """Kamailio on ``<workdir>/kamailio.cfg`` in the foreground, returned once it answers on ``<workdir>/ctl``.
+
+    The ctl socket file appears before Kamailio answers on it (children still forking on a loaded
+    machine), so readiness is a command that works. On failure the process is killed and the log shown.
+    """
+    config, pid = str(workdir / "kamailio.cfg"), str(workdir / "pid")
+    process = subprocess.Popen(
+        ["kamailio", "-f", config, "-P", pid, "-w", str(workdir), "-DD", "-E", "-m", "64", "-M", "8"],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    control = KamailioControl(str(workdir / "ctl"))
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"kamailio did not start:\n{log.read_text()[-3000:]}")
+        if (workdir / "ctl").exists():
+            try:
+                control.destinations()
+                return process
+            except Unavailable:
+                pass
+        time.sleep(0.05)
 
 
 class AuthedClient:

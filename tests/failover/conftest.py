@@ -5,15 +5,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from testsupport import free_port
+from testsupport import free_port, run_kamailio
 
-from controller.errors import Unavailable
 from controller.kamailio.config import KamailioSettings, db_url_from_conninfo, render
 from controller.kamailio.control import KamailioControl
 
@@ -40,39 +38,8 @@ def start_kamailio(dsn: str, ping_interval: int = 1) -> RunningKamailio:
     )
     (workdir / "kamailio.cfg").write_text(render(settings))
     log = workdir / "kamailio.log"
-    proc = subprocess.Popen(
-        [
-            "kamailio",
-            "-f",
-            str(workdir / "kamailio.cfg"),
-            "-P",
-            str(workdir / "pid"),
-            "-w",
-            str(workdir),
-            "-DD",
-            "-E",
-            "-m",
-            "64",
-            "-M",
-            "8",
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    proc = run_kamailio(workdir, log)
     control = KamailioControl(str(workdir / "ctl"))
-    deadline = time.monotonic() + 15
-    # The ctl socket file appears before Kamailio answers on it (children still forking on a loaded machine).
-    while True:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"kamailio did not start:\n{log.read_text()[-3000:]}")
-        if (workdir / "ctl").exists():
-            try:
-                control.destinations()
-                break
-            except Unavailable:
-                pass
-        time.sleep(0.05)
     return RunningKamailio(("127.0.0.1", port), control, proc, log)
 
 

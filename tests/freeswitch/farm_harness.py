@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import requests
-from testsupport import free_port
+from testsupport import free_port, run_kamailio
 
 BUNDLE_PREFIX = Path("/opt/fsfarm-freeswitch/bin/freeswitch")
 SHARED_BUNDLE = Path(__file__).resolve().parents[2].parent / "shared" / "freeswitch"
@@ -641,29 +641,8 @@ class Kamailio:
             self.ctl,
         )
         self.log_path = workdir / "kamailio.log"
-        STARTED.append(self)  # stopped at the end of the module even if its set-up failed half way
-        self.process = subprocess.Popen(
-            [
-                "kamailio",
-                "-f",
-                str(workdir / "kamailio.cfg"),
-                "-P",
-                str(workdir / "pid"),
-                "-w",
-                str(workdir),
-                "-DD",
-                "-E",
-                "-m",
-                "64",
-                "-M",
-                "8",
-            ],
-            stdout=self.log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(lambda: Path(self.ctl).exists() or self.process.poll() is not None, 15, "kamailio's ctl socket")
-        if self.process.poll() is not None:
-            raise AssertionError(f"kamailio exited:\n{self.log_path.read_text()[-3000:]}")
+        self.process = run_kamailio(workdir, self.log_path)  # killed by it if it never answers
+        STARTED.append(self)  # stopped at the end of the module even if a later set-up step fails
 
     @property
     def address(self) -> str:
