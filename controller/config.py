@@ -85,6 +85,18 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class FailoverSettings:
+    """How a spare takes a dead node's address (and how a hung node is stopped first)."""
+
+    # Shell command stopping a node for good before its address is taken ({name}, {switchname}, {sip_host},
+    # {esl_host} are filled in); empty: only a node found dead (not merely hung) has its address taken.
+    fence_command: str = ""
+    # Shell command moving the address to the heir (keepalived, the cloud's API); empty: nothing to move
+    # (the address is already reachable on the heir, as on loopback). {address}, {heir}, {dead} filled in.
+    address_command: str = ""
+
+
+@dataclass(frozen=True)
 class TaskSettings:
     """Celery: without a broker, tasks run inline in the caller."""
 
@@ -116,6 +128,10 @@ class Settings:
     esl: EslSettings = EslSettings()
     storage: StorageSettings = StorageSettings()
     tasks: TaskSettings = TaskSettings()
+    failover: FailoverSettings = FailoverSettings()
+    # Where the nodes keep FreeSWITCH's own state (libpq DSN); None: <farm db>_switch on the farm's server;
+    # "local": each node on its own disk (no registration or call outlives its node).
+    switch_database_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -220,6 +236,14 @@ OPTIONS: tuple[Option, ...] = (
         _secret_key,
         "base64 key sealing stored secrets; unset: <state dir>/secret-key (the same at every site)",
     ),
+    Option(
+        "FSFARM_SWITCH_DATABASE_URL",
+        "switch_database_url",
+        str,
+        "DSN of the nodes' shared FreeSWITCH state; unset: <farm db>_switch; local: each node's own disk",
+    ),
+    Option("FSFARM_FENCE_COMMAND", "failover.fence_command", str, "stops a dead or hung node before its address moves"),
+    Option("FSFARM_ADDRESS_COMMAND", "failover.address_command", str, "moves a dead node's address to its heir"),
     Option("FSFARM_CONTROLLER_ADDRESS", "controller_address", str, "address nodes reach the controller at"),
     Option("FSFARM_HTTP_PORT", "http_port", _port("FSFARM_HTTP_PORT"), "API and xml_curl port"),
     Option("FSFARM_LOG_LEVEL", "log_level", str.upper, "DEBUG, INFO, WARNING or ERROR"),

@@ -201,6 +201,7 @@ class Node(Record):
     seen_alive_at: datetime | None = None  # last time its watcher judged it up; None: never seen alive
     xmlcurl_user: str = ""  # the basic-auth user of its own xml_curl credentials; empty: none issued
     xmlcurl_secret_hash: str = ""  # secret_hash of its xml_curl password (shown once, when issued)
+    heir_id: UUID | None = None  # the node answering at this one's address since its failover (None: itself)
 
     secret_fields: ClassVar[tuple[str, ...]] = ("esl_password", "xmlcurl_secret_hash")
 

@@ -28,6 +28,7 @@ from controller.errors import FarmError
 from controller.kamailio.control import KamailioControl
 from controller.stores import changes, conferences, failovers, nodes, placements, tenants
 from controller.stores.changes import Notice
+from controller.takeover import Takeover
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ REDISPATCH_AFTER = 60.0  # seconds a queued failover may stay unfinished before 
 
 Dispatch = Callable[[UUID], None]
 AfterMove = Callable[[Database, failovers.Failover], dict[str, Any]]
+Release = Callable[[Database], list[str]]
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,20 @@ class FailoverLoop:
     dispatch: Dispatch | None = None  # runs the move (a Celery task); None: inline
     after_move: Sequence[AfterMove] = ()
     interval: float = 0.5
+    takeover: Takeover | None = None  # None: the heir never takes the dead node's address
+    release: Release | None = None  # gives adopted addresses back once their recovered calls are over
 
     def run_cycle(self) -> str:
+        sentence = self._run_cycle()
+        if self.release is None:
+            return sentence
+        try:
+            released = self.release(self.db)
+        except FarmError as exc:
+            released = [f"could not check adopted addresses: {exc.message}"]
+        return "; ".join([sentence, *released]) if released else sentence
+
+    def _run_cycle(self) -> str:
         try:
             unreachable = self.kamailio.unreachable() if self.kamailio else set()
         except FarmError:
@@ -142,7 +156,7 @@ class FailoverLoop:
                     self.dispatch(row.id)
                     sentences.append(f"queued again the failover of node {name}, left {row.state}")
                 continue
-            done = execute(self.db, row.id, self.kamailio, self.after_move)
+            done = execute(self.db, row.id, self.kamailio, self.after_move, self.takeover)
             sentences.append(
                 f"resumed the unfinished failover of node {name} (it was left {row.state}): "
                 f"{done.tenants_moved} tenant(s) moved, generation {done.generation}"
@@ -152,7 +166,7 @@ class FailoverLoop:
                 self.dispatch(row.id)
                 sentences.append(sentence + " (queued)")
             else:
-                done = execute(self.db, row.id, self.kamailio, self.after_move)
+                done = execute(self.db, row.id, self.kamailio, self.after_move, self.takeover)
                 sentences.append(sentence + f": {done.tenants_moved} tenant(s) moved, generation {done.generation}")
         if sentences:
             return "; ".join(sentences)
@@ -200,15 +214,41 @@ class FailoverLoop:
         return [f"{len(unplaced)} tenant(s) were on no node; placed them (generation {generation.generation})"]
 
 
+TAKEN = "address taken: "
+KEPT = "address kept: "
+
+
+def _takeover_verdict(db: Database, failover_id: UUID, takeover: Takeover | None) -> str:
+    """Before the move: may the spare take the dead node's address? (fences it when told how)."""
+    with db.transaction() as conn:
+        row = failovers.get(conn, failover_id)
+        if row is None or row.state != FailoverState.DECIDED or row.spare_id is None:
+            return ""
+        dead, heir = nodes.get(conn, row.node_id), nodes.get(conn, row.spare_id)
+    if dead is None or heir is None:
+        return ""
+    if takeover is None:
+        return KEPT + "this controller does not move addresses"
+    verdict = takeover.decide(dead, heir, crashed=dead.health == NodeHealth.DOWN)
+    return (TAKEN if verdict.allowed else KEPT) + verdict.sentence
+
+
 def execute(
-    db: Database, failover_id: UUID, kamailio: KamailioControl | None = None, after_move: Sequence[AfterMove] = ()
+    db: Database,
+    failover_id: UUID,
+    kamailio: KamailioControl | None = None,
+    after_move: Sequence[AfterMove] = (),
+    takeover: Takeover | None = None,
 ) -> failovers.Failover:
     """Carry out a decided failover; safe to run again after a crash at any point.
 
-    The move is one transaction (tenants, rooms, placement generation, state 'moved'); a retry
-    after it committed skips it, so nothing moves twice. Then Kamailio is reloaded and the
-    ``after_move`` steps run (flush the spare's caches, recreate rooms), and the row is 'done'.
+    First ``takeover`` decides whether the spare may take the dead node's SIP and media address
+    (fencing the node when told how). The move is one transaction (tenants, rooms, the two nodes'
+    addresses swapped when allowed, placement generation, state 'moved'); a retry after it committed
+    skips it, so nothing moves twice. Then Kamailio is reloaded and the ``after_move`` steps run
+    (flush the spare's caches, adopt the dead node's calls, recreate rooms), and the row is 'done'.
     """
+    verdict = _takeover_verdict(db, failover_id, takeover)
     with db.transaction() as conn:
         row = failovers.get(conn, failover_id, lock=True)
         if row is None:
@@ -225,6 +265,11 @@ def execute(
                 # Pins follow too: the spare stands in for the dead node, so what was kept together stays so.
                 tenants.repin(conn, row.node_id, row.spare_id)
                 conferences.repin(conn, row.node_id, row.spare_id)
+                if verdict.startswith(TAKEN) and dead is not None:
+                    # The heir answers at the dead node's address too (an extra SIP profile there) until
+                    # the calls it recovers there are over.
+                    nodes.update(conn, dead.id, {"heir_id": row.spare_id})
+                    changes.announce(conn, Notice.NODE)
             if dead and dead.health != NodeHealth.DOWN:
                 # Declared dead on a witness: make placement see it as dead too.
                 nodes.set_health(conn, dead.id, NodeHealth.DOWN, row.reason)
@@ -244,6 +289,7 @@ def execute(
                     "tenants_moved": len(moved_tenants),
                     "rooms_total": rooms,
                     "generation": generation.generation,
+                    "takeover": verdict,
                 },
             )
             assert row is not None

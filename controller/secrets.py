@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -79,6 +81,11 @@ class Cipher:
 
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derive(self, label: str) -> str:
+        """A password every controller holding this key derives alike for ``label`` (HMAC-SHA256, hex)."""
+        return hmac.new(self._key, label.encode(), hashlib.sha256).hexdigest()
 
     def seal(self, value: str, where: str) -> str:
         """``value`` sealed for ``where`` (``table.column:row id``); an empty value stays empty."""

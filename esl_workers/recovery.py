@@ -1,4 +1,11 @@
-"""After a failover moved a node's work: flush the new node's caches, and bring its rooms back.
+"""After a failover moved a node's work: flush the new node's caches, adopt its calls, bring its rooms back.
+
+When the heir took the dead node's address (``controller.takeover``), it restarts its SIP profile
+on that address and runs ``sofia recover`` on the calls the dead node's sofia tracked in the shared
+database (``controller.database.switch``): the same dialogs, media on the same address and ports,
+so the phones' RTP and in-dialog requests reach the heir and the calls carry on. Members of a room
+whose legs came back that way rejoin their room by themselves (the recovered leg runs its
+``conference`` application again) and are not called back.
 
 The controller is the "brain" (the Powwownow seed): it knows every room's members from the
 conference::maintenance events it stored, so a room that lived on the dead node is recreated on
@@ -11,15 +18,30 @@ registration) cannot be called back; the failover record counts them as not reco
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+import psycopg
+
 from controller.database import Database
-from controller.domain import CommandStatus
+from controller.database.switch import SwitchDatabase, adopted_profile
+from controller.domain import SIP_PORT, CommandStatus, HostPort, Node, NodeHealth
 from controller.errors import FarmError
-from controller.stores import conference_members, conferences, failovers, live_calls, nodes, placements, tenants
+from controller.stores import (
+    changes,
+    conference_members,
+    conferences,
+    failovers,
+    live_calls,
+    nodes,
+    placements,
+    tenants,
+)
+from controller.stores.changes import Notice
 from esl_workers import commands
 from esl_workers.conferences import room_name
 
@@ -40,6 +62,146 @@ def flush_caches(db: Database, row: failovers.Failover) -> dict[str, Any]:
     for command in FLUSH_COMMANDS:
         commands.run_api(node, command, timeout=3.0, check=False)
     return {}
+
+
+TAKEN = "address taken: "  # how controller.failover marks a failover whose heir took the address
+BIND_WAIT = 10.0  # seconds the heir's extra profile may take to come up on the dead node's address
+
+
+def profile_bound(status: str, profile: str, address: str) -> bool:
+    """Pure: does ``sofia status`` show ``profile`` RUNNING on ``address`` (host:port)?"""
+    want = HostPort.parse(address, SIP_PORT)
+    for line in status.splitlines():
+        cells = line.split()
+        if len(cells) >= 4 and cells[0] == profile and cells[1] == "profile" and cells[3] == "RUNNING":
+            if cells[2].rsplit("@", 1)[-1] == f"{want.uri_host}:{want.port}":
+                return True
+    return False
+
+
+def _start_profile(node: Node, profile: str, address: str) -> bool:
+    """Start ``profile`` on ``node`` until it runs on ``address`` (the xml_curl answer may lag the move a little)."""
+    deadline = time.monotonic() + BIND_WAIT
+    asked_at = 0.0
+    while time.monotonic() < deadline:
+        if time.monotonic() - asked_at > 1.0:
+            commands.run_api(node, f"sofia profile {profile} start", timeout=5.0, check=False)
+            asked_at = time.monotonic()
+        time.sleep(0.05)
+        try:
+            status = commands.run_api(node, "sofia status", timeout=3.0, check=False).result
+        except FarmError:
+            continue
+        if profile_bound(status, profile, address):
+            return True
+    return False
+
+
+def _stop_profile(node: Node, profile: str) -> None:
+    """Stop ``profile`` on ``node`` and see it gone (a stop that lands while it still starts is lost)."""
+    for _ in range(3):
+        try:
+            commands.run_api(node, f"sofia profile {profile} stop", timeout=5.0, check=False)
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                status = commands.run_api(node, "sofia status", timeout=3.0, check=False).result
+                if not any(line.split()[:2] == [profile, "profile"] for line in status.splitlines()):
+                    return
+                time.sleep(0.1)
+        except FarmError as exc:
+            log.warning("could not stop %s on %s: %s", profile, node.name, exc.message)
+            return
+
+
+def adopt_calls(db: Database, row: failovers.Failover, switch: SwitchDatabase | None, profile: str) -> dict[str, Any]:
+    """Hand the dead node's registrations to its heir and, if the heir took its address, its calls.
+
+    The heir starts one more SIP profile, on the dead node's address, and recovers the dead node's
+    tracked calls on it: their dialogs and media carry on from the same address and ports.
+    """
+    if row.spare_id is None or switch is None or row.node_id is None:
+        return {}
+    with db.transaction() as conn:
+        dead, heir = nodes.get(conn, row.node_id), nodes.get(conn, row.spare_id)
+    if dead is None or heir is None:
+        return {}
+    taken = row.takeover.startswith(TAKEN)
+    name = adopted_profile(profile, dead.name)
+    try:
+        handed = switch.hand_over(dead.id, dead.switchname, heir.id if taken else None, heir.switchname, name)
+    except psycopg.Error as exc:
+        # Nodes that never started on the shared database (or it is away): nothing of theirs to hand over.
+        log.warning("the nodes' shared database cannot be reached: %s", str(exc).strip())
+        if taken:
+            release(db, dead.id, profile)
+        return {}
+    outcome: dict[str, Any] = {"registrations_moved": handed.registrations, "calls_tracked": len(handed.legs)}
+    if not taken:
+        return outcome
+    if not handed.legs:
+        release(db, dead.id, profile)  # no call to carry on: nothing to keep the address for
+        return outcome
+    if not _start_profile(heir, name, dead.sip_address):
+        release(db, dead.id, profile)
+        return {**outcome, "error": f"{heir.name} could not answer at {dead.sip_address}; the address was released"}
+    commands.run_api(heir, f"sofia profile {name} recover", timeout=10.0, check=False)
+    up = channels_on(heir)
+    legs = [leg for leg in handed.legs if leg in up]
+    if not legs:
+        release(db, dead.id, profile)  # nothing to keep the address for
+    return {**outcome, "calls_recovered": len(legs), "recovered_legs": legs}
+
+
+def release(db: Database, dead_id: UUID, profile: str) -> str:
+    """Give a dead node's address back: its heir stops the extra profile; the node, if it is back, starts its own."""
+    with db.transaction() as conn:
+        dead = nodes.get(conn, dead_id)
+        if dead is None or dead.heir_id is None:
+            return ""
+        heir = nodes.get(conn, dead.heir_id)
+        nodes.update(conn, dead.id, {"heir_id": None})
+        changes.announce(conn, Notice.NODE)
+    name = adopted_profile(profile, dead.name)
+    if heir is not None and heir.health != NodeHealth.DOWN:
+        _stop_profile(heir, name)
+    if dead.health == NodeHealth.UP:
+        # Back while its address was held: its own profile could not bind then.
+        try:
+            commands.run_api(dead, f"sofia profile {profile} start", timeout=5.0, check=False)
+        except FarmError as exc:
+            log.warning("could not start %s on %s: %s", profile, dead.name, exc.message)
+    return f"{heir.name if heir else 'its heir'} gave {dead.name}'s address {dead.sip_address} back"
+
+
+def release_addresses(db: Database, profile: str = "internal") -> list[str]:
+    """Each cycle: release every adopted address whose recovered calls have all ended."""
+    with db.transaction() as conn:
+        held = [n for n in nodes.list_all(conn) if n.heir_id is not None]
+        by_id = {n.id: n for n in nodes.list_all(conn)}
+        legs = {n.id: set(_last_legs(conn, n.id)) for n in held}
+    out = []
+    for dead in held:
+        heir = by_id.get(dead.heir_id) if dead.heir_id else None
+        if heir is not None and heir.health != NodeHealth.DOWN and legs[dead.id] & channels_on(heir):
+            continue
+        sentence = release(db, dead.id, profile)
+        if sentence:
+            out.append(sentence + " (its recovered calls are over)")
+    return out
+
+
+def _last_legs(conn: Any, node_id: UUID) -> tuple[str, ...]:
+    history = failovers.for_node(conn, node_id)
+    return history[-1].recovered_legs if history else ()
+
+
+def channels_on(node: Node) -> set[str]:
+    """UUIDs of the channels up on ``node`` now (empty when it cannot be asked)."""
+    try:
+        body = commands.run_api(node, "show channels as json", timeout=3.0, check=False).result
+        return {str(r.get("uuid")) for r in json.loads(body).get("rows") or []}
+    except (FarmError, ValueError):
+        return set()
 
 
 def callback_dial_string(member: dict[str, Any], domain: str, proxy: str | None) -> str:
@@ -105,8 +267,12 @@ def recover_rooms(db: Database, row: failovers.Failover, proxy: str | None = Non
     recovered, recreated = 0, 0
     for tenant, room, node, people in plans:
         name = room_name(room.number, tenant.domain)
+        up = channels_on(node)
         started = 0
         for member in people:
+            if member["channel_uuid"] and member["channel_uuid"] in up:
+                started += 1  # its leg was recovered with the node's address and rejoins by itself
+                continue
             if not member["contact"]:
                 continue
             try:
@@ -122,10 +288,14 @@ def recover_rooms(db: Database, row: failovers.Failover, proxy: str | None = Non
     return {"rooms_recreated": recreated, "legs_total": legs_total, "legs_recovered": recovered}
 
 
-def after_move_steps(proxies: tuple[str, ...] = ()) -> tuple[Callable[[Database, failovers.Failover], Any], ...]:
-    """What runs once a failover's move is committed: flush the new node's caches, then recover its rooms."""
+def after_move_steps(
+    proxies: tuple[str, ...] = (), switch: SwitchDatabase | None = None, profile: str = "internal"
+) -> tuple[Callable[[Database, failovers.Failover], Any], ...]:
+    """What runs once a failover's move is committed: flush the new node's caches, adopt the dead node's calls
+    and registrations (``switch``: the nodes' shared database), then recover its rooms."""
     proxy = proxies[0] if proxies else None
-    return (flush_caches, functools.partial(recover_rooms, proxy=proxy))
+    adopt = functools.partial(adopt_calls, switch=switch, profile=profile)
+    return (flush_caches, adopt, functools.partial(recover_rooms, proxy=proxy))
 
 
 def rebridge_room(db: Database, conference_id: UUID, old_mixer: UUID) -> int:

@@ -115,7 +115,8 @@ def answer(reads: Reads, node: Node, q: Question, controller_address: str, optio
 
 def _configuration(reads: Reads, node: Node, name: str, controller: str, options: XmlCurlOptions) -> Answer:
     if name == "sofia.conf":
-        return Answer(render(configuration.sofia(node, reads.gateways_on_node(node.id), options)), None)
+        adopted = [n for n in reads.all_nodes() if n.heir_id == node.id]
+        return Answer(render(configuration.sofia(node, reads.gateways_on_node(node.id), options, adopted)), None)
     if name == "conference.conf":
         return Answer(render(configuration.conference()), frozenset())
     if name == "event_socket.conf":

@@ -45,12 +45,15 @@ def _configuration(name: str) -> Element:
     return etree.Element("configuration", name=name, description="fsfarm bootstrap")
 
 
-def switch_conf(node: Node) -> Element:
+def switch_conf(node: Node, core_dsn: str = "") -> Element:
     conf = _configuration("switch.conf")
+    # The core database (and the calls sofia tracks for recovery) in the farm's PostgreSQL, where a spare reaches it.
+    core = [("core-db-dsn", core_dsn)] if core_dsn else []
     params(
         conf,
         "settings",
         [
+            *core,
             ("colorize-console", "false"),
             ("loglevel", "info"),
             ("max-sessions", str(node.capacity)),
@@ -69,6 +72,13 @@ def modules_conf() -> Element:
     holder = etree.SubElement(conf, "modules")
     for module in MODULES:
         etree.SubElement(holder, "load", module=module)
+    return conf
+
+
+def pre_load_modules_conf() -> Element:
+    """mod_pgsql before the core opens its database (FreeSWITCH reads this list before the core starts)."""
+    conf = _configuration("pre_load_modules.conf")
+    etree.SubElement(etree.SubElement(conf, "modules"), "load", module="mod_pgsql")
     return conf
 
 
@@ -120,13 +130,24 @@ FREESWITCH_XML = b"""<?xml version="1.0"?>
 
 
 def files(
-    node: Node, url: str, user: str, password: str, options: XmlCurlOptions, ca_file: str | None = None
+    node: Node,
+    url: str,
+    user: str,
+    password: str,
+    options: XmlCurlOptions,
+    ca_file: str | None = None,
+    core_dsn: str = "",
 ) -> dict[str, bytes]:
-    """Relative path -> contents of every local file, for FreeSWITCH's conf dir (``-conf``)."""
+    """Relative path -> contents of every local file, for FreeSWITCH's conf dir (``-conf``).
+
+    ``core_dsn``: the node's core database in the farm's PostgreSQL (``controller.database.switch``); empty: SQLite.
+    """
     curl = xml_curl_conf(url, user, password, options.fetch_timeout, ca_file)
+    pre_load = {"autoload_configs/pre_load_modules.conf.xml": _include(pre_load_modules_conf())} if core_dsn else {}
     return {
         "freeswitch.xml": FREESWITCH_XML,
-        "autoload_configs/switch.conf.xml": _include(switch_conf(node)),
+        **pre_load,
+        "autoload_configs/switch.conf.xml": _include(switch_conf(node, core_dsn)),
         "autoload_configs/modules.conf.xml": _include(modules_conf()),
         "autoload_configs/xml_curl.conf.xml": _include(curl),
         "autoload_configs/console.conf.xml": _include(console_conf()),

@@ -10,6 +10,7 @@ import click
 from controller import runtime
 from controller.config import Settings
 from controller.database import Database
+from controller.database.switch import SwitchDatabase
 from controller.errors import Invalid, NotFound
 from controller.stores import changes, nodes
 from controller.stores.changes import Notice
@@ -85,8 +86,17 @@ def bootstrap_command(
                     nodes.check_xmlcurl_password(node, xmlcurl_password)
                 except Invalid as exc:
                     raise Invalid(f"--xmlcurl-password: {exc.message.partition(': ')[2]}", exc.detail) from None
+            switch = SwitchDatabase.for_farm(db.conninfo, settings.switch_database_url)
+            if switch is not None:
+                switch.ensure([node.id])  # the node's core schema must exist before it starts
             contents = bootstrap.files(
-                node, target, node.xmlcurl_user, xmlcurl_password, XmlCurlOptions.from_settings(settings), ca_file
+                node,
+                target,
+                node.xmlcurl_user,
+                xmlcurl_password,
+                XmlCurlOptions.from_settings(settings, switch),
+                ca_file,
+                core_dsn=switch.core_dsn(node.id) if switch else "",
             )
             # Written before the commit: files that cannot be written leave the node's current password valid.
             try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from controller.database.switch import adopted_profile
 from controller.domain import ESL_PORT, SIP_PORT, Gateway, HostPort, Mixer, Node, Tenant
 from xmlcurl.dialplan import FARM_ACL, gateway_name
 from xmlcurl.documents import Element, document, params
@@ -50,15 +51,9 @@ def _config(name: str) -> tuple[Element, Element]:
     return root, etree.SubElement(section, "configuration", name=name, description="fsfarm")
 
 
-def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options: XmlCurlOptions) -> Element:
-    """One SIP profile bound to the node's own address, carrying the gateways of its tenants."""
-    root, conf = _config("sofia.conf")
-    params(conf, "global_settings", [("log-level", "0")])
-    profile = etree.SubElement(etree.SubElement(conf, "profiles"), "profile", name=options.sip_profile)
-    # alias: each tenant domain names this profile. Without it sofia 1.10.12 finds the profile for a voicemail
-    # MWI by a registrations query that leaks a profile read lock, and the node then hangs on shutdown.
-    etree.SubElement(etree.SubElement(profile, "domains"), "domain", name="all", alias="true", parse="true")
-    sip = HostPort.parse(node.sip_address, SIP_PORT)
+def _profile_settings(address: str, options: XmlCurlOptions) -> list[tuple[str, str]]:
+    """A SIP profile's settings on one address (the node's own, or a dead node's its heir answers at)."""
+    sip = HostPort.parse(address, SIP_PORT)
     settings: list[tuple[str, str]] = [
         ("sip-ip", sip.host),
         ("sip-port", str(sip.port)),
@@ -78,11 +73,33 @@ def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options
         ("manage-presence", "passive"),
         ("challenge-realm", "auto_from"),
         ("inbound-late-negotiation", "true"),
+        # Answered calls are written to the core database, where a spare recovers them if this node dies.
         ("track-calls", "true"),
     ]
+    if options.sofia_dsn:
+        # Registrations, nonces and dialogs in the farm's shared database: a spare finds phones it never saw.
+        settings.append(("odbc-dsn", options.sofia_dsn))
     if options.sip_proxies:
         settings.append(("apply-proxy-acl", PROXY_ACL))  # trust the proxy's X-AUTH-IP, still challenge phones
-    params(profile, "settings", settings)
+    return settings
+
+
+def sofia(
+    node: Node,
+    tenant_gateways: Iterable[tuple[Tenant, Gateway]],
+    options: XmlCurlOptions,
+    adopted: Iterable[Node] = (),
+) -> Element:
+    """One SIP profile bound to the node's own address, carrying the gateways of its tenants; and one more on the
+    address of each dead node it took over (``adopted``: their heir is this node), where their calls carry on."""
+    root, conf = _config("sofia.conf")
+    params(conf, "global_settings", [("log-level", "0")])
+    profiles = etree.SubElement(conf, "profiles")
+    profile = etree.SubElement(profiles, "profile", name=options.sip_profile)
+    # alias: each tenant domain names this profile. Without it sofia 1.10.12 finds the profile for a voicemail
+    # MWI by a registrations query that leaks a profile read lock, and the node then hangs on shutdown.
+    etree.SubElement(etree.SubElement(profile, "domains"), "domain", name="all", alias="true", parse="true")
+    params(profile, "settings", _profile_settings(node.sip_address, options))
     gateways = etree.SubElement(profile, "gateways")
     for tenant, gw in tenant_gateways:
         entry = etree.SubElement(gateways, "gateway", name=gateway_name(tenant, gw))
@@ -100,6 +117,9 @@ def sofia(node: Node, tenant_gateways: Iterable[tuple[Tenant, Gateway]], options
         values.append(("context", "public"))
         params(entry, "params", values)
         params(entry, "variables", [("fsfarm_tenant", tenant.domain)], item="variable")
+    for dead in adopted:
+        extra = etree.SubElement(profiles, "profile", name=adopted_profile(options.sip_profile, dead.name))
+        params(extra, "settings", _profile_settings(dead.sip_address, options))
     return root
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.config import Settings
+from controller.database.switch import SwitchDatabase
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,13 @@ class XmlCurlOptions:
     shared_mount: str = ""  # where every node mounts the shared volume: voicemail goes to <mount>/<tenant-id>/
     snapshot: bool = True  # answer from the in-process snapshot (SQL only while it is not loaded)
     gc_freeze: bool = True  # gc.freeze() after the snapshot loads: the collector stops walking it
+    sofia_dsn: str = ""  # odbc-dsn of every node's SIP profile (controller.database.switch); empty: the node's own
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> XmlCurlOptions:
-        """The xml_curl room's view of the farm's settings."""
+    def from_settings(cls, settings: Settings, switch: SwitchDatabase | None = None) -> XmlCurlOptions:
+        """The xml_curl room's view of the farm's settings (``switch``: where the nodes share their state)."""
         return cls(
+            sofia_dsn=switch.sofia_dsn() if switch else "",
             ivr_port=settings.ivr.port,
             sip_proxies=settings.sip.proxies,
             cache_ttl=settings.xmlcurl.cache_ttl,

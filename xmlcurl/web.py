@@ -366,7 +366,7 @@ def stop(app: Flask) -> None:
 
 def register(app: Flask) -> None:
     """Plug the endpoint into the controller's app (called by ``controller.app.web.create_app``)."""
-    options = XmlCurlOptions.from_settings(app.extensions["fsfarm.settings"])
+    options = XmlCurlOptions.from_settings(app.extensions["fsfarm.settings"], app.extensions.get("fsfarm.switch"))
     app.extensions[EXTENSION_KEY] = XmlCurlService(
         db=app.extensions["fsfarm.db"],
         settings=app.extensions["fsfarm.settings"],

@@ -8,6 +8,7 @@ plain callables, so the rooms never import each other.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from controller.app.web import create_app
 from controller.config import Settings
 from controller.database import Database
 from controller.database.embedded import EmbeddedPostgres
+from controller.database.switch import SwitchDatabase
 from controller.domain import AdminState, NodeHealth
 from controller.drain import DrainLoop
 from controller.failover import AfterMove, FailoverLoop
@@ -37,11 +39,12 @@ from controller.storage.sounds import PromptsOnce
 from controller.storage.sweep import SweepLoop
 from controller.stores.changes import Change
 from controller.stores.live_calls import count_on_node
+from controller.takeover import Takeover
 from esl_workers.commands import run_api
 from esl_workers.inbound import WorkerConfig, Workers, start_workers
 from esl_workers.ivr import serve_ivr
 from esl_workers.ivr.server import IvrServer
-from esl_workers.recovery import after_move_steps, rebridge_room
+from esl_workers.recovery import after_move_steps, rebridge_room, release_addresses
 from xmlcurl.cache import flush_orders
 
 log = logging.getLogger(__name__)
@@ -87,9 +90,19 @@ class Farm:
             return None
         return KamailioControl(self.settings.kamailio_ctl)
 
+    @cached_property
+    def switch(self) -> SwitchDatabase | None:
+        """Where the nodes keep FreeSWITCH's own state (FSFARM_SWITCH_DATABASE_URL; None: each node's disk)."""
+        return SwitchDatabase.for_farm(self.db.conninfo, self.settings.switch_database_url)
+
     def after_move(self) -> tuple[AfterMove, ...]:
-        """What runs once a failover's move is committed: flush the new node's caches, recover its rooms."""
-        return after_move_steps(self.settings.sip.proxies)
+        """What runs once a failover's move is committed: flush the new node's caches, adopt the dead node's
+        calls and registrations, recover its rooms."""
+        return after_move_steps(self.settings.sip.proxies, self.switch, self.settings.sip.profile)
+
+    def takeover(self) -> Takeover:
+        """Whether a spare may take a dead node's address: the operator's fence and address commands."""
+        return Takeover(self.settings.failover)
 
     def dispatch(self) -> Callable[[UUID], None] | None:
         """With a Celery broker, failovers are carried out as tasks; without one, inline."""
@@ -109,6 +122,8 @@ class Farm:
             kamailio=self.kamailio_control(),
             dispatch=dispatch or self.dispatch(),
             after_move=self.after_move(),
+            takeover=self.takeover(),
+            release=functools.partial(release_addresses, profile=self.settings.sip.profile),
             interval=interval,
             **extra,
         )
@@ -158,7 +173,7 @@ class Farm:
 
     def web_app(self) -> Flask:
         """The WSGI app: the API blueprints and every room's (xml_curl, calls), on this farm's database."""
-        return create_app(self.db, self.settings)
+        return create_app(self.db, self.settings, self.switch)
 
     def config_push(self) -> Callable[[Change], None]:
         """After a change notice, make the nodes it concerns drop cached config and load new gateways (ESL).

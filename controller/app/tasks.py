@@ -84,7 +84,7 @@ def database() -> Database:
 def failover(self: Any, failover_id: str) -> str:
     """Carry out a decided failover (idempotent: safe after a crash at any point)."""
     try:
-        row = execute(database(), UUID(failover_id), farm().kamailio_control(), farm().after_move())
+        row = execute(database(), UUID(failover_id), farm().kamailio_control(), farm().after_move(), farm().takeover())
     except Exception as exc:
         # PostgreSQL away mid-failover: the decision waits, nothing is half written; try again.
         raise self.retry(exc=exc) from exc
@@ -162,4 +162,4 @@ def dispatch_failover(failover_id: UUID) -> None:
         failover.delay(str(failover_id))
     except kombu.exceptions.OperationalError as exc:
         log.warning("broker unreachable (%s); running failover %s inline", exc, failover_id)
-        execute(database(), failover_id, farm().kamailio_control(), farm().after_move())
+        execute(database(), failover_id, farm().kamailio_control(), farm().after_move(), farm().takeover())

@@ -23,8 +23,8 @@ from controller.app.cycles import Stoppable, run_cycles, stop_all
 from controller.app.farm import Farm
 from controller.config import Settings
 from controller.database import Database
-from controller.errors import Unavailable
-from controller.stores import tokens
+from controller.errors import FarmError, Unavailable
+from controller.stores import nodes, tokens
 from xmlcurl.web import start as start_xmlcurl
 from xmlcurl.web import stop as stop_xmlcurl
 
@@ -110,10 +110,24 @@ def serve(host: str, port: int, settings: Settings | None = None) -> None:
         _quiet_logging()
 
 
+def prepare_switch_database(farm: Farm) -> None:
+    """Create the nodes' shared FreeSWITCH database and schemas now, so a node's first start finds them."""
+    if farm.switch is None:
+        return
+    with farm.db.transaction() as conn:
+        ids = [n.id for n in nodes.list_all(conn)]
+    try:
+        farm.switch.ensure(ids)
+    except FarmError as exc:
+        # Nodes then keep their state on their own disks until it is fixed: say so, keep serving.
+        log.warning("%s", exc.message)
+
+
 def _serve(listener: socket.socket, host: str, port: int, settings: Settings) -> None:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     farm = Farm.open(settings)  # the embedded server is stopped at the end only if this process started it
     token_path = ensure_admin_token(farm.db, settings.state_dir)
+    prepare_switch_database(farm)
     app = farm.web_app()
     start_xmlcurl(app, on_change=farm.config_push())  # load the farm snapshot now, not on the first request
     services = start_services(farm, app.extensions.setdefault("fsfarm.status", {}))

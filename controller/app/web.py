@@ -9,15 +9,18 @@ import xmlcurl.web
 from controller import api
 from controller.config import Settings
 from controller.database import Database
+from controller.database.switch import SwitchDatabase
 
 
-def create_app(db: Database, settings: Settings | None = None) -> Flask:
-    """Build the WSGI app for a database; ``settings`` default to the environment's."""
+def create_app(db: Database, settings: Settings | None = None, switch: SwitchDatabase | None = None) -> Flask:
+    """Build the WSGI app for a database; ``settings`` default to the environment's; ``switch``: where the nodes
+    share FreeSWITCH's state (their SIP profiles are pointed at it)."""
     app = Flask("fsfarm")
     app.config["MAX_CONTENT_LENGTH"] = api.MAX_BODY
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["fsfarm.db"] = db
     app.extensions["fsfarm.settings"] = settings or Settings.from_env()
+    app.extensions["fsfarm.switch"] = switch
     api.register(app)
     xmlcurl.web.register(app)
     esl_workers.web.register(app)

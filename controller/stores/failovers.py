@@ -36,6 +36,11 @@ class Failover:
     updated_at: datetime | None = None
     node_name: str = ""
     spare_name: str = ""
+    takeover: str = ""  # whether the heir took the dead node's address, and why (not)
+    calls_tracked: int = 0  # answered legs the dead node's sofia tracked for recovery
+    calls_recovered: int = 0  # legs the heir brought back (sofia recover)
+    recovered_legs: tuple[str, ...] = ()  # their channel UUIDs: the heir keeps the address while one is up
+    registrations_moved: int = 0
 
     def public(self) -> dict[str, Any]:
         return {

@@ -55,6 +55,9 @@ def farm_dsn(pg_server: EmbeddedPostgres) -> Iterator[str]:
     yield pg_server.conninfo.replace("dbname=postgres", f"dbname={name}")
     with psycopg.connect(pg_server.conninfo, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        # The nodes' shared FreeSWITCH database `fsfarm up` derived from this one (controller.database.switch).
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}_switch" WITH (FORCE)')
+        conn.execute(f'DROP ROLE IF EXISTS "{name}_switch"')
 
 
 @pytest.fixture(scope="module")
