@@ -31,6 +31,7 @@ class SipNode:
     name: str
     port: int = 0
     received: list[tuple[float, str, str]] = field(default_factory=list)  # (time, method, request-uri)
+    headers: list[dict[str, str]] = field(default_factory=list)  # each received request's headers, in order
     silent: bool = False  # True: requests are still received and recorded, but never answered (a hang)
 
     def __post_init__(self) -> None:
@@ -68,6 +69,7 @@ class SipNode:
                 continue
             method, ruri, _ = start.split(" ", 2)
             self.received.append((time.monotonic(), method, ruri))
+            self.headers.append(headers)
             if method == "ACK" or self.silent:
                 continue
             if method == "INVITE":
