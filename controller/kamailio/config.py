@@ -7,8 +7,10 @@ reloads them over the ctl socket (``controller/kamailio/control.py``).
 
 Calls to phones come back through Kamailio (RFC 3327): a REGISTER is relayed with a Path naming
 Kamailio and the address the phone sent from, FreeSWITCH stores it (``fs_path``) and preloads it as
-a Route, and Kamailio relays such a request from a node to that address, record-routing it. Only
-nodes (sources in the dispatcher list) may steer Kamailio with a Route: anyone else's initial
+a Route, and Kamailio relays such a request from a node to that address, record-routing it.
+In-dialog requests to a phone or carrier whose Contact is not where it sent from (NAT) go there
+all the same: Kamailio marks such a Contact with ``;alias=`` (nathelper) and follows it back.
+Only nodes (sources in the dispatcher list) may steer Kamailio with a Route: anyone else's initial
 requests go to their tenant's node, and their in-dialog requests only to a node.
 """
 
@@ -77,6 +79,7 @@ loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
 loadmodule "path.so"
+loadmodule "nathelper.so"
 loadmodule "pv.so"
 loadmodule "maxfwd.so"
 loadmodule "textops.so"
@@ -133,6 +136,10 @@ request_route {{
     # In-dialog requests follow the Record-Route set: they stay on the node that has the call.
     if (has_totag()) {{
         if (loose_route()) {{
+            # A Contact behind NAT got ;alias=<where it sent from> on its way in: send the request there.
+            if (!isdsturiset()) {{
+                handle_ruri_alias();
+            }}
             route(TO_NODE_UNLESS_FROM_NODE);
             t_relay();
             exit;
@@ -154,6 +161,7 @@ request_route {{
     # A node calling a phone preloads the Route from the phone's Path: relay it there, staying in the dialog.
     if (ds_is_from_list("-1", "3") && loose_route_preloaded()) {{
         record_route();
+        t_on_reply("FROM_PHONE");
         if (!t_relay()) {{
             sl_reply_error();
         }}
@@ -179,6 +187,8 @@ request_route {{
         }}
     }} else {{
         record_route();
+        # Requests in this dialog come back to where the caller sent from, not to a Contact behind NAT.
+        add_contact_alias();
     }}
     $avp(fsfarm_set) = $var(set);
     t_on_failure("REROUTE");
@@ -203,6 +213,13 @@ route[TO_NODE_UNLESS_FROM_NODE] {{
         xlog("L_WARN", "fsfarm: refused $rm from $si:$sp to $var(next): not a farm node\n");
         sl_send_reply("403", "Relaying forbidden");
         exit;
+    }}
+}}
+
+# The phone's answer to a node's call: in-dialog requests go back to where it answered from.
+onreply_route[FROM_PHONE] {{
+    if (is_present_hf("Contact")) {{
+        add_contact_alias();
     }}
 }}
 

@@ -17,14 +17,17 @@ from controller import provisioning
 from tests.failover.chain import green_wait
 from tests.failover.sip_peers import SipNode, parse
 
+NATTED = "192.0.2.10:5060"  # a phone's private address as its Contact shows it (TEST-NET-1: unroutable here)
+
 
 class Endpoint:
     """A raw SIP/UDP socket on its own loopback address: a phone, an attacker, or a relay's victim."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, contact: str | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, 0))
         self.host, self.port = host, int(self.sock.getsockname()[1])
+        self.contact = contact or self.address  # what it puts in Contact: behind NAT, not where it sends from
 
     @property
     def address(self) -> str:
@@ -54,7 +57,7 @@ class Endpoint:
                 f"To: <{ruri}>" + (f";tag={to_tag}" if to_tag else ""),
                 f"Call-ID: {call_id or uuid.uuid4().hex}",
                 f"CSeq: 1 {method}",
-                f"Contact: <sip:caller@{self.address}>",
+                f"Contact: <sip:1001@{self.contact}>",
                 *extra,
             ],
         )
@@ -92,7 +95,7 @@ class Endpoint:
             f"To: {headers['to']};tag=phone",
             f"Call-ID: {headers['call-id']}",
             f"CSeq: {headers['cseq']}",
-            f"Contact: <sip:1001@{self.address}>",
+            f"Contact: <sip:1001@{self.contact}>",
         ]
         self.send(source, lines)
 
@@ -143,27 +146,20 @@ def register_through(front: Front, phone: Endpoint) -> str:
     return front.node.headers[index].get("path", "")
 
 
-def test_a_node_reaches_a_phone_through_the_path_it_registered_with(front: Front, endpoints: list[Endpoint]) -> None:
-    phone = Endpoint("127.0.0.2")
-    endpoints.append(phone)
-    path = register_through(front, phone)
-    # Kamailio's own address, and where the phone sent from (the NAT pinhole a call must come back through).
-    assert path.startswith(f"<sip:{front.proxy};lr") and f"received=sip:{phone.address}" in path, path
-
-    # The node calls the phone as FreeSWITCH does with the stored fs_path: R-URI the contact, Route the Path.
-    call_id = uuid.uuid4().hex
+def node_request(front: Front, method: str, ruri: str, route: str, call_id: str, cseq: int) -> None:
+    """``method`` from the stand-in node to ``ruri`` through Kamailio, as FreeSWITCH sends it."""
     front.node.sock.sendto(
         "\r\n".join(
             [
-                f"INVITE sip:1001@{phone.address} SIP/2.0",
+                f"{method} {ruri} SIP/2.0",
                 f"Via: SIP/2.0/UDP {front.node.address};branch=z9hG4bK{uuid.uuid4().hex[:16]};rport",
                 "Max-Forwards: 70",
                 f"From: <sip:0000000000@{front.node.address}>;tag=node",
-                f"To: <sip:1001@{phone.address}>",
+                "To: <sip:1001@acme.example>" + (";tag=phone" if cseq > 1 else ""),
                 f"Call-ID: {call_id}",
-                "CSeq: 1 INVITE",
+                f"CSeq: {cseq} {method}",
                 f"Contact: <sip:mod_sofia@{front.node.address}>",
-                f"Route: {path}",
+                f"Route: {route}",
                 "Content-Length: 0",
                 "",
                 "",
@@ -171,27 +167,57 @@ def test_a_node_reaches_a_phone_through_the_path_it_registered_with(front: Front
         ).encode(),
         front.kamailio,
     )
+
+
+def call_phone(front: Front, phone: Endpoint, path: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The node calls the phone as FreeSWITCH does with a stored fs_path (R-URI the contact, Route the Path)
+    and the phone answers; returns the Call-ID, the INVITE's headers at the phone, the 200's at the node."""
+    call_id = uuid.uuid4().hex
+    node_request(front, "INVITE", f"sip:1001@{phone.contact}", path, call_id, 1)
     invite = phone.receive()
     assert invite is not None, "the node's INVITE never reached the phone"
     start, headers, source = invite
-    assert start.startswith(f"INVITE sip:1001@{phone.address}")
+    assert start.startswith(f"INVITE sip:1001@{phone.contact} ")
     assert source == front.kamailio  # from Kamailio, not from the node
     assert headers["record-route"].startswith(f"<sip:{front.proxy};lr")  # in-dialog requests stay on Kamailio
     assert "route" not in headers  # the Route naming Kamailio was consumed there
-
     phone.reply(invite, "200 OK")
+    answer = green_wait(
+        lambda: next((h for st, h in front.node.replies if h.get("call-id") == call_id and " 200 " in st), None)
+    )
+    assert answer, "the phone's 200 OK never reached the node"
+    return call_id, headers, answer
+
+
+def test_a_node_reaches_a_phone_behind_nat_through_the_path_it_registered_with(
+    front: Front, endpoints: list[Endpoint]
+) -> None:
+    phone = Endpoint("127.0.0.2", contact=NATTED)  # its Contact names an address nobody can reach
+    endpoints.append(phone)
+    path = register_through(front, phone)
+    # Kamailio's own address, and where the phone sent from (the NAT pinhole a call must come back through).
+    assert path.startswith(f"<sip:{front.proxy};lr") and f"received=sip:{phone.address}" in path, path
+
+    # The node hangs up to the Contact it was given, along the Record-Route: Kamailio sends it to the pinhole.
+    call_id, _, answer = call_phone(front, phone, path)
+    node_request(front, "BYE", answer["contact"].strip("<>"), answer["record-route"], call_id, 2)
+    bye = phone.receive()
+    assert bye is not None, "the node's BYE never reached the phone"
+    assert bye[0].startswith(f"BYE sip:1001@{NATTED} ") and bye[2] == front.kamailio, bye
+
     # The phone hangs up: its BYE follows the Record-Route to Kamailio, which passes it on to the node.
+    call_id, invite, _ = call_phone(front, phone, path)
     phone.request(
         front.kamailio,
         "BYE",
         f"sip:mod_sofia@{front.node.address}",
-        f"Route: {headers['record-route']}",
+        f"Route: {invite['record-route']}",
         to_tag="node",
         call_id=call_id,
     )
     assert green_wait(lambda: any(r[1] == "BYE" for r in front.node.received))
-    bye = phone.receive()
-    assert bye and bye[0].startswith("SIP/2.0 200"), bye
+    done = phone.receive()
+    assert done and done[0].startswith("SIP/2.0 200"), done
 
 
 def test_a_phone_cannot_make_kamailio_relay_its_requests_anywhere(front: Front, endpoints: list[Endpoint]) -> None:
@@ -207,10 +233,11 @@ def test_a_phone_cannot_make_kamailio_relay_its_requests_anywhere(front: Front, 
     answer = attacker.receive()
     assert answer and answer[0].startswith("SIP/2.0 404"), answer
 
-    # In-dialog requests from phones go to a node only: not to a forged Path's received, nor to a Route or URI.
+    # In-dialog requests from phones go to a node only: not to a forged Path's received, a Route, a URI or alias.
     for ruri, route in [
         (f"sip:mod_sofia@{front.node.address}", forged),
         (f"sip:anyone@{victim.address}", f"Route: <sip:{front.proxy};lr>"),
+        (f"sip:mod_sofia@{front.node.address};alias={victim.host}~{victim.port}~1", f"Route: <sip:{front.proxy};lr>"),
         (f"sip:mod_sofia@{front.node.address}", f"Route: <sip:{front.proxy};lr>, <sip:{victim.address};lr>"),
     ]:
         attacker.request(front.kamailio, "BYE", ruri, route, to_tag="forged")
