@@ -220,6 +220,15 @@ def test_a_node_reaches_a_phone_behind_nat_through_the_path_it_registered_with(
     assert done and done[0].startswith("SIP/2.0 200"), done
 
 
+def test_a_node_call_routed_to_kamailio_without_a_path_reaches_the_phone(
+    front: Front, endpoints: list[Endpoint]
+) -> None:
+    """What a conference call-back sends (``esl_workers/recovery.py``: ``;fs_path=sip:PROXY``, no ``lr``)."""
+    phone = Endpoint("127.0.0.2")
+    endpoints.append(phone)
+    call_phone(front, phone, f"<sip:{front.proxy}>")
+
+
 def test_a_phone_cannot_make_kamailio_relay_its_requests_anywhere(front: Front, endpoints: list[Endpoint]) -> None:
     attacker, victim = Endpoint("127.0.0.2"), Endpoint("127.0.0.3")
     endpoints += [attacker, victim]
