@@ -159,6 +159,7 @@ request_route {{
         exit;
     }}
     # A node calling a phone preloads the Route from the phone's Path: relay it there, staying in the dialog.
+    # (Mode 3 matches the address alone, as the nodes' own ACL trusts farm members by address.)
     if (ds_is_from_list("-1", "3") && loose_route_preloaded()) {{
         record_route();
         t_on_reply("FROM_PHONE");
@@ -210,7 +211,7 @@ route[TO_NODE_UNLESS_FROM_NODE] {{
         $var(next) = $ru;
     }}
     if (!ds_is_from_list("-1", "3", "$var(next)")) {{
-        xlog("L_WARN", "fsfarm: refused $rm from $si:$sp to $var(next): not a farm node\n");
+        xlog("L_WARN", "fsfarm: refused $rm from $si:$sp to $var(next): not a farm node\\n");
         sl_send_reply("403", "Relaying forbidden");
         exit;
     }}
