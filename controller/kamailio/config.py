@@ -4,6 +4,14 @@ Kamailio reads three views of the fsfarm schema (``sql/0004_kamailio_failover.sq
 ``kamailio_dispatcher`` (one set per node, pinged with OPTIONS), ``kamailio_domains`` (SIP
 domain -> set) and ``kamailio_numbers`` (DID -> set). After a placement change the controller
 reloads them over the ctl socket (``controller/kamailio/control.py``).
+
+Calls to phones come back through Kamailio (RFC 3327): a REGISTER is relayed with a Path naming
+Kamailio and the address the phone sent from, FreeSWITCH stores it (``fs_path``) and preloads it as
+a Route, and Kamailio relays such a request from a node to that address, record-routing it.
+In-dialog requests to a phone or carrier whose Contact is not where it sent from (NAT) go there
+all the same: Kamailio marks such a Contact with ``;alias=`` (nathelper) and follows it back.
+Only nodes (sources in the dispatcher list) may steer Kamailio with a Route: anyone else's initial
+requests go to their tenant's node, and their in-dialog requests only to a node.
 """
 
 from __future__ import annotations
@@ -70,6 +78,8 @@ dst_blocklist_init=off
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
+loadmodule "path.so"
+loadmodule "nathelper.so"
 loadmodule "pv.so"
 loadmodule "maxfwd.so"
 loadmodule "textops.so"
@@ -86,6 +96,8 @@ loadmodule "dispatcher.so"
 
 modparam("ctl", "binrpc", "unix:{ctl}")
 modparam("rr", "enable_full_lr", 1)
+# A Route from a stored Path sends the request to where the REGISTER came from (the NAT pinhole).
+modparam("path", "use_received", 1)
 modparam("tm", "fr_timer", 2000)
 modparam("tm", "fr_inv_timer", 30000)
 
@@ -124,6 +136,11 @@ request_route {{
     # In-dialog requests follow the Record-Route set: they stay on the node that has the call.
     if (has_totag()) {{
         if (loose_route()) {{
+            # A Contact behind NAT got ;alias=<where it sent from> on its way in: send the request there.
+            if (!isdsturiset()) {{
+                handle_ruri_alias();
+            }}
+            route(TO_NODE_UNLESS_FROM_NODE);
             t_relay();
             exit;
         }}
@@ -141,6 +158,16 @@ request_route {{
         sl_send_reply("200", "Keepalive");
         exit;
     }}
+    # A node calling a phone preloads the Route from the phone's Path: relay it there, staying in the dialog.
+    # (Mode 3 matches the address alone, as the nodes' own ACL trusts farm members by address.)
+    if (ds_is_from_list("-1", "3") && loose_route_preloaded()) {{
+        record_route();
+        t_on_reply("FROM_PHONE");
+        if (!t_relay()) {{
+            sl_reply_error();
+        }}
+        exit;
+    }}
 
     route(TENANT_SET);
     if ($var(set) == 0) {{
@@ -153,8 +180,16 @@ request_route {{
         sl_send_reply("503", "No live node for this tenant");
         exit;
     }}
-    if (!is_method("REGISTER")) {{
+    if (is_method("REGISTER")) {{
+        # The node stores this Path with the contact and reaches the phone back through us.
+        if (!add_path_received()) {{
+            sl_send_reply("503", "Internal Path Error");
+            exit;
+        }}
+    }} else {{
         record_route();
+        # Requests in this dialog come back to where the caller sent from, not to a Contact behind NAT.
+        add_contact_alias();
     }}
     $avp(fsfarm_set) = $var(set);
     t_on_failure("REROUTE");
@@ -162,6 +197,31 @@ request_route {{
         sl_reply_error();
     }}
     exit;
+}}
+
+# Only a node may send an in-dialog request anywhere: for anyone else the next hop (a Route it
+# wrote, or the received address of a forged Path) must be a node, or Kamailio is an open relay.
+route[TO_NODE_UNLESS_FROM_NODE] {{
+    if (ds_is_from_list("-1", "3")) {{
+        return;
+    }}
+    if ($du != $null) {{
+        $var(next) = $du;
+    }} else {{
+        $var(next) = $ru;
+    }}
+    if (!ds_is_from_list("-1", "3", "$var(next)")) {{
+        xlog("L_WARN", "fsfarm: refused $rm from $si:$sp to $var(next): not a farm node\\n");
+        sl_send_reply("403", "Relaying forbidden");
+        exit;
+    }}
+}}
+
+# The phone's answer to a node's call: in-dialog requests go back to where it answered from.
+onreply_route[FROM_PHONE] {{
+    if (is_present_hf("Contact")) {{
+        add_contact_alias();
+    }}
 }}
 
 # A DID from a carrier routes by number, anything else by its tenant's domain.

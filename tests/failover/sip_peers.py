@@ -31,6 +31,8 @@ class SipNode:
     name: str
     port: int = 0
     received: list[tuple[float, str, str]] = field(default_factory=list)  # (time, method, request-uri)
+    headers: list[dict[str, str]] = field(default_factory=list)  # each received request's headers, in order
+    replies: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (status line, headers) received
     silent: bool = False  # True: requests are still received and recorded, but never answered (a hang)
 
     def __post_init__(self) -> None:
@@ -65,9 +67,11 @@ class SipNode:
                 continue
             start, headers, _ = parse(data)
             if start.startswith("SIP/2.0"):
+                self.replies.append((start, headers))
                 continue
             method, ruri, _ = start.split(" ", 2)
             self.received.append((time.monotonic(), method, ruri))
+            self.headers.append(headers)
             if method == "ACK" or self.silent:
                 continue
             if method == "INVITE":

@@ -399,7 +399,8 @@ class Phone:
     """A baresip phone on its own loopback address, answering automatically, playing a sine of ``tone`` Hz.
 
     ``registrar`` is where it registers and sends calls (a node's or Kamailio's host:port); events from
-    ctrl_tcp (REGISTER_OK, CALL_ESTABLISHED, MWI_NOTIFY, ...) collect in ``events``.
+    ctrl_tcp (REGISTER_OK, CALL_ESTABLISHED, MWI_NOTIFY, ...) collect in ``events``. ``sip_trace``
+    writes every SIP message it sends and receives, with both addresses, to its log.
     """
 
     def __init__(
@@ -413,6 +414,7 @@ class Phone:
         regint: int = 60,
         answer: bool = True,
         extra_account: str = "",
+        sip_trace: bool = False,
     ) -> None:
         self.user, self.domain, self.password, self.tone = user, domain, password, tone
         self.host = loopback_host()
@@ -468,7 +470,7 @@ class Phone:
         self._lock = threading.Lock()
         STARTED.append(self)  # stopped at the end of the module even if its set-up failed half way
         self.process = subprocess.Popen(
-            ["baresip", "-f", str(self.home)],
+            ["baresip", "-f", str(self.home), *(["-s"] if sip_trace else [])],
             stdout=self.log_path.open("wb"),
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
