@@ -23,6 +23,7 @@ class Arrival(NamedTuple):
 
     at: float
     source: str  # "ip:port" of the sender
+    destination: str  # "ip:port" it was sent to (FreeSWITCH answers where the phone's RTP came from)
     seq: int
     timestamp: int
     ssrc: int
@@ -38,8 +39,8 @@ class Stream(NamedTuple):
     packets: int
 
 
-def rtp_in_frame(frame: bytes, to_host: str) -> tuple[str, int, int, int] | None:
-    """(source "ip:port", seq, timestamp, ssrc) of an Ethernet-framed UDP datagram to ``to_host`` with RTP, else None.
+def rtp_in_frame(frame: bytes) -> tuple[str, str, int, int, int] | None:
+    """(source, destination "ip:port", seq, timestamp, ssrc) of an Ethernet-framed UDP datagram with RTP, else None.
 
     RTP is version 2 with a payload type outside RTCP's 192-223 (RFC 5761), so SIP, STUN and RTCP are left out.
     """
@@ -48,15 +49,14 @@ def rtp_in_frame(frame: bytes, to_host: str) -> tuple[str, int, int, int] | None
         return None
     if struct.unpack("!H", ip[6:8])[0] & 0x1FFF or ip[6] & 0x20:  # a fragment: no RTP header of its own
         return None
-    if ip[16:20] != socket.inet_aton(to_host):
-        return None
     udp = ip[(ip[0] & 0x0F) * 4 :]
     payload = udp[8:]
     if len(payload) < 12 or payload[0] >> 6 != 2 or 192 <= payload[1] <= 223:
         return None
-    source_port = struct.unpack("!H", udp[0:2])[0]
+    source_port, destination_port = struct.unpack("!HH", udp[0:4])
     seq, timestamp, ssrc = struct.unpack("!HII", payload[2:12])
-    return f"{socket.inet_ntoa(ip[12:16])}:{source_port}", seq, timestamp, ssrc
+    source = f"{socket.inet_ntoa(ip[12:16])}:{source_port}"
+    return source, f"{socket.inet_ntoa(ip[16:20])}:{destination_port}", seq, timestamp, ssrc
 
 
 def _window(arrivals: Sequence[Arrival], after: float | None, until: float | None = None) -> list[Arrival]:

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from rtp_gaps import Arrival, largest_gap, rtp_in_frame, silence_gap, sources, tone_level_db
 
-NODE, SPARE, PHONE = "127.0.1.2:16384", "127.0.1.3:16500", "127.0.0.20"
+NODE, SPARE, PHONE = "127.0.1.2:16384", "127.0.1.3:16500", "127.0.0.1:40000"
 
 
 def stream(start: float, count: int, source: str = NODE, ssrc: int = 0x1111, seq: int = 0) -> list[Arrival]:
     """``count`` packets 20 ms apart from ``source``, as a G.711 call sends them."""
-    return [Arrival(start + i * 0.02, source, seq + i, (seq + i) * 160, ssrc) for i in range(count)]
+    return [Arrival(start + i * 0.02, source, PHONE, seq + i, (seq + i) * 160, ssrc) for i in range(count)]
 
 
 def test_a_steady_20ms_stream_has_a_20ms_largest_gap_and_one_source() -> None:
@@ -51,12 +51,11 @@ def test_the_window_ignores_earlier_arrivals_and_counts_media_that_never_came_ba
     assert largest_gap([]) == (0.0, None)
 
 
-def frame(payload: bytes, to: str = PHONE, src: str = "127.0.1.2", sport: int = 16384, proto: int = 17) -> bytes:
-    """An lo frame: the zero Ethernet header, IPv4, UDP, then ``payload``."""
-    ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 1, 0, 64, proto, 0, socket.inet_aton(src), socket.inet_aton(to)
-    )
-    udp = struct.pack("!HHHH", sport, 40000, 8 + len(payload), 0)
+def frame(payload: bytes, proto: int = socket.IPPROTO_UDP, fragment: int = 0) -> bytes:
+    """An lo frame from the node to the phone: the zero Ethernet header, IPv4, UDP, then ``payload``."""
+    source, destination = socket.inet_aton("127.0.1.2"), socket.inet_aton("127.0.0.1")
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 1, fragment, 64, proto, 0, source, destination)
+    udp = struct.pack("!HHHH", 16384, 40000, 8 + len(payload), 0)
     return b"\x00" * 12 + b"\x08\x00" + ip + udp + payload
 
 
@@ -64,14 +63,14 @@ def rtp(seq: int, timestamp: int, ssrc: int, payload_type: int = 0) -> bytes:
     return struct.pack("!BBHII", 0x80, payload_type, seq, timestamp, ssrc) + b"\xff" * 160
 
 
-def test_only_rtp_sent_to_the_phone_is_taken_from_lo_frames() -> None:
-    assert rtp_in_frame(frame(rtp(7, 1120, 0xABC)), PHONE) == ("127.0.1.2:16384", 7, 1120, 0xABC)
-    assert rtp_in_frame(frame(rtp(7, 1120, 0xABC, payload_type=0x80 | 8)), PHONE) is not None  # marker bit set
-    assert rtp_in_frame(frame(rtp(7, 1120, 0xABC)), "127.0.0.21") is None  # another phone's
-    assert rtp_in_frame(frame(b"SIP/2.0 200 OK\r\n" * 2), PHONE) is None
-    assert rtp_in_frame(frame(rtp(7, 1120, 0xABC, payload_type=200)), PHONE) is None  # RTCP sender report
-    assert rtp_in_frame(frame(rtp(7, 1120, 0xABC), proto=6), PHONE) is None  # TCP
-    assert rtp_in_frame(frame(rtp(7, 1120, 0xABC))[:40], PHONE) is None  # cut short
+def test_only_rtp_is_taken_from_lo_frames() -> None:
+    assert rtp_in_frame(frame(rtp(7, 1120, 0xABC))) == (NODE, PHONE, 7, 1120, 0xABC)
+    assert rtp_in_frame(frame(rtp(7, 1120, 0xABC, payload_type=0x80 | 8))) is not None  # marker bit set
+    assert rtp_in_frame(frame(b"SIP/2.0 200 OK\r\n" * 2)) is None
+    assert rtp_in_frame(frame(rtp(7, 1120, 0xABC, payload_type=200))) is None  # RTCP sender report
+    assert rtp_in_frame(frame(rtp(7, 1120, 0xABC), proto=socket.IPPROTO_TCP)) is None
+    assert rtp_in_frame(frame(rtp(7, 1120, 0xABC), fragment=0x2000)) is None  # the first of several fragments
+    assert rtp_in_frame(frame(rtp(7, 1120, 0xABC))[:40]) is None  # cut short
 
 
 def sine(freq: float, seconds: float, rate: int = 8000, amplitude: float = 0.3) -> np.ndarray:

@@ -43,6 +43,7 @@ BUNDLE_PREFIX = Path("/opt/fsfarm-freeswitch/bin/freeswitch")
 SHARED_BUNDLE = Path(__file__).resolve().parents[2].parent / "shared" / "freeswitch"
 FSFARM = str(Path(sys.executable).with_name("fsfarm"))
 BARESIP_MODULES = "/usr/lib/baresip/modules"
+PHONE_RTP_PORTS = (40000, 59999)  # every phone's RTP and RTCP sockets, which RtpTap's kernel filter keeps
 
 
 def freeswitch_binary() -> str | None:
@@ -461,7 +462,7 @@ class Phone:
                     "module_app ctrl_tcp.so",
                     f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
                     f"snd_path {self.home / 'rec'}",
-                    "rtp_ports 40000-59999",
+                    f"rtp_ports {PHONE_RTP_PORTS[0]}-{PHONE_RTP_PORTS[1]}",
                     "",
                 ]
             )
@@ -668,34 +669,60 @@ SO_ATTACH_FILTER = 26  # not exported by Python's socket module
 PACKET_OUTGOING = 4  # lo shows every packet twice: once leaving (this type), once arriving
 
 
-def _bpf_to_host(host: str) -> bytes:
-    """A classic BPF program keeping only IPv4 UDP to ``host``, so the kernel drops the rest of lo's traffic."""
+def _bpf_udp_to_ports(low: int, high: int) -> bytes:
+    """A classic BPF program keeping only IPv4 UDP to a port in [low, high], so the kernel drops the rest of lo."""
     code = [
         (0x28, 0, 0, 12),  # ldh [12]: EtherType
-        (0x15, 0, 5, ETH_P_IP),
+        (0x15, 0, 7, ETH_P_IP),
         (0x30, 0, 0, 23),  # ldb [23]: IP protocol
-        (0x15, 0, 3, socket.IPPROTO_UDP),
-        (0x20, 0, 0, 30),  # ld [30]: IP destination
-        (0x15, 0, 1, int.from_bytes(socket.inet_aton(host), "big")),
+        (0x15, 0, 5, socket.IPPROTO_UDP),
+        (0xB1, 0, 0, 14),  # ldxb 4*([14]&0xf): IP header length
+        (0x48, 0, 0, 16),  # ldh [x+16]: UDP destination port
+        (0x35, 0, 2, low),
+        (0x25, 1, 0, high),
         (0x06, 0, 0, 0xFFFF),  # keep
         (0x06, 0, 0, 0),  # drop
     ]
     return b"".join(struct.pack("HBBI", *op) for op in code)
 
 
-class RtpTap:
-    """Records every RTP packet sent to ``host`` (a ``Phone.host``) with its arrival time, from a raw socket on lo.
+def udp_ports_of(pid: int) -> set[int]:
+    """Local ports of the UDP sockets process ``pid`` holds (reading another process's fds needs root)."""
+    inodes: set[str] = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed since the listing
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:[") : -1])
+    ports: set[int] = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
+
+class RtpTap:
+    """Records every RTP packet sent to one phone's RTP sockets, with its arrival time, off a raw socket on lo.
+
+    The phone's sockets are the UDP ports its baresip process holds, SIP's aside, looked up in /proc as
+    packets to new ports appear: baresip binds RTP to the wildcard address and sends from 127.0.0.1, so
+    FreeSWITCH sends the phone's RTP to 127.0.0.1:port, not to ``Phone.host``.
     ``start()`` opens an AF_PACKET socket bound to ``lo`` and reads it in a background thread; it raises
     ``RtpTapUnavailable`` when the socket cannot be opened (the tier runs as root; elsewhere: pytest.skip).
     ``arrivals()`` are ``rtp_gaps.Arrival`` rows in arrival order, for ``rtp_gaps.largest_gap``/``sources``.
     """
 
-    def __init__(self, host: str) -> None:
-        self.host = host
+    def __init__(self, phone: Phone) -> None:
+        self.phone = phone
         self.started_at: float | None = None
         self.stopped_at: float | None = None
         self._arrivals: list[Arrival] = []
+        self._ports: set[int] = set()
+        self._foreign: dict[int, float] = {}  # port -> when /proc last showed it is not the phone's
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._sock: socket.socket | None = None
@@ -708,20 +735,37 @@ class RtpTap:
             raise RtpTapUnavailable(
                 f"cannot open an AF_PACKET raw socket (needs Linux and root/CAP_NET_RAW): {e}"
             ) from e
-        program = _bpf_to_host(self.host)
+        program = _bpf_udp_to_ports(*PHONE_RTP_PORTS)
         buffer = ctypes.create_string_buffer(program)
-        sock.setsockopt(
-            socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", len(program) // 8, ctypes.addressof(buffer))
-        )
+        fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(buffer))
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.bind(("lo", ETH_P_IP))
         sock.settimeout(0.2)
         self._sock = sock
+        self._scan()
         self.started_at = time.monotonic()
         STARTED.append(self)  # stopped at the end of the module if a test fails before stopping it
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
         return self
+
+    def _scan(self) -> None:
+        self._ports = udp_ports_of(self.phone.process.pid) - {self.phone.sip_port}
+
+    def _is_phones(self, port: int) -> bool:
+        if port in self._ports:
+            return True
+        if time.monotonic() - self._foreign.get(port, -1e9) < 1.0:  # another phone's: rescan at most once a second
+            return False
+        try:
+            self._scan()
+        except OSError:  # the phone has exited
+            return False
+        if port in self._ports:
+            return True
+        self._foreign[port] = time.monotonic()
+        return False
 
     def _read(self) -> None:
         assert self._sock is not None
@@ -735,8 +779,8 @@ class RtpTap:
             at = time.monotonic()
             if address[2] == PACKET_OUTGOING:
                 continue
-            rtp = rtp_in_frame(frame, self.host)
-            if rtp is not None:
+            rtp = rtp_in_frame(frame)
+            if rtp is not None and self._is_phones(int(rtp[1].rsplit(":", 1)[1])):
                 with self._lock:
                     self._arrivals.append(Arrival(at, *rtp))
 
