@@ -7,6 +7,7 @@
 - ``Phone``: a baresip phone on its own 127.0.0.x address (so no node ACL trusts it), driven over
   ctrl_tcp, playing its own sine tone and recording what it decodes, so a test can check what it heard.
 - ``Kamailio``: the SIP front from ``fsfarm kamailio config``.
+- ``RtpTap``: the arrival time of every RTP packet sent to one phone, read off ``lo`` (the media gap).
 
 Binaries: ``FREESWITCH_BIN``, else ``/opt/fsfarm-freeswitch/bin/freeswitch`` (``.ci/install --test``
 installs it from ``../shared/freeswitch``), else ``freeswitch`` on PATH.
@@ -14,6 +15,7 @@ installs it from ``../shared/freeswitch``), else ``freeswitch`` on PATH.
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import itertools
 import json
@@ -22,6 +24,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -33,12 +36,14 @@ from typing import Any
 
 import numpy as np
 import requests
+from rtp_gaps import Arrival, rtp_in_frame, tone_level_db
 from testsupport import free_port, run_kamailio
 
 BUNDLE_PREFIX = Path("/opt/fsfarm-freeswitch/bin/freeswitch")
 SHARED_BUNDLE = Path(__file__).resolve().parents[2].parent / "shared" / "freeswitch"
 FSFARM = str(Path(sys.executable).with_name("fsfarm"))
 BARESIP_MODULES = "/usr/lib/baresip/modules"
+PHONE_RTP_PORTS = (40000, 59999)  # every phone's RTP and RTCP sockets, which RtpTap's kernel filter keeps
 
 
 def freeswitch_binary() -> str | None:
@@ -459,7 +464,7 @@ class Phone:
                     "module_app ctrl_tcp.so",
                     f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
                     f"snd_path {self.home / 'rec'}",
-                    "rtp_ports 40000-59999",
+                    f"rtp_ports {PHONE_RTP_PORTS[0]}-{PHONE_RTP_PORTS[1]}",
                     "",
                 ]
             )
@@ -604,15 +609,10 @@ class Phone:
 
 
 def level_db(pcm: np.ndarray, rate: int, freq: float) -> float:
-    """Power near ``freq`` (±20 Hz) relative to a full-scale sine, in dB; -120 for silence."""
+    """Power near ``freq`` (±20 Hz) relative to a full-scale sine, in dB; -120 for silence or under 100 ms."""
     if len(pcm) < rate // 10:
         return -120.0
-    x = pcm.astype(np.float64) / 32768.0
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)))) / (len(x) / 4)
-    freqs = np.fft.rfftfreq(len(x), 1 / rate)
-    band = spectrum[(freqs > freq - 20) & (freqs < freq + 20)]
-    peak = float(band.max()) if band.size else 0.0
-    return 20 * np.log10(peak) if peak > 1e-6 else -120.0
+    return tone_level_db(pcm, rate, freq)
 
 
 def hears(phone: Phone, tone: float, index: int = -1, threshold: float = -40.0) -> bool:
@@ -657,3 +657,147 @@ class Kamailio:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+# --------------------------------------------------------------------------- the media gap at a phone
+
+
+class RtpTapUnavailable(OSError):
+    """No raw socket on ``lo`` (not root, no CAP_NET_RAW, or not Linux): callers turn it into a skip."""
+
+
+ETH_P_IP = 0x0800
+SO_ATTACH_FILTER = 26  # not exported by Python's socket module
+PACKET_OUTGOING = 4  # lo shows every packet twice: once leaving (this type), once arriving
+
+
+def _bpf_udp_to_ports(low: int, high: int) -> bytes:
+    """A classic BPF program keeping only IPv4 UDP to a port in [low, high], so the kernel drops the rest of lo."""
+    code = [
+        (0x28, 0, 0, 12),  # ldh [12]: EtherType
+        (0x15, 0, 7, ETH_P_IP),
+        (0x30, 0, 0, 23),  # ldb [23]: IP protocol
+        (0x15, 0, 5, socket.IPPROTO_UDP),
+        (0xB1, 0, 0, 14),  # ldxb 4*([14]&0xf): IP header length
+        (0x48, 0, 0, 16),  # ldh [x+16]: UDP destination port
+        (0x35, 0, 2, low),
+        (0x25, 1, 0, high),
+        (0x06, 0, 0, 0xFFFF),  # keep
+        (0x06, 0, 0, 0),  # drop
+    ]
+    return b"".join(struct.pack("HBBI", *op) for op in code)
+
+
+def udp_ports_of(pid: int) -> set[int]:
+    """Local ports of the UDP sockets process ``pid`` holds (reading another process's fds needs root)."""
+    inodes: set[str] = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed since the listing
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:[") : -1])
+    ports: set[int] = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+class RtpTap:
+    """Records every RTP packet sent to one phone's RTP sockets, with its arrival time, off a raw socket on lo.
+
+    The phone's sockets are the UDP ports its baresip process holds, SIP's aside, looked up in /proc as
+    packets to new ports appear: baresip binds RTP to the wildcard address and sends from 127.0.0.1, so
+    FreeSWITCH sends the phone's RTP to 127.0.0.1:port, not to ``Phone.host``.
+    ``start()`` opens an AF_PACKET socket bound to ``lo`` and reads it in a background thread; it raises
+    ``RtpTapUnavailable`` when the socket cannot be opened (the tier runs as root; elsewhere: pytest.skip).
+    ``arrivals()`` are ``rtp_gaps.Arrival`` rows in arrival order, for ``rtp_gaps.largest_gap``/``sources``.
+    """
+
+    def __init__(self, phone: Phone) -> None:
+        self.phone = phone
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+        self._arrivals: list[Arrival] = []
+        self._ports: set[int] = set()
+        self._foreign: dict[int, float] = {}  # port -> when /proc last showed it is not the phone's
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> RtpTap:
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: nothing queued before the filter
+        except (AttributeError, OSError) as e:
+            raise RtpTapUnavailable(
+                f"cannot open an AF_PACKET raw socket (needs Linux and root/CAP_NET_RAW): {e}"
+            ) from e
+        program = _bpf_udp_to_ports(*PHONE_RTP_PORTS)
+        buffer = ctypes.create_string_buffer(program)
+        fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(buffer))
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind(("lo", ETH_P_IP))
+        sock.settimeout(0.2)
+        self._sock = sock
+        self._scan()
+        self.started_at = time.monotonic()
+        STARTED.append(self)  # stopped at the end of the module if a test fails before stopping it
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        return self
+
+    def _scan(self) -> None:
+        self._ports = udp_ports_of(self.phone.process.pid) - {self.phone.sip_port}
+
+    def _is_phones(self, port: int) -> bool:
+        if port in self._ports:
+            return True
+        if time.monotonic() - self._foreign.get(port, -1e9) < 1.0:  # another phone's: rescan at most once a second
+            return False
+        try:
+            self._scan()
+        except OSError:  # the phone has exited
+            return False
+        if port in self._ports:
+            return True
+        self._foreign[port] = time.monotonic()
+        return False
+
+    def _read(self) -> None:
+        assert self._sock is not None
+        while not self._stop.is_set():
+            try:
+                frame, address = self._sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            at = time.monotonic()
+            if address[2] == PACKET_OUTGOING:
+                continue
+            rtp = rtp_in_frame(frame)
+            if rtp is not None and self._is_phones(int(rtp[1].rsplit(":", 1)[1])):
+                with self._lock:
+                    self._arrivals.append(Arrival(at, *rtp))
+
+    def stop(self) -> None:
+        """Stop recording; ``arrivals()`` keeps what came before."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self.stopped_at = time.monotonic()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def arrivals(self) -> list[Arrival]:
+        with self._lock:
+            return list(self._arrivals)
