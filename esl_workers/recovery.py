@@ -144,9 +144,18 @@ def adopt_calls(db: Database, row: failovers.Failover, switch: SwitchDatabase | 
     if not _start_profile(heir, name, dead.sip_address):
         release(db, dead.id, profile)
         return {**outcome, "error": f"{heir.name} could not answer at {dead.sip_address}; the address was released"}
-    commands.run_api(heir, f"sofia profile {name} recover", timeout=10.0, check=False)
-    up = channels_on(heir)
-    legs = [leg for leg in handed.legs if leg in up]
+    started = time.monotonic()
+    answer = commands.run_api(heir, f"sofia profile {name} recover", timeout=30.0, check=False)
+    legs = [leg for leg in handed.legs if leg_up(heir, leg)]
+    log.info(
+        "%s recovered %d of %d tracked legs of %s in %.2f s (%s)",
+        heir.name,
+        len(legs),
+        len(handed.legs),
+        dead.name,
+        time.monotonic() - started,
+        answer.result.strip(),
+    )
     if not legs:
         release(db, dead.id, profile)  # nothing to keep the address for
     return {**outcome, "calls_recovered": len(legs), "recovered_legs": legs}
@@ -182,7 +191,7 @@ def release_addresses(db: Database, profile: str = "internal") -> list[str]:
     out = []
     for dead in held:
         heir = by_id.get(dead.heir_id) if dead.heir_id else None
-        if heir is not None and heir.health != NodeHealth.DOWN and legs[dead.id] & channels_on(heir):
+        if heir is not None and heir.health != NodeHealth.DOWN and any(leg_up(heir, leg) for leg in legs[dead.id]):
             continue
         sentence = release(db, dead.id, profile)
         if sentence:
@@ -193,6 +202,14 @@ def release_addresses(db: Database, profile: str = "internal") -> list[str]:
 def _last_legs(conn: Any, node_id: UUID) -> tuple[str, ...]:
     history = failovers.for_node(conn, node_id)
     return history[-1].recovered_legs if history else ()
+
+
+def leg_up(node: Node, uuid: str) -> bool:
+    """Is channel ``uuid`` up on ``node``? (asked of its session table: ``show channels`` lags in the database)"""
+    try:
+        return commands.run_api(node, f"uuid_exists {uuid}", timeout=3.0, check=False).result.strip() == "true"
+    except FarmError:
+        return False
 
 
 def channels_on(node: Node) -> set[str]:
