@@ -83,6 +83,30 @@ def from_event(event: Event) -> MemberChange | None:
     )
 
 
+def parse_member_list(name: str, listed: str) -> list[MemberChange]:
+    """Pure: the members ``conference NAME list`` prints (``id;channel;uuid;cid name;cid number;flags;...``)."""
+    out = []
+    for line in listed.splitlines():
+        cells = line.split(";")
+        if len(cells) < 6 or not cells[0].isdigit():
+            continue
+        flags = set(cells[5].split("|"))
+        out.append(
+            MemberChange(
+                "upsert",
+                name,
+                int(cells[0]),
+                channel_uuid=cells[2],
+                caller_name=cells[3],
+                caller_number=cells[4],
+                can_hear="hear" in flags,
+                can_speak="speak" in flags,
+                is_moderator="moderator" in flags,
+            )
+        )
+    return out
+
+
 def apply(conn: psycopg.Connection[Any], node_id: UUID, change: MemberChange, tenant_id: UUID | None) -> None:
     """Store what ``change`` says about the room's membership on this node."""
     if change.action == "destroy":

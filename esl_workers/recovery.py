@@ -18,7 +18,6 @@ registration) cannot be called back; the failover record counts them as not reco
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -43,7 +42,8 @@ from controller.stores import (
 )
 from controller.stores.changes import Notice
 from esl_workers import commands
-from esl_workers.conferences import room_name
+from esl_workers.conferences import apply as apply_member
+from esl_workers.conferences import parse_member_list, room_name
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _start_profile(node: Node, profile: str, address: str) -> bool:
     deadline = time.monotonic() + BIND_WAIT
     asked_at = 0.0
     while time.monotonic() < deadline:
-        if time.monotonic() - asked_at > 1.0:
+        if time.monotonic() - asked_at > 0.3:
             commands.run_api(node, f"sofia profile {profile} start", timeout=5.0, check=False)
             asked_at = time.monotonic()
         time.sleep(0.05)
@@ -212,15 +212,6 @@ def leg_up(node: Node, uuid: str) -> bool:
         return False
 
 
-def channels_on(node: Node) -> set[str]:
-    """UUIDs of the channels up on ``node`` now (empty when it cannot be asked)."""
-    try:
-        body = commands.run_api(node, "show channels as json", timeout=3.0, check=False).result
-        return {str(r.get("uuid")) for r in json.loads(body).get("rows") or []}
-    except (FarmError, ValueError):
-        return set()
-
-
 def callback_dial_string(member: dict[str, Any], domain: str, proxy: str | None) -> str:
     """Pure: how the new node reaches a member again: its registered contact, through the proxy."""
     contact = str(member["contact"]).strip("<>")
@@ -284,10 +275,9 @@ def recover_rooms(db: Database, row: failovers.Failover, proxy: str | None = Non
     recovered, recreated = 0, 0
     for tenant, room, node, people in plans:
         name = room_name(room.number, tenant.domain)
-        up = channels_on(node)
         started = 0
         for member in people:
-            if member["channel_uuid"] and member["channel_uuid"] in up:
+            if member["channel_uuid"] and leg_up(node, member["channel_uuid"]):
                 started += 1  # its leg was recovered with the node's address and rejoins by itself
                 continue
             if not member["contact"]:
@@ -300,9 +290,24 @@ def recover_rooms(db: Database, row: failovers.Failover, proxy: str | None = Non
                 continue
             if job.get("status") != CommandStatus.FAILED:
                 started += 1
+        if any(m["channel_uuid"] and leg_up(node, m["channel_uuid"]) for m in people):
+            _resync_members(db, node, tenant.id, name)
         recovered += started
         recreated += 1 if started else 0
     return {"rooms_recreated": recreated, "legs_total": legs_total, "legs_recovered": recovered}
+
+
+def _resync_members(db: Database, node: Node, tenant_id: UUID, name: str) -> None:
+    """Store a recovered room's members as the node lists them (recovered legs rejoin without an add-member
+    event the watcher stores)."""
+    try:
+        listed = commands.run_api(node, f"conference {name} list", timeout=3.0, check=False).result
+    except FarmError as exc:
+        log.warning("could not list room %s on %s: %s", name, node.name, exc.message)
+        return
+    with db.transaction() as conn:
+        for member in parse_member_list(name, listed):
+            apply_member(conn, node.id, member, tenant_id)
 
 
 def after_move_steps(

@@ -24,7 +24,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from farm_harness import Controller, FreeSwitch, Kamailio, Phone, level_db, wait_for
+from farm_harness import Controller, FreeSwitch, Kamailio, Phone, RtpTap, RtpTapUnavailable, level_db, wait_for
+from rtp_gaps import largest_gap, sources
 
 from controller.kamailio.control import KamailioControl
 
@@ -104,18 +105,21 @@ def hears_last(phone: Phone, tone: float, seconds: float = 1.5) -> bool:
     return level_db(pcm[-int(rate * seconds) :], rate, tone) > -40.0
 
 
-def longest_silence(phone: Phone, tone: float, window: float = 0.02) -> float:
-    """Seconds of the longest stretch of ``phone``'s latest call without ``tone`` (20 ms windows)."""
-    pcm, rate = phone.heard(skip=1.0)
-    step = int(rate * window)
-    longest = run = 0
-    for start in range(0, len(pcm) - step, step):
-        if level_db(pcm[start : start + step], rate, tone) > -45.0:
-            run = 0
-        else:
-            run += 1
-            longest = max(longest, run)
-    return longest * window
+def taps(*phones: Phone) -> list[RtpTap]:
+    """RTP arrival recorders on ``phones`` (raw socket on lo: the tier runs as root)."""
+    try:
+        return [RtpTap(p).start() for p in phones]
+    except RtpTapUnavailable as exc:
+        pytest.skip(f"cannot watch RTP arrivals: {exc}")
+
+
+def media_gap(tap: RtpTap, failed_at: float) -> float:
+    """The longest stretch without RTP at the tapped phone, from 1 s before the failure to the end of the tap."""
+    tap.stop()
+    arrivals = tap.arrivals()
+    assert any(a.at > failed_at + 1.0 for a in arrivals), "RTP never came back to the phone after the failure"
+    gap, _ = largest_gap(arrivals, after=failed_at - 1.0, until=tap.stopped_at)
+    return gap
 
 
 @pytest.fixture(scope="module")
@@ -227,21 +231,28 @@ def test_a_call_in_progress_carries_on_when_its_node_is_killed_and_ends_with_one
     call(a, b, node)
     legs = {ch["uuid"] for ch in node.esl.channels()}
     answered = time.monotonic()
+    watching = taps(a, b)
     time.sleep(2)
     closed_a = len(a.saw("CALL_CLOSED"))
 
+    killed = time.monotonic()
     node.kill()
     row = wait_failover(farm, 2)
     assert row["takeover"].startswith("address taken"), row["takeover"]
     assert row["calls_tracked"] == 2 and row["calls_recovered"] == 2, row
     wait_for(lambda: legs <= {ch["uuid"] for ch in heir.esl.channels()}, 10, f"both legs up on {heir.name}")
     time.sleep(3)  # audio after the takeover
+    gaps = [media_gap(tap, killed) for tap in watching]
+    # The media comes from the same address and port as before the crash: the heir took them over.
+    assert all(len({s.source for s in sources(tap.arrivals())}) == 1 for tap in watching)
     assert len(a.saw("CALL_CLOSED")) == closed_a  # nobody noticed a hang-up
     hang_up(b, a)  # a BYE from the called phone reaches the heir through the recovered dialog
     duration = time.monotonic() - answered
     assert hears_last(a, TONES["1002"]) and hears_last(b, TONES["1001"])
-    gap = max(longest_silence(a, TONES["1002"]), longest_silence(b, TONES["1001"]))
-    print(f"\n{node.name} SIGKILL, call up: {heir.name} recovered both legs; longest media gap {gap * 1000:.0f} ms")
+    print(
+        f"\n{node.name} SIGKILL, call up: {heir.name} recovered both legs; media gap at the phones "
+        f"{gaps[0] * 1000:.0f} / {gaps[1] * 1000:.0f} ms"
+    )
     wait_for(lambda: not heir.esl.channels(), 15, f"no channel left on {heir.name}")
 
     cdrs = wait_for(
@@ -305,6 +316,7 @@ def test_a_hung_node_is_fenced_and_its_call_carries_on_on_the_spare(farm: Farm) 
     call(a, b, node)
     legs = {ch["uuid"] for ch in node.esl.channels()}
     before = len(farm.failovers())
+    watching = taps(a, b)
     time.sleep(1)
     assert node.process is not None
     stopped = time.monotonic()
@@ -321,8 +333,43 @@ def test_a_hung_node_is_fenced_and_its_call_carries_on_on_the_spare(farm: Farm) 
     assert row["calls_recovered"] == 2, row
     wait_for(lambda: legs <= {ch["uuid"] for ch in heir.esl.channels()}, 10, f"both legs up on {heir.name}")
     time.sleep(3)
+    gaps = [media_gap(tap, stopped) for tap in watching]
     hang_up(a, b)
     assert hears_last(a, TONES["1002"]) and hears_last(b, TONES["1001"])
-    print(f"\n{node.name} SIGSTOP: failover done {decided:.2f} s later, fenced, both legs recovered on {heir.name}")
+    print(
+        f"\n{node.name} SIGSTOP: failover done {decided:.2f} s later, fenced, both legs recovered on {heir.name}; "
+        f"media gap {gaps[0] * 1000:.0f} / {gaps[1] * 1000:.0f} ms"
+    )
     back_as_spare(farm, node)
     assert tenant_node(ctl) == heir.name
+
+
+def test_a_room_on_a_killed_node_carries_on_with_its_members_without_calling_them_back(farm: Farm) -> None:
+    ctl = farm.controller
+    node, heir = farm.active(), farm.standby()
+    a, c = farm.phone("1001"), farm.phone("1003")
+    incoming = len(a.saw("CALL_INCOMING")), len(c.saw("CALL_INCOMING"))
+    for p in (a, c):
+        established = len(p.saw("CALL_ESTABLISHED"))
+        p.dial("3000")
+        p.wait_event("CALL_ESTABLISHED", 30, after=established)
+    members = lambda: ctl.api("GET", "/tenants/acme.test/conferences/3000/members")  # noqa: E731
+    wait_for(lambda: len(members()) == 2, 15, "both phones members of room 3000")
+    before = len(farm.failovers())
+    time.sleep(1)
+
+    node.kill()
+    row = wait_failover(farm, before + 1)
+    assert row["calls_recovered"] == 2 and row["rooms_recreated"] == 1 and row["legs_recovered"] == 2, row
+    # The recovered legs rejoined the room on the heir by themselves: nobody was called back.
+    listed = heir.esl.api("conference 3000-acme.test list")
+    assert len([line for line in listed.splitlines() if ";" in line]) == 2, listed
+    wait_for(lambda: [m["node"] for m in members()] == [heir.name] * 2, 15, "both members on the heir")
+    assert (len(a.saw("CALL_INCOMING")), len(c.saw("CALL_INCOMING"))) == incoming
+    time.sleep(2)
+    for p in (a, c):
+        closed = len(p.saw("CALL_CLOSED"))
+        p.hangup()
+        p.wait_event("CALL_CLOSED", 15, after=closed)
+    assert hears_last(a, TONES["1003"]) and hears_last(c, TONES["1001"])  # the room mixes on the heir
+    back_as_spare(farm, node)
