@@ -68,6 +68,7 @@ def python_user_data(role: str) -> str:
         "address_command_json": json.dumps(address),
         "failover_script_b64": base64.b64encode(failover_script().encode()).decode(),
         "extra_packages": ", hcloud-cli",
+        "sip_host": FLOATING[2],
     }
     template = (MODULE / "templates" / f"{'freeswitch' if role == 'spare' else role}.yaml.tftpl").read_text()
     keys = set(re.findall(r"(?<!\$)\$\{\s*([A-Za-z_0-9]+)\s*\}", template))
@@ -155,15 +156,60 @@ def test_nodes_bind_nonlocal_and_carry_every_floating_address() -> None:
         "1",
     ]
     assert written(node, "/etc/fsfarm/floating-addresses")["content"].split() == FLOATING
-    script = written(node, "/usr/local/sbin/fsfarm-floating-addresses")["content"]
-    assert "ip link add fsfloat0 type dummy" in script and 'ip addr replace "$address/32" dev fsfloat0' in script
-    assert "Before=freeswitch.service" in written(node, "/etc/systemd/system/fsfarm-floating-addresses.service")[
-        "content"
-    ]
+    unit = written(node, "/etc/systemd/system/fsfarm-floating-addresses.service")["content"]
+    assert "ExecStart=/usr/local/sbin/fsfarm-floating-addresses" in unit and "Before=freeswitch.service" in unit
     steps = [" ".join(step) if isinstance(step, list) else step for step in node["runcmd"]]
     enable = steps.index("systemctl enable --now fsfarm-floating-addresses")
     assert steps.index("sysctl -p /etc/sysctl.d/60-fsfarm-nonlocal-bind.conf") < enable
     assert enable < steps.index("systemctl enable --now freeswitch")
+
+
+NETNS_CHECK = """set -eu
+# A Hetzner-like uplink: a /32 on eth0 and the gateway on-link.
+ip link set lo up
+ip link add eth0 type veth peer name uplink
+ip link set eth0 up
+ip link set uplink up
+ip addr add 172.31.5.2/32 dev eth0
+ip route add 172.31.1.1 dev eth0
+ip route add default via 172.31.1.1 dev eth0
+sh "$1"
+sh "$1"
+echo "rules $(ip rule show pref 50 | wc -l)"
+echo "other $(ip route get "$2")"
+echo "own $(ip route get "$3")"
+echo "routed-here $(ip route get "$2" from 203.0.113.5 iif eth0)"
+python3 -c "import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind((sys.argv[1], 5060))" "$2"
+echo bound
+"""
+
+
+def test_a_node_answers_for_every_floating_address_yet_sends_to_other_nodes_through_the_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe = ["unshare", "-rn", "ip", "link", "add", "t0", "type", "veth", "peer", "name", "t1"]
+    if subprocess.run(probe, capture_output=True).returncode:
+        pytest.skip("no network namespace with veth links here")
+    script = tmp_path / "fsfarm-floating-addresses"
+    script.write_text(written(user_data("spare"), "/usr/local/sbin/fsfarm-floating-addresses")["content"])
+    listed = tmp_path / "floating-addresses"
+    listed.write_text("".join(f"{a}\n" for a in FLOATING))
+    check = tmp_path / "check.sh"
+    check.write_text(NETNS_CHECK)
+    monkeypatch.setenv("FSFARM_FLOATING_ADDRESSES", str(listed))
+    done = subprocess.run(
+        ["unshare", "-rn", "sh", str(check), str(script), FLOATING[0], FLOATING[2]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    out = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    assert out["rules"] == "2"  # the other nodes' addresses, once each however often the unit runs
+    assert "via 172.31.1.1 dev eth0" in out["other"]  # a room on fs1 is reached at fs1 (or its heir), not here
+    assert out["own"].startswith("local ")
+    assert out["routed-here"].startswith("local ")  # once the cloud routes it here, the kernel takes it
+    assert done.stdout.splitlines()[-1] == "bound"
 
 
 def test_controller_environment_carries_the_fence_and_address_commands() -> None:

@@ -52,6 +52,7 @@ locals {
     etcd_hosts           = join(",", [for a in var.postgres_members : "${a}:2379"])
     pg_superuser_json    = jsonencode(var.postgres_superuser_password)
     pg_replication_json  = jsonencode(var.postgres_replication_password)
+    sip_host             = var.sip_address
     floating_json        = jsonencode(join("", [for a in var.floating_addresses : "${a}\n"]))
     fence_command_json   = jsonencode(var.fence_command)
     address_command_json = jsonencode(var.address_command)

@@ -144,7 +144,7 @@ variable "sip_address" {
 }
 
 variable "floating_addresses" {
-  description = "freeswitch and spare roles: every floating address of the farm's nodes, carried on the dummy interface fsfloat0 so the node answers for whichever is routed to it (see docs/terraform.md, Failover addresses)."
+  description = "freeswitch and spare roles: every floating address of the farm's nodes, carried on lo so the node answers for whichever is routed to it (see docs/terraform.md, Failover addresses)."
   type        = list(string)
   default     = []
 }
