@@ -37,7 +37,7 @@ def controller_url(app: Any) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-def python_rendered(controller: str, token: str, name: str, spare: bool = False) -> str:
+def python_rendered(controller: str, token: str, name: str, spare: bool = False, sip_address: str = "") -> str:
     return render(
         (MODULE / "templates" / "join.sh.tftpl").read_text(),
         {
@@ -45,6 +45,7 @@ def python_rendered(controller: str, token: str, name: str, spare: bool = False)
             "join_token": token,
             "node_name": name,
             "advertise_address": "127.0.0.1",
+            "sip_address": sip_address,
             "capacity": "500",
             "spare": "true" if spare else "false",
             "conf_dir": "/etc/freeswitch",
@@ -164,6 +165,21 @@ def test_a_spent_or_wrong_token_makes_the_script_fail_and_registers_nothing(
     assert not (tmp_path / "b" / "fsfarm-join.json").exists()
     with db.transaction() as conn:
         assert [n.name for n in nodes.list_all(conn)] == ["fs1"]
+
+
+def test_a_node_with_a_floating_address_registers_it_for_sip_and_keeps_esl_on_its_own(
+    db: Any, controller_url: str, tmp_path: Path
+) -> None:
+    token, _ = provisioning.create_token(db, "node-join", label="fs4")
+    conf = tmp_path / "freeswitch"
+    done = run_script(python_rendered(controller_url, token, "fs4", sip_address="198.51.100.7"), conf)
+    assert done.returncode == 0, done.stderr
+    # The controller reaches ESL on the node's own address, which never moves.
+    assert 'name="listen-ip" value="127.0.0.1"' in (conf / "autoload_configs" / "event_socket.conf.xml").read_text()
+    with db.transaction() as conn:
+        node = nodes.get(conn, "fs4")
+        assert node is not None
+        assert (node.sip_address, node.esl_address) == ("198.51.100.7:5060", "127.0.0.1:8021")
 
 
 def test_join_endpoint_refusals(db: Any, client: Any, farm_token: str) -> None:

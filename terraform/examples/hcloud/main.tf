@@ -18,6 +18,11 @@ locals {
     { for i in range(var.node_count) : "fs${i + 1}" => { role = "freeswitch", ip = cidrhost(var.subnet_cidr, local.host_offset.node + i) } },
     { for i in range(var.spare_count) : "spare${i + 1}" => { role = "spare", ip = cidrhost(var.subnet_cidr, local.host_offset.spare + i) } },
   )
+  # The controller fences a dead node and moves its floating IP to the heir with the hcloud CLI.
+  failover_script = templatefile("${path.module}/failover.sh.tftpl", {
+    hcloud_token = var.failover_hcloud_token != "" ? var.failover_hcloud_token : var.hcloud_token
+    name_prefix  = var.name_prefix
+  })
   database_url   = "postgresql://postgres:${var.postgres_superuser_password}@${join(",", [for ip in local.postgres_ips : "${ip}:5432"])}/postgres?target_session_attrs=read-write"
   controller_url = "http://${local.controller_ip}:8080"
 }
@@ -43,6 +48,10 @@ module "controller_init" {
   gluster_servers      = local.gluster_ips
   fsfarm_pip_spec      = var.fsfarm_pip_spec
   xml_curl_credentials = var.xml_curl_credentials
+  extra_packages       = ["hcloud-cli"]
+  failover_script      = local.failover_script
+  fence_command        = "/usr/local/sbin/fsfarm-failover fence {name}"
+  address_command      = "/usr/local/sbin/fsfarm-failover address {address} {heir}"
 }
 
 module "kamailio_init" {
@@ -76,12 +85,24 @@ module "gluster_init" {
   ssh_authorized_keys = var.ssh_authorized_keys
 }
 
+# One floating IPv4 per FreeSWITCH node and spare: the address phones and Kamailio reach it at for SIP and
+# media, which the controller moves to the heir when the node dies (see docs/terraform.md, Failover addresses).
+resource "hcloud_floating_ip" "node" {
+  for_each      = local.nodes
+  name          = "${var.name_prefix}-${each.key}"
+  type          = "ipv4"
+  home_location = var.location
+  labels        = { fsfarm_node = each.key }
+}
+
 module "node_init" {
   source                = "../../modules/cloud_init"
   for_each              = local.nodes
   role                  = each.value.role
   hostname              = each.key
   advertise_address     = each.value.ip
+  sip_address           = hcloud_floating_ip.node[each.key].ip_address
+  floating_addresses    = [for name in sort(keys(local.nodes)) : hcloud_floating_ip.node[name].ip_address]
   controller_url        = local.controller_url
   join_token            = lookup(var.join_tokens, each.key, "")
   freeswitch_apt_source = var.freeswitch_apt_source
@@ -176,5 +197,16 @@ resource "hcloud_server" "node" {
   lifecycle {
     # user_data holds a single-use join token: a new token must not rebuild a node that joined.
     ignore_changes = [user_data]
+  }
+}
+
+resource "hcloud_floating_ip_assignment" "node" {
+  for_each       = local.nodes
+  floating_ip_id = hcloud_floating_ip.node[each.key].id
+  server_id      = hcloud_server.node[each.key].id
+
+  lifecycle {
+    # After a failover the controller has moved the address to the heir: an apply must not move it back.
+    ignore_changes = [server_id]
   }
 }

@@ -18,6 +18,11 @@ output "node_private_ips" {
   value       = { for name, node in local.nodes : name => node.ip }
 }
 
+output "node_floating_ips" {
+  description = "Floating IPv4 of every FreeSWITCH node and spare, by node name: its SIP and media address (`fsfarm node add --sip <ip>:5060`)."
+  value       = { for name, ip in hcloud_floating_ip.node : name => ip.ip_address }
+}
+
 output "database_hosts" {
   description = "PostgreSQL/Patroni members' private addresses."
   value       = local.postgres_ips

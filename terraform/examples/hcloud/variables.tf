@@ -4,6 +4,13 @@ variable "hcloud_token" {
   sensitive   = true
 }
 
+variable "failover_hcloud_token" {
+  description = "Hetzner Cloud API token the controller fences nodes and moves floating IPs with (written to its /usr/local/sbin/fsfarm-failover); empty means `hcloud_token`."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
 variable "name_prefix" {
   description = "Prefix of every server name, e.g. 'fsfarm' gives fsfarm-fs1, fsfarm-ctl1."
   type        = string

@@ -17,6 +17,7 @@ locals {
     join_token        = var.join_token
     node_name         = var.hostname
     advertise_address = var.advertise_address
+    sip_address       = var.sip_address
     capacity          = tostring(var.capacity)
     spare             = var.role == "spare" ? "true" : "false"
     conf_dir          = var.freeswitch_conf_dir
@@ -51,6 +52,12 @@ locals {
     etcd_hosts           = join(",", [for a in var.postgres_members : "${a}:2379"])
     pg_superuser_json    = jsonencode(var.postgres_superuser_password)
     pg_replication_json  = jsonencode(var.postgres_replication_password)
+    sip_host             = var.sip_address
+    floating_json        = jsonencode(join("", [for a in var.floating_addresses : "${a}\n"]))
+    fence_command_json   = jsonencode(var.fence_command)
+    address_command_json = jsonencode(var.address_command)
+    failover_script_b64  = base64encode(var.failover_script)
+    extra_packages       = join("", [for p in var.extra_packages : ", ${p}"])
   }
 
   template  = local.is_freeswitch ? "freeswitch" : var.role

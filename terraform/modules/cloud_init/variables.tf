@@ -136,3 +136,40 @@ variable "postgres_replication_password" {
   default     = ""
   sensitive   = true
 }
+
+variable "sip_address" {
+  description = "freeswitch and spare roles: the address the node registers for SIP and media (a floating address that moves to its heir on failover); empty means `advertise_address`, which stays the ESL address."
+  type        = string
+  default     = ""
+}
+
+variable "floating_addresses" {
+  description = "freeswitch and spare roles: every floating address of the farm's nodes, carried on lo so the node answers for whichever is routed to it (see docs/terraform.md, Failover addresses)."
+  type        = list(string)
+  default     = []
+}
+
+variable "fence_command" {
+  description = "controller role: FSFARM_FENCE_COMMAND, stopping a dead or hung node for good ({name}, {switchname}, {sip_host}, {esl_host}); must succeed when the node is already off."
+  type        = string
+  default     = ""
+}
+
+variable "address_command" {
+  description = "controller role: FSFARM_ADDRESS_COMMAND, moving a dead node's address to its heir ({address}, {heir}, {dead}, {name})."
+  type        = string
+  default     = ""
+}
+
+variable "failover_script" {
+  description = "controller role: a script installed as /usr/local/sbin/fsfarm-failover (mode 0700) for those two commands to call, e.g. with the cloud's CLI and token."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "extra_packages" {
+  description = "controller role: Debian packages installed besides fsfarm's own, e.g. the cloud's CLI the failover script uses."
+  type        = list(string)
+  default     = []
+}
