@@ -371,8 +371,9 @@ def one_freeswitch_run(farm: RealFarm, how: str) -> RealRun:
         row = failover_after(ctl, before)
         decided = datetime.fromisoformat(row["created_at"]).timestamp() - died_wall
         wait_for(lambda: legs <= {ch["uuid"] for ch in heir.esl.channels()}, 10, f"the call's legs on {heir.name}")
+        recovered_at = time.monotonic()
         gap = media_gap_ms(taps, died)
-        time.sleep(max(0.0, 2.0 - (time.monotonic() - died - GAP_AFTER_S)))  # recorded audio after the takeover
+        time.sleep(max(0.0, recovered_at + 2.0 - time.monotonic()))  # recorded audio after the takeover to check
         still_up = (len(a.saw("CALL_CLOSED")), len(b.saw("CALL_CLOSED"))) == closed
         bye = still_up and bye_ends(b, a, heir)  # the callee's BYE reaches the heir through the recovered dialog
         both_ways = still_up and hears_both_ways(a, b)
@@ -556,9 +557,14 @@ def print_freeswitch(real: dict[str, list[RealRun]]) -> None:
         print(line(f"failover_freeswitch_{how}_calls_lost", lost, "%", 100.0, "0 %"))
 
 
+def figure(value: float) -> str:
+    """Three significant digits, without an exponent for the milliseconds of a media gap."""
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def line(name: str, value: float, unit: str, reference: float, target: str) -> str:
     ratio = value / reference
-    return f"bench: {name} {value:.3g} {unit} (reference {reference:.3g}, ratio {ratio:.3f}, target {target})"
+    return f"bench: {name} {figure(value)} {unit} (reference {figure(reference)}, ratio {ratio:.3f}, target {target})"
 
 
 def main() -> None:
