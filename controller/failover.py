@@ -12,6 +12,7 @@ this loop, one advisory lock lets one of them act, and the unique key catches th
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -296,14 +297,20 @@ def execute(
     if row.state == FailoverState.DONE:
         return row
     outcome: dict[str, Any] = {}
+    reloaded: list[str] = []
+    # Kamailio's reload (new calls) and the after-move steps (the calls in progress) run side by side.
+    reload = threading.Thread(target=lambda: reloaded.append(reload_kamailio(kamailio)), daemon=True)
     if kamailio is not None:
-        outcome["kamailio"] = reload_kamailio(kamailio)
+        reload.start()
     for step in after_move:
         try:
             outcome.update(step(db, row))
         except Exception as exc:  # a failed extra step is reported, the move stands
             log.exception("failover step %s failed", getattr(step, "__name__", step))
             outcome["error"] = f"{getattr(step, '__name__', 'step')}: {exc}"
+    if kamailio is not None:
+        reload.join()
+        outcome["kamailio"] = reloaded[0] if reloaded else "reload did not finish"
     with db.transaction() as conn:
         done = failovers.update(
             conn, row.id, {**outcome, "state": FailoverState.DONE, "completed_at": datetime.now(UTC)}

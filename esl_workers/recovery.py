@@ -313,11 +313,12 @@ def _resync_members(db: Database, node: Node, tenant_id: UUID, name: str) -> Non
 def after_move_steps(
     proxies: tuple[str, ...] = (), switch: SwitchDatabase | None = None, profile: str = "internal"
 ) -> tuple[Callable[[Database, failovers.Failover], Any], ...]:
-    """What runs once a failover's move is committed: flush the new node's caches, adopt the dead node's calls
-    and registrations (``switch``: the nodes' shared database), then recover its rooms."""
+    """What runs once a failover's move is committed: adopt the dead node's calls and registrations (``switch``:
+    the nodes' shared database), flush the new node's caches, then recover its rooms."""
     proxy = proxies[0] if proxies else None
     adopt = functools.partial(adopt_calls, switch=switch, profile=profile)
-    return (flush_caches, adopt, functools.partial(recover_rooms, proxy=proxy))
+    # The calls in progress first: each step waits for the one before, and a media gap is what a caller hears.
+    return (adopt, flush_caches, functools.partial(recover_rooms, proxy=proxy))
 
 
 def rebridge_room(db: Database, conference_id: UUID, old_mixer: UUID) -> int:

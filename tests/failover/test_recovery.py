@@ -68,7 +68,7 @@ def test_room_members_are_called_back_on_the_spare(db, monkeypatch):
             room = conferences.store.get(conn, tenant_id, "3000")
         assert (row.rooms_total, row.rooms_recreated, row.legs_total, row.legs_recovered) == (1, 1, 3, 2)
         sent = esl["spare1"].commands
-        assert sent[:2] == ["xml_flush_cache", "sofia profile internal rescan"]
+        assert sent.index("xml_flush_cache") < sent.index("sofia profile internal rescan")
         originates = [c for c in sent if c.startswith("originate")]
         assert len(originates) == 2
         assert "sofia/internal/1001@192.0.2.10:5062;fs_path=sip:127.0.0.1:5060" in originates[0]
@@ -106,7 +106,7 @@ def test_failover_watch_flushes_the_spare_and_calls_room_members_back(db, tmp_pa
                 break
             gevent.sleep(0.1)
         sent = esl["spare1"].commands
-        assert sent[:2] == ["xml_flush_cache", "sofia profile internal rescan"], sent
+        assert sent.index("xml_flush_cache") < sent.index("sofia profile internal rescan"), sent
         assert sum(c.startswith("originate") for c in sent) == 2
         with db.transaction() as conn:
             [row] = failovers.for_node(conn, fs1.id)
