@@ -55,6 +55,9 @@ def dsn(pg_server: EmbeddedPostgres) -> Iterator[str]:
     yield conninfo
     with psycopg.connect(pg_server.conninfo, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        # The nodes' shared FreeSWITCH database a bootstrap or a failover derived from it, if any.
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}_switch" WITH (FORCE)')
+        conn.execute(f'DROP ROLE IF EXISTS "{name}_switch"')
 
 
 @pytest.fixture

@@ -100,7 +100,11 @@ def failover_list(database: Database, as_json: bool) -> None:
         "tenants_moved",
         "rooms_recreated",
         "legs_recovered",
+        "calls_tracked",
+        "calls_recovered",
+        "registrations_moved",
         "kamailio",
+        "takeover",
         "reason",
     )
     emit(rows, columns, as_json)

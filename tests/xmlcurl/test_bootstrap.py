@@ -67,6 +67,14 @@ def test_bootstrap_writes_a_config_pointing_at_the_controller(dsn: str, farm: An
     }
     assert switch["switchname"] == "vm" and switch["rtp-start-port"] == "20000"
     assert switch["event-heartbeat-interval"] == "1"
+    # The core database (and the calls sofia tracks) in the farm's PostgreSQL, in the node's own schema, with
+    # mod_pgsql loaded before the core opens it.
+    assert (
+        switch["core-db-dsn"].startswith("pgsql://")
+        and f"search_path=node_{farm['vm'].id.hex}" in switch["core-db-dsn"]
+    )
+    pre_load = etree.parse(str(tmp_path / "autoload_configs/pre_load_modules.conf.xml"))
+    assert [m.get("module") for m in pre_load.iter("load")] == ["mod_pgsql"]
     assert (tmp_path / "autoload_configs/xml_curl.conf.xml").stat().st_mode & 0o077 == 0
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 from xmlcurl_support import parse_answer, pick, post
 
 from controller import provisioning
+from controller.domain import Node
+from controller.stores import changes, nodes
+from controller.stores.changes import Notice
+from xmlcurl.configuration import sofia
+from xmlcurl.options import XmlCurlOptions
 
 
 def config(client: Any, recorded: Any, name: str, node: str = "vm") -> Any:
@@ -179,3 +186,46 @@ def test_sip_codecs_come_from_fsfarm_sip_codecs(monkeypatch: Any) -> None:
     monkeypatch.setenv("FSFARM_SIP_CODECS", "PCMU,L16@16000h")
     chosen = settings(sofia(node, [], XmlCurlOptions.from_settings(Settings.from_env())).find(".//profile"))
     assert [chosen[k] for k in keys] == ["PCMU,L16@16000h"] * 3
+
+
+def test_an_heir_answers_at_a_dead_nodes_address_with_a_second_profile(
+    client: Any, db: Any, farm: Any, recorded: Any
+) -> None:
+    dead = provisioning.add_node(
+        db, {"name": "fs2", "sip_address": "10.0.0.2:5070", "esl_address": "10.0.0.2:8021", "esl_password": "x"}
+    )
+    vm = config(client, recorded, "sofia.conf").findall("profiles/profile")
+    assert [p.get("name") for p in vm] == ["internal"]
+    with db.transaction() as conn:
+        nodes.update(conn, dead.id, {"heir_id": farm["vm"].id})
+        changes.announce(conn, Notice.NODE)
+    deadline = time.monotonic() + 10  # the answer follows the change notice
+    while len(profiles := config(client, recorded, "sofia.conf").findall("profiles/profile")) < 2:
+        assert time.monotonic() < deadline, "the heir's sofia.conf never grew the dead node's profile"
+        time.sleep(0.05)
+    assert [p.get("name") for p in profiles] == ["internal", "internal-fs2"]
+    s = settings(profiles[1])
+    # Signalling and media on the dead node's address, tracked again for the next failover; no gateways there.
+    assert (s["sip-ip"], s["sip-port"], s["rtp-ip"], s["track-calls"]) == ("10.0.0.2", "5070", "10.0.0.2", "true")
+    assert profiles[1].find("gateways") is None
+    assert [p.get("name") for p in config(client, recorded, "sofia.conf", node="fs2").findall("profiles/profile")] == [
+        "internal"
+    ]
+
+
+def test_sofia_keeps_registrations_in_the_shared_database_when_there_is_one() -> None:
+    node = Node(
+        id=uuid.uuid4(),
+        name="fs1",
+        switchname="fs1",
+        sip_address="10.0.0.1:5060",
+        esl_address="10.0.0.1:8021",
+        esl_password="x",
+        rtp_port_min=16384,
+        rtp_port_max=32768,
+        capacity=100,
+    )
+    shared = XmlCurlOptions(sofia_dsn="pgsql://host=db dbname=fs_switch options='-c search_path=sofia'")
+    profile = sofia(node, [], shared).find(".//profile")
+    assert settings(profile)["odbc-dsn"] == shared.sofia_dsn
+    assert "odbc-dsn" not in settings(sofia(node, [], XmlCurlOptions()).find(".//profile"))
