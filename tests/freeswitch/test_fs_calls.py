@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from farm_harness import Controller, FreeSwitch, Phone, hears, wait_for
+from farm_harness import Controller, FreeSwitch, Phone, RtpTap, RtpTapUnavailable, hears, wait_for
+from rtp_gaps import largest_gap, silence_gap, sources
 
 PASSWORDS = {"1001": "pw-1001-long", "1002": "pw-1002-long", "2001": "pw-2001-long"}
 TONES = {"1001": 440, "1002": 1200, "2001": 700}
@@ -208,3 +209,50 @@ def test_controller_restart_loses_nothing_and_calls_keep_working(farm: Farm) -> 
         20,
         "both legs' CDRs written by the restarted controller",
     )
+
+
+def tap_on(phone: Phone) -> RtpTap:
+    try:
+        return RtpTap(phone).start()
+    except RtpTapUnavailable as e:
+        pytest.skip(str(e))
+
+
+def test_the_tap_sees_the_nodes_steady_rtp_reach_the_callee_and_nothing_once_stopped(farm: Farm) -> None:
+    """The media-gap tool the failover tests use (``RtpTap``), checked on a steady call first."""
+    caller, callee = farm.phone("1001"), farm.phone("1002")
+    tap = tap_on(callee)
+    established = len(caller.saw("CALL_ESTABLISHED")), len(callee.saw("CALL_ESTABLISHED"))
+    caller.dial("1002")
+    caller.wait_event("CALL_ESTABLISHED", after=established[0])
+    callee.wait_event("CALL_ESTABLISHED", after=established[1])
+    wait_for(lambda: len(tap.arrivals()) >= 150, 30, "three seconds of RTP at the callee")
+    tap.stop()
+    arrivals = tap.arrivals()
+    # Stopped means stopped: a second tap still sees the call's packets while the first one's count stays.
+    later = tap_on(callee)
+    try:
+        wait_for(lambda: len(later.arrivals()) >= 25, 10, "RTP at the callee after the first tap stopped")
+    finally:
+        later.stop()
+    assert len(tap.arrivals()) == len(arrivals)
+
+    closed = len(caller.saw("CALL_CLOSED")), len(callee.saw("CALL_CLOSED"))
+    caller.hangup()
+    caller.wait_event("CALL_CLOSED", after=closed[0])
+    callee.wait_event("CALL_CLOSED", after=closed[1])  # its recording is complete once its call is closed
+
+    runs = sources(arrivals)
+    assert len(runs) == 1, runs  # one sender for the whole call: the node's media address
+    assert runs[0].source.split(":")[0] == farm.fs1.sip_host, runs
+    # To the SDP's address first, then where the phone's RTP comes from (127.0.0.1): one socket either way.
+    assert len({a.destination.rsplit(":", 1)[1] for a in arrivals}) == 1, {a.destination for a in arrivals}
+    seqs = [a.seq for a in arrivals]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "lo lost or duplicated RTP"
+    rate = (len(arrivals) - 1) / (arrivals[-1].at - arrivals[0].at)
+    assert 40 < rate < 60, f"{rate:.1f} packets/s, not one per 20 ms"
+    gap, at = largest_gap(arrivals)
+    assert gap < 0.5, f"a {gap * 1000:.0f} ms hole at {at} in a steady call: the tap, not the call, is broken"
+    # The wav fallback on the same call: the caller's tone all along once the call is up.
+    pcm, rate_hz = callee.heard(skip=1.0)
+    assert silence_gap(pcm, rate_hz, TONES["1001"]) < 0.5

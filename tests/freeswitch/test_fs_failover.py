@@ -1,5 +1,10 @@
 """Failover on real FreeSWITCH nodes behind a real Kamailio: a node that dies loses nothing a caller notices.
 
+First, calls to phones come back through Kamailio, the address they registered with (RFC 3327 Path):
+the node stores the Path with the contact (``fs_path``) and sends a phone's INVITE to Kamailio, which
+relays it from its own address and stays in the dialog. That is what any node, the spare included,
+uses to reach a phone.
+
 fs1 (active) and spare1 (``--spare``) run from bootstrap files only, with FreeSWITCH's own state
 (sofia registrations, the calls sofia tracks) in the farm's shared PostgreSQL. Kamailio is rendered
 by ``fsfarm kamailio config`` and ``fsfarm up`` reloads it. Phones register through Kamailio once,
@@ -15,12 +20,14 @@ SIGKILL of the pid in its run dir).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import psycopg
 import pytest
@@ -61,7 +68,14 @@ class Farm:
         """A phone for ``user@acme.test`` registered through Kamailio (kept for the module)."""
         if user not in self.phones:
             p = Phone(
-                self.workdir, user, "acme.test", PASSWORDS[user], self.kamailio.address, TONES[user], regint=REGINT
+                self.workdir,
+                user,
+                "acme.test",
+                PASSWORDS[user],
+                self.kamailio.address,
+                TONES[user],
+                regint=REGINT,
+                sip_trace=True,
             )
             p.wait_registered()
             self.phones[user] = p
@@ -188,6 +202,62 @@ def wait_failover(farm: Farm, count: int) -> dict[str, Any]:
         return rows[0] if len(rows) >= count and rows[0]["state"] == "done" else None
 
     return dict(wait_for(done, 60, f"failover #{count} done"))
+
+
+def stored_contact(node: FreeSwitch, user: str) -> str:
+    """The Contact the node stored for ``user@acme.test`` (``sofia status profile internal reg``)."""
+    body = node.esl.api("sofia status profile internal reg")
+    for block in body.split("\n\n"):
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        if fields.get("User", "").strip() == f"{user}@acme.test":
+            return fields.get("Contact", "").strip()
+    return ""
+
+
+def traced(phone: Phone, method: str) -> list[tuple[str, str]]:
+    """(source, destination) of each ``method`` request ``phone`` sent or received, from its SIP trace."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", phone.log())
+    # baresip -s: a line "UDP source -> destination", then the message's start line
+    return re.findall(r"^UDP (\S+) -> (\S+)\n" + method + " sip:", text, flags=re.MULTILINE)
+
+
+def test_a_call_reaches_the_phone_from_kamailio_and_the_phone_hanging_up_ends_it(farm: Farm) -> None:
+    a, b = farm.phone("1001"), farm.phone("1002")
+    contact = unquote(stored_contact(farm.nodes["fs1"], "1002"))
+    # The node keeps the Path Kamailio added: Kamailio's address, and where the phone registered from.
+    assert "fs_path=" in contact and farm.kamailio.address in contact and b.address in contact, contact
+
+    a.dial("1002")
+    a.wait_event("CALL_ESTABLISHED", 30)
+    b.wait_event("CALL_ESTABLISHED", 30)
+    wait_for(lambda: len(farm.nodes["fs1"].esl.channels()) == 2, 10, "the call's two legs on fs1")
+    # The INVITE came to the phone from Kamailio's address, not from the node's.
+    assert traced(b, "INVITE") == [(farm.kamailio.address, b.address)]
+    time.sleep(2)  # let some audio flow before checking what each side decoded
+
+    b.hangup()  # the called phone hangs up: its BYE goes to Kamailio (Record-Route), which passes it on
+    a.wait_event("CALL_CLOSED", 15)
+    wait_for(lambda: farm.nodes["fs1"].esl.channels() == [], 10, "both legs gone from fs1")
+    assert traced(b, "BYE") == [(b.address, farm.kamailio.address)]
+    assert traced(a, "BYE") == [(farm.kamailio.address, a.address)]  # the node's BYE to the caller, relayed
+    assert hears_last(a, TONES["1002"]) and hears_last(b, TONES["1001"])
+
+
+def test_the_caller_hanging_up_ends_the_call_at_the_called_phone_through_kamailio(farm: Farm) -> None:
+    a, b = farm.phone("1001"), farm.phone("1002")
+    invites, byes = len(traced(b, "INVITE")), len(traced(b, "BYE"))
+    closed_a, closed_b = len(a.saw("CALL_CLOSED")), len(b.saw("CALL_CLOSED"))
+    established_a, established_b = len(a.saw("CALL_ESTABLISHED")), len(b.saw("CALL_ESTABLISHED"))
+    a.dial("1002")
+    a.wait_event("CALL_ESTABLISHED", 30, after=established_a)
+    b.wait_event("CALL_ESTABLISHED", 30, after=established_b)
+    assert traced(b, "INVITE")[invites:] == [(farm.kamailio.address, b.address)]
+
+    a.hangup()
+    b.wait_event("CALL_CLOSED", 15, after=closed_b)  # the node's BYE reached the called phone, from Kamailio
+    assert traced(b, "BYE")[byes:] == [(farm.kamailio.address, b.address)]
+    wait_for(lambda: farm.nodes["fs1"].esl.channels() == [], 10, "both legs gone from fs1")
+    assert len(a.saw("CALL_CLOSED")) == closed_a + 1
 
 
 def test_a_phone_registered_on_the_crashed_node_is_called_on_the_spare_without_registering_again(farm: Farm) -> None:
