@@ -94,3 +94,10 @@ def test_hand_over_gives_the_heir_the_dead_nodes_calls_and_registrations_only(sw
     assert {r["hostname"] for r in switch.registrations("1003", "acme.test")} == {"fs-other"}
     # Without the address only the registrations would move; nothing is left to move twice.
     assert switch.hand_over(dead, "fs-dead", None, "fs-heir", name).legs == ()
+
+
+def test_an_operator_s_own_database_is_used_as_given_and_never_created(dsn: str) -> None:
+    given = SwitchDatabase.for_farm(dsn, "postgresql://fs:pw@db.example:6432/fsstate")
+    assert given is not None and given.derived_from is None
+    assert "host=db.example" in given.sofia_dsn() and "dbname=fsstate" in given.sofia_dsn()
+    assert "pw" not in repr(given)  # a log line never shows the password
