@@ -98,7 +98,10 @@ class XmlCurlService:
         try:
             reply = self._handle(header, address, content_length, read, seen)
             status, body, _ = reply
-            outcome = _OUTCOMES.get(status, str(status)) if status != 200 or body == NOT_FOUND else "answered"
+            if status == 200:
+                outcome = "not_found" if body == NOT_FOUND else "answered"
+            else:
+                outcome = _OUTCOMES.get(status, str(status))
             return reply
         finally:
             if self.metrics is not None:
