@@ -113,12 +113,12 @@ def summary(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     to completion, in seconds; None when unknown) and the age of the oldest unfinished one (0 when none)."""
     states = conn.execute("SELECT state, count(*) AS n FROM failovers GROUP BY state").fetchall()
     newest = conn.execute(
-        "SELECT extract(epoch FROM created_at - detected_at)::float8 AS decision,"
-        " extract(epoch FROM completed_at - detected_at)::float8 AS completion"
+        "SELECT date_part('epoch', created_at - detected_at)::float8 AS decision,"
+        " date_part('epoch', completed_at - detected_at)::float8 AS completion"
         " FROM failovers ORDER BY created_at DESC LIMIT 1"
     ).fetchone()
     stuck = conn.execute(
-        "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age"
+        "SELECT coalesce(date_part('epoch', now() - min(created_at)), 0)::float8 AS age"
         " FROM failovers WHERE state = ANY(%s)",
         [[FailoverState.DECIDED, FailoverState.MOVED]],
     ).fetchone()

@@ -55,5 +55,5 @@ def for_node(conn: psycopg.Connection[Any], node_id: UUID) -> dict[str, Any] | N
 def list_all(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     """Every node's last heartbeat figures, with the heartbeat's age in seconds (None before the first)."""
     return conn.execute(
-        "SELECT *, extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age FROM esl_node_stats"
+        "SELECT *, date_part('epoch', now() - heartbeat_at)::float8 AS heartbeat_age FROM esl_node_stats"
     ).fetchall()
