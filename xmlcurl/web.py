@@ -124,9 +124,7 @@ class XmlCurlService:
         if len(body) > MAX_BODY:
             return 400, NOT_FOUND, []
         try:
-            parsed = fetch.parse(body)
-            seen.append(parsed.section)
-            return 200, self.answer_parsed(parsed, caller), []
+            return 200, self.respond(body, caller, seen), []
         except WrongNode:
             return 403, NOT_FOUND, []
         except Unavailable:
@@ -185,15 +183,15 @@ class XmlCurlService:
             cache.put_node(_SECRET_KEY + digest, node, generation)
         return node
 
-    def respond(self, body: bytes, caller: Node | str = SHARED) -> bytes:
-        """The answer bytes for one raw form body from ``caller`` (authentication already checked).
+    def respond(self, body: bytes, caller: Node | str = SHARED, seen: list[str] | None = None) -> bytes:
+        """The answer bytes for one raw form body from ``caller`` (authentication already checked); the
+        form's section is appended to ``seen`` when given (for the latency metric).
 
         WrongNode when ``caller`` is a node and the body names another one.
         """
-        return self.answer_parsed(fetch.parse(body), caller)
-
-    def answer_parsed(self, parsed: fetch.Fetch, caller: Node | str = SHARED) -> bytes:
-        """``respond`` for a form already parsed."""
+        parsed = fetch.parse(body)
+        if seen is not None:
+            seen.append(parsed.section)
         question = answers.question(parsed)
         if question is None:
             return NOT_FOUND
