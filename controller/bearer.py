@@ -23,7 +23,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from controller.database import Database
 from controller.documented import guarded
 from controller.domain import ApiToken, Tenant
-from controller.errors import FarmError, Invalid, NotFound, TooManyFailures, Unauthorized
+from controller.errors import FarmError, Forbidden, Invalid, NotFound, TooManyFailures, Unauthorized
 from controller.stores import tenants, tokens
 from controller.validation import xml_safe
 
@@ -241,6 +241,19 @@ def farm_admin(view: F) -> F:
         return view(*args, **kwargs)
 
     return cast(F, guarded(wrapper, ("farm-admin",)))
+
+
+def metrics_reader(view: F) -> F:
+    """A farm-admin or a ``metrics`` (scrape-only) token; any other valid token is refused (403)."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.token = _token()
+        if g.token.scope not in ("farm-admin", "metrics"):
+            raise Forbidden("the metrics need a farm-admin or a metrics token")
+        return view(*args, **kwargs)
+
+    return cast(F, guarded(wrapper, ("farm-admin", "metrics")))
 
 
 def visible_tenant(ref: str) -> Tenant:

@@ -492,6 +492,21 @@ class Workers:
             for w in self.watchers.values()
         ]
 
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Per node name: this process's ingest counters and its CDR spool's depth (for the metrics)."""
+        return {
+            w.node.name: {
+                "events": w.ingest.counters.events,
+                "cdrs_written": w.ingest.counters.cdrs_written,
+                "cdrs_spooled": w.ingest.counters.cdrs_spooled,
+                "dropped_while_db_down": w.ingest.counters.dropped_while_db_down,
+                "failed_events": w.ingest.counters.failed_events,
+                "connects": w.ingest.counters.connects,
+                "spool_depth": w.ingest.spool.depth(),
+            }
+            for w in list(self.watchers.values())
+        }
+
 
 def start_workers(
     db: Database,

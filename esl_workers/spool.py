@@ -54,6 +54,12 @@ class CdrSpool:
                 log.error("CDR spool %s line %d unreadable, skipped: %s", self.path, number, exc)
         return out
 
+    def depth(self) -> int:
+        """How many CDRs wait in the spool (its lines; a stat only when it is empty, the usual case)."""
+        if not self:
+            return 0
+        return self.path.read_bytes().count(b"\n")
+
     def clear(self) -> None:
         with self.path.open("w", encoding="utf-8") as f:
             f.flush()

@@ -19,6 +19,7 @@ CORE = {
     "documented",
     "domain",
     "errors",
+    "metrics",
     "runtime",
     "secrets",
     "storage",

@@ -14,6 +14,7 @@ import base64
 import binascii
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ from controller.config import Settings
 from controller.database import Database
 from controller.domain import Node, Tenant, secret_hash
 from controller.errors import Unavailable
+from controller.metrics import EXTENSION_KEY as METRICS_KEY
+from controller.metrics import Series
 from controller.stores import nodes
 from controller.stores.changes import Change
 from xmlcurl import answers, fetch, lookups
@@ -73,6 +76,7 @@ class XmlCurlService:
     # Authorization header -> SHARED or (user, secret hash): what it decoded to when it last authenticated.
     credentials: dict[str, str | tuple[str, str]] = field(default_factory=dict)
     wrong_nodes: set[tuple[UUID, str]] = field(default_factory=set)  # (caller, switchname) already logged
+    metrics: Series | None = None  # where each answer's latency is recorded, by section and outcome
 
     def ensure_listening(self) -> None:
         # Started on first use (or by ``start``) so each gunicorn worker, forked after import, runs its own.
@@ -86,7 +90,26 @@ class XmlCurlService:
             self.listener.start()
 
     def handle(self, header: str | None, address: str, content_length: int, read: Callable[[int], bytes]) -> Reply:
-        """One ``POST /xmlcurl``: the limiter, authentication, the body size, then the answer."""
+        """One ``POST /xmlcurl``: the limiter, authentication, the body size, then the answer (its latency
+        recorded in ``metrics`` by section and outcome)."""
+        started = time.perf_counter()
+        seen: list[str] = []  # the section, once the body is parsed
+        outcome = "error"  # an exception escaping here becomes the app's 500
+        try:
+            reply = self._handle(header, address, content_length, read, seen)
+            status, body, _ = reply
+            if status == 200:
+                outcome = "not_found" if body == NOT_FOUND else "answered"
+            else:
+                outcome = _OUTCOMES.get(status, str(status))
+            return reply
+        finally:
+            if self.metrics is not None:
+                self.metrics.xmlcurl(seen[0] if seen else "", outcome, time.perf_counter() - started)
+
+    def _handle(
+        self, header: str | None, address: str, content_length: int, read: Callable[[int], bytes], seen: list[str]
+    ) -> Reply:
         wait = self.limiter.retry_after(address)
         if wait:
             return 429, NOT_FOUND, [("Retry-After", str(wait))]
@@ -101,7 +124,7 @@ class XmlCurlService:
         if len(body) > MAX_BODY:
             return 400, NOT_FOUND, []
         try:
-            return 200, self.respond(body, caller), []
+            return 200, self.respond(body, caller, seen), []
         except WrongNode:
             return 403, NOT_FOUND, []
         except Unavailable:
@@ -160,12 +183,15 @@ class XmlCurlService:
             cache.put_node(_SECRET_KEY + digest, node, generation)
         return node
 
-    def respond(self, body: bytes, caller: Node | str = SHARED) -> bytes:
-        """The answer bytes for one raw form body from ``caller`` (authentication already checked).
+    def respond(self, body: bytes, caller: Node | str = SHARED, seen: list[str] | None = None) -> bytes:
+        """The answer bytes for one raw form body from ``caller`` (authentication already checked); the
+        form's section is appended to ``seen`` when given (for the latency metric).
 
         WrongNode when ``caller`` is a node and the body names another one.
         """
         parsed = fetch.parse(body)
+        if seen is not None:
+            seen.append(parsed.section)
         question = answers.question(parsed)
         if question is None:
             return NOT_FOUND
@@ -298,6 +324,8 @@ def xmlcurl() -> Any:
 
 _XML_TYPE = ("Content-Type", "text/xml; charset=utf-8")  # what Flask sends for mimetype="text/xml"
 _CHALLENGE = ("WWW-Authenticate", 'Basic realm="fsfarm xml_curl"')
+# The outcome label of each status but 200 (which is "answered", or "not_found" for the not-found document).
+_OUTCOMES = {400: "too_large", 401: "unauthorized", 403: "wrong_node", 429: "refused", 503: "unavailable"}
 _STATUS = {
     200: "200 OK",
     400: "400 BAD REQUEST",
@@ -373,6 +401,7 @@ def register(app: Flask) -> None:
         options=options,
         cache=AnswerCache(ttl=options.cache_ttl, max_entries=options.cache_entries),
         limiter=limiter(app),  # failures here and on the API count together per client address
+        metrics=app.extensions.get(METRICS_KEY),
     )
     # For `fsfarm status`: None when answers never come from the snapshot (FSFARM_XMLCURL_SNAPSHOT=0).
     app.extensions.setdefault("fsfarm.status", {})["snapshot"] = lambda: (

@@ -20,11 +20,12 @@ MAX_BODY = 1024 * 1024
 
 
 def register(app: Flask) -> None:
-    """Add the controller's blueprints (nodes, tenants, placement, tokens, storage, join, status...)."""
-    from controller.api import auth, health, join, nodes, openapi, placement, status, storage, tenants
+    """Add the controller's blueprints (nodes, tenants, placement, tokens, storage, join, status, metrics...)."""
+    from controller.api import auth, health, join, metrics, nodes, openapi, placement, status, storage, tenants
 
     for module in (health, nodes, tenants, placement, auth, openapi, storage, join, status):
         app.register_blueprint(module.blueprint)
+    metrics.register(app)
 
 
 def handle_errors(app: Flask) -> None:

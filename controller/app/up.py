@@ -24,6 +24,8 @@ from controller.app.farm import Farm
 from controller.config import Settings
 from controller.database import Database
 from controller.errors import FarmError, Unavailable
+from controller.metrics import EXTENSION_KEY as METRICS_KEY
+from controller.metrics import Series
 from controller.stores import nodes, tokens
 from xmlcurl.web import start as start_xmlcurl
 from xmlcurl.web import stop as stop_xmlcurl
@@ -44,17 +46,21 @@ def ensure_admin_token(db: Database, state_dir: Path) -> Path:
     return path
 
 
-def start_services(farm: Farm, probes: dict[str, Any]) -> list[Stoppable]:
+def start_services(farm: Farm, probes: dict[str, Any], metrics: Series | None = None) -> list[Stoppable]:
     """Start the failover, mixer, drain and storage loops, the ESL watchers, the IVR server and Kamailio sync.
 
-    ``probes`` (the app's status probes) gets the Kamailio sync's last outcome, for `fsfarm status`.
+    ``probes`` (the app's status probes) gets the Kamailio sync's last outcome, for `fsfarm status`;
+    ``metrics`` (the app's series) gets the ESL watchers' counters, for `/metrics`.
     """
     handles: list[Stoppable] = [
         run_cycles(farm.failover_loop(), "fsfarm.failover"),
         run_cycles(farm.mixer_loop(), "fsfarm.mixers"),
         run_cycles(farm.drain_loop(), "fsfarm.drain"),
-        farm.esl_workers(),
     ]
+    workers = farm.esl_workers()
+    handles.append(workers)
+    if metrics is not None:
+        metrics.esl = workers.counters
     handles += [run_cycles(loop, "fsfarm.storage") for loop in farm.storage_loops()]
     handles.append(farm.ivr_server())
     sync = farm.kamailio_sync()
@@ -130,7 +136,7 @@ def _serve(listener: socket.socket, host: str, port: int, settings: Settings) ->
     prepare_switch_database(farm)
     app = farm.web_app()
     start_xmlcurl(app, on_change=farm.config_push())  # load the farm snapshot now, not on the first request
-    services = start_services(farm, app.extensions.setdefault("fsfarm.status", {}))
+    services = start_services(farm, app.extensions.setdefault("fsfarm.status", {}), app.extensions[METRICS_KEY])
     listener.listen(256)
     server = WSGIServer(listener, app, log=None, error_log=log)
     where = "FSFARM_DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.state_dir}"

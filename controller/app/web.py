@@ -10,6 +10,8 @@ from controller import api
 from controller.config import Settings
 from controller.database import Database
 from controller.database.switch import SwitchDatabase
+from controller.metrics import EXTENSION_KEY as METRICS_KEY
+from controller.metrics import Series
 
 
 def create_app(db: Database, settings: Settings | None = None, switch: SwitchDatabase | None = None) -> Flask:
@@ -21,6 +23,7 @@ def create_app(db: Database, settings: Settings | None = None, switch: SwitchDat
     app.extensions["fsfarm.db"] = db
     app.extensions["fsfarm.settings"] = settings or Settings.from_env()
     app.extensions["fsfarm.switch"] = switch
+    app.extensions[METRICS_KEY] = Series()  # before the rooms register: xml_curl records into it
     api.register(app)
     xmlcurl.web.register(app)
     esl_workers.web.register(app)

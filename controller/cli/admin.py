@@ -529,10 +529,10 @@ def token() -> None:
 @token.command("create")
 @click.option(
     "--scope",
-    type=click.Choice(["farm-admin", "tenant-admin", "node-join"]),
+    type=click.Choice(["farm-admin", "tenant-admin", "node-join", "metrics"]),
     default="farm-admin",
     show_default=True,
-    help="What it may do: everything, one tenant, or register one node.",
+    help="What it may do: everything, one tenant, register one node, or only read /metrics (Prometheus).",
 )
 @click.option("--tenant", "tenant_ref", help="The tenant a tenant-admin token is for.")
 @click.option("--label", default="", help="A note saying who holds it.")

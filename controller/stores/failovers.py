@@ -106,3 +106,25 @@ def unfinished(conn: psycopg.Connection[Any]) -> list[Failover]:
         "SELECT * FROM failovers WHERE state = ANY(%s) ORDER BY created_at",
         [[FailoverState.DECIDED, FailoverState.MOVED]],
     )
+
+
+def summary(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """For the metrics: failovers per state, the newest one's durations (detection to decision, detection
+    to completion, in seconds; None when unknown) and the age of the oldest unfinished one (0 when none)."""
+    states = conn.execute("SELECT state, count(*) AS n FROM failovers GROUP BY state").fetchall()
+    newest = conn.execute(
+        "SELECT date_part('epoch', created_at - detected_at)::float8 AS decision,"
+        " date_part('epoch', completed_at - detected_at)::float8 AS completion"
+        " FROM failovers ORDER BY created_at DESC LIMIT 1"
+    ).fetchone()
+    stuck = conn.execute(
+        "SELECT coalesce(date_part('epoch', now() - min(created_at)), 0)::float8 AS age"
+        " FROM failovers WHERE state = ANY(%s)",
+        [[FailoverState.DECIDED, FailoverState.MOVED]],
+    ).fetchone()
+    return {
+        "states": {r["state"]: int(r["n"]) for r in states},
+        "decision": newest["decision"] if newest else None,
+        "completion": newest["completion"] if newest else None,
+        "unfinished_age": stuck["age"] if stuck else 0.0,
+    }

@@ -143,3 +143,8 @@ def legs_to(conn: psycopg.Connection[Any], tenant_id: UUID, destination: str) ->
            WHERE c.tenant_id = %s AND c.destination = %s""",
         [tenant_id, destination],
     ).fetchall()
+
+
+def counts(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Channels up per (node_id, tenant_id) pair (tenant_id None: not a tenant's), for the metrics."""
+    return conn.execute("SELECT node_id, tenant_id, count(*) AS n FROM esl_live_calls GROUP BY 1, 2").fetchall()

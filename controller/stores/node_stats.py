@@ -50,3 +50,10 @@ def save(
 
 def for_node(conn: psycopg.Connection[Any], node_id: UUID) -> dict[str, Any] | None:
     return conn.execute("SELECT * FROM esl_node_stats WHERE node_id = %s", (node_id,)).fetchone()
+
+
+def list_all(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Every node's last heartbeat figures, with the heartbeat's age in seconds (None before the first)."""
+    return conn.execute(
+        "SELECT *, date_part('epoch', now() - heartbeat_at)::float8 AS heartbeat_age FROM esl_node_stats"
+    ).fetchall()

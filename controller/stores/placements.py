@@ -204,3 +204,11 @@ def enabled_tenants_on_node(conn: psycopg.Connection[Any], node_id: UUID) -> lis
            WHERE p.node_id = %s AND t.enabled ORDER BY t.domain""",
         [node_id],
     )
+
+
+def tenants_per_node(conn: psycopg.Connection[Any]) -> dict[UUID, int]:
+    """How many tenants each node hosts (nodes hosting none are absent)."""
+    found = conn.execute(
+        "SELECT node_id, count(*) AS n FROM tenant_placements WHERE node_id IS NOT NULL GROUP BY node_id"
+    ).fetchall()
+    return {r["node_id"]: int(r["n"]) for r in found}

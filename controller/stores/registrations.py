@@ -77,3 +77,8 @@ def list_for_tenant(conn: psycopg.Connection[Any], tenant_id: UUID) -> list[dict
         (tenant_id,),
     )
     return cur.fetchall()
+
+
+def counts(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Device bindings per (node_id, tenant_id) pair (tenant_id None: not a tenant's), for the metrics."""
+    return conn.execute("SELECT node_id, tenant_id, count(*) AS n FROM esl_registrations GROUP BY 1, 2").fetchall()

@@ -190,8 +190,11 @@ def test_cdrs_spool_while_postgres_is_away_and_replay_once(
         wait_until(lambda: watcher.ingest.counters.cdrs_spooled == 7)
         assert cdr_count(db) == 0
         spooled = [c.channel_uuid for c in watcher.ingest.spool.pending()]
+        (seen,) = handle.counters().values()  # what /metrics exports as fsfarm_cdr_spool_depth and fsfarm_esl_*
+        assert (seen["spool_depth"], seen["cdrs_spooled"]) == (7, 7) and seen["events"] > 0
         flaky.down = False
         wait_until(lambda: cdr_count(db) == 7 and not watcher.ingest.spool)
+        assert next(iter(handle.counters().values()))["spool_depth"] == 0
         gevent.sleep(0.3)  # further retry ticks must not write anything twice
     finally:
         handle.stop()
