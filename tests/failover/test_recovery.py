@@ -108,8 +108,12 @@ def test_failover_watch_flushes_the_spare_and_calls_room_members_back(db, tmp_pa
         sent = esl["spare1"].commands
         assert sent.index("xml_flush_cache") < sent.index("sofia profile internal rescan"), sent
         assert sum(c.startswith("originate") for c in sent) == 2
-        with db.transaction() as conn:
-            [row] = failovers.for_node(conn, fs1.id)
+        for _ in range(100):  # the record is written once every step has run
+            with db.transaction() as conn:
+                [row] = failovers.for_node(conn, fs1.id)
+            if row.state == "done":
+                break
+            gevent.sleep(0.1)
         assert (row.rooms_recreated, row.legs_recovered) == (1, 2)
     finally:
         watch.terminate()

@@ -442,4 +442,3 @@ def test_a_room_on_a_killed_node_carries_on_with_its_members_without_calling_the
         p.hangup()
         p.wait_event("CALL_CLOSED", 15, after=closed)
     assert hears_last(a, TONES["1003"]) and hears_last(c, TONES["1001"])  # the room mixes on the heir
-    back_as_spare(farm, node)
