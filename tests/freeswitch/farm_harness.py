@@ -105,6 +105,15 @@ def free_udp_pair(host: str) -> int:
 STARTED: list[Any] = []
 
 
+def stop_together(*things: Any) -> None:
+    """Stop phones, nodes and Kamailio side by side: a FreeSWITCH takes seconds to exit, a phone to unregister."""
+    threads = [threading.Thread(target=thing.stop, daemon=True) for thing in things]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def stop_everything() -> None:
     """Stop every controller, node, phone and Kamailio still running (newest first)."""
     while STARTED:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from farm_harness import Controller, FreeSwitch, Phone, RtpTap, RtpTapUnavailable, hears, wait_for
+from farm_harness import Controller, FreeSwitch, Phone, RtpTap, RtpTapUnavailable, hears, stop_together, wait_for
 from rtp_gaps import largest_gap, silence_gap, sources
 
 PASSWORDS = {"1001": "pw-1001-long", "1002": "pw-1002-long", "2001": "pw-2001-long"}
@@ -60,10 +60,7 @@ def farm(controller: Controller, workdir: Path) -> Iterator[Farm]:
     spare.start()
     f = Farm(controller, fs1, spare, workdir)
     yield f
-    for p in f.phones.values():
-        p.stop()
-    fs1.stop()
-    spare.stop()
+    stop_together(*f.phones.values(), fs1, spare)
 
 
 def tenant_nodes(controller: Controller) -> dict[str, Any]:

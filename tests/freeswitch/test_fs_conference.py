@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from farm_harness import FSFARM, Controller, FreeSwitch, Phone, level_db, wait_for
+from farm_harness import FSFARM, Controller, FreeSwitch, Phone, level_db, stop_together, wait_for
 from testsupport import free_port
 
 PASSWORDS = {"1001": "pw-1001-long", "1002": "pw-1002-long"}
@@ -64,9 +64,7 @@ def farm(controller: Controller, workdir: Path) -> Iterator[Farm]:
             p.wait_registered()
         yield f
     finally:
-        for p in f.phones.values():
-            p.stop()
-        fs1.stop()
+        stop_together(*f.phones.values(), fs1)
 
 
 # --------------------------------------------------------------------------- reading what a phone heard

@@ -31,7 +31,17 @@ from urllib.parse import unquote
 
 import psycopg
 import pytest
-from farm_harness import Controller, FreeSwitch, Kamailio, Phone, RtpTap, RtpTapUnavailable, level_db, wait_for
+from farm_harness import (
+    Controller,
+    FreeSwitch,
+    Kamailio,
+    Phone,
+    RtpTap,
+    RtpTapUnavailable,
+    level_db,
+    stop_together,
+    wait_for,
+)
 from rtp_gaps import largest_gap, sources
 
 from controller.kamailio.control import KamailioControl
@@ -160,15 +170,17 @@ def farm(controller: Controller, workdir: Path, farm_dsn: str) -> Iterator[Farm]
         wait_for(lambda: all(n["health"] == "up" for n in controller.api("GET", "/nodes")), 30, "both nodes up")
         control = KamailioControl(kamailio.ctl)
         wait_for(lambda: "acme.test" in control.domains(), 30, "Kamailio to route acme.test (fsfarm up reloads it)")
+        # A destination Kamailio has not heard answer its OPTIONS yet gets no request (503 to the phone).
+        for node in (fs1, spare):
+            uri = f"sip:{node.sip_address}"
+            wait_for(lambda u=uri: control.destinations().get(u, "").startswith("A"), 30, f"pings to {node.name}")
         yield f
     finally:
         for p in f.phones.values():  # killed: a clean quit waits for un-REGISTERs nobody needs here
             p.process.kill()
             p.process.wait()
             p.ctrl.close()
-        fs1.stop()
-        spare.stop()
-        kamailio.stop()
+        stop_together(fs1, spare, kamailio)
 
 
 def call(caller: Phone, callee: Phone, node: FreeSwitch, timeout: float = 30) -> None:

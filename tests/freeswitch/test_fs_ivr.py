@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from farm_harness import Controller, FreeSwitch, Phone, hears, wait_for
+from farm_harness import Controller, FreeSwitch, Phone, hears, stop_together, wait_for
 
 PASSWORDS = {"1001": "pw-1001-long", "1002": "pw-1002-long"}
 TONES = {"1001": 440, "1002": 1200}
@@ -81,9 +81,7 @@ def farm(controller: Controller, workdir: Path) -> Iterator[Farm]:
             phone.wait_registered()
         yield Farm(controller, fs, phones[0], phones[1], controller.ivr_scripts / "returned")
     finally:
-        for phone in phones:
-            phone.stop()
-        fs.stop()
+        stop_together(*phones, fs)
 
 
 def live_calls(farm: Farm) -> list[dict[str, Any]]:

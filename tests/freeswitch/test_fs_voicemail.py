@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from farm_harness import Controller, FreeSwitch, Phone, level_db, wait_for
+from farm_harness import Controller, FreeSwitch, Phone, level_db, stop_together, wait_for
 
 PASSWORDS = {"1001": "pw-1001-long", "1002": "pw-1002-long"}
 TONES = {"1001": 440, "1002": 1200}
@@ -86,9 +86,7 @@ def farm(controller: Controller, workdir: Path, shared: Path) -> Iterator[Farm]:
         caller.wait_registered()
         yield Farm(controller, fs1, shared, str(tenant["id"]), caller, callee)
     finally:
-        for p in phones:
-            p.stop()
-        fs1.stop()
+        stop_together(*phones, fs1)
 
 
 @dataclass
