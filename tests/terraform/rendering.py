@@ -7,7 +7,12 @@ instead of rendering differently from Terraform.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 _TOKEN = re.compile(r"\$\$\{|%%\{|\$\{([^}]*)\}|%\{")
 
@@ -29,3 +34,27 @@ def render(template: str, values: dict[str, str]) -> str:
         return values[name]
 
     return _TOKEN.sub(replace, template)
+
+
+def terraform_output(files: dict[str, str], output: str) -> str:
+    """``terraform apply`` on a provider-less root made of ``files`` (name -> text); the raw value of ``output``."""
+    root = Path(tempfile.mkdtemp(prefix="fsfarm-tf-"))
+    try:
+        for name, text in files.items():
+            (root / name).write_text(text)
+        env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+        for cmd in (["init", "-input=false"], ["apply", "-auto-approve", "-input=false"]):
+            done = subprocess.run(["terraform", *cmd], cwd=root, capture_output=True, text=True, env=env, timeout=120)
+            assert done.returncode == 0, done.stderr
+        out = subprocess.run(
+            ["terraform", "output", "-raw", output],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=True,
+        )
+        return out.stdout
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

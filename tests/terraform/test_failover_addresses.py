@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from controller.config import FailoverSettings
 from controller.domain import Node
 from controller.takeover import Takeover
 from tests.conftest import free_port
-from tests.terraform.rendering import render
+from tests.terraform.rendering import render, terraform_output
 
 TERRAFORM = Path(__file__).resolve().parents[2] / "terraform"
 MODULE = TERRAFORM / "modules" / "cloud_init"
@@ -78,10 +77,7 @@ def python_user_data(role: str) -> str:
 def terraform_user_data(role: str) -> str:
     """The module's own user_data output, through `terraform apply` on a provider-less root."""
     fence, address = example_commands()
-    root = Path(tempfile.mkdtemp(prefix="fsfarm-tf-"))
-    try:
-        (root / "failover.sh").write_text(failover_script())
-        (root / "main.tf").write_text(f'''
+    main = f'''
 module "machine" {{
   source             = "{MODULE}"
   role               = "{role}"
@@ -97,23 +93,8 @@ module "machine" {{
 output "user_data" {{
   value = nonsensitive(module.machine.user_data)
 }}
-''')
-        env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
-        for cmd in (["init", "-input=false"], ["apply", "-auto-approve", "-input=false"]):
-            done = subprocess.run(["terraform", *cmd], cwd=root, capture_output=True, text=True, env=env, timeout=120)
-            assert done.returncode == 0, done.stderr
-        out = subprocess.run(
-            ["terraform", "output", "-raw", "user_data"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=True,
-        )
-        return out.stdout
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+'''
+    return terraform_output({"failover.sh": failover_script(), "main.tf": main}, "user_data")
 
 
 def user_data(role: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from controller.domain import secret_hash
 from controller.join import activate_on_first_heartbeat
 from controller.stores import nodes, placements
 from tests.conftest import free_port
-from tests.terraform.rendering import render
+from tests.terraform.rendering import render, terraform_output
 
 MODULE = Path(__file__).resolve().parents[2] / "terraform" / "modules" / "cloud_init"
 
@@ -55,9 +54,7 @@ def python_rendered(controller: str, token: str, name: str, spare: bool = False,
 
 def terraform_rendered(controller: str, token: str, name: str) -> str:
     """The module's own join_script output, through `terraform apply` on a provider-less root."""
-    root = Path(tempfile.mkdtemp(prefix="fsfarm-tf-"))
-    try:
-        (root / "main.tf").write_text(f'''
+    main = f'''
 module "node" {{
   source            = "{MODULE}"
   role              = "freeswitch"
@@ -70,23 +67,8 @@ module "node" {{
 output "join_script" {{
   value = nonsensitive(module.node.join_script)
 }}
-''')
-        env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
-        for cmd in (["init", "-input=false"], ["apply", "-auto-approve", "-input=false"]):
-            done = subprocess.run(["terraform", *cmd], cwd=root, capture_output=True, text=True, env=env, timeout=120)
-            assert done.returncode == 0, done.stderr
-        out = subprocess.run(
-            ["terraform", "output", "-raw", "join_script"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=True,
-        )
-        return out.stdout
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+'''
+    return terraform_output({"main.tf": main}, "join_script")
 
 
 def run_script(script: str, conf_dir: Path) -> subprocess.CompletedProcess[str]:
