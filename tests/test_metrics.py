@@ -29,6 +29,7 @@ from controller.failover import FailoverLoop
 from controller.stores import live_calls, nodes, registrations, tenants
 from esl_workers.inbound import Ingest, NodeWatcher, WorkerConfig, Workers
 from esl_workers.protocol import Event, FrameReader, parse_event
+from mixer_ext.metrics import Metrics as MixerMetrics
 from xmlcurl.web import service as xmlcurl_service
 from xmlcurl.web import stop as stop_xmlcurl
 
@@ -255,6 +256,14 @@ def test_snapshot_loads_and_esl_lag_are_exported(app, db, admin, tmp_path) -> No
     assert _value(got["fsfarm_esl_event_lag_seconds_sum"], node="fs2") >= 60
     assert {s.labels["node"] for s in got["fsfarm_esl_event_lag_seconds_count"]} == {"fs2"}
     assert {tuple(sorted(s.labels)) for s in got["fsfarm_esl_event_lag_seconds_bucket"]} == {("le", "node")}
+
+
+def test_the_controller_and_the_mixer_name_their_series_in_one_scheme(admin, db) -> None:  # type: ignore[no-untyped-def]
+    _farm(db)
+    controller = {f.name for f in text_string_to_metric_families(admin.get("/metrics").get_data(as_text=True))}
+    mixer = {f.name for f in MixerMetrics().registry.collect()}
+    assert controller and all(n.startswith("fsfarm_") and not n.startswith("fsfarm_mixer_") for n in controller)
+    assert mixer and all(n.startswith("fsfarm_mixer_") for n in mixer)
 
 
 def _dashboard_exprs() -> list[str]:
