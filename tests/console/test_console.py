@@ -217,3 +217,86 @@ def test_the_console_loads_only_its_own_origin_and_reports_its_size(browser: Any
     timing = page.evaluate("JSON.stringify(performance.getEntriesByType('paint').map(p => [p.name, p.startTime]))")
     assert all(url.startswith(base) for url in sizes), sizes
     print(f"\nconsole users page: {sum(sizes.values())} bytes in {len(sizes)} responses; paint {timing}")
+
+
+def _cdr(db: Any, domain: str, n: int, caller: str, destination: str, cause: str) -> None:
+    from datetime import UTC, datetime, timedelta
+    from uuid import uuid4
+
+    from controller.stores import cdrs, nodes, tenants
+
+    with db.transaction() as conn:
+        tenant = tenants.get(conn, domain)
+        node_id = nodes.list_all(conn)[0].id
+        start = datetime(2026, 11, 30, 9, 0, tzinfo=UTC) + timedelta(minutes=n)
+        cdrs.insert(
+            conn,
+            node_id,
+            str(uuid4()),
+            call_uuid=str(uuid4()),
+            tenant_id=tenant.id,
+            direction="inbound",
+            caller_number=caller,
+            caller_name="",
+            destination=destination,
+            other_leg_uuid="",
+            sip_call_id="",
+            started_at=start,
+            answered_at=start,
+            ended_at=start + timedelta(seconds=30 + n),
+            duration=30 + n,
+            billsec=30 + n,
+            hangup_cause=cause,
+            variables={},
+        )
+
+
+def test_a_tenant_admin_filters_its_call_records_and_exports_them_as_csv(
+    browser: Any, base: str, farm: Any, db: Any, tmp_path: Any
+) -> None:
+    _cdr(db, "acme.test", 1, "1001", "1002", "NORMAL_CLEARING")
+    _cdr(db, "acme.test", 2, "1002", "1001", "NO_ANSWER")
+    _cdr(db, "acme.test", 3, "1001", "+15551230000", "NORMAL_CLEARING")
+    _cdr(db, "beta.test", 4, "2001", "1002", "NORMAL_CLEARING")  # another tenant's, dialling the same digits
+    page = sign_in(browser, base, user="1001@acme.test", password="acme-admin-pw")
+    loaded(page, f"{base}/console/tenants/acme.test/cdrs")
+    assert page.inner_text(".count") == "3 of 3"
+    page.fill("#cdr-filter", "1002")
+    assert page.inner_text(".count") == "2 of 3"
+    page.select_option("#cdr-cause", "NORMAL_CLEARING")
+    assert page.inner_text(".count") == "1 of 3"
+    shot(page, "tenant-cdrs-filtered")
+    with page.expect_download() as download:
+        page.click("#cdr-csv")
+    path = tmp_path / "cdrs.csv"
+    download.value.save_as(path)
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("started_at,answered_at,ended_at,direction,caller_number")
+    assert len(lines) == 2 and '"1001","","1002","31"' in lines[1] and "2001" not in path.read_text()
+
+
+def test_a_prompt_uploaded_in_the_page_is_listed_and_plays_back(
+    browser: Any, base: str, farm: Any, tmp_path: Any
+) -> None:
+    import wave
+
+    wav = tmp_path / "welcome.wav"
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x10" * 8000)
+    page = sign_in(browser, base, user="1001@acme.test", password="acme-admin-pw")
+    loaded(page, f"{base}/console/tenants/acme.test/prompts")
+    page.set_input_files("#prompt-file", str(wav))
+    page.click("#prompt-upload")
+    until(lambda: page.locator("tr[data-key='welcome.wav']").count(), page)
+    src = page.get_attribute("tr[data-key='welcome.wav'] audio", "src")
+    played = page.evaluate(
+        "async (src) => { const r = await fetch(src);"
+        " return [r.status, r.headers.get('Content-Type'), (await r.arrayBuffer()).byteLength]; }",
+        src,
+    )
+    assert played[0] == 200 and "wav" in played[1] and played[2] == wav.stat().st_size
+    assert farm.get("/api/v1/tenants/beta.test/prompts").json == []
+    shot(page, "tenant-prompts-uploaded")

@@ -124,7 +124,7 @@ function table(columns, rows, actions, reload, key) {
 }
 
 function audioCell(row, column) {
-  const src = `${spec.src.split("?")[0]}/${row[column.key].split("/").map(encodeURIComponent).join("/")}`;
+  const src = `${fill(spec.src.split("?")[0], {})}/${row[column.key].split("/").map(encodeURIComponent).join("/")}`;
   return el("span", {}, row[column.key], " ", el("audio", { controls: true, preload: "none", src }));
 }
 
