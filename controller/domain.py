@@ -21,6 +21,7 @@ CONFERENCE_RATES = {"narrowband": 8000, "wideband": 16000, "hd": 48000}
 TOLL_CLASSES = ("local", "domestic", "international")
 NUMBER_TARGETS = ("user", "conference", "ivr", "voicemail")
 TOKEN_SCOPES = ("farm-admin", "tenant-admin", "node-join", "metrics")
+CONSOLE_SCOPES = ("farm-admin", "tenant-admin")  # the tokens that may sign in to the web console
 SIP_PORT = 5060  # taken when a node's or a carrier's SIP address gives no port
 ESL_PORT = 8021  # mod_event_socket's own default, taken when an ESL address gives no port
 

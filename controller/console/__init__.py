@@ -27,7 +27,7 @@ from controller.bearer import (
     session_token,
 )
 from controller.console import pages
-from controller.domain import ApiToken, a1_hash
+from controller.domain import CONSOLE_SCOPES, ApiToken, a1_hash
 from controller.errors import Forbidden, Invalid, Unauthorized
 from controller.stores import console_sessions, tenants, tokens, users
 
@@ -89,7 +89,7 @@ def _start_session() -> tuple[str, str]:
     with counting_failures("console sign-in"):
         if token_text:
             token = tokens.authenticate(database(), token_text)
-            if token.scope not in ("farm-admin", "tenant-admin"):
+            if token.scope not in CONSOLE_SCOPES:
                 raise Unauthorized("this token cannot sign in to the console")
             with database().transaction() as conn:
                 secret, _ = console_sessions.start(
