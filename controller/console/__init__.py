@@ -27,7 +27,7 @@ from controller.bearer import (
     session_token,
 )
 from controller.console import pages
-from controller.domain import CONSOLE_SCOPES, ApiToken, a1_hash
+from controller.domain import CONSOLE_SCOPES, ApiToken, Tenant, User, a1_hash
 from controller.errors import Forbidden, Invalid, Unauthorized
 from controller.stores import console_sessions, tenants, tokens, users
 
@@ -66,7 +66,7 @@ def _signed_in() -> ApiToken | None:
         return None
 
 
-def _check_user(login: str, password: str) -> tuple[Any, Any]:
+def _check_user(login: str, password: str) -> tuple[Tenant, User]:
     """The tenant and user a ``1001@acme.example`` login names, when its SIP password is right."""
     extension, _, domain = login.partition("@")
     with database().transaction() as conn:
@@ -86,6 +86,8 @@ def _start_session() -> tuple[str, str]:
     password = request.form.get("password", "")
     if not token_text and not (login and password):
         raise Invalid("give a token, or a user (1001@your.domain) and its password", {"field": "token"})
+    with database().transaction() as conn:
+        console_sessions.forget_expired(conn)  # sign-ins are rare: the cheapest moment to sweep old rows
     with counting_failures("console sign-in"):
         if token_text:
             token = tokens.authenticate(database(), token_text)
