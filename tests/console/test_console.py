@@ -121,6 +121,7 @@ def test_the_placement_page_follows_a_drain_without_a_reload(
     until(lambda: page.locator(f"[data-node='{after}'] [data-tenant='acme.test']").count(), page)
     assert page.locator(f"[data-node='{first}'] [data-tenant='acme.test']").count() == 0
     assert page.evaluate("window.notReloaded") is True
+    until(lambda: f"node {first} draining" in page.inner_text("#page"), page)  # the generation's sentence
     shot(page, "placement-after-drain")
 
 

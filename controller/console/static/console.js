@@ -226,7 +226,9 @@ views.table = async (box, reload) => {
 views.members = views.table;
 
 views.placement = async (box) => {
-  const [where, nodes] = await Promise.all([api("GET", spec.src), spec.tenant ? [] : api("GET", "/api/v1/nodes")]);
+  const farm = !spec.tenant;
+  const [where, nodes, generations] = await Promise.all([api("GET", spec.src),
+    farm ? api("GET", "/api/v1/nodes") : [], farm ? api("GET", "/api/v1/placement/generations") : []]);
   const byNode = {};
   for (const t of where.tenants) (byNode[t.node || "(no node)"] ||= []).push(t);
   const rooms = {};
@@ -249,6 +251,9 @@ views.placement = async (box) => {
     Object.entries(rooms).some(([k]) => k.startsWith("mixer"))
       ? el("p", {}, Object.entries(rooms).filter(([k]) => k.startsWith("mixer")).map(([k, rs]) => `${k}: ${rs.map((r) => r.conference).join(", ")}`).join("; "))
       : null,
+    generations.length ? el("h3", {}, "Generations") : null,
+    generations.length ? table([{ key: "generation", label: "Generation" }, { key: "created_at", label: "When", show: "time" },
+      { key: "reason", label: "Why" }, { key: "moved", label: "Moved" }], generations.slice(0, 10), [], () => {}, "generation") : null,
   ].filter(Boolean));
 };
 
