@@ -286,7 +286,10 @@ def test_a_live_call_shows_on_the_tenant_admins_console_and_its_hang_up_button_e
     ctl = farm.controller
     a, b = farm.phone("1001"), farm.phone("1002")
     token = ctl.api("POST", "/tokens", {"scope": "tenant-admin", "tenant": "acme.test", "label": "acme"}, 201)["token"]
-    page = loaded(sign_in(browser, ctl.url, token=token), f"{ctl.url}/console/tenants/acme.test/calls")
+    page = loaded(sign_in(browser, ctl.url, token=token), f"{ctl.url}/console/tenants/acme.test/registrations")
+    shown = page.eval_on_selector_all("td[data-col='username']", "cells => cells.map(c => c.textContent)")
+    assert {"1001", "1002"} <= set(shown), shown  # both phones, registered through Kamailio
+    loaded(page, f"{ctl.url}/console/tenants/acme.test/calls")
     assert page.locator("tr[data-key]").count() == 0
     closed_a, closed_b = len(a.saw("CALL_CLOSED")), len(b.saw("CALL_CLOSED"))
     call(a, b, farm.nodes["fs1"])
