@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from test_admin_cli import fsfarm
 from testsupport import AuthedClient, run_on_terminal
@@ -310,3 +311,12 @@ def test_storage_sweep_removes_a_deleted_users_files_with_progress_on_a_terminal
         "owners": 0,
         "result": "no deleted owners left files behind",
     }
+
+
+def test_an_import_is_one_change_notice_for_the_tenant_not_one_per_row(farm, dsn) -> None:
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN fsfarm_config")
+        csv = "extension,password\n" + "".join(f"{3000 + i},Secret-{i}-xyz\n" for i in range(20)) + "1,bad\n"
+        assert send(farm, csv).json["created"] == 20
+        heard = list(listener.notifies(timeout=1.0))  # everything a commit sends arrives together
+    assert [json.loads(n.payload)["what"] for n in heard] == ["user"]

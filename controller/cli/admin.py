@@ -517,7 +517,7 @@ def _read_import_file(path: str) -> str:
 def user_import_command(
     database: Database, tenant_ref: str, csv: str, on_conflict: str, dry_run: bool, as_json: bool
 ) -> None:
-    """Import a tenant's users from a CSV file (ours or FusionPBX's extension export).
+    """Import users from CSV (ours or a FusionPBX extension export).
 
     The first line names the columns: the users fields (`fsfarm user add --set` takes the same)
     or FusionPBX's (extension, password, effective_caller_id_name, voicemail_password...).
