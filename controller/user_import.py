@@ -262,7 +262,8 @@ def _columns(header: list[str]) -> list[Column]:
 def _row_values(columns: list[Column], cells: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     """The row's fields (empty cells left out: an update keeps what they would change) and each one's column."""
     values: dict[str, str] = {}
-    sources: dict[str, str] = {}
+    # An empty cell's field still has its column, for the report of an error about it.
+    sources = {c.field: c.header for c in columns if c.field is not None and not c.fallback}
     for fallbacks in (False, True):  # the main columns first: a fallback fills only what they left empty
         for column, cell in zip(columns, cells, strict=True):
             value = cell.strip()

@@ -141,10 +141,12 @@ def test_a_dry_run_reports_what_an_import_would_do_and_stores_nothing(farm, db) 
     assert snapshot(db) == before
 
 
-def test_an_extension_twice_in_the_file_is_an_error_on_its_second_row(farm) -> None:
-    report = send(farm, "extension,password\n1001,Secret-1001-x\n1001,Secret-1001-y\n").json
-    assert [r["outcome"] for r in report["rows"]] == ["created", "error"]
+def test_an_extension_twice_in_the_file_or_none_is_an_error_row(farm) -> None:
+    report = send(farm, "extension,password\n1001,Secret-1001-x\n1001,Secret-1001-y\n,Secret-none-x\n").json
+    assert [r["outcome"] for r in report["rows"]] == ["created", "error", "error"]
     assert report["rows"][1]["error"] == "extension: 1001 is also on row 2 of this file"
+    blank = report["rows"][2]
+    assert (blank["field"], blank["column"], blank["extension"]) == ("extension", "extension", None)
 
 
 def test_a_tenant_admin_imports_into_its_own_tenant_only(farm, client, db) -> None:
