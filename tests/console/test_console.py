@@ -301,3 +301,30 @@ def test_a_prompt_uploaded_in_the_page_is_listed_and_plays_back(
     assert played[0] == 200 and "wav" in played[1] and played[2] == wav.stat().st_size
     assert farm.get("/api/v1/tenants/beta.test/prompts").json == []
     shot(page, "tenant-prompts-uploaded")
+
+
+def test_a_fusionpbx_csv_with_a_bad_row_imports_the_good_rows_and_reports_the_bad_one(
+    browser: Any, base: str, farm: Any, tmp_path: Any
+) -> None:
+    exported = tmp_path / "v_extensions.csv"
+    exported.write_text(
+        "extension,password,effective_caller_id_name,voicemail_password,call_timeout,enabled,user_context\n"
+        "1101,first-secret-1,Carol,4321,30,true,acme.test\n"
+        "11x2,second-secret-2,Dave,4321,30,true,acme.test\n"  # not an extension
+        "1103,third-secret-3,Erin,4321,30,true,acme.test\n"
+    )
+    page = sign_in(browser, base, user="1001@acme.test", password="acme-admin-pw")
+    loaded(page, f"{base}/console/tenants/acme.test/import")
+    page.set_input_files("#import-file", str(exported))
+    page.click("#import-go")
+    summary = until(lambda: page.locator("#import-summary").count() and page.inner_text("#import-summary"), page)
+    assert summary.startswith("2 created, 0 updated, 0 skipped, 1 with errors"), summary
+    bad = page.locator("#import-report tr[data-key='3']")
+    assert "error" in bad.inner_text() and "extension" in bad.inner_text() and "11x2" in bad.inner_text()
+    assert bad.locator("td[data-col='error']").inner_text() not in ("", "—")  # the reason, in words
+    assert "user_context" in page.inner_text("#import-ignored")
+    shot(page, "tenant-import-report")
+    stored = {u["extension"]: u for u in farm.get("/api/v1/tenants/acme.test/users").json}
+    assert {"1101", "1103"} <= set(stored) and "11x2" not in stored
+    assert stored["1101"]["caller_id_name"] == "Carol" and stored["1101"]["ring_timeout"] == 30
+    assert {u["extension"] for u in farm.get("/api/v1/tenants/beta.test/users").json} == {"2001"}  # untouched

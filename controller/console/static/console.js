@@ -295,15 +295,16 @@ views.import = async (box) => {
   const go = el("button", { id: "import-go", onclick: async () => {
     if (!file.files.length) { toast("choose a CSV file first"); return; }
     const text = await file.files[0].text();
-    const query = `?on_conflict=${mode.value}${dry.checked ? "&dry_run=true" : ""}`;
     try {
-      const result = await api("POST", `${fill(spec.src, {})}${query}`, text);
+      const result = await api("POST", fill(spec.src, {}), { csv: text, on_conflict: mode.value, dry_run: dry.checked });
       const rows = result.rows.filter((r) => r.outcome === "error");
-      report.replaceChildren(
-        el("p", { id: "import-summary" }, `${result.created} created, ${result.updated} updated, ${result.skipped} skipped, ${result.errors} with errors${dry.checked ? " (dry run: nothing stored)" : ""}`),
+      report.replaceChildren(...[
+        el("p", { id: "import-summary" }, `${result.created} created, ${result.updated} updated, ${result.skipped} skipped, ${result.errors} with errors${result.dry_run ? " (dry run: nothing stored)" : ""}`),
+        result.note ? el("p", { class: "muted" }, result.note) : null,
+        result.ignored_columns && result.ignored_columns.length ? el("p", { class: "muted", id: "import-ignored" }, `Ignored columns: ${result.ignored_columns.join(", ")}`) : null,
         table([{ key: "row", label: "Row" }, { key: "extension", label: "Extension" }, { key: "outcome", label: "Outcome", show: "state" },
-          { key: "field", label: "Field" }, { key: "message", label: "Why" }], result.rows, [], () => {}, "row"),
-      );
+          { key: "column", label: "Column" }, { key: "field", label: "Field" }, { key: "error", label: "Why" }], result.rows, [], () => {}, "row"),
+      ].filter(Boolean));
       if (rows.length) toast(`${rows.length} row(s) not imported: see the report`);
     } catch (err) {
       report.replaceChildren(el("p", { class: "error", role: "alert" }, err.message));
