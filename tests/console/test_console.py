@@ -207,6 +207,8 @@ def test_signing_out_ends_the_session_and_a_revoked_token_ends_its_sessions(
 
 def test_the_console_loads_only_its_own_origin_and_reports_its_size(browser: Any, base: str, farm: Any) -> None:
     page = browser.new_context().new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # e.g. a CSP refusal
     sizes: dict[str, int] = {}
     page.on("response", lambda r: sizes.__setitem__(r.url, len(r.body())) if r.ok else None)
     page.goto(f"{base}/console/login")
@@ -217,6 +219,11 @@ def test_the_console_loads_only_its_own_origin_and_reports_its_size(browser: Any
     loaded(page)
     timing = page.evaluate("JSON.stringify(performance.getEntriesByType('paint').map(p => [p.name, p.startTime]))")
     assert all(url.startswith(base) for url in sizes), sizes
+    assert "frame-ancestors 'none'" in (
+        page.evaluate("fetch(location.href).then(r => r.headers.get('content-security-policy'))") or ""
+    )
+    loaded(page, f"{base}/console/tenants/acme.test/cdrs")
+    assert errors == [], errors
     print(f"\nconsole users page: {sum(sizes.values())} bytes in {len(sizes)} responses; paint {timing}")
 
 
