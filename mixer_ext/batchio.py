@@ -56,12 +56,13 @@ class Received:
     lengths: np.ndarray  # bytes of each datagram that are in its row
     truncated: np.ndarray  # bool: the datagram was longer than a slot (its row holds the start only)
     sources: list[Address]
-    _flat: memoryview = field(repr=False)
+    flat: memoryview = field(repr=False)  # the whole arena: row i starts at i x slot
+    calls: int = 1  # system calls the read took
 
     def data(self, i: int, start: int = 0) -> bytes:
         """Datagram ``i`` from byte ``start`` on, as bytes of its own."""
         base = i * self.arena.shape[1]
-        return self._flat[base + start : base + int(self.lengths[i])].tobytes()
+        return self.flat[base + start : base + int(self.lengths[i])].tobytes()
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Sent:
 
     sent: int = 0
     failed: list[tuple[Address, Exception]] = field(default_factory=list)
+    calls: int = 0  # system calls the sends took
 
 
 class DatagramIo(Protocol):
@@ -96,8 +98,9 @@ class _Arena:
         self.lengths = np.zeros(capacity, dtype=np.intp)
         self.truncated = np.zeros(capacity, dtype=bool)
 
-    def received(self, count: int, sources: list[Address]) -> Received:
-        return Received(count, self.arena[:count], self.lengths[:count], self.truncated[:count], sources, self.flat)
+    def received(self, count: int, sources: list[Address], calls: int = 1) -> Received:
+        arena, lengths, truncated = self.arena[:count], self.lengths[:count], self.truncated[:count]
+        return Received(count, arena, lengths, truncated, sources, self.flat, calls)
 
 
 class PlainIo(_Arena):
@@ -127,7 +130,8 @@ class PlainIo(_Arena):
             self.truncated[count] = nbytes >= full
             sources.append(source)
             count += 1
-        return self.received(count, sources)
+        # One call per datagram, and the one that found the socket empty (unless capacity stopped it).
+        return self.received(count, sources, count + (count < self.capacity))
 
     def send(self, heads: np.ndarray, bodies: Sequence[bytes], dests: Sequence[Address]) -> Sent:
         """One ``sendto`` per datagram."""
@@ -136,6 +140,7 @@ class PlainIo(_Arena):
         flat = heads.tobytes()
         width = heads.shape[1] if heads.ndim == 2 else 0
         for i, (body, dest) in enumerate(zip(bodies, dests, strict=True)):
+            report.calls += 1
             try:
                 sendto(flat[i * width : (i + 1) * width] + body, dest)
                 report.sent += 1
@@ -244,6 +249,7 @@ class MmsgIo(_Arena):
         done = 0
         base = self._smsg.ctypes.data
         while done < n:
+            report.calls += 1
             got = _LIBC.sendmmsg(self._fd, ctypes.c_void_p(base + done * _MMSGHDR.itemsize), n - done, 0)  # type: ignore[union-attr]
             if got > 0:
                 done += got

@@ -247,6 +247,7 @@ class MediaLoop:
             elif exc.errno not in _SEND_ERRORS_QUIET:
                 log.warning("RTP send to %s failed: %s", dest, exc)
         self.metrics.packets_out.inc(report.sent)
+        self.metrics.socket_calls.labels("send").inc(report.calls)
         self.frames += 1
 
     # ----- receiving ----------------------------------------------------------------------------
@@ -255,40 +256,47 @@ class MediaLoop:
         accepted = 0
         read = 0
         recv = self.io.recv
+        calls = 0
         while read < MAX_PACKETS_PER_TICK:
             batch = recv()
+            calls += batch.calls
             if batch.count:
                 accepted += self._file(batch)
                 read += batch.count
             if batch.count < self.io.capacity:
                 break  # the socket is empty
         self.metrics.packets_in.inc(accepted)
+        self.metrics.socket_calls.labels("recv").inc(calls)
 
     def _file(self, batch: Received) -> int:
         """File one batch of datagrams in their legs' jitter buffers; the number accepted."""
         by_addr = self.by_addr
         bad = self._bad
-        data = batch.data
+        flat = batch.flat
         accepted = 0
         # The fixed headers of the whole batch at once: most packets are plain RTP (version 2, no
         # padding, extension or CSRC), read from these columns without a parse of their own.
         head = batch.arena[:, :12]
         words = np.ascontiguousarray(head[:, 4:12]).view(">u4")
-        plain = ((head[:, 0] == 0x80) & (batch.lengths >= 12) & ~batch.truncated).tolist()
+        plain = (head[:, 0] == 0x80) & (batch.lengths >= 12) & ~batch.truncated
+        # A packet that is not plain gets payload type -1: no leg's, so it takes the full parse below.
+        payload_types = np.where(plain, head[:, 1] & 0x7F, -1)
+        starts = np.arange(batch.count, dtype=np.intp) * batch.arena.shape[1]
         columns = zip(
             batch.sources,
-            plain,
-            (head[:, 1] & 0x7F).tolist(),
+            payload_types.tolist(),
             ((head[:, 2].astype(np.intp) << 8) | head[:, 3]).tolist(),
             words[:, 0].tolist(),
             words[:, 1].tolist(),
-            batch.truncated.tolist(),
+            (starts + 12).tolist(),
+            (starts + batch.lengths).tolist(),
             strict=True,
         )
-        for i, (source, is_plain, payload_type, sequence, timestamp, ssrc, truncated) in enumerate(columns):
+        for i, (source, payload_type, sequence, timestamp, ssrc, start, end) in enumerate(columns):
             part = by_addr.get(source)
-            if part is not None and is_plain and payload_type == part.leg.choice.payload_type:
-                verdict = part.jitter.push_fields(sequence, timestamp, ssrc, data(i, 12))
+            if part is not None and payload_type == part.leg.choice.payload_type:
+                payload = flat[start:end].tobytes()
+                verdict = part.jitter.push_fields(sequence, timestamp, ssrc, payload)
                 if verdict is Verdict.ABSURD:
                     bad("absurd_sequence_or_timestamp", source)
                     continue
@@ -299,11 +307,11 @@ class MediaLoop:
                 if part.send_to != source:
                     part.send_to = source  # latching: answer where the leg's own RTP comes from
                 continue
-            if truncated:
+            if batch.truncated[i]:
                 bad("truncated", source)
                 continue
             try:
-                packet = parse_rtp(data(i))
+                packet = parse_rtp(batch.data(i))
             except RtpError:
                 bad("not_rtp" if part else "unknown_source", source)
                 continue

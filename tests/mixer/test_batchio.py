@@ -186,3 +186,23 @@ def test_the_mixer_mixes_the_same_with_one_system_call_per_packet(swarm: Swarm) 
         assert_hears_others_not_self(phones)
     finally:
         mixer.stop()
+
+
+def test_the_mixer_sends_a_ticks_packets_in_one_system_call(mixer: Mixer, swarm: Swarm) -> None:
+    if not batchio.BATCHED:
+        pytest.skip("recvmmsg/sendmmsg not reachable through ctypes here: one call per packet")
+    mixer.create_room("batched", 8000)
+    phones = join(mixer, swarm, "batched", [(400, "PCMU"), (650, "PCMU"), (900, "PCMU"), (1300, "PCMU")])
+    swarm.run(1.2)
+    assert_hears_others_not_self(phones)
+    registry = mixer.metrics.registry
+    sent = registry.get_sample_value("fsfarm_mixer_packets_sent_total")
+    send_calls = registry.get_sample_value("fsfarm_mixer_socket_calls_total", {"op": "send"})
+    received = registry.get_sample_value("fsfarm_mixer_packets_received_total")
+    recv_calls = registry.get_sample_value("fsfarm_mixer_socket_calls_total", {"op": "recv"})
+    assert sent and send_calls and received and recv_calls
+    # Four legs: one sendmmsg per tick carries all four frames.
+    assert send_calls * 4 <= sent
+    # Reads: at most two calls per tick (the batch, and none left), never one per packet and one more.
+    assert recv_calls <= 2 * mixer.frames
+    assert recv_calls < received + mixer.frames
