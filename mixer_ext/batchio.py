@@ -182,6 +182,8 @@ class MmsgIo(_Arena):
 
     def recv(self) -> Received:
         """Every datagram waiting, up to ``capacity``, in one ``recvmmsg``."""
+        if self.sock.fileno() < 0:
+            return self.received(0, [], 0)  # closed by a stopping mixer: its number may be another file's now
         msgs = self._rmsg
         msgs["namelen"] = _SOCKADDR_IN  # the kernel writes back each source's length
         got = _LIBC.recvmmsg(self._fd, self._rmsg_ptr, self.capacity, _MSG_DONTWAIT, None)  # type: ignore[union-attr]
@@ -246,6 +248,8 @@ class MmsgIo(_Arena):
         iov["len"][0 : 2 * n : 2] = width
         iov["base"][1 : 2 * n : 2] = blob.ctypes.data + np.cumsum(lengths) - lengths
         iov["len"][1 : 2 * n : 2] = lengths
+        if self.sock.fileno() < 0:
+            return  # closed by a stopping mixer: nothing is sent, and its fd number may be another file's
         done = 0
         base = self._smsg.ctypes.data
         while done < n:
