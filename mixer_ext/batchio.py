@@ -169,6 +169,8 @@ class MmsgIo(_Arena):
         self._rmsg["iov"] = self._riov.ctypes.data + _IOVEC.itemsize * np.arange(capacity, dtype=np.uint64)
         self._rmsg["iovlen"] = 1
         self._rmsg_ptr = ctypes.c_void_p(self._rmsg.ctypes.data)
+        self._rmsg["namelen"] = _SOCKADDR_IN
+        self._written = 0  # messages whose namelen the last call overwrote
         # Sending: message i is two iovecs (head, body) to names row i; only the iovecs change per call.
         self._snames = np.zeros((capacity, _SOCKADDR_IN), dtype=np.uint8)
         self._siov = np.zeros(2 * capacity, dtype=_IOVEC)
@@ -185,8 +187,10 @@ class MmsgIo(_Arena):
         if self.sock.fileno() < 0:
             return self.received(0, [], 0)  # closed by a stopping mixer: its number may be another file's now
         msgs = self._rmsg
-        msgs["namelen"] = _SOCKADDR_IN  # the kernel writes back each source's length
+        if self._written:
+            msgs["namelen"][: self._written] = _SOCKADDR_IN  # the kernel wrote back each source's length
         got = _LIBC.recvmmsg(self._fd, self._rmsg_ptr, self.capacity, _MSG_DONTWAIT, None)  # type: ignore[union-attr]
+        self._written = max(got, 0)
         if got <= 0:
             return self.received(0, [])  # EAGAIN, or a pending ICMP error the call consumed
         lengths = msgs["len"][:got]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from mixer_ext import mix
-from mixer_ext.batchio import Received, open_io
+from mixer_ext.batchio import Received, Sent, open_io
 from mixer_ext.clock import MediaClock
 from mixer_ext.codecs import get_encoder
 from mixer_ext.codecs.base import Encoder, Pcm, fit
@@ -239,7 +239,7 @@ class MediaLoop:
             self.metrics.participants.set(len(self.by_call))
             self.metrics.rooms.set(len(self.rooms))
         # Back to back, lock released: SIP and the control API are never kept waiting by the sends.
-        report = self.io.send(sends.headers(), sends.bodies, sends.dests)
+        report = self.io.send(sends.headers(), sends.bodies, sends.dests) if sends.bodies else Sent()
         for dest, exc in report.failed:
             if not isinstance(exc, OSError):  # an address no socket takes
                 self.metrics.media_errors.labels("send").inc()
