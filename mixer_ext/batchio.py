@@ -200,15 +200,15 @@ class MmsgIo(_Arena):
         # Port and IPv4 address as one integer: the cache turns it into the (host, port) the legs are keyed by.
         keys = (names[:, 2:8].astype(np.uint64) << np.array([40, 32, 24, 16, 8, 0], dtype=np.uint64)).sum(axis=1)
         cache = self._sources
-        sources = []
-        for key in keys.tolist():
-            source = cache.get(key)
-            if source is None:
-                if len(cache) > 65536:
-                    cache.clear()  # spoofed sources cannot grow it without bound
-                source = cache[key] = (socket.inet_ntoa((key & 0xFFFFFFFF).to_bytes(4, "big")), key >> 32)
-            sources.append(source)
-        return self.received(got, sources)
+        key_list = keys.tolist()
+        sources = list(map(cache.get, key_list))  # known sources (nearly all) without a Python-level loop
+        if None in sources:
+            for i, key in enumerate(key_list):
+                if sources[i] is None:
+                    if len(cache) > 65536:
+                        cache.clear()  # spoofed sources cannot grow it without bound
+                    sources[i] = cache[key] = (socket.inet_ntoa((key & 0xFFFFFFFF).to_bytes(4, "big")), key >> 32)
+        return self.received(got, sources)  # type: ignore[arg-type]
 
     def send(self, heads: np.ndarray, bodies: Sequence[bytes], dests: Sequence[Address]) -> Sent:
         """Every datagram in one ``sendmmsg`` per ``capacity`` of them; a refused one is skipped."""
@@ -220,30 +220,31 @@ class MmsgIo(_Arena):
         return report
 
     def _send_chunk(self, heads: np.ndarray, bodies: Sequence[bytes], dests: Sequence[Address], report: Sent) -> None:
-        names: list[bytes] = []
-        keep: list[int] = []  # the rows whose destination is a usable address
         sockaddrs = self._sockaddrs
-        for i, dest in enumerate(dests):
-            name = sockaddrs.get(dest)
-            if name is None:
-                try:
-                    name = _sockaddr(dest)
-                except (OSError, OverflowError, ValueError, TypeError) as exc:
-                    report.failed.append((dest, exc))
-                    continue
-                if len(sockaddrs) > 65536:
-                    sockaddrs.clear()
-                sockaddrs[dest] = name
-            names.append(name)
-            keep.append(i)
-        n = len(keep)
+        names = list(map(sockaddrs.get, dests))  # destinations seen before (nearly all)
+        keep = None  # the rows whose destination is a usable address, when some are not
+        if None in names:
+            keep = []
+            for i, dest in enumerate(dests):
+                if names[i] is None:
+                    try:
+                        names[i] = _sockaddr(dest)
+                    except (OSError, OverflowError, ValueError, TypeError) as exc:
+                        report.failed.append((dest, exc))
+                        continue
+                    if len(sockaddrs) > 65536:
+                        sockaddrs.clear()
+                    sockaddrs[dest] = names[i]  # type: ignore[assignment]
+                keep.append(i)
+            names = [names[i] for i in keep]
+        n = len(names)
         if n == 0:
             return
-        if n < len(bodies):
+        if keep is not None and n < len(bodies):
             heads = heads[keep]
             bodies = [bodies[i] for i in keep]
             dests = [dests[i] for i in keep]
-        self._snames[:n] = np.frombuffer(b"".join(names), dtype=np.uint8).reshape(n, _SOCKADDR_IN)
+        self._snames[:n] = np.frombuffer(b"".join(names), dtype=np.uint8).reshape(n, _SOCKADDR_IN)  # type: ignore[arg-type]
         blob = np.frombuffer(b"".join(bodies), dtype=np.uint8)  # read in place by the kernel, kept alive here
         lengths = np.fromiter(map(len, bodies), dtype=np.uint64, count=n)
         width = heads.shape[1]

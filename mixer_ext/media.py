@@ -46,28 +46,24 @@ _RTP_HEADER = np.dtype([("flags", np.uint8), ("mpt", np.uint8), ("seq", ">u2"), 
 
 @dataclass
 class _Outgoing:
-    """A tick's RTP packets, column by column: headers are built for all of them at once."""
+    """A tick's RTP packets, one (marker | payload type, sequence, timestamp, SSRC, payload, destination)
+    row each: their headers are built for all of them at once."""
 
-    mpt: list[int] = field(default_factory=list)  # marker bit | payload type
-    seq: list[int] = field(default_factory=list)
-    ts: list[int] = field(default_factory=list)
-    ssrc: list[int] = field(default_factory=list)
-    bodies: list[bytes] = field(default_factory=list)
-    dests: list[Address] = field(default_factory=list)
+    rows: list[tuple[int, int, int, int, bytes, Address]] = field(default_factory=list)
 
     def extend(self, other: _Outgoing) -> None:
-        for name in ("mpt", "seq", "ts", "ssrc", "bodies", "dests"):
-            getattr(self, name).extend(getattr(other, name))
+        self.rows.extend(other.rows)
 
-    def headers(self) -> np.ndarray:
-        """The ``[packets x 12]`` uint8 RTP headers (version 2, no CSRC)."""
-        heads = np.empty(len(self.bodies), dtype=_RTP_HEADER)
+    def columns(self) -> tuple[np.ndarray, list[bytes], list[Address]]:
+        """The ``[packets x 12]`` uint8 RTP headers (version 2, no CSRC), the payloads, the destinations."""
+        mpt, seq, ts, ssrc, bodies, dests = zip(*self.rows, strict=True)
+        heads = np.empty(len(self.rows), dtype=_RTP_HEADER)
         heads["flags"] = 0x80
-        heads["mpt"] = self.mpt
-        heads["seq"] = self.seq
-        heads["ts"] = self.ts
-        heads["ssrc"] = self.ssrc
-        return heads.view(np.uint8).reshape(len(self.bodies), _RTP_HEADER.itemsize)
+        heads["mpt"] = mpt
+        heads["seq"] = seq
+        heads["ts"] = ts
+        heads["ssrc"] = ssrc
+        return heads.view(np.uint8).reshape(len(self.rows), _RTP_HEADER.itemsize), list(bodies), list(dests)
 
 
 @dataclass(frozen=True)
@@ -239,7 +235,7 @@ class MediaLoop:
             self.metrics.participants.set(len(self.by_call))
             self.metrics.rooms.set(len(self.rooms))
         # Back to back, lock released: SIP and the control API are never kept waiting by the sends.
-        report = self.io.send(sends.headers(), sends.bodies, sends.dests) if sends.bodies else Sent()
+        report = self.io.send(*sends.columns()) if sends.rows else Sent()
         for dest, exc in report.failed:
             if not isinstance(exc, OSError):  # an address no socket takes
                 self.metrics.media_errors.labels("send").inc()
@@ -494,8 +490,7 @@ class MediaLoop:
         payloads = self._encode(plan, result, block)
 
         sends = _Outgoing()
-        mpt, seq, ts, ssrc = sends.mpt.append, sends.seq.append, sends.ts.append, sends.ssrc.append
-        bodies, dests = sends.bodies.append, sends.dests.append
+        append = sends.rows.append
         for part, payload, energy, talks in zip(parts, payloads, energies, talking, strict=True):
             part.energy = energy
             part.talking = talks
@@ -505,12 +500,7 @@ class MediaLoop:
                 continue  # no RTP from it yet and its SDP address is not trusted
             marker = 0x80 if part.marker else 0
             part.marker = False
-            mpt(marker | part.leg.choice.payload_type)
-            seq(sequence)
-            ts(timestamp)
-            ssrc(part.ssrc)
-            bodies(payload)
-            dests(part.send_to)
+            append((marker | part.leg.choice.payload_type, sequence, timestamp, part.ssrc, payload, part.send_to))
         return sends
 
     def _encode(self, plan: _Plan, result: mix.MixResult, block: np.ndarray) -> list[bytes]:
