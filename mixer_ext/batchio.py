@@ -281,8 +281,8 @@ def _sockaddr(dest: Address) -> bytes:
 
 def _load_libc() -> ctypes.CDLL | None:
     """libc with recvmmsg/sendmmsg typed, or None where they cannot be called safely."""
-    if not sys.platform.startswith("linux") or ctypes.sizeof(ctypes.c_void_p) != 8:
-        return None  # the mmsghdr layout above is 64-bit Linux's
+    if not sys.platform.startswith("linux") or ctypes.sizeof(ctypes.c_void_p) != 8 or sys.byteorder != "little":
+        return None  # the mmsghdr layout above is 64-bit little-endian Linux's (glibc and musl alike)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         recvmmsg, sendmmsg = libc.recvmmsg, libc.sendmmsg
