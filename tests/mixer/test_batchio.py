@@ -137,26 +137,23 @@ def test_more_datagrams_than_one_call_holds_are_read_over_several(
 def test_heads_and_bodies_arrive_as_one_datagram_each_at_their_destination(
     kind: Callable[..., DatagramIo], pair: tuple[socket.socket, socket.socket]
 ) -> None:
-    a, b = pair
-    c = udp("127.0.0.3")
+    a = pair[0]
+    # Eight receivers of 1500 // 8 datagrams each: within a default receive buffer (no drops to flake on).
+    receivers = [udp(f"127.0.0.{10 + i}") for i in range(8)]
     try:
         n = 1500  # more than one sendmmsg call takes (1024)
         heads = np.arange(n * 12, dtype=np.uint32).astype(np.uint8).reshape(n, 12)
-        bodies = [bytes([i % 251]) * (i % 300) for i in range(n)]
-        dests = [b.getsockname() if i % 3 else c.getsockname() for i in range(n)]
-        for sock in (b, c):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        want_b = [heads[i].tobytes() + bodies[i] for i in range(n) if i % 3]
-        want_c = [heads[i].tobytes() + bodies[i] for i in range(n) if not i % 3]
+        bodies = [bytes([i % 251]) * (i % 160) for i in range(n)]
+        dests = [receivers[i % 8].getsockname() for i in range(n)]
+        want = [[heads[i].tobytes() + bodies[i] for i in range(r, n, 8)] for r in range(8)]
         report = kind(a).send(heads, bodies, dests)
         assert report.sent == n and report.failed == []
-        at_b = read_all(PlainIo(b), b, len(want_b))
-        at_c = read_all(PlainIo(c), c, len(want_c))
+        got = [read_all(PlainIo(sock), sock, len(want[r])) for r, sock in enumerate(receivers)]
     finally:
-        c.close()
-    assert [data for data, _ in at_b] == want_b
-    assert [data for data, _ in at_c] == want_c
-    assert {source for _, source in at_b + at_c} == {a.getsockname()}
+        for sock in receivers:
+            sock.close()
+    assert [[data for data, _ in at] for at in got] == want
+    assert {source for at in got for _, source in at} == {a.getsockname()}
 
 
 @pytest.mark.parametrize("kind", IMPLEMENTATIONS)
@@ -201,8 +198,9 @@ def test_the_mixer_sends_a_ticks_packets_in_one_system_call(mixer: Mixer, swarm:
     received = registry.get_sample_value("fsfarm_mixer_packets_received_total")
     recv_calls = registry.get_sample_value("fsfarm_mixer_socket_calls_total", {"op": "recv"})
     assert sent and send_calls and received and recv_calls
-    # Four legs: one sendmmsg per tick carries all four frames.
-    assert send_calls * 4 <= sent
+    # One sendmmsg per tick carries every leg's frame (four once all have joined): not one call per packet.
+    assert send_calls <= mixer.frames
+    assert send_calls * 2 <= sent
     # Reads: at most two calls per tick (the batch, and none left), never one per packet and one more.
     assert recv_calls <= 2 * mixer.frames
     assert recv_calls < received + mixer.frames
