@@ -195,7 +195,7 @@ def cpu_seconds(pid: int) -> float:
 class Sidecar:
     """A ``fsfarm mixer`` process on free loopback ports."""
 
-    def __init__(self, per_leg: bool, realtime: bool = False) -> None:
+    def __init__(self, per_leg: bool, realtime: bool = False, per_packet_io: bool = False) -> None:
         self.sip = free_port(socket.SOCK_DGRAM)
         self.api = f"http://{LOCAL}:{free_port(socket.SOCK_STREAM)}"
         args = [
@@ -212,6 +212,8 @@ class Sidecar:
             "--token-file",
             str(token_file := self._token_file()),
         ] + (["--per-leg-codecs"] if per_leg else [])
+        if per_packet_io:
+            args.append("--per-packet-io")
         cpus = sorted(os.sched_getaffinity(0))
         # "One core" literally: the mixer (all its threads) is pinned to one CPU, the phones to the others.
         self.cpu = cpus[-1]
@@ -349,9 +351,10 @@ def run_e2e(
     seconds: float,
     per_leg: bool = False,
     shape: E2eRoom = E2eRoom(),
+    per_packet_io: bool = False,
 ) -> tuple[float, dict[str, float]]:
     """Participants per core of one mixer process carrying ``participants`` legs in rooms shaped by ``shape``."""
-    sidecar = Sidecar(per_leg)
+    sidecar = Sidecar(per_leg, per_packet_io=per_packet_io)
     phones: list[BenchPhone] = []
     try:
         payloads = encoded_tone(codec)
@@ -421,6 +424,7 @@ def bench_e2e(quick: bool) -> list[Figure]:
     runs = [
         ("e2e_pcmu_8k", "PCMU", pcmu, 8000, n_pcmu, False, E2eRoom()),
         ("e2e_pcmu_8k_per_leg_codecs", "PCMU", pcmu, 8000, n_pcmu, True, E2eRoom()),
+        ("e2e_pcmu_8k_per_packet_io", "PCMU", pcmu, 8000, n_pcmu, False, E2eRoom()),
         ("e2e_opus_48k", "opus/48000", opus, 48000, n_opus, False, E2eRoom()),
         ("e2e_opus_48k_complexity_5", "opus/48000", opus, 48000, n_opus, False, E2eRoom(opus_complexity=5)),
         ("e2e_opus_48k_complexity_0", "opus/48000", opus, 48000, n_opus, False, E2eRoom(opus_complexity=0)),
@@ -429,7 +433,7 @@ def bench_e2e(quick: bool) -> list[Figure]:
     ]
     results = {}
     for name, codec, offer, rate, n, per_leg, shape in runs:
-        value, info = run_e2e(codec, offer, rate, n, seconds, per_leg, shape)
+        value, info = run_e2e(codec, offer, rate, n, seconds, per_leg, shape, name.endswith("_per_packet_io"))
         results[name] = value
         shared = info["encodes_saved"] / max(info["encodes"] + info["encodes_saved"], 1)
         print(
@@ -452,6 +456,15 @@ def bench_e2e(quick: bool) -> list[Figure]:
             E2E_PCMU_TARGET,
         )
     )
+    figures.append(
+        Figure(
+            "e2e_pcmu_8k_vs_per_packet_io",
+            results["e2e_pcmu_8k"],
+            "participants/core",
+            results["e2e_pcmu_8k_per_packet_io"],
+            E2E_PCMU_TARGET,
+        )
+    )
     figures.append(Figure("e2e_opus_48k", results["e2e_opus_48k"], "participants/core", results["e2e_pcmu_8k"], None))
     for name in ("e2e_opus_48k_complexity_5", "e2e_opus_48k_complexity_0", "e2e_opus_48k_room10_2_talk"):
         figures.append(Figure(name, results[name], "participants/core", results["e2e_opus_48k"], E2E_OPUS_TARGET))
@@ -465,7 +478,8 @@ def bench_e2e(quick: bool) -> list[Figure]:
         )
     )
     print(
-        "  (e2e_pcmu_8k reference: the same mixer coding each leg on its own; e2e_opus_48k reference: e2e_pcmu_8k; "
+        "  (e2e_pcmu_8k reference: the same mixer coding each leg on its own, or reading and sending one packet per "
+        "system call (per_packet_io); e2e_opus_48k reference: e2e_pcmu_8k; "
         "Opus complexity and room10_2_talk (rooms of 10, 2 talking, loudest_k 3) references: e2e_opus_48k "
         "or e2e_pcmu_8k)"
     )

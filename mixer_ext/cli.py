@@ -87,6 +87,7 @@ def control_token(path: Path | None) -> str:
     help="File holding the control API's bearer token (created with a new random one, mode 600, if missing).",
 )
 @click.option("--per-leg-codecs", is_flag=True, hidden=True, help="Bench reference: no block coding, no sharing.")
+@click.option("--per-packet-io", is_flag=True, hidden=True, help="Bench reference: one system call per RTP packet.")
 @_one_line_errors
 def mixer(
     listen: str,
@@ -97,6 +98,7 @@ def mixer(
     trusted: str,
     token_file: Path | None,
     per_leg_codecs: bool,
+    per_packet_io: bool,
 ) -> None:
     """Run the HD conference mixer sidecar.
 
@@ -109,7 +111,15 @@ def mixer(
     token = control_token(token_file)
     try:
         networks = [c.strip() for c in trusted.split(",") if c.strip()]
-        engine = Mixer(sip_host, sip_port, rtp_port, advertise, trusted=networks, batch_codecs=not per_leg_codecs)
+        engine = Mixer(
+            sip_host,
+            sip_port,
+            rtp_port,
+            advertise,
+            trusted=networks,
+            batch_codecs=not per_leg_codecs,
+            batch_io=not per_packet_io,
+        )
     except OSError as exc:
         raise Unavailable(f"cannot listen for SIP/RTP on {listen}: {exc.strerror}", {"listen": listen}) from exc
     try:

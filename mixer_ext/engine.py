@@ -34,7 +34,8 @@ class Mixer:
 
     ``trusted`` lists the networks (CIDRs) of the FreeSWITCH nodes: a leg whose SDP address is in
     one is sent RTP at once; any other leg only once its own RTP arrives, and only to where it came from.
-    ``batch_codecs`` False codes every leg on its own and shares nothing (the bench's reference).
+    ``batch_codecs`` False codes every leg on its own and shares nothing (the bench's reference);
+    ``batch_io`` False reads and sends one packet per system call (``recvfrom``/``sendto``).
     """
 
     def __init__(
@@ -45,11 +46,12 @@ class Mixer:
         advertise: str | None = None,
         trusted: list[str] | tuple[str, ...] = ("127.0.0.0/8",),
         batch_codecs: bool = True,
+        batch_io: bool = True,
     ) -> None:
         self.host = host
         self.advertise = advertise or host
         self.metrics = Metrics()
-        self.media = MediaLoop(host, rtp_port, self.metrics, Trusted(trusted), batch_codecs)
+        self.media = MediaLoop(host, rtp_port, self.metrics, Trusted(trusted), batch_codecs, batch_io)
         try:
             self.sip = SipSide(host, sip_port, self.advertise, self)
         except OSError:

@@ -13,22 +13,21 @@ import errno
 import logging
 import secrets
 import socket
-import struct
 import threading
 import time
 from collections.abc import Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from mixer_ext import mix
+from mixer_ext.batchio import Received, Sent, open_io
 from mixer_ext.clock import MediaClock
 from mixer_ext.codecs import get_encoder
 from mixer_ext.codecs.base import Encoder, Pcm, fit
 from mixer_ext.jitter import JitterBuffer, Verdict
 from mixer_ext.metrics import Metrics
 from mixer_ext.rooms import PTIME_MS, Participant, Room, RoomConfig, Trusted
-from mixer_ext.rtp import HEADER as _HEADER
 from mixer_ext.rtp import RtpError, RtpPacket, build_event, build_rtp, parse_event, parse_rtp
 from mixer_ext.sip import Address, Leg
 
@@ -39,7 +38,32 @@ MAX_PACKETS_PER_TICK = 50_000
 # A media loop that has not finished a tick for this long is stuck (healthz says 503).
 STUCK_AFTER_S = 1.0
 _SEND_ERRORS_QUIET = (errno.EAGAIN, errno.ECONNREFUSED, errno.ENOBUFS)
-_SEQ_TS_SSRC = struct.Struct("!HII")
+
+
+# One RTP fixed header as numpy lays it out: a tick's headers are built as one array of these.
+_RTP_HEADER = np.dtype([("flags", np.uint8), ("mpt", np.uint8), ("seq", ">u2"), ("ts", ">u4"), ("ssrc", ">u4")])
+
+
+@dataclass
+class _Outgoing:
+    """A tick's RTP packets, one (marker | payload type, sequence, timestamp, SSRC, payload, destination)
+    row each: their headers are built for all of them at once."""
+
+    rows: list[tuple[int, int, int, int, bytes, Address]] = field(default_factory=list)
+
+    def extend(self, other: _Outgoing) -> None:
+        self.rows.extend(other.rows)
+
+    def columns(self) -> tuple[np.ndarray, list[bytes], list[Address]]:
+        """The ``[packets x 12]`` uint8 RTP headers (version 2, no CSRC), the payloads, the destinations."""
+        mpt, seq, ts, ssrc, bodies, dests = zip(*self.rows, strict=True)
+        heads = np.empty(len(self.rows), dtype=_RTP_HEADER)
+        heads["flags"] = 0x80
+        heads["mpt"] = mpt
+        heads["seq"] = seq
+        heads["ts"] = ts
+        heads["ssrc"] = ssrc
+        return heads.view(np.uint8).reshape(len(self.rows), _RTP_HEADER.itemsize), list(bodies), list(dests)
 
 
 @dataclass(frozen=True)
@@ -62,7 +86,15 @@ class _Plan:
 class MediaLoop:
     """Rooms, legs and the clock: reads RTP, mixes every room each 20 ms, sends each leg its mix."""
 
-    def __init__(self, host: str, rtp_port: int, metrics: Metrics, trusted: Trusted, batch_codecs: bool = True) -> None:
+    def __init__(
+        self,
+        host: str,
+        rtp_port: int,
+        metrics: Metrics,
+        trusted: Trusted,
+        batch_codecs: bool = True,
+        batch_io: bool = True,
+    ) -> None:
         # False codes every leg on its own, nothing shared (the bench's reference for the block path).
         self.batch_codecs = batch_codecs
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -71,6 +103,8 @@ class MediaLoop:
         self.sock.bind((host, rtp_port))
         self.sock.setblocking(False)
         self.port: int = self.sock.getsockname()[1]
+        # recvmmsg/sendmmsg where libc has them (batch_io False: one system call per packet).
+        self.io = open_io(self.sock, batched=batch_io)
         self.metrics = metrics
         self.trusted = trusted
         self.lock = threading.RLock()
@@ -195,61 +229,85 @@ class MediaLoop:
         """One 20 ms frame: read every packet waiting, mix every room, send every leg its mix."""
         with self.lock:
             self._drain()
-            sends: list[tuple[bytes, Address]] = []
+            sends = _Outgoing()
             for plan in self._current_plans().values():
                 sends.extend(self._mix_contained(plan))
             self.metrics.participants.set(len(self.by_call))
             self.metrics.rooms.set(len(self.rooms))
         # Back to back, lock released: SIP and the control API are never kept waiting by the sends.
-        sent = 0
-        sendto = self.sock.sendto
-        for data, dest in sends:
-            try:
-                sendto(data, dest)
-                sent += 1
-            except OSError as exc:
-                if exc.errno not in _SEND_ERRORS_QUIET:
-                    log.warning("RTP send to %s failed: %s", dest, exc)
-            except (OverflowError, ValueError, TypeError) as exc:  # an address no socket takes
+        report = self.io.send(*sends.columns()) if sends.rows else Sent()
+        for dest, exc in report.failed:
+            if not isinstance(exc, OSError):  # an address no socket takes
                 self.metrics.media_errors.labels("send").inc()
                 log.warning("RTP send to %s refused: %s", dest, exc)
-        self.metrics.packets_out.inc(sent)
+            elif exc.errno not in _SEND_ERRORS_QUIET:
+                log.warning("RTP send to %s failed: %s", dest, exc)
+        self.metrics.packets_out.inc(report.sent)
+        self.metrics.socket_calls.labels("send").inc(report.calls)
         self.frames += 1
 
     # ----- receiving ----------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        recv = self.sock.recvfrom
+        accepted = 0
+        read = 0
+        recv = self.io.recv
+        calls = 0
+        while read < MAX_PACKETS_PER_TICK:
+            batch = recv()
+            calls += batch.calls
+            if batch.count:
+                accepted += self._file(batch)
+                read += batch.count
+            if batch.count < self.io.capacity:
+                break  # the socket is empty
+        self.metrics.packets_in.inc(accepted)
+        self.metrics.socket_calls.labels("recv").inc(calls)
+
+    def _file(self, batch: Received) -> int:
+        """File one batch of datagrams in their legs' jitter buffers; the number accepted."""
         by_addr = self.by_addr
         bad = self._bad
-        unpack = _SEQ_TS_SSRC.unpack_from
+        flat = batch.flat
         accepted = 0
-        for _ in range(MAX_PACKETS_PER_TICK):
-            try:
-                data, source = recv(2048)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break  # e.g. ICMP port unreachable reported on the socket; nothing to read
+        # The fixed headers of the whole batch at once: most packets are plain RTP (version 2, no
+        # padding, extension or CSRC), read from these columns without a parse of their own.
+        head = batch.arena[:, :12]
+        words = np.ascontiguousarray(head[:, 4:12]).view(">u4")
+        plain = (head[:, 0] == 0x80) & (batch.lengths >= 12) & ~batch.truncated
+        # A packet that is not plain gets payload type -1: no leg's, so it takes the full parse below.
+        payload_types = np.where(plain, head[:, 1] & 0x7F, -1)
+        starts = np.arange(batch.count, dtype=np.intp) * batch.arena.shape[1]
+        columns = zip(
+            batch.sources,
+            payload_types.tolist(),
+            ((head[:, 2].astype(np.intp) << 8) | head[:, 3]).tolist(),
+            words[:, 0].tolist(),
+            words[:, 1].tolist(),
+            (starts + 12).tolist(),
+            (starts + batch.lengths).tolist(),
+            strict=True,
+        )
+        for i, (source, payload_type, sequence, timestamp, ssrc, start, end) in enumerate(columns):
             part = by_addr.get(source)
-            # Most packets are plain RTP (version 2, no padding, extension or CSRC): read them in place.
-            if part is not None and len(data) >= 12 and data[0] == 0x80:
-                payload_type = data[1] & 0x7F
-                if payload_type == part.leg.choice.payload_type:
-                    sequence, timestamp, ssrc = unpack(data, 2)
-                    verdict = part.jitter.push_fields(sequence, timestamp, ssrc, data[12:])
-                    if verdict is Verdict.ABSURD:
-                        bad("absurd_sequence_or_timestamp", source)
-                        continue
-                    if verdict is Verdict.LATE:
-                        bad("late", source)
-                        continue
-                    accepted += 1
-                    if part.send_to != source:
-                        part.send_to = source  # latching: answer where the leg's own RTP comes from
+            if part is not None and payload_type == part.leg.choice.payload_type:
+                payload = flat[start:end].tobytes()
+                verdict = part.jitter.push_fields(sequence, timestamp, ssrc, payload)
+                if verdict is Verdict.ABSURD:
+                    bad("absurd_sequence_or_timestamp", source)
                     continue
+                if verdict is Verdict.LATE:
+                    bad("late", source)
+                    continue
+                accepted += 1
+                if part.send_to != source:
+                    part.send_to = source  # latching: answer where the leg's own RTP comes from
+                continue
+            if batch.truncated[i]:
+                bad("truncated", source)
+                continue
             try:
-                packet = parse_rtp(data)
+                packet = parse_rtp(batch.data(i))
             except RtpError:
                 bad("not_rtp" if part else "unknown_source", source)
                 continue
@@ -276,7 +334,7 @@ class MediaLoop:
                 continue
             if part.send_to != source:
                 part.send_to = source
-        self.metrics.packets_in.inc(accepted)
+        return accepted
 
     def _bad(self, reason: str, source: Address) -> None:
         """Count a dropped datagram and log it, at most once per reason every 10 s."""
@@ -351,14 +409,14 @@ class MediaLoop:
             self._plans = {rate: self._plan_of(rate, rooms) for rate, rooms in groups.items()}
         return self._plans
 
-    def _mix_contained(self, plan: _Plan) -> list[tuple[bytes, Address]]:
+    def _mix_contained(self, plan: _Plan) -> _Outgoing:
         """Mix one rate's block; if that fails, mix its rooms one by one so only a broken room is lost."""
         try:
             return self._mix_plan(plan)
         except Exception:
             self.metrics.media_errors.labels("mix").inc()
             log.exception("mixing the %d Hz block failed; mixing its rooms one by one", plan.rate)
-        sends: list[tuple[bytes, Address]] = []
+        sends = _Outgoing()
         for room_id in plan.room_ids:
             room = self.rooms.get(room_id)
             if room is None or not room.members:
@@ -421,7 +479,7 @@ class MediaLoop:
                 log.debug("leg %s: undecodable payload: %s", plan.parts[r].pid, exc)
         return out
 
-    def _mix_plan(self, plan: _Plan) -> list[tuple[bytes, Address]]:
+    def _mix_plan(self, plan: _Plan) -> _Outgoing:
         parts = plan.parts
         samples = plan.rate * PTIME_MS // 1000
         block = self._decode(plan, samples)
@@ -431,9 +489,8 @@ class MediaLoop:
         talking = result.talking.tolist()
         payloads = self._encode(plan, result, block)
 
-        sends = []
-        append = sends.append
-        pack = _HEADER.pack
+        sends = _Outgoing()
+        append = sends.rows.append
         for part, payload, energy, talks in zip(parts, payloads, energies, talking, strict=True):
             part.energy = energy
             part.talking = talks
@@ -443,8 +500,7 @@ class MediaLoop:
                 continue  # no RTP from it yet and its SDP address is not trusted
             marker = 0x80 if part.marker else 0
             part.marker = False
-            header = pack(0x80, marker | part.leg.choice.payload_type, sequence, timestamp, part.ssrc)
-            append((header + payload, part.send_to))
+            append((marker | part.leg.choice.payload_type, sequence, timestamp, part.ssrc, payload, part.send_to))
         return sends
 
     def _encode(self, plan: _Plan, result: mix.MixResult, block: np.ndarray) -> list[bytes]:

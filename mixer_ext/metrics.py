@@ -28,6 +28,12 @@ class Metrics:
         self.bad_packets = Counter(
             "fsfarm_mixer_bad_packets", "Datagrams dropped on the RTP port", ["reason"], registry=r
         )
+        self.socket_calls = Counter(
+            "fsfarm_mixer_socket_calls",
+            "System calls on the RTP socket (recvmmsg/sendmmsg read or send a whole batch in one)",
+            ["op"],
+            registry=r,
+        )
         self.encodes = Counter("fsfarm_mixer_encodes", "Frames encoded (one per distinct mix and codec)", registry=r)
         self.encodes_saved = Counter(
             "fsfarm_mixer_encodes_saved",
