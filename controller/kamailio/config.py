@@ -12,6 +12,10 @@ In-dialog requests to a phone or carrier whose Contact is not where it sent from
 all the same: Kamailio marks such a Contact with ``;alias=`` (nathelper) and follows it back.
 Only nodes (sources in the dispatcher list) may steer Kamailio with a Route: anyone else's initial
 requests go to their tenant's node, and their in-dialog requests only to a node.
+
+Browsers (WebRTC) speak SIP over WebSocket to ``ws_listen`` (the websocket and xhttp modules): one
+address for every tenant, routed like UDP; their REGISTER's Path and their Contact's alias carry
+``transport=ws``, so a node's call to a browser comes back over the browser's own connection.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class KamailioSettings:
     ping_interval: int = 1  # seconds between OPTIONS pings to each node
     retry_after: int = 5  # seconds a caller is told to wait when its tenant has no live node
     children: int = 4
+    ws_listen: str = ""  # tcp:host:port browsers open a SIP WebSocket to ("": no WebSocket)
 
 
 def db_url_from_conninfo(conninfo: str) -> str:
@@ -47,9 +52,23 @@ def db_url_from_conninfo(conninfo: str) -> str:
     return f"postgres://{auth}@{host}:{port}/{params.get('dbname', 'fsfarm')}"
 
 
+def _websocket(ws_listen: str) -> tuple[str, str, str]:
+    """The listen line, module lines and HTTP upgrade route of SIP over WebSocket (empty without ``ws_listen``)."""
+    if not ws_listen:
+        return "", "", ""
+    port = ws_listen.rsplit(":", 1)[1]
+    # xhttp needs requests without Content-Length accepted: a WebSocket upgrade has none.
+    listen = f"listen={ws_listen}\ntcp_accept_no_cl=yes\n"
+    return listen, WS_MODULES, WS_ROUTE.replace("WS_PORT", port)
+
+
 def render(settings: KamailioSettings) -> str:
     """The whole kamailio.cfg text."""
+    ws_listen, ws_modules, ws_route = _websocket(settings.ws_listen)
     return TEMPLATE.format(
+        ws_listen=ws_listen,
+        ws_modules=ws_modules,
+        ws_route=ws_route,
         db_url=settings.db_url,
         listen=settings.listen,
         ctl=settings.ctl_socket,
@@ -70,7 +89,7 @@ log_stderror=no
 log_facility=LOG_LOCAL0
 children={children}
 listen={listen}
-version_table="kamailio_version"
+{ws_listen}version_table="kamailio_version"
 # Nodes come and go by address: never let a DNS or blocklist cache keep a dead one.
 use_dns_cache=off
 dst_blocklist_init=off
@@ -93,7 +112,7 @@ loadmodule "ctl.so"
 loadmodule "db_postgres.so"
 loadmodule "htable.so"
 loadmodule "dispatcher.so"
-
+{ws_modules}
 modparam("ctl", "binrpc", "unix:{ctl}")
 modparam("rr", "enable_full_lr", 1)
 # A Route from a stored Path sends the request to where the REGISTER came from (the NAT pinhole).
@@ -224,7 +243,7 @@ onreply_route[FROM_PHONE] {{
     }}
 }}
 
-# A DID from a carrier routes by number, anything else by its tenant's domain.
+{ws_route}# A DID from a carrier routes by number, anything else by its tenant's domain.
 # (A $var cannot hold $null: 0 means "no route"; set ids are never 0.)
 route[TENANT_SET] {{
     $var(set) = 0;
@@ -257,4 +276,30 @@ failure_route[REROUTE] {{
     t_on_failure("REROUTE");
     t_relay();
 }}
+"""
+
+WS_MODULES = """loadmodule "xhttp.so"
+loadmodule "websocket.so"
+# Ping browsers' WebSockets so a dead one is closed (and its registration's route with it).
+modparam("websocket", "keepalive_mechanism", 1)
+modparam("websocket", "keepalive_interval", 30)
+"""
+
+# Put into TEMPLATE as a value: single braces.
+WS_ROUTE = """# A browser's HTTP request on the WebSocket port: upgrade it to SIP over WebSocket, refuse anything else.
+event_route[xhttp:request] {
+    set_reply_close();
+    set_reply_no_connect();
+    if ($Rp != WS_PORT) {
+        xhttp_reply("403", "Forbidden", "", "");
+        exit;
+    }
+    if ($hdr(Upgrade) =~ "websocket" && $hdr(Connection) =~ "Upgrade" && $rm =~ "GET") {
+        if (ws_handle_handshake()) {
+            exit;
+        }
+    }
+    xhttp_reply("404", "Not Found", "", "");
+}
+
 """
