@@ -636,10 +636,11 @@ def hears(phone: Phone, tone: float, index: int = -1, threshold: float = -40.0) 
 class Kamailio:
     """Kamailio from ``fsfarm kamailio config``, reading the farm's routes from the database."""
 
-    def __init__(self, controller: Controller, workdir: Path) -> None:
+    def __init__(self, controller: Controller, workdir: Path, ws: bool = False) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_udp_pair("127.0.0.1")
+        self.ws_port = free_port() if ws else 0  # browsers' SIP over WebSocket (0: none)
         self.ctl = str(workdir / "ctl")
         controller.cli(
             "kamailio",
@@ -650,6 +651,7 @@ class Kamailio:
             f"udp:127.0.0.1:{self.port}",
             "--ctl-socket",
             self.ctl,
+            *(["--ws-listen", f"tcp:127.0.0.1:{self.ws_port}"] if ws else []),
         )
         self.log_path = workdir / "kamailio.log"
         self.process = run_kamailio(workdir, self.log_path)  # killed by it if it never answers
