@@ -14,8 +14,8 @@ Only nodes (sources in the dispatcher list) may steer Kamailio with a Route: any
 requests go to their tenant's node, and their in-dialog requests only to a node.
 
 Browsers (WebRTC) speak SIP over WebSocket to ``ws_listen`` (the websocket and xhttp modules): one
-address for every tenant, routed like UDP; their REGISTER's Path and their Contact's alias carry
-``transport=ws``, so a node's call to a browser comes back over the browser's own connection.
+address for every tenant, routed like UDP. A browser's REGISTER gets a plain Path and an ``;alias=`` on
+its Contact naming its WebSocket, so a node's call to a browser comes back over the browser's own connection.
 """
 
 from __future__ import annotations
@@ -180,6 +180,10 @@ request_route {{
     # A node calling a phone preloads the Route from the phone's Path: relay it there, staying in the dialog.
     # (Mode 3 matches the address alone, as the nodes' own ACL trusts farm members by address.)
     if (ds_is_from_list("-1", "3") && loose_route_preloaded()) {{
+        # A browser's Contact carries the alias of its WebSocket (no received in its Path).
+        if (!isdsturiset()) {{
+            handle_ruri_alias();
+        }}
         record_route();
         t_on_reply("FROM_PHONE");
         if (!t_relay()) {{
@@ -199,7 +203,15 @@ request_route {{
         sl_send_reply("503", "No live node for this tenant");
         exit;
     }}
-    if (is_method("REGISTER")) {{
+    if (is_method("REGISTER") && ($proto == "ws" || $proto == "wss")) {{
+        # A browser's way back is its WebSocket: named by an alias on its Contact, not by the Path's received
+        # (FreeSWITCH unescapes that into the Route, whose transport=ws it then cannot send on).
+        add_contact_alias();
+        if (!add_path()) {{
+            sl_send_reply("503", "Internal Path Error");
+            exit;
+        }}
+    }} else if (is_method("REGISTER")) {{
         # The node stores this Path with the contact and reaches the phone back through us.
         if (!add_path_received()) {{
             sl_send_reply("503", "Internal Path Error");

@@ -127,12 +127,14 @@ def test_a_browser_registers_over_websocket_and_its_node_calls_it_back_on_that_s
         start, _ = browser.receive()
         assert start.startswith("SIP/2.0 200"), start  # the stand-in node's answer, back over the WebSocket
         index = next(i for i, r in enumerate(front.node.received[seen:], seen) if r[1] == "REGISTER")
-        path = front.node.headers[index]["path"]
-        # The Path names Kamailio and the browser's own connection, with its transport.
-        assert path.startswith(f"<sip:{front.proxy};lr") and f"received=sip:{browser.local}" in path, path
-        assert "transport%3dws" in path.lower() or "transport=ws" in path.lower(), path
+        path, contact = front.node.headers[index]["path"], front.node.headers[index]["contact"]
+        # The Path names Kamailio; the Contact's alias names the browser's own connection (proto 5: ws).
+        assert path.startswith(f"<sip:{front.proxy};lr") and "received" not in path, path
+        host, port = browser.local.split(":")
+        assert f"alias={host}~{port}~5" in contact, contact
+        ruri = contact.strip("<>").split(">")[0]
         call_id = uuid.uuid4().hex
-        node_request(front, "INVITE", "sip:x7ko2d@df7jal23ls0d.invalid;transport=ws", path, call_id, 1)
+        node_request(front, "INVITE", ruri, path, call_id, 1)
         start, headers = browser.receive()
         assert start.startswith("INVITE sip:x7ko2d@df7jal23ls0d.invalid;transport=ws"), start
         assert headers["call-id"] == call_id

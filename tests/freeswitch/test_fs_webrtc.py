@@ -160,11 +160,6 @@ def test_the_browser_calls_a_phone_and_both_hear_each_other(farm: Farm) -> None:
         page.context.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FreeSWITCH 1.10.12 fails the INVITE to a contact with transport=ws registered through Kamailio "
-    "(NORMAL_TEMPORARY_FAILURE before sending: it wants its own WebSocket to the browser); not solved yet",
-)
 def test_a_phone_calls_the_browser_which_answers_and_hears_it(farm: Farm) -> None:
     page = open_phone(farm, "1004@acme.test")
     try:
