@@ -31,7 +31,7 @@ class KamailioSettings:
     """What differs between farms: where Kamailio listens and how it reaches PostgreSQL."""
 
     db_url: str  # postgres://user[:password]@host:port/dbname
-    listen: str = "udp:127.0.0.1:5060"
+    listen: str = "udp:127.0.0.1:5060"  # several, space-separated: one listen= each (Kamailio then picks by route)
     ctl_socket: str = "/run/kamailio/kamailio_ctl"
     ping_interval: int = 1  # seconds between OPTIONS pings to each node
     retry_after: int = 5  # seconds a caller is told to wait when its tenant has no live node
@@ -65,12 +65,15 @@ def _websocket(ws_listen: str) -> tuple[str, str, str]:
 def render(settings: KamailioSettings) -> str:
     """The whole kamailio.cfg text."""
     ws_listen, ws_modules, ws_route = _websocket(settings.ws_listen)
+    listens = settings.listen.split()
+    # With several addresses, send each request from the one the route to its destination uses.
+    listen = "\nlisten=".join(listens) + ("\nmhomed=1" if len(listens) > 1 else "")
     return TEMPLATE.format(
         ws_listen=ws_listen,
         ws_modules=ws_modules,
         ws_route=ws_route,
         db_url=settings.db_url,
-        listen=settings.listen,
+        listen=listen,
         ctl=settings.ctl_socket,
         ping=settings.ping_interval,
         retry_after=settings.retry_after,

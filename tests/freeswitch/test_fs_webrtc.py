@@ -4,6 +4,10 @@ to a real FreeSWITCH configured by fsfarm, and baresip phones.
 Chromium's fake microphone plays a known tone (a WAV made with sox); baresip's recording shows the phone heard
 it, and the browser's ``getStats()`` shows the phone's audio arriving. DTMF from the page's keypad are RFC 2833
 events in the browser's media (``RTCDTMFSender``), taken by an IVR script over outbound ESL.
+
+Phones behind NAT: when the machine lets the test build network namespaces (root, ``ip netns``, iptables),
+the node and Kamailio also sit on the public side of a ``nat_lab.NatLab`` and a baresip phone runs behind its
+masquerading router, registering and calling through Kamailio.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from typing import Any
 
 import pytest
 from farm_harness import Controller, FreeSwitch, Kamailio, Phone, hears, stop_together, wait_for
+from nat_lab import NatLab, NatUnavailable
 
 from controller.kamailio.control import KamailioControl
 from tests.console_browser import chromium
 
-PASSWORDS = {"1001": "pw-1001-long", "1004": "pw-1004-long", "2004": "pw-2004-long"}
+PASSWORDS = {"1001": "pw-1001-long", "1002": "pw-1002-long", "1004": "pw-1004-long", "2004": "pw-2004-long"}
+NATTED_TONE = 1200  # baresip 1002's sine, behind the NAT
 PHONE_TONE = 440  # baresip 1001's sine
 BROWSER_TONE = 900  # Chromium's fake microphone
 IVR_EXTENSION = "5000"
@@ -45,9 +51,25 @@ def keys(session):
 
 
 @pytest.fixture(scope="module")
-def controller(farm_dsn: str, workdir: Path) -> Iterator[Controller]:
+def nat() -> Iterator[NatLab | None]:
+    """The NAT lab, or None where this machine cannot build one (the NAT test then says why)."""
+    try:
+        lab: NatLab | None = NatLab().up()
+    except NatUnavailable as exc:
+        lab = None
+        print(f"\nno NAT lab: {exc}")
+    try:
+        yield lab
+    finally:
+        if lab:
+            lab.down()
+
+
+@pytest.fixture(scope="module")
+def controller(farm_dsn: str, workdir: Path, nat: NatLab | None) -> Iterator[Controller]:
     """``fsfarm up`` reloading the module's Kamailio, which the browsers and phones reach the node through."""
-    env = {"FSFARM_KAMAILIO_CTL": str(workdir / "kamailio" / "ctl"), "FSFARM_SIP_PROXIES": "127.0.0.1"}
+    proxies = "127.0.0.1" + (f",{nat.kamailio_ip}" if nat else "")
+    env = {"FSFARM_KAMAILIO_CTL": str(workdir / "kamailio" / "ctl"), "FSFARM_SIP_PROXIES": proxies}
     ctl = Controller(farm_dsn, workdir, env=env).start()
     yield ctl
     ctl.stop()
@@ -61,6 +83,8 @@ class Farm:
     phone: Phone
     browser: Any
     keys: Path
+    workdir: Path
+    nat: NatLab | None
 
     @property
     def ws_url(self) -> str:
@@ -68,20 +92,21 @@ class Farm:
 
 
 @pytest.fixture(scope="module")
-def farm(controller: Controller, workdir: Path) -> Iterator[Farm]:
+def farm(controller: Controller, workdir: Path, nat: NatLab | None) -> Iterator[Farm]:
     (controller.ivr_scripts / "keys.py").write_text(SCRIPT)
     tone = workdir / "browser-tone.wav"
     subprocess.run(
         ["sox", "-n", "-r", "48000", "-c", "1", "-b", "16", str(tone), "synth", "60", "sine", str(BROWSER_TONE)],
         check=True,
     )
-    kamailio = Kamailio(controller, workdir / "kamailio", ws=True)
-    fs = FreeSwitch(controller, "fs1", workdir / "fs1")
+    # With a NAT lab the farm is on its public side (NATed phones reach only that); loopback stays for the rest.
+    kamailio = Kamailio(controller, workdir / "kamailio", ws=True, also_on=nat.kamailio_ip if nat else "")
+    fs = FreeSwitch(controller, "fs1", workdir / "fs1", sip_host=nat.node_ip if nat else None)
     ws_port = str(fs.sip_port + 2)  # beside SIP (port+1 is free too: free_udp_pair)
     controller.cli(*fs.node_add_args("--ws-port", ws_port))
     for domain in ("acme.test", "beta.test"):
         controller.cli("tenant", "add", domain)
-    for ext, domain in (("1001", "acme.test"), ("1004", "acme.test"), ("2004", "beta.test")):
+    for ext, domain in (("1001", "acme.test"), ("1002", "acme.test"), ("1004", "acme.test"), ("2004", "beta.test")):
         controller.cli("user", "add", "-t", domain, ext, "--password", PASSWORDS[ext])
     controller.cli("ivr", "add", "-t", "acme.test", "keys", "--extension", IVR_EXTENSION)
     fs.start()
@@ -101,7 +126,7 @@ def farm(controller: Controller, workdir: Path) -> Iterator[Farm]:
             "--autoplay-policy=no-user-gesture-required",
         )
         with chromium(args) as browser:
-            yield Farm(controller, fs, kamailio, phone, browser, controller.ivr_scripts / "keys")
+            yield Farm(controller, fs, kamailio, phone, browser, controller.ivr_scripts / "keys", workdir, nat)
     finally:
         stop_together(*([phone] if phone else []), fs, kamailio)
 
@@ -212,3 +237,42 @@ def test_a_browser_user_of_beta_cannot_reach_acmes_extensions(farm: Farm) -> Non
 def test_the_node_serves_sip_over_websocket_itself(farm: Farm) -> None:
     status = farm.fs.esl.api("sofia status profile internal")
     assert f"{farm.fs.sip_host}:{farm.fs.sip_port + 2};transport=ws" in status, status
+
+
+def talk(caller: Phone, callee: Phone) -> None:
+    """``caller`` dials ``callee``, both are in the call for 3 s, ``caller`` hangs up; both heard the other."""
+    before = len(caller.saw("CALL_ESTABLISHED")), len(callee.saw("CALL_ESTABLISHED"))
+    caller.dial(callee.user)
+    caller.wait_event("CALL_ESTABLISHED", after=before[0])
+    callee.wait_event("CALL_ESTABLISHED", after=before[1])
+    time.sleep(3)
+    closed = len(caller.saw("CALL_CLOSED")), len(callee.saw("CALL_CLOSED"))
+    caller.hangup()
+    caller.wait_event("CALL_CLOSED", after=closed[0])
+    callee.wait_event("CALL_CLOSED", after=closed[1])
+    assert hears(callee, caller.tone), f"{callee.user} did not hear {caller.user}"
+    assert hears(caller, callee.tone), f"{caller.user} did not hear {callee.user}"
+
+
+def test_a_phone_behind_nat_registers_through_kamailio_and_calls_both_ways_with_media(farm: Farm) -> None:
+    lab = farm.nat
+    if lab is None:
+        pytest.skip("this machine cannot build network namespaces (needs root, ip netns, iptables)")
+    natted = Phone(
+        farm.workdir,
+        "1002",
+        "acme.test",
+        PASSWORDS["1002"],
+        f"{lab.kamailio_ip}:{farm.kamailio.port}",
+        NATTED_TONE,
+        nat=lab,
+    )
+    try:
+        natted.wait_registered()
+        contact = farm.fs.esl.api("sofia_contact 1002@acme.test")
+        # The node keeps the phone's private Contact, and reaches it through Kamailio at the router's public address.
+        assert lab.phone_ip in contact and f"received%3Dsip%3A{lab.router_ip}" in contact, contact
+        talk(natted, farm.phone)  # out from behind the NAT
+        talk(farm.phone, natted)  # in, through the pinhole its registration keeps open
+    finally:
+        natted.stop()
