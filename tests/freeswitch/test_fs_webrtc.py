@@ -12,6 +12,7 @@ masquerading router, registering and calling through Kamailio.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -257,7 +258,10 @@ def talk(caller: Phone, callee: Phone) -> None:
 def test_a_phone_behind_nat_registers_through_kamailio_and_calls_both_ways_with_media(farm: Farm) -> None:
     lab = farm.nat
     if lab is None:
-        pytest.skip("this machine cannot build network namespaces (needs root, ip netns, iptables)")
+        missing = "this machine cannot build network namespaces (needs root, ip netns, iptables)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing} but CI=true: run .ci/install --test as root")
+        pytest.skip(missing)
     natted = Phone(
         farm.workdir,
         "1002",
