@@ -284,6 +284,9 @@ SECURITY_HEADERS = {
 @blueprint.after_request
 def _secure(reply: BaseResponse) -> BaseResponse:
     reply.headers.update(SECURITY_HEADERS)
+    if request.endpoint == "console.phone":
+        # The web phone's SIP WebSocket goes to Kamailio (or a node): another origin than the page's.
+        reply.headers["Content-Security-Policy"] += "; connect-src 'self' ws: wss:"
     return reply
 
 
