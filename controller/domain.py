@@ -24,6 +24,7 @@ TOKEN_SCOPES = ("farm-admin", "tenant-admin", "node-join", "metrics")
 CONSOLE_SCOPES = ("farm-admin", "tenant-admin")  # the tokens that may sign in to the web console
 SIP_PORT = 5060  # taken when a node's or a carrier's SIP address gives no port
 ESL_PORT = 8021  # mod_event_socket's own default, taken when an ESL address gives no port
+STUN_PORT = 3478  # taken when a node's STUN server gives no port
 
 
 # Each enum equals a CHECK in sql/ (tests/test_domain_types.py); StrEnum: JSON, SQL and print see plain text.
@@ -184,6 +185,18 @@ class Record:
         return out
 
 
+# sofia's "no device left behind" workarounds a node may turn on for its phones: field value -> profile param.
+NDLB_OPTIONS = {
+    "force-rport": "NDLB-force-rport",  # answer to the source port even when a phone's Via lacks rport
+    "received-in-nat-reg-contact": "NDLB-received-in-nat-reg-contact",  # register the seen address, not Contact
+    "broken-auth-hash": "NDLB-broken-auth-hash",  # phones hashing the digest with the wrong method
+    "sendrecv-in-session": "NDLB-sendrecv-in-session",  # phones that need a=sendrecv at the session level
+    "allow-bad-iananame": "NDLB-allow-bad-iananame",  # codec names spelled wrongly in SDP
+}
+# FreeSWITCH's built-in network lists a node's apply-nat-acl may name.
+NAT_ACLS = ("nat.auto", "rfc1918.auto", "localnet.auto", "rfc6598.auto")
+
+
 @dataclass(frozen=True)
 class Node(Record):
     name: str
@@ -203,6 +216,13 @@ class Node(Record):
     xmlcurl_user: str = ""  # the basic-auth user of its own xml_curl credentials; empty: none issued
     xmlcurl_secret_hash: str = ""  # secret_hash of its xml_curl password (shown once, when issued)
     heir_id: UUID | None = None  # the node answering at this one's address since its failover (None: itself)
+    ws_port: int = 0  # sofia's SIP-over-WebSocket binding on the SIP host (0: none)
+    wss_port: int = 0  # the same over TLS, with wss.pem from the node's certs dir (0: none)
+    ext_sip_ip: str = ""  # public signalling address put in SIP ("": the SIP host; "auto-nat": sofia learns it)
+    ext_rtp_ip: str = ""  # public media address put in SDP (same values)
+    stun_server: str = ""  # host:port sofia asks for the public addresses left ""
+    nat_acl: str = ""  # ACL of the phones treated as behind NAT (sofia's apply-nat-acl; "": none)
+    ndlb: tuple[str, ...] = ()  # sofia NDLB-* workarounds on (NDLB_OPTIONS)
 
     secret_fields: ClassVar[tuple[str, ...]] = ("esl_password", "xmlcurl_secret_hash")
 

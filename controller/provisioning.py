@@ -22,14 +22,18 @@ from controller.assignment import reassign
 from controller.database import Database
 from controller.domain import (
     ESL_PORT,
+    NAT_ACLS,
+    NDLB_OPTIONS,
     NUMBER_TARGETS,
     SIP_PORT,
+    STUN_PORT,
     TOKEN_SCOPES,
     TOLL_CLASSES,
     AdminState,
     ApiToken,
     Conference,
     Gateway,
+    HostPort,
     Ivr,
     Mixer,
     Node,
@@ -76,15 +80,33 @@ NODE_FIELDS = {
     "admin_state": v.Field(
         v.one_of(AdminState.ACTIVE, AdminState.DRAINING, AdminState.DISABLED)
     ),  # pending: only a join sets it
+    "ws_port": v.Field(v.integer(0, 65535)),
+    "wss_port": v.Field(v.integer(0, 65535)),
+    "ext_sip_ip": v.Field(v.public_ip),
+    "ext_rtp_ip": v.Field(v.public_ip),
+    "stun_server": v.Field(v.optional_host_port(STUN_PORT)),
+    "nat_acl": v.Field(v.one_of("", *NAT_ACLS)),
+    "ndlb": v.Field(v.list_of(*NDLB_OPTIONS)),
 }
 
 
-def _check_rtp(values: dict[str, Any]) -> None:
+def _check_ports(values: dict[str, Any]) -> None:
     if values["rtp_port_min"] >= values["rtp_port_max"]:
         raise Invalid(
             "rtp_port_min must be below rtp_port_max",
             {"rtp_port_min": values["rtp_port_min"], "rtp_port_max": values["rtp_port_max"]},
         )
+    # sofia binds SIP (UDP and TCP) and each WebSocket on the same host: one port each.
+    sip_port = HostPort.parse(values["sip_address"], SIP_PORT).port
+    taken = {"sip_address": sip_port}
+    for key in ("ws_port", "wss_port"):
+        port = values.get(key) or 0
+        clash = next((k for k, p in taken.items() if p == port), None)
+        if port and clash:
+            raise Invalid(
+                f"{key}: port {port} is already the node's {clash.replace('_address', '')} port", {"field": key}
+            )
+        taken[key] = port
 
 
 def node_values(fields: dict[str, v.Field], data: Any) -> dict[str, Any]:
@@ -94,7 +116,7 @@ def node_values(fields: dict[str, v.Field], data: Any) -> dict[str, Any]:
     values.setdefault("rtp_port_min", 16384)
     values.setdefault("rtp_port_max", 32768)
     values.setdefault("capacity", 1000)
-    _check_rtp(values)
+    _check_ports(values)
     return values
 
 
@@ -135,8 +157,15 @@ def update_node(db: Database, ref: str, data: Any) -> Node:
     updates = v.parse(NODE_FIELDS, data, partial=True)
     with db.transaction() as conn:
         node = get_node(conn, ref)
-        merged = {"rtp_port_min": node.rtp_port_min, "rtp_port_max": node.rtp_port_max, **updates}
-        _check_rtp(merged)
+        merged = {
+            "rtp_port_min": node.rtp_port_min,
+            "rtp_port_max": node.rtp_port_max,
+            "sip_address": node.sip_address,
+            "ws_port": node.ws_port,
+            "wss_port": node.wss_port,
+            **updates,
+        }
+        _check_ports(merged)
         updated = nodes.update(conn, node.id, updates)
         assert updated is not None
         changes.announce(conn, Notice.NODE)

@@ -7,6 +7,7 @@ document shows, so the document and the checks come from the same place.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -232,6 +233,28 @@ def host_port(default_port: int | None = None) -> Callable[[str, Any], str]:
     return _schema({"type": "string", "description": f"host:port (IPv6 as [address]:port){port}"})(check)
 
 
+def optional_host_port(default_port: int) -> Callable[[str, Any], str]:
+    """Like ``host_port``, or empty for none."""
+    checked = host_port(default_port)
+
+    def check(name: str, value: Any) -> str:
+        return checked(name, value) if text(name, value) else ""
+
+    return _schema({"type": "string", "description": f"host:port (port {default_port}), or empty for none"})(check)
+
+
+@_schema({"type": "string", "description": "an IP address, 'auto-nat', or empty for the node's own SIP host"})
+def public_ip(name: str, value: Any) -> str:
+    """A public address for sofia's ext-sip-ip/ext-rtp-ip: an IP literal, ``auto-nat`` or empty."""
+    s = text(name, value)
+    if s in ("", "auto-nat"):
+        return s
+    try:
+        return str(ipaddress.ip_address(s))
+    except ValueError:
+        raise _fail(name, "must be an IP address, 'auto-nat' or empty", value) from None
+
+
 @_schema({"type": "string", "format": "uri", "pattern": "^https?://", "description": "an http(s) URL"})
 def http_url(name: str, value: Any) -> str:
     """An ``http(s)://host[:port][/path]`` URL whose host is checked like every other address."""
@@ -308,7 +331,8 @@ def one_of(*choices: str) -> Callable[[str, Any], str]:
     def check(name: str, value: Any) -> str:
         s = text(name, value)
         if s not in choices:
-            raise _fail(name, f"must be one of {', '.join(choices)}", value)
+            shown = ", ".join(c or "''" for c in choices)
+            raise _fail(name, f"must be one of {shown}", value)
         return s
 
     return _schema({"type": "string", "enum": list(choices)})(check)

@@ -47,13 +47,13 @@ def require_chromium() -> None:
 
 
 @contextmanager
-def chromium() -> Iterator[Any]:
-    """A headless Chromium (Playwright's Browser), closed afterwards."""
+def chromium(extra_args: tuple[str, ...] = ()) -> Iterator[Any]:
+    """A headless Chromium (Playwright's Browser) with ``extra_args`` on its command line, closed afterwards."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, *extra_args], headless=True)
         try:
             yield browser
         finally:

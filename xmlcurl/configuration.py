@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from controller.database.switch import adopted_profile
-from controller.domain import ESL_PORT, SIP_PORT, Gateway, HostPort, Mixer, Node, Tenant
+from controller.domain import ESL_PORT, NDLB_OPTIONS, SIP_PORT, Gateway, HostPort, Mixer, Node, Tenant
 from xmlcurl.dialplan import FARM_ACL, gateway_name
 from xmlcurl.documents import Element, document, params
 from xmlcurl.options import XmlCurlOptions
@@ -20,6 +20,7 @@ HEARTBEAT_SECONDS = 1  # the ESL watcher declares a node dead after 3 missed hea
 MEDIA_TIMEOUTS = (("media_timeout", "300000"), ("media_hold_timeout", "1800000"))
 PROXY_ACL = "fsfarm-proxies"
 ESL_ACL = "fsfarm-esl"
+CANDIDATE_ACL = "any_v4.auto"  # FreeSWITCH's built-in list of every IPv4 address
 CONFERENCE_PROFILES = {"narrowband": 8000, "wideband": 16000, "hd": 48000}
 CALLER_CONTROLS = [
     ("mute", "0"),
@@ -51,15 +52,17 @@ def _config(name: str) -> tuple[Element, Element]:
     return root, etree.SubElement(section, "configuration", name=name, description="fsfarm")
 
 
-def _profile_settings(address: str, options: XmlCurlOptions) -> list[tuple[str, str]]:
-    """A SIP profile's settings on one address (the node's own, or a dead node's its heir answers at)."""
+def _profile_settings(address: str, options: XmlCurlOptions, node: Node) -> list[tuple[str, str]]:
+    """A SIP profile's settings on one address (the node's own, or a dead node's its heir answers at), with
+    ``node``'s WebSocket bindings and NAT settings."""
     sip = HostPort.parse(address, SIP_PORT)
+    stun = f"stun:{node.stun_server}" if node.stun_server else sip.host
     settings: list[tuple[str, str]] = [
         ("sip-ip", sip.host),
         ("sip-port", str(sip.port)),
         ("rtp-ip", sip.host),
-        ("ext-sip-ip", sip.host),
-        ("ext-rtp-ip", sip.host),
+        ("ext-sip-ip", node.ext_sip_ip or stun),
+        ("ext-rtp-ip", node.ext_rtp_ip or stun),
         ("context", "public"),
         ("dialplan", "XML"),
         ("auth-calls", "true"),
@@ -76,11 +79,29 @@ def _profile_settings(address: str, options: XmlCurlOptions) -> list[tuple[str, 
         # Answered calls are written to the core database, where a spare recovers them if this node dies.
         ("track-calls", "true"),
     ]
+    settings += _webrtc_settings(sip, node)
+    if node.nat_acl:
+        settings.append(("apply-nat-acl", node.nat_acl))
+    settings += [(NDLB_OPTIONS[name], "true") for name in node.ndlb if name in NDLB_OPTIONS]
     if options.sofia_dsn:
         # Registrations, nonces and dialogs in the farm's shared database: a spare finds phones it never saw.
         settings.append(("odbc-dsn", options.sofia_dsn))
     if options.sip_proxies:
         settings.append(("apply-proxy-acl", PROXY_ACL))  # trust the proxy's X-AUTH-IP, still challenge phones
+    return settings
+
+
+def _webrtc_settings(sip: HostPort, node: Node) -> list[tuple[str, str]]:
+    """SIP over WebSocket (ws, and wss with wss.pem from the node's certs dir) and what browsers' media needs."""
+    settings = []
+    if node.ws_port:
+        settings.append(("ws-binding", f"{sip.uri_host}:{node.ws_port}"))
+    if node.wss_port:
+        settings.append(("wss-binding", f"{sip.uri_host}:{node.wss_port}"))
+    if node.ws_port or node.wss_port:
+        # Browsers offer DTLS-SRTP with ICE (FreeSWITCH makes certs/dtls-srtp.pem itself on first start);
+        # any candidate may be the reachable one: ICE checks, then media latches on where it really comes from.
+        settings.append(("apply-candidate-acl", CANDIDATE_ACL))
     return settings
 
 
@@ -99,7 +120,7 @@ def sofia(
     # alias: each tenant domain names this profile. Without it sofia 1.10.12 finds the profile for a voicemail
     # MWI by a registrations query that leaks a profile read lock, and the node then hangs on shutdown.
     etree.SubElement(etree.SubElement(profile, "domains"), "domain", name="all", alias="true", parse="true")
-    params(profile, "settings", _profile_settings(node.sip_address, options))
+    params(profile, "settings", _profile_settings(node.sip_address, options, node))
     gateways = etree.SubElement(profile, "gateways")
     for tenant, gw in tenant_gateways:
         entry = etree.SubElement(gateways, "gateway", name=gateway_name(tenant, gw))
@@ -119,7 +140,7 @@ def sofia(
         params(entry, "variables", [("fsfarm_tenant", tenant.domain)], item="variable")
     for dead in adopted:
         extra = etree.SubElement(profiles, "profile", name=adopted_profile(options.sip_profile, dead.name))
-        params(extra, "settings", _profile_settings(dead.sip_address, options))
+        params(extra, "settings", _profile_settings(dead.sip_address, options, dead))
     return root
 
 

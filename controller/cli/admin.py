@@ -18,6 +18,7 @@ from controller.cli.base import in_cli_terms
 from controller.cli.output import emit
 from controller.cli.progress import progress
 from controller.database import Database
+from controller.domain import NAT_ACLS, NDLB_OPTIONS
 from controller.errors import Invalid
 from controller.stores import nodes as node_store
 from controller.stores import placements
@@ -129,6 +130,23 @@ def node() -> None:
     """FreeSWITCH nodes of the farm."""
 
 
+def _node_nat_options(command: Any) -> Any:
+    """The WebRTC and NAT options ``node add`` and ``node update`` share."""
+    for option in reversed(
+        [
+            click.option("--ws-port", type=int, help="SIP over WebSocket port on the SIP host (0: none)."),
+            click.option("--wss-port", type=int, help="Secure WebSocket port; wss.pem in the node's certs dir."),
+            click.option("--ext-sip-ip", help="Public signalling IP, or auto-nat (default: the SIP host)."),
+            click.option("--ext-rtp-ip", help="Public media IP, or auto-nat (default: the SIP host)."),
+            click.option("--stun-server", help="host[:port] asked for the public IPs left unset ('' : none)."),
+            click.option("--nat-acl", help=f"Phones treated as behind NAT: {', '.join(NAT_ACLS)} ('' : none)."),
+            click.option("--ndlb", help=f"sofia workarounds, comma-separated: {', '.join(NDLB_OPTIONS)}."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @node.command("add")
 @click.argument("name")
 @click.option("--sip", "sip_address", required=True, help="host[:port] the SIP proxy sends to (port 5060).")
@@ -139,6 +157,7 @@ def node() -> None:
 @click.option("--rtp-max", "rtp_port_max", type=int, help="Last RTP port (32768).")
 @click.option("--capacity", type=int, help="Relative placement weight, e.g. max calls (1000).")
 @click.option("--spare", is_flag=True, help="Hold it back for failover.")
+@_node_nat_options
 @json_option
 @with_db
 def node_add(database: Database, name: str, as_json: bool, **options: Any) -> None:
@@ -157,6 +176,28 @@ def node_add(database: Database, name: str, as_json: bool, **options: Any) -> No
 def _say_xmlcurl_credentials(user: str, password: str) -> None:
     click.echo(f"xml_curl credentials (shown once): {user}:{password}")
     click.echo("  (`fsfarm freeswitch bootstrap` writes them: pass --xmlcurl-password, or it issues new ones)")
+
+
+@node.command("update")
+@click.argument("name")
+@click.option("--sip", "sip_address", help="host[:port] the SIP proxy sends to.")
+@click.option("--esl", "esl_address", help="host[:port] of mod_event_socket.")
+@click.option("--esl-password", help="mod_event_socket password.")
+@click.option("--rtp-min", "rtp_port_min", type=int, help="First RTP port.")
+@click.option("--rtp-max", "rtp_port_max", type=int, help="Last RTP port.")
+@click.option("--capacity", type=int, help="Relative placement weight.")
+@_node_nat_options
+@json_option
+@with_db
+def node_update(database: Database, name: str, as_json: bool, **options: Any) -> None:
+    """Change a node's addresses, ports or NAT settings (only the options given)."""
+    data = {k: v for k, v in options.items() if v is not None}
+    if data.get("ndlb") == "":
+        data["ndlb"] = []  # --ndlb '' turns every workaround off
+    if not data:
+        raise click.UsageError("nothing to change: give at least one option")
+    updated = provisioning.update_node(database, name, data)
+    emit(updated.public(), ("name", "sip_address", "ws_port", "wss_port", "ext_sip_ip", "ext_rtp_ip"), as_json)
 
 
 @node.command("rotate-xmlcurl")

@@ -27,14 +27,24 @@ CTL_HELP = "Kamailio's ctl (JSON-RPC) socket."
 
 @kamailio.command("config")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
-@click.option("--listen", default="udp:0.0.0.0:5060", show_default=True, help="Kamailio listen= value.")
+@click.option(
+    "--listen", multiple=True, default=["udp:0.0.0.0:5060"], show_default=True, help="Kamailio listen= (repeatable)."
+)
 @click.option("--db-url", help="postgres://user:pass@host:port/db Kamailio reads (default: the farm's DSN).")
 @click.option("--ctl-socket", default="/run/kamailio/kamailio_ctl", show_default=True, help=CTL_HELP)
 @click.option("--ping-interval", default=1, show_default=True, type=int, help="Seconds between OPTIONS pings.")
-def kamailio_config(out: Path | None, listen: str, db_url: str | None, ctl_socket: str, ping_interval: int) -> None:
-    """Write a kamailio.cfg that routes each tenant's domain to its node."""
+@click.option("--ws-listen", default="", help="tcp:host:port for browsers' SIP over WebSocket (default: none).")
+def kamailio_config(
+    out: Path | None, listen: tuple[str, ...], db_url: str | None, ctl_socket: str, ping_interval: int, ws_listen: str
+) -> None:
+    """Write a kamailio.cfg that routes each tenant's domain to its node (and browsers' WebSockets with it)."""
+    if ws_listen and not ws_listen.startswith("tcp:"):
+        raise click.BadParameter("must be tcp:host:port (TLS: put a TLS proxy in front)", param_hint="--ws-listen")
     url = db_url or db_url_from_conninfo(runtime.conninfo(runtime.settings()))
-    text = render(KamailioSettings(db_url=url, listen=listen, ctl_socket=ctl_socket, ping_interval=ping_interval))
+    settings = KamailioSettings(
+        db_url=url, listen=" ".join(listen), ctl_socket=ctl_socket, ping_interval=ping_interval, ws_listen=ws_listen
+    )
+    text = render(settings)
     if out:
         out.write_text(text)
         click.echo(f"wrote {out}")

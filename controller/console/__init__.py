@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, abort, g, redirect, render_template, request, send_file
+from werkzeug.security import safe_join
 from werkzeug.wrappers import Response as BaseResponse
 
 from controller.bearer import (
@@ -39,6 +40,8 @@ VENDOR = {
     "uplot.min.js": "uplot/dist/uPlot.iife.min.js",
     "uplot.min.css": "uplot/dist/uPlot.min.css",
 }
+# Libraries served as their ES module trees (no bundle in the npm package): name in the page -> folder.
+VENDOR_TREES = {"sip.js": "sip.js/lib"}
 
 blueprint = Blueprint(
     "console",
@@ -170,6 +173,22 @@ def vendor(name: str) -> Any:
     return send_file(path, max_age=86400)
 
 
+@blueprint.get("/vendor/<tree>/<path:name>")
+def vendor_module(tree: str, name: str) -> Any:
+    """One JavaScript module of a library npm installed as an ES module tree (``VENDOR_TREES``)."""
+    root = HERE / "node_modules" / VENDOR_TREES[tree] if tree in VENDOR_TREES else None
+    path = safe_join(str(root), name) if root and name.endswith(".js") else None
+    if path is None or not Path(path).is_file():
+        abort(404)
+    return send_file(path, mimetype="text/javascript", max_age=86400)
+
+
+@blueprint.get("/phone")
+def phone() -> Any:
+    """The web phone: a tenant user's SIP credentials (kept only in the page) over a SIP WebSocket."""
+    return render_template("phone.html", ws_url=request.args.get("ws", ""), user=request.args.get("user", ""))
+
+
 def _render(token: ApiToken, page: pages.Page, tenant: str | None) -> Any:
     session = g.console_session
     farm = token.scope == "farm-admin"
@@ -265,6 +284,9 @@ SECURITY_HEADERS = {
 @blueprint.after_request
 def _secure(reply: BaseResponse) -> BaseResponse:
     reply.headers.update(SECURITY_HEADERS)
+    if request.endpoint == "console.phone":
+        # The web phone's SIP WebSocket goes to Kamailio (or a node): another origin than the page's.
+        reply.headers["Content-Security-Policy"] += "; connect-src 'self' ws: wss:"
     return reply
 
 

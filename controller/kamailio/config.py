@@ -12,6 +12,10 @@ In-dialog requests to a phone or carrier whose Contact is not where it sent from
 all the same: Kamailio marks such a Contact with ``;alias=`` (nathelper) and follows it back.
 Only nodes (sources in the dispatcher list) may steer Kamailio with a Route: anyone else's initial
 requests go to their tenant's node, and their in-dialog requests only to a node.
+
+Browsers (WebRTC) speak SIP over WebSocket to ``ws_listen`` (the websocket and xhttp modules): one
+address for every tenant, routed like UDP. A browser's REGISTER gets a plain Path and an ``;alias=`` on
+its Contact naming its WebSocket, so a node's call to a browser comes back over the browser's own connection.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ class KamailioSettings:
     """What differs between farms: where Kamailio listens and how it reaches PostgreSQL."""
 
     db_url: str  # postgres://user[:password]@host:port/dbname
-    listen: str = "udp:127.0.0.1:5060"
+    listen: str = "udp:127.0.0.1:5060"  # several, space-separated: one listen= each (Kamailio then picks by route)
     ctl_socket: str = "/run/kamailio/kamailio_ctl"
     ping_interval: int = 1  # seconds between OPTIONS pings to each node
     retry_after: int = 5  # seconds a caller is told to wait when its tenant has no live node
     children: int = 4
+    ws_listen: str = ""  # tcp:host:port browsers open a SIP WebSocket to ("": no WebSocket)
 
 
 def db_url_from_conninfo(conninfo: str) -> str:
@@ -47,11 +52,28 @@ def db_url_from_conninfo(conninfo: str) -> str:
     return f"postgres://{auth}@{host}:{port}/{params.get('dbname', 'fsfarm')}"
 
 
+def _websocket(ws_listen: str) -> tuple[str, str, str]:
+    """The listen line, module lines and HTTP upgrade route of SIP over WebSocket (empty without ``ws_listen``)."""
+    if not ws_listen:
+        return "", "", ""
+    port = ws_listen.rsplit(":", 1)[1]
+    # xhttp needs requests without Content-Length accepted: a WebSocket upgrade has none.
+    listen = f"listen={ws_listen}\ntcp_accept_no_cl=yes\n"
+    return listen, WS_MODULES, WS_ROUTE.replace("WS_PORT", port)
+
+
 def render(settings: KamailioSettings) -> str:
     """The whole kamailio.cfg text."""
+    ws_listen, ws_modules, ws_route = _websocket(settings.ws_listen)
+    listens = settings.listen.split()
+    # With several addresses, send each request from the one the route to its destination uses.
+    listen = "\nlisten=".join(listens) + ("\nmhomed=1" if len(listens) > 1 else "")
     return TEMPLATE.format(
+        ws_listen=ws_listen,
+        ws_modules=ws_modules,
+        ws_route=ws_route,
         db_url=settings.db_url,
-        listen=settings.listen,
+        listen=listen,
         ctl=settings.ctl_socket,
         ping=settings.ping_interval,
         retry_after=settings.retry_after,
@@ -70,7 +92,7 @@ log_stderror=no
 log_facility=LOG_LOCAL0
 children={children}
 listen={listen}
-version_table="kamailio_version"
+{ws_listen}version_table="kamailio_version"
 # Nodes come and go by address: never let a DNS or blocklist cache keep a dead one.
 use_dns_cache=off
 dst_blocklist_init=off
@@ -93,7 +115,7 @@ loadmodule "ctl.so"
 loadmodule "db_postgres.so"
 loadmodule "htable.so"
 loadmodule "dispatcher.so"
-
+{ws_modules}
 modparam("ctl", "binrpc", "unix:{ctl}")
 modparam("rr", "enable_full_lr", 1)
 # A Route from a stored Path sends the request to where the REGISTER came from (the NAT pinhole).
@@ -161,6 +183,10 @@ request_route {{
     # A node calling a phone preloads the Route from the phone's Path: relay it there, staying in the dialog.
     # (Mode 3 matches the address alone, as the nodes' own ACL trusts farm members by address.)
     if (ds_is_from_list("-1", "3") && loose_route_preloaded()) {{
+        # A browser's Contact carries the alias of its WebSocket (no received in its Path).
+        if (!isdsturiset()) {{
+            handle_ruri_alias();
+        }}
         record_route();
         t_on_reply("FROM_PHONE");
         if (!t_relay()) {{
@@ -180,7 +206,15 @@ request_route {{
         sl_send_reply("503", "No live node for this tenant");
         exit;
     }}
-    if (is_method("REGISTER")) {{
+    if (is_method("REGISTER") && ($proto == "ws" || $proto == "wss")) {{
+        # A browser's way back is its WebSocket: named by an alias on its Contact, not by the Path's received
+        # (FreeSWITCH unescapes that into the Route, whose transport=ws it then cannot send on).
+        add_contact_alias();
+        if (!add_path()) {{
+            sl_send_reply("503", "Internal Path Error");
+            exit;
+        }}
+    }} else if (is_method("REGISTER")) {{
         # The node stores this Path with the contact and reaches the phone back through us.
         if (!add_path_received()) {{
             sl_send_reply("503", "Internal Path Error");
@@ -224,7 +258,7 @@ onreply_route[FROM_PHONE] {{
     }}
 }}
 
-# A DID from a carrier routes by number, anything else by its tenant's domain.
+{ws_route}# A DID from a carrier routes by number, anything else by its tenant's domain.
 # (A $var cannot hold $null: 0 means "no route"; set ids are never 0.)
 route[TENANT_SET] {{
     $var(set) = 0;
@@ -257,4 +291,30 @@ failure_route[REROUTE] {{
     t_on_failure("REROUTE");
     t_relay();
 }}
+"""
+
+WS_MODULES = """loadmodule "xhttp.so"
+loadmodule "websocket.so"
+# Ping browsers' WebSockets so a dead one is closed (and its registration's route with it).
+modparam("websocket", "keepalive_mechanism", 1)
+modparam("websocket", "keepalive_interval", 30)
+"""
+
+# Put into TEMPLATE as a value: single braces.
+WS_ROUTE = """# A browser's HTTP request on the WebSocket port: upgrade it to SIP over WebSocket, refuse anything else.
+event_route[xhttp:request] {
+    set_reply_close();
+    set_reply_no_connect();
+    if ($Rp != WS_PORT) {
+        xhttp_reply("403", "Forbidden", "", "");
+        exit;
+    }
+    if ($hdr(Upgrade) =~ "websocket" && $hdr(Connection) =~ "Upgrade" && $rm =~ "GET") {
+        if (ws_handle_handshake()) {
+            exit;
+        }
+    }
+    xhttp_reply("404", "Not Found", "", "");
+}
+
 """

@@ -22,14 +22,17 @@ class RunningKamailio:
     control: KamailioControl
     process: subprocess.Popen[bytes]
     log: Path
+    ws_address: tuple[str, int] | None = None  # where browsers open SIP WebSockets (None: no WebSocket)
 
 
-def start_kamailio(dsn: str, ping_interval: int = 1) -> RunningKamailio:
+def start_kamailio(dsn: str, ping_interval: int = 1, ws: bool = False) -> RunningKamailio:
     if shutil.which("kamailio") is None:
         pytest.skip("kamailio is not installed (Debian packages kamailio, kamailio-postgres-modules)")
     workdir = Path(tempfile.mkdtemp(prefix="fsfarm-kam-"))
     port = free_port()
+    ws_port = free_port() if ws else 0
     settings = KamailioSettings(
+        ws_listen=f"tcp:127.0.0.1:{ws_port}" if ws else "",
         db_url=db_url_from_conninfo(dsn),
         listen=f"udp:127.0.0.1:{port}",
         ctl_socket=str(workdir / "ctl"),
@@ -40,15 +43,15 @@ def start_kamailio(dsn: str, ping_interval: int = 1) -> RunningKamailio:
     log = workdir / "kamailio.log"
     proc = run_kamailio(workdir, log)
     control = KamailioControl(str(workdir / "ctl"))
-    return RunningKamailio(("127.0.0.1", port), control, proc, log)
+    return RunningKamailio(("127.0.0.1", port), control, proc, log, ("127.0.0.1", ws_port) if ws else None)
 
 
 @pytest.fixture
 def kamailio_factory(dsn: str) -> Iterator[object]:
     started: list[RunningKamailio] = []
 
-    def make(ping_interval: int = 1) -> RunningKamailio:
-        k = start_kamailio(dsn, ping_interval)
+    def make(ping_interval: int = 1, ws: bool = False) -> RunningKamailio:
+        k = start_kamailio(dsn, ping_interval, ws)
         started.append(k)
         return k
 

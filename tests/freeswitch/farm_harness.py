@@ -429,13 +429,15 @@ class Phone:
         answer: bool = True,
         extra_account: str = "",
         sip_trace: bool = False,
+        nat: Any = None,
     ) -> None:
         self.user, self.domain, self.password, self.tone = user, domain, password, tone
-        self.host = loopback_host()
+        self.nat = nat  # a nat_lab.NatLab: the phone runs in its namespace, behind its router
+        self.host = nat.phone_ip if nat else loopback_host()
         self.home = workdir / f"phone-{user}-{self.host}"
         self.home.mkdir(parents=True)
         (self.home / "rec").mkdir()
-        self.sip_port = free_udp_pair(self.host)
+        self.sip_port = free_udp_pair("127.0.0.1" if nat else self.host)  # a NAT lab's namespace has all ports free
         self.ctrl_port = free_port()
         answermode = "auto" if answer else "manual"
         if registrar is None:
@@ -483,8 +485,9 @@ class Phone:
         self.responses: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         STARTED.append(self)  # stopped at the end of the module even if its set-up failed half way
+        inside = ["ip", "netns", "exec", nat.phone_ns] if nat else []
         self.process = subprocess.Popen(
-            ["baresip", "-f", str(self.home), *(["-s"] if sip_trace else [])],
+            [*inside, "baresip", "-f", str(self.home), *(["-s"] if sip_trace else [])],
             stdout=self.log_path.open("wb"),
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -496,6 +499,8 @@ class Phone:
         if self.process.poll() is not None:
             raise AssertionError(f"baresip {self.user} exited:\n{self.log()[-2000:]}")
         try:
+            if self.nat:
+                return self.nat.connect_inside(("127.0.0.1", self.ctrl_port))  # type: ignore[no-any-return]
             return socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=1)
         except OSError:
             return None
@@ -636,10 +641,11 @@ def hears(phone: Phone, tone: float, index: int = -1, threshold: float = -40.0) 
 class Kamailio:
     """Kamailio from ``fsfarm kamailio config``, reading the farm's routes from the database."""
 
-    def __init__(self, controller: Controller, workdir: Path) -> None:
+    def __init__(self, controller: Controller, workdir: Path, ws: bool = False, also_on: str = "") -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_udp_pair("127.0.0.1")
+        self.ws_port = free_port() if ws else 0  # browsers' SIP over WebSocket (0: none)
         self.ctl = str(workdir / "ctl")
         controller.cli(
             "kamailio",
@@ -648,8 +654,10 @@ class Kamailio:
             str(workdir / "kamailio.cfg"),
             "--listen",
             f"udp:127.0.0.1:{self.port}",
+            *(["--listen", f"udp:{also_on}:{self.port}"] if also_on else []),  # e.g. a NAT lab's public side
             "--ctl-socket",
             self.ctl,
+            *(["--ws-listen", f"tcp:127.0.0.1:{self.ws_port}"] if ws else []),
         )
         self.log_path = workdir / "kamailio.log"
         self.process = run_kamailio(workdir, self.log_path)  # killed by it if it never answers
