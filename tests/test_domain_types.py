@@ -22,6 +22,7 @@ from controller.domain import (
     CommandStatus,
     FailoverState,
     HostPort,
+    LedgerKind,
     MixerAdminState,
     MixerHealth,
     NodeHealth,
@@ -39,6 +40,7 @@ KNOWN_SETS: dict[tuple[str, str], set[str]] = {
     ("conferences", "profile"): set(CONFERENCE_RATES),
     ("numbers", "target_type"): set(NUMBER_TARGETS),
     ("api_tokens", "scope"): set(TOKEN_SCOPES),
+    ("ledger_entries", "kind"): set(LedgerKind),
 }
 
 # How PostgreSQL prints ``CHECK (col IN ('a', 'b'))`` back: ``CHECK ((col = ANY (ARRAY['a'::text, 'b'::text])))``.
