@@ -180,8 +180,19 @@ def parse_rates(deck: RateDeck, text: str) -> list[Rate]:
     return list(out.values())
 
 
-def import_rates(db: Database, ref: str, text: str, viewer: UUID | None) -> int:
-    """Replace a deck's rates with those of a CSV, all or nothing; return how many it holds now."""
+def csv_text(name: str, value: Any) -> str:
+    """A whole CSV file as one string (lines and all; no NUL, which PostgreSQL refuses)."""
+    if not isinstance(value, str) or "\x00" in value:
+        raise Invalid(f"{name}: must be the CSV file's text", {"field": name})
+    return value
+
+
+IMPORT_FIELDS = {"csv": v.Field(csv_text, required=True)}
+
+
+def import_rates(db: Database, ref: str, data: Any, viewer: UUID | None) -> int:
+    """Replace a deck's rates with those of a CSV (``{"csv": text}``), all or nothing; return how many."""
+    text = v.parse(IMPORT_FIELDS, data)["csv"]
     with db.transaction() as conn:
         deck = _deck(conn, ref, viewer)
         return rate_decks.replace_rates(conn, deck.id, parse_rates(deck, text))
