@@ -421,9 +421,12 @@ def paying_account(conn: Conn, tenant_id: UUID, extension: str) -> BillingAccoun
     return accounts.for_owner(conn, tenant_id, None)
 
 
-def price(conn: Conn, tenant_id: UUID, extension: str, number: str, at: datetime) -> Priced | None:
-    """The account and tariff of a call to ``number`` at ``at``; None when the tenant bills nothing
-    (no account, no deck in force, no rate for the number, or a deck in another currency)."""
+def price(conn: Conn, tenant_id: UUID, extension: str, number: str, at: datetime) -> Priced | str | None:
+    """The account and tariff of a call to ``number`` at ``at``.
+
+    None when the tenant bills nothing (no account, or no deck in force yet); a sentence saying why when
+    it bills but cannot price this call (no rate for the number, a deck in another currency).
+    """
     account = paying_account(conn, tenant_id, extension)
     if account is None:
         return None
@@ -434,18 +437,44 @@ def price(conn: Conn, tenant_id: UUID, extension: str, number: str, at: datetime
     by_prefix = {r.prefix: r for r in rate_decks.rates(conn, chosen.deck_id)}
     prefix = rating.longest_prefix(by_prefix, number)
     if prefix is None:
-        return None
+        return f"no rate for {number}"
     decks = rate_decks.find(conn, str(chosen.deck_id), None)
     if not decks or decks[0].currency != account.currency:
         log.warning(
             "tenant %s: deck %s is not in the account's currency %s", tenant_id, chosen.deck_id, account.currency
         )
-        return None
+        return "the rate deck is not in the account's currency"
     r = by_prefix[prefix]
     tariff = rating.with_margin(
         prefix, r.price_per_minute, r.connect_fee, r.first_increment, r.next_increment, chosen.margin_percent
     )
     return Priced(account, tariff, chosen.deck_id, r)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a billed call may do: go on for ``seconds`` after it answers, or (0) be refused, saying why."""
+
+    seconds: int
+    reason: str = ""
+    account_id: UUID | None = None
+    balance: Decimal | None = None
+
+
+def authorise(conn: Conn, tenant_id: UUID, extension: str, number: str, at: datetime) -> Decision | None:
+    """Whether a caller's outbound call to ``number`` may start and for how long; None: the tenant bills nothing.
+
+    Refused when the balance cannot pay the first increment, or the deck has no rate for the number.
+    """
+    priced = price(conn, tenant_id, extension, number, at)
+    if priced is None:
+        return None
+    if isinstance(priced, str):
+        return Decision(0, priced)
+    balance = ledger.balance(conn, priced.account.id)
+    seconds = rating.seconds_affordable(balance, [], priced.tariff)
+    reason = "" if seconds else "the balance cannot pay the first increment"
+    return Decision(seconds, reason, priced.account.id, balance)
 
 
 def rate_leg(
@@ -475,7 +504,9 @@ def rate_leg(
         return None
     number = variables.get(BILL_NUMBER) or destination
     priced = price(conn, tenant_id, variables.get(BILL_USER, ""), number, answered_at or datetime.now(UTC))
-    if priced is None:
+    if not isinstance(priced, Priced):
+        if priced is not None:  # billed, yet this leg cannot be priced: the operator should hear of it
+            log.warning("leg %s of tenant %s not rated: %s", channel_uuid, tenant_id, priced)
         return None
     return ledger.add(
         conn,
