@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,45 @@ def test_an_outbound_call_leaves_through_the_tenant_gateway_to_the_carrier(farm:
         assert hears(carrier, TONES["1001"]) and hears(caller, 1500)
     finally:
         carrier.stop()
+
+
+def test_a_prepaid_call_is_refused_without_credit_then_cut_by_the_node_when_the_balance_runs_out(farm: Farm) -> None:
+    ctl, caller = farm.controller, farm.phone("1001")
+    carrier = Phone(farm.workdir, "15557770000", "", "", None, 1500)
+    deck = farm.workdir / "prepaid.csv"
+    deck.write_text("prefix,price_per_minute,connect_fee,increment\n1555,0.60,0,1/1\n")  # a cent a second
+    try:
+        # "billed" sorts before any "carrier" gateway an earlier test left: it takes the number.
+        ctl.cli("gateway", "add", "-t", "acme.test", "billed", "--proxy", carrier.address)
+        ctl.api("PATCH", "/tenants/acme.test/users/1001", {"toll_allow": ["local", "domestic"]})
+        ctl.cli("billing", "deck", "add", "prepaid", "--currency", "EUR")
+        ctl.cli("billing", "deck", "import", "prepaid", str(deck))
+        ctl.cli("billing", "assign", "acme.test", "prepaid", "--from", "2020-01-01T00:00:00Z")
+        ctl.cli("billing", "account", "add", "acme.test", "--currency", "EUR")
+
+        # No credit: refused with a 402 before the carrier hears of it.
+        closed = len(caller.saw("CALL_CLOSED"))
+        caller.dial("15557770000")
+        refused = caller.wait_event("CALL_CLOSED", after=closed)
+        assert "402" in json.dumps(refused), refused
+        assert carrier.saw("CALL_ESTABLISHED") == []
+
+        # Five seconds of credit: nobody hangs up, the node does, by itself, when they are spent.
+        ctl.cli("billing", "top-up", "acme.test", "0.05", "--reference", "fs-test-1")
+        closed = len(caller.saw("CALL_CLOSED"))
+        caller.dial("15557770000")
+        carrier.wait_event("CALL_ESTABLISHED")
+        caller.wait_event("CALL_CLOSED", timeout=30, after=closed)
+        rated = wait_for(lambda: ctl.api("GET", "/billing/tenants/acme.test/calls") or None, 20, "the rated leg")
+        account = ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")
+    finally:
+        carrier.stop()
+        ctl.cli("gateway", "rm", "-t", "acme.test", "billed", check=False)
+    assert len(rated) == 1, rated  # one gateway leg, rated once
+    # The node's scheduler runs at whole epoch seconds: the cut lands in the last second the balance bought.
+    assert 4 <= rated[0]["billsec"] <= 5, rated
+    assert Decimal(account["balance"]) == Decimal("0.05") + Decimal(rated[0]["amount"])  # debited exactly
+    assert Decimal(0) <= Decimal(account["balance"]) <= Decimal("0.01"), account  # between 0 and one increment
 
 
 def test_controller_restart_loses_nothing_and_calls_keep_working(farm: Farm) -> None:
