@@ -413,12 +413,7 @@ class Priced:
 
 def paying_account(conn: Conn, tenant_id: UUID, extension: str) -> BillingAccount | None:
     """The account that pays a caller's calls: the user's own if it has one, else the tenant's."""
-    if extension:
-        user = users.store.get(conn, tenant_id, extension)
-        found = accounts.for_owner(conn, tenant_id, user.id) if user else None
-        if found is not None:
-            return found
-    return accounts.for_owner(conn, tenant_id, None)
+    return accounts.paying(conn, tenant_id, extension)
 
 
 def price(conn: Conn, tenant_id: UUID, extension: str, number: str, at: datetime) -> Priced | str | None:
@@ -434,7 +429,7 @@ def price(conn: Conn, tenant_id: UUID, extension: str, number: str, at: datetime
     chosen = rating.deck_in_force([rating.Assignment(a.deck_id, a.effective_from, a.margin_percent) for a in found], at)
     if chosen is None:
         return None
-    by_prefix = {r.prefix: r for r in rate_decks.rates(conn, chosen.deck_id)}
+    by_prefix = {r.prefix: r for r in rate_decks.rates_for_number(conn, chosen.deck_id, rating.digits(number))}
     prefix = rating.longest_prefix(by_prefix, number)
     if prefix is None:
         return f"no rate for {number}"

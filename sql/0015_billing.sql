@@ -84,5 +84,6 @@ CREATE TABLE ledger_entries (
     CHECK (kind NOT IN ('top-up', 'credit') OR amount > 0),
     CHECK (kind <> 'call' OR amount <= 0)
 );
-CREATE INDEX ledger_entries_account_time ON ledger_entries (account_id, created_at);
+-- A balance is summed at every billed call's start: the amounts ride in the index (an index-only scan).
+CREATE INDEX ledger_entries_account_time ON ledger_entries (account_id, created_at) INCLUDE (amount);
 CREATE INDEX ledger_entries_tenant_calls ON ledger_entries (tenant_id, created_at DESC) WHERE kind = 'call';

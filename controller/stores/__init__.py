@@ -49,4 +49,5 @@ READS: dict[str, frozenset[str]] = {
     "controller.stores.registrations": frozenset({"nodes"}),
     "controller.stores.conference_members": frozenset({"nodes", "esl_registrations"}),
     "controller.stores.command_jobs": frozenset({"nodes"}),
+    "controller.stores.accounts": frozenset({"users"}),
 }

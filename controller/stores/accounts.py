@@ -54,3 +54,16 @@ def for_owner(conn: psycopg.Connection[Any], tenant_id: UUID, user_id: UUID | No
 
 def list_all(conn: psycopg.Connection[Any]) -> list[BillingAccount]:
     return rows.select(conn, BillingAccount, "SELECT * FROM billing_accounts")
+
+
+def paying(conn: psycopg.Connection[Any], tenant_id: UUID, extension: str) -> BillingAccount | None:
+    """In one query: the account of the tenant's user ``extension`` if it has one, else the tenant's own."""
+    found = rows.select(
+        conn,
+        BillingAccount,
+        """SELECT a.* FROM billing_accounts a LEFT JOIN users u ON u.id = a.user_id
+           WHERE a.tenant_id = %s AND (a.user_id IS NULL OR (u.extension = %s AND u.tenant_id = a.tenant_id))
+           ORDER BY a.user_id NULLS LAST LIMIT 1""",
+        [tenant_id, extension],
+    )
+    return found[0] if found else None

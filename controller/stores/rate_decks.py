@@ -48,9 +48,10 @@ def rates(conn: psycopg.Connection[Any], deck_id: UUID) -> list[Rate]:
     return rows.select(conn, Rate, "SELECT * FROM rates WHERE deck_id = %s ORDER BY prefix", [deck_id])
 
 
-def rates_of(conn: psycopg.Connection[Any], deck_ids: Iterable[UUID]) -> list[Rate]:
-    """The rates of all these decks."""
-    return rows.select(conn, Rate, "SELECT * FROM rates WHERE deck_id = ANY(%s)", [list(deck_ids)])
+def rates_for_number(conn: psycopg.Connection[Any], deck_id: UUID, digits: str) -> list[Rate]:
+    """The deck's rates whose prefix starts ``digits``: one index lookup per leading substring, not the deck."""
+    candidates = [digits[:n] for n in range(1, min(len(digits), 15) + 1)]
+    return rows.select(conn, Rate, "SELECT * FROM rates WHERE deck_id = %s AND prefix = ANY(%s)", [deck_id, candidates])
 
 
 def replace_rates(conn: psycopg.Connection[Any], deck_id: UUID, new: Iterable[Rate]) -> int:
