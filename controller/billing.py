@@ -11,9 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -25,7 +26,7 @@ from controller import validation as v
 from controller.database import Database
 from controller.domain import BillingAccount, DeckAssignment, LedgerEntry, LedgerKind, Rate, RateDeck, Tenant
 from controller.errors import Conflict, Invalid, NotFound
-from controller.stores import accounts, ledger, rate_decks, tenants, users
+from controller.stores import accounts, ledger, legs_up, rate_decks, tenants, users
 
 log = logging.getLogger(__name__)
 
@@ -467,9 +468,56 @@ def authorise(conn: Conn, tenant_id: UUID, extension: str, number: str, at: date
     if isinstance(priced, str):
         return Decision(0, priced)
     balance = ledger.balance(conn, priced.account.id)
-    seconds = rating.seconds_affordable(balance, [], priced.tariff)
+    others = [up for _, _, up in calls_up(conn, priced.account.id, at)]
+    seconds = rating.seconds_affordable(balance, others, priced.tariff)
     reason = "" if seconds else "the balance cannot pay the first increment"
     return Decision(seconds, reason, priced.account.id, balance)
+
+
+def calls_up(conn: Conn, account_id: UUID, now: datetime) -> list[tuple[str, UUID, rating.CallUp]]:
+    """The account's billed legs up at ``now``: (leg uuid, node id, tariff and whole seconds talked)."""
+    out = []
+    for row in legs_up.of_account(conn, account_id, now - timedelta(seconds=rating.MAX_SECONDS)):
+        tariff = rating.Tariff(
+            row["prefix"], row["price_per_minute"], row["connect_fee"], row["first_increment"], row["next_increment"]
+        )
+        elapsed = max(0, math.ceil((now - row["answered_at"]).total_seconds()))
+        out.append((row["channel_uuid"], row["node_id"], rating.CallUp(tariff, elapsed)))
+    return out
+
+
+def leg_answered(
+    conn: Conn, node_id: UUID, channel_uuid: str, variables: dict[str, str], answered_at: datetime
+) -> UUID | None:
+    """Record a billed gateway leg that answered; return the account that pays it (None: not billed)."""
+    try:
+        tenant_id = UUID(variables.get(BILL_TENANT, ""))
+    except ValueError:
+        return None
+    number = variables.get(BILL_NUMBER, "")
+    priced = price(conn, tenant_id, variables.get(BILL_USER, ""), number, answered_at)
+    if not isinstance(priced, Priced):
+        return None
+    t = priced.tariff
+    legs_up.add(
+        conn,
+        channel_uuid,
+        node_id,
+        priced.account.id,
+        (t.prefix, t.price_per_minute, t.connect_fee, t.first, t.next),
+        answered_at,
+    )
+    return priced.account.id
+
+
+def paying_account_of(conn: Conn, variables: dict[str, str]) -> UUID | None:
+    """The account a billed leg's channel variables name (its tenant and caller), or None."""
+    try:
+        tenant_id = UUID(variables.get(BILL_TENANT, ""))
+    except ValueError:
+        return None
+    found = paying_account(conn, tenant_id, variables.get(BILL_USER, ""))
+    return found.id if found else None
 
 
 def rate_leg(
@@ -488,7 +536,10 @@ def rate_leg(
     skipped (None); so is a leg already in the ledger, whichever node or spool replay reported it first.
     """
     tenant_ref = variables.get(BILL_TENANT, "")
-    if not tenant_ref or billsec <= 0:
+    if not tenant_ref:
+        return None
+    legs_up.remove(conn, channel_uuid)  # ended: from now on its cost is in the ledger, not burning
+    if billsec <= 0:
         return None
     try:
         tenant_id = UUID(tenant_ref)

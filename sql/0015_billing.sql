@@ -87,3 +87,22 @@ CREATE TABLE ledger_entries (
 -- A balance is summed at every billed call's start: the amounts ride in the index (an index-only scan).
 CREATE INDEX ledger_entries_account_time ON ledger_entries (account_id, created_at) INCLUDE (amount);
 CREATE INDEX ledger_entries_tenant_calls ON ledger_entries (tenant_id, created_at DESC) WHERE kind = 'call';
+
+-- The billed gateway legs up now (live state, like esl_live_calls): the authorisation of a new call
+-- counts what they burn, the enforcement re-times them together. A row is written when the leg
+-- answers (the ESL room) and deleted with its CDR, so it outlives a controller restart.
+CREATE TABLE billing_legs_up (
+    id               uuid PRIMARY KEY,
+    channel_uuid     text NOT NULL UNIQUE,
+    node_id          uuid NOT NULL REFERENCES nodes (id) ON DELETE CASCADE,
+    account_id       uuid NOT NULL REFERENCES billing_accounts (id) ON DELETE CASCADE,
+    prefix           text NOT NULL,
+    price_per_minute numeric NOT NULL,  -- the tenant's price, margin included (more decimals than a rate)
+    connect_fee      numeric NOT NULL,
+    first_increment  integer NOT NULL,
+    next_increment   integer NOT NULL,
+    answered_at      timestamptz NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX billing_legs_up_account ON billing_legs_up (account_id);

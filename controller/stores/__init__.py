@@ -32,6 +32,7 @@ OWNERS: dict[str, str] = {
     "deck_assignments": "controller.stores.rate_decks",
     "billing_accounts": "controller.stores.accounts",
     "ledger_entries": "controller.stores.ledger",
+    "billing_legs_up": "controller.stores.legs_up",
     # Kamailio reads these views itself (db_postgres); they are ours to define and to check.
     "kamailio_version": "controller.stores.kamailio",
     "kamailio_dispatcher": "controller.stores.kamailio",

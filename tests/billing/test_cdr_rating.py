@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,22 @@ def test_a_cdr_first_seen_in_the_spool_is_rated_when_it_is_replayed(db: Database
     assert ingest.replay_spool() == 1
     assert [c.channel_uuid for c in billing.rated_calls(db, "acme.example")] == ["leg-spooled"]
     assert billing.get_account(db, "acme.example", "1001")["balance"] == "9.700000"
+
+
+def test_a_new_call_is_allowed_what_the_balance_leaves_after_the_calls_already_up(db: Database) -> None:
+    tenant, (node, _) = _farm(db)
+    marks = {billing.BILL_TENANT: str(tenant.id), billing.BILL_USER: "1001", billing.BILL_NUMBER: "+4915100"}
+    now = datetime.now(UTC)
+    with db.transaction() as conn:
+        alone = billing.authorise(conn, tenant.id, "1001", "+4915100", now)
+        # 1001's first call answered 60 s ago at 1.80 a minute: 1.80 of its 10 are burnt, and it burns on.
+        assert billing.leg_answered(conn, node.id, "leg-up", marks, now - timedelta(seconds=60)) is not None
+        second = billing.authorise(conn, tenant.id, "1001", "+4915100", now)
+    assert alone is not None and second is not None
+    assert alone.seconds == 333  # 10 / 0.03 a second
+    assert second.seconds == (333 - 60) // 2  # what is left, shared by two calls burning alike
+    # Its CDR ends it: the leg is no longer counted, its cost is in the ledger instead.
+    assert store(db, node, tenant, [leg(tenant, "leg-up", "1001", "+4915100", 60)]) == 1
+    with db.transaction() as conn:
+        after = billing.authorise(conn, tenant.id, "1001", "+4915100", datetime.now(UTC))
+    assert after is not None and after.seconds == 333 - 60
