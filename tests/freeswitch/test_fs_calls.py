@@ -223,8 +223,11 @@ def test_a_prepaid_call_is_refused_without_credit_then_cut_by_the_node_when_the_
     assert Decimal(0) <= Decimal(account["balance"]) <= Decimal("0.01"), account  # between 0 and one increment
 
 
-def test_two_simultaneous_prepaid_calls_both_end_when_their_shared_balance_runs_out(farm: Farm) -> None:
+@pytest.mark.parametrize("restart", [False, True], ids=["steady", "controller-restarted-mid-call"])
+def test_two_simultaneous_prepaid_calls_both_end_when_their_shared_balance_runs_out(farm: Farm, restart: bool) -> None:
     ctl = farm.controller
+    credit = Decimal("0.50") if restart else Decimal("0.16")  # with a restart: room for it before the cut
+    run = int(restart)  # a gateway name of its own: a node may still be removing the other run's
     callers = [farm.phone("1001"), farm.phone("1002")]
     carriers = [Phone(farm.workdir, f"1555888000{i}", "", "", None, 1500) for i in range(2)]
     deck = farm.workdir / "shared.csv"
@@ -234,25 +237,28 @@ def test_two_simultaneous_prepaid_calls_both_end_when_their_shared_balance_runs_
             ctl.api(
                 "POST",
                 "/tenants/acme.test/gateways",
-                {"name": f"a-shared-{i}", "proxy": carrier.address, "dial_pattern": f"^1555888000{i}$"},
+                {"name": f"a-shared-{run}-{i}", "proxy": carrier.address, "dial_pattern": f"^1555888000{i}$"},
                 expect=201,
             )
         for user in ("1001", "1002"):
             ctl.api("PATCH", f"/tenants/acme.test/users/{user}", {"toll_allow": ["local", "domestic"]})
-        ctl.cli("billing", "deck", "add", "shared", "--currency", "EUR")
+        ctl.cli("billing", "deck", "add", "shared", "--currency", "EUR", check=False)  # the other run made it
         ctl.cli("billing", "deck", "import", "shared", str(deck))
-        ctl.cli("billing", "assign", "acme.test", "shared", "--from", "2021-01-01T00:00:00Z")
+        ctl.cli("billing", "assign", "acme.test", "shared", "--from", "2021-01-01T00:00:00Z", check=False)
         ctl.cli("billing", "account", "add", "acme.test", "--currency", "EUR", check=False)  # both pay from it
         before = {c["channel_uuid"] for c in ctl.api("GET", "/billing/tenants/acme.test/calls")}
         balance = Decimal(ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")["balance"])
-        ctl.cli("billing", "top-up", "acme.test", str(Decimal("0.16") - balance), "--reference", "fs-test-2")
-        # 16 seconds of credit for both: each call alone may have it all, together they share it.
+        ctl.cli("billing", "top-up", "acme.test", str(credit - balance), "--reference", f"fs-test-2-{restart}")
+        # 16 (50) seconds of credit for both: each call alone may have it all, together they share it.
         closed = [len(c.saw("CALL_CLOSED")) for c in callers]
         for i, caller in enumerate(callers):
             caller.dial(f"1555888000{i}")
             carriers[i].wait_event("CALL_ESTABLISHED")
+        if restart:  # the re-timed hangups are the nodes' own now: they hold without the controller
+            ctl.restart()
+            wait_for(lambda: all(n["health"] == "up" for n in ctl.api("GET", "/nodes")), 30, "both nodes up again")
         for caller, seen in zip(callers, closed, strict=True):
-            caller.wait_event("CALL_CLOSED", timeout=40, after=seen)  # nobody hangs up: the nodes do
+            caller.wait_event("CALL_CLOSED", timeout=60, after=seen)  # nobody hangs up: the nodes do
 
         def new_legs() -> list[dict[str, Any]] | None:
             found = [c for c in ctl.api("GET", "/billing/tenants/acme.test/calls") if c["channel_uuid"] not in before]
@@ -264,13 +270,13 @@ def test_two_simultaneous_prepaid_calls_both_end_when_their_shared_balance_runs_
         for carrier in carriers:
             carrier.stop()
         for i in range(2):
-            ctl.cli("gateway", "rm", "-t", "acme.test", f"a-shared-{i}", check=False)
+            ctl.cli("gateway", "rm", "-t", "acme.test", f"a-shared-{run}-{i}", check=False)
     assert len(rated) == 2, rated
     ends = sorted(datetime.fromisoformat(c["ended_at"]) for c in rated)
     # Both legs stop together, when the balance they share is spent: the second call's start re-timed the first.
     assert (ends[1] - ends[0]).total_seconds() <= 1.0, rated
     spent = -sum(Decimal(c["amount"]) for c in rated)
-    assert Decimal(account["balance"]) == Decimal("0.16") - spent  # the ledger moved by exactly the rated legs
+    assert Decimal(account["balance"]) == credit - spent  # the ledger moved by exactly the rated legs
     assert Decimal("-0.02") <= Decimal(account["balance"]) <= Decimal("0.02"), (account, rated)  # 1 s per leg
 
 
