@@ -187,16 +187,16 @@ def test_an_outbound_call_leaves_through_the_tenant_gateway_to_the_carrier(farm:
 def test_a_prepaid_call_is_refused_without_credit_then_cut_by_the_node_when_the_balance_runs_out(farm: Farm) -> None:
     ctl, caller = farm.controller, farm.phone("1001")
     carrier = Phone(farm.workdir, "15557770000", "", "", None, 1500)
-    deck = farm.workdir / "prepaid.csv"
-    deck.write_text("prefix,price_per_minute,connect_fee,increment\n1555,0.60,0,1/1\n")  # a cent a second
+    deck = {"csv": "prefix,price_per_minute,connect_fee,increment\n1555,0.60,0,1/1\n"}  # a cent a second
     try:
         # "billed" sorts before any "carrier" gateway an earlier test left: it takes the number.
-        ctl.cli("gateway", "add", "-t", "acme.test", "billed", "--proxy", carrier.address)
+        ctl.api("POST", "/tenants/acme.test/gateways", {"name": "billed", "proxy": carrier.address}, expect=201)
         ctl.api("PATCH", "/tenants/acme.test/users/1001", {"toll_allow": ["local", "domestic"]})
-        ctl.cli("billing", "deck", "add", "prepaid", "--currency", "EUR")
-        ctl.cli("billing", "deck", "import", "prepaid", str(deck))
-        ctl.cli("billing", "assign", "acme.test", "prepaid", "--from", "2020-01-01T00:00:00Z")
-        ctl.cli("billing", "account", "add", "acme.test", "--currency", "EUR")
+        ctl.api("POST", "/billing/decks", {"name": "prepaid", "currency": "EUR"}, expect=201)
+        ctl.api("PUT", "/billing/decks/prepaid/rates", deck)
+        assign = {"deck": "prepaid", "effective_from": "2020-01-01T00:00:00Z"}
+        ctl.api("POST", "/billing/tenants/acme.test/assignments", assign, expect=201)
+        ctl.api("POST", "/billing/tenants/acme.test/accounts", {"currency": "EUR"}, expect=201)
 
         # No credit: refused with a 402 before the carrier hears of it.
         closed = len(caller.saw("CALL_CLOSED"))
@@ -206,7 +206,8 @@ def test_a_prepaid_call_is_refused_without_credit_then_cut_by_the_node_when_the_
         assert carrier.saw("CALL_ESTABLISHED") == []
 
         # Five seconds of credit: nobody hangs up, the node does, by itself, when they are spent.
-        ctl.cli("billing", "top-up", "acme.test", "0.05", "--reference", "fs-test-1")
+        top_up = {"kind": "top-up", "amount": "0.05", "reference": "fs-test-1"}
+        ctl.api("POST", "/billing/tenants/acme.test/accounts/tenant/ledger", top_up, expect=201)
         closed = len(caller.saw("CALL_CLOSED"))
         caller.dial("15557770000")
         carrier.wait_event("CALL_ESTABLISHED")
@@ -215,7 +216,7 @@ def test_a_prepaid_call_is_refused_without_credit_then_cut_by_the_node_when_the_
         account = ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")
     finally:
         carrier.stop()
-        ctl.cli("gateway", "rm", "-t", "acme.test", "billed", check=False)
+        ctl.api("DELETE", "/tenants/acme.test/gateways/billed", expect=None)
     assert len(rated) == 1, rated  # one gateway leg, rated once
     # The node's scheduler runs at whole epoch seconds: the cut lands in the last second the balance bought.
     assert 4 <= rated[0]["billsec"] <= 5, rated
@@ -226,12 +227,11 @@ def test_a_prepaid_call_is_refused_without_credit_then_cut_by_the_node_when_the_
 @pytest.mark.parametrize("restart", [False, True], ids=["steady", "controller-restarted-mid-call"])
 def test_two_simultaneous_prepaid_calls_both_end_when_their_shared_balance_runs_out(farm: Farm, restart: bool) -> None:
     ctl = farm.controller
-    credit = Decimal("0.50") if restart else Decimal("0.16")  # with a restart: room for it before the cut
+    credit = Decimal("0.30") if restart else Decimal("0.10")  # with a restart: room for it before the cut
     run = int(restart)  # a gateway name of its own: a node may still be removing the other run's
     callers = [farm.phone("1001"), farm.phone("1002")]
     carriers = [Phone(farm.workdir, f"1555888000{i}", "", "", None, 1500) for i in range(2)]
-    deck = farm.workdir / "shared.csv"
-    deck.write_text("prefix,price_per_minute,connect_fee,increment\n1555888,0.60,0,1/1\n")  # a cent a second
+    deck = {"csv": "prefix,price_per_minute,connect_fee,increment\n1555888,0.60,0,1/1\n"}  # a cent a second
     try:
         for i, carrier in enumerate(carriers):  # one carrier per number: each call has its own far end
             ctl.api(
@@ -242,14 +242,17 @@ def test_two_simultaneous_prepaid_calls_both_end_when_their_shared_balance_runs_
             )
         for user in ("1001", "1002"):
             ctl.api("PATCH", f"/tenants/acme.test/users/{user}", {"toll_allow": ["local", "domestic"]})
-        ctl.cli("billing", "deck", "add", "shared", "--currency", "EUR", check=False)  # the other run made it
-        ctl.cli("billing", "deck", "import", "shared", str(deck))
-        ctl.cli("billing", "assign", "acme.test", "shared", "--from", "2021-01-01T00:00:00Z", check=False)
-        ctl.cli("billing", "account", "add", "acme.test", "--currency", "EUR", check=False)  # both pay from it
+        # The other run, or the test before, may have made these already (a 409 then).
+        ctl.api("POST", "/billing/decks", {"name": "shared", "currency": "EUR"}, expect=None)
+        ctl.api("PUT", "/billing/decks/shared/rates", deck)
+        assign = {"deck": "shared", "effective_from": "2021-01-01T00:00:00Z"}
+        ctl.api("POST", "/billing/tenants/acme.test/assignments", assign, expect=None)
+        ctl.api("POST", "/billing/tenants/acme.test/accounts", {"currency": "EUR"}, expect=None)  # both pay from it
         before = {c["channel_uuid"] for c in ctl.api("GET", "/billing/tenants/acme.test/calls")}
         balance = Decimal(ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")["balance"])
-        ctl.cli("billing", "top-up", "acme.test", str(credit - balance), "--reference", f"fs-test-2-{restart}")
-        # 16 (50) seconds of credit for both: each call alone may have it all, together they share it.
+        top_up = {"kind": "top-up", "amount": str(credit - balance), "reference": f"fs-test-2-{restart}"}
+        ctl.api("POST", "/billing/tenants/acme.test/accounts/tenant/ledger", top_up, expect=201)
+        # 10 (30) seconds of credit for both: each call alone may have it all, together they share it.
         closed = [len(c.saw("CALL_CLOSED")) for c in callers]
         for i, caller in enumerate(callers):
             caller.dial(f"1555888000{i}")
@@ -270,7 +273,7 @@ def test_two_simultaneous_prepaid_calls_both_end_when_their_shared_balance_runs_
         for carrier in carriers:
             carrier.stop()
         for i in range(2):
-            ctl.cli("gateway", "rm", "-t", "acme.test", f"a-shared-{run}-{i}", check=False)
+            ctl.api("DELETE", f"/tenants/acme.test/gateways/a-shared-{run}-{i}", expect=None)
     assert len(rated) == 2, rated
     ends = sorted(datetime.fromisoformat(c["ended_at"]) for c in rated)
     # Both legs stop together, when the balance they share is spent: the second call's start re-timed the first.
