@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar, cast
 
@@ -24,7 +25,7 @@ from controller.database import Database
 from controller.documented import guarded
 from controller.domain import ApiToken, Tenant
 from controller.errors import FarmError, Forbidden, Invalid, NotFound, TooManyFailures, Unauthorized
-from controller.stores import tenants, tokens
+from controller.stores import console_sessions, tenants, tokens, users
 from controller.validation import xml_safe
 
 log = logging.getLogger(__name__)
@@ -199,8 +200,48 @@ def body_object(*, required: bool = True) -> dict[str, Any]:
     return data
 
 
+SESSION_COOKIE = "fsfarm_session"  # the web console's sign-in (controller.console)
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def session_token() -> ApiToken:
+    """The API token a console session cookie stands for, or Unauthorized.
+
+    A session made from a bearer token is that token (revoking the token ends the session); one made
+    from a user's password is a tenant-admin of the user's tenant while the user stays an enabled
+    console admin. A request that can change something must carry the session's CSRF token in
+    ``X-CSRF-Token`` (a page of another site cannot read it), else Forbidden.
+    """
+    secret = request.cookies.get(SESSION_COOKIE, "")
+    now = datetime.now(UTC)
+    with database().transaction() as conn:
+        session = console_sessions.find(conn, secret)
+        if session is None:
+            raise Unauthorized("signed out or the session expired: sign in again", {"hint": "/console/login"})
+        if request.method not in _SAFE_METHODS and not console_sessions.csrf_matches(
+            session, request.headers.get(CSRF_HEADER, "")
+        ):
+            raise Forbidden(f"missing or wrong {CSRF_HEADER} for this session")
+        if session.token_id is not None:
+            token = tokens.get(conn, session.token_id)
+            if token is None or token.revoked or (token.expires_at and token.expires_at < now):
+                raise Unauthorized("the token this session was made from no longer works: sign in again")
+        else:
+            user = users.store.get(conn, session.tenant_id, session.user_id) if session.tenant_id else None
+            if user is None or not user.enabled or not user.console_admin:
+                raise Unauthorized("this user may no longer sign in to the console")
+            token = ApiToken(
+                id=session.id, token_hash="", scope="tenant-admin", tenant_id=session.tenant_id, label=session.label
+            )
+    g.console_session = session
+    return token
+
+
 def _token() -> ApiToken:
     header = request.headers.get("Authorization", "")
+    if not header and SESSION_COOKIE in request.cookies:
+        return session_token()
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():  # not a guess: not counted
         raise Unauthorized("missing bearer token", {"hint": "send 'Authorization: Bearer <token>'"})

@@ -22,6 +22,7 @@ CONFERENCE_RATES = {"narrowband": 8000, "wideband": 16000, "hd": 48000}
 TOLL_CLASSES = ("local", "domestic", "international")
 NUMBER_TARGETS = ("user", "conference", "ivr", "voicemail")
 TOKEN_SCOPES = ("farm-admin", "tenant-admin", "node-join", "metrics")
+CONSOLE_SCOPES = ("farm-admin", "tenant-admin")  # the tokens that may sign in to the web console
 SIP_PORT = 5060  # taken when a node's or a carrier's SIP address gives no port
 ESL_PORT = 8021  # mod_event_socket's own default, taken when an ESL address gives no port
 
@@ -246,6 +247,7 @@ class User(Record):
     vm_a1_hash: str = ""
     vm_email: str = ""
     enabled: bool = True
+    console_admin: bool = False  # may sign in to the web console as its tenant's admin
 
     secret_fields: ClassVar[tuple[str, ...]] = ("a1_hash", "vm_a1_hash")
 
@@ -331,6 +333,23 @@ class ApiToken(Record):
     last_used_at: datetime | None = None
 
     secret_fields: ClassVar[tuple[str, ...]] = ("token_hash",)
+
+
+@dataclass(frozen=True)
+class ConsoleSession(Record):
+    """A browser's sign-in to the web console: from a bearer token (``token_id``) or a user's password."""
+
+    secret_hash: str
+    csrf_token: str
+    scope: str
+    expires_at: datetime
+    tenant_id: UUID | None = None
+    token_id: UUID | None = None
+    user_id: UUID | None = None
+    label: str = ""
+    revoked: bool = False
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("secret_hash", "csrf_token")
 
 
 @dataclass(frozen=True)

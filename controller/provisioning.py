@@ -400,6 +400,7 @@ KINDS: dict[str, Kind] = {
             "vm_pin": v.Field(v.pin),
             "vm_email": v.Field(v.email),
             "enabled": v.Field(v.boolean),
+            "console_admin": v.Field(v.boolean),
         },
         _build_user,
         immutable=("extension",),

@@ -15,6 +15,7 @@ What must not be written at both sites at once is in ``docs/operations.md``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,12 +159,30 @@ def _subscribe_pglogical(conn: psycopg.Connection[Any], local: Site, peer: Site)
     return f"{local.name} now applies {peer.name}'s changes (pglogical, last update wins)"
 
 
-def replicate(local: Site, peer: Site) -> list[str]:
-    """Set up both directions; safe to run again. Database refusals become one-line errors."""
+def replicate(local: Site, peer: Site, on_step: Callable[[int, int, str | None], None] | None = None) -> list[str]:
+    """Set up both directions; safe to run again. Database refusals become one-line errors.
+
+    ``on_step(done, total, what)`` is called as each of the four steps starts, and once at the end
+    (``fsfarm db replicate`` draws its progress with it: a subscription waits for the peer's open
+    transactions before its slot exists, which can take a while on a busy site).
+    """
+    steps: list[tuple[str, Callable[[], str | None]]] = [
+        (f"preparing {local.name}", lambda: prepare(local)),
+        (f"preparing {peer.name}", lambda: prepare(peer)),
+        (f"subscribing {local.name} to {peer.name}", lambda: subscribe(local, peer)),
+        (f"subscribing {peer.name} to {local.name}", lambda: subscribe(peer, local)),
+    ]
+    said: list[str] = []
     try:
-        prepare(local)
-        prepare(peer)
-        return [subscribe(local, peer), subscribe(peer, local)]
+        for done, (what, run) in enumerate(steps):
+            if on_step is not None:
+                on_step(done, len(steps), what)
+            sentence = run()
+            if sentence:
+                said.append(sentence)
+        if on_step is not None:
+            on_step(len(steps), len(steps), None)
+        return said
     except psycopg.Error as exc:
         raise Invalid("a site refused the replication set-up", str(exc).strip()[:500]) from exc
 

@@ -112,6 +112,19 @@ def text(name: str, value: Any) -> str:
     return value.strip()
 
 
+def long_text(limit: int, description: str) -> Callable[[str, Any], str]:
+    """A whole file sent as a JSON string (a CSV): at most ``limit`` UTF-8 bytes, kept as sent (not stripped)."""
+
+    def check(name: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise _fail(name, "must be a string", value)
+        if len(value) > limit or len(value.encode("utf-8", "surrogatepass")) > limit:
+            raise Invalid(f"{name}: over the {limit} byte limit", {"field": name, "limit": limit})
+        return value
+
+    return _schema({"type": "string", "maxLength": limit, "description": description})(check)
+
+
 @_schema({"type": "boolean"})
 def boolean(name: str, value: Any) -> bool:
     if isinstance(value, bool):

@@ -25,6 +25,7 @@ from controller.config import Settings
 from controller.database import Database
 from controller.domain import ESL_PORT, AdminState, HostPort, Node, NodeHealth
 from controller.errors import FarmError, Unavailable
+from controller.metrics import Series
 from controller.storage.base import Storage
 from controller.stores import live_calls, nodes
 from esl_workers import calls, cdr, commands, conferences, liveness, registrations, voicemail
@@ -100,6 +101,7 @@ class Ingest:
         self.on_db_back: Callable[[], None] | None = None
         self.storage: Storage | None = None  # set by the caller: where recorded voicemail lands
         self.enforcer: Enforcer | None = None  # set by the caller: re-times billed legs after each batch
+        self.metrics: Series | None = None  # set by the caller: where each event's lag is recorded
         self.shared_mount = config.shared_mount
         self._warned_foreign = 0.0
         self._lock = gevent.lock.RLock()  # the spool replay tick and the event batches write in turn
@@ -178,11 +180,22 @@ class Ingest:
             self.on_db_back()
 
     def handle(self, events: list[Event]) -> None:
+        """Store one batch of the node's events (or spool its CDRs), then record each event's lag."""
         with self._lock:
-            self._handle(events)
+            accepted = [e for e in events if self.accept(e)]
+            self._handle(accepted)
+            self._record_lag(accepted)
+
+    def _record_lag(self, events: list[Event]) -> None:
+        if self.metrics is None:
+            return
+        now = time.time()  # Event-Date-Timestamp is the node's wall clock, in microseconds since the epoch
+        for event in events:
+            stamp = event.get("Event-Date-Timestamp")
+            if stamp.isdigit():
+                self.metrics.esl_lag(self.node.name, now - int(stamp) / 1_000_000)
 
     def _handle(self, events: list[Event]) -> None:
-        events = [e for e in events if self.accept(e)]
         self.counters.events += len(events)
         cdrs = [c for c in map(cdr.from_event, events) if c is not None]
         now = time.monotonic()
@@ -445,6 +458,7 @@ class Workers:
         config: WorkerConfig,
         storage: Storage | None = None,
         on_node_up: NodeUpHook | None = None,
+        metrics: Series | None = None,
     ) -> None:
         self.db = db
         self.config = config
@@ -452,6 +466,7 @@ class Workers:
         self.storage = storage
         self.on_node_up = on_node_up
         self.enforcer = Enforcer(db, lambda node, command: commands.run_api(node, command, config.command_timeout))
+        self.metrics = metrics
         self._stopping = gevent.event.Event()
         self._refresher: gevent.Greenlet | None = None
 
@@ -474,6 +489,7 @@ class Workers:
                 watcher = NodeWatcher(self.db, node, self.config)
                 watcher.ingest.storage = self.storage
                 watcher.ingest.enforcer = self.enforcer
+                watcher.ingest.metrics = self.metrics
                 watcher.on_node_up = self.on_node_up
                 self.watchers[node_id] = watcher.start()
 
@@ -528,13 +544,15 @@ def start_workers(
     *,
     storage: Storage | None = None,
     on_node_up: NodeUpHook | None = None,
+    metrics: Series | None = None,
 ) -> Workers:
     """Watch every node from this (gevent) process; call ``.stop()`` on the result to shut down.
 
     ``storage`` is where recorded voicemail is registered (the storage the API serves it from);
-    ``on_node_up(conn, node_id)`` runs in the transaction that records a node as up.
+    ``on_node_up(conn, node_id)`` runs in the transaction that records a node as up; ``metrics``
+    gets each event's lag (``/metrics`` reads the counters from ``Workers.counters``).
     """
-    workers = Workers(db, config, storage, on_node_up)
+    workers = Workers(db, config, storage, on_node_up, metrics)
     try:
         workers.refresh()
     except Unavailable as exc:

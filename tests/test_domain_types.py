@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from controller import provisioning
 from controller.domain import (
     CONFERENCE_RATES,
+    CONSOLE_SCOPES,
     NUMBER_TARGETS,
     TOKEN_SCOPES,
     AdminState,
@@ -41,6 +42,7 @@ KNOWN_SETS: dict[tuple[str, str], set[str]] = {
     ("numbers", "target_type"): set(NUMBER_TARGETS),
     ("api_tokens", "scope"): set(TOKEN_SCOPES),
     ("ledger_entries", "kind"): set(LedgerKind),
+    ("console_sessions", "scope"): set(CONSOLE_SCOPES),
 }
 
 # How PostgreSQL prints ``CHECK (col IN ('a', 'b'))`` back: ``CHECK ((col = ANY (ARRAY['a'::text, 'b'::text])))``.

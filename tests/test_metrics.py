@@ -27,10 +27,16 @@ from controller import provisioning
 from controller.api import metrics as metrics_api
 from controller.failover import FailoverLoop
 from controller.stores import live_calls, nodes, registrations, tenants
+from esl_workers.inbound import Ingest, NodeWatcher, WorkerConfig, Workers
+from esl_workers.protocol import Event, FrameReader, parse_event
+from mixer_ext.metrics import Metrics as MixerMetrics
+from xmlcurl.web import service as xmlcurl_service
+from xmlcurl.web import stop as stop_xmlcurl
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "docs" / "grafana" / "fsfarm.json"
 ALERTS = ROOT / "docs" / "prometheus" / "alerts.yml"
+RECORDED_EVENTS = ROOT / "tests" / "fixtures" / "freeswitch" / "esl" / "inbound-json-events.jsonl"
 XMLCURL_AUTH = {"Authorization": "Basic ZnJlZXN3aXRjaDpzM2NyZXQ=", "Content-Type": "application/x-www-form-urlencoded"}
 
 
@@ -80,6 +86,51 @@ def _farm(db: Any) -> None:
         nodes.set_health(conn, fs2.id, "up", "heartbeats")
         nodes.set_health(conn, fs1.id, "down", "3 heartbeats missed")
     FailoverLoop(db).run_cycle()  # a real decision: acme moves to a spare and the row ends done
+
+
+def _heartbeat(switchname: str, seconds_ago: float) -> Event:
+    """The first HEARTBEAT a real FreeSWITCH sent (the recording), as from ``switchname``, stamped ``seconds_ago``."""
+    stream = b"".join(
+        json.loads(line)["data"].encode()
+        for line in RECORDED_EVENTS.read_text().splitlines()
+        if line.strip() and json.loads(line)["dir"] == "recv"
+    )
+    frames = [f for f in FrameReader().feed(stream) if f.content_type == "text/event-json"]
+    recorded = next(e for e in map(parse_event, frames) if e.name == "HEARTBEAT")
+    stamp = str(int((time.time() - seconds_ago) * 1_000_000))
+    return Event(
+        {**recorded.headers, "FreeSWITCH-Switchname": switchname, "Event-Date-Timestamp": stamp}, recorded.body
+    )
+
+
+def _esl_ingest(app: Any, db: Any, name: str, spool: Path) -> Ingest:
+    """The ingest of a watcher of node ``name``, wired into the app's series as ``fsfarm up`` wires it (not connected:
+    the test hands it the events)."""
+    found = metrics_api.series(app)
+    workers = Workers(db, WorkerConfig(spool_dir=spool), metrics=found)
+    with db.transaction() as conn:
+        node = nodes.get(conn, name)
+    assert node is not None
+    watcher = NodeWatcher(db, node, workers.config)
+    watcher.ingest.metrics = found
+    workers.watchers[node.id] = watcher
+    found.esl = workers.counters
+    return watcher.ingest
+
+
+def _load_snapshot(app: Any) -> Any:
+    """Start the app's xml_curl change listener and wait for its first full snapshot load."""
+    svc = xmlcurl_service(app)
+    svc.ensure_listening()
+    assert svc.listener is not None and svc.listener.listening.wait(10)
+    return svc.snapshot
+
+
+def _until(check: Any, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
 
 
 def _families(text: str) -> dict[str, list[Any]]:
@@ -171,6 +222,50 @@ def test_metrics_describe_the_farm_with_bounded_labels(client, db, admin, monkey
     assert _value(capped["fsfarm_tenant_live_calls"], tenant="other") == 1
 
 
+def test_snapshot_loads_and_esl_lag_are_exported(app, db, admin, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _farm(db)
+    before = _families(admin.get("/metrics").get_data(as_text=True))
+    assert _value(before["fsfarm_xmlcurl_snapshot_generation"]) == 0  # not loaded yet: answers come from SQL
+    assert "fsfarm_esl_event_lag_seconds_count" not in before
+
+    snapshot = _load_snapshot(app)
+    try:
+        with db.transaction() as conn:
+            beta = tenants.get(conn, "beta.example")
+        assert beta is not None
+        provisioning.update_tenant(db, "beta.example", {"name": "Beta renamed"})  # a notice: beta's rows reload
+        _until(lambda: beta.id in snapshot.tenant_loads, "the tenant's notice never reloaded it")
+        # ESL: a recorded heartbeat handled a minute after it was stamped, and one stamped an hour ahead of this
+        # clock (a node's clock ahead of the controller's counts as no lag, not as a negative one).
+        ingest = _esl_ingest(app, db, "fs2", tmp_path / "spool")
+        ingest.handle([_heartbeat("fs2", 60), _heartbeat("fs2", -3600)])
+        ingest.handle([_heartbeat("someone-else", 0)])  # another switch on this socket: refused, not counted
+        got = _families(admin.get("/metrics").get_data(as_text=True))
+    finally:
+        stop_xmlcurl(app)
+
+    # The snapshot: one full load, beta's reload, and the generation this process's snapshot has reached.
+    assert _value(got["fsfarm_xmlcurl_snapshot_load_seconds_count"], scope="all") == 1
+    assert _value(got["fsfarm_xmlcurl_snapshot_load_seconds_count"], scope="tenant") >= 1
+    assert _value(got["fsfarm_xmlcurl_snapshot_generation"]) == snapshot.generation >= 2
+    # ESL: the events fs2's watcher ingested, and their lag by node (no per-call label).
+    assert _value(got["fsfarm_esl_events_total"], node="fs2") == 2
+    assert _value(got["fsfarm_esl_event_lag_seconds_count"], node="fs2") == 2
+    assert _value(got["fsfarm_esl_event_lag_seconds_bucket"], node="fs2", le="0.005") == 1  # the one from "ahead"
+    assert _value(got["fsfarm_esl_event_lag_seconds_bucket"], node="fs2", le="30.0") == 1  # not the minute-old one
+    assert _value(got["fsfarm_esl_event_lag_seconds_sum"], node="fs2") >= 60
+    assert {s.labels["node"] for s in got["fsfarm_esl_event_lag_seconds_count"]} == {"fs2"}
+    assert {tuple(sorted(s.labels)) for s in got["fsfarm_esl_event_lag_seconds_bucket"]} == {("le", "node")}
+
+
+def test_the_controller_and_the_mixer_name_their_series_in_one_scheme(admin, db) -> None:  # type: ignore[no-untyped-def]
+    _farm(db)
+    controller = {f.name for f in text_string_to_metric_families(admin.get("/metrics").get_data(as_text=True))}
+    mixer = {f.name for f in MixerMetrics().registry.collect()}
+    assert controller and all(n.startswith("fsfarm_") and not n.startswith("fsfarm_mixer_") for n in controller)
+    assert mixer and all(n.startswith("fsfarm_mixer_") for n in mixer)
+
+
 def _dashboard_exprs() -> list[str]:
     board = json.loads(DASHBOARD.read_text())
     return [t["expr"] for panel in board["panels"] for t in panel["targets"]]
@@ -187,6 +282,10 @@ def test_the_dashboard_and_alerts_cover_what_operators_watch() -> None:
         "fsfarm_node_live_calls",
         "fsfarm_xmlcurl_request_seconds_bucket",
         "fsfarm_failovers_total",
+        "fsfarm_esl_events_total",
+        "fsfarm_esl_event_lag_seconds_bucket",
+        "fsfarm_xmlcurl_snapshot_generation",
+        "fsfarm_xmlcurl_snapshot_load_seconds_bucket",
     ):
         assert series in exprs
     alerts = {r["alert"] for r in _alert_rules()}
@@ -230,7 +329,7 @@ def _wait_for(what: str, check: Any, process: subprocess.Popen[bytes], log: Path
         time.sleep(0.2)
 
 
-def test_prometheus_scrapes_the_controller_and_every_expression_evaluates(db, served, client) -> None:  # type: ignore[no-untyped-def]
+def test_prometheus_scrapes_the_controller_and_every_expression_evaluates(db, app, served, client, tmp_path) -> None:  # type: ignore[no-untyped-def]
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         if os.environ.get("CI") == "true":
@@ -242,6 +341,19 @@ def test_prometheus_scrapes_the_controller_and_every_expression_evaluates(db, se
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
     _farm(db)
+    # Every rate's series has a first sample before the first scrape (a series born later has no increase).
+    snapshot = _load_snapshot(app)
+    form = "section=directory&key_value=beta.example&FreeSWITCH-Switchname=fs2"
+    client.post("/xmlcurl", data=form, headers=XMLCURL_AUTH)
+    ingest = _esl_ingest(app, db, "fs2", tmp_path / "spool")
+    ingest.handle([_heartbeat("fs2", 0)])
+
+    def rename_beta(name: str) -> None:  # a tenant's notice: the snapshot reloads its rows
+        loaded = snapshot.generation
+        provisioning.update_tenant(db, "beta.example", {"name": name})
+        _until(lambda: snapshot.generation > loaded, "the tenant's notice never reloaded the snapshot")
+
+    rename_beta("Beta")
     token, _ = provisioning.create_token(db, "metrics", label="prometheus")
     work = Path(tempfile.mkdtemp(prefix="fsfarm-prometheus-"))
     port = free_port()
@@ -274,28 +386,31 @@ def test_prometheus_scrapes_the_controller_and_every_expression_evaluates(db, se
     base = f"http://127.0.0.1:{port}"
     try:
 
-        def scraped(count: int) -> bool:
+        def scrapes() -> float:
             try:
                 result = _query(base, 'count_over_time(up{job="fsfarm"}[1m])')["data"]["result"]
             except OSError:  # not listening yet
-                return False
-            return bool(result) and float(result[0]["value"][1]) >= count
+                return 0
+            return float(result[0]["value"][1]) if result else 0
 
-        _wait_for("a first scrape", lambda: scraped(1), process, log)
+        _wait_for("a first scrape", lambda: scrapes() >= 1, process, log)
         assert _query(base, 'up{job="fsfarm"}')["data"]["result"][0]["value"][1] == "1"
-        # xml_curl answers between two scrapes, so the latency rate has something to show.
-        form = "section=directory&key_value=beta.example&FreeSWITCH-Switchname=fs2"
+        # xml_curl answers, a snapshot reload and ESL events after that scrape, so the rates have something to show.
         for _ in range(5):
             client.post("/xmlcurl", data=form, headers=XMLCURL_AUTH)
-        _wait_for("a later scrape", lambda: scraped(3), process, log)
+        rename_beta("Beta renamed")
+        ingest.handle([_heartbeat("fs2", 0) for _ in range(3)])
+        done = scrapes()
+        _wait_for("a later scrape", lambda: scrapes() >= done + 2, process, log)
 
         empty = []
         for expr in _dashboard_exprs():
             answer = _query(base, expr)
             assert answer["status"] == "success", (expr, answer)
-            if not answer["data"]["result"]:
+            # A rate with no increase is NaN in histogram_quantile: present, but the panel would show nothing.
+            if all(r["value"][1] == "NaN" for r in answer["data"]["result"]):
                 empty.append(expr)
-        assert empty == [], f"dashboard expressions without a result: {empty}"
+        assert empty == [], f"dashboard expressions without a value: {empty}"
         for rule in _alert_rules():  # valid; most are quiet on a healthy farm, so empty is fine
             answer = _query(base, rule["expr"])
             assert answer["status"] == "success", (rule["alert"], answer)
@@ -313,3 +428,4 @@ def test_prometheus_scrapes_the_controller_and_every_expression_evaluates(db, se
         process.terminate()
         process.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+        stop_xmlcurl(app)

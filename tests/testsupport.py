@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import select
 import socket
 import subprocess
 import time
@@ -44,6 +47,36 @@ def run_kamailio(workdir: Path, log: Path, timeout: float = 15.0) -> subprocess.
             except Unavailable:
                 pass
         time.sleep(0.05)
+
+
+def run_on_terminal(argv: list[str], env: dict[str, str], timeout: float = 60.0) -> tuple[int, str, str]:
+    """Run a command with its stdout on a pseudo-terminal, as in an operator's shell (stderr on a pipe).
+
+    Returns the exit code, what it wrote on the terminal and what on stderr.
+    """
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=secondary, stderr=subprocess.PIPE)
+    os.close(secondary)
+    shown = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 0.2)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the command closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(primary)
+    _, errors = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    return process.returncode, shown.decode(errors="replace"), errors.decode(errors="replace")
 
 
 class AuthedClient:

@@ -34,6 +34,7 @@ import psycopg
 
 from controller.database import Database
 from controller.domain import Conference, Gateway, Ivr, Mixer, Node, Number, Tenant
+from controller.metrics import Series
 from controller.stores import conferences as conference_store
 from controller.stores import gateways as gateway_store
 from controller.stores import ivrs as ivr_store
@@ -143,6 +144,7 @@ class Snapshot:
         self.farm_loads = 0
         self.tenant_loads: deque[UUID] = deque(maxlen=100)
         self.load_seconds = 0.0
+        self.generation = 0  # loads of any kind applied since the process started (the metrics' generation)
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -171,6 +173,7 @@ class Snapshot:
         self._rooms = {c.id: c for r in built.values() for c in r.conferences.values()}
         self._farm = farm
         self.full_loads += 1
+        self.generation += 1
         self.load_seconds = time.monotonic() - started
         self.ready = True
         log.info(
@@ -184,6 +187,7 @@ class Snapshot:
         """Reload nodes, mixers and placements (a placement, node or mixer notice)."""
         self._farm = self._read_farm(conn)
         self.farm_loads += 1
+        self.generation += 1
 
     def load_tenant(self, conn: Conn, tenant_id: UUID) -> None:
         """Reload one tenant's rows and placement (a notice naming it); a deleted tenant disappears."""
@@ -235,6 +239,7 @@ class Snapshot:
         if new is not None and new.tenant.enabled:
             self._by_domain[new.tenant.domain] = tenant_id
         self.tenant_loads.append(tenant_id)
+        self.generation += 1
 
     @staticmethod
     def _read_farm(conn: Conn) -> FarmRows:
@@ -379,16 +384,24 @@ def _trim_heap() -> None:
 
 
 class SnapshotKeeper:
-    """Keeps a ``Snapshot`` current for the change listener: loaded when it (re)connects, patched per notice."""
+    """Keeps a ``Snapshot`` current for the change listener: loaded when it (re)connects, patched per notice
+    (each load's time and the generation it made recorded in ``metrics`` when given)."""
 
-    def __init__(self, db: Database, snapshot: Snapshot, freeze_gc: bool = True) -> None:
+    def __init__(self, db: Database, snapshot: Snapshot, freeze_gc: bool = True, metrics: Series | None = None) -> None:
         self.db = db
         self.snapshot = snapshot
         self.freeze_gc = freeze_gc
+        self.metrics = metrics
+
+    def _loaded(self, scope: str, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.snapshot_loaded(scope, time.perf_counter() - started, self.snapshot.generation)
 
     def reload_all(self) -> None:
+        started = time.perf_counter()
         with self.db.reads() as conn:
             self.snapshot.load_all(conn)
+        self._loaded("all", started)
         if self.freeze_gc:
             # The snapshot lives as long as the process: keep the collector from walking it again and again.
             gc.collect()
@@ -397,12 +410,15 @@ class SnapshotKeeper:
 
     def apply(self, what: Notice, tenant: UUID | None) -> None:
         """Bring the snapshot up to date with one notice (before the answer cache drops anything)."""
+        started = time.perf_counter()
         if tenant is not None:
             with self.db.reads() as conn:
                 self.snapshot.load_tenant(conn, tenant)
+            self._loaded("tenant", started)
         elif what in FARM_KINDS:
             with self.db.reads() as conn:
                 self.snapshot.load_farm(conn)
+            self._loaded("farm", started)
         else:  # an unreadable or unknown farm-wide notice: anything may have changed
             self.reload_all()
 

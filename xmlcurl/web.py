@@ -76,13 +76,13 @@ class XmlCurlService:
     # Authorization header -> SHARED or (user, secret hash): what it decoded to when it last authenticated.
     credentials: dict[str, str | tuple[str, str]] = field(default_factory=dict)
     wrong_nodes: set[tuple[UUID, str]] = field(default_factory=set)  # (caller, switchname) already logged
-    metrics: Series | None = None  # where each answer's latency is recorded, by section and outcome
+    metrics: Series | None = None  # where each answer's latency and each snapshot load are recorded
 
     def ensure_listening(self) -> None:
         # Started on first use (or by ``start``) so each gunicorn worker, forked after import, runs its own.
         if self.listener is None:
             keeper = (
-                SnapshotKeeper(self.db, self.snapshot, freeze_gc=self.options.gc_freeze)
+                SnapshotKeeper(self.db, self.snapshot, freeze_gc=self.options.gc_freeze, metrics=self.metrics)
                 if self.options.snapshot
                 else None
             )

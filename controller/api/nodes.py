@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, request
 from controller import provisioning
 from controller.bearer import body, database, farm_admin
 from controller.documented import documented
-from controller.stores import mixers, nodes
+from controller.stores import failovers, live_calls, mixers, nodes, placements, registrations
 
 blueprint = Blueprint("nodes", __name__, url_prefix="/api/v1")
 
@@ -17,9 +17,47 @@ blueprint = Blueprint("nodes", __name__, url_prefix="/api/v1")
 @blueprint.get("/nodes")
 @farm_admin
 def list_nodes() -> Any:
-    """List FreeSWITCH nodes."""
+    """List FreeSWITCH nodes, each with its live calls, registrations and tenants right now."""
     with database().transaction() as conn:
-        return jsonify([n.public() for n in nodes.list_all(conn)])
+        found = nodes.list_all(conn)
+        calls = _per_node(live_calls.counts(conn))
+        bindings = _per_node(registrations.counts(conn))
+        hosted = placements.tenants_per_node(conn)
+    return jsonify(
+        [
+            {
+                **n.public(),
+                "live_calls": calls.get(n.id, 0),
+                "registrations": bindings.get(n.id, 0),
+                "tenants": hosted.get(n.id, 0),
+            }
+            for n in found
+        ]
+    )
+
+
+def _per_node(counts: list[dict[str, Any]]) -> dict[Any, int]:
+    out: dict[Any, int] = {}
+    for row in counts:
+        out[row["node_id"]] = out.get(row["node_id"], 0) + int(row["n"])
+    return out
+
+
+@blueprint.get("/failovers")
+@farm_admin
+def list_failovers() -> Any:
+    """The latest failovers, newest first: each decision's sentence, its timings and what it moved."""
+    with database().transaction() as conn:
+        found = failovers.recent(conn)
+    out = []
+    for f in found:
+        row = f.public()
+        start = f.detected_at or f.created_at
+        # Seconds from the node's death being noticed to the decision, and to the move being done.
+        row["decided_after"] = (f.created_at - start).total_seconds() if start and f.created_at else None
+        row["completed_after"] = (f.completed_at - start).total_seconds() if start and f.completed_at else None
+        out.append(row)
+    return jsonify(out)
 
 
 @blueprint.post("/nodes")

@@ -6,10 +6,11 @@ from typing import Any
 
 from flask import Blueprint, g, jsonify, request
 
-from controller import provisioning, status
+from controller import provisioning, status, user_import
+from controller import validation as v
 from controller.bearer import body, database, farm_admin, requires_token, visible_tenant
 from controller.documented import documented
-from controller.errors import Forbidden
+from controller.errors import Forbidden, Invalid
 from controller.stores import tenants
 
 blueprint = Blueprint("tenants", __name__, url_prefix="/api/v1")
@@ -99,6 +100,37 @@ def add_child(ref: str, kind: str) -> Any:
     data = body()
     _only_farm_may_pin(data)
     return jsonify(provisioning.add_child(database(), kind, ref, data).public()), 201
+
+
+@blueprint.post("/tenants/<ref>/users/import")
+@documented(user_import.IMPORT_FIELDS, errors=(413,))
+@requires_token
+def import_users(ref: str) -> Any:
+    """Import a tenant's users from a CSV file (ours or FusionPBX's extension export), with a per-row report.
+
+    The body is JSON: `csv` holds the file (its first line names the columns: the users fields, or
+    FusionPBX's extension, password, effective_caller_id_name, voicemail_password, call_timeout...),
+    `on_conflict` says what a row whose extension exists does (fail, the default: an error row; skip;
+    update), `dry_run` checks every row and stores nothing. Each row is checked as `POST .../users`
+    checks one user and stands alone: a row with an error changes nothing and the others are stored.
+    The answer: `created`, `updated`, `skipped`, `errors` (counts), `note` (one sentence), `columns`
+    (the file's column -> the field it fills), `ignored_columns`, and `rows`: per row its `row`
+    (the header is row 1), `extension` and `outcome`, and for an error its `field`, `column` and
+    `error`. A file that cannot be read as a whole (empty, no header, unknown columns, over 5000 rows
+    or 1 MiB) is one 400 naming what is wrong, and nothing is stored.
+    """
+    tenant = visible_tenant(ref)
+    if request.mimetype == "text/csv":
+        raise Invalid('body: send JSON {"csv": "<the file>", "on_conflict": ..., "dry_run": ...}', {"field": "body"})
+    data = v.parse(user_import.IMPORT_FIELDS, body())
+    report = user_import.import_users(
+        database(),
+        str(tenant.id),
+        data["csv"],
+        on_conflict=data.get("on_conflict", "fail"),
+        dry_run=data.get("dry_run", False),
+    )
+    return jsonify(report.as_json())
 
 
 @blueprint.get("/tenants/<ref>/<kind>/<child>")

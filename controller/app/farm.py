@@ -32,6 +32,7 @@ from controller.failover import AfterMove, FailoverLoop
 from controller.join import activate_on_first_heartbeat
 from controller.kamailio.control import KamailioControl
 from controller.kamailio.sync import KamailioSync
+from controller.metrics import Series
 from controller.mixers import MixerLoop
 from controller.storage.base import Storage
 from controller.storage.selection import open_storage
@@ -142,14 +143,16 @@ class Farm:
 
     # ------------------------------------------------------------------ workers and servers
 
-    def esl_workers(self) -> Workers:
-        """Start one inbound-ESL watcher per node; a joined node is activated on its first heartbeat."""
+    def esl_workers(self, metrics: Series | None = None) -> Workers:
+        """Start one inbound-ESL watcher per node; a joined node is activated on its first heartbeat (each
+        event's lag recorded in ``metrics`` when given)."""
         shared = bool(self.settings.storage.shared_mount)
         return start_workers(
             self.db,
             WorkerConfig.from_settings(self.settings),
             storage=self.storage if shared else None,  # recorded voicemail is registered where the API serves it
             on_node_up=activate_on_first_heartbeat,
+            metrics=metrics,
         )
 
     def ivr_server(self, scripts: Path | None = None, host: str | None = None, port: int | None = None) -> IvrServer:

@@ -50,14 +50,14 @@ def start_services(farm: Farm, probes: dict[str, Any], metrics: Series | None = 
     """Start the failover, mixer, drain and storage loops, the ESL watchers, the IVR server and Kamailio sync.
 
     ``probes`` (the app's status probes) gets the Kamailio sync's last outcome, for `fsfarm status`;
-    ``metrics`` (the app's series) gets the ESL watchers' counters, for `/metrics`.
+    ``metrics`` (the app's series) gets the ESL watchers' counters and event lag, for `/metrics`.
     """
     handles: list[Stoppable] = [
         run_cycles(farm.failover_loop(), "fsfarm.failover"),
         run_cycles(farm.mixer_loop(), "fsfarm.mixers"),
         run_cycles(farm.drain_loop(), "fsfarm.drain"),
     ]
-    workers = farm.esl_workers()
+    workers = farm.esl_workers(metrics)
     handles.append(workers)
     if metrics is not None:
         metrics.esl = workers.counters

@@ -6,7 +6,7 @@ from flask import Flask
 
 import esl_workers.web
 import xmlcurl.web
-from controller import api
+from controller import api, console
 from controller.config import Settings
 from controller.database import Database
 from controller.database.switch import SwitchDatabase
@@ -25,6 +25,7 @@ def create_app(db: Database, settings: Settings | None = None, switch: SwitchDat
     app.extensions["fsfarm.switch"] = switch
     app.extensions[METRICS_KEY] = Series()  # before the rooms register: xml_curl records into it
     api.register(app)
+    console.register(app)
     xmlcurl.web.register(app)
     esl_workers.web.register(app)
     api.handle_errors(app)

@@ -13,9 +13,10 @@ from typing import Any
 
 import click
 
-from controller import provisioning, runtime, status
+from controller import provisioning, runtime, status, user_import
 from controller.cli.base import in_cli_terms
 from controller.cli.output import emit
+from controller.cli.progress import progress
 from controller.database import Database
 from controller.errors import Invalid
 from controller.stores import nodes as node_store
@@ -112,7 +113,9 @@ def db_replicate(peer_dsn: str, self_dsn: str | None, site_name: str, peer_name:
     from controller.replication import Site, replicate
 
     local = Site(site_name, self_dsn or runtime.conninfo(runtime.settings()))
-    for sentence in replicate(local, Site(peer_name, peer_dsn)):
+    with progress("replicating") as step:
+        said = replicate(local, Site(peer_name, peer_dsn), on_step=step)
+    for sentence in said:
         click.echo(sentence)
 
 
@@ -462,6 +465,9 @@ def _child_group(kind: str) -> click.Group:
     add_cmd = click.option("--tenant", "-t", "tenant_ref", required=True, help="Tenant domain.")(add_cmd)
     group.command("add")(add_cmd)
 
+    if kind == "users":
+        group.add_command(user_import_command)
+
     @group.command("list", help=f"List the {label}s of a tenant.")
     @click.option("--tenant", "-t", "tenant_ref", required=True, help="Tenant domain.")
     @json_option
@@ -478,6 +484,68 @@ def _child_group(kind: str) -> click.Group:
         click.echo(f"{label} {key_value} removed from {tenant_ref}")
 
     return group
+
+
+def _read_import_file(path: str) -> str:
+    """The CSV file's text ('-': stdin), read no further than the import's size limit."""
+    try:
+        with click.open_file(path, "rb") as stream:
+            data = stream.read(user_import.MAX_BYTES + 1)
+    except OSError as exc:
+        raise Invalid(f"FILE: cannot read {path}: {exc.strerror or exc}", {"field": "csv"}) from None
+    if len(data) > user_import.MAX_BYTES:
+        raise Invalid(f"FILE: {path} is over the {user_import.MAX_BYTES} byte limit: split it", {"field": "csv"})
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Invalid(f"FILE: {path} is not UTF-8 text: save the CSV as UTF-8", {"field": "csv"}) from None
+
+
+@click.command("import")
+@click.argument("tenant_ref", metavar="TENANT")
+@click.argument("csv", metavar="FILE")
+@click.option(
+    "--on-conflict",
+    type=click.Choice(user_import.ON_CONFLICT),
+    default="fail",
+    show_default=True,
+    help="A row whose extension exists: an error (fail), left as it is (skip) or changed (update).",
+)
+@click.option("--dry-run", is_flag=True, help="Check every row and store nothing.")
+@json_option
+@with_db
+def user_import_command(
+    database: Database, tenant_ref: str, csv: str, on_conflict: str, dry_run: bool, as_json: bool
+) -> None:
+    """Import users from CSV (ours or a FusionPBX extension export).
+
+    The first line names the columns: the users fields (`fsfarm user add --set` takes the same)
+    or FusionPBX's (extension, password, effective_caller_id_name, voicemail_password...).
+    Each row is checked as `fsfarm user add` checks one user and stands alone: a row with an
+    error changes nothing, the others are stored. Exits 1 when any row failed. FILE '-' is stdin."""
+    text = _read_import_file(csv)
+    with progress("importing", quiet=as_json) as step:
+        report = user_import.import_users(
+            database,
+            tenant_ref,
+            text,
+            on_conflict=on_conflict,
+            dry_run=dry_run,
+            on_row=lambda done, total, row: step(done, total, row.extension),
+        )
+    failed = [r for r in report.rows if r.outcome == "error"]
+    if as_json:
+        emit(report.as_json(), (), True)
+    else:
+        counts = ", ".join(f"{report.count(o)} {'failed' if o == 'error' else o}" for o in user_import.OUTCOMES)
+        click.echo(f"{report.tenant}: {counts} ({report.note})")
+        if report.ignored_columns:
+            click.echo(f"ignored columns (nothing in fsfarm means the same): {', '.join(report.ignored_columns)}")
+        for row in failed:
+            where = f" ({row.extension})" if row.extension else ""
+            click.echo(f"error: row {row.row}{where}: {row.error}", err=True)
+    if failed:
+        click.get_current_context().exit(1)
 
 
 # ---------------------------------------------------------------- placement and tokens

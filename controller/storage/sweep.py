@@ -8,6 +8,7 @@ commits and nothing is forgotten if the controller restarts halfway.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from controller.database import Database
 from controller.errors import FarmError
@@ -17,12 +18,20 @@ from controller.stores import tombstones
 log = logging.getLogger(__name__)
 
 
-def sweep(db: Database, storage: Storage, limit: int = 100) -> str:
-    """One pass; returns a sentence saying what it removed."""
+def sweep(
+    db: Database, storage: Storage, limit: int = 100, on_owner: Callable[[int, int, str | None], None] | None = None
+) -> str:
+    """One pass over up to ``limit`` deleted owners; returns a sentence saying what it removed.
+
+    ``on_owner(done, total, reason)`` is called as each owner's files start to go, and once at the end
+    (``fsfarm storage sweep`` draws its progress with it).
+    """
     with db.transaction() as conn:
         rows = tombstones.oldest(conn, limit)
     removed, failed = 0, 0
-    for row in rows:
+    for done, row in enumerate(rows):
+        if on_owner is not None:
+            on_owner(done, len(rows), row["reason"])
         try:
             # Only what existed at the delete: a user re-created with the same extension keeps new messages.
             files = [f for f in storage.list(row["prefix"].rstrip("/")) if f.modified <= row["created_at"]]
@@ -35,6 +44,8 @@ def sweep(db: Database, storage: Storage, limit: int = 100) -> str:
             continue
         with db.transaction() as conn:
             tombstones.remove(conn, row["id"])
+    if on_owner is not None and rows:
+        on_owner(len(rows), len(rows), None)
     if not rows:
         return "no deleted owners left files behind"
     return f"removed {removed} file(s) of {len(rows) - failed} deleted owner(s)" + (

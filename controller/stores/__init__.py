@@ -13,6 +13,7 @@ OWNERS: dict[str, str] = {
     "gateways": "controller.stores.gateways",
     "numbers": "controller.stores.numbers",
     "mixers": "controller.stores.mixers",
+    "console_sessions": "controller.stores.console_sessions",
     "placement_generations": "controller.stores.placements",
     "tenant_placements": "controller.stores.placements",
     "conference_placements": "controller.stores.placements",

@@ -45,6 +45,11 @@ def by_hash(conn: psycopg.Connection[Any], token_hash: str) -> ApiToken | None:
     return found[0] if found else None
 
 
+def get(conn: psycopg.Connection[Any], id: UUID) -> ApiToken | None:
+    found = rows.select(conn, ApiToken, "SELECT * FROM api_tokens WHERE id = %s", [id])
+    return found[0] if found else None
+
+
 def list_all(conn: psycopg.Connection[Any]) -> list[ApiToken]:
     return rows.select(conn, ApiToken, "SELECT * FROM api_tokens ORDER BY created_at")
 

@@ -26,5 +26,11 @@ def oldest(conn: psycopg.Connection[Any], limit: int) -> list[dict[str, Any]]:
     ).fetchall()
 
 
+def count(conn: psycopg.Connection[Any]) -> int:
+    """How many deleted owners still have files to remove."""
+    row = conn.execute("SELECT count(*) AS n FROM storage_tombstones").fetchone()
+    return int(row["n"]) if row else 0
+
+
 def remove(conn: psycopg.Connection[Any], id: UUID) -> None:
     conn.execute("DELETE FROM storage_tombstones WHERE id = %s", [id])

@@ -16,6 +16,7 @@ from testsupport import free_port
 from controller.config import Settings
 from controller.database import Database
 from controller.errors import Unavailable
+from controller.metrics import Series
 from controller.stores import registrations
 from esl_workers.inbound import WorkerConfig, start_workers
 
@@ -54,8 +55,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @contextmanager
-def watching(db: Any, tmp_path: Path, **overrides: Any) -> Iterator[Any]:
-    handle = start_workers(db, config(tmp_path, **overrides))
+def watching(db: Any, tmp_path: Path, metrics: Series | None = None, **overrides: Any) -> Iterator[Any]:
+    handle = start_workers(db, config(tmp_path, **overrides), metrics=metrics)
     try:
         yield handle
     finally:
@@ -77,9 +78,20 @@ def upto(stream: list[bytes], marker: bytes) -> list[bytes]:
 def test_recorded_session_is_stored(db: Database, fake_fs: Any, farm: Any, tmp_path: Path) -> None:
     fs = fake_fs(JSON_EVENTS)
     node = farm(fs.address)
-    with watching(db, tmp_path):
+    series = Series()
+
+    def lag() -> dict[tuple[str, str | None], float]:
+        return {(s.name, s.labels.get("le")): s.value for m in series.esl_lag_seconds.collect() for s in m.samples}
+
+    with watching(db, tmp_path, metrics=series) as handle:
         wait_until(lambda: cdr_count(db) == 7)
         wait_until(lambda: rows(db, "SELECT health FROM nodes WHERE health = 'up'"))
+        # Each ingested event's lag is recorded under its node's name.
+        wait_until(
+            lambda: lag().get(("fsfarm_esl_event_lag_seconds_count", None)) == handle.counters()["fs1"]["events"]
+        )
+    assert lag()[("fsfarm_esl_event_lag_seconds_count", None)] > 0
+    assert lag()[("fsfarm_esl_event_lag_seconds_bucket", "30.0")] == 0  # stamped at the recording, long before now
     joined = "SELECT c.*, t.domain FROM esl_cdrs c JOIN tenants t ON t.id = c.tenant_id"
     cdrs = {r["channel_uuid"]: r for r in rows(db, joined)}
     a_leg = cdrs["5055ebf8-c30d-4d29-962f-4e79a664505d"]

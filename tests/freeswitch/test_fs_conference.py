@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+from console_browser import chromium, loaded, shot, sign_in, until
 from farm_harness import FSFARM, Controller, FreeSwitch, Phone, level_db, stop_together, wait_for
 from testsupport import free_port
 
@@ -233,6 +234,24 @@ class TestRoomOnTheNode:
         wait_for(lambda: "speak" in room.node_members()["1001"]["flags"], 10, "1001 unmuted on the node")
         after = levels(b, mark(b))
         assert after["1001"] > -40, (before, muted, after)
+
+    def test_the_rooms_console_page_lists_the_members_and_its_mute_button_mutes_on_the_node(self, room: Farm) -> None:
+        ctl = room.controller
+        token = ctl.api("POST", "/tokens", {"scope": "tenant-admin", "tenant": "acme.test"}, 201)["token"]
+        with chromium() as browser:
+            page = loaded(
+                sign_in(browser, ctl.url, token=token), f"{ctl.url}/console/tenants/acme.test/conferences/{ROOM}"
+            )
+            members = room.node_members()
+            rows = {m: f"tr[data-key='{members[m]['member_id']}']" for m in ("1001", "1002")}
+            until(lambda: all(page.locator(r).count() for r in rows.values()), page)
+            shot(page, "tenant-room-members")
+            page.locator(rows["1002"]).get_by_role("button", name="Mute", exact=True).click()
+            wait_for(lambda: "speak" not in room.node_members()["1002"]["flags"], 10, "1002 muted on the node")
+            assert "speak" in room.node_members()["1001"]["flags"]  # only the member whose button it was
+            until(lambda: page.locator(f"{rows['1002']} td[data-col='can_speak']").inner_text() == "no", page)
+            page.locator(rows["1002"]).get_by_role("button", name="Unmute").click()
+            wait_for(lambda: "speak" in room.node_members()["1002"]["flags"], 10, "1002 unmuted on the node")
 
     def test_kick_from_the_api_ends_the_members_call_and_drops_it(self, room: Farm) -> None:
         ctl, b = room.controller, room.phones["1002"]

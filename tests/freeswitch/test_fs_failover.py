@@ -31,6 +31,7 @@ from urllib.parse import unquote
 
 import psycopg
 import pytest
+from console_browser import chromium, loaded, shot, sign_in, until
 from farm_harness import (
     Controller,
     FreeSwitch,
@@ -183,6 +184,13 @@ def farm(controller: Controller, workdir: Path, farm_dsn: str) -> Iterator[Farm]
         stop_together(fs1, spare, kamailio)
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium for the console tests of this module (their farm is this module's)."""
+    with chromium() as b:
+        yield b
+
+
 def call(caller: Phone, callee: Phone, node: FreeSwitch, timeout: float = 30) -> None:
     """``caller`` dials ``callee`` through Kamailio; both ends up and the channels on ``node``."""
     before_a, before_b = len(caller.saw("CALL_ESTABLISHED")), len(callee.saw("CALL_ESTABLISHED"))
@@ -272,7 +280,37 @@ def test_the_caller_hanging_up_ends_the_call_at_the_called_phone_through_kamaili
     assert len(a.saw("CALL_CLOSED")) == closed_a + 1
 
 
-def test_a_phone_registered_on_the_crashed_node_is_called_on_the_spare_without_registering_again(farm: Farm) -> None:
+def test_a_live_call_shows_on_the_tenant_admins_console_and_its_hang_up_button_ends_it(
+    farm: Farm, browser: Any
+) -> None:
+    ctl = farm.controller
+    a, b = farm.phone("1001"), farm.phone("1002")
+    token = ctl.api("POST", "/tokens", {"scope": "tenant-admin", "tenant": "acme.test", "label": "acme"}, 201)["token"]
+    page = loaded(sign_in(browser, ctl.url, token=token), f"{ctl.url}/console/tenants/acme.test/registrations")
+    shown = page.eval_on_selector_all("td[data-col='username']", "cells => cells.map(c => c.textContent)")
+    assert {"1001", "1002"} <= set(shown), shown  # both phones, registered through Kamailio
+    loaded(page, f"{ctl.url}/console/tenants/acme.test/calls")
+    assert page.locator("tr[data-key]").count() == 0
+    closed_a, closed_b = len(a.saw("CALL_CLOSED")), len(b.saw("CALL_CLOSED"))
+    call(a, b, farm.nodes["fs1"])
+    legs = {ch["uuid"] for ch in farm.nodes["fs1"].esl.channels()}
+    # The page polls the API: both legs appear without a reload, with who calls whom.
+    until(lambda: set(page.eval_on_selector_all("tr[data-key]", "rows => rows.map(r => r.dataset.key)")) == legs, page)
+    assert "1002" in page.inner_text("#page")
+    shot(page, "tenant-calls-live")
+
+    page.on("dialog", lambda d: d.accept())  # "Hang up this call?"
+    page.locator("tr[data-key] button", has_text="Hang up").first.click()
+    a.wait_event("CALL_CLOSED", 15, after=closed_a)
+    b.wait_event("CALL_CLOSED", 15, after=closed_b)
+    wait_for(lambda: farm.nodes["fs1"].esl.channels() == [], 10, "both legs gone from fs1")
+    until(lambda: page.locator("tr[data-key]").count() == 0, page)
+    page.context.close()
+
+
+def test_a_phone_registered_on_the_crashed_node_is_called_on_the_spare_without_registering_again(
+    farm: Farm, browser: Any
+) -> None:
     ctl = farm.controller
     fs1, spare = farm.nodes["fs1"], farm.nodes["spare1"]
     assert tenant_node(ctl) == "fs1"
@@ -281,10 +319,20 @@ def test_a_phone_registered_on_the_crashed_node_is_called_on_the_spare_without_r
     registers = len(b.saw("REGISTER_OK"))
     control = KamailioControl(farm.kamailio.ctl)
     fs1_set = control.domains()["acme.test"]
+    # The farm admin watches the placement page through the crash.
+    token = (ctl.state_dir / "admin-token").read_text().strip()
+    page = loaded(sign_in(browser, ctl.url, token=token), f"{ctl.url}/console/placement")
+    assert page.locator("[data-node='fs1'] [data-tenant='acme.test']").count() == 1
+    page.evaluate("window.notReloaded = true")
 
     killed = time.monotonic()
     fs1.kill()
     wait_for(lambda: tenant_node(ctl) == "spare1", 30, "acme.test placed on spare1 after fs1's crash")
+    # The page shows the move by itself: acme.test on spare1, fs1 down.
+    until(lambda: page.locator("[data-node='spare1'] [data-tenant='acme.test']").count(), page)
+    until(lambda: page.locator("[data-node='fs1'].health-down").count(), page)
+    assert page.evaluate("window.notReloaded") is True
+    shot(page, "placement-failover")
     wait_for(lambda: control.domains().get("acme.test") != fs1_set, 10, "Kamailio routing acme.test elsewhere")
     call(a, b, spare)
     answered = time.monotonic() - killed
@@ -303,6 +351,10 @@ def test_a_phone_registered_on_the_crashed_node_is_called_on_the_spare_without_r
     assert farm.registered_by("1002") == {farm.switchname(spare)}
     wait_for(lambda: nodes(ctl)["fs1"]["heir_id"] is None, 10, "fs1's address given back")
     assert "the ESL watcher declared it down" in ctl.cli("failover", "list").stdout
+    loaded(page, f"{ctl.url}/console/failovers")
+    assert "the ESL watcher declared it down" in page.inner_text("#page")
+    shot(page, "failovers-after-crash")
+    page.context.close()
 
 
 def test_a_call_in_progress_carries_on_when_its_node_is_killed_and_ends_with_one_cdr_per_leg(farm: Farm) -> None:

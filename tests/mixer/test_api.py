@@ -188,6 +188,8 @@ def test_caller_is_the_user_part_of_the_from(header: str, caller: str) -> None:
 @pytest.mark.parametrize(
     "authorization",
     [None, "", "Bearer", "Bearer wrong-token-0123456789", f"Basic {TOKEN}", f"Bearer {TOKEN}x", TOKEN],
+    # Fixed ids: the token is random per process, and parallel workers must collect the same test names.
+    ids=["none", "empty", "no-token", "wrong-token", "basic-scheme", "token-plus-one", "no-scheme"],
 )
 def test_control_requests_without_the_token_are_refused_and_change_nothing(
     mixer: Mixer, authorization: str | None
