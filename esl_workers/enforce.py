@@ -3,8 +3,9 @@
 When a billed leg answers it is recorded as up (``billing_legs_up``, so a restarted controller still
 knows it); when one answers or ends (its CDR committed, so the balance already counts it), every leg
 of its account is re-timed: ``rating.run_out`` gives the seconds the balance lasts with all of them
-burning, and each leg's node gets ``sched_del <uuid>`` then ``sched_hangup +T <uuid>``. The limit
-the dialplan set on the caller's channel stays as the node's fallback should ESL to it be lost.
+burning, and each leg's node gets ``sched_del <uuid>`` then ``sched_hangup <epoch second> <uuid>``, one
+second for all of them. Every reconcile (a reconnect too) re-times the accounts with legs on the node.
+The limit the dialplan set on the caller's channel stays as the node's fallback should ESL be lost.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from controller import billing, rating
 from controller.database import Database
 from controller.domain import Node
 from controller.errors import FarmError
-from controller.stores import ledger, nodes
+from controller.stores import ledger, legs_up, nodes
 from esl_workers.protocol import Event
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,14 @@ class Enforcer:
         for account_id in touched:
             self.retime(account_id)
 
+    def node_reconciled(self, node: Node) -> None:
+        """Re-time every account with a leg on this node: after a (re)connect, and as each reconcile's safety net
+        (a restart may have cut the last re-timing short; a top-up during calls counts from here)."""
+        with self.db.transaction() as conn:
+            found = legs_up.accounts_on_node(conn, node.id)
+        for account_id in found:
+            self.retime(account_id)
+
     def retime(self, account_id: UUID) -> int | None:
         """Schedule every leg of the account to hang up when its balance runs out; return the seconds left."""
         now = datetime.now(UTC)
@@ -76,16 +85,18 @@ class Enforcer:
             balance = ledger.balance(conn, account_id)
             where = {node_id: nodes.get(conn, node_id) for node_id in {node_id for _, node_id, _ in legs}}
         seconds = max(0, rating.run_out(balance, [up for _, _, up in legs]))
+        # One epoch second for every leg (not "+T" each): sends that straddle a second must not split them.
+        when = f"{int(now.timestamp()) + seconds}" if seconds else "+0"
         for uuid, node_id, _ in legs:
             node = where.get(node_id)
             if node is not None:
-                gevent.spawn(self._schedule, node, uuid, seconds)
+                gevent.spawn(self._schedule, node, uuid, when)
         log.info("account %s: %d billed leg(s) up, balance %s lasts %d s more", account_id, len(legs), balance, seconds)
         return seconds
 
-    def _schedule(self, node: Node, uuid: str, seconds: int) -> None:
+    def _schedule(self, node: Node, uuid: str, when: str) -> None:
         try:
             self.send(node, f"sched_del {uuid}")
-            self.send(node, f"sched_hangup +{seconds} {uuid} ALLOTTED_TIMEOUT")
+            self.send(node, f"sched_hangup {when} {uuid} ALLOTTED_TIMEOUT")
         except FarmError as exc:  # the node's own limit on the caller's channel still holds
             log.warning("node %s: cannot re-time billed leg %s (%s)", node.name, uuid, exc.message)

@@ -403,6 +403,8 @@ class NodeWatcher:
                 log.info(
                     "node %s: reconcile added %d missed call(s), removed %d zombie(s)", self.node.name, added, removed
                 )
+            if self.ingest.enforcer is not None:
+                self.ingest.enforcer.node_reconciled(self.node)
         except (NotConnectedError, Unavailable, ValueError) as exc:
             log.warning("node %s: reconcile skipped: %s", self.node.name, exc)
 

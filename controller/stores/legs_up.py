@@ -35,8 +35,21 @@ def remove(conn: psycopg.Connection[Any], channel_uuid: str) -> None:
 
 
 def of_account(conn: psycopg.Connection[Any], account_id: UUID, since: datetime) -> list[dict[str, Any]]:
-    """The account's legs up that answered after ``since`` (older rows: a CDR that never came)."""
+    """The account's legs up that answered after ``since`` and that the node still has.
+
+    A leg whose hangup (and CDR) was missed while the controller was away drops out when the ESL
+    reconcile removes its live-call row, instead of burning the account's money for a day.
+    """
     return conn.execute(
-        "SELECT * FROM billing_legs_up WHERE account_id = %s AND answered_at > %s ORDER BY answered_at",
+        """SELECT b.* FROM billing_legs_up b
+           WHERE b.account_id = %s AND b.answered_at > %s
+             AND EXISTS (SELECT 1 FROM esl_live_calls l WHERE l.node_id = b.node_id AND l.channel_uuid = b.channel_uuid)
+           ORDER BY b.answered_at""",
         [account_id, since],
     ).fetchall()
+
+
+def accounts_on_node(conn: psycopg.Connection[Any], node_id: UUID) -> list[UUID]:
+    """The accounts with a billed leg up on this node."""
+    found = conn.execute("SELECT DISTINCT account_id FROM billing_legs_up WHERE node_id = %s", [node_id])
+    return [r["account_id"] for r in found.fetchall()]

@@ -10,6 +10,8 @@ from typing import Any
 
 from controller import billing, provisioning
 from controller.database import Database
+from controller.stores import live_calls
+from controller.stores.live_calls import LiveCall
 from esl_workers import cdr
 from esl_workers.inbound import Ingest, WorkerConfig
 
@@ -117,6 +119,7 @@ def test_a_new_call_is_allowed_what_the_balance_leaves_after_the_calls_already_u
     with db.transaction() as conn:
         alone = billing.authorise(conn, tenant.id, "1001", "+4915100", now)
         # 1001's first call answered 60 s ago at 1.80 a minute: 1.80 of its 10 are burnt, and it burns on.
+        live_calls.upsert(conn, node.id, LiveCall("leg-up", "answered"), tenant.id)  # as the ESL room saw it
         assert billing.leg_answered(conn, node.id, "leg-up", marks, now - timedelta(seconds=60)) is not None
         second = billing.authorise(conn, tenant.id, "1001", "+4915100", now)
     assert alone is not None and second is not None
@@ -127,3 +130,17 @@ def test_a_new_call_is_allowed_what_the_balance_leaves_after_the_calls_already_u
     with db.transaction() as conn:
         after = billing.authorise(conn, tenant.id, "1001", "+4915100", datetime.now(UTC))
     assert after is not None and after.seconds == 333 - 60
+
+
+def test_a_leg_the_node_no_longer_has_stops_counting(db: Database) -> None:
+    tenant, (node, _) = _farm(db)
+    marks = {billing.BILL_TENANT: str(tenant.id), billing.BILL_USER: "1001", billing.BILL_NUMBER: "+4915100"}
+    now = datetime.now(UTC)
+    with db.transaction() as conn:
+        live_calls.upsert(conn, node.id, LiveCall("leg-lost", "answered"), tenant.id)
+        billing.leg_answered(conn, node.id, "leg-lost", marks, now - timedelta(seconds=60))
+        assert len(billing.calls_up(conn, billing.paying_account(conn, tenant.id, "1001").id, now)) == 1  # type: ignore[union-attr]
+        # Its hangup was missed (the controller was away); the reconcile removed the channel FreeSWITCH no longer has.
+        live_calls.remove(conn, node.id, "leg-lost")
+        decision = billing.authorise(conn, tenant.id, "1001", "+4915100", now)
+    assert decision is not None and decision.seconds == 333  # the whole balance again

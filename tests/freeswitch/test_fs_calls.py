@@ -257,7 +257,7 @@ def test_two_simultaneous_prepaid_calls_both_end_when_their_shared_balance_runs_
         for i, caller in enumerate(callers):
             caller.dial(f"1555888000{i}")
             carriers[i].wait_event("CALL_ESTABLISHED")
-        if restart:  # the re-timed hangups are the nodes' own now: they hold without the controller
+        if restart:  # at once: the re-timing may be cut short; the restarted controller re-times on reconnect
             ctl.restart()
             wait_for(lambda: all(n["health"] == "up" for n in ctl.api("GET", "/nodes")), 30, "both nodes up again")
         for caller, seen in zip(callers, closed, strict=True):
