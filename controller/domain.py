@@ -13,6 +13,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar
 from uuid import UUID
@@ -72,6 +73,15 @@ class FailoverState(StrEnum):
     MOVED = "moved"  # tenants and rooms moved in one transaction; the after-move steps remain
     DONE = "done"
     FAILED = "failed"
+
+
+class LedgerKind(StrEnum):
+    """``ledger_entries.kind``: money in (top-up, credit), either way (adjustment), out (a rated call leg)."""
+
+    TOP_UP = "top-up"
+    CREDIT = "credit"
+    ADJUSTMENT = "adjustment"
+    CALL = "call"
 
 
 class CommandStatus(StrEnum):
@@ -181,6 +191,8 @@ class Record:
                 value = value.isoformat()
             elif isinstance(value, tuple):
                 value = list(value)
+            elif isinstance(value, Decimal):  # money: exact text, never a float
+                value = str(value)
             out[f.name] = value
         return out
 
@@ -358,6 +370,61 @@ class ConsoleSession(Record):
     revoked: bool = False
 
     secret_fields: ClassVar[tuple[str, ...]] = ("secret_hash", "csrf_token")
+
+
+@dataclass(frozen=True)
+class RateDeck(Record):
+    tenant_id: UUID | None  # None: the farm's shared deck
+    name: str
+    currency: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Rate(Record):
+    deck_id: UUID
+    prefix: str
+    price_per_minute: Decimal
+    connect_fee: Decimal = Decimal(0)
+    first_increment: int = 1
+    next_increment: int = 1
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DeckAssignment(Record):
+    tenant_id: UUID
+    deck_id: UUID
+    effective_from: datetime
+    margin_percent: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class BillingAccount(Record):
+    tenant_id: UUID
+    user_id: UUID | None  # None: the tenant's own account
+    currency: str
+    low_balance: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class LedgerEntry(Record):
+    account_id: UUID
+    tenant_id: UUID
+    kind: LedgerKind
+    amount: Decimal
+    reference: str
+    note: str = ""
+    channel_uuid: str | None = None
+    node_id: UUID | None = None
+    destination: str = ""
+    prefix: str = ""
+    deck_id: UUID | None = None
+    billsec: int = 0
+    billed_seconds: int = 0
+    price_per_minute: Decimal | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
 
 
 @dataclass(frozen=True)

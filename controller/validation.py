@@ -12,6 +12,8 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 import re2
@@ -31,6 +33,7 @@ _TEXT_MAX = 200
 # What lxml refuses in text (XML 1.0 Char): C0 controls, lone surrogates, U+FFFE and U+FFFF.
 _NOT_XML = re.compile("[\x00-\x1f\ud800-\udfff\ufffe\uffff]")
 _WHOLE = re.compile(r"^[+-]?[0-9]{1,18}$")
+_MONEY = re.compile(r"^[+-]?[0-9]{1,14}(\.[0-9]{1,6})?$")  # numeric(20, 6): 14 digits before the point
 _OBJECT_DEPTH = 8
 _OBJECT_ITEMS = 500
 _RE2_OPTIONS = re2.Options()
@@ -167,6 +170,54 @@ def number(low: float, high: float) -> Callable[[str, Any], float]:
         return parsed
 
     return _schema({"type": "number", "minimum": low, "maximum": high})(check)
+
+
+def money(low: Decimal, high: Decimal) -> Callable[[str, Any], Decimal]:
+    """An exact amount (a decimal string such as "12.50", or a JSON number) from ``low`` to ``high``,
+    at most 6 decimals; a JSON float is read as the shortest text giving it back ("0.1", not 0.1000000000000000055)."""
+
+    def check(name: str, value: Any) -> Decimal:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise _fail(name, 'must be an amount such as "12.50"', value)
+        text_form = repr(value) if isinstance(value, float) else str(value).strip()
+        if not _MONEY.match(text_form):
+            raise _fail(name, 'must be an amount such as "12.50" (at most 6 decimals)', value)
+        try:
+            amount = Decimal(text_form)
+        except InvalidOperation:  # cannot happen past the pattern; kept so a change to it stays a 400
+            raise _fail(name, 'must be an amount such as "12.50"', value) from None
+        if not low <= amount <= high:
+            raise _fail(name, f"must be between {low} and {high}", value)
+        return amount
+
+    return _schema(
+        {
+            "type": ["string", "number"],
+            "pattern": _MONEY.pattern,
+            "description": f"an exact amount from {low} to {high}, at most 6 decimals (a string keeps it exact)",
+        }
+    )(check)
+
+
+@_schema({"type": "string", "format": "date-time", "description": "ISO 8601 with a UTC offset"})
+def timestamp(name: str, value: Any) -> datetime:
+    """An ISO 8601 time with its UTC offset (one without is read as UTC)."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise _fail(name, "must be an ISO 8601 time such as 2027-01-01T00:00:00Z", value)
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(name, "must be an ISO 8601 time such as 2027-01-01T00:00:00Z", value) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@_schema({"type": "string", "pattern": "^[A-Za-z]{3}$", "description": "an ISO 4217 code such as EUR"})
+def currency(name: str, value: Any) -> str:
+    """An ISO 4217 code such as EUR (upper-cased)."""
+    s = text(name, value).upper()
+    if not re.fullmatch(r"[A-Z]{3}", s):
+        raise _fail(name, "must be a three-letter currency code such as EUR", value)
+    return s
 
 
 @_schema(

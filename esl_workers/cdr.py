@@ -10,6 +10,7 @@ from uuid import UUID
 
 import psycopg
 
+from controller import billing
 from controller.stores import cdrs as cdrs_store
 from esl_workers.calls import leg_fields
 from esl_workers.protocol import Event
@@ -68,10 +69,14 @@ def from_event(event: Event) -> Cdr | None:
 def insert_many(
     conn: psycopg.Connection[Any], node_id: UUID, cdrs: Iterable[Cdr], tenant_ids: Mapping[str, UUID | None]
 ) -> int:
-    """Insert in order; a CDR already stored for (node, channel) is skipped. Returns rows written."""
+    """Insert in order; a CDR already stored for (node, channel) is skipped. Returns rows written.
+
+    Each billed gateway leg debits its account in the same transaction, once per leg uuid: a spool
+    replay, or the heir's CDR of a leg it recovered after a failover, finds it rated already.
+    """
     written = 0
     for c in cdrs:
-        written += cdrs_store.insert(
+        stored = cdrs_store.insert(
             conn,
             node_id,
             c.channel_uuid,
@@ -90,5 +95,16 @@ def insert_many(
             billsec=c.billsec,
             hangup_cause=c.hangup_cause,
             variables=c.variables,
+        )
+        written += stored
+        billing.rate_leg(
+            conn,
+            node_id,
+            c.channel_uuid,
+            c.variables,
+            c.destination,
+            c.billsec,
+            from_usec(c.answer_usec),
+            from_usec(c.end_usec),
         )
     return written

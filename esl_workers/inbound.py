@@ -24,12 +24,13 @@ from greenswitch.esl import NotConnectedError
 from controller.config import Settings
 from controller.database import Database
 from controller.domain import ESL_PORT, AdminState, HostPort, Node, NodeHealth
-from controller.errors import Unavailable
+from controller.errors import FarmError, Unavailable
 from controller.metrics import Series
 from controller.storage.base import Storage
 from controller.stores import live_calls, nodes
 from esl_workers import calls, cdr, commands, conferences, liveness, registrations, voicemail
 from esl_workers.connection import FarmEvent, FarmInboundESL
+from esl_workers.enforce import Enforcer
 from esl_workers.protocol import Event
 from esl_workers.spool import CdrSpool
 from esl_workers.tenancy import TenantCache
@@ -99,6 +100,7 @@ class Ingest:
         self.counters = Counters()
         self.on_db_back: Callable[[], None] | None = None
         self.storage: Storage | None = None  # set by the caller: where recorded voicemail lands
+        self.enforcer: Enforcer | None = None  # set by the caller: re-times billed legs after each batch
         self.metrics: Series | None = None  # set by the caller: where each event's lag is recorded
         self.shared_mount = config.shared_mount
         self._warned_foreign = 0.0
@@ -206,6 +208,7 @@ class Ingest:
                 self.replay_spool()
             self._write(events, cdrs)
             self._register_voicemail(events)
+            self._enforce(events)
             if was_spooling and self.on_db_back is not None:
                 self.on_db_back()
         except Unavailable as exc:
@@ -217,6 +220,15 @@ class Ingest:
             )
             self.db_down_until = time.monotonic() + self.config.db_retry_interval
             self._spool(cdrs, len(events) - len(cdrs))
+
+    def _enforce(self, events: list[Event]) -> None:
+        """After the batch (and its CDRs) committed: re-time the accounts whose billed legs answered or ended."""
+        if self.enforcer is None:
+            return
+        try:
+            self.enforcer.after_commit(self.node, events)
+        except FarmError as exc:  # the legs keep their node-side limits; the next answer or hangup re-times
+            log.warning("node %s: billed legs not re-timed (%s)", self.node.name, exc.message)
 
     def _register_voicemail(self, events: list[Event]) -> None:
         """Recordings are read from shared storage after the batch commits, off the ingest path."""
@@ -391,6 +403,8 @@ class NodeWatcher:
                 log.info(
                     "node %s: reconcile added %d missed call(s), removed %d zombie(s)", self.node.name, added, removed
                 )
+            if self.ingest.enforcer is not None:
+                self.ingest.enforcer.node_reconciled(self.node)
         except (NotConnectedError, Unavailable, ValueError) as exc:
             log.warning("node %s: reconcile skipped: %s", self.node.name, exc)
 
@@ -453,6 +467,7 @@ class Workers:
         self.watchers: dict[UUID, NodeWatcher] = {}
         self.storage = storage
         self.on_node_up = on_node_up
+        self.enforcer = Enforcer(db, lambda node, command: commands.run_api(node, command, config.command_timeout))
         self.metrics = metrics
         self._stopping = gevent.event.Event()
         self._refresher: gevent.Greenlet | None = None
@@ -475,6 +490,7 @@ class Workers:
             if node_id not in self.watchers:
                 watcher = NodeWatcher(self.db, node, self.config)
                 watcher.ingest.storage = self.storage
+                watcher.ingest.enforcer = self.enforcer
                 watcher.ingest.metrics = self.metrics
                 watcher.on_node_up = self.on_node_up
                 self.watchers[node_id] = watcher.start()

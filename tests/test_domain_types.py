@@ -23,6 +23,7 @@ from controller.domain import (
     CommandStatus,
     FailoverState,
     HostPort,
+    LedgerKind,
     MixerAdminState,
     MixerHealth,
     NodeHealth,
@@ -40,6 +41,7 @@ KNOWN_SETS: dict[tuple[str, str], set[str]] = {
     ("conferences", "profile"): set(CONFERENCE_RATES),
     ("numbers", "target_type"): set(NUMBER_TARGETS),
     ("api_tokens", "scope"): set(TOKEN_SCOPES),
+    ("ledger_entries", "kind"): set(LedgerKind),
     ("console_sessions", "scope"): set(CONSOLE_SCOPES),
 }
 

@@ -14,12 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ("controller", "xmlcurl", "esl_workers", "mixer_ext")
 CORE = {
     "bearer",
+    "billing",
     "config",
     "database",
     "documented",
     "domain",
     "errors",
     "metrics",
+    "rating",
     "runtime",
     "secrets",
     "storage",

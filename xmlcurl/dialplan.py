@@ -15,6 +15,7 @@ from typing import Any
 import re2
 from lxml import etree
 
+from controller import billing
 from controller.domain import Conference, Gateway, Ivr, Tenant
 from controller.validation import compile_pattern
 from xmlcurl.directory import UserFields
@@ -26,6 +27,10 @@ VOICEMAIL_DEPOSIT_PREFIX = "*99"  # *99<ext>: leave a message straight in <ext>'
 DIALLABLE = re.compile(r"^[0-9*#+]{1,32}$")
 FARM_LEG = re.compile(r"^conf-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 FARM_ACL = "fsfarm-nodes"
+# In a cached gateway answer: replaced per call by the caller's limit (xmlcurl.billed), harmless if left.
+LIMIT_PENDING = "fsfarm_bill_limit=pending"
+REFUSED_SIP = "402 Payment Required"
+REFUSED_PROMPT = "ivr/ivr-insufficient_balance"
 MIXER_FALLBACK_CODECS = "PCMU,PCMA"  # what a mixer leg offers after the caller's own codec
 
 Action = tuple[str, str]
@@ -113,18 +118,41 @@ def gateway_name(tenant: Tenant, gateway: Gateway) -> str:
     return f"{tenant.domain}--{gateway.name}"
 
 
+def billing_marks(tenant: Tenant, number: str) -> list[Action]:
+    """Mark the gateway leg (only it: ``nolocal``) so its CDR is rated: tenant, paying caller, dialled number."""
+    return [
+        ("export", f"nolocal:{billing.BILL_TENANT}={tenant.id}"),
+        ("export", f"nolocal:{billing.BILL_USER}=${{user_name}}"),  # the authenticated caller, expanded at call time
+        ("export", f"nolocal:{billing.BILL_NUMBER}={number}"),
+    ]
+
+
 def outbound_actions(tenant: Tenant, gateway: Gateway, number: str) -> list[Action]:
     dialled = number.lstrip("+") if gateway.strip_plus else number
-    actions: list[Action] = []
+    actions: list[Action] = billing_marks(tenant, number)
     if gateway.caller_id_number:
         actions.append(("set", f"effective_caller_id_number={gateway.caller_id_number}"))
     if gateway.caller_id_name:
         actions.append(("set", f"effective_caller_id_name={gateway.caller_id_name}"))
     actions += [
         ("set", "hangup_after_bridge=true"),
+        ("set", LIMIT_PENDING),
         ("bridge", f"sofia/gateway/{gateway_name(tenant, gateway)}/{dialled}"),
     ]
     return actions
+
+
+def limit_action(seconds: int) -> Action:
+    """Hang up ``seconds`` after the answer, scheduled by the node itself (it holds without the controller)."""
+    return ("set", f"execute_on_answer=sched_hangup +{seconds} ALLOTTED_TIMEOUT")
+
+
+def refused_actions(reason: str, sound_prefix: str) -> list[Action]:
+    """Tell the caller the balance is too low (early media, when the farm's prompts are mounted), then 402."""
+    actions: list[Action] = [("set", f"fsfarm_bill_refused={reason}")]
+    if sound_prefix:
+        actions += [("pre_answer", ""), ("playback", f"{sound_prefix}/{REFUSED_PROMPT}.wav")]
+    return [*actions, ("respond", REFUSED_SIP)]
 
 
 @functools.lru_cache(maxsize=4096)

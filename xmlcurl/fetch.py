@@ -31,6 +31,7 @@ WANTED = frozenset(
         "Caller-Destination-Number",
         "lang",
         "macro_name",
+        "variable_user_name",  # the authenticated caller, whose prepaid account pays (xmlcurl.billed)
     }
 )
 

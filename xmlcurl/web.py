@@ -32,7 +32,7 @@ from controller.metrics import EXTENSION_KEY as METRICS_KEY
 from controller.metrics import Series
 from controller.stores import nodes
 from controller.stores.changes import Change
-from xmlcurl import answers, fetch, lookups
+from xmlcurl import answers, billed, fetch, lookups
 from xmlcurl.cache import AnswerCache, ChangeListener
 from xmlcurl.documents import NOT_FOUND
 from xmlcurl.lookups import Conn, SqlReads
@@ -208,12 +208,18 @@ class XmlCurlService:
             return self._unknown(parsed)
         self._check_caller(caller, node, parsed)
         key = (node.id, *question)
-        cached = cache.get(key)
-        if cached is not None:
-            return cached
-        answer = answers.answer(snapshot, node, question, self.settings.controller_address, self.options)
-        cache.put(key, answer, generation)
-        return answer.body
+        body = cache.get(key)
+        if body is None:
+            answer = answers.answer(snapshot, node, question, self.settings.controller_address, self.options)
+            cache.put(key, answer, generation)
+            body = answer.body
+        return self._for_caller(parsed, question, body)
+
+    def _for_caller(self, parsed: fetch.Fetch, question: answers.Question, body: bytes) -> bytes:
+        """The cached answer made this caller's: a billed gateway route gets its limit or its refusal."""
+        if not billed.needs_authorising(question, body):
+            return body
+        return billed.authorise(self.db, parsed, question, body, self.options.shared_mount)
 
     def _unknown(self, parsed: fetch.Fetch) -> bytes:
         if parsed.switchname not in self.unknown_nodes and len(self.unknown_nodes) < 1000:
@@ -256,13 +262,13 @@ class XmlCurlService:
         key = (node.id, *question)
         cached = cache.get(key)
         if cached is not None:
-            return cached
+            return self._for_caller(parsed, question, cached)
         # Autocommit reads: a miss costs its queries and nothing else (no BEGIN/COMMIT round trips).
         with self.db.reads() as conn:
             reads = SqlReads(conn, placed=lambda c, domain, node_id: self._placed(c, domain, node_id, generation))
             answer = answers.answer(reads, node, question, self.settings.controller_address, self.options)
         cache.put(key, answer, generation)
-        return answer.body
+        return self._for_caller(parsed, question, answer.body)
 
     def _placed(self, conn: Conn, domain: str, node_id: UUID, generation: int) -> Tenant | None:
         """Which tenant a domain is on this node, from the in-process placement cache when it knows."""

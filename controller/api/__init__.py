@@ -21,9 +21,21 @@ MAX_BODY = 1024 * 1024
 
 def register(app: Flask) -> None:
     """Add the controller's blueprints (nodes, tenants, placement, tokens, storage, join, status, metrics...)."""
-    from controller.api import auth, health, join, metrics, nodes, openapi, placement, status, storage, tenants
+    from controller.api import (
+        auth,
+        billing,
+        health,
+        join,
+        metrics,
+        nodes,
+        openapi,
+        placement,
+        status,
+        storage,
+        tenants,
+    )
 
-    for module in (health, nodes, tenants, placement, auth, openapi, storage, join, status):
+    for module in (health, nodes, tenants, placement, auth, openapi, storage, join, status, billing):
         app.register_blueprint(module.blueprint)
     metrics.register(app)
 

@@ -20,6 +20,7 @@ ROOM_CLI_MODULES = (
     "controller.cli.storage",
     "controller.cli.status",
     "controller.cli.services",
+    "controller.cli.billing",
     "xmlcurl.cli",
     "esl_workers.cli",
     "mixer_ext.cli",

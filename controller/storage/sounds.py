@@ -160,6 +160,8 @@ def catalogue() -> dict[str, str]:
     """
     out = {f"voicemail/vm-{name}": text for name, text in _VM.items()}
     out["ivr/ivr-anonymous_caller"] = "an anonymous caller"
+    # What a prepaid caller hears before the 402 when the balance cannot pay the call (xmlcurl/billed.py).
+    out["ivr/ivr-insufficient_balance"] = "Your balance is too low for this call. Please top up your account."
     out.update({f"digits/{n}": word for n, word in enumerate(_NUMBERS)})
     out.update({f"digits/{n}": word for n, word in _TENS.items()})
     out.update(

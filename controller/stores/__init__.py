@@ -28,6 +28,12 @@ OWNERS: dict[str, str] = {
     "esl_conference_members": "controller.stores.conference_members",
     "esl_node_stats": "controller.stores.node_stats",
     "esl_command_jobs": "controller.stores.command_jobs",
+    "rate_decks": "controller.stores.rate_decks",
+    "rates": "controller.stores.rate_decks",
+    "deck_assignments": "controller.stores.rate_decks",
+    "billing_accounts": "controller.stores.accounts",
+    "ledger_entries": "controller.stores.ledger",
+    "billing_legs_up": "controller.stores.legs_up",
     # Kamailio reads these views itself (db_postgres); they are ours to define and to check.
     "kamailio_version": "controller.stores.kamailio",
     "kamailio_dispatcher": "controller.stores.kamailio",
@@ -45,4 +51,6 @@ READS: dict[str, frozenset[str]] = {
     "controller.stores.registrations": frozenset({"nodes"}),
     "controller.stores.conference_members": frozenset({"nodes", "esl_registrations"}),
     "controller.stores.command_jobs": frozenset({"nodes"}),
+    "controller.stores.accounts": frozenset({"users"}),
+    "controller.stores.legs_up": frozenset({"esl_live_calls"}),
 }

@@ -10,6 +10,8 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +182,105 @@ def test_an_outbound_call_leaves_through_the_tenant_gateway_to_the_carrier(farm:
         assert hears(carrier, TONES["1001"]) and hears(caller, 1500)
     finally:
         carrier.stop()
+
+
+def test_a_prepaid_call_is_refused_without_credit_then_cut_by_the_node_when_the_balance_runs_out(farm: Farm) -> None:
+    ctl, caller = farm.controller, farm.phone("1001")
+    carrier = Phone(farm.workdir, "15557770000", "", "", None, 1500)
+    deck = {"csv": "prefix,price_per_minute,connect_fee,increment\n1555,0.60,0,1/1\n"}  # a cent a second
+    try:
+        # "billed" sorts before any "carrier" gateway an earlier test left: it takes the number.
+        ctl.api("POST", "/tenants/acme.test/gateways", {"name": "billed", "proxy": carrier.address}, expect=201)
+        ctl.api("PATCH", "/tenants/acme.test/users/1001", {"toll_allow": ["local", "domestic"]})
+        ctl.api("POST", "/billing/decks", {"name": "prepaid", "currency": "EUR"}, expect=201)
+        ctl.api("PUT", "/billing/decks/prepaid/rates", deck)
+        assign = {"deck": "prepaid", "effective_from": "2020-01-01T00:00:00Z"}
+        ctl.api("POST", "/billing/tenants/acme.test/assignments", assign, expect=201)
+        ctl.api("POST", "/billing/tenants/acme.test/accounts", {"currency": "EUR"}, expect=201)
+
+        # No credit: refused with a 402 before the carrier hears of it.
+        closed = len(caller.saw("CALL_CLOSED"))
+        caller.dial("15557770000")
+        refused = caller.wait_event("CALL_CLOSED", after=closed)
+        assert "402" in json.dumps(refused), refused
+        assert carrier.saw("CALL_ESTABLISHED") == []
+
+        # Five seconds of credit: nobody hangs up, the node does, by itself, when they are spent.
+        top_up = {"kind": "top-up", "amount": "0.05", "reference": "fs-test-1"}
+        ctl.api("POST", "/billing/tenants/acme.test/accounts/tenant/ledger", top_up, expect=201)
+        closed = len(caller.saw("CALL_CLOSED"))
+        caller.dial("15557770000")
+        carrier.wait_event("CALL_ESTABLISHED")
+        caller.wait_event("CALL_CLOSED", timeout=30, after=closed)
+        rated = wait_for(lambda: ctl.api("GET", "/billing/tenants/acme.test/calls") or None, 20, "the rated leg")
+        account = ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")
+    finally:
+        carrier.stop()
+        ctl.api("DELETE", "/tenants/acme.test/gateways/billed", expect=None)
+    assert len(rated) == 1, rated  # one gateway leg, rated once
+    # The node's scheduler runs at whole epoch seconds: the cut lands in the last second the balance bought.
+    assert 4 <= rated[0]["billsec"] <= 5, rated
+    assert Decimal(account["balance"]) == Decimal("0.05") + Decimal(rated[0]["amount"])  # debited exactly
+    assert Decimal(0) <= Decimal(account["balance"]) <= Decimal("0.01"), account  # between 0 and one increment
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["steady", "controller-restarted-mid-call"])
+def test_two_simultaneous_prepaid_calls_both_end_when_their_shared_balance_runs_out(farm: Farm, restart: bool) -> None:
+    ctl = farm.controller
+    credit = Decimal("0.30") if restart else Decimal("0.10")  # with a restart: room for it before the cut
+    run = int(restart)  # a gateway name of its own: a node may still be removing the other run's
+    callers = [farm.phone("1001"), farm.phone("1002")]
+    carriers = [Phone(farm.workdir, f"1555888000{i}", "", "", None, 1500) for i in range(2)]
+    deck = {"csv": "prefix,price_per_minute,connect_fee,increment\n1555888,0.60,0,1/1\n"}  # a cent a second
+    try:
+        for i, carrier in enumerate(carriers):  # one carrier per number: each call has its own far end
+            ctl.api(
+                "POST",
+                "/tenants/acme.test/gateways",
+                {"name": f"a-shared-{run}-{i}", "proxy": carrier.address, "dial_pattern": f"^1555888000{i}$"},
+                expect=201,
+            )
+        for user in ("1001", "1002"):
+            ctl.api("PATCH", f"/tenants/acme.test/users/{user}", {"toll_allow": ["local", "domestic"]})
+        # The other run, or the test before, may have made these already (a 409 then).
+        ctl.api("POST", "/billing/decks", {"name": "shared", "currency": "EUR"}, expect=None)
+        ctl.api("PUT", "/billing/decks/shared/rates", deck)
+        assign = {"deck": "shared", "effective_from": "2021-01-01T00:00:00Z"}
+        ctl.api("POST", "/billing/tenants/acme.test/assignments", assign, expect=None)
+        ctl.api("POST", "/billing/tenants/acme.test/accounts", {"currency": "EUR"}, expect=None)  # both pay from it
+        before = {c["channel_uuid"] for c in ctl.api("GET", "/billing/tenants/acme.test/calls")}
+        balance = Decimal(ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")["balance"])
+        top_up = {"kind": "top-up", "amount": str(credit - balance), "reference": f"fs-test-2-{restart}"}
+        ctl.api("POST", "/billing/tenants/acme.test/accounts/tenant/ledger", top_up, expect=201)
+        # 10 (30) seconds of credit for both: each call alone may have it all, together they share it.
+        closed = [len(c.saw("CALL_CLOSED")) for c in callers]
+        for i, caller in enumerate(callers):
+            caller.dial(f"1555888000{i}")
+            carriers[i].wait_event("CALL_ESTABLISHED")
+        if restart:  # at once: the re-timing may be cut short; the restarted controller re-times on reconnect
+            ctl.restart()
+            wait_for(lambda: all(n["health"] == "up" for n in ctl.api("GET", "/nodes")), 30, "both nodes up again")
+        for caller, seen in zip(callers, closed, strict=True):
+            caller.wait_event("CALL_CLOSED", timeout=60, after=seen)  # nobody hangs up: the nodes do
+
+        def new_legs() -> list[dict[str, Any]] | None:
+            found = [c for c in ctl.api("GET", "/billing/tenants/acme.test/calls") if c["channel_uuid"] not in before]
+            return found if len(found) >= 2 else None
+
+        rated = wait_for(new_legs, 20, "both rated legs")
+        account = ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")
+    finally:
+        for carrier in carriers:
+            carrier.stop()
+        for i in range(2):
+            ctl.api("DELETE", f"/tenants/acme.test/gateways/a-shared-{run}-{i}", expect=None)
+    assert len(rated) == 2, rated
+    ends = sorted(datetime.fromisoformat(c["ended_at"]) for c in rated)
+    # Both legs stop together, when the balance they share is spent: the second call's start re-timed the first.
+    assert (ends[1] - ends[0]).total_seconds() <= 1.0, rated
+    spent = -sum(Decimal(c["amount"]) for c in rated)
+    assert Decimal(account["balance"]) == credit - spent  # the ledger moved by exactly the rated legs
+    assert Decimal("-0.02") <= Decimal(account["balance"]) <= Decimal("0.02"), (account, rated)  # 1 s per leg
 
 
 def test_controller_restart_loses_nothing_and_calls_keep_working(farm: Farm) -> None:

@@ -1,0 +1,55 @@
+"""The billed gateway legs up now (``billing_legs_up``): live state, written at answer, deleted with the CDR."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+
+def add(
+    conn: psycopg.Connection[Any],
+    channel_uuid: str,
+    node_id: UUID,
+    account_id: UUID,
+    tariff: tuple[str, Decimal, Decimal, int, int],
+    answered_at: datetime,
+) -> None:
+    """Record a billed leg that answered (again: nothing changes)."""
+    prefix, price, fee, first, next_ = tariff
+    conn.execute(
+        """INSERT INTO billing_legs_up (id, channel_uuid, node_id, account_id, prefix, price_per_minute,
+               connect_fee, first_increment, next_increment, answered_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (channel_uuid) DO NOTHING""",
+        [uuid.uuid4(), channel_uuid, node_id, account_id, prefix, price, fee, first, next_, answered_at],
+    )
+
+
+def remove(conn: psycopg.Connection[Any], channel_uuid: str) -> None:
+    """The leg ended (its CDR is being stored)."""
+    conn.execute("DELETE FROM billing_legs_up WHERE channel_uuid = %s", [channel_uuid])
+
+
+def of_account(conn: psycopg.Connection[Any], account_id: UUID, since: datetime) -> list[dict[str, Any]]:
+    """The account's legs up that answered after ``since`` and that the node still has.
+
+    A leg whose hangup (and CDR) was missed while the controller was away drops out when the ESL
+    reconcile removes its live-call row, instead of burning the account's money for a day.
+    """
+    return conn.execute(
+        """SELECT b.* FROM billing_legs_up b
+           WHERE b.account_id = %s AND b.answered_at > %s
+             AND EXISTS (SELECT 1 FROM esl_live_calls l WHERE l.node_id = b.node_id AND l.channel_uuid = b.channel_uuid)
+           ORDER BY b.answered_at""",
+        [account_id, since],
+    ).fetchall()
+
+
+def accounts_on_node(conn: psycopg.Connection[Any], node_id: UUID) -> list[UUID]:
+    """The accounts with a billed leg up on this node."""
+    found = conn.execute("SELECT DISTINCT account_id FROM billing_legs_up WHERE node_id = %s", [node_id])
+    return [r["account_id"] for r in found.fetchall()]
