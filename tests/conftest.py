@@ -22,23 +22,6 @@ from controller.database import Database
 from controller.database.embedded import EmbeddedPostgres
 from sql.migrate import migrate
 
-TESTS = Path(__file__).parent
-# The suite runs on two workers (pytest-xdist, `--dist loadgroup`), each test file kept on one worker so
-# its module fixtures start once. These folders go to one worker as a whole, run one file at a time:
-SERIAL_FOLDERS = {
-    "freeswitch": "real FreeSWITCH nodes, phones and Kamailio: one farm at a time, beside the rest",
-    "storage": "one glusterd per machine (its ports are fixed)",
-}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        path = Path(str(item.fspath))
-        parts = path.relative_to(TESTS).parts if path.is_relative_to(TESTS) else (path.name,)
-        group = parts[0] if parts[0] in SERIAL_FOLDERS else "/".join(parts)
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 # One secret key for the session: the stores in this process and every fsfarm subprocess (inheriting it) agree.
 # setdefault: this module is imported twice (as conftest and as tests.conftest), the key must not change.
 os.environ.setdefault("FSFARM_SECRET_KEY", base64.b64encode(os.urandom(secrets.KEY_BYTES)).decode())
