@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from controller import provisioning
+from controller import billing, provisioning
 from controller import validation as v
 
 
@@ -102,6 +102,7 @@ def _kind_form(kind: str, method: str, path: str, title: str, partial: bool) -> 
 
 
 T = "/api/v1/tenants/{tenant}"
+B = "/api/v1/billing/tenants/{tenant}"
 
 
 def farm_pages() -> list[Page]:
@@ -168,6 +169,24 @@ def farm_pages() -> list[Page]:
             actions=(Action("Remove", "DELETE", "/api/v1/mixers/{name}", confirm="Remove mixer {name}?", danger=True),),
             create=Form("POST", "/api/v1/mixers", form_fields(provisioning.MIXER_FIELDS), "Add a mixer"),
             poll=5,
+        ),
+        Page(
+            "decks",
+            "Rate decks",
+            "table",
+            "/api/v1/billing/decks",
+            (
+                Column("name", "Name"),
+                Column("currency", "Currency"),
+                Column("description", "Description"),
+                Column("tenant_id", "Tenant's own"),
+            ),
+            key="name",
+            actions=(
+                Action("Delete", "DELETE", "/api/v1/billing/decks/{name}", confirm="Delete deck {name}?", danger=True),
+            ),
+            create=Form("POST", "/api/v1/billing/decks", form_fields(billing.DECK_FIELDS), "Add a rate deck"),
+            blurb="Rates are loaded as CSV: fsfarm billing deck import, or PUT /api/v1/billing/decks/NAME/rates.",
         ),
         Page(
             "tenants",
@@ -316,6 +335,61 @@ def tenant_pages() -> list[Page]:
                 Column("expires_at", "Expires", "time"),
             ),
             poll=5,
+        ),
+        Page(
+            "billing",
+            "Balance",
+            "table",
+            f"{B}/accounts",
+            (
+                Column("user", "User (— : the tenant's)"),
+                Column("currency", "Currency"),
+                Column("balance", "Balance"),
+                Column("low_balance", "Low below"),
+                Column("low", "Low", "yesno"),
+            ),
+            actions=(
+                Action("Ledger", "GO", "/console/tenants/{tenant}/ledger?account={id}"),
+                Action(
+                    "Top up",
+                    "POST",
+                    f"{B}/accounts/{{id}}/ledger",
+                    ask=("amount", "reference"),
+                    body={"kind": "top-up"},
+                ),
+            ),
+            create=Form("POST", f"{B}/accounts", form_fields(billing.ACCOUNT_FIELDS), "Open an account"),
+            blurb="Only a farm admin adds money; the balance is the sum of the ledger.",
+        ),
+        Page(
+            "ledger",
+            "Ledger",
+            "table",
+            f"{B}/accounts/{{q_account}}/ledger?limit=1000",
+            (
+                Column("created_at", "When", "time"),
+                Column("kind", "Kind", "state"),
+                Column("amount", "Amount"),
+                Column("destination", "Destination"),
+                Column("billed_seconds", "Billed (s)"),
+                Column("reference", "Reference"),
+                Column("note", "Note"),
+            ),
+        ),
+        Page(
+            "rated",
+            "Rated calls",
+            "table",
+            f"{B}/calls?limit=1000",
+            (
+                Column("created_at", "When", "time"),
+                Column("destination", "Destination"),
+                Column("prefix", "Prefix"),
+                Column("billsec", "Talked (s)"),
+                Column("billed_seconds", "Billed (s)"),
+                Column("price_per_minute", "Per minute"),
+                Column("amount", "Cost"),
+            ),
         ),
         Page(
             "cdrs",

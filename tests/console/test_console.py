@@ -148,6 +148,9 @@ def test_a_tenant_admin_signed_in_with_its_password_sees_only_its_own_tenant(
         "registrations",
         "cdrs",
         "import",
+        "billing",
+        "ledger",
+        "rated",
     ):
         loaded(page, f"{base}/console/tenants/acme.test/{slug}")
         assert "beta.test" not in page.content()
@@ -335,3 +338,35 @@ def test_a_fusionpbx_csv_with_a_bad_row_imports_the_good_rows_and_reports_the_ba
     assert {"1101", "1103"} <= set(stored) and "11x2" not in stored
     assert stored["1101"]["caller_id_name"] == "Carol" and stored["1101"]["ring_timeout"] == 30
     assert {u["extension"] for u in farm.get("/api/v1/tenants/beta.test/users").json} == {"2001"}  # untouched
+
+
+def test_a_farm_admin_tops_up_a_tenants_account_and_its_admin_sees_the_balance_but_cannot_add_money(
+    browser: Any, base: str, farm: Any, farm_token: str
+) -> None:
+    page = loaded(sign_in(browser, base, token=farm_token), f"{base}/console/tenants/acme.test/billing")
+    page.click("#create")
+    page.fill("#f-currency", "EUR")
+    page.fill("#f-low_balance", "5")
+    page.click("#dialog-form button[type=submit]")
+    until(lambda: page.locator("tr[data-key]").count() == 1, page)
+    answers = iter(["50.00", "invoice-1"])  # the Top up button asks for the amount, then the payment's id
+    page.on("dialog", lambda d: d.accept(next(answers)))
+    page.locator("tr[data-key] button", has_text="Top up").click()
+    until(lambda: "50" in page.inner_text("td[data-col='balance']"), page)
+    assert farm.get("/api/v1/billing/tenants/acme.test/accounts/tenant").json["balance"].startswith("50")
+    page.context.close()
+
+    admin = loaded(sign_in(browser, base, user="1001@acme.test", password="acme-admin-pw"))
+    loaded(admin, f"{base}/console/tenants/acme.test/billing")
+    assert admin.inner_text("td[data-col='balance']").startswith("50")
+    shot(admin, "tenant-billing")
+    more = iter(["1000", "free-money"])
+    admin.on("dialog", lambda d: d.accept(next(more)))
+    admin.locator("tr[data-key] button", has_text="Top up").click()
+    refused = until(lambda: admin.locator(".toast.error").count() and admin.inner_text(".toast.error"), admin)
+    assert "only a farm admin" in refused
+    assert farm.get("/api/v1/billing/tenants/acme.test/accounts/tenant").json["balance"].startswith("50")
+    admin.locator("tr[data-key] button", has_text="Ledger").click()
+    loaded(admin)
+    assert "invoice-1" in admin.inner_text("#page") and "free-money" not in admin.inner_text("#page")
+    assert admin.goto(f"{base}/console/tenants/beta.test/billing").status == 404

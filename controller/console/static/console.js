@@ -57,9 +57,13 @@ async function api(method, path, body, { raw = false } = {}) {
   return raw ? reply : data;
 }
 
+// {tenant}: the page's tenant; {q_NAME}: the page URL's ?NAME= (the tenant's own account when absent); else the row's.
 function fill(template, row) {
-  return template.replace(/\{(\w+)\}/g, (_, key) =>
-    key === "tenant" ? encodeURIComponent(spec.tenant) : encodeURIComponent(row[key] ?? ""));
+  return template.replace(/\{(\w+)\}/g, (_, key) => {
+    if (key === "tenant") return encodeURIComponent(spec.tenant);
+    if (key.startsWith("q_")) return encodeURIComponent(new URLSearchParams(location.search).get(key.slice(2)) || "tenant");
+    return encodeURIComponent(row[key] ?? "");
+  });
 }
 
 function fillBody(body, row) {
@@ -390,6 +394,7 @@ async function load() {
   } catch (err) {
     if (err.status !== 401) root.replaceChildren(el("p", { class: "error", role: "alert" }, err.message));
     root.removeAttribute("aria-busy");
+    root.dataset.loaded = String(Date.now());  // drawn: with the API's reason instead of rows
   } finally {
     busy = false;
   }
