@@ -190,7 +190,7 @@ def _say_xmlcurl_credentials(user: str, password: str) -> None:
 @json_option
 @with_db
 def node_update(database: Database, name: str, as_json: bool, **options: Any) -> None:
-    """Change a node's addresses, ports or NAT settings (only the options given)."""
+    """Change a node's addresses, ports or NAT settings."""
     data = {k: v for k, v in options.items() if v is not None}
     if data.get("ndlb") == "":
         data["ndlb"] = []  # --ndlb '' turns every workaround off

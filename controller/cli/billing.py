@@ -31,10 +31,10 @@ def _given(**values: Any) -> dict[str, Any]:
 
 @click.group("billing")
 def billing_group() -> None:
-    """Prepaid billing: rate decks, accounts, top-ups, the ledger, rated calls."""
+    """Prepaid billing: rate decks, accounts, ledger, rated calls."""
 
 
-@billing_group.group()
+@billing_group.group(short_help="Rate decks: prefixes, prices, increments.")
 def deck() -> None:
     """Rate decks: a prefix, a price per minute, a connect fee and an increment per destination."""
 
@@ -48,7 +48,7 @@ def _domains(database: Database) -> dict[Any, str]:
         return {t.id: t.domain for t in tenants.list_all(conn)}
 
 
-@deck.command("add")
+@deck.command("add", short_help="Create an empty rate deck.")
 @click.argument("name")
 @click.option("--currency", required=True, help="ISO 4217 code every price of the deck is in, e.g. EUR.")
 @click.option("--tenant", help="The tenant it belongs to (default: shared by the farm).")
@@ -97,7 +97,7 @@ def deck_rm(database: Database, name: str) -> None:
     click.echo(f"rate deck {removed.name} removed")
 
 
-@deck.command("import")
+@deck.command("import", short_help="Replace a deck's rates with a CSV file.")
 @click.argument("name")
 @click.argument("csv_file", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True))
 @with_db
@@ -121,7 +121,7 @@ def deck_export(database: Database, name: str) -> None:
     click.echo(billing.export_rates(database, name, None), nl=False)
 
 
-@billing_group.command("assign")
+@billing_group.command("assign", short_help="Rate a tenant's calls with a deck from a time.")
 @click.argument("tenant")
 @click.argument("deck_ref", metavar="DECK")
 @click.option("--from", "effective_from", help="When it takes over, ISO 8601 (default: now).")
@@ -142,7 +142,7 @@ def assign(
     emit(created.public(), ("deck_id", "effective_from", "margin_percent"), as_json)
 
 
-@billing_group.command("assignments")
+@billing_group.command("assignments", short_help="A tenant's deck assignments.")
 @click.argument("tenant")
 @json_option
 @with_db
@@ -152,7 +152,7 @@ def assignments(database: Database, tenant: str, as_json: bool) -> None:
     emit(found, ("deck_id", "effective_from", "margin_percent"), as_json)
 
 
-@billing_group.group()
+@billing_group.group(short_help="Prepaid accounts: a tenant's own, or a user's.")
 def account() -> None:
     """Prepaid accounts: a tenant's own, or one user's (a user's calls use it first)."""
 
@@ -181,7 +181,7 @@ def account_list(database: Database, tenant: str, as_json: bool) -> None:
     emit(billing.list_accounts(database, tenant), ACCOUNT_COLUMNS, as_json)
 
 
-@account.command("show")
+@account.command("show", short_help="One account's balance.")
 @click.argument("tenant")
 @click.argument("ref", metavar="[ACCOUNT]", default=billing.TENANT_ACCOUNT)
 @json_option
@@ -203,7 +203,7 @@ def account_set(database: Database, tenant: str, ref: str, low_balance: str, as_
 
 
 def _entry_command(kind: str, help_text: str) -> click.Command:
-    @click.command(kind, help=help_text)
+    @click.command(kind, help=help_text, short_help=help_text.split(";")[0].rstrip(".") + ".")
     @click.argument("tenant")
     @click.argument("amount")
     @click.option("--account", "ref", default=billing.TENANT_ACCOUNT, help="Id, user extension or 'tenant'.")
@@ -232,7 +232,7 @@ def _entry_command(kind: str, help_text: str) -> click.Command:
 @billing_group.command("ledger")
 @click.argument("tenant")
 @click.argument("ref", metavar="[ACCOUNT]", default=billing.TENANT_ACCOUNT)
-@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="How many, newest first.")
 @json_option
 @with_db
 def ledger(database: Database, tenant: str, ref: str, limit: int, as_json: bool) -> None:
@@ -242,7 +242,7 @@ def ledger(database: Database, tenant: str, ref: str, limit: int, as_json: bool)
 
 @billing_group.command("calls")
 @click.argument("tenant")
-@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="How many, newest first.")
 @json_option
 @with_db
 def calls(database: Database, tenant: str, limit: int, as_json: bool) -> None:

@@ -37,7 +37,7 @@ CTL_HELP = "Kamailio's ctl (JSON-RPC) socket."
 def kamailio_config(
     out: Path | None, listen: tuple[str, ...], db_url: str | None, ctl_socket: str, ping_interval: int, ws_listen: str
 ) -> None:
-    """Write a kamailio.cfg that routes each tenant's domain to its node (and browsers' WebSockets with it)."""
+    """Write a kamailio.cfg that routes each tenant's domain to its node."""
     if ws_listen and not ws_listen.startswith("tcp:"):
         raise click.BadParameter("must be tcp:host:port (TLS: put a TLS proxy in front)", param_hint="--ws-listen")
     url = db_url or db_url_from_conninfo(runtime.conninfo(runtime.settings()))

@@ -280,7 +280,9 @@ def test_two_simultaneous_prepaid_calls_both_end_when_their_shared_balance_runs_
     assert (ends[1] - ends[0]).total_seconds() <= 1.0, rated
     spent = -sum(Decimal(c["amount"]) for c in rated)
     assert Decimal(account["balance"]) == credit - spent  # the ledger moved by exactly the rated legs
-    assert Decimal("-0.02") <= Decimal(account["balance"]) <= Decimal("0.02"), (account, rated)  # 1 s per leg
+    # Each leg stops at most 2 s early: the node's scheduler fires at whole epoch seconds (up to 1 s before the
+    # money ends) on top of the 1 s increment. A CI run after a controller restart left 1.5 s per leg unspent.
+    assert Decimal("-0.02") <= Decimal(account["balance"]) <= Decimal("0.04"), (account, rated)
 
 
 def test_controller_restart_loses_nothing_and_calls_keep_working(farm: Farm) -> None:
