@@ -40,9 +40,8 @@ class ApiError extends Error {
 async function api(method, path, body, { raw = false } = {}) {
   const init = { method, credentials: "same-origin", headers: {} };
   if (method !== "GET") init.headers[CSRF_HEADER] = CSRF;
-  if (body instanceof FormData || typeof body === "string") {
+  if (body instanceof FormData) {
     init.body = body;
-    if (typeof body === "string") init.headers["Content-Type"] = "text/csv";
   } else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
