@@ -474,15 +474,31 @@ def authorise(conn: Conn, tenant_id: UUID, extension: str, number: str, at: date
     return Decision(seconds, reason, priced.account.id, balance)
 
 
+def billsec_at(answered_at: datetime, now: datetime) -> int:
+    """The billsec FreeSWITCH gives a leg answered at ``answered_at`` if it hangs up at ``now``: whole epoch seconds."""
+    return max(0, math.floor(now.timestamp()) - math.floor(answered_at.timestamp()))
+
+
+def _call_up(row: dict[str, Any], now: datetime) -> tuple[str, UUID, rating.CallUp]:
+    tariff = rating.Tariff(
+        row["prefix"], row["price_per_minute"], row["connect_fee"], row["first_increment"], row["next_increment"]
+    )
+    return row["channel_uuid"], row["node_id"], rating.CallUp(tariff, billsec_at(row["answered_at"], now))
+
+
 def calls_up(conn: Conn, account_id: UUID, now: datetime) -> list[tuple[str, UUID, rating.CallUp]]:
-    """The account's billed legs up at ``now``: (leg uuid, node id, tariff and whole seconds talked)."""
-    out = []
-    for row in legs_up.of_account(conn, account_id, now - timedelta(seconds=rating.MAX_SECONDS)):
-        tariff = rating.Tariff(
-            row["prefix"], row["price_per_minute"], row["connect_fee"], row["first_increment"], row["next_increment"]
-        )
-        elapsed = max(0, math.ceil((now - row["answered_at"]).total_seconds()))
-        out.append((row["channel_uuid"], row["node_id"], rating.CallUp(tariff, elapsed)))
+    """The account's billed legs up at ``now``: (leg uuid, node id, tariff and the billsec it has reached)."""
+    since = now - timedelta(seconds=rating.MAX_SECONDS)
+    return [_call_up(row, now) for row in legs_up.of_account(conn, account_id, since)]
+
+
+def calls_up_of(
+    conn: Conn, account_ids: list[UUID], now: datetime
+) -> dict[UUID, list[tuple[str, UUID, rating.CallUp]]]:
+    """``calls_up`` of many accounts at once, by account; an account with no leg up is absent."""
+    out: dict[UUID, list[tuple[str, UUID, rating.CallUp]]] = {}
+    for row in legs_up.of_accounts(conn, account_ids, now - timedelta(seconds=rating.MAX_SECONDS)):
+        out.setdefault(row["account_id"], []).append(_call_up(row, now))
     return out
 
 

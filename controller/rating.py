@@ -7,6 +7,7 @@ rounded up to the ledger's precision (a micro-unit), so a rated call never costs
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +41,11 @@ class Assignment:
 
 @dataclass(frozen=True)
 class CallUp:
-    """A billed call in progress: its tariff and how many seconds it has been answered."""
+    """A billed call in progress: its tariff and the billsec its node would report if it ended now.
+
+    FreeSWITCH's billsec is the difference of the whole epoch seconds of hangup and answer, so
+    ``elapsed`` is ``floor(now) - floor(answered)``, and every call's cost steps at whole epoch seconds.
+    """
 
     tariff: Tariff
     elapsed: int = 0
@@ -120,6 +125,45 @@ def run_out(balance: Decimal, calls: Sequence[CallUp], limit: int = MAX_SECONDS)
         else:
             high = middle
     return low
+
+
+def _last_free(call: CallUp, after: int, limit: int) -> int:
+    """The last second (from now) the call may reach costing what it costs at ``after``: its increment's end."""
+    t = call.tariff
+    if t.price_per_minute == 0:  # only a connect fee: it never costs more
+        return limit
+    billed = billed_seconds(call.elapsed + after, t.first, t.next)
+    return min(limit, max(after, billed - call.elapsed))
+
+
+def deadlines(balance: Decimal, calls: Sequence[CallUp], limit: int = MAX_SECONDS) -> list[int]:
+    """Per call, the last second from now it may be up so that together they never cost more than ``balance``.
+
+    All calls may go on for ``run_out`` seconds; each then runs to the end of the increment it has paid
+    for, and what is left buys further increments, the call cut first (then the one billed least) served
+    first. So the balance left when they are cut is less than the next increment of any of them.
+    -1: cut it now (the balance does not even cover what the calls cost already).
+    """
+    common = run_out(balance, calls, limit)
+    if common < 0 or common >= limit:
+        return [common] * len(calls)
+    ends = [_last_free(c, common, limit) for c in calls]
+    left = balance - sum((cost(c.tariff, c.elapsed + end) for c, end in zip(calls, ends, strict=True)), ZERO)
+    # The call cut first, then the one billed least: cuts stay together, billsecs even. A call that cannot
+    # buy its next increment never will (what is left only shrinks), so it leaves the heap for good.
+    waiting = [(end, c.elapsed + end, i) for i, (c, end) in enumerate(zip(calls, ends, strict=True))]
+    heapq.heapify(waiting)
+    while waiting:
+        end, _, i = heapq.heappop(waiting)
+        c = calls[i]
+        if end >= limit:
+            continue
+        step = cost(c.tariff, c.elapsed + end + 1) - cost(c.tariff, c.elapsed + end)
+        if step <= left:
+            left -= step
+            ends[i] = _last_free(c, end + 1, limit)
+            heapq.heappush(waiting, (ends[i], c.elapsed + ends[i], i))
+    return ends
 
 
 def seconds_affordable(balance: Decimal, others: Sequence[CallUp], tariff: Tariff, limit: int = MAX_SECONDS) -> int:

@@ -27,7 +27,7 @@ from controller.domain import ESL_PORT, AdminState, HostPort, Node, NodeHealth
 from controller.errors import FarmError, Unavailable
 from controller.metrics import Series
 from controller.storage.base import Storage
-from controller.stores import live_calls, nodes
+from controller.stores import legs_up, live_calls, nodes
 from esl_workers import calls, cdr, commands, conferences, liveness, registrations, voicemail
 from esl_workers.connection import FarmEvent, FarmInboundESL
 from esl_workers.enforce import Enforcer
@@ -399,6 +399,7 @@ class NodeWatcher:
             with self.db.transaction() as tx:
                 ids = {c.tenant_domain: self.ingest.tenants.resolve(tx, c.tenant_domain) for c in present}
                 added, removed = live_calls.reconcile(tx, self.node.id, present, ids)
+                legs_up.drop_missing(tx, self.node.id, [c.channel_uuid for c in present])
             if added or removed:
                 log.info(
                     "node %s: reconcile added %d missed call(s), removed %d zombie(s)", self.node.name, added, removed

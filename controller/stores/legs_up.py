@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -35,18 +35,36 @@ def remove(conn: psycopg.Connection[Any], channel_uuid: str) -> None:
 
 
 def of_account(conn: psycopg.Connection[Any], account_id: UUID, since: datetime) -> list[dict[str, Any]]:
-    """The account's legs up that answered after ``since`` and that the node still has.
+    """The account's legs up that answered after ``since``.
 
-    A leg whose hangup (and CDR) was missed while the controller was away drops out when the ESL
-    reconcile removes its live-call row, instead of burning the account's money for a day.
+    A leg stays here from its answer until its CDR is stored, even after its channel is gone from the
+    node: until then its cost is not in the ledger, so it still counts as burning. One whose hangup
+    (and CDR) was missed while the controller was away is dropped by the node's ESL reconcile
+    (``drop_missing``) instead of burning the account's money for a day.
     """
     return conn.execute(
-        """SELECT b.* FROM billing_legs_up b
-           WHERE b.account_id = %s AND b.answered_at > %s
-             AND EXISTS (SELECT 1 FROM esl_live_calls l WHERE l.node_id = b.node_id AND l.channel_uuid = b.channel_uuid)
-           ORDER BY b.answered_at""",
+        "SELECT * FROM billing_legs_up WHERE account_id = %s AND answered_at > %s ORDER BY answered_at",
         [account_id, since],
     ).fetchall()
+
+
+def of_accounts(conn: psycopg.Connection[Any], account_ids: list[UUID], since: datetime) -> list[dict[str, Any]]:
+    """``of_account`` for many accounts in one query (a node's reconnect re-times all of its accounts)."""
+    return conn.execute(
+        "SELECT * FROM billing_legs_up WHERE account_id = ANY(%s) AND answered_at > %s ORDER BY answered_at",
+        [account_ids, since],
+    ).fetchall()
+
+
+def drop_missing(
+    conn: psycopg.Connection[Any], node_id: UUID, present: list[str], grace: timedelta = timedelta(seconds=30)
+) -> int:
+    """Forget the node's legs that FreeSWITCH no longer has and whose CDR has not come for ``grace``."""
+    return conn.execute(
+        """DELETE FROM billing_legs_up WHERE node_id = %s AND NOT (channel_uuid = ANY(%s))
+           AND answered_at < now() - %s""",
+        [node_id, present, grace],
+    ).rowcount
 
 
 def accounts_on_node(conn: psycopg.Connection[Any], node_id: UUID) -> list[UUID]:

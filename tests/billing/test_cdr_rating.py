@@ -10,7 +10,7 @@ from typing import Any
 
 from controller import billing, provisioning
 from controller.database import Database
-from controller.stores import live_calls
+from controller.stores import legs_up, live_calls
 from controller.stores.live_calls import LiveCall
 from esl_workers import cdr
 from esl_workers.inbound import Ingest, WorkerConfig
@@ -132,15 +132,19 @@ def test_a_new_call_is_allowed_what_the_balance_leaves_after_the_calls_already_u
     assert after is not None and after.seconds == 333 - 60
 
 
-def test_a_leg_the_node_no_longer_has_stops_counting(db: Database) -> None:
+def test_a_hung_up_leg_counts_until_its_cdr_and_a_missed_one_until_the_nodes_reconcile(db: Database) -> None:
     tenant, (node, _) = _farm(db)
     marks = {billing.BILL_TENANT: str(tenant.id), billing.BILL_USER: "1001", billing.BILL_NUMBER: "+4915100"}
     now = datetime.now(UTC)
     with db.transaction() as conn:
         live_calls.upsert(conn, node.id, LiveCall("leg-lost", "answered"), tenant.id)
         billing.leg_answered(conn, node.id, "leg-lost", marks, now - timedelta(seconds=60))
-        assert len(billing.calls_up(conn, billing.paying_account(conn, tenant.id, "1001").id, now)) == 1  # type: ignore[union-attr]
-        # Its hangup was missed (the controller was away); the reconcile removed the channel FreeSWITCH no longer has.
+        account = billing.paying_account(conn, tenant.id, "1001")
+        assert account is not None and len(billing.calls_up(conn, account.id, now)) == 1
+        # Hung up, its channel gone, its CDR not stored yet: its cost is in no ledger yet, so it still burns.
         live_calls.remove(conn, node.id, "leg-lost")
+        assert billing.authorise(conn, tenant.id, "1001", "+4915100", now).seconds == (333 - 60) // 2  # type: ignore[union-attr]
+        # Its hangup was missed (the controller was away): the node's reconcile finds no such channel.
+        assert legs_up.drop_missing(conn, node.id, ["some-other-channel"]) == 1
         decision = billing.authorise(conn, tenant.id, "1001", "+4915100", now)
     assert decision is not None and decision.seconds == 333  # the whole balance again

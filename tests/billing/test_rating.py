@@ -106,3 +106,34 @@ def test_calls_cut_when_the_balance_runs_out_leave_less_than_one_increment_each(
     assert left >= 0
     # One more second would have cost more than what is left: at most one increment per call is unused.
     assert left < sum(rating.cost(t, cut + 1) - rating.cost(t, cut) for t in started) or cut == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(balances, st.lists(st.tuples(tariffs(), st.integers(0, 600)), min_size=1, max_size=5))
+def test_each_call_is_cut_at_the_last_second_the_shared_balance_pays_for(
+    balance: Decimal, up: list[tuple[Tariff, int]]
+) -> None:
+    calls = [CallUp(t, e) for t, e in up]
+    ends = rating.deadlines(balance, calls)
+    if rating.spent(calls, 0) > balance:  # already more than the balance: every call is cut now
+        assert ends == [-1] * len(calls)
+        return
+    cost_at_ends = sum((rating.cost(c.tariff, c.elapsed + end) for c, end in zip(calls, ends, strict=True)), Decimal(0))
+    left = balance - cost_at_ends
+    assert left >= 0  # together they never cost more than the balance
+    assert all(end >= rating.run_out(balance, calls) for end in ends)  # nobody is cut before the common run-out
+    for c, end in zip(calls, ends, strict=True):
+        if end < rating.MAX_SECONDS:  # one second more of any call would cost more than is left
+            assert rating.cost(c.tariff, c.elapsed + end + 1) - rating.cost(c.tariff, c.elapsed + end) > left
+
+
+def test_two_calls_on_sixty_seconds_of_credit_are_both_cut_at_thirty_and_spend_it_all() -> None:
+    cent_a_second = Tariff("1555", Decimal("0.60"))
+    calls = [CallUp(cent_a_second, 0), CallUp(cent_a_second, 0)]
+    assert rating.deadlines(Decimal("0.60"), calls) == [30, 30]
+    # One answered a second earlier (its billsec is one ahead): the odd cent goes to the other call.
+    assert rating.deadlines(Decimal("0.60"), [CallUp(cent_a_second, 1), CallUp(cent_a_second, 0)]) == [29, 30]
+    assert rating.deadlines(Decimal("0.61"), calls) == [31, 30]
+    # A per-minute call already paid for runs to the end of its minute, whatever the other burns.
+    minute = Tariff("49", Decimal("0.60"), Decimal(0), 60, 60)
+    assert rating.deadlines(Decimal("0.65"), [CallUp(minute, 10), CallUp(cent_a_second, 0)]) == [50, 5]
