@@ -8,8 +8,8 @@ up with all of them burning (FreeSWITCH bills whole epoch seconds), and the leg'
 half a second after it, so the leg is billed exactly what the balance pays. A cut due within
 ``NEAR_S`` is the controller's own ``uuid_kill`` instead, sent in that second (an absolute time that
 reaches FreeSWITCH after it has passed would be read as relative, far in the future). Every reconcile
-(a reconnect too) re-times the accounts with legs on the node. The limit the dialplan set on the
-caller's channel stays as the node's fallback should ESL be lost.
+(a reconnect too) re-times the accounts with legs on the node. Each re-timing replaces the limit the
+dialplan set on the same gateway leg; the node holds the last one should ESL be lost.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class Enforcer:
                 if self._wanted.get(uuid, cut) != cut:  # re-timed while waiting: that greenlet sends it
                     return
                 self.send(node, f"uuid_kill {uuid} ALLOTTED_TIMEOUT")
-            except FarmError as exc:  # the node's own limit on the caller's channel still holds
+            except FarmError as exc:  # the leg's last limit on the node still holds
                 log.warning("node %s: cannot re-time billed leg %s (%s)", node.name, uuid, exc.message)
 
     def ended(self, uuid: str) -> None:

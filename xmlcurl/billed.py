@@ -1,7 +1,7 @@
 """Prepaid authorisation of an outbound gateway call, per call, on top of the cached dialplan answer.
 
 The cached answer of a gateway route is the same for every caller and carries ``LIMIT_PENDING``;
-here each call gets its own: the node-side limit (``execute_on_answer=sched_hangup +N``) when the
+here each call gets its own: the node-side limit on the gateway leg (``execute_on_answer=sched_hangup +N``) when the
 paying account can afford it, or a refusal (announcement, 402) when it cannot pay the first
 increment. Answers without the marker (every other route) pass untouched after one byte search.
 """

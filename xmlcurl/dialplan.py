@@ -28,7 +28,7 @@ DIALLABLE = re.compile(r"^[0-9*#+]{1,32}$")
 FARM_LEG = re.compile(r"^conf-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 FARM_ACL = "fsfarm-nodes"
 # In a cached gateway answer: replaced per call by the caller's limit (xmlcurl.billed), harmless if left.
-LIMIT_PENDING = "fsfarm_bill_limit=pending"
+LIMIT_PENDING = "nolocal:fsfarm_bill_limit=pending"  # replaced per call by limit_action's data
 REFUSED_SIP = "402 Payment Required"
 REFUSED_PROMPT = "ivr/ivr-insufficient_balance"
 MIXER_FALLBACK_CODECS = "PCMU,PCMA"  # what a mixer leg offers after the caller's own codec
@@ -136,15 +136,16 @@ def outbound_actions(tenant: Tenant, gateway: Gateway, number: str) -> list[Acti
         actions.append(("set", f"effective_caller_id_name={gateway.caller_id_name}"))
     actions += [
         ("set", "hangup_after_bridge=true"),
-        ("set", LIMIT_PENDING),
+        ("export", LIMIT_PENDING),
         ("bridge", f"sofia/gateway/{gateway_name(tenant, gateway)}/{dialled}"),
     ]
     return actions
 
 
 def limit_action(seconds: int) -> Action:
-    """Hang up ``seconds`` after the answer, scheduled by the node itself (it holds without the controller)."""
-    return ("set", f"execute_on_answer=sched_hangup +{seconds} ALLOTTED_TIMEOUT")
+    """Hang up the gateway leg ``seconds`` after its answer, scheduled by the node itself (it holds without the
+    controller). On that leg (``nolocal``), not the caller's: the controller's re-timing replaces it there."""
+    return ("export", f"nolocal:execute_on_answer=sched_hangup +{seconds} ALLOTTED_TIMEOUT")
 
 
 def refused_actions(reason: str, sound_prefix: str) -> list[Action]:

@@ -294,6 +294,58 @@ def test_two_calls_on_sixty_seconds_of_credit_are_both_cut_at_thirty_and_a_third
     assert Decimal(0) <= Decimal(account["balance"]) < Decimal("0.01"), (account, rated)  # less than one increment
 
 
+def test_when_one_of_two_prepaid_calls_ends_the_other_gets_what_it_leaves(farm: Farm) -> None:
+    """20 s of credit shared by two calls: 1001 hangs up after about 4 s, 1002's call runs on to about 16 s."""
+    ctl = farm.controller
+    credit = Decimal("0.20")
+    callers = [farm.phone("1001"), farm.phone("1002")]
+    carriers = [Phone(farm.workdir, f"1555888100{i}", "", "", None, 1500) for i in range(2)]
+    try:
+        for i, carrier in enumerate(carriers):
+            ctl.api(
+                "POST",
+                "/tenants/acme.test/gateways",
+                {"name": f"a-freed-{i}", "proxy": carrier.address, "dial_pattern": f"^1555888100{i}$"},
+                expect=201,
+            )
+        for user in ("1001", "1002"):
+            ctl.api("PATCH", f"/tenants/acme.test/users/{user}", {"toll_allow": ["local", "domestic"]})
+        ctl.api("POST", "/billing/decks", {"name": "shared", "currency": "EUR"}, expect=None)
+        deck = {"csv": "prefix,price_per_minute,connect_fee,increment\n1555888,0.60,0,1/1\n"}
+        ctl.api("PUT", "/billing/decks/shared/rates", deck)
+        assign = {"deck": "shared", "effective_from": "2021-01-01T00:00:00Z"}
+        ctl.api("POST", "/billing/tenants/acme.test/assignments", assign, expect=None)
+        ctl.api("POST", "/billing/tenants/acme.test/accounts", {"currency": "EUR"}, expect=None)
+        before = {c["channel_uuid"] for c in ctl.api("GET", "/billing/tenants/acme.test/calls")}
+        balance = Decimal(ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")["balance"])
+        top_up = {"kind": "top-up", "amount": str(credit - balance), "reference": "fs-test-freed"}
+        ctl.api("POST", "/billing/tenants/acme.test/accounts/tenant/ledger", top_up, expect=201)
+        closed = [len(c.saw("CALL_CLOSED")) for c in callers]
+        for i, caller in enumerate(callers):
+            caller.dial(f"1555888100{i}")
+            carriers[i].wait_event("CALL_ESTABLISHED")
+        time.sleep(3)
+        callers[0].hangup()  # its 4 s or so are paid; the other call may now have the rest
+        callers[0].wait_event("CALL_CLOSED", after=closed[0])
+        callers[1].wait_event("CALL_CLOSED", timeout=40, after=closed[1])
+
+        def new_legs() -> list[dict[str, Any]] | None:
+            found = [c for c in ctl.api("GET", "/billing/tenants/acme.test/calls") if c["channel_uuid"] not in before]
+            return found if len(found) >= 2 else None
+
+        rated = wait_for(new_legs, 20, "both rated legs")
+        account = ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")
+    finally:
+        for carrier in carriers:
+            carrier.stop()
+        for i in range(2):
+            ctl.api("DELETE", f"/tenants/acme.test/gateways/a-freed-{i}", expect=None)
+    first, second = sorted(rated, key=lambda c: c["billsec"])
+    # The survivor was not cut at the 10 s it had while both were up, but when the whole credit was spent.
+    assert first["billsec"] + second["billsec"] == 20 and second["billsec"] > 10, rated
+    assert Decimal(account["balance"]) == Decimal(0), (account, rated)
+
+
 def test_controller_restart_loses_nothing_and_calls_keep_working(farm: Farm) -> None:
     ctl = farm.controller
     caller, callee = farm.phone("1001"), farm.phone("1002")

@@ -8,7 +8,7 @@ from xmlcurl_support import actions, parse_answer, pick, post
 
 from controller import billing, provisioning
 
-LIMIT = "execute_on_answer=sched_hangup +{} ALLOTTED_TIMEOUT"
+LIMIT = "nolocal:execute_on_answer=sched_hangup +{} ALLOTTED_TIMEOUT"  # on the gateway leg
 
 
 def call(client: Any, recorded: Any, dest: str, caller: str, context: str = "acme.test") -> list[tuple[str, str]]:
@@ -40,7 +40,7 @@ def test_the_balance_sets_the_limit_on_the_channel_or_refuses_the_call(
     # 1002 has no account of its own: the tenant's 0.60 at 0.01 a second is one minute, scheduled by the node.
     allowed = call(client, recorded, "+4930123456", "1002")
     assert allowed[-1] == ("bridge", "sofia/gateway/acme.test--carrier/+4930123456")
-    assert ("set", LIMIT.format(60)) in allowed
+    assert ("export", LIMIT.format(60)) in allowed
     assert ("export", f"nolocal:fsfarm_bill_tenant={farm['acme'].id}") in allowed
 
     # 1001 pays from its own empty account: refused with an announcement and a 402, never bridged.
@@ -52,10 +52,10 @@ def test_the_balance_sets_the_limit_on_the_channel_or_refuses_the_call(
     # A destination the deck does not price is refused too; a top-up counts from the next call (no stale cache).
     assert call(client, recorded, "+3312345678", "1002")[-1] == ("respond", "402 Payment Required")
     billing.add_entry(db, "acme.test", "1001", {"kind": "top-up", "amount": "1.20"})
-    assert ("set", LIMIT.format(120)) in call(client, recorded, "+4930123456", "1001")
+    assert ("export", LIMIT.format(120)) in call(client, recorded, "+4930123456", "1001")
     billing.add_entry(db, "acme.test", "tenant", {"kind": "adjustment", "amount": "-0.595"})
     assert call(client, recorded, "+4930123456", "1002")[-1] == ("respond", "402 Payment Required")
 
     # A tenant that bills nothing gets the plain route, no limit.
     free = call(client, recorded, "+4930123456", "2001", context="beta.test")
-    assert free[-1][0] == "bridge" and not any(data.startswith("execute_on_answer") for _, data in free)
+    assert free[-1][0] == "bridge" and not any("execute_on_answer" in data for _, data in free)
