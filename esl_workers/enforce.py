@@ -34,6 +34,7 @@ from esl_workers.protocol import Event
 log = logging.getLogger(__name__)
 
 Send = Callable[[Node, str], object]  # runs one api command on a node
+Spawn = Callable[..., object]  # runs a leg's scheduling: gevent.spawn in the watchers, inline elsewhere
 NEAR_S = 1.5  # a cut due sooner is sent as uuid_kill at its time, not as a sched_hangup that might arrive late
 KILL_INTO_SECOND_S = 0.1  # how far into its last paid second the controller's own kill is sent
 
@@ -52,9 +53,10 @@ def _answered_at(event: Event) -> datetime:
 class Enforcer:
     """Re-times the billed legs of every account whose leg answered or ended in a committed batch."""
 
-    def __init__(self, db: Database, send: Send) -> None:
+    def __init__(self, db: Database, send: Send, spawn: Spawn = gevent.spawn) -> None:
         self.db = db
         self.send = send
+        self.spawn = spawn
         self._wanted: dict[str, int | None] = {}  # leg uuid -> epoch second to cut it in (None: now)
         self._locks: dict[str, gevent.lock.Semaphore] = {}  # one re-timing at a time per leg, in order
 
@@ -116,7 +118,7 @@ class Enforcer:
                     continue
                 # The newest wish wins: a greenlet of an older re-timing still queued on the leg sends this one.
                 self._wanted[uuid] = second + end if end >= 0 else None
-                gevent.spawn(self._schedule, node, uuid)
+                self.spawn(self._schedule, node, uuid)
             log.info("account %s: %d billed leg(s) up, balance %s, cut in %s s", account_id, len(up), balance, ends)
             left[account_id] = min(ends)
         return left

@@ -35,6 +35,7 @@ from controller.stores import (
     conference_members,
     conferences,
     failovers,
+    legs_up,
     live_calls,
     nodes,
     placements,
@@ -44,6 +45,7 @@ from controller.stores.changes import Notice
 from esl_workers import commands
 from esl_workers.conferences import apply as apply_member
 from esl_workers.conferences import parse_member_list, room_name
+from esl_workers.enforce import Enforcer
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +160,17 @@ def adopt_calls(db: Database, row: failovers.Failover, switch: SwitchDatabase | 
     )
     if not legs:
         release(db, dead.id, profile)  # nothing to keep the address for
+    else:
+        _retime_billed(db, heir, legs)
     return {**outcome, "calls_recovered": len(legs), "recovered_legs": legs}
+
+
+def _retime_billed(db: Database, heir: Node, legs: list[str]) -> None:
+    """Billed legs recovered on the heir: theirs now, and re-timed there (a recovered channel has no schedule)."""
+    with db.transaction() as conn:
+        accounts = legs_up.move(conn, legs, heir.id)
+    if accounts:
+        Enforcer(db, commands.run_api, spawn=lambda fn, *args: fn(*args)).retime_all(accounts)
 
 
 def release(db: Database, dead_id: UUID, profile: str) -> str:

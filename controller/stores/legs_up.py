@@ -19,12 +19,12 @@ def add(
     tariff: tuple[str, Decimal, Decimal, int, int],
     answered_at: datetime,
 ) -> None:
-    """Record a billed leg that answered (again: nothing changes)."""
+    """Record a billed leg that answered (again, as a leg recovered on another node does: only its node changes)."""
     prefix, price, fee, first, next_ = tariff
     conn.execute(
         """INSERT INTO billing_legs_up (id, channel_uuid, node_id, account_id, prefix, price_per_minute,
                connect_fee, first_increment, next_increment, answered_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (channel_uuid) DO NOTHING""",
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (channel_uuid) DO UPDATE SET node_id = EXCLUDED.node_id""",
         [uuid.uuid4(), channel_uuid, node_id, account_id, prefix, price, fee, first, next_, answered_at],
     )
 
@@ -54,6 +54,15 @@ def of_accounts(conn: psycopg.Connection[Any], account_ids: list[UUID], since: d
         "SELECT * FROM billing_legs_up WHERE account_id = ANY(%s) AND answered_at > %s ORDER BY answered_at",
         [account_ids, since],
     ).fetchall()
+
+
+def move(conn: psycopg.Connection[Any], channel_uuids: list[str], node_id: UUID) -> list[UUID]:
+    """These legs now live on ``node_id`` (recovered there after a failover); the accounts that pay them."""
+    found = conn.execute(
+        "UPDATE billing_legs_up SET node_id = %s WHERE channel_uuid = ANY(%s) RETURNING account_id",
+        [node_id, channel_uuids],
+    )
+    return sorted({r["account_id"] for r in found.fetchall()})
 
 
 def drop_missing(

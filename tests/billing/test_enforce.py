@@ -15,6 +15,7 @@ import gevent
 
 from controller import billing, provisioning
 from controller.database import Database
+from controller.stores import legs_up
 from esl_workers.enforce import Enforcer
 
 NODE = {"name": "fs1", "sip_address": "10.0.0.1", "esl_address": "10.0.0.1", "esl_password": "x"}
@@ -26,8 +27,11 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[float, str]] = []
 
-    def __call__(self, _node: Any, command: str) -> None:
+        self.nodes: list[str] = []
+
+    def __call__(self, node: Any, command: str) -> None:
         self.sent.append((time.time(), command))
+        self.nodes.append(node.name)
 
     def commands(self) -> list[str]:
         return [c for _, c in self.sent]
@@ -106,3 +110,14 @@ def test_a_leg_that_ended_before_its_commands_went_out_is_left_alone(db: Databas
     enforcer.ended("leg-a")  # its hangup came in first: a kill or a schedule for it now would be noise
     settle()
     assert sent.commands() == []
+
+
+def test_a_leg_recovered_on_the_spare_is_re_timed_there(db: Database) -> None:
+    node, tenant = farm(db, "0.60")
+    spare = provisioning.add_node(db, {**NODE, "name": "spare1", "sip_address": "10.0.0.2", "esl_address": "10.0.0.2"})
+    account = answer(db, node, tenant, "leg-a", datetime.now(UTC))
+    with db.transaction() as conn:  # what the failover's adopt step does once the heir has recovered the leg
+        assert legs_up.move(conn, ["leg-a"], spare.id) == [account]
+    sent = Recorder()
+    Enforcer(db, sent, spawn=lambda fn, *args: fn(*args)).retime(account)
+    assert sent.nodes == ["spare1", "spare1"] and sent.commands()[0] == "sched_del leg-a"
