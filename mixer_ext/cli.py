@@ -16,8 +16,6 @@ from typing import Any
 import click
 from werkzeug.serving import make_server
 
-from mixer_ext.api import create_app
-from mixer_ext.engine import Mixer
 from mixer_ext.errors import Invalid, MixerError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -105,6 +103,10 @@ def mixer(
     The dumb mixer: SIP for room-<id>, numpy mixing, HTTP JSON control. Control requests need
     `Authorization: Bearer <token>` (the token in --token-file); /healthz and /metrics are open.
     """
+    # Here, not at the top: every other fsfarm command would pay for loading numpy and the codecs.
+    from mixer_ext.api import create_app
+    from mixer_ext.engine import Mixer
+
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sip_host, sip_port = _host_port(listen, "listen")
     api_host, api_port = _host_port(control, "control")

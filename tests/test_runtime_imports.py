@@ -32,3 +32,12 @@ def test_the_cli_and_every_room_import_without_test_dependencies() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Usage: fsfarm" in done.stdout
     assert "MonkeyPatchWarning" not in done.stderr
+
+
+def test_an_everyday_command_does_not_load_the_web_stack_or_the_mixer() -> None:
+    """``fsfarm user add`` and friends start in well under a second: flask, numpy and the mixer load only for
+    the commands that serve (``fsfarm up``, ``fsfarm mixer``), each fsfarm call being a new process."""
+    heavy = ("flask", "numpy", "mixer_ext.engine")
+    probe = f"import sys, controller.cli; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == [], loaded

@@ -15,8 +15,7 @@ from controller.errors import Invalid, NotFound
 from controller.stores import changes, nodes
 from controller.stores.changes import Notice
 from xmlcurl import bootstrap
-from xmlcurl.options import XmlCurlOptions
-from xmlcurl.web import PATH
+from xmlcurl.options import PATH, XmlCurlOptions
 
 
 def _database(settings: Settings, dsn: str | None) -> Database:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from controller.config import Settings
 from controller.database.switch import SwitchDatabase
 
+PATH = "/xmlcurl"  # where the controller answers mod_xml_curl (the bootstrap points the nodes here)
+
 
 @dataclass(frozen=True)
 class XmlCurlOptions:

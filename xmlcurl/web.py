@@ -36,12 +36,11 @@ from xmlcurl import answers, billed, fetch, lookups
 from xmlcurl.cache import AnswerCache, ChangeListener
 from xmlcurl.documents import NOT_FOUND
 from xmlcurl.lookups import Conn, SqlReads
-from xmlcurl.options import XmlCurlOptions
+from xmlcurl.options import PATH, XmlCurlOptions
 from xmlcurl.snapshot import Snapshot, SnapshotKeeper
 
 log = logging.getLogger(__name__)
 
-PATH = "/xmlcurl"
 MAX_BODY = 256 * 1024  # a real dialplan fetch is about 6 kB
 EXTENSION_KEY = "fsfarm.xmlcurl"
 

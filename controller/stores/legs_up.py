@@ -24,7 +24,8 @@ def add(
     conn.execute(
         """INSERT INTO billing_legs_up (id, channel_uuid, node_id, account_id, prefix, price_per_minute,
                connect_fee, first_increment, next_increment, answered_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (channel_uuid) DO UPDATE SET node_id = EXCLUDED.node_id""",
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (channel_uuid) DO UPDATE SET node_id = EXCLUDED.node_id""",
         [uuid.uuid4(), channel_uuid, node_id, account_id, prefix, price, fee, first, next_, answered_at],
     )
 

@@ -27,6 +27,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import wave
@@ -103,6 +104,24 @@ def free_udp_pair(host: str) -> int:
 
 # Everything a module started, so the tier can stop what a failed fixture left behind.
 STARTED: list[Any] = []
+
+
+# The DTLS and WSS certificates FreeSWITCH makes on a first start (two RSA-4096 keys, a second or more
+# each): made by the session's first node, then given to every later one, as an operator's nodes might share.
+_CERTS = Path(tempfile.mkdtemp(prefix="fsfarm-test-certs-"))
+_CERT_FILES = ("dtls-srtp.pem", "wss.pem")
+
+
+def _reuse_certs(certs: Path) -> None:
+    for name in _CERT_FILES:
+        if (_CERTS / name).exists() and not (certs / name).exists():
+            shutil.copy2(_CERTS / name, certs / name)
+
+
+def _keep_certs(certs: Path) -> None:
+    for name in _CERT_FILES:
+        if (certs / name).exists() and not (_CERTS / name).exists():
+            shutil.copy2(certs / name, _CERTS / name)
 
 
 def stop_together(*things: Any) -> None:
@@ -343,12 +362,14 @@ class FreeSwitch:
         for name in ("log", "db", "run", "storage", "cache", "recordings", "sounds", "certs"):
             (self.workdir / name).mkdir(parents=True, exist_ok=True)
             args += [f"-{name}", str(self.workdir / name)]
+        _reuse_certs(self.workdir / "certs")
         STARTED.append(self)  # stopped at the end of the module even if its set-up failed half way
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
         )
         if wait:
             self.wait_ready()
+            _keep_certs(self.workdir / "certs")
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
