@@ -49,22 +49,30 @@ def pg_server() -> Iterator[EmbeddedPostgres]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def migrated_template(pg_server: EmbeddedPostgres) -> str:
-    """A database migrated once per session, that every test's database is copied from."""
-    name = f"template_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server.conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    migrate(pg_server.conninfo.replace("dbname=postgres", f"dbname={name}"))
-    return name
+_TEMPLATES: dict[str, str] = {}  # server conninfo -> its migrated template database
+
+
+def migrated_template(server: EmbeddedPostgres) -> str:
+    """A database on ``server`` migrated once per session, that every test's database is copied from.
+
+    Per server, not a session fixture: a module may bring its own server (tests/xmlcurl/test_outage.py).
+    """
+    if server.conninfo not in _TEMPLATES:
+        name = f"template_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(server.conninfo, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        migrate(server.conninfo.replace("dbname=postgres", f"dbname={name}"))
+        _TEMPLATES[server.conninfo] = name
+    return _TEMPLATES[server.conninfo]
 
 
 @pytest.fixture
-def dsn(pg_server: EmbeddedPostgres, migrated_template: str) -> Iterator[str]:
+def dsn(pg_server: EmbeddedPostgres) -> Iterator[str]:
     """A new, migrated database for one test (a copy of the session's template), dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
+    template = migrated_template(pg_server)
     with psycopg.connect(pg_server.conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}" STRATEGY FILE_COPY')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
     conninfo = pg_server.conninfo.replace("dbname=postgres", f"dbname={name}")
     yield conninfo
     with psycopg.connect(pg_server.conninfo, autocommit=True) as conn:

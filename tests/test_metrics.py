@@ -315,6 +315,8 @@ def _query(base: str, expr: str) -> dict[str, Any]:
         with urllib.request.urlopen(url, timeout=10) as answer:
             return json.load(answer)  # type: ignore[no-any-return]
     except urllib.error.HTTPError as exc:  # a bad expression is a 400 with Prometheus's reason
+        if exc.code == 503:  # still starting ("Service Unavailable", not JSON): no answer yet
+            return {"status": "starting", "data": {"result": []}}
         return json.load(exc)  # type: ignore[no-any-return]
 
 

@@ -52,5 +52,4 @@ READS: dict[str, frozenset[str]] = {
     "controller.stores.conference_members": frozenset({"nodes", "esl_registrations"}),
     "controller.stores.command_jobs": frozenset({"nodes"}),
     "controller.stores.accounts": frozenset({"users"}),
-    "controller.stores.legs_up": frozenset({"esl_live_calls"}),
 }
