@@ -4,8 +4,8 @@ Run by hand: ``python bench/mixer_tick.py [--legs 300] [--per-packet-io]``. A mi
 and ``--legs`` bench phones (rooms of 3, PCMU) live in this process; each frame every phone sends one
 packet, then one ``MediaLoop.tick()`` runs in this thread, then the phones drain. The figure is the
 median thread CPU time of 300 ticks (after 20 warm-up ones) per leg, and of each phase: ``recv`` (the
-socket reads), ``file`` (RTP headers and jitter buffers), ``mix`` (decode, kernel, encode, header
-columns) and ``send``. Thread CPU, not wall time, so other processes on the core do not count (their
+socket reads), ``file`` (RTP headers and jitter buffers), ``mix`` (playout, decode, kernel, encode,
+headers) and ``send`` (the ``sendmmsg`` calls, or one ``sendto`` per packet). Thread CPU, not wall time, so other processes on the core do not count (their
 cache and memory traffic still does: compare runs made back to back).
 """
 
@@ -62,7 +62,7 @@ def main() -> None:
     media = mixer.media
     spent: dict[str, float] = {}
     media.io.recv = timed(spent, "recv", media.io.recv)  # type: ignore[method-assign]
-    media.io.send = timed(spent, "send", media.io.send)  # type: ignore[method-assign]
+    media.io.send_batch = timed(spent, "send", media.io.send_batch)  # type: ignore[method-assign]
     media._file = timed(spent, "file", media._file)  # type: ignore[method-assign]
     media._mix_contained = timed(spent, "mix", media._mix_contained)  # type: ignore[method-assign]
     ticks: list[tuple[float, dict[str, float]]] = []
