@@ -525,12 +525,7 @@ class MediaLoop:
             lane, rows, slots = lane_rows.lane, lane_rows.rows, lane_rows.slots
             lane.energy[slots] = result.energy[rows]
             lane.talking[slots] = result.talking[rows]
-            if lane.slot_encoder is None or lane.resampled or not self.batch_codecs:
-                self._encode_per_leg(plan, lane_rows, result.out, shared)
-            else:
-                coded = lane.slot_encoder.encode_block(result.out[rows])
-                lane.out["payload"][slots, : coded.shape[1]] = coded
-                lane.out_len[slots] = coded.shape[1]
+            self._encode_lane(plan, lane_rows, result.out, shared)
             self._stamp(lane, slots)
 
     def _decode(self, lane_rows: _LaneRows, block: np.ndarray) -> int:
@@ -625,9 +620,15 @@ class MediaLoop:
         self.metrics.encodes.inc(encodes)
         return payloads
 
-    def _encode_per_leg(self, plan: _Plan, lane_rows: _LaneRows, out: np.ndarray, shared: dict[int, bytes]) -> None:
-        """A lane whose legs code on their own (per-leg state, resampling, or the per-leg reference mode)."""
+    def _encode_lane(self, plan: _Plan, lane_rows: _LaneRows, out: np.ndarray, shared: dict[int, bytes]) -> None:
+        """Encode what every leg of a lane hears into its outgoing row: one slot-codec operation, or
+        leg by leg for codecs with per-leg state, resampled legs and the per-leg reference mode."""
         lane = lane_rows.lane
+        if lane.slot_encoder is not None and not lane.resampled and self.batch_codecs:
+            coded = lane.slot_encoder.encode_block(out[lane_rows.rows])
+            lane.out["payload"][lane_rows.slots, : coded.shape[1]] = coded
+            lane.out_len[lane_rows.slots] = coded.shape[1]
+            return
         rows = [r for r in lane_rows.rows.tolist() if r not in shared]
         coded: list[bytes] = []
         if rows:
