@@ -132,6 +132,33 @@ class JitterRing:
 
     # ----- filing -----------------------------------------------------------------------------
 
+    def push_batch(
+        self,
+        slots: IntVec,
+        sequences: npt.NDArray[np.int64],
+        timestamps: npt.NDArray[np.int64],
+        ssrcs: npt.NDArray[np.int64],
+        payloads: npt.NDArray[np.uint8],
+        lengths: IntVec,
+    ) -> npt.NDArray[np.bool_]:
+        """``push_plain`` for a batch in arrival order where a slot may come more than once (a late
+        tick reads two frames' worth): its packets are filed in rounds, first ones first. True where
+        filed; the caller files the rest with ``push``, in order (a slot's first miss ends its rounds)."""
+        if not slots.size or np.bincount(slots).max() == 1:
+            return self.push_plain(slots, sequences, timestamps, ssrcs, payloads, lengths)
+        order = np.argsort(slots, kind="stable")
+        starts = np.flatnonzero(np.r_[True, slots[order][1:] != slots[order][:-1]])
+        turn = np.empty(slots.size, dtype=np.intp)
+        turn[order] = np.arange(slots.size) - np.repeat(starts, np.diff(np.r_[starts, slots.size]))
+        filed = np.zeros(slots.size, dtype=bool)
+        fallen = np.zeros(self.capacity, dtype=bool)
+        for round_ in range(int(turn.max()) + 1):
+            now = np.flatnonzero((turn == round_) & ~fallen[slots])
+            ok = self.push_plain(slots[now], sequences[now], timestamps[now], ssrcs[now], payloads[now], lengths[now])
+            filed[now[ok]] = True
+            fallen[slots[now[~ok]]] = True
+        return filed
+
     def push_plain(
         self,
         slots: IntVec,
