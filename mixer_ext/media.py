@@ -68,6 +68,7 @@ class _Plan:
     share: np.ndarray  # per row, the (room, codec) mix it may share (an index of shares), -1: never shared
     shares: tuple[tuple[int, Hashable, bool], ...]  # (room index, share key, coded by a slot codec)
     lanes: tuple[_LaneRows, ...]
+    layout: mix.RoomLayout
 
 
 @dataclass(frozen=True)
@@ -519,7 +520,7 @@ class MediaLoop:
             prev[lane_rows.rows] = lane_rows.lane.energy[lane_rows.slots]
         if lost:
             self.metrics.packets_lost.inc(lost)
-        result = mix.mix_frame(block, plan.room_of, plan.gain, plan.muted, plan.deaf, plan.k, prev)
+        result = mix.mix_frame(block, plan.room_of, plan.gain, plan.muted, plan.deaf, plan.k, prev, layout=plan.layout)
         shared = self._encode(plan, result, block)
         for lane_rows in plan.lanes:
             lane, rows, slots = lane_rows.lane, lane_rows.rows, lane_rows.slots
@@ -718,4 +719,5 @@ class MediaLoop:
                 _LaneRows(lane, np.array(r, dtype=np.intp), np.array(sl, dtype=np.intp))
                 for lane, r, sl in lanes.values()
             ),
+            mix.room_layout(room_of),
         )

@@ -50,26 +50,42 @@ def room_groups(room_of: npt.ArrayLike) -> tuple[IntVec, IntVec]:
     return starts.astype(np.intp), group
 
 
-def room_sums(x: npt.NDArray[np.float32], starts: IntVec) -> npt.NDArray[np.float32]:
+@dataclass(frozen=True)
+class RoomLayout:
+    """How a block's rows fall into rooms, worked out once for as long as the rows stay the same."""
+
+    starts: IntVec  # each room's first row
+    group: IntVec  # each row's room
+    classes: tuple[tuple[int, IntVec, IntVec], ...]  # (room size, those rooms, their rows in order)
+
+
+def room_layout(room_of: npt.ArrayLike) -> RoomLayout:
+    """The RoomLayout of a non-decreasing room index (rows grouped by room)."""
+    starts, group = room_groups(room_of)
+    sizes = np.diff(np.append(starts, group.size))
+    classes = []
+    for size in np.unique(sizes).tolist():
+        rooms = np.flatnonzero(sizes == size)
+        classes.append((size, rooms, (starts[rooms][:, None] + np.arange(size)).ravel()))
+    return RoomLayout(starts, group, tuple(classes))
+
+
+def room_sums(x: npt.NDArray[np.float32], layout: RoomLayout) -> npt.NDArray[np.float32]:
     """Sum each room's rows: [rooms x samples].
 
     ``np.add.reduceat`` over rows walks memory column by column and is ~20x slower for many
     small rooms, so rooms are summed by size class: same-size rooms are gathered and reduced as
     one [rooms x size x samples] array, a contiguous row-add numpy does at memory speed.
     """
-    n, samples = x.shape
-    sizes = np.diff(np.append(starts, n))
-    classes = np.unique(sizes)
-    if classes.size == 1:
-        size = int(classes[0])
-        return x.reshape(starts.size, size, samples).sum(axis=1)
-    sums = np.empty((starts.size, samples), dtype=x.dtype)
-    for size in classes.tolist():
-        rooms = np.flatnonzero(sizes == size)
+    samples = x.shape[1]
+    rooms_in_all = layout.starts.size
+    if len(layout.classes) == 1:
+        return x.reshape(rooms_in_all, layout.classes[0][0], samples).sum(axis=1)
+    sums = np.empty((rooms_in_all, samples), dtype=x.dtype)
+    for size, rooms, rows in layout.classes:
         if size == 1:
-            sums[rooms] = x[starts[rooms]]
+            sums[rooms] = x[rows]
             continue
-        rows = (starts[rooms][:, None] + np.arange(size)).ravel()
         sums[rooms] = x[rows].reshape(rooms.size, size, samples).sum(axis=1)
     return sums
 
@@ -105,19 +121,23 @@ def mix_frame(
     prev_energy: FloatVec | None = None,
     talk_threshold: float = DEFAULT_TALK_THRESHOLD,
     smoothing: float = DEFAULT_SMOOTHING,
+    layout: RoomLayout | None = None,
 ) -> MixResult:
     """Mix one frame for every room in the block.
 
     ``pcm`` is int16 [P x S]; ``room_of`` [P] groups rows by room (non-decreasing). ``gain`` scales
     what a participant contributes; ``muted`` rows are heard by nobody; ``deaf`` rows hear silence;
     ``k`` > 0 (per row, the room's setting) mixes only that room's K loudest talkers.
-    Each participant hears the sum of the others (N-1), saturated to int16.
+    Each participant hears the sum of the others (N-1), saturated to int16. ``layout`` is
+    ``room_layout(room_of)`` made once by a caller whose rows stay the same from frame to frame.
     """
     block = np.asarray(pcm)
     if block.ndim != 2:
         raise ValueError("pcm must be [participants x samples]")
     n = block.shape[0]
-    starts, group = room_groups(room_of)
+    if layout is None:
+        layout = room_layout(room_of)
+    starts, group = layout.starts, layout.group
     if group.size != n:
         raise ValueError("room_of must have one entry per row")
     if n == 0:
@@ -139,7 +159,7 @@ def mix_frame(
 
     # One multiply applies gain, mute and the loudest-K selection at once.
     x *= (gain_v * mixed)[:, None]
-    sums = room_sums(x, starts)
+    sums = room_sums(x, layout)
     out = np.take(sums, group, axis=0)
     np.subtract(out, x, out=out)
     if deaf_v is not None and deaf_v.any():
