@@ -183,13 +183,16 @@ class JitterRing:
             & (self.count[slots] < self.max_depth)  # no trim needed
             & (self.tag[slots, position] == NONE)  # its ring place is free
         )
-        s, e, p = slots[ok], ext[ok], position[ok]
+        if ok.all():  # the steady state: no copies of the columns for a mask
+            s, e, p, ts, lengths, payloads = slots, ext, position, timestamps, lengths, payloads[:, : self.width]
+        else:
+            s, e, p, ts, lengths, payloads = slots[ok], ext[ok], position[ok], timestamps[ok], lengths[ok], payloads[ok]
         self.tag[s, p] = e
-        self.length[s, p] = np.minimum(lengths[ok], self.width)
-        self.data[s, p] = payloads[ok, : self.width]
+        self.length[s, p] = np.minimum(lengths, self.width)
+        self.data[s, p] = payloads[:, : self.width]
         self.highest[s] = e
         self.ref_ext[s] = e
-        self.base_ts[s] = timestamps[ok]
+        self.base_ts[s] = ts
         self.absurd_run[s] = 0
         self.count[s] += 1
         self.received[s] += 1

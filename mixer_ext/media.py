@@ -51,6 +51,7 @@ class _LaneRows:
     lane: Lane
     rows: np.ndarray
     slots: np.ndarray
+    whole: bool  # the lane is every row of the block, in order (the plan has one lane)
 
 
 @dataclass(frozen=True)
@@ -563,7 +564,10 @@ class MediaLoop:
             ]
             pcm = self._decode_legs(parts, payloads)
         if not lane.resampled and pcm.shape[1] == block.shape[1]:
-            block[rows] = pcm
+            if rows.size == block.shape[0] and lane_rows.whole:
+                block[:] = pcm  # every row of the block, in order: no index to go through
+            else:
+                block[rows] = pcm
             return lost
         for i, (row, slot) in enumerate(zip(rows.tolist(), slots.tolist(), strict=True)):
             resampler = lane.parts[slot].resample_in
@@ -626,7 +630,7 @@ class MediaLoop:
         leg by leg for codecs with per-leg state, resampled legs and the per-leg reference mode."""
         lane = lane_rows.lane
         if lane.slot_encoder is not None and not lane.resampled and self.batch_codecs:
-            coded = lane.slot_encoder.encode_block(out[lane_rows.rows])
+            coded = lane.slot_encoder.encode_block(out if lane_rows.whole else out[lane_rows.rows])
             lane.out["payload"][lane_rows.slots, : coded.shape[1]] = coded
             lane.out_len[lane_rows.slots] = coded.shape[1]
             return
@@ -716,7 +720,7 @@ class MediaLoop:
             np.array(share, dtype=np.intp),
             tuple((room, key, slot_coded[share_lane[i]]) for (room, key), i in shares.items()),
             tuple(
-                _LaneRows(lane, np.array(r, dtype=np.intp), np.array(sl, dtype=np.intp))
+                _LaneRows(lane, np.array(r, dtype=np.intp), np.array(sl, dtype=np.intp), len(lanes) == 1)
                 for lane, r, sl in lanes.values()
             ),
             mix.room_layout(room_of),
