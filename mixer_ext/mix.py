@@ -34,6 +34,13 @@ class MixResult:
     mixed: BoolVec  # [P] this participant's audio went into its room's sum
 
 
+def _per_row(value: npt.ArrayLike, n: int, dtype: type) -> np.ndarray:
+    """``value`` as one entry per row: an array of that already as it is, a scalar broadcast."""
+    array = np.asarray(value, dtype=dtype)
+    # broadcast_to costs more than the rest of a small frame's bookkeeping: skip it when not needed.
+    return array if array.shape == (n,) else np.broadcast_to(array, (n,))
+
+
 def room_groups(room_of: npt.ArrayLike) -> tuple[IntVec, IntVec]:
     """Return (starts, group) for a non-decreasing room index: each room's first row, each row's room slot."""
     rooms = np.asarray(room_of)
@@ -100,7 +107,7 @@ def frame_energy(pcm: npt.NDArray[np.floating] | Int16Block) -> FloatVec:
 
 def loudest_k(energy: FloatVec, group: IntVec, starts: IntVec, k: npt.ArrayLike, eligible: BoolVec) -> BoolVec:
     """Select, per room, the ``k`` most energetic eligible rows (``k`` per row; 0 means no limit)."""
-    limit = np.broadcast_to(np.asarray(k, dtype=np.intp), energy.shape)
+    limit = _per_row(k, energy.size, np.intp)
     if not np.any(limit > 0):
         return eligible.copy()
     # Ineligible rows sort last inside their room so they never take a slot.
@@ -145,14 +152,14 @@ def mix_frame(
         return MixResult(block.astype(np.int16), empty, empty.astype(bool), empty.astype(bool))
     mute_v = np.zeros(n, dtype=bool) if muted is None else np.asarray(muted, dtype=bool)
     deaf_v = None if deaf is None else np.asarray(deaf, dtype=bool)
-    gain_v = np.broadcast_to(np.asarray(gain, dtype=np.float32), (n,))
+    gain_v = _per_row(gain, n, np.float32)
 
     x = block.astype(np.float32)
     energy = frame_energy(x)
     if prev_energy is not None and prev_energy.shape == energy.shape:
         energy = (smoothing * prev_energy + (1.0 - smoothing) * energy).astype(np.float32)
     talking = energy > talk_threshold
-    limit = np.broadcast_to(np.asarray(k, dtype=np.intp), (n,))
+    limit = _per_row(k, n, np.intp)
     # With loudest-K on, silent rows are left out too: they would only add noise.
     eligible = ~mute_v & (talking | (limit == 0))
     mixed = loudest_k(energy, group, starts, limit, eligible)
