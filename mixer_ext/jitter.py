@@ -171,7 +171,8 @@ class JitterRing:
         """File every packet that is its stream's next one (what most are); True where filed.
 
         ``slots`` must be distinct; ``payloads`` is ``[packets x >= width]`` (bytes past ``width`` are
-        cut, as a codec's block decode fits them anyway). The rest is left for ``push``."""
+        cut, as a codec's block decode fits them anyway). A full buffer drops its oldest frame, as
+        ``push`` does. The rest is left for ``push``."""
         ext = self.highest[slots] + 1
         expected_ts = (self.base_ts[slots] + (ext - self.ref_ext[slots]) * self.timestamp_step) & 0xFFFFFFFF
         position = ext & (self.DEPTH - 1)
@@ -180,7 +181,6 @@ class JitterRing:
             & (self.next[slots] != NONE)
             & (sequences == (self.base_seq[slots] + ext) & 0xFFFF)
             & (timestamps == expected_ts)
-            & (self.count[slots] < self.max_depth)  # no trim needed
             & (self.tag[slots, position] == NONE)  # its ring place is free
         )
         if ok.all():  # the steady state: no copies of the columns for a mask
@@ -196,7 +196,22 @@ class JitterRing:
         self.absurd_run[s] = 0
         self.count[s] += 1
         self.received[s] += 1
+        full = s[self.count[s] > self.max_depth]
+        if full.size:
+            self._trim_many(full)
         return ok
+
+    def _trim_many(self, slots: IntVec) -> None:
+        """``_trim`` for slots one frame over ``max_depth`` (a sender ahead of playout, or a mixer that
+        fell behind): each drops its oldest frame and plays on from the next oldest."""
+        tags = self.tag[slots]
+        present = tags != NONE
+        held = np.where(present, tags, np.iinfo(np.int64).max)
+        oldest = held.min(axis=1)
+        self.tag[slots, oldest & (self.DEPTH - 1)] = NONE
+        self.count[slots] -= 1
+        held[held == oldest[:, None]] = np.iinfo(np.int64).max
+        self.next[slots] = held.min(axis=1)
 
     def push(self, slot: int, sequence: int, timestamp: int, ssrc: int, payload: bytes) -> Verdict:
         """File one packet with every check; the verdict says what happened to it."""

@@ -226,7 +226,8 @@ def test_jitter_buffer_survives_any_packet_sequence(seqs: list[int], tss: list[i
 
 
 def ring_stream(rng: random.Random, ticks: int) -> list[list[RtpPacket]]:
-    """One leg's packets tick by tick: mostly one in order, with losses, late pairs, reordering and a restart."""
+    """One leg's packets tick by tick: mostly one in order, with losses, late pairs, reordering, a
+    burst that fills the buffer and a restart."""
     seq, ts, ssrc = rng.randrange(65536), rng.randrange(2**32), 7
     out: list[list[RtpPacket]] = []
     held: list[RtpPacket] = []
@@ -235,7 +236,8 @@ def ring_stream(rng: random.Random, ticks: int) -> list[list[RtpPacket]]:
             ssrc, seq = 8, rng.randrange(65536)  # the sender restarts its stream
         now = [*held]
         held = []
-        for _ in range(rng.choice([1, 1, 1, 1, 1, 2, 0])):
+        # Mostly one a tick; for a while three a tick (a sender catching up), which fills the buffer.
+        for _ in range(3 if 40 <= tick < 52 else rng.choice([1, 1, 1, 1, 1, 2, 0])):
             seq, ts = (seq + 1) & 0xFFFF, (ts + 160) & 0xFFFFFFFF
             packet = RtpPacket(0, seq, ts, ssrc, bytes([seq & 0xFF]) * 160)
             roll = rng.random()
