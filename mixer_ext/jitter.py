@@ -294,7 +294,8 @@ class JitterRing:
         plays = ~(nothing | waiting)
         position = nxt & (self.DEPTH - 1)
         hit = plays & (self.tag[slots, position] == nxt)
-        state = np.where(hit, PRESENT_FRAME, np.where(plays, LOST_FRAME, EMPTY_FRAME)).astype(np.int8)
+        # EMPTY_FRAME 0, LOST_FRAME 1, PRESENT_FRAME 2: a hit is always a play.
+        state = plays.astype(np.int8) + hit.astype(np.int8)
         playing = slots[plays]
         self.playing[playing] = True
         self.started[playing] = True
