@@ -441,9 +441,9 @@ class MediaLoop:
         candidates = [
             p
             for p in self.by_call.values()
-            if p.jitter.received == 0
-            and p.leg.remote_media[1] == source[1]
+            if p.leg.remote_media[1] == source[1]
             and p.leg.choice.payload_type == payload_type
+            and p.jitter.received == 0  # last: it reads the lane's arrays
         ]
         if len(candidates) != 1:
             return None
