@@ -125,6 +125,7 @@ class Lane:
             self.dirty = True
 
     def set_ssrc(self, slot: int, ssrc: int) -> None:
+        """Slot ``slot``'s outgoing SSRC (written into its packet row once, not every tick)."""
         self.ssrc[slot] = ssrc
         self.out["ssrc"][slot] = ssrc
 

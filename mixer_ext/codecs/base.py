@@ -191,6 +191,7 @@ class SlotConcealer:
         self.concealed = np.zeros(0, dtype=np.intp)
 
     def grow(self, capacity: int) -> None:
+        """Make room for ``capacity`` slots."""
         old = self.last.shape[0]
         if capacity <= old:
             return
@@ -201,15 +202,18 @@ class SlotConcealer:
         self.last, self.concealed = last, concealed
 
     def reset(self, slot: int) -> None:
+        """Nothing to conceal in ``slot`` (a new leg took it)."""
         self.last[slot] = 0
         self.concealed[slot] = 0
 
     def remember(self, slots: npt.NDArray[np.intp], pcm: Pcm) -> Pcm:
+        """Keep row i of ``pcm`` as the last good frame of ``slots[i]``; returns ``pcm``."""
         self.last[slots] = pcm
         self.concealed[slots] = 0
         return pcm
 
     def conceal(self, slots: npt.NDArray[np.intp]) -> Pcm:
+        """The stand-in for each slot's lost frame: its last good one, fading, then silence."""
         self.concealed[slots] += 1
         times = self.concealed[slots]
         # The same fade as ConcealingDecoder: FADE ** n for the n-th frame in a row, silence after MAX_CONCEALED.
