@@ -19,7 +19,7 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,19 +45,50 @@ _MMSGHDR = np.dtype(
     }
 )
 _IOVEC = np.dtype([("base", np.uint64), ("len", np.uint64)])
+# sockaddr_in bytes 2-7 (port, then IPv4 address, both in network order) folded into one integer.
+_KEY_SHIFTS = np.array([40, 32, 24, 16, 8, 0], dtype=np.uint64)
+_NO_KEYS = np.zeros(0, dtype=np.uint64)
 
 
-@dataclass
+def address_key(address: Address) -> int:
+    """An IPv4 (host, port) as the one integer ``Received.keys`` holds: port << 32 | address (0 if not IPv4)."""
+    try:
+        return (address[1] << 32) | int.from_bytes(socket.inet_aton(address[0]), "big")
+    except (OSError, TypeError, ValueError, OverflowError):
+        return 0
+
+
 class Received:
     """What one ``recv`` read: rows ``[:count]`` of the arena, valid until the next ``recv``."""
 
-    count: int
-    arena: np.ndarray  # uint8 [count x slot]: each datagram from byte 0 of its row
-    lengths: np.ndarray  # bytes of each datagram that are in its row
-    truncated: np.ndarray  # bool: the datagram was longer than a slot (its row holds the start only)
-    sources: list[Address]
-    flat: memoryview = field(repr=False)  # the whole arena: row i starts at i x slot
-    calls: int = 1  # system calls the read took
+    def __init__(
+        self,
+        count: int,
+        arena: np.ndarray,
+        lengths: np.ndarray,
+        truncated: np.ndarray,
+        keys: np.ndarray,
+        flat: memoryview,
+        calls: int = 1,
+        sources: list[Address] | None = None,
+        resolve: Callable[[np.ndarray], list[Address]] | None = None,
+    ) -> None:
+        self.count = count
+        self.arena = arena  # uint8 [count x slot]: each datagram from byte 0 of its row
+        self.lengths = lengths  # bytes of each datagram that are in its row
+        self.truncated = truncated  # bool: the datagram was longer than a slot (its row holds the start only)
+        self.keys = keys  # uint64: each source as address_key gives it
+        self.flat = flat  # the whole arena: row i starts at i x slot
+        self.calls = calls  # system calls the read took
+        self._sources = sources
+        self._resolve = resolve
+
+    @property
+    def sources(self) -> list[Address]:
+        """Each datagram's (host, port), made only when asked for (the batch path needs the keys only)."""
+        if self._sources is None:
+            self._sources = self._resolve(self.keys) if self._resolve is not None else []
+        return self._sources
 
     def data(self, i: int, start: int = 0) -> bytes:
         """Datagram ``i`` from byte ``start`` on, as bytes of its own."""
@@ -74,6 +105,34 @@ class Sent:
     calls: int = 0  # system calls the sends took
 
 
+class OutBatch:
+    """Datagrams the caller lays out in arrays it keeps filling: message i is the first ``head +
+    lengths[slot]`` bytes of row ``slot`` of a ``[rows x width]`` uint8 buffer, to ``dests[i]``.
+
+    Built once while the legs and their addresses stay the same; each tick only rewrites the rows
+    (and ``lengths``). The system call's arrays for it are made on its first send and kept with it."""
+
+    def __init__(self) -> None:
+        self.segments: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
+        self.dests: list[Address] = []
+        self.prepared: object | None = None  # the implementation's arrays for this batch
+
+    def add(self, rows: np.ndarray, slots: np.ndarray, lengths: np.ndarray, head: int, dests: list[Address]) -> None:
+        """Send row ``slots[i]`` of ``rows`` (``head + lengths[slots[i]]`` bytes) to ``dests[i]``."""
+        if len(slots):
+            self.segments.append((rows, np.asarray(slots, dtype=np.intp), lengths, head))
+            self.dests.extend(dests)
+
+    def __len__(self) -> int:
+        return len(self.dests)
+
+    def sizes(self) -> np.ndarray:
+        """Every message's length in bytes as the rows say now."""
+        if not self.segments:
+            return np.zeros(0, dtype=np.uint64)
+        return np.concatenate([head + lengths[slots] for _, slots, lengths, head in self.segments]).astype(np.uint64)
+
+
 class DatagramIo(Protocol):
     """The media socket's reads and writes, a batch at a time."""
 
@@ -87,6 +146,10 @@ class DatagramIo(Protocol):
         """Send ``heads[i]`` + ``bodies[i]`` to ``dests[i]`` for every i, back to back."""
         ...
 
+    def send_batch(self, batch: OutBatch) -> Sent:
+        """Send every message of ``batch`` as its rows hold it now, back to back."""
+        ...
+
 
 class _Arena:
     """The receive buffers shared by both implementations, and the source-address cache."""
@@ -98,9 +161,16 @@ class _Arena:
         self.lengths = np.zeros(capacity, dtype=np.intp)
         self.truncated = np.zeros(capacity, dtype=bool)
 
-    def received(self, count: int, sources: list[Address], calls: int = 1) -> Received:
+    def received(
+        self,
+        count: int,
+        keys: np.ndarray,
+        calls: int = 1,
+        sources: list[Address] | None = None,
+        resolve: Callable[[np.ndarray], list[Address]] | None = None,
+    ) -> Received:
         arena, lengths, truncated = self.arena[:count], self.lengths[:count], self.truncated[:count]
-        return Received(count, arena, lengths, truncated, sources, self.flat, calls)
+        return Received(count, arena, lengths, truncated, keys, self.flat, calls, sources, resolve)
 
 
 class PlainIo(_Arena):
@@ -130,8 +200,9 @@ class PlainIo(_Arena):
             self.truncated[count] = nbytes >= full
             sources.append(source)
             count += 1
+        keys = np.fromiter((address_key(source) for source in sources), dtype=np.uint64, count=count)
         # One call per datagram, and the one that found the socket empty (unless capacity stopped it).
-        return self.received(count, sources, count + (count < self.capacity))
+        return self.received(count, keys, count + (count < self.capacity), sources)
 
     def send(self, heads: np.ndarray, bodies: Sequence[bytes], dests: Sequence[Address]) -> Sent:
         """One ``sendto`` per datagram."""
@@ -147,6 +218,35 @@ class PlainIo(_Arena):
             except (OSError, OverflowError, ValueError, TypeError) as exc:
                 report.failed.append((dest, exc))
         return report
+
+    def send_batch(self, batch: OutBatch) -> Sent:
+        """One ``sendto`` per message."""
+        report = Sent()
+        sendto = self.sock.sendto
+        dests = iter(batch.dests)
+        for rows, slots, lengths, head in batch.segments:
+            for slot, size in zip(slots.tolist(), (head + lengths[slots]).tolist(), strict=True):
+                dest = next(dests)
+                report.calls += 1
+                try:
+                    sendto(memoryview(rows[slot])[:size], dest)
+                    report.sent += 1
+                except (OSError, OverflowError, ValueError, TypeError) as exc:
+                    report.failed.append((dest, exc))
+        return report
+
+
+@dataclass
+class _Prepared:
+    """The sendmmsg arrays of one OutBatch: kept messages, their iovecs (one each) and sockaddrs."""
+
+    keep: np.ndarray  # indices of the batch's messages whose destination is a usable address
+    msgs: np.ndarray
+    iov: np.ndarray
+    names: np.ndarray
+    dests: list[Address]
+    refused: list[tuple[Address, Exception]]
+    rows: list[np.ndarray]  # the buffers the iovecs point into, kept alive with them
 
 
 class MmsgIo(_Arena):
@@ -185,20 +285,23 @@ class MmsgIo(_Arena):
     def recv(self) -> Received:
         """Every datagram waiting, up to ``capacity``, in one ``recvmmsg``."""
         if self.sock.fileno() < 0:
-            return self.received(0, [], 0)  # closed by a stopping mixer: its number may be another file's now
+            return self.received(0, _NO_KEYS, 0)  # closed by a stopping mixer: its number may be another file's now
         msgs = self._rmsg
         if self._written:
             msgs["namelen"][: self._written] = _SOCKADDR_IN  # the kernel wrote back each source's length
         got = _LIBC.recvmmsg(self._fd, self._rmsg_ptr, self.capacity, _MSG_DONTWAIT, None)  # type: ignore[union-attr]
         self._written = max(got, 0)
         if got <= 0:
-            return self.received(0, [])  # EAGAIN, or a pending ICMP error the call consumed
+            return self.received(0, _NO_KEYS)  # EAGAIN, or a pending ICMP error the call consumed
         lengths = msgs["len"][:got]
         self.lengths[:got] = lengths
         self.truncated[:got] = (msgs["flags"][:got] & _MSG_TRUNC) != 0
         names = self._rnames[:got]
-        # Port and IPv4 address as one integer: the cache turns it into the (host, port) the legs are keyed by.
-        keys = (names[:, 2:8].astype(np.uint64) << np.array([40, 32, 24, 16, 8, 0], dtype=np.uint64)).sum(axis=1)
+        # Port and IPv4 address as one integer: the legs are found by it, (host, port) made only when asked.
+        keys = (names[:, 2:8].astype(np.uint64) << _KEY_SHIFTS).sum(axis=1)
+        return self.received(got, keys, resolve=self._resolve)
+
+    def _resolve(self, keys: np.ndarray) -> list[Address]:
         cache = self._sources
         key_list = keys.tolist()
         sources = list(map(cache.get, key_list))  # known sources (nearly all) without a Python-level loop
@@ -208,7 +311,7 @@ class MmsgIo(_Arena):
                     if len(cache) > 65536:
                         cache.clear()  # spoofed sources cannot grow it without bound
                     sources[i] = cache[key] = (socket.inet_ntoa((key & 0xFFFFFFFF).to_bytes(4, "big")), key >> 32)
-        return self.received(got, sources)  # type: ignore[arg-type]
+        return sources  # type: ignore[return-value]
 
     def send(self, heads: np.ndarray, bodies: Sequence[bytes], dests: Sequence[Address]) -> Sent:
         """Every datagram in one ``sendmmsg`` per ``capacity`` of them; a refused one is skipped."""
@@ -271,6 +374,69 @@ class MmsgIo(_Arena):
             report.failed.append((dests[done], OSError(code, os.strerror(code))))
             done += 1
         del heads, blob
+
+    def send_batch(self, batch: OutBatch) -> Sent:
+        """Every message in one ``sendmmsg`` per ``capacity`` of them; only the lengths are rewritten."""
+        report = Sent()
+        prepared = batch.prepared
+        if not isinstance(prepared, _Prepared):
+            prepared = batch.prepared = self._prepare(batch)
+        report.failed.extend(prepared.refused)
+        n = len(prepared.keep)
+        if n == 0 or self.sock.fileno() < 0:
+            return report  # nothing usable, or closed by a stopping mixer (its fd number may be another file's)
+        sizes = batch.sizes()
+        prepared.iov["len"] = sizes if n == len(sizes) else sizes[prepared.keep]
+        base = prepared.msgs.ctypes.data
+        done = 0
+        while done < n:
+            report.calls += 1
+            count = min(n - done, self.capacity)
+            got = _LIBC.sendmmsg(self._fd, ctypes.c_void_p(base + done * _MMSGHDR.itemsize), count, 0)  # type: ignore[union-attr]
+            if got > 0:
+                done += got
+                report.sent += got
+                continue
+            code = ctypes.get_errno()
+            if code == errno.EINTR:
+                continue
+            # The first datagram left was refused (a full buffer, an ICMP error): skip it, send the rest.
+            report.failed.append((prepared.dests[done], OSError(code, os.strerror(code))))
+            done += 1
+        return report
+
+    def _prepare(self, batch: OutBatch) -> _Prepared:
+        sockaddrs = self._sockaddrs
+        names: list[bytes] = []
+        keep: list[int] = []
+        refused: list[tuple[Address, Exception]] = []
+        for i, dest in enumerate(batch.dests):
+            name = sockaddrs.get(dest)
+            if name is None:
+                try:
+                    name = _sockaddr(dest)
+                except (OSError, OverflowError, ValueError, TypeError) as exc:
+                    refused.append((dest, exc))
+                    continue
+                if len(sockaddrs) > 65536:
+                    sockaddrs.clear()
+                sockaddrs[dest] = name
+            names.append(name)
+            keep.append(i)
+        n = len(keep)
+        starts = [rows.ctypes.data + slots.astype(np.uint64) * rows.strides[0] for rows, slots, _, _ in batch.segments]
+        bases = np.concatenate(starts) if starts else np.zeros(0, dtype=np.uint64)
+        kept = np.array(keep, dtype=np.intp)
+        iov = np.zeros(n, dtype=_IOVEC)
+        iov["base"] = bases[kept]
+        name_array = np.frombuffer(b"".join(names), dtype=np.uint8).reshape(n, _SOCKADDR_IN).copy()
+        msgs = np.zeros(n, dtype=_MMSGHDR)
+        msgs["name"] = name_array.ctypes.data + _SOCKADDR_IN * np.arange(n, dtype=np.uint64)
+        msgs["namelen"] = _SOCKADDR_IN
+        msgs["iov"] = iov.ctypes.data + _IOVEC.itemsize * np.arange(n, dtype=np.uint64)
+        msgs["iovlen"] = 1
+        dests = [batch.dests[i] for i in keep]
+        return _Prepared(kept, msgs, iov, name_array, dests, refused, [rows for rows, _, _, _ in batch.segments])
 
 
 def _sockaddr(dest: Address) -> bytes:

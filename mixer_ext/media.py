@@ -2,9 +2,12 @@
 
 ``MediaLoop`` owns its lock. Membership changes (``add``, ``update``, ``remove``, rooms) take it
 for the change only; each tick takes it to read the packets and mix, then sends with it released.
-Codecs are reached only through their block interface (``decode_many`` / ``encode_many``), and
-legs of one room that hear the same mix (everyone outside the loudest K, and everyone silent)
-share one encode per codec.
+Legs live in lanes (``lanes.Lane``: one codec at one room rate, as slot arrays), so a tick files a
+whole batch of packets, plays out, decodes, encodes and stamps the headers of a whole lane with a
+few numpy operations, and sends the lanes' packet rows in place. Codecs are reached only through
+the codec interface (slot codecs for G.711 and L16, ``decode_many`` / ``encode_many`` for the
+others), and legs of one room that hear the same mix (everyone outside the loudest K, and everyone
+silent) share one encode per codec.
 """
 
 from __future__ import annotations
@@ -16,16 +19,17 @@ import socket
 import threading
 import time
 from collections.abc import Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from mixer_ext import mix
-from mixer_ext.batchio import Received, Sent, open_io
+from mixer_ext.batchio import OutBatch, Received, Sent, address_key, open_io
 from mixer_ext.clock import MediaClock
 from mixer_ext.codecs import get_encoder
 from mixer_ext.codecs.base import Encoder, Pcm, fit
-from mixer_ext.jitter import JitterBuffer, Verdict
+from mixer_ext.jitter import LOST_FRAME, PRESENT_FRAME, Verdict
+from mixer_ext.lanes import HEADER_BYTES, Lane
 from mixer_ext.metrics import Metrics
 from mixer_ext.rooms import PTIME_MS, Participant, Room, RoomConfig, Trusted
 from mixer_ext.rtp import RtpError, RtpPacket, build_event, build_rtp, parse_event, parse_rtp
@@ -40,30 +44,14 @@ STUCK_AFTER_S = 1.0
 _SEND_ERRORS_QUIET = (errno.EAGAIN, errno.ECONNREFUSED, errno.ENOBUFS)
 
 
-# One RTP fixed header as numpy lays it out: a tick's headers are built as one array of these.
-_RTP_HEADER = np.dtype([("flags", np.uint8), ("mpt", np.uint8), ("seq", ">u2"), ("ts", ">u4"), ("ssrc", ">u4")])
+@dataclass(frozen=True)
+class _LaneRows:
+    """The rows of a plan that are legs of one lane, and those legs' slots."""
 
-
-@dataclass
-class _Outgoing:
-    """A tick's RTP packets, one (marker | payload type, sequence, timestamp, SSRC, payload, destination)
-    row each: their headers are built for all of them at once."""
-
-    rows: list[tuple[int, int, int, int, bytes, Address]] = field(default_factory=list)
-
-    def extend(self, other: _Outgoing) -> None:
-        self.rows.extend(other.rows)
-
-    def columns(self) -> tuple[np.ndarray, list[bytes], list[Address]]:
-        """The ``[packets x 12]`` uint8 RTP headers (version 2, no CSRC), the payloads, the destinations."""
-        mpt, seq, ts, ssrc, bodies, dests = zip(*self.rows, strict=True)
-        heads = np.empty(len(self.rows), dtype=_RTP_HEADER)
-        heads["flags"] = 0x80
-        heads["mpt"] = mpt
-        heads["seq"] = seq
-        heads["ts"] = ts
-        heads["ssrc"] = ssrc
-        return heads.view(np.uint8).reshape(len(self.rows), _RTP_HEADER.itemsize), list(bodies), list(dests)
+    lane: Lane
+    rows: np.ndarray
+    slots: np.ndarray
+    whole: bool  # the lane is every row of the block, in order (the plan has one lane)
 
 
 @dataclass(frozen=True)
@@ -78,9 +66,19 @@ class _Plan:
     muted: np.ndarray
     deaf: np.ndarray
     k: np.ndarray
-    shareable: np.ndarray  # rows whose leg may be sent a shared encode (not resampled)
-    decode_groups: tuple[list[int], ...]  # rows whose decoders share a block key
-    encode_groups: tuple[list[int], ...]  # rows whose encoders share a block key (and resampling)
+    share: np.ndarray  # per row, the (room, codec) mix it may share (an index of shares), -1: never shared
+    shares: tuple[tuple[int, Hashable, bool], ...]  # (room index, share key, coded by a slot codec)
+    lanes: tuple[_LaneRows, ...]
+    layout: mix.RoomLayout
+
+
+@dataclass(frozen=True)
+class _Addresses:
+    """Every leg's source address as a sorted key column, so a batch finds its legs with one search."""
+
+    keys: np.ndarray
+    lane: np.ndarray
+    slot: np.ndarray
 
 
 class MediaLoop:
@@ -106,6 +104,11 @@ class MediaLoop:
         # recvmmsg/sendmmsg where libc has them (batch_io False: one system call per packet).
         self.io = open_io(self.sock, batched=batch_io)
         self.metrics = metrics
+        # The series every tick touches, looked up once (a labels() call costs more than the increment).
+        self._recv_calls = metrics.socket_calls.labels("recv")
+        self._send_calls = metrics.socket_calls.labels("send")
+        self._filed_batch = metrics.filed.labels("batch")
+        self._filed_alone = metrics.filed.labels("one_by_one")
         self.trusted = trusted
         self.lock = threading.RLock()
         self.rooms: dict[str, Room] = {}
@@ -117,6 +120,11 @@ class MediaLoop:
         self.clock: MediaClock | None = None
         self._plans: dict[int, _Plan] | None = None
         self._shared: dict[tuple[str, Hashable], Encoder] = {}  # (room, share key) -> the shared mix's encoder
+        self.lanes: list[Lane] = []
+        self._lane_of: dict[tuple[str, int], Lane] = {}
+        self._addresses: _Addresses | None = None  # rebuilt when by_addr changes
+        self._outbox: OutBatch | None = None  # every lane's packet rows with a destination
+        self._outbox_lanes: list[Lane] = []  # the lane of each of its segments
         self._bad_logged: dict[str, float] = {}
 
     # ----- membership (any thread) ----------------------------------------------------------
@@ -146,12 +154,14 @@ class MediaLoop:
                 pid or "p" + secrets.token_hex(4),
                 leg,
                 room.config.rate,
+                self._lane,
                 send_to=self._first_destination(leg),
                 opus_complexity=room.config.opus_complexity,
             )
             room.members[part.pid] = part
             self.by_call[leg.call_id] = part
             self.by_addr[leg.remote_media] = part
+            self._addresses = None
             self._plans = None
         log.info(
             "leg %s joined room %s with %s from %s:%s", part.pid, leg.room_id, leg.choice.codec.name, *leg.remote_media
@@ -169,6 +179,7 @@ class MediaLoop:
                 part.set_choice(leg.choice)
             part.send_to = self._first_destination(leg)
             self.by_addr[leg.remote_media] = part
+            self._addresses = None
             self._plans = None
         log.info("leg %s in room %s moved media to %s:%s", part.pid, leg.room_id, *leg.remote_media)
 
@@ -182,6 +193,7 @@ class MediaLoop:
             room = self.rooms.get(part.leg.room_id)
             if room is not None:
                 room.members.pop(part.pid, None)
+            part.release()
             self._plans = None
         log.info("leg %s left room %s (%s)", part.pid, part.leg.room_id, reason)
         return part
@@ -191,6 +203,14 @@ class MediaLoop:
         with self.lock:
             self._plans = None
 
+    def _lane(self, codec_key: str, room_rate: int) -> Lane:
+        """The lane of one codec at one room rate (made on first use, kept: its slots are reused)."""
+        lane = self._lane_of.get((codec_key, room_rate))
+        if lane is None:
+            lane = self._lane_of[(codec_key, room_rate)] = Lane(len(self.lanes), codec_key, room_rate)
+            self.lanes.append(lane)
+        return lane
+
     def _first_destination(self, leg: Leg) -> Address | None:
         # Before any RTP arrives only a trusted (FreeSWITCH node) SDP address is sent to: no reflector.
         return leg.remote_media if leg.remote_media[0] in self.trusted else None
@@ -199,6 +219,7 @@ class MediaLoop:
         # Only drop the address if it still points at this leg (another may have latched it since).
         if self.by_addr.get(part.leg.remote_media) is part:
             del self.by_addr[part.leg.remote_media]
+            self._addresses = None
 
     # ----- the loop ---------------------------------------------------------------------------
 
@@ -229,13 +250,13 @@ class MediaLoop:
         """One 20 ms frame: read every packet waiting, mix every room, send every leg its mix."""
         with self.lock:
             self._drain()
-            sends = _Outgoing()
             for plan in self._current_plans().values():
-                sends.extend(self._mix_contained(plan))
+                self._mix_contained(plan)
             self.metrics.participants.set(len(self.by_call))
             self.metrics.rooms.set(len(self.rooms))
+            batch = self._sendable()
         # Back to back, lock released: SIP and the control API are never kept waiting by the sends.
-        report = self.io.send(*sends.columns()) if sends.rows else Sent()
+        report = self.io.send_batch(batch) if len(batch) else Sent()
         for dest, exc in report.failed:
             if not isinstance(exc, OSError):  # an address no socket takes
                 self.metrics.media_errors.labels("send").inc()
@@ -243,8 +264,35 @@ class MediaLoop:
             elif exc.errno not in _SEND_ERRORS_QUIET:
                 log.warning("RTP send to %s failed: %s", dest, exc)
         self.metrics.packets_out.inc(report.sent)
-        self.metrics.socket_calls.labels("send").inc(report.calls)
+        self._send_calls.inc(report.calls)
         self.frames += 1
+
+    def _sendable(self) -> OutBatch:
+        """This tick's packets: every lane row with a destination, as laid out when legs last changed."""
+        if self._outbox is None or any(lane.dirty for lane in self.lanes):
+            self._outbox = OutBatch()
+            self._outbox_lanes = []
+            for lane in self.lanes:
+                slots = [s for s, dest in enumerate(lane.dests) if dest is not None]
+                if slots:
+                    dests = [lane.dests[s] for s in slots]
+                    self._outbox.add(lane.rows, np.array(slots, dtype=np.intp), lane.out_len, HEADER_BYTES, dests)  # type: ignore[arg-type]
+                    self._outbox_lanes.append(lane)
+                lane.dirty = False
+        batch = self._outbox
+        segments = list(zip(self._outbox_lanes, batch.segments, strict=True))
+        if not all(lane.fresh[slots].all() for lane, (_, slots, _, _) in segments):
+            # A room failed to mix this frame: its legs get nothing rather than the last frame again.
+            only = OutBatch()
+            dests = iter(batch.dests)
+            for lane, (rows, slots, lengths, head) in segments:
+                wanted = [next(dests) for _ in range(len(slots))]
+                keep = lane.fresh[slots]
+                only.add(rows, slots[keep], lengths, head, [d for d, k in zip(wanted, keep.tolist(), strict=True) if k])
+            batch = only
+        for lane in self.lanes:
+            lane.fresh[:] = False
+        return batch
 
     # ----- receiving ----------------------------------------------------------------------------
 
@@ -262,47 +310,87 @@ class MediaLoop:
             if batch.count < self.io.capacity:
                 break  # the socket is empty
         self.metrics.packets_in.inc(accepted)
-        self.metrics.socket_calls.labels("recv").inc(calls)
+        self._recv_calls.inc(calls)
 
     def _file(self, batch: Received) -> int:
         """File one batch of datagrams in their legs' jitter buffers; the number accepted."""
+        filed = self._file_plain(batch)
+        accepted = int(np.count_nonzero(filed))
+        self._filed_batch.inc(accepted)
+        rest = np.flatnonzero(~filed).tolist()
+        if rest:
+            alone = self._file_one_by_one(batch, rest)
+            self._filed_alone.inc(alone)
+            accepted += alone
+        return accepted
+
+    def _file_plain(self, batch: Received) -> np.ndarray:
+        """File, a lane at a time, every plain RTP packet that is its leg's next one; True where filed.
+
+        Plain: version 2, no padding, extension or CSRC, the leg's payload type. The fixed headers of
+        the whole batch are read as numpy columns."""
+        filed = np.zeros(batch.count, dtype=bool)
+        table = self._address_table()
+        if not table.keys.size:
+            return filed
+        head = batch.arena[:, :12]
+        at = np.minimum(np.searchsorted(table.keys, batch.keys), table.keys.size - 1)
+        found = (table.keys[at] == batch.keys) & (head[:, 0] == 0x80) & (batch.lengths >= 12) & ~batch.truncated
+        rows = np.flatnonzero(found)
+        if not rows.size:
+            return filed
+        at = at[rows]
+        lane_of, slot_of = table.lane[at], table.slot[at]
+        words = np.ascontiguousarray(head[rows, 4:12]).view(">u4").astype(np.int64)
+        sequences = (head[rows, 2].astype(np.int64) << 8) | head[rows, 3]
+        payload_types = head[rows, 1] & 0x7F
+        for index in np.flatnonzero(np.bincount(lane_of)).tolist():
+            lane = self.lanes[index]
+            mine = np.flatnonzero(lane_of == index)
+            mine = mine[payload_types[mine] == lane.payload_type[slot_of[mine]]]  # DTMF goes one by one
+            slots = slot_of[mine]
+            taken = rows[mine]
+            ok = lane.jitter.push_batch(
+                slots,
+                sequences[mine],
+                words[mine, 0],
+                words[mine, 1],
+                batch.arena[taken, 12 : 12 + lane.jitter.width],
+                batch.lengths[taken] - 12,
+            )
+            taken, slots = taken[ok], slots[ok]
+            filed[taken] = True
+            moved = lane.dest_key[slots] != batch.keys[taken]
+            if moved.any():
+                sources = batch.sources
+                for row, slot in zip(taken[moved].tolist(), slots[moved].tolist(), strict=True):
+                    lane.parts[slot].send_to = sources[row]  # latching: answer where the leg's own RTP comes from
+        return filed
+
+    def _address_table(self) -> _Addresses:
+        if self._addresses is None:
+            entries = sorted(
+                (address_key(addr), part.lane.index, part.slot)
+                for addr, part in self.by_addr.items()
+                if part.lane is not None and address_key(addr)
+            )
+            columns = list(zip(*entries, strict=True)) or [(), (), ()]
+            self._addresses = _Addresses(
+                np.array(columns[0], dtype=np.uint64),
+                np.array(columns[1], dtype=np.intp),
+                np.array(columns[2], dtype=np.intp),
+            )
+        return self._addresses
+
+    def _file_one_by_one(self, batch: Received, rows: list[int]) -> int:
+        """File the datagrams the batch path left, each with the full parse and checks."""
         by_addr = self.by_addr
         bad = self._bad
-        flat = batch.flat
+        sources = batch.sources
         accepted = 0
-        # The fixed headers of the whole batch at once: most packets are plain RTP (version 2, no
-        # padding, extension or CSRC), read from these columns without a parse of their own.
-        head = batch.arena[:, :12]
-        words = np.ascontiguousarray(head[:, 4:12]).view(">u4")
-        plain = (head[:, 0] == 0x80) & (batch.lengths >= 12) & ~batch.truncated
-        # A packet that is not plain gets payload type -1: no leg's, so it takes the full parse below.
-        payload_types = np.where(plain, head[:, 1] & 0x7F, -1)
-        starts = np.arange(batch.count, dtype=np.intp) * batch.arena.shape[1]
-        columns = zip(
-            batch.sources,
-            payload_types.tolist(),
-            ((head[:, 2].astype(np.intp) << 8) | head[:, 3]).tolist(),
-            words[:, 0].tolist(),
-            words[:, 1].tolist(),
-            (starts + 12).tolist(),
-            (starts + batch.lengths).tolist(),
-            strict=True,
-        )
-        for i, (source, payload_type, sequence, timestamp, ssrc, start, end) in enumerate(columns):
+        for i in rows:
+            source = sources[i]
             part = by_addr.get(source)
-            if part is not None and payload_type == part.leg.choice.payload_type:
-                payload = flat[start:end].tobytes()
-                verdict = part.jitter.push_fields(sequence, timestamp, ssrc, payload)
-                if verdict is Verdict.ABSURD:
-                    bad("absurd_sequence_or_timestamp", source)
-                    continue
-                if verdict is Verdict.LATE:
-                    bad("late", source)
-                    continue
-                accepted += 1
-                if part.send_to != source:
-                    part.send_to = source  # latching: answer where the leg's own RTP comes from
-                continue
             if batch.truncated[i]:
                 bad("truncated", source)
                 continue
@@ -353,9 +441,9 @@ class MediaLoop:
         candidates = [
             p
             for p in self.by_call.values()
-            if p.jitter.received == 0
-            and p.leg.remote_media[1] == source[1]
+            if p.leg.remote_media[1] == source[1]
             and p.leg.choice.payload_type == payload_type
+            and p.jitter.received == 0  # last: it reads the lane's arrays
         ]
         if len(candidates) != 1:
             return None
@@ -364,6 +452,7 @@ class MediaLoop:
         self._unmap(part)
         part.leg = replace(part.leg, remote_media=source)
         self.by_addr[source] = part
+        self._addresses = None
         return part
 
     def _forward_event(self, source: Participant, packet: RtpPacket) -> None:
@@ -409,144 +498,183 @@ class MediaLoop:
             self._plans = {rate: self._plan_of(rate, rooms) for rate, rooms in groups.items()}
         return self._plans
 
-    def _mix_contained(self, plan: _Plan) -> _Outgoing:
+    def _mix_contained(self, plan: _Plan) -> None:
         """Mix one rate's block; if that fails, mix its rooms one by one so only a broken room is lost."""
         try:
-            return self._mix_plan(plan)
+            self._mix_plan(plan)
+            return
         except Exception:
             self.metrics.media_errors.labels("mix").inc()
             log.exception("mixing the %d Hz block failed; mixing its rooms one by one", plan.rate)
-        sends = _Outgoing()
         for room_id in plan.room_ids:
             room = self.rooms.get(room_id)
             if room is None or not room.members:
                 continue
             try:
-                sends.extend(self._mix_plan(self._plan_of(plan.rate, [room])))
+                self._mix_plan(self._plan_of(plan.rate, [room]))
             except Exception:
                 self.metrics.media_errors.labels("room").inc()
                 log.exception("room %s failed to mix this frame", room_id)
-        return sends
 
-    def _decode(self, plan: _Plan, samples: int) -> np.ndarray:
-        """The block of what every leg said this frame, at the plan's rate (silence for the quiet)."""
-        parts = plan.parts
-        block = np.zeros((len(parts), samples), dtype=np.int16)
+    def _mix_plan(self, plan: _Plan) -> None:
+        samples = plan.rate * PTIME_MS // 1000
+        block = np.zeros((len(plan.parts), samples), dtype=np.int16)
+        prev = np.empty(len(plan.parts), dtype=np.float32)
         lost = 0
-        empty = JitterBuffer.EMPTY
-        for rows in plan.decode_groups:
-            present: list[int] = []
-            wanted: list[bytes | None] = []
-            for r in rows:
-                popped = parts[r].jitter.pop()
-                if popped is empty:
-                    resampler = parts[r].resample_in
-                    if resampler is not None:
-                        resampler.reset()  # no stale audio when the leg starts talking again
-                    continue
-                if popped is None:
-                    lost += 1
-                present.append(r)
-                wanted.append(popped)  # type: ignore[arg-type]
-            if not present:
-                continue
-            decoders = [parts[r].decoder for r in present]
-            try:
-                pcm = decoders[0].decode_many(decoders, wanted)
-            except Exception:
-                pcm = self._decode_one_by_one(plan, present, wanted)
-            if parts[present[0]].resample_in is None and pcm.shape[1] == samples:
-                block[present] = pcm
-                continue
-            for i, r in enumerate(present):
-                resampler = parts[r].resample_in
-                block[r] = fit(resampler.process(pcm[i]) if resampler is not None else pcm[i], samples)
+        for lane_rows in plan.lanes:
+            lost += self._decode(lane_rows, block)
+            prev[lane_rows.rows] = lane_rows.lane.energy[lane_rows.slots]
         if lost:
             self.metrics.packets_lost.inc(lost)
-        return block
+        result = mix.mix_frame(block, plan.room_of, plan.gain, plan.muted, plan.deaf, plan.k, prev, layout=plan.layout)
+        shared = self._encode(plan, result, block)
+        for lane_rows in plan.lanes:
+            lane, rows, slots = lane_rows.lane, lane_rows.rows, lane_rows.slots
+            lane.energy[slots] = result.energy[rows]
+            lane.talking[slots] = result.talking[rows]
+            self._encode_lane(plan, lane_rows, result.out, shared)
+            self._stamp(lane, slots)
 
-    def _decode_one_by_one(self, plan: _Plan, rows: list[int], payloads: list[bytes | None]) -> Pcm:
-        # A payload its codec rejects (garbage under a valid payload type) silences that leg only.
-        first = plan.parts[rows[0]].decoder
-        samples = first.spec.samples()
-        out = np.zeros((len(rows), samples), dtype=np.int16)
-        for i, (r, payload) in enumerate(zip(rows, payloads, strict=True)):
+    def _decode(self, lane_rows: _LaneRows, block: np.ndarray) -> int:
+        """Play out one frame of every leg of a lane into its rows of ``block``; the frames lost."""
+        lane, rows, slots = lane_rows.lane, lane_rows.rows, lane_rows.slots
+        state, position = lane.jitter.pop_many(slots)
+        heard = state != 0
+        if lane.resampled:
+            for slot in slots[~heard].tolist():
+                lane.parts[slot].resample_in.reset()  # no stale audio when the leg starts talking again
+        if not heard.any():
+            return 0
+        if not heard.all():
+            rows, slots, state, position = rows[heard], slots[heard], state[heard], position[heard]
+        present = state == PRESENT_FRAME
+        lost = int(np.count_nonzero(state == LOST_FRAME))
+        ring = lane.jitter
+        decoder = lane.slot_decoder
+        if decoder is not None and self.batch_codecs:
+            if lost:
+                pcm = np.empty((rows.size, lane.spec.samples()), dtype=np.int16)
+                got = slots[present]
+                pcm[present] = decoder.decode_slots(
+                    got, ring.data[got, position[present]], ring.length[got, position[present]]
+                )
+                pcm[~present] = decoder.conceal_slots(slots[~present])
+            else:
+                pcm = decoder.decode_slots(slots, ring.data[slots, position], ring.length[slots, position])
+        else:
+            parts = [lane.parts[s] for s in slots.tolist()]
+            payloads = [
+                ring.payload(s, p) if here else None
+                for s, p, here in zip(slots.tolist(), position.tolist(), present.tolist(), strict=True)
+            ]
+            pcm = self._decode_legs(parts, payloads)
+        if not lane.resampled and pcm.shape[1] == block.shape[1]:
+            if rows.size == block.shape[0] and lane_rows.whole:
+                block[:] = pcm  # every row of the block, in order: no index to go through
+            else:
+                block[rows] = pcm
+            return lost
+        for i, (row, slot) in enumerate(zip(rows.tolist(), slots.tolist(), strict=True)):
+            resampler = lane.parts[slot].resample_in
+            block[row] = fit(resampler.process(pcm[i]) if resampler is not None else pcm[i], block.shape[1])
+        return lost
+
+    def _decode_legs(self, parts: list[Participant], payloads: list[bytes | None]) -> Pcm:
+        """Codecs with per-leg state: one ``decode_many`` for the lane (each leg on its own in per-leg mode)."""
+        decoders = [p.decoder for p in parts]
+        if self.batch_codecs:
             try:
-                out[i] = fit(plan.parts[r].decoder.decode(payload), samples)
+                return decoders[0].decode_many(decoders, payloads)
+            except Exception:
+                pass  # one bad payload: find it, below
+        # A payload its codec rejects (garbage under a valid payload type) silences that leg only.
+        samples = decoders[0].spec.samples()
+        out = np.zeros((len(parts), samples), dtype=np.int16)
+        for i, (part, payload) in enumerate(zip(parts, payloads, strict=True)):
+            try:
+                out[i] = fit(part.decoder.decode(payload), samples)
             except Exception as exc:
                 self.metrics.media_errors.labels("decode").inc()
-                self._bad("undecodable", plan.parts[r].leg.remote_media)
-                log.debug("leg %s: undecodable payload: %s", plan.parts[r].pid, exc)
+                self._bad("undecodable", part.leg.remote_media)
+                log.debug("leg %s: undecodable payload: %s", part.pid, exc)
         return out
 
-    def _mix_plan(self, plan: _Plan) -> _Outgoing:
-        parts = plan.parts
-        samples = plan.rate * PTIME_MS // 1000
-        block = self._decode(plan, samples)
-        prev = np.array([p.energy for p in parts], dtype=np.float32)
-        result = mix.mix_frame(block, plan.room_of, plan.gain, plan.muted, plan.deaf, plan.k, prev)
-        energies = result.energy.tolist()  # plain floats: numpy scalars are slow to handle one by one
-        talking = result.talking.tolist()
-        payloads = self._encode(plan, result, block)
+    def _encode(self, plan: _Plan, result: mix.MixResult, block: np.ndarray) -> dict[int, bytes]:
+        """Count the encodes; legs that hear their room's whole mix share one per codec.
 
-        sends = _Outgoing()
-        append = sends.rows.append
-        for part, payload, energy, talks in zip(parts, payloads, energies, talking, strict=True):
-            part.energy = energy
-            part.talking = talks
-            part.sequence = sequence = (part.sequence + 1) & 0xFFFF
-            part.timestamp = timestamp = (part.timestamp + part.ts_step) & 0xFFFFFFFF
-            if part.send_to is None:
-                continue  # no RTP from it yet and its SDP address is not trusted
-            marker = 0x80 if part.marker else 0
-            part.marker = False
-            append((marker | part.leg.choice.payload_type, sequence, timestamp, part.ssrc, payload, part.send_to))
-        return sends
-
-    def _encode(self, plan: _Plan, result: mix.MixResult, block: np.ndarray) -> list[bytes]:
-        """One payload per row; rows that hear their room's whole mix share one encode per codec."""
-        parts = plan.parts
-        out = result.out
-        payloads: list[bytes] = [b""] * len(parts)
-        own: np.ndarray | None = None
-        saved = encodes = 0
-        if self.batch_codecs:
+        Returns the shared payloads of codecs with per-leg state, by row (a slot codec's lane is one
+        operation whatever it shares, so its rows are coded with the lane)."""
+        encodes = len(plan.parts)
+        payloads: dict[int, bytes] = {}
+        if self.batch_codecs and plan.shares:
             # A row that put nothing into its room's sum (outside the loudest K, muted, silent) hears the sum.
-            hears_sum = (~result.mixed | ~block.any(axis=1) | (plan.gain == 0)) & ~plan.deaf & plan.shareable
+            hears_sum = (~result.mixed | ~block.any(axis=1) | (plan.gain == 0)) & ~plan.deaf & (plan.share >= 0)
             if hears_sum.any():
-                shared: dict[tuple[int, Hashable], list[int]] = {}
-                for row in np.flatnonzero(hears_sum).tolist():
-                    shared.setdefault((int(plan.room_of[row]), parts[row].share_key), []).append(row)
-                own = np.ones(len(parts), dtype=bool)
-                for (room_index, key), rows in shared.items():
-                    if len(rows) < 2:
+                counts = np.bincount(plan.share[hears_sum], minlength=len(plan.shares))
+                sharing = hears_sum.copy()
+                sharing[hears_sum] = counts[plan.share[hears_sum]] >= 2
+                groups = np.flatnonzero(counts >= 2)
+                saved = int(np.count_nonzero(sharing)) - groups.size
+                encodes -= saved
+                if saved:
+                    self.metrics.encodes_saved.inc(saved)
+                for group in groups.tolist():
+                    room_index, key, slot_coded = plan.shares[group]
+                    if slot_coded:
                         continue
+                    rows = np.flatnonzero(sharing & (plan.share == group))
                     encoder = self._shared_encoder(plan.room_ids[room_index], key)
-                    payload = encoder.encode_many([encoder], out[rows[:1]])[0]
-                    encodes += 1
-                    for r in rows:
-                        payloads[r] = payload
-                    own[rows] = False
-                    saved += len(rows) - 1
-        for rows in plan.encode_groups:
-            if own is not None:
-                rows = [r for r in rows if own[r]]
-                if not rows:
-                    continue
-            encoders = [parts[r].encoder for r in rows]
-            first = parts[rows[0]]
-            if first.resample_out is None:
-                pcm = out[rows]  # one fancy-index for the whole group, no per-row copies
-            else:
-                pcm = np.stack([parts[r].resample_out.process(out[r]) for r in rows])  # type: ignore[union-attr]
-            coded = encoders[0].encode_many(encoders, pcm)
-            encodes += len(coded)
-            for r, payload in zip(rows, coded, strict=True):
-                payloads[r] = payload
+                    payload = encoder.encode_many([encoder], result.out[rows[:1]])[0]
+                    for row in rows.tolist():
+                        payloads[row] = payload
         self.metrics.encodes.inc(encodes)
-        if saved:
-            self.metrics.encodes_saved.inc(saved)
         return payloads
+
+    def _encode_lane(self, plan: _Plan, lane_rows: _LaneRows, out: np.ndarray, shared: dict[int, bytes]) -> None:
+        """Encode what every leg of a lane hears into its outgoing row: one slot-codec operation, or
+        leg by leg for codecs with per-leg state, resampled legs and the per-leg reference mode."""
+        lane = lane_rows.lane
+        if lane.slot_encoder is not None and not lane.resampled and self.batch_codecs:
+            coded = lane.slot_encoder.encode_block(out if lane_rows.whole else out[lane_rows.rows])
+            lane.out["payload"][lane_rows.slots, : coded.shape[1]] = coded
+            lane.out_len[lane_rows.slots] = coded.shape[1]
+            return
+        rows = [r for r in lane_rows.rows.tolist() if r not in shared]
+        coded: list[bytes] = []
+        if rows:
+            parts = [plan.parts[r] for r in rows]
+            if lane.resampled:
+                pcm = np.stack([p.resample_out.process(out[r]) for p, r in zip(parts, rows, strict=True)])  # type: ignore[union-attr]
+            else:
+                pcm = out[rows]
+            if not self.batch_codecs:
+                coded = [p.encoder.encode(frame) for p, frame in zip(parts, pcm, strict=True)]
+            elif lane.slot_encoder is not None:
+                coded = [row.tobytes() for row in lane.slot_encoder.encode_block(pcm)]
+            else:
+                encoders = [p.encoder for p in parts]
+                coded = encoders[0].encode_many(encoders, pcm)
+        by_row = dict(zip(rows, coded, strict=True))
+        by_row.update((r, shared[r]) for r in lane_rows.rows.tolist() if r in shared)
+        payload_rows = lane.out["payload"]
+        width = payload_rows.shape[1]
+        for row, slot in zip(lane_rows.rows.tolist(), lane_rows.slots.tolist(), strict=True):
+            payload = by_row[row][:width]
+            payload_rows[slot, : len(payload)] = np.frombuffer(payload, dtype=np.uint8)
+            lane.out_len[slot] = len(payload)
+
+    def _stamp(self, lane: Lane, slots: np.ndarray) -> None:
+        """Advance the lane's streams one frame and write their RTP headers (the rows are ready to send)."""
+        lane.seq[slots] = (lane.seq[slots] + 1) & 0xFFFF
+        lane.ts[slots] = (lane.ts[slots] + lane.step) & 0xFFFFFFFF
+        out = lane.out
+        out["seq"][slots] = lane.seq[slots]
+        out["ts"][slots] = lane.ts[slots]
+        # The marker goes on a leg's first packet sent: a leg not sent to yet keeps it.
+        sending = lane.dest_key[slots] != 0
+        out["mpt"][slots] = lane.payload_type[slots] | np.where(lane.marker[slots] & sending, 0x80, 0)
+        lane.marker[slots] &= ~sending
+        lane.fresh[slots] = True
 
     def _shared_encoder(self, room_id: str, key: Hashable) -> Encoder:
         """The encoder of a room's shared mix for one codec (made on first use, dropped with the room)."""
@@ -566,13 +694,25 @@ class MediaLoop:
                 parts.append(part)
                 room_of.append(index)
                 k.append(room.config.loudest_k)
-        decode_groups: dict[Hashable, list[int]] = {}
-        encode_groups: dict[Hashable, list[int]] = {}
+        shares: dict[tuple[int, Hashable], int] = {}
+        share: list[int] = []
+        lanes: dict[int, tuple[Lane, list[int], list[int]]] = {}
         for row, part in enumerate(parts):
-            # Per-leg reference mode: every row its own group, so every leg is coded on its own.
-            decode_groups.setdefault(part.decoder.block_key if self.batch_codecs else row, []).append(row)
-            key = (part.encoder.block_key, part.resample_out is None) if self.batch_codecs else row
-            encode_groups.setdefault(key, []).append(row)
+            key = part.share_key
+            if key is None or not self.batch_codecs:
+                share.append(-1)
+            else:
+                share.append(shares.setdefault((room_of[row], key), len(shares)))
+            lane = part.lane
+            assert lane is not None  # members are in their lanes until they leave
+            entry = lanes.setdefault(lane.index, (lane, [], []))
+            entry[1].append(row)
+            entry[2].append(part.slot)
+        slot_coded = {lane.index: lane.slot_encoder is not None for lane, _, _ in lanes.values()}
+        share_lane = {}
+        for row, part in enumerate(parts):
+            if share[row] >= 0:
+                share_lane[share[row]] = part.lane.index  # type: ignore[union-attr]
         return _Plan(
             rate,
             tuple(parts),
@@ -582,7 +722,11 @@ class MediaLoop:
             np.array([p.muted for p in parts], dtype=bool),
             np.array([p.deaf for p in parts], dtype=bool),
             np.array(k, dtype=np.intp),
-            np.array([p.share_key is not None for p in parts], dtype=bool),
-            tuple(decode_groups.values()),
-            tuple(encode_groups.values()),
+            np.array(share, dtype=np.intp),
+            tuple((room, key, slot_coded[share_lane[i]]) for (room, key), i in shares.items()),
+            tuple(
+                _LaneRows(lane, np.array(r, dtype=np.intp), np.array(sl, dtype=np.intp), len(lanes) == 1)
+                for lane, r, sl in lanes.values()
+            ),
+            mix.room_layout(room_of),
         )

@@ -34,6 +34,12 @@ class Metrics:
             ["op"],
             registry=r,
         )
+        self.filed = Counter(
+            "fsfarm_mixer_packets_filed",
+            "RTP packets accepted, by path: a batch at a time (a leg's next packet) or one by one (the rest)",
+            ["path"],
+            registry=r,
+        )
         self.encodes = Counter("fsfarm_mixer_encodes", "Frames encoded (one per distinct mix and codec)", registry=r)
         self.encodes_saved = Counter(
             "fsfarm_mixer_encodes_saved",

@@ -34,6 +34,13 @@ class MixResult:
     mixed: BoolVec  # [P] this participant's audio went into its room's sum
 
 
+def _per_row(value: npt.ArrayLike, n: int, dtype: type) -> np.ndarray:
+    """``value`` as one entry per row: an array of that already as it is, a scalar broadcast."""
+    array = np.asarray(value, dtype=dtype)
+    # broadcast_to costs more than the rest of a small frame's bookkeeping: skip it when not needed.
+    return array if array.shape == (n,) else np.broadcast_to(array, (n,))
+
+
 def room_groups(room_of: npt.ArrayLike) -> tuple[IntVec, IntVec]:
     """Return (starts, group) for a non-decreasing room index: each room's first row, each row's room slot."""
     rooms = np.asarray(room_of)
@@ -50,26 +57,42 @@ def room_groups(room_of: npt.ArrayLike) -> tuple[IntVec, IntVec]:
     return starts.astype(np.intp), group
 
 
-def room_sums(x: npt.NDArray[np.float32], starts: IntVec) -> npt.NDArray[np.float32]:
+@dataclass(frozen=True)
+class RoomLayout:
+    """How a block's rows fall into rooms, worked out once for as long as the rows stay the same."""
+
+    starts: IntVec  # each room's first row
+    group: IntVec  # each row's room
+    classes: tuple[tuple[int, IntVec, IntVec], ...]  # (room size, those rooms, their rows in order)
+
+
+def room_layout(room_of: npt.ArrayLike) -> RoomLayout:
+    """The RoomLayout of a non-decreasing room index (rows grouped by room)."""
+    starts, group = room_groups(room_of)
+    sizes = np.diff(np.append(starts, group.size))
+    classes = []
+    for size in np.unique(sizes).tolist():
+        rooms = np.flatnonzero(sizes == size)
+        classes.append((size, rooms, (starts[rooms][:, None] + np.arange(size)).ravel()))
+    return RoomLayout(starts, group, tuple(classes))
+
+
+def room_sums(x: npt.NDArray[np.float32], layout: RoomLayout) -> npt.NDArray[np.float32]:
     """Sum each room's rows: [rooms x samples].
 
     ``np.add.reduceat`` over rows walks memory column by column and is ~20x slower for many
     small rooms, so rooms are summed by size class: same-size rooms are gathered and reduced as
     one [rooms x size x samples] array, a contiguous row-add numpy does at memory speed.
     """
-    n, samples = x.shape
-    sizes = np.diff(np.append(starts, n))
-    classes = np.unique(sizes)
-    if classes.size == 1:
-        size = int(classes[0])
-        return x.reshape(starts.size, size, samples).sum(axis=1)
-    sums = np.empty((starts.size, samples), dtype=x.dtype)
-    for size in classes.tolist():
-        rooms = np.flatnonzero(sizes == size)
+    samples = x.shape[1]
+    rooms_in_all = layout.starts.size
+    if len(layout.classes) == 1:
+        return x.reshape(rooms_in_all, layout.classes[0][0], samples).sum(axis=1)
+    sums = np.empty((rooms_in_all, samples), dtype=x.dtype)
+    for size, rooms, rows in layout.classes:
         if size == 1:
-            sums[rooms] = x[starts[rooms]]
+            sums[rooms] = x[rows]
             continue
-        rows = (starts[rooms][:, None] + np.arange(size)).ravel()
         sums[rooms] = x[rows].reshape(rooms.size, size, samples).sum(axis=1)
     return sums
 
@@ -84,7 +107,7 @@ def frame_energy(pcm: npt.NDArray[np.floating] | Int16Block) -> FloatVec:
 
 def loudest_k(energy: FloatVec, group: IntVec, starts: IntVec, k: npt.ArrayLike, eligible: BoolVec) -> BoolVec:
     """Select, per room, the ``k`` most energetic eligible rows (``k`` per row; 0 means no limit)."""
-    limit = np.broadcast_to(np.asarray(k, dtype=np.intp), energy.shape)
+    limit = _per_row(k, energy.size, np.intp)
     if not np.any(limit > 0):
         return eligible.copy()
     # Ineligible rows sort last inside their room so they never take a slot.
@@ -105,19 +128,23 @@ def mix_frame(
     prev_energy: FloatVec | None = None,
     talk_threshold: float = DEFAULT_TALK_THRESHOLD,
     smoothing: float = DEFAULT_SMOOTHING,
+    layout: RoomLayout | None = None,
 ) -> MixResult:
     """Mix one frame for every room in the block.
 
     ``pcm`` is int16 [P x S]; ``room_of`` [P] groups rows by room (non-decreasing). ``gain`` scales
     what a participant contributes; ``muted`` rows are heard by nobody; ``deaf`` rows hear silence;
     ``k`` > 0 (per row, the room's setting) mixes only that room's K loudest talkers.
-    Each participant hears the sum of the others (N-1), saturated to int16.
+    Each participant hears the sum of the others (N-1), saturated to int16. ``layout`` is
+    ``room_layout(room_of)`` made once by a caller whose rows stay the same from frame to frame.
     """
     block = np.asarray(pcm)
     if block.ndim != 2:
         raise ValueError("pcm must be [participants x samples]")
     n = block.shape[0]
-    starts, group = room_groups(room_of)
+    if layout is None:
+        layout = room_layout(room_of)
+    starts, group = layout.starts, layout.group
     if group.size != n:
         raise ValueError("room_of must have one entry per row")
     if n == 0:
@@ -125,21 +152,21 @@ def mix_frame(
         return MixResult(block.astype(np.int16), empty, empty.astype(bool), empty.astype(bool))
     mute_v = np.zeros(n, dtype=bool) if muted is None else np.asarray(muted, dtype=bool)
     deaf_v = None if deaf is None else np.asarray(deaf, dtype=bool)
-    gain_v = np.broadcast_to(np.asarray(gain, dtype=np.float32), (n,))
+    gain_v = _per_row(gain, n, np.float32)
 
     x = block.astype(np.float32)
     energy = frame_energy(x)
     if prev_energy is not None and prev_energy.shape == energy.shape:
         energy = (smoothing * prev_energy + (1.0 - smoothing) * energy).astype(np.float32)
     talking = energy > talk_threshold
-    limit = np.broadcast_to(np.asarray(k, dtype=np.intp), (n,))
+    limit = _per_row(k, n, np.intp)
     # With loudest-K on, silent rows are left out too: they would only add noise.
     eligible = ~mute_v & (talking | (limit == 0))
     mixed = loudest_k(energy, group, starts, limit, eligible)
 
     # One multiply applies gain, mute and the loudest-K selection at once.
     x *= (gain_v * mixed)[:, None]
-    sums = room_sums(x, starts)
+    sums = room_sums(x, layout)
     out = np.take(sums, group, axis=0)
     np.subtract(out, x, out=out)
     if deaf_v is not None and deaf_v.any():

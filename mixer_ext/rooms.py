@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +19,10 @@ from mixer_ext.codecs.base import Decoder, Encoder
 from mixer_ext.codecs.resample import FrameResampler
 from mixer_ext.errors import Invalid
 from mixer_ext.jitter import JitterBuffer
+from mixer_ext.lanes import PTIME_MS, Lane
 from mixer_ext.sdp import Choice
 from mixer_ext.sip import Address, Leg
 
-PTIME_MS = 20
 _ROOM_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 # Far above any real room, far below what numpy's index type holds.
 MAX_LOUDEST_K = 10_000
@@ -88,46 +89,119 @@ class Trusted:
         return any(address in net for net in self.networks)
 
 
-@dataclass
 class Participant:
-    """One leg's live media state (mutable: it changes every frame)."""
+    """One leg's live media state. What changes every frame lives in its slot of a ``Lane`` (the
+    lane of its codec and room rate), read and written here through properties."""
 
-    pid: str
-    leg: Leg
-    room_rate: int
-    # Where our RTP goes: the source of the leg's own RTP once it arrives (None: send nothing yet).
-    send_to: Address | None = None
-    opus_complexity: int | None = None
-    gain: float = 1.0
-    muted: bool = False
-    deaf: bool = False
-    ssrc: int = field(default_factory=lambda: secrets.randbits(32))
-    sequence: int = field(default_factory=lambda: secrets.randbits(16))
-    timestamp: int = field(default_factory=lambda: secrets.randbits(32))
-    energy: float = 0.0
-    talking: bool = False
-    decoder: Decoder = field(init=False)
-    encoder: Encoder = field(init=False)
-    jitter: JitterBuffer = field(init=False)
-    resample_in: FrameResampler | None = field(init=False, default=None)
-    resample_out: FrameResampler | None = field(init=False, default=None)
-    ts_step: int = field(init=False, default=160)
-    marker: bool = True
-    dtmf_map: dict[tuple[str, int], int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.set_choice(self.leg.choice)
+    def __init__(
+        self,
+        pid: str,
+        leg: Leg,
+        room_rate: int,
+        lanes: Callable[[str, int], Lane],
+        send_to: Address | None = None,
+        opus_complexity: int | None = None,
+    ) -> None:
+        self.pid = pid
+        self.leg = leg
+        self.room_rate = room_rate
+        self.opus_complexity = opus_complexity
+        self.gain = 1.0
+        self.muted = False
+        self.deaf = False
+        self.dtmf_map: dict[tuple[str, int], int] = {}
+        self._lanes = lanes
+        self.lane: Lane | None = None
+        self.slot = -1
+        self.set_choice(leg.choice)
+        self.send_to = send_to
 
     def set_choice(self, choice: Choice) -> None:
-        """(Re)build codec, jitter buffer and resamplers for a negotiated codec."""
+        """(Re)build codec, jitter buffer and resamplers for a negotiated codec (a slot in its lane).
+
+        The outgoing stream (SSRC, sequence, timestamp) carries over to the new lane."""
         spec = choice.codec
-        self.decoder = get_decoder(spec.key)
-        self.encoder = get_encoder(spec.key, complexity=self.opus_complexity)
+        old, old_slot = self.lane, self.slot
+        if old is None:
+            ssrc, sequence, timestamp, send_to = secrets.randbits(32), secrets.randbits(16), secrets.randbits(32), None
+        else:
+            ssrc, sequence, timestamp, send_to = self.ssrc, self.sequence, self.timestamp, self.send_to
+            old.free(old_slot)
+        lane = self._lanes(spec.key, self.room_rate)
+        self.lane, self.slot = lane, lane.alloc(self, choice.payload_type)
+        lane.set_ssrc(self.slot, ssrc)
+        lane.seq[self.slot] = sequence
+        lane.ts[self.slot] = timestamp
+        lane.set_dest(self.slot, send_to)
+        self.decoder: Decoder = get_decoder(spec.key)
+        self.encoder: Encoder = get_encoder(spec.key, complexity=self.opus_complexity)
         self.ts_step = spec.timestamp_step(PTIME_MS)
-        self.jitter = JitterBuffer(self.ts_step)
+        self.jitter = JitterBuffer(ring=lane.jitter, slot=self.slot)
         same = spec.sample_rate == self.room_rate
         self.resample_in = None if same else FrameResampler(spec.sample_rate, self.room_rate, PTIME_MS)
         self.resample_out = None if same else FrameResampler(self.room_rate, spec.sample_rate, PTIME_MS)
+
+    def release(self) -> None:
+        """Give the lane slot back (the leg left)."""
+        if self.lane is not None:
+            self.lane.free(self.slot)
+            self.lane = None
+
+    @property
+    def _at(self) -> tuple[Lane, int]:
+        assert self.lane is not None, "a participant that left has no media state"
+        return self.lane, self.slot
+
+    @property
+    def send_to(self) -> Address | None:
+        """Where our RTP goes: the source of the leg's own RTP once it arrives (None: send nothing yet)."""
+        lane, slot = self._at
+        return lane.dests[slot]
+
+    @send_to.setter
+    def send_to(self, dest: Address | None) -> None:
+        lane, slot = self._at
+        lane.set_dest(slot, dest)
+
+    @property
+    def ssrc(self) -> int:
+        lane, slot = self._at
+        return int(lane.ssrc[slot])
+
+    @ssrc.setter
+    def ssrc(self, value: int) -> None:
+        lane, slot = self._at
+        lane.set_ssrc(slot, value & 0xFFFFFFFF)
+
+    @property
+    def sequence(self) -> int:
+        lane, slot = self._at
+        return int(lane.seq[slot])
+
+    @sequence.setter
+    def sequence(self, value: int) -> None:
+        lane, slot = self._at
+        lane.seq[slot] = value & 0xFFFF
+
+    @property
+    def timestamp(self) -> int:
+        lane, slot = self._at
+        return int(lane.ts[slot])
+
+    @timestamp.setter
+    def timestamp(self, value: int) -> None:
+        lane, slot = self._at
+        lane.ts[slot] = value & 0xFFFFFFFF
+
+    @property
+    def energy(self) -> float:
+        lane, slot = self._at
+        return float(lane.energy[slot])
+
+    @property
+    def talking(self) -> bool:
+        lane, slot = self._at
+        return bool(lane.talking[slot])
 
     @property
     def share_key(self) -> str | None:

@@ -147,3 +147,77 @@ class ConcealingDecoder:
             return np.zeros_like(self._last)
         faded = (self._last.astype(np.float32) * self.FADE**self._concealed).astype(np.int16)
         return faded
+
+
+class SlotDecoder(Protocol):
+    """Decodes the streams of many legs at once, each leg in a slot of its own (its concealment too)."""
+
+    spec: CodecSpec
+    frame_bytes: int  # the payload of one 20 ms frame
+
+    def grow(self, capacity: int) -> None:
+        """Make room for ``capacity`` slots."""
+        ...
+
+    def reset(self, slot: int) -> None:
+        """A new leg takes ``slot``: nothing to conceal from before."""
+        ...
+
+    def decode_slots(self, slots: npt.NDArray[np.intp], codes: npt.NDArray[np.uint8], lengths: np.ndarray) -> Pcm:
+        """Row i of ``codes`` (``lengths[i]`` bytes of it used) decoded for ``slots[i]``: [n x spec.samples()]."""
+        ...
+
+    def conceal_slots(self, slots: npt.NDArray[np.intp]) -> Pcm:
+        """A stand-in for the lost frame of every slot in ``slots``: [n x spec.samples()]."""
+        ...
+
+
+class SlotEncoder(Protocol):
+    """Encodes a block of frames with no per-leg state: one operation for the whole block."""
+
+    spec: CodecSpec
+    frame_bytes: int
+
+    def encode_block(self, block: Pcm) -> npt.NDArray[np.uint8]:
+        """Row i of ``block`` [n x spec.samples()] encoded into row i of an [n x frame_bytes] array."""
+        ...
+
+
+class SlotConcealer:
+    """``ConcealingDecoder`` for many slots: each slot's last frame, repeated fading, then silence."""
+
+    def __init__(self, frame_samples: int) -> None:
+        self.last = np.zeros((0, frame_samples), dtype=np.int16)
+        self.concealed = np.zeros(0, dtype=np.intp)
+
+    def grow(self, capacity: int) -> None:
+        """Make room for ``capacity`` slots."""
+        old = self.last.shape[0]
+        if capacity <= old:
+            return
+        last = np.zeros((capacity, self.last.shape[1]), dtype=np.int16)
+        last[:old] = self.last
+        concealed = np.zeros(capacity, dtype=np.intp)
+        concealed[:old] = self.concealed
+        self.last, self.concealed = last, concealed
+
+    def reset(self, slot: int) -> None:
+        """Nothing to conceal in ``slot`` (a new leg took it)."""
+        self.last[slot] = 0
+        self.concealed[slot] = 0
+
+    def remember(self, slots: npt.NDArray[np.intp], pcm: Pcm) -> Pcm:
+        """Keep row i of ``pcm`` as the last good frame of ``slots[i]``; returns ``pcm``."""
+        self.last[slots] = pcm
+        self.concealed[slots] = 0
+        return pcm
+
+    def conceal(self, slots: npt.NDArray[np.intp]) -> Pcm:
+        """The stand-in for each slot's lost frame: its last good one, fading, then silence."""
+        self.concealed[slots] += 1
+        times = self.concealed[slots]
+        # The same fade as ConcealingDecoder: FADE ** n for the n-th frame in a row, silence after MAX_CONCEALED.
+        scale = np.where(
+            times > ConcealingDecoder.MAX_CONCEALED, 0.0, np.float32(ConcealingDecoder.FADE) ** times.astype(np.float32)
+        )
+        return (self.last[slots].astype(np.float32) * scale.astype(np.float32)[:, None]).astype(np.int16)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
-from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, Decoder, Encoder, Pcm, fit
+from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, Decoder, Encoder, Pcm, SlotConcealer, fit
 
 _BIAS = 0x84
 _CLIP = 32635
@@ -150,3 +151,42 @@ class TableDecoder:
                 if i not in done:
                     out[i] = fit(group[i].decode(payload), samples)
         return out
+
+
+class TableSlotEncoder:
+    """A whole block of legs on one table is one lookup, written straight into the payload rows."""
+
+    def __init__(self, spec: CodecSpec, table: np.ndarray) -> None:
+        self.spec = spec
+        self.table = table
+        self.frame_bytes = spec.samples()
+
+    def encode_block(self, block: Pcm) -> npt.NDArray[np.uint8]:
+        return self.table[np.asarray(block, dtype=np.int16).view(np.uint16)]  # type: ignore[no-any-return]
+
+
+class TableSlotDecoder:
+    """A whole lane's frames in one lookup; fade-out concealment per slot."""
+
+    def __init__(self, spec: CodecSpec, table: np.ndarray) -> None:
+        self.spec = spec
+        self.table = table
+        self.frame_bytes = spec.samples()
+        self.plc = SlotConcealer(spec.samples())
+
+    def grow(self, capacity: int) -> None:
+        self.plc.grow(capacity)
+
+    def reset(self, slot: int) -> None:
+        self.plc.reset(slot)
+
+    def decode_slots(self, slots: npt.NDArray[np.intp], codes: npt.NDArray[np.uint8], lengths: np.ndarray) -> Pcm:
+        pcm = self.table[codes[:, : self.frame_bytes]]
+        short = lengths < self.frame_bytes
+        if short.any():
+            # A sender's short frame: what it did not send is silence (code 0 is not).
+            pcm[np.arange(self.frame_bytes) >= lengths[:, None]] = 0
+        return self.plc.remember(slots, pcm)
+
+    def conceal_slots(self, slots: npt.NDArray[np.intp]) -> Pcm:
+        return self.plc.conceal(slots)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
-from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, Decoder, Encoder, Pcm, fit
+from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, Decoder, Encoder, Pcm, SlotConcealer, fit
 
 
 def l16_spec(rate: int) -> CodecSpec:
@@ -63,3 +64,41 @@ class L16Decoder:
             if i not in done:
                 out[i] = fit(group[i].decode(payload), samples)
         return out
+
+
+class L16SlotEncoder:
+    """A whole block byte-swapped at once into the payload rows."""
+
+    def __init__(self, spec: CodecSpec) -> None:
+        self.spec = spec
+        self.frame_bytes = 2 * spec.samples()
+
+    def encode_block(self, block: Pcm) -> npt.NDArray[np.uint8]:
+        big = np.ascontiguousarray(block, dtype=np.int16).astype(">i2")
+        return big.view(np.uint8).reshape(block.shape[0], self.frame_bytes)
+
+
+class L16SlotDecoder:
+    """A whole lane's frames in one conversion; fade-out concealment per slot."""
+
+    def __init__(self, spec: CodecSpec) -> None:
+        self.spec = spec
+        self.frame_bytes = 2 * spec.samples()
+        self.plc = SlotConcealer(spec.samples())
+
+    def grow(self, capacity: int) -> None:
+        self.plc.grow(capacity)
+
+    def reset(self, slot: int) -> None:
+        self.plc.reset(slot)
+
+    def decode_slots(self, slots: npt.NDArray[np.intp], codes: npt.NDArray[np.uint8], lengths: np.ndarray) -> Pcm:
+        raw = np.ascontiguousarray(codes[:, : self.frame_bytes])
+        pcm = raw.view(">i2").astype(np.int16)
+        short = lengths < self.frame_bytes
+        if short.any():
+            pcm[np.arange(self.spec.samples()) >= (lengths // 2)[:, None]] = 0
+        return self.plc.remember(slots, pcm)
+
+    def conceal_slots(self, slots: npt.NDArray[np.intp]) -> Pcm:
+        return self.plc.conceal(slots)

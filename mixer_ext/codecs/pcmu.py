@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from mixer_ext.codecs.base import CodecSpec
-from mixer_ext.codecs.g711 import ULAW_DECODE, ULAW_ENCODE, TableDecoder, TableEncoder
+from mixer_ext.codecs.g711 import (
+    ULAW_DECODE,
+    ULAW_ENCODE,
+    TableDecoder,
+    TableEncoder,
+    TableSlotDecoder,
+    TableSlotEncoder,
+)
 
 PCMU = CodecSpec("PCMU", 8000, 8000, static_pt=0)
 
@@ -15,3 +22,11 @@ def encoder(complexity: int | None = None) -> TableEncoder:
 
 def decoder() -> TableDecoder:
     return TableDecoder(PCMU, ULAW_DECODE)
+
+
+def slot_encoder() -> TableSlotEncoder:
+    return TableSlotEncoder(PCMU, ULAW_ENCODE)
+
+
+def slot_decoder() -> TableSlotDecoder:
+    return TableSlotDecoder(PCMU, ULAW_DECODE)

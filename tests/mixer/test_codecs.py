@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mixer_testkit import level_db, tone
 
-from mixer_ext.codecs import available, get_decoder, get_encoder, get_spec
+from mixer_ext.codecs import available, get_decoder, get_encoder, get_slot_codec, get_spec
 from mixer_ext.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from mixer_ext.codecs.resample import FrameResampler
 
@@ -118,3 +118,33 @@ def test_opus_conceals_a_lost_frame_with_its_own_plc() -> None:
         dec.decode(enc.encode(x[i * 960 : (i + 1) * 960]))
     concealed = dec.decode(None)
     assert concealed.size == 960 and level_db(concealed, 48000, 440) > -40
+
+
+@pytest.mark.parametrize("name", ["PCMU", "PCMA", "L16/8000", "L16/16000", "L16/48000"])
+def test_slot_codecs_code_a_lane_as_the_per_leg_codecs_code_each_leg(name: str) -> None:
+    slot_codec = get_slot_codec(name)
+    assert slot_codec is not None
+    slot_decoder, slot_encoder = slot_codec
+    spec = get_spec(name)
+    n = spec.samples()
+    frames = np.stack([tone(300 + 100 * leg, spec.sample_rate, n, amplitude=6000) for leg in range(4)])
+    encoders = [get_encoder(name) for _ in range(4)]
+    decoders = [get_decoder(name) for _ in range(4)]
+    coded = slot_encoder.encode_block(frames)
+    assert [row.tobytes() for row in coded] == [e.encode(f) for e, f in zip(encoders, frames, strict=True)]
+    slot_decoder.grow(8)
+    slots = np.array([5, 1, 7, 2], dtype=np.intp)  # a lane's slots come in any order
+    lengths = np.full(4, coded.shape[1], dtype=np.intp)
+    pcm = slot_decoder.decode_slots(slots, coded, lengths)
+    assert np.array_equal(pcm, np.stack([d.decode(c.tobytes()) for d, c in zip(decoders, coded, strict=True)]))
+    # Lost frames: the same fade to silence, slot by slot, as each leg's own decoder.
+    for _ in range(5):
+        concealed = slot_decoder.conceal_slots(slots[:2])
+        assert np.array_equal(concealed, np.stack([d.decode(None) for d in decoders[:2]]))
+    # A short frame: what the sender did not send is silence.
+    short = slot_decoder.decode_slots(slots[:1], coded[:1], np.array([coded.shape[1] // 2]))
+    assert np.array_equal(short[0, : n // 2], pcm[0, : n // 2]) and not short[0, n // 2 :].any()
+
+
+def test_codecs_with_per_leg_state_have_no_slot_codec() -> None:
+    assert get_slot_codec("opus") is None and get_slot_codec("G722") is None

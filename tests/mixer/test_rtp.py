@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 import struct
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mixer_ext.clock import MediaClock, next_tick
-from mixer_ext.jitter import JitterBuffer, Verdict
+from mixer_ext.jitter import PRESENT_FRAME, JitterBuffer, JitterRing, Verdict
 from mixer_ext.rtp import (
     RtpError,
     RtpPacket,
@@ -222,3 +223,61 @@ def test_jitter_buffer_survives_any_packet_sequence(seqs: list[int], tss: list[i
         jb.push(RtpPacket(0, seq, ts, 1, b"x"))
         jb.pop()
         assert jb.stats().depth <= jb.max_depth
+
+
+def ring_stream(rng: random.Random, ticks: int) -> list[list[RtpPacket]]:
+    """One leg's packets tick by tick: mostly one in order, with losses, late pairs, reordering, a
+    burst that fills the buffer and a restart."""
+    seq, ts, ssrc = rng.randrange(65536), rng.randrange(2**32), 7
+    out: list[list[RtpPacket]] = []
+    held: list[RtpPacket] = []
+    for tick in range(ticks):
+        if tick == ticks // 2:
+            ssrc, seq = 8, rng.randrange(65536)  # the sender restarts its stream
+        now = [*held]
+        held = []
+        # Mostly one a tick; for a while three a tick (a sender catching up), which fills the buffer.
+        for _ in range(3 if 40 <= tick < 52 else rng.choice([1, 1, 1, 1, 1, 2, 0])):
+            seq, ts = (seq + 1) & 0xFFFF, (ts + 160) & 0xFFFFFFFF
+            packet = RtpPacket(0, seq, ts, ssrc, bytes([seq & 0xFF]) * 160)
+            roll = rng.random()
+            if roll < 0.05:
+                continue  # lost
+            if roll < 0.1:
+                held.append(packet)  # late: arrives next tick, after its successor
+                continue
+            now.append(packet)
+        out.append(now)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_batch_filed_at_once_plays_out_as_packets_filed_one_by_one(seed: int) -> None:
+    rng = random.Random(seed)
+    legs = [ring_stream(rng, 200) for _ in range(5)]
+    one_by_one, batched = JitterRing(160, 160, 5), JitterRing(160, 160, 5)
+    slots = np.arange(5, dtype=np.intp)
+    for tick in range(200):
+        # Legs interleave at random; each leg's own packets keep the order they were sent in.
+        queues = [list(legs[slot][tick]) for slot in range(5)]
+        arrived = []
+        while any(queues):
+            slot = rng.choice([s for s in range(5) if queues[s]])
+            arrived.append((slot, queues[slot].pop(0)))
+        for slot, p in arrived:
+            one_by_one.push(slot, p.sequence, p.timestamp, p.ssrc, p.payload)
+        if arrived:
+            fields = [(s, p.sequence, p.timestamp, p.ssrc) for s, p in arrived]
+            columns = [np.array(c, dtype=np.int64) for c in zip(*fields, strict=True)]
+            payloads = np.frombuffer(b"".join(p.payload for _, p in arrived), dtype=np.uint8).reshape(len(arrived), 160)
+            lengths = np.full(len(arrived), 160, dtype=np.intp)
+            filed = batched.push_batch(columns[0].astype(np.intp), *columns[1:], payloads, lengths)
+            for (slot, p), done in zip(arrived, filed.tolist(), strict=True):
+                if not done:
+                    batched.push(slot, p.sequence, p.timestamp, p.ssrc, p.payload)
+        want, got = one_by_one.pop_many(slots), batched.pop_many(slots)
+        assert want[0].tolist() == got[0].tolist()
+        for slot in np.flatnonzero(want[0] == PRESENT_FRAME).tolist():
+            assert one_by_one.payload(slot, int(want[1][slot])) == batched.payload(slot, int(got[1][slot]))
+    for counter in ("received", "lost", "late", "absurd"):
+        assert getattr(one_by_one, counter).tolist() == getattr(batched, counter).tolist()
