@@ -369,7 +369,6 @@ class FreeSwitch:
         )
         if wait:
             self.wait_ready()
-            _keep_certs(self.workdir / "certs")
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -385,6 +384,7 @@ class FreeSwitch:
             return any("internal" in line and "RUNNING" in line for line in status.splitlines())
 
         wait_for(ready, timeout, f"FreeSWITCH {self.name}'s sofia profile internal (configured over xml_curl)")
+        _keep_certs(self.workdir / "certs")
 
     @property
     def esl(self) -> Esl:

@@ -58,8 +58,10 @@ def farm(controller: Controller, workdir: Path) -> Iterator[Farm]:
     for ext in ("1001", "1002"):
         controller.cli("user", "add", "-t", "acme.test", ext, "--password", PASSWORDS[ext], "--name", f"User {ext}")
     controller.cli("user", "add", "-t", "beta.test", "2001", "--password", PASSWORDS["2001"])
-    fs1.start()
-    spare.start()
+    for node in (fs1, spare):  # both boot at once, then both must be ready
+        node.start(wait=False)
+    fs1.wait_ready()
+    spare.wait_ready()
     f = Farm(controller, fs1, spare, workdir)
     yield f
     stop_together(*f.phones.values(), fs1, spare)

@@ -31,7 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from farm_harness import FSFARM, Controller, Phone, free_udp_pair, freeswitch_binary, hears, node_host, wait_for
+from farm_harness import (
+    FSFARM,
+    Controller,
+    Phone,
+    free_udp_pair,
+    freeswitch_binary,
+    hears,
+    node_host,
+    stop_together,
+    wait_for,
+)
 from testsupport import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -172,15 +182,21 @@ class Tour:
 
 
 def _stop_daemons(workdir: Path) -> None:
-    """The FreeSWITCH daemons the tour's ``freeswitch -nc`` started, by the pid files in their run dirs."""
+    """The FreeSWITCH daemons the tour's ``freeswitch -nc`` started, by the pid files in their run dirs.
+
+    All are sent SIGTERM first, then waited for together: each takes seconds to shut down.
+    """
+    pids = []
     for pidfile in workdir.glob("fsfarm/*/run/freeswitch.pid"):
         try:
             pid = int(pidfile.read_text().split()[0])
             if str(workdir) not in Path(f"/proc/{pid}/cmdline").read_text():
                 continue  # not ours (a recycled pid)
             os.kill(pid, signal.SIGTERM)
+            pids.append(pid)
         except (OSError, ValueError, IndexError):
             continue
+    for pid in pids:
         try:
             wait_for(lambda p=pid: not Path(f"/proc/{p}").exists(), 20, f"FreeSWITCH {pid} to stop")
         except AssertionError:
@@ -212,9 +228,8 @@ def tour(farm_dsn: str, workdir: Path) -> Iterator[Tour]:
         yield t
     finally:
         (workdir / "tour-transcript.txt").write_text("\n".join(t.transcript))
-        for phone in t.phones.values():
-            phone.stop()
-        ctl.stop()  # first, or it fails the tenant over again as the daemons stop
+        # The controller before the daemons, or it fails the tenant over again as they stop.
+        stop_together(*t.phones.values(), ctl)
         _stop_daemons(workdir)
 
 
