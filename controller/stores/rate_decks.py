@@ -61,6 +61,9 @@ def replace_rates(conn: psycopg.Connection[Any], deck_id: UUID, new: Iterable[Ra
     for rate in new:
         rows.insert(conn, "rates", rate)
         count += 1
+    # Fresh statistics now, not when autovacuum gets to it: without them a call's price is looked up by
+    # filtering the whole deck (0.6 ms for 2,000 prefixes) instead of through the (deck, prefix) index.
+    conn.execute("ANALYZE rates")
     return count
 
 
