@@ -285,6 +285,14 @@ class JitterRing:
         """Play one frame of every slot in ``slots``: its state (EMPTY_FRAME, LOST_FRAME or
         PRESENT_FRAME) and ring position (read ``data`` / ``length`` there for a present frame)."""
         nxt = self.next[slots]
+        position = nxt & (self.DEPTH - 1)
+        steady = (self.tag[slots, position] == nxt) & self.playing[slots] & (nxt != NONE)
+        if steady.all():
+            # The steady tick: every slot plays its queued next frame (a third of the general path's calls).
+            self.next[slots] = nxt + 1
+            self.tag[slots, position] = NONE
+            self.count[slots] -= 1
+            return np.full(slots.size, PRESENT_FRAME, dtype=np.int8), position
         count = self.count[slots]
         nothing = (nxt == NONE) | (count == 0)
         self.playing[slots[nothing]] = False
@@ -292,7 +300,6 @@ class JitterRing:
             ~nothing & ~self.playing[slots] & (count < self.prefill) & (self.highest[slots] - nxt + 1 < self.prefill)
         )
         plays = ~(nothing | waiting)
-        position = nxt & (self.DEPTH - 1)
         hit = plays & (self.tag[slots, position] == nxt)
         # EMPTY_FRAME 0, LOST_FRAME 1, PRESENT_FRAME 2: a hit is always a play.
         state = plays.astype(np.int8) + hit.astype(np.int8)

@@ -69,6 +69,8 @@ class Lane:
         self.out = np.zeros(0, dtype=self.packet)
         self.rows = self.out.view(np.uint8).reshape(0, self.packet.itemsize)
         self.dirty = True  # slots or destinations changed: the send batch must be rebuilt
+        # Some slot's row has yet to get its payload type, or carries or awaits its first packet's marker.
+        self.marking = False
 
     def grow(self, capacity: int) -> None:
         """Room for ``capacity`` slots; every existing slot keeps its state."""
@@ -102,6 +104,7 @@ class Lane:
         self.active[slot] = True
         self.payload_type[slot] = payload_type
         self.marker[slot] = True
+        self.marking = True
         self.energy[slot] = 0.0
         self.talking[slot] = False
         self.jitter.reset(slot)
@@ -114,6 +117,7 @@ class Lane:
         """Give ``slot`` back: nothing is sent from it any more."""
         self.parts[slot] = None
         self.active[slot] = False
+        self.marker[slot] = False
         self.set_dest(slot, None)
         self._free.append(slot)
 
