@@ -102,7 +102,9 @@ def frame_energy(pcm: npt.NDArray[np.floating] | Int16Block) -> FloatVec:
     x = np.asarray(pcm, dtype=np.float32)
     if x.shape[1] == 0:
         return np.zeros(x.shape[0], dtype=np.float32)
-    return (np.einsum("ij,ij->i", x, x) / np.float32(x.shape[1])).astype(np.float32)
+    energy = np.einsum("ij,ij->i", x, x)  # float32, as x is
+    energy /= np.float32(x.shape[1])  # in place: the same division without a copy
+    return energy
 
 
 def loudest_k(energy: FloatVec, group: IntVec, starts: IntVec, k: npt.ArrayLike, eligible: BoolVec) -> BoolVec:
@@ -157,12 +159,21 @@ def mix_frame(
     x = block.astype(np.float32)
     energy = frame_energy(x)
     if prev_energy is not None and prev_energy.shape == energy.shape:
-        energy = (smoothing * prev_energy + (1.0 - smoothing) * energy).astype(np.float32)
+        if prev_energy.dtype == np.float32:
+            # The same float32 operations as below, in place: two copies fewer.
+            smoothed = prev_energy * smoothing
+            energy *= 1.0 - smoothing
+            energy += smoothed
+        else:
+            energy = (smoothing * prev_energy + (1.0 - smoothing) * energy).astype(np.float32)
     talking = energy > talk_threshold
     limit = _per_row(k, n, np.intp)
-    # With loudest-K on, silent rows are left out too: they would only add noise.
-    eligible = ~mute_v & (talking | (limit == 0))
-    mixed = loudest_k(energy, group, starts, limit, eligible)
+    if np.any(limit > 0):
+        # With loudest-K on, silent rows are left out too: they would only add noise.
+        eligible = ~mute_v & (talking | (limit == 0))
+        mixed = loudest_k(energy, group, starts, limit, eligible)
+    else:
+        mixed = ~mute_v  # no room limits its talkers: everyone unmuted goes into the sum
 
     # One multiply applies gain, mute and the loudest-K selection at once.
     x *= (gain_v * mixed)[:, None]
