@@ -68,6 +68,7 @@ class Lane:
         self.fresh = np.zeros(0, dtype=bool)  # the row was written this tick
         self.out = np.zeros(0, dtype=self.packet)
         self.rows = self.out.view(np.uint8).reshape(0, self.packet.itemsize)
+        self._field_views()
         self.dirty = True  # slots or destinations changed: the send batch must be rebuilt
         # Some slot's row has yet to get its payload type, or carries or awaits its first packet's marker.
         self.marking = False
@@ -86,6 +87,7 @@ class Lane:
         out["flags"] = 0x80  # version 2, no padding, extension or CSRC
         self.out = out
         self.rows = out.view(np.uint8).reshape(capacity, self.packet.itemsize)
+        self._field_views()
         self.jitter.grow(capacity)
         if self.slot_decoder is not None:
             self.slot_decoder.grow(capacity)
@@ -94,6 +96,11 @@ class Lane:
         self._free.extend(range(capacity - 1, old - 1, -1))
         self.capacity = capacity
         self.dirty = True
+
+    def _field_views(self) -> None:
+        # The columns of the outgoing rows a tick writes, made once per growth (a field lookup costs a call).
+        self.out_seq, self.out_ts = self.out["seq"], self.out["ts"]
+        self.out_mpt, self.out_payload = self.out["mpt"], self.out["payload"]
 
     def alloc(self, part: Any, payload_type: int) -> int:
         """A slot for ``part`` with a fresh jitter buffer and concealment state."""

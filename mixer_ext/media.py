@@ -672,7 +672,7 @@ class MediaLoop:
         lane = lane_rows.lane
         if lane.slot_encoder is not None and not lane.resampled and self.batch_codecs:
             coded = lane.slot_encoder.encode_block(out if lane_rows.whole else out[lane_rows.rows])
-            lane.out["payload"][lane_rows.slots, : coded.shape[1]] = coded
+            lane.out_payload[lane_rows.slots, : coded.shape[1]] = coded
             lane.out_len[lane_rows.slots] = coded.shape[1]
             return
         rows = [r for r in lane_rows.rows.tolist() if r not in shared]
@@ -692,7 +692,7 @@ class MediaLoop:
                 coded = encoders[0].encode_many(encoders, pcm)
         by_row = dict(zip(rows, coded, strict=True))
         by_row.update((r, shared[r]) for r in lane_rows.rows.tolist() if r in shared)
-        payload_rows = lane.out["payload"]
+        payload_rows = lane.out_payload
         width = payload_rows.shape[1]
         for row, slot in zip(lane_rows.rows.tolist(), lane_rows.slots.tolist(), strict=True):
             payload = by_row[row][:width]
@@ -705,17 +705,16 @@ class MediaLoop:
         ts = (lane.ts[slots] + lane.step) & 0xFFFFFFFF
         lane.seq[slots] = seq
         lane.ts[slots] = ts
-        out = lane.out
-        out["seq"][slots] = seq
-        out["ts"][slots] = ts
+        lane.out_seq[slots] = seq
+        lane.out_ts[slots] = ts
         if lane.marking:
             # The marker goes on a leg's first packet sent: a leg not sent to yet keeps it.
             sending = lane.dest_key[slots] != 0
             marks = lane.marker[slots] & sending
-            out["mpt"][slots] = lane.payload_type[slots] | np.where(marks, 0x80, 0)
+            lane.out_mpt[slots] = lane.payload_type[slots] | np.where(marks, 0x80, 0)
             lane.marker[slots] &= ~sending
             # Once no row carries or awaits a marker, the rows' marker and payload type bytes stay as written.
-            lane.marking = bool((((out["mpt"] & 0x80) != 0) | lane.marker)[lane.active].any())
+            lane.marking = bool((((lane.out_mpt & 0x80) != 0) | lane.marker)[lane.active].any())
         lane.fresh[slots] = True
 
     def _shared_encoder(self, room_id: str, key: Hashable) -> Encoder:
