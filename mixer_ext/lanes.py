@@ -58,8 +58,6 @@ class Lane:
         self.active = np.zeros(0, dtype=bool)
         self.payload_type = np.zeros(0, dtype=np.int64)
         self.ssrc = np.zeros(0, dtype=np.int64)
-        self.seq = np.zeros(0, dtype=np.int64)
-        self.ts = np.zeros(0, dtype=np.int64)
         self.marker = np.zeros(0, dtype=bool)
         self.energy = np.zeros(0, dtype=np.float32)
         self.talking = np.zeros(0, dtype=bool)
@@ -78,7 +76,7 @@ class Lane:
         old = self.capacity
         if capacity <= old:
             return
-        for name in ("active", "payload_type", "ssrc", "seq", "ts", "marker", "energy", "talking"):
+        for name in ("active", "payload_type", "ssrc", "marker", "energy", "talking"):
             setattr(self, name, _grown(getattr(self, name), capacity))
         for name in ("dest_key", "out_len", "fresh"):
             setattr(self, name, _grown(getattr(self, name), capacity))
@@ -99,7 +97,8 @@ class Lane:
 
     def _field_views(self) -> None:
         # The columns of the outgoing rows a tick writes, made once per growth (a field lookup costs a call).
-        self.out_seq, self.out_ts = self.out["seq"], self.out["ts"]
+        # A stream's sequence and timestamp live in its row: advanced in place, they wrap as RTP's do.
+        self.seq, self.ts = self.out["seq"], self.out["ts"]
         self.out_mpt, self.out_payload = self.out["mpt"], self.out["payload"]
 
     def alloc(self, part: Any, payload_type: int) -> int:

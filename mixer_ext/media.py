@@ -701,12 +701,8 @@ class MediaLoop:
 
     def _stamp(self, lane: Lane, slots: np.ndarray) -> None:
         """Advance the lane's streams one frame and write their RTP headers (the rows are ready to send)."""
-        seq = (lane.seq[slots] + 1) & 0xFFFF
-        ts = (lane.ts[slots] + lane.step) & 0xFFFFFFFF
-        lane.seq[slots] = seq
-        lane.ts[slots] = ts
-        lane.out_seq[slots] = seq
-        lane.out_ts[slots] = ts
+        lane.seq[slots] += 1  # uint16 and uint32 columns of the rows: they wrap by themselves
+        lane.ts[slots] += lane.step
         if lane.marking:
             # The marker goes on a leg's first packet sent: a leg not sent to yet keeps it.
             sending = lane.dest_key[slots] != 0
