@@ -73,6 +73,7 @@ class _Plan:
     can_share: np.ndarray  # not deaf and with a share: would hear the shared mix if it put nothing in
     any_can_share: bool
     gain_zero: np.ndarray | None  # rows at gain 0, None when there are none (the common case)
+    coded_apart: np.ndarray  # rows whose shared mix is encoded apart (a codec with per-leg state)
 
 
 @dataclass(frozen=True)
@@ -654,15 +655,17 @@ class MediaLoop:
                 encodes -= saved
                 if saved:
                     self.metrics.encodes_saved.inc(saved)
-                for group in groups.tolist():
-                    room_index, key, slot_coded = plan.shares[group]
-                    if slot_coded:
-                        continue
-                    rows = np.flatnonzero(sharing & (plan.share == group))
-                    encoder = self._shared_encoder(plan.room_ids[room_index], key)
-                    payload = encoder.encode_many([encoder], result.out[rows[:1]])[0]
-                    for row in rows.tolist():
-                        payloads[row] = payload
+                # Only codecs with per-leg state encode a shared mix apart: their sharing rows, grouped in one sort.
+                apart = np.flatnonzero(sharing & plan.coded_apart)
+                if apart.size:
+                    apart = apart[np.argsort(plan.share[apart], kind="stable")]
+                    bounds = np.flatnonzero(np.diff(plan.share[apart])) + 1
+                    for rows in np.split(apart, bounds):
+                        room_index, key, _ = plan.shares[int(plan.share[rows[0]])]
+                        encoder = self._shared_encoder(plan.room_ids[room_index], key)
+                        payload = encoder.encode_many([encoder], result.out[rows[:1]])[0]
+                        for row in rows.tolist():
+                            payloads[row] = payload
         self.metrics.encodes.inc(encodes)
         return payloads
 
@@ -746,15 +749,16 @@ class MediaLoop:
             entry[1].append(row)
             entry[2].append(part.slot)
         slot_coded = {lane.index: lane.slot_encoder is not None for lane, _, _ in lanes.values()}
+        share_lane = {}
+        for row, part in enumerate(parts):
+            if share[row] >= 0:
+                share_lane[share[row]] = part.lane.index  # type: ignore[union-attr]
+        share_coded = {i: slot_coded[share_lane[i]] for i in shares.values()}
         gain_v = np.array([p.gain for p in parts], dtype=np.float32)
         deaf_v = np.array([p.deaf for p in parts], dtype=bool)
         share_v = np.array(share, dtype=np.intp)
         can_share = ~deaf_v & (share_v >= 0)
         gain_zero = gain_v == 0
-        share_lane = {}
-        for row, part in enumerate(parts):
-            if share[row] >= 0:
-                share_lane[share[row]] = part.lane.index  # type: ignore[union-attr]
         return _Plan(
             rate,
             tuple(parts),
@@ -765,7 +769,7 @@ class MediaLoop:
             deaf_v,
             np.array(k, dtype=np.intp),
             share_v,
-            tuple((room, key, slot_coded[share_lane[i]]) for (room, key), i in shares.items()),
+            tuple((room, key, share_coded[i]) for (room, key), i in shares.items()),
             tuple(
                 _LaneRows(lane, np.array(r, dtype=np.intp), np.array(sl, dtype=np.intp), len(lanes) == 1)
                 for lane, r, sl in lanes.values()
@@ -774,4 +778,5 @@ class MediaLoop:
             can_share,
             bool(can_share.any()),
             gain_zero if gain_zero.any() else None,
+            np.array([s >= 0 and not share_coded[s] for s in share], dtype=bool),
         )
