@@ -247,6 +247,7 @@ class _Prepared:
     dests: list[Address]
     refused: list[tuple[Address, Exception]]
     rows: list[np.ndarray]  # the buffers the iovecs point into, kept alive with them
+    lens: np.ndarray  # iov["len"], the one field a send rewrites
 
 
 class MmsgIo(_Arena):
@@ -385,8 +386,13 @@ class MmsgIo(_Arena):
         n = len(prepared.keep)
         if n == 0 or self.sock.fileno() < 0:
             return report  # nothing usable, or closed by a stopping mixer (its fd number may be another file's)
-        sizes = batch.sizes()
-        prepared.iov["len"] = sizes if n == len(sizes) else sizes[prepared.keep]
+        if len(batch.segments) == 1 and n == len(batch.dests):
+            # One lane, every destination usable: the lengths go straight into the iovecs, no concatenation.
+            _, slots, lengths, head = batch.segments[0]
+            np.add(lengths[slots], head, out=prepared.lens, casting="unsafe")
+        else:
+            sizes = batch.sizes()
+            prepared.lens[:] = sizes if n == len(sizes) else sizes[prepared.keep]
         base = prepared.msgs.ctypes.data
         done = 0
         while done < n:
@@ -436,7 +442,8 @@ class MmsgIo(_Arena):
         msgs["iov"] = iov.ctypes.data + _IOVEC.itemsize * np.arange(n, dtype=np.uint64)
         msgs["iovlen"] = 1
         dests = [batch.dests[i] for i in keep]
-        return _Prepared(kept, msgs, iov, name_array, dests, refused, [rows for rows, _, _, _ in batch.segments])
+        segments = [rows for rows, _, _, _ in batch.segments]
+        return _Prepared(kept, msgs, iov, name_array, dests, refused, segments, iov["len"])
 
 
 def _sockaddr(dest: Address) -> bytes:
