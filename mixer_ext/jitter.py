@@ -194,9 +194,10 @@ class JitterRing:
         self.ref_ext[s] = e
         self.base_ts[s] = ts
         self.absurd_run[s] = 0
-        self.count[s] += 1
+        count = self.count[s] + 1
+        self.count[s] = count
         self.received[s] += 1
-        full = s[self.count[s] > self.max_depth]
+        full = s[count > self.max_depth]
         if full.size:
             self._trim_many(full)
         return ok

@@ -320,7 +320,7 @@ class MediaLoop:
         filed = self._file_plain(batch)
         accepted = int(np.count_nonzero(filed))
         self._filed_batch.inc(accepted)
-        rest = np.flatnonzero(~filed).tolist()
+        rest = np.flatnonzero(~filed).tolist() if accepted < batch.count else []
         if rest:
             alone = self._file_one_by_one(batch, rest)
             self._filed_alone.inc(alone)
