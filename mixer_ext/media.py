@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +75,8 @@ class _Plan:
     any_can_share: bool
     gain_zero: np.ndarray | None  # rows at gain 0, None when there are none (the common case)
     coded_apart: np.ndarray  # rows whose shared mix is encoded apart (a codec with per-leg state)
+    # gain, muted, deaf, k as the kernel takes them: a plain 1.0, None or 0 where no row differs from the default.
+    kernel_flags: tuple[Any, Any, Any, Any]
 
 
 @dataclass(frozen=True)
@@ -552,7 +555,8 @@ class MediaLoop:
                 prev[lane_rows.rows] = lane_rows.lane.energy[lane_rows.slots]
         if lost:
             self.metrics.packets_lost.inc(lost)
-        result = mix.mix_frame(block, plan.room_of, plan.gain, plan.muted, plan.deaf, plan.k, prev, layout=plan.layout)
+        gain, muted, deaf, k = plan.kernel_flags
+        result = mix.mix_frame(block, plan.room_of, gain, muted, deaf, k, prev, layout=plan.layout)
         shared = self._encode(plan, result, block)
         for lane_rows in plan.lanes:
             lane, rows, slots = lane_rows.lane, lane_rows.rows, lane_rows.slots
@@ -756,6 +760,8 @@ class MediaLoop:
         share_coded = {i: slot_coded[share_lane[i]] for i in shares.values()}
         gain_v = np.array([p.gain for p in parts], dtype=np.float32)
         deaf_v = np.array([p.deaf for p in parts], dtype=bool)
+        muted_v = np.array([p.muted for p in parts], dtype=bool)
+        k_v = np.array(k, dtype=np.intp)
         share_v = np.array(share, dtype=np.intp)
         can_share = ~deaf_v & (share_v >= 0)
         gain_zero = gain_v == 0
@@ -765,9 +771,9 @@ class MediaLoop:
             tuple(r.config.room_id for r in rooms),
             np.array(room_of, dtype=np.intp),
             gain_v,
-            np.array([p.muted for p in parts], dtype=bool),
+            muted_v,
             deaf_v,
-            np.array(k, dtype=np.intp),
+            k_v,
             share_v,
             tuple((room, key, share_coded[i]) for (room, key), i in shares.items()),
             tuple(
@@ -779,4 +785,10 @@ class MediaLoop:
             bool(can_share.any()),
             gain_zero if gain_zero.any() else None,
             np.array([s >= 0 and not share_coded[s] for s in share], dtype=bool),
+            (
+                1.0 if bool((gain_v == 1).all()) else gain_v,
+                muted_v if muted_v.any() else None,
+                deaf_v if deaf_v.any() else None,
+                k_v if k_v.any() else 0,
+            ),
         )
