@@ -247,6 +247,7 @@ class _Prepared:
     dests: list[Address]
     refused: list[tuple[Address, Exception]]
     rows: list[np.ndarray]  # the buffers the iovecs point into, kept alive with them
+    lens: np.ndarray  # iov["len"], the one field a send rewrites
 
 
 class MmsgIo(_Arena):
@@ -271,6 +272,8 @@ class MmsgIo(_Arena):
         self._rmsg_ptr = ctypes.c_void_p(self._rmsg.ctypes.data)
         self._rmsg["namelen"] = _SOCKADDR_IN
         self._written = 0  # messages whose namelen the last call overwrote
+        # The fields every call reads or resets, looked up once (a field lookup costs a call).
+        self._rnamelen, self._rlen, self._rflags = self._rmsg["namelen"], self._rmsg["len"], self._rmsg["flags"]
         # Sending: message i is two iovecs (head, body) to names row i; only the iovecs change per call.
         self._snames = np.zeros((capacity, _SOCKADDR_IN), dtype=np.uint8)
         self._siov = np.zeros(2 * capacity, dtype=_IOVEC)
@@ -286,16 +289,14 @@ class MmsgIo(_Arena):
         """Every datagram waiting, up to ``capacity``, in one ``recvmmsg``."""
         if self.sock.fileno() < 0:
             return self.received(0, _NO_KEYS, 0)  # closed by a stopping mixer: its number may be another file's now
-        msgs = self._rmsg
         if self._written:
-            msgs["namelen"][: self._written] = _SOCKADDR_IN  # the kernel wrote back each source's length
+            self._rnamelen[: self._written] = _SOCKADDR_IN  # the kernel wrote back each source's length
         got = _LIBC.recvmmsg(self._fd, self._rmsg_ptr, self.capacity, _MSG_DONTWAIT, None)  # type: ignore[union-attr]
         self._written = max(got, 0)
         if got <= 0:
             return self.received(0, _NO_KEYS)  # EAGAIN, or a pending ICMP error the call consumed
-        lengths = msgs["len"][:got]
-        self.lengths[:got] = lengths
-        self.truncated[:got] = (msgs["flags"][:got] & _MSG_TRUNC) != 0
+        self.lengths[:got] = self._rlen[:got]
+        self.truncated[:got] = (self._rflags[:got] & _MSG_TRUNC) != 0
         names = self._rnames[:got]
         # Port and IPv4 address as one integer: the legs are found by it, (host, port) made only when asked.
         keys = (names[:, 2:8].astype(np.uint64) << _KEY_SHIFTS).sum(axis=1)
@@ -385,8 +386,13 @@ class MmsgIo(_Arena):
         n = len(prepared.keep)
         if n == 0 or self.sock.fileno() < 0:
             return report  # nothing usable, or closed by a stopping mixer (its fd number may be another file's)
-        sizes = batch.sizes()
-        prepared.iov["len"] = sizes if n == len(sizes) else sizes[prepared.keep]
+        if len(batch.segments) == 1 and n == len(batch.dests):
+            # One lane, every destination usable: the lengths go straight into the iovecs, no concatenation.
+            _, slots, lengths, head = batch.segments[0]
+            np.add(lengths[slots], head, out=prepared.lens, casting="unsafe")
+        else:
+            sizes = batch.sizes()
+            prepared.lens[:] = sizes if n == len(sizes) else sizes[prepared.keep]
         base = prepared.msgs.ctypes.data
         done = 0
         while done < n:
@@ -436,7 +442,8 @@ class MmsgIo(_Arena):
         msgs["iov"] = iov.ctypes.data + _IOVEC.itemsize * np.arange(n, dtype=np.uint64)
         msgs["iovlen"] = 1
         dests = [batch.dests[i] for i in keep]
-        return _Prepared(kept, msgs, iov, name_array, dests, refused, [rows for rows, _, _, _ in batch.segments])
+        segments = [rows for rows, _, _, _ in batch.segments]
+        return _Prepared(kept, msgs, iov, name_array, dests, refused, segments, iov["len"])
 
 
 def _sockaddr(dest: Address) -> bytes:

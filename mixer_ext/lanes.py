@@ -58,8 +58,6 @@ class Lane:
         self.active = np.zeros(0, dtype=bool)
         self.payload_type = np.zeros(0, dtype=np.int64)
         self.ssrc = np.zeros(0, dtype=np.int64)
-        self.seq = np.zeros(0, dtype=np.int64)
-        self.ts = np.zeros(0, dtype=np.int64)
         self.marker = np.zeros(0, dtype=bool)
         self.energy = np.zeros(0, dtype=np.float32)
         self.talking = np.zeros(0, dtype=bool)
@@ -68,14 +66,17 @@ class Lane:
         self.fresh = np.zeros(0, dtype=bool)  # the row was written this tick
         self.out = np.zeros(0, dtype=self.packet)
         self.rows = self.out.view(np.uint8).reshape(0, self.packet.itemsize)
+        self._field_views()
         self.dirty = True  # slots or destinations changed: the send batch must be rebuilt
+        # Some slot's row has yet to get its payload type, or carries or awaits its first packet's marker.
+        self.marking = False
 
     def grow(self, capacity: int) -> None:
         """Room for ``capacity`` slots; every existing slot keeps its state."""
         old = self.capacity
         if capacity <= old:
             return
-        for name in ("active", "payload_type", "ssrc", "seq", "ts", "marker", "energy", "talking"):
+        for name in ("active", "payload_type", "ssrc", "marker", "energy", "talking"):
             setattr(self, name, _grown(getattr(self, name), capacity))
         for name in ("dest_key", "out_len", "fresh"):
             setattr(self, name, _grown(getattr(self, name), capacity))
@@ -84,6 +85,7 @@ class Lane:
         out["flags"] = 0x80  # version 2, no padding, extension or CSRC
         self.out = out
         self.rows = out.view(np.uint8).reshape(capacity, self.packet.itemsize)
+        self._field_views()
         self.jitter.grow(capacity)
         if self.slot_decoder is not None:
             self.slot_decoder.grow(capacity)
@@ -92,6 +94,12 @@ class Lane:
         self._free.extend(range(capacity - 1, old - 1, -1))
         self.capacity = capacity
         self.dirty = True
+
+    def _field_views(self) -> None:
+        # The columns of the outgoing rows a tick writes, made once per growth (a field lookup costs a call).
+        # A stream's sequence and timestamp live in its row: advanced in place, they wrap as RTP's do.
+        self.seq, self.ts = self.out["seq"], self.out["ts"]
+        self.out_mpt, self.out_payload = self.out["mpt"], self.out["payload"]
 
     def alloc(self, part: Any, payload_type: int) -> int:
         """A slot for ``part`` with a fresh jitter buffer and concealment state."""
@@ -102,6 +110,7 @@ class Lane:
         self.active[slot] = True
         self.payload_type[slot] = payload_type
         self.marker[slot] = True
+        self.marking = True
         self.energy[slot] = 0.0
         self.talking[slot] = False
         self.jitter.reset(slot)
@@ -114,6 +123,7 @@ class Lane:
         """Give ``slot`` back: nothing is sent from it any more."""
         self.parts[slot] = None
         self.active[slot] = False
+        self.marker[slot] = False
         self.set_dest(slot, None)
         self._free.append(slot)
 

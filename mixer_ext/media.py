@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -70,6 +71,12 @@ class _Plan:
     shares: tuple[tuple[int, Hashable, bool], ...]  # (room index, share key, coded by a slot codec)
     lanes: tuple[_LaneRows, ...]
     layout: mix.RoomLayout
+    can_share: np.ndarray  # not deaf and with a share: would hear the shared mix if it put nothing in
+    any_can_share: bool
+    gain_zero: np.ndarray | None  # rows at gain 0, None when there are none (the common case)
+    coded_apart: np.ndarray  # rows whose shared mix is encoded apart (a codec with per-leg state)
+    # gain, muted, deaf, k as the kernel takes them: a plain 1.0, None or 0 where no row differs from the default.
+    kernel_flags: tuple[Any, Any, Any, Any]
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class _Addresses:
     keys: np.ndarray
     lane: np.ndarray
     slot: np.ndarray
+    only_lane: int  # the one lane every leg is in, -1 when there are several
 
 
 class MediaLoop:
@@ -252,8 +260,6 @@ class MediaLoop:
             self._drain()
             for plan in self._current_plans().values():
                 self._mix_contained(plan)
-            self.metrics.participants.set(len(self.by_call))
-            self.metrics.rooms.set(len(self.rooms))
             batch = self._sendable()
         # Back to back, lock released: SIP and the control API are never kept waiting by the sends.
         report = self.io.send_batch(batch) if len(batch) else Sent()
@@ -317,7 +323,7 @@ class MediaLoop:
         filed = self._file_plain(batch)
         accepted = int(np.count_nonzero(filed))
         self._filed_batch.inc(accepted)
-        rest = np.flatnonzero(~filed).tolist()
+        rest = np.flatnonzero(~filed).tolist() if accepted < batch.count else []
         if rest:
             alone = self._file_one_by_one(batch, rest)
             self._filed_alone.inc(alone)
@@ -329,41 +335,57 @@ class MediaLoop:
 
         Plain: version 2, no padding, extension or CSRC, the leg's payload type. The fixed headers of
         the whole batch are read as numpy columns."""
-        filed = np.zeros(batch.count, dtype=bool)
         table = self._address_table()
         if not table.keys.size:
-            return filed
+            return np.zeros(batch.count, dtype=bool)
         head = batch.arena[:, :12]
         at = np.minimum(np.searchsorted(table.keys, batch.keys), table.keys.size - 1)
         found = (table.keys[at] == batch.keys) & (head[:, 0] == 0x80) & (batch.lengths >= 12) & ~batch.truncated
-        rows = np.flatnonzero(found)
-        if not rows.size:
-            return filed
-        at = at[rows]
+        if found.all():  # the steady tick: every datagram is a known leg's plain RTP, no index to go through
+            rows, words = None, head[:, 4:12].copy().view(">u4").astype(np.int64)
+        else:
+            rows = np.flatnonzero(found)
+            if not rows.size:
+                return found
+            at, head = at[rows], head[rows]
+            words = np.ascontiguousarray(head[:, 4:12]).view(">u4").astype(np.int64)
         lane_of, slot_of = table.lane[at], table.slot[at]
-        words = np.ascontiguousarray(head[rows, 4:12]).view(">u4").astype(np.int64)
-        sequences = (head[rows, 2].astype(np.int64) << 8) | head[rows, 3]
-        payload_types = head[rows, 1] & 0x7F
-        for index in np.flatnonzero(np.bincount(lane_of)).tolist():
+        sequences = (head[:, 2].astype(np.int64) << 8) | head[:, 3]
+        payload_types = head[:, 1] & 0x7F
+        filed = np.zeros(batch.count, dtype=bool)
+        lanes = [table.only_lane] if table.only_lane >= 0 else np.flatnonzero(np.bincount(lane_of)).tolist()
+        for index in lanes:
             lane = self.lanes[index]
-            mine = np.flatnonzero(lane_of == index)
-            mine = mine[payload_types[mine] == lane.payload_type[slot_of[mine]]]  # DTMF goes one by one
-            slots = slot_of[mine]
-            taken = rows[mine]
-            ok = lane.jitter.push_batch(
-                slots,
-                sequences[mine],
-                words[mine, 0],
-                words[mine, 1],
-                batch.arena[taken, 12 : 12 + lane.jitter.width],
-                batch.lengths[taken] - 12,
+            typed = payload_types == lane.payload_type[slot_of]  # DTMF goes one by one
+            if len(lanes) > 1:
+                typed &= lane_of == index
+            if typed.all():  # one lane, no DTMF: the batch's columns as they are
+                slots, taken, columns = slot_of, rows, (sequences, words[:, 0], words[:, 1])
+            else:
+                mine = np.flatnonzero(typed)
+                slots, columns = slot_of[mine], (sequences[mine], words[mine, 0], words[mine, 1])
+                taken = mine if rows is None else rows[mine]
+            # taken None: every datagram of the batch, in order (slices, not copies)
+            payloads = (
+                batch.arena[:, 12 : 12 + lane.jitter.width]
+                if taken is None
+                else batch.arena[taken, 12 : 12 + lane.jitter.width]
             )
-            taken, slots = taken[ok], slots[ok]
-            filed[taken] = True
-            moved = lane.dest_key[slots] != batch.keys[taken]
+            lengths = batch.lengths if taken is None else batch.lengths[taken]
+            ok = lane.jitter.push_batch(slots, *columns, payloads, lengths - 12)
+            if not ok.all():
+                taken = np.flatnonzero(ok) if taken is None else taken[ok]
+                slots = slots[ok]
+            if taken is None:
+                filed[:] = True
+                moved = lane.dest_key[slots] != batch.keys
+            else:
+                filed[taken] = True
+                moved = lane.dest_key[slots] != batch.keys[taken]
             if moved.any():
                 sources = batch.sources
-                for row, slot in zip(taken[moved].tolist(), slots[moved].tolist(), strict=True):
+                where = np.flatnonzero(moved) if taken is None else taken[moved]
+                for row, slot in zip(where.tolist(), slots[moved].tolist(), strict=True):
                     lane.parts[slot].send_to = sources[row]  # latching: answer where the leg's own RTP comes from
         return filed
 
@@ -379,6 +401,7 @@ class MediaLoop:
                 np.array(columns[0], dtype=np.uint64),
                 np.array(columns[1], dtype=np.intp),
                 np.array(columns[2], dtype=np.intp),
+                columns[1][0] if len(set(columns[1])) == 1 else -1,
             )
         return self._addresses
 
@@ -496,6 +519,9 @@ class MediaLoop:
             for room in self.rooms.values():
                 groups.setdefault(room.config.rate, []).append(room)
             self._plans = {rate: self._plan_of(rate, rooms) for rate, rooms in groups.items()}
+            # Every join, leave and room change drops the plans: the gauges need setting only here.
+            self.metrics.participants.set(len(self.by_call))
+            self.metrics.rooms.set(len(self.rooms))
         return self._plans
 
     def _mix_contained(self, plan: _Plan) -> None:
@@ -523,15 +549,19 @@ class MediaLoop:
         lost = 0
         for lane_rows in plan.lanes:
             lost += self._decode(lane_rows, block)
-            prev[lane_rows.rows] = lane_rows.lane.energy[lane_rows.slots]
+            if lane_rows.whole:
+                prev = lane_rows.lane.energy[lane_rows.slots]
+            else:
+                prev[lane_rows.rows] = lane_rows.lane.energy[lane_rows.slots]
         if lost:
             self.metrics.packets_lost.inc(lost)
-        result = mix.mix_frame(block, plan.room_of, plan.gain, plan.muted, plan.deaf, plan.k, prev, layout=plan.layout)
+        gain, muted, deaf, k = plan.kernel_flags
+        result = mix.mix_frame(block, plan.room_of, gain, muted, deaf, k, prev, layout=plan.layout)
         shared = self._encode(plan, result, block)
         for lane_rows in plan.lanes:
             lane, rows, slots = lane_rows.lane, lane_rows.rows, lane_rows.slots
-            lane.energy[slots] = result.energy[rows]
-            lane.talking[slots] = result.talking[rows]
+            lane.energy[slots] = result.energy if lane_rows.whole else result.energy[rows]
+            lane.talking[slots] = result.talking if lane_rows.whole else result.talking[rows]
             self._encode_lane(plan, lane_rows, result.out, shared)
             self._stamp(lane, slots)
 
@@ -539,16 +569,24 @@ class MediaLoop:
         """Play out one frame of every leg of a lane into its rows of ``block``; the frames lost."""
         lane, rows, slots = lane_rows.lane, lane_rows.rows, lane_rows.slots
         state, position = lane.jitter.pop_many(slots)
-        heard = state != 0
-        if lane.resampled:
-            for slot in slots[~heard].tolist():
-                lane.parts[slot].resample_in.reset()  # no stale audio when the leg starts talking again
-        if not heard.any():
-            return 0
-        if not heard.all():
-            rows, slots, state, position = rows[heard], slots[heard], state[heard], position[heard]
         present = state == PRESENT_FRAME
-        lost = int(np.count_nonzero(state == LOST_FRAME))
+        lost = 0
+        if not present.all():  # some leg is silent or lost its frame (the steady tick skips this)
+            heard = state != 0
+            if lane.resampled:
+                for slot in slots[~heard].tolist():
+                    lane.parts[slot].resample_in.reset()  # no stale audio when the leg starts talking again
+            if not heard.any():
+                return 0
+            if not heard.all():
+                rows, slots, state, position, present = (
+                    rows[heard],
+                    slots[heard],
+                    state[heard],
+                    position[heard],
+                    present[heard],
+                )
+            lost = int(np.count_nonzero(state == LOST_FRAME))
         ring = lane.jitter
         decoder = lane.slot_decoder
         if decoder is not None and self.batch_codecs:
@@ -606,9 +644,12 @@ class MediaLoop:
         operation whatever it shares, so its rows are coded with the lane)."""
         encodes = len(plan.parts)
         payloads: dict[int, bytes] = {}
-        if self.batch_codecs and plan.shares:
+        if self.batch_codecs and plan.shares and plan.any_can_share:
             # A row that put nothing into its room's sum (outside the loudest K, muted, silent) hears the sum.
-            hears_sum = (~result.mixed | ~block.any(axis=1) | (plan.gain == 0)) & ~plan.deaf & (plan.share >= 0)
+            hears_sum = result.mixed & block.any(axis=1)  # rows in their room's sum, for now
+            if plan.gain_zero is not None:
+                hears_sum &= ~plan.gain_zero
+            np.logical_and(plan.can_share, ~hears_sum, out=hears_sum)
             if hears_sum.any():
                 counts = np.bincount(plan.share[hears_sum], minlength=len(plan.shares))
                 sharing = hears_sum.copy()
@@ -618,15 +659,17 @@ class MediaLoop:
                 encodes -= saved
                 if saved:
                     self.metrics.encodes_saved.inc(saved)
-                for group in groups.tolist():
-                    room_index, key, slot_coded = plan.shares[group]
-                    if slot_coded:
-                        continue
-                    rows = np.flatnonzero(sharing & (plan.share == group))
-                    encoder = self._shared_encoder(plan.room_ids[room_index], key)
-                    payload = encoder.encode_many([encoder], result.out[rows[:1]])[0]
-                    for row in rows.tolist():
-                        payloads[row] = payload
+                # Only codecs with per-leg state encode a shared mix apart: their sharing rows, grouped in one sort.
+                apart = np.flatnonzero(sharing & plan.coded_apart)
+                if apart.size:
+                    apart = apart[np.argsort(plan.share[apart], kind="stable")]
+                    bounds = np.flatnonzero(np.diff(plan.share[apart])) + 1
+                    for rows in np.split(apart, bounds):
+                        room_index, key, _ = plan.shares[int(plan.share[rows[0]])]
+                        encoder = self._shared_encoder(plan.room_ids[room_index], key)
+                        payload = encoder.encode_many([encoder], result.out[rows[:1]])[0]
+                        for row in rows.tolist():
+                            payloads[row] = payload
         self.metrics.encodes.inc(encodes)
         return payloads
 
@@ -636,7 +679,7 @@ class MediaLoop:
         lane = lane_rows.lane
         if lane.slot_encoder is not None and not lane.resampled and self.batch_codecs:
             coded = lane.slot_encoder.encode_block(out if lane_rows.whole else out[lane_rows.rows])
-            lane.out["payload"][lane_rows.slots, : coded.shape[1]] = coded
+            lane.out_payload[lane_rows.slots, : coded.shape[1]] = coded
             lane.out_len[lane_rows.slots] = coded.shape[1]
             return
         rows = [r for r in lane_rows.rows.tolist() if r not in shared]
@@ -656,7 +699,7 @@ class MediaLoop:
                 coded = encoders[0].encode_many(encoders, pcm)
         by_row = dict(zip(rows, coded, strict=True))
         by_row.update((r, shared[r]) for r in lane_rows.rows.tolist() if r in shared)
-        payload_rows = lane.out["payload"]
+        payload_rows = lane.out_payload
         width = payload_rows.shape[1]
         for row, slot in zip(lane_rows.rows.tolist(), lane_rows.slots.tolist(), strict=True):
             payload = by_row[row][:width]
@@ -665,15 +708,16 @@ class MediaLoop:
 
     def _stamp(self, lane: Lane, slots: np.ndarray) -> None:
         """Advance the lane's streams one frame and write their RTP headers (the rows are ready to send)."""
-        lane.seq[slots] = (lane.seq[slots] + 1) & 0xFFFF
-        lane.ts[slots] = (lane.ts[slots] + lane.step) & 0xFFFFFFFF
-        out = lane.out
-        out["seq"][slots] = lane.seq[slots]
-        out["ts"][slots] = lane.ts[slots]
-        # The marker goes on a leg's first packet sent: a leg not sent to yet keeps it.
-        sending = lane.dest_key[slots] != 0
-        out["mpt"][slots] = lane.payload_type[slots] | np.where(lane.marker[slots] & sending, 0x80, 0)
-        lane.marker[slots] &= ~sending
+        lane.seq[slots] += 1  # uint16 and uint32 columns of the rows: they wrap by themselves
+        lane.ts[slots] += lane.step
+        if lane.marking:
+            # The marker goes on a leg's first packet sent: a leg not sent to yet keeps it.
+            sending = lane.dest_key[slots] != 0
+            marks = lane.marker[slots] & sending
+            lane.out_mpt[slots] = lane.payload_type[slots] | np.where(marks, 0x80, 0)
+            lane.marker[slots] &= ~sending
+            # Once no row carries or awaits a marker, the rows' marker and payload type bytes stay as written.
+            lane.marking = bool((((lane.out_mpt & 0x80) != 0) | lane.marker)[lane.active].any())
         lane.fresh[slots] = True
 
     def _shared_encoder(self, room_id: str, key: Hashable) -> Encoder:
@@ -713,20 +757,38 @@ class MediaLoop:
         for row, part in enumerate(parts):
             if share[row] >= 0:
                 share_lane[share[row]] = part.lane.index  # type: ignore[union-attr]
+        share_coded = {i: slot_coded[share_lane[i]] for i in shares.values()}
+        gain_v = np.array([p.gain for p in parts], dtype=np.float32)
+        deaf_v = np.array([p.deaf for p in parts], dtype=bool)
+        muted_v = np.array([p.muted for p in parts], dtype=bool)
+        k_v = np.array(k, dtype=np.intp)
+        share_v = np.array(share, dtype=np.intp)
+        can_share = ~deaf_v & (share_v >= 0)
+        gain_zero = gain_v == 0
         return _Plan(
             rate,
             tuple(parts),
             tuple(r.config.room_id for r in rooms),
             np.array(room_of, dtype=np.intp),
-            np.array([p.gain for p in parts], dtype=np.float32),
-            np.array([p.muted for p in parts], dtype=bool),
-            np.array([p.deaf for p in parts], dtype=bool),
-            np.array(k, dtype=np.intp),
-            np.array(share, dtype=np.intp),
-            tuple((room, key, slot_coded[share_lane[i]]) for (room, key), i in shares.items()),
+            gain_v,
+            muted_v,
+            deaf_v,
+            k_v,
+            share_v,
+            tuple((room, key, share_coded[i]) for (room, key), i in shares.items()),
             tuple(
                 _LaneRows(lane, np.array(r, dtype=np.intp), np.array(sl, dtype=np.intp), len(lanes) == 1)
                 for lane, r, sl in lanes.values()
             ),
             mix.room_layout(room_of),
+            can_share,
+            bool(can_share.any()),
+            gain_zero if gain_zero.any() else None,
+            np.array([s >= 0 and not share_coded[s] for s in share], dtype=bool),
+            (
+                1.0 if bool((gain_v == 1).all()) else gain_v,
+                muted_v if muted_v.any() else None,
+                deaf_v if deaf_v.any() else None,
+                k_v if k_v.any() else 0,
+            ),
         )

@@ -102,7 +102,9 @@ def frame_energy(pcm: npt.NDArray[np.floating] | Int16Block) -> FloatVec:
     x = np.asarray(pcm, dtype=np.float32)
     if x.shape[1] == 0:
         return np.zeros(x.shape[0], dtype=np.float32)
-    return (np.einsum("ij,ij->i", x, x) / np.float32(x.shape[1])).astype(np.float32)
+    energy = np.einsum("ij,ij->i", x, x)  # float32, as x is
+    energy /= np.float32(x.shape[1])  # in place: the same division without a copy
+    return energy
 
 
 def loudest_k(energy: FloatVec, group: IntVec, starts: IntVec, k: npt.ArrayLike, eligible: BoolVec) -> BoolVec:
@@ -150,22 +152,33 @@ def mix_frame(
     if n == 0:
         empty = np.zeros(0, dtype=np.float32)
         return MixResult(block.astype(np.int16), empty, empty.astype(bool), empty.astype(bool))
-    mute_v = np.zeros(n, dtype=bool) if muted is None else np.asarray(muted, dtype=bool)
+    mute_v = None if muted is None else np.asarray(muted, dtype=bool)
     deaf_v = None if deaf is None else np.asarray(deaf, dtype=bool)
-    gain_v = _per_row(gain, n, np.float32)
 
     x = block.astype(np.float32)
     energy = frame_energy(x)
     if prev_energy is not None and prev_energy.shape == energy.shape:
-        energy = (smoothing * prev_energy + (1.0 - smoothing) * energy).astype(np.float32)
+        if prev_energy.dtype == np.float32:
+            # The same float32 operations as below, in place: two copies fewer.
+            smoothed = prev_energy * smoothing
+            energy *= 1.0 - smoothing
+            energy += smoothed
+        else:
+            energy = (smoothing * prev_energy + (1.0 - smoothing) * energy).astype(np.float32)
     talking = energy > talk_threshold
-    limit = _per_row(k, n, np.intp)
-    # With loudest-K on, silent rows are left out too: they would only add noise.
-    eligible = ~mute_v & (talking | (limit == 0))
-    mixed = loudest_k(energy, group, starts, limit, eligible)
+    limit = None if isinstance(k, int) and k == 0 else _per_row(k, n, np.intp)
+    if limit is not None and not np.any(limit > 0):
+        limit = None
+    unmuted = np.ones(n, dtype=bool) if mute_v is None else ~mute_v
+    if limit is not None:
+        # With loudest-K on, silent rows are left out too: they would only add noise.
+        mixed = loudest_k(energy, group, starts, limit, unmuted & (talking | (limit == 0)))
+    else:
+        mixed = unmuted  # no room limits its talkers: everyone unmuted goes into the sum
 
-    # One multiply applies gain, mute and the loudest-K selection at once.
-    x *= (gain_v * mixed)[:, None]
+    if mute_v is not None or limit is not None or not (isinstance(gain, (int, float)) and gain == 1):
+        # One multiply applies gain, mute and the loudest-K selection at once (none of them: nothing to do).
+        x *= (_per_row(gain, n, np.float32) * mixed)[:, None]
     sums = room_sums(x, layout)
     out = np.take(sums, group, axis=0)
     np.subtract(out, x, out=out)
