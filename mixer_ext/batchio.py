@@ -359,21 +359,7 @@ class MmsgIo(_Arena):
         iov["len"][1 : 2 * n : 2] = lengths
         if self.sock.fileno() < 0:
             return  # closed by a stopping mixer: nothing is sent, and its fd number may be another file's
-        done = 0
-        base = self._smsg.ctypes.data
-        while done < n:
-            report.calls += 1
-            got = _LIBC.sendmmsg(self._fd, ctypes.c_void_p(base + done * _MMSGHDR.itemsize), n - done, 0)  # type: ignore[union-attr]
-            if got > 0:
-                done += got
-                report.sent += got
-                continue
-            code = ctypes.get_errno()
-            if code == errno.EINTR:
-                continue
-            # The first datagram left was refused (a full buffer, an ICMP error): skip it, send the rest.
-            report.failed.append((dests[done], OSError(code, os.strerror(code))))
-            done += 1
+        self._sendmmsg(self._smsg.ctypes.data, n, n, dests, report)
         del heads, blob
 
     def send_batch(self, batch: OutBatch) -> Sent:
@@ -393,11 +379,15 @@ class MmsgIo(_Arena):
         else:
             sizes = batch.sizes()
             prepared.lens[:] = sizes if n == len(sizes) else sizes[prepared.keep]
-        base = prepared.msgs.ctypes.data
+        self._sendmmsg(prepared.msgs.ctypes.data, n, self.capacity, prepared.dests, report)
+        return report
+
+    def _sendmmsg(self, base: int, n: int, limit: int, dests: Sequence[Address], report: Sent) -> None:
+        """Send the ``n`` messages of the mmsghdr array at ``base``, at most ``limit`` per call, into ``report``."""
         done = 0
         while done < n:
             report.calls += 1
-            count = min(n - done, self.capacity)
+            count = min(n - done, limit)
             got = _LIBC.sendmmsg(self._fd, ctypes.c_void_p(base + done * _MMSGHDR.itemsize), count, 0)  # type: ignore[union-attr]
             if got > 0:
                 done += got
@@ -407,9 +397,8 @@ class MmsgIo(_Arena):
             if code == errno.EINTR:
                 continue
             # The first datagram left was refused (a full buffer, an ICMP error): skip it, send the rest.
-            report.failed.append((prepared.dests[done], OSError(code, os.strerror(code))))
+            report.failed.append((dests[done], OSError(code, os.strerror(code))))
             done += 1
-        return report
 
     def _prepare(self, batch: OutBatch) -> _Prepared:
         sockaddrs = self._sockaddrs

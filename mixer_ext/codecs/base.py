@@ -221,3 +221,36 @@ class SlotConcealer:
             times > ConcealingDecoder.MAX_CONCEALED, 0.0, np.float32(ConcealingDecoder.FADE) ** times.astype(np.float32)
         )
         return (self.last[slots].astype(np.float32) * scale.astype(np.float32)[:, None]).astype(np.int16)
+
+
+class ConcealingSlotDecoder:
+    """A whole lane's frames decoded at once: a short frame's missing samples are silent, and each slot's
+    lost frames are concealed by fading its last good one. Subclasses say how codes become samples."""
+
+    bytes_per_sample = 1
+
+    def __init__(self, spec: CodecSpec) -> None:
+        self.spec = spec
+        self.frame_bytes = self.bytes_per_sample * spec.samples()
+        self.plc = SlotConcealer(spec.samples())
+
+    def samples_of(self, codes: npt.NDArray[np.uint8]) -> Pcm:
+        """``[slots x frame_bytes]`` codes as ``[slots x samples]`` int16 PCM, a new array."""
+        raise NotImplementedError
+
+    def grow(self, capacity: int) -> None:
+        self.plc.grow(capacity)
+
+    def reset(self, slot: int) -> None:
+        self.plc.reset(slot)
+
+    def decode_slots(self, slots: npt.NDArray[np.intp], codes: npt.NDArray[np.uint8], lengths: np.ndarray) -> Pcm:
+        pcm = self.samples_of(codes[:, : self.frame_bytes])
+        short = lengths < self.frame_bytes
+        if short.any():
+            # A sender's short frame: what it did not send is silence (a code of 0 need not be).
+            pcm[np.arange(pcm.shape[1]) >= (lengths // self.bytes_per_sample)[:, None]] = 0
+        return self.plc.remember(slots, pcm)
+
+    def conceal_slots(self, slots: npt.NDArray[np.intp]) -> Pcm:
+        return self.plc.conceal(slots)

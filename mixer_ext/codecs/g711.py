@@ -7,7 +7,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, Decoder, Encoder, Pcm, SlotConcealer, fit
+from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, ConcealingSlotDecoder, Decoder, Encoder, Pcm, fit
 
 _BIAS = 0x84
 _CLIP = 32635
@@ -165,28 +165,12 @@ class TableSlotEncoder:
         return self.table[np.asarray(block, dtype=np.int16).view(np.uint16)]  # type: ignore[no-any-return]
 
 
-class TableSlotDecoder:
+class TableSlotDecoder(ConcealingSlotDecoder):
     """A whole lane's frames in one lookup; fade-out concealment per slot."""
 
     def __init__(self, spec: CodecSpec, table: np.ndarray) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self.table = table
-        self.frame_bytes = spec.samples()
-        self.plc = SlotConcealer(spec.samples())
 
-    def grow(self, capacity: int) -> None:
-        self.plc.grow(capacity)
-
-    def reset(self, slot: int) -> None:
-        self.plc.reset(slot)
-
-    def decode_slots(self, slots: npt.NDArray[np.intp], codes: npt.NDArray[np.uint8], lengths: np.ndarray) -> Pcm:
-        pcm = self.table[codes[:, : self.frame_bytes]]
-        short = lengths < self.frame_bytes
-        if short.any():
-            # A sender's short frame: what it did not send is silence (code 0 is not).
-            pcm[np.arange(self.frame_bytes) >= lengths[:, None]] = 0
-        return self.plc.remember(slots, pcm)
-
-    def conceal_slots(self, slots: npt.NDArray[np.intp]) -> Pcm:
-        return self.plc.conceal(slots)
+    def samples_of(self, codes: npt.NDArray[np.uint8]) -> Pcm:
+        return self.table[codes]  # type: ignore[no-any-return]

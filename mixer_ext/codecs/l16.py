@@ -7,7 +7,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, Decoder, Encoder, Pcm, SlotConcealer, fit
+from mixer_ext.codecs.base import CodecSpec, ConcealingDecoder, ConcealingSlotDecoder, Decoder, Encoder, Pcm, fit
 
 
 def l16_spec(rate: int) -> CodecSpec:
@@ -78,27 +78,10 @@ class L16SlotEncoder:
         return big.view(np.uint8).reshape(block.shape[0], self.frame_bytes)
 
 
-class L16SlotDecoder:
+class L16SlotDecoder(ConcealingSlotDecoder):
     """A whole lane's frames in one conversion; fade-out concealment per slot."""
 
-    def __init__(self, spec: CodecSpec) -> None:
-        self.spec = spec
-        self.frame_bytes = 2 * spec.samples()
-        self.plc = SlotConcealer(spec.samples())
+    bytes_per_sample = 2
 
-    def grow(self, capacity: int) -> None:
-        self.plc.grow(capacity)
-
-    def reset(self, slot: int) -> None:
-        self.plc.reset(slot)
-
-    def decode_slots(self, slots: npt.NDArray[np.intp], codes: npt.NDArray[np.uint8], lengths: np.ndarray) -> Pcm:
-        raw = np.ascontiguousarray(codes[:, : self.frame_bytes])
-        pcm = raw.view(">i2").astype(np.int16)
-        short = lengths < self.frame_bytes
-        if short.any():
-            pcm[np.arange(self.spec.samples()) >= (lengths // 2)[:, None]] = 0
-        return self.plc.remember(slots, pcm)
-
-    def conceal_slots(self, slots: npt.NDArray[np.intp]) -> Pcm:
-        return self.plc.conceal(slots)
+    def samples_of(self, codes: npt.NDArray[np.uint8]) -> Pcm:
+        return np.ascontiguousarray(codes).view(">i2").astype(np.int16)
