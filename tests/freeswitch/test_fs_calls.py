@@ -226,6 +226,40 @@ def test_a_prepaid_call_is_refused_without_credit_then_cut_by_the_node_when_the_
     assert Decimal(0) <= Decimal(account["balance"]) <= Decimal("0.01"), account  # between 0 and one increment
 
 
+def shared_prepaid(
+    ctl: Controller, carriers: list[Phone], numbers: list[str], gateway: str, credit: Decimal, ref: str
+) -> set[str]:
+    """A gateway ``<gateway>-<i>`` to each carrier for its number; 1001 and 1002 paying from acme.test's account at
+    a cent a second, topped up to ``credit``. Returns the rated legs already there (earlier tests')."""
+    for i, (carrier, number) in enumerate(zip(carriers, numbers, strict=True)):  # each call has its own far end
+        ctl.api(
+            "POST",
+            "/tenants/acme.test/gateways",
+            {"name": f"{gateway}-{i}", "proxy": carrier.address, "dial_pattern": f"^{number}$"},
+            expect=201,
+        )
+    for user in ("1001", "1002"):
+        ctl.api("PATCH", f"/tenants/acme.test/users/{user}", {"toll_allow": ["local", "domestic"]})
+    # An earlier test may have made these already (a 409 then).
+    ctl.api("POST", "/billing/decks", {"name": "shared", "currency": "EUR"}, expect=None)
+    deck = {"csv": "prefix,price_per_minute,connect_fee,increment\n1555888,0.60,0,1/1\n"}  # a cent a second
+    ctl.api("PUT", "/billing/decks/shared/rates", deck)
+    assign = {"deck": "shared", "effective_from": "2021-01-01T00:00:00Z"}
+    ctl.api("POST", "/billing/tenants/acme.test/assignments", assign, expect=None)
+    ctl.api("POST", "/billing/tenants/acme.test/accounts", {"currency": "EUR"}, expect=None)  # both pay from it
+    before = {c["channel_uuid"] for c in ctl.api("GET", "/billing/tenants/acme.test/calls")}
+    balance = Decimal(ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")["balance"])
+    top_up = {"kind": "top-up", "amount": str(credit - balance), "reference": ref}
+    ctl.api("POST", "/billing/tenants/acme.test/accounts/tenant/ledger", top_up, expect=201)
+    return before
+
+
+def rated_since(ctl: Controller, before: set[str]) -> list[dict[str, Any]] | None:
+    """The rated legs not in ``before``, once there are two of them."""
+    found = [c for c in ctl.api("GET", "/billing/tenants/acme.test/calls") if c["channel_uuid"] not in before]
+    return found if len(found) >= 2 else None
+
+
 @pytest.mark.parametrize("restart", [False, True], ids=["steady", "controller-restarted-mid-call"])
 def test_two_calls_on_sixty_seconds_of_credit_are_both_cut_at_thirty_and_a_third_is_refused(
     farm: Farm, restart: bool
@@ -235,31 +269,13 @@ def test_two_calls_on_sixty_seconds_of_credit_are_both_cut_at_thirty_and_a_third
     credit = Decimal("0.60")  # 60 s at a cent a second
     run = int(restart)  # a gateway name of its own: a node may still be removing the other run's
     callers = [farm.phone("1001"), farm.phone("1002")]
-    carriers = [Phone(farm.workdir, f"1555888000{i}", "", "", None, 1500) for i in range(2)]
-    deck = {"csv": "prefix,price_per_minute,connect_fee,increment\n1555888,0.60,0,1/1\n"}  # a cent a second
+    numbers = [f"1555888000{i}" for i in range(2)]
+    carriers = [Phone(farm.workdir, number, "", "", None, 1500) for number in numbers]
     try:
-        for i, carrier in enumerate(carriers):  # one carrier per number: each call has its own far end
-            ctl.api(
-                "POST",
-                "/tenants/acme.test/gateways",
-                {"name": f"a-shared-{run}-{i}", "proxy": carrier.address, "dial_pattern": f"^1555888000{i}$"},
-                expect=201,
-            )
-        for user in ("1001", "1002"):
-            ctl.api("PATCH", f"/tenants/acme.test/users/{user}", {"toll_allow": ["local", "domestic"]})
-        # The other run, or the test before, may have made these already (a 409 then).
-        ctl.api("POST", "/billing/decks", {"name": "shared", "currency": "EUR"}, expect=None)
-        ctl.api("PUT", "/billing/decks/shared/rates", deck)
-        assign = {"deck": "shared", "effective_from": "2021-01-01T00:00:00Z"}
-        ctl.api("POST", "/billing/tenants/acme.test/assignments", assign, expect=None)
-        ctl.api("POST", "/billing/tenants/acme.test/accounts", {"currency": "EUR"}, expect=None)  # both pay from it
-        before = {c["channel_uuid"] for c in ctl.api("GET", "/billing/tenants/acme.test/calls")}
-        balance = Decimal(ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")["balance"])
-        top_up = {"kind": "top-up", "amount": str(credit - balance), "reference": f"fs-test-60-{restart}"}
-        ctl.api("POST", "/billing/tenants/acme.test/accounts/tenant/ledger", top_up, expect=201)
+        before = shared_prepaid(ctl, carriers, numbers, f"a-shared-{run}", credit, f"fs-test-60-{restart}")
         closed = [len(c.saw("CALL_CLOSED")) for c in callers]
         for i, caller in enumerate(callers):  # each alone may have all 60 s; together they share them
-            caller.dial(f"1555888000{i}")
+            caller.dial(numbers[i])
             carriers[i].wait_event("CALL_ESTABLISHED")
         if restart:  # mid-call: the restarted controller reads the legs up back and re-times them on reconnect
             time.sleep(5)
@@ -271,14 +287,9 @@ def test_two_calls_on_sixty_seconds_of_credit_are_both_cut_at_thirty_and_a_third
         seen = len(callers[0].saw("CALL_CLOSED"))
         callers[0].dial("15558880000")
         refused = callers[0].wait_event("CALL_CLOSED", after=seen)
-
-        def new_legs() -> list[dict[str, Any]] | None:
-            found = [c for c in ctl.api("GET", "/billing/tenants/acme.test/calls") if c["channel_uuid"] not in before]
-            return found if len(found) >= 2 else None
-
-        rated = wait_for(new_legs, 20, "both rated legs")
+        rated = wait_for(lambda: rated_since(ctl, before), 20, "both rated legs")
         time.sleep(1)  # a second rating of a leg, were there one, would be in by now
-        rated = new_legs() or []
+        rated = rated_since(ctl, before) or []
         account = ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")
     finally:
         for carrier in carriers:
@@ -301,41 +312,19 @@ def test_when_one_of_two_prepaid_calls_ends_the_other_gets_what_it_leaves(farm: 
     ctl = farm.controller
     credit = Decimal("0.20")
     callers = [farm.phone("1001"), farm.phone("1002")]
-    carriers = [Phone(farm.workdir, f"1555888100{i}", "", "", None, 1500) for i in range(2)]
+    numbers = [f"1555888100{i}" for i in range(2)]
+    carriers = [Phone(farm.workdir, number, "", "", None, 1500) for number in numbers]
     try:
-        for i, carrier in enumerate(carriers):
-            ctl.api(
-                "POST",
-                "/tenants/acme.test/gateways",
-                {"name": f"a-freed-{i}", "proxy": carrier.address, "dial_pattern": f"^1555888100{i}$"},
-                expect=201,
-            )
-        for user in ("1001", "1002"):
-            ctl.api("PATCH", f"/tenants/acme.test/users/{user}", {"toll_allow": ["local", "domestic"]})
-        ctl.api("POST", "/billing/decks", {"name": "shared", "currency": "EUR"}, expect=None)
-        deck = {"csv": "prefix,price_per_minute,connect_fee,increment\n1555888,0.60,0,1/1\n"}
-        ctl.api("PUT", "/billing/decks/shared/rates", deck)
-        assign = {"deck": "shared", "effective_from": "2021-01-01T00:00:00Z"}
-        ctl.api("POST", "/billing/tenants/acme.test/assignments", assign, expect=None)
-        ctl.api("POST", "/billing/tenants/acme.test/accounts", {"currency": "EUR"}, expect=None)
-        before = {c["channel_uuid"] for c in ctl.api("GET", "/billing/tenants/acme.test/calls")}
-        balance = Decimal(ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")["balance"])
-        top_up = {"kind": "top-up", "amount": str(credit - balance), "reference": "fs-test-freed"}
-        ctl.api("POST", "/billing/tenants/acme.test/accounts/tenant/ledger", top_up, expect=201)
+        before = shared_prepaid(ctl, carriers, numbers, "a-freed", credit, "fs-test-freed")
         closed = [len(c.saw("CALL_CLOSED")) for c in callers]
         for i, caller in enumerate(callers):
-            caller.dial(f"1555888100{i}")
+            caller.dial(numbers[i])
             carriers[i].wait_event("CALL_ESTABLISHED")
         time.sleep(3)
         callers[0].hangup()  # its 4 s or so are paid; the other call may now have the rest
         callers[0].wait_event("CALL_CLOSED", after=closed[0])
         callers[1].wait_event("CALL_CLOSED", timeout=40, after=closed[1])
-
-        def new_legs() -> list[dict[str, Any]] | None:
-            found = [c for c in ctl.api("GET", "/billing/tenants/acme.test/calls") if c["channel_uuid"] not in before]
-            return found if len(found) >= 2 else None
-
-        rated = wait_for(new_legs, 20, "both rated legs")
+        rated = wait_for(lambda: rated_since(ctl, before), 20, "both rated legs")
         account = ctl.api("GET", "/billing/tenants/acme.test/accounts/tenant")
     finally:
         for carrier in carriers:
